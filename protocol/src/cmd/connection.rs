@@ -1,0 +1,228 @@
+//! Connection commands with arguments: `HELLO`, `AUTH`, `CLIENT ...`.
+
+use bytes::Bytes;
+
+use super::options::reject_repeat;
+use super::Command;
+use crate::args::Args;
+use crate::error::{CommandError, ErrorCode};
+use crate::reply::Protocol;
+
+/// `HELLO [protover [AUTH username password] [SETNAME clientname]]`.
+#[derive(Debug, PartialEq)]
+pub struct Hello {
+    /// The version asked for; `None` keeps the current one.
+    pub protocol: Option<Protocol>,
+    /// `AUTH username password`.
+    pub auth: Option<(Bytes, Bytes)>,
+    /// `SETNAME clientname`.
+    pub setname: Option<Bytes>,
+}
+
+impl Hello {
+    /// Parses the arguments after the name.
+    pub fn parse(args: &mut Args) -> Result<Hello, CommandError> {
+        let mut hello = Hello {
+            protocol: None,
+            auth: None,
+            setname: None,
+        };
+        let Some(version) = args.next_if_any() else {
+            return Ok(hello);
+        };
+        hello.protocol = Some(match crate::args::parse_i64(&version) {
+            Ok(2) => Protocol::Resp2,
+            Ok(3) => Protocol::Resp3,
+            Ok(_) => {
+                return Err(CommandError::new(
+                    ErrorCode::NoProto,
+                    "unsupported protocol version",
+                ))
+            }
+            Err(_) => {
+                return Err(CommandError::err(
+                    "Protocol version is not an integer or out of range",
+                ))
+            }
+        });
+        while let Some(name) = args.next_if_any() {
+            if name.eq_ignore_ascii_case(b"AUTH") {
+                reject_repeat(hello.auth.is_some())?;
+                hello.auth = Some((args.next_bytes()?, args.next_bytes()?));
+            } else if name.eq_ignore_ascii_case(b"SETNAME") {
+                reject_repeat(hello.setname.is_some())?;
+                hello.setname = Some(check_client_name(args.next_bytes()?)?);
+            } else {
+                return Err(CommandError::err(format!(
+                    "Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(&name)
+                )));
+            }
+        }
+        Ok(hello)
+    }
+}
+
+/// `AUTH [username] password`.
+pub(super) fn parse_auth(args: &mut Args) -> Result<Command, CommandError> {
+    let first = args.next_bytes()?;
+    match args.next_if_any() {
+        Some(password) => Ok(Command::Auth {
+            user: Some(first),
+            password,
+        }),
+        None => Ok(Command::Auth {
+            user: None,
+            password: first,
+        }),
+    }
+}
+
+/// Client names cannot contain spaces or newlines (CLIENT LIST would be unreadable).
+fn check_client_name(name: Bytes) -> Result<Bytes, CommandError> {
+    if name.iter().any(|&byte| !(b'!'..=b'~').contains(&byte)) {
+        return Err(CommandError::err(
+            "Client names cannot contain spaces, newlines or special characters.",
+        ));
+    }
+    Ok(name)
+}
+
+/// `CLIENT KILL` filters (the old `ip:port` form is `addr`).
+#[derive(Debug, PartialEq, Default)]
+pub struct ClientKill {
+    /// `ID client-id`.
+    pub id: Option<u64>,
+    /// `ADDR ip:port` (or the old single-argument form).
+    pub addr: Option<String>,
+    /// `LADDR ip:port`.
+    pub laddr: Option<String>,
+    /// `SKIPME yes|no` (default yes).
+    pub skip_me: bool,
+    /// Whether the old form was used (it replies +OK or an error rather than a count).
+    pub old_form: bool,
+}
+
+/// `CLIENT` subcommands.
+#[derive(Debug, PartialEq)]
+pub enum ClientCommand {
+    /// `CLIENT ID`.
+    Id,
+    /// `CLIENT GETNAME`.
+    GetName,
+    /// `CLIENT SETNAME name`.
+    SetName(Bytes),
+    /// `CLIENT SETINFO LIB-NAME|LIB-VER value`.
+    SetInfo {
+        /// True for LIB-NAME, false for LIB-VER.
+        lib_name: bool,
+        /// The value.
+        value: Bytes,
+    },
+    /// `CLIENT LIST [ID id ...]`.
+    List(Vec<u64>),
+    /// `CLIENT INFO`.
+    Info,
+    /// `CLIENT KILL ...`.
+    Kill(ClientKill),
+}
+
+impl ClientCommand {
+    /// Parses the arguments after `CLIENT`.
+    pub fn parse(args: &mut Args) -> Result<ClientCommand, CommandError> {
+        let sub = args.next_bytes()?;
+        let is = |name: &str| sub.eq_ignore_ascii_case(name.as_bytes());
+        let command = if is("ID") {
+            ClientCommand::Id
+        } else if is("GETNAME") {
+            ClientCommand::GetName
+        } else if is("SETNAME") {
+            ClientCommand::SetName(check_client_name(args.next_bytes()?)?)
+        } else if is("SETINFO") {
+            let attr = args.next_bytes()?;
+            let value = check_client_name(args.next_bytes()?)?;
+            let lib_name = if attr.eq_ignore_ascii_case(b"LIB-NAME") {
+                true
+            } else if attr.eq_ignore_ascii_case(b"LIB-VER") {
+                false
+            } else {
+                return Err(CommandError::err(format!(
+                    "Unrecognized option '{}'",
+                    String::from_utf8_lossy(&attr)
+                )));
+            };
+            ClientCommand::SetInfo { lib_name, value }
+        } else if is("LIST") {
+            ClientCommand::List(parse_list_filter(args)?)
+        } else if is("INFO") {
+            ClientCommand::Info
+        } else if is("KILL") {
+            ClientCommand::Kill(parse_kill(args)?)
+        } else {
+            return Err(CommandError::err(format!(
+                "unknown subcommand '{}'. Try CLIENT HELP.",
+                String::from_utf8_lossy(&sub)
+            )));
+        };
+        Ok(command)
+    }
+}
+
+fn parse_list_filter(args: &mut Args) -> Result<Vec<u64>, CommandError> {
+    let mut ids = Vec::new();
+    while let Some(name) = args.next_if_any() {
+        if name.eq_ignore_ascii_case(b"ID") {
+            while args.remaining() > 0 {
+                ids.push(args.next_u64()?);
+            }
+        } else if name.eq_ignore_ascii_case(b"TYPE") {
+            let kind = args.next_bytes()?;
+            if !kind.eq_ignore_ascii_case(b"normal") {
+                return Err(CommandError::err("cartd has only normal clients"));
+            }
+        } else {
+            return Err(CommandError::syntax());
+        }
+    }
+    Ok(ids)
+}
+
+fn parse_kill(args: &mut Args) -> Result<ClientKill, CommandError> {
+    let mut kill = ClientKill {
+        skip_me: true,
+        ..ClientKill::default()
+    };
+    if args.remaining() == 1 {
+        kill.addr = Some(String::from_utf8_lossy(&args.next_bytes()?).into_owned());
+        kill.old_form = true;
+        kill.skip_me = false;
+        return Ok(kill);
+    }
+    if args.remaining() == 0 {
+        return Err(CommandError::syntax());
+    }
+    while let Some(name) = args.next_if_any() {
+        let value = args.next_bytes()?;
+        let text = String::from_utf8_lossy(&value).into_owned();
+        if name.eq_ignore_ascii_case(b"ID") {
+            kill.id = Some(
+                crate::args::parse_i64(&value)?
+                    .try_into()
+                    .map_err(|_| CommandError::err("client-id should be greater than 0"))?,
+            );
+        } else if name.eq_ignore_ascii_case(b"ADDR") {
+            kill.addr = Some(text);
+        } else if name.eq_ignore_ascii_case(b"LADDR") {
+            kill.laddr = Some(text);
+        } else if name.eq_ignore_ascii_case(b"SKIPME") {
+            kill.skip_me = match text.to_ascii_lowercase().as_str() {
+                "yes" => true,
+                "no" => false,
+                _ => return Err(CommandError::syntax()),
+            };
+        } else {
+            return Err(CommandError::syntax());
+        }
+    }
+    Ok(kill)
+}

@@ -1,0 +1,235 @@
+//! Typed commands: the command table (name, arity, flags, key positions, docs) and one parser
+//! per command. `CART.SET` is `cart_set` everywhere: its parser lives in `cart_set.rs`.
+
+mod cart_add;
+mod cart_clear;
+mod cart_get;
+mod cart_merge;
+mod cart_remove;
+mod cart_restore;
+mod cart_save;
+mod cart_set;
+mod catalog;
+mod connection;
+pub mod docs;
+mod keyspace;
+mod options;
+mod server;
+mod table;
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use bytes::Bytes;
+
+pub use cart_add::CartAdd;
+pub use cart_clear::CartClear;
+pub use cart_get::CartGet;
+pub use cart_merge::{CartMerge, MergeQty};
+pub use cart_remove::{CartRemove, LineList};
+pub use cart_restore::CartRestore;
+pub use cart_save::CartSave;
+pub use cart_set::CartSet;
+pub use catalog::{CatalogDel, CatalogGet, CatalogSet, StockSet};
+pub use connection::{ClientCommand, ClientKill, Hello};
+pub use keyspace::Scan;
+pub use options::{Currency, Format, LineId, MutationOptions, ReplyMode};
+pub use server::{CommandCommand, Shutdown};
+pub use table::{CommandId, CommandSpec, COMMANDS};
+
+use crate::args::Args;
+use crate::error::CommandError;
+
+/// One parsed request.
+#[derive(Debug, PartialEq)]
+#[allow(missing_docs)] // each variant is its command, documented on its struct or in the table
+pub enum Command {
+    CartAdd(CartAdd),
+    CartSet(CartSet),
+    CartRemove(CartRemove),
+    CartGet(CartGet),
+    CartClear(CartClear),
+    CartMerge(CartMerge),
+    CartSave(CartSave),
+    CartRestore(CartRestore),
+    CatalogSet(CatalogSet),
+    CatalogGet(CatalogGet),
+    CatalogDel(CatalogDel),
+    StockSet(StockSet),
+    Ping(Option<Bytes>),
+    Echo(Bytes),
+    Hello(Hello),
+    Auth {
+        user: Option<Bytes>,
+        password: Bytes,
+    },
+    Select(i64),
+    Quit,
+    Reset,
+    Client(ClientCommand),
+    Command(CommandCommand),
+    Info(Vec<String>),
+    ConfigGet(Vec<Bytes>),
+    ConfigResetStat,
+    DbSize,
+    Exists(Vec<Bytes>),
+    Del(Vec<Bytes>),
+    Type(Bytes),
+    Ttl(Bytes),
+    Pttl(Bytes),
+    Scan(Scan),
+    Time,
+    Shutdown(Shutdown),
+}
+
+impl Command {
+    /// Parses a request (`raw[0]` is the command name). The table's arity is checked first, so
+    /// every parser sees at least its fixed arguments.
+    pub fn parse(raw: Vec<Bytes>) -> Result<Command, CommandError> {
+        let Some(name) = raw.first() else {
+            return Err(CommandError::err("empty command"));
+        };
+        let Some(spec) = CommandSpec::lookup(name) else {
+            return Err(unknown_command(&raw));
+        };
+        if !spec.arity_allows(raw.len()) {
+            return Err(CommandError::arity(spec.name));
+        }
+        let fingerprint = fingerprint(spec, &raw[1..]);
+        let mut args = Args::new(raw.into_iter().skip(1).collect());
+        let command = parse_known(spec.id, &mut args)?;
+        args.finish()?;
+        Ok(command.with_fingerprint(fingerprint))
+    }
+
+    /// The command's table row.
+    pub fn id(&self) -> CommandId {
+        match self {
+            Command::CartAdd(_) => CommandId::CartAdd,
+            Command::CartSet(_) => CommandId::CartSet,
+            Command::CartRemove(_) => CommandId::CartRemove,
+            Command::CartGet(_) => CommandId::CartGet,
+            Command::CartClear(_) => CommandId::CartClear,
+            Command::CartMerge(_) => CommandId::CartMerge,
+            Command::CartSave(_) => CommandId::CartSave,
+            Command::CartRestore(_) => CommandId::CartRestore,
+            Command::CatalogSet(_) => CommandId::CatalogSet,
+            Command::CatalogGet(_) => CommandId::CatalogGet,
+            Command::CatalogDel(_) => CommandId::CatalogDel,
+            Command::StockSet(_) => CommandId::StockSet,
+            Command::Ping(_) => CommandId::Ping,
+            Command::Echo(_) => CommandId::Echo,
+            Command::Hello(_) => CommandId::Hello,
+            Command::Auth { .. } => CommandId::Auth,
+            Command::Select(_) => CommandId::Select,
+            Command::Quit => CommandId::Quit,
+            Command::Reset => CommandId::Reset,
+            Command::Client(_) => CommandId::Client,
+            Command::Command(_) => CommandId::Command,
+            Command::Info(_) => CommandId::Info,
+            Command::ConfigGet(_) | Command::ConfigResetStat => CommandId::Config,
+            Command::DbSize => CommandId::DbSize,
+            Command::Exists(_) => CommandId::Exists,
+            Command::Del(_) => CommandId::Del,
+            Command::Type(_) => CommandId::Type,
+            Command::Ttl(_) => CommandId::Ttl,
+            Command::Pttl(_) => CommandId::Pttl,
+            Command::Scan(_) => CommandId::Scan,
+            Command::Time => CommandId::Time,
+            Command::Shutdown(_) => CommandId::Shutdown,
+        }
+    }
+
+    fn with_fingerprint(mut self, fingerprint: u64) -> Command {
+        if let Some(mutation) = self.mutation_mut() {
+            mutation.fingerprint = fingerprint;
+        }
+        self
+    }
+
+    fn mutation_mut(&mut self) -> Option<&mut MutationOptions> {
+        match self {
+            Command::CartAdd(cmd) => Some(&mut cmd.mutation),
+            Command::CartSet(cmd) => Some(&mut cmd.mutation),
+            Command::CartRemove(cmd) => Some(&mut cmd.mutation),
+            Command::CartClear(cmd) => Some(&mut cmd.mutation),
+            Command::CartMerge(cmd) => Some(&mut cmd.mutation),
+            Command::CartSave(cmd) => Some(&mut cmd.mutation),
+            Command::CartRestore(cmd) => Some(&mut cmd.mutation),
+            _ => None,
+        }
+    }
+}
+
+fn parse_known(id: CommandId, args: &mut Args) -> Result<Command, CommandError> {
+    Ok(match id {
+        CommandId::CartAdd => Command::CartAdd(CartAdd::parse(args)?),
+        CommandId::CartSet => Command::CartSet(CartSet::parse(args)?),
+        CommandId::CartRemove => Command::CartRemove(CartRemove::parse(args)?),
+        CommandId::CartGet => Command::CartGet(CartGet::parse(args)?),
+        CommandId::CartClear => Command::CartClear(CartClear::parse(args)?),
+        CommandId::CartMerge => Command::CartMerge(CartMerge::parse(args)?),
+        CommandId::CartSave => Command::CartSave(CartSave::parse(args)?),
+        CommandId::CartRestore => Command::CartRestore(CartRestore::parse(args)?),
+        CommandId::CatalogSet => Command::CatalogSet(CatalogSet::parse(args)?),
+        CommandId::CatalogGet => Command::CatalogGet(CatalogGet::parse(args)?),
+        CommandId::CatalogDel => Command::CatalogDel(CatalogDel::parse(args)?),
+        CommandId::StockSet => Command::StockSet(StockSet::parse(args)?),
+        CommandId::Ping => Command::Ping(args.next_if_any()),
+        CommandId::Echo => Command::Echo(args.next_bytes()?),
+        CommandId::Hello => Command::Hello(Hello::parse(args)?),
+        CommandId::Auth => connection::parse_auth(args)?,
+        CommandId::Select => Command::Select(args.next_i64()?),
+        CommandId::Quit => {
+            args.rest(); // Redis ignores QUIT's arguments.
+            Command::Quit
+        }
+        CommandId::Reset => Command::Reset,
+        CommandId::Client => Command::Client(ClientCommand::parse(args)?),
+        CommandId::Command => Command::Command(CommandCommand::parse(args)?),
+        CommandId::Info => Command::Info(server::parse_info(args)),
+        CommandId::Config => server::parse_config(args)?,
+        CommandId::DbSize => Command::DbSize,
+        CommandId::Exists => Command::Exists(keyspace::parse_keys(args)?),
+        CommandId::Del => Command::Del(keyspace::parse_keys(args)?),
+        CommandId::Type => Command::Type(args.next_bytes()?),
+        CommandId::Ttl => Command::Ttl(args.next_bytes()?),
+        CommandId::Pttl => Command::Pttl(args.next_bytes()?),
+        CommandId::Scan => Command::Scan(Scan::parse(args)?),
+        CommandId::Time => Command::Time,
+        CommandId::Shutdown => Command::Shutdown(Shutdown::parse(args)?),
+    })
+}
+
+/// The idempotency fingerprint: the command name (case-folded) and every argument, so the same
+/// token with other arguments is told apart.
+fn fingerprint(spec: &CommandSpec, args: &[Bytes]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    spec.name.hash(&mut hasher);
+    args.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn unknown_command(raw: &[Bytes]) -> CommandError {
+    let name = String::from_utf8_lossy(&raw[0]);
+    let mut shown: String = raw[1..]
+        .iter()
+        .take(8)
+        .map(|arg| {
+            format!(
+                "'{}' ",
+                String::from_utf8_lossy(arg)
+                    .chars()
+                    .take(64)
+                    .collect::<String>()
+            )
+        })
+        .collect();
+    shown.truncate(512);
+    let name: String = name.chars().take(128).collect();
+    CommandError::err(format!(
+        "unknown command '{name}', with args beginning with: {shown}"
+    ))
+}
+
+#[cfg(test)]
+mod tests;

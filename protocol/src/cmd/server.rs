@@ -1,0 +1,107 @@
+//! Server commands with arguments: `INFO`, `CONFIG`, `COMMAND`, `SHUTDOWN`.
+
+use bytes::Bytes;
+
+use super::Command;
+use crate::args::Args;
+use crate::error::CommandError;
+
+pub(super) fn parse_info(args: &mut Args) -> Vec<String> {
+    args.rest()
+        .iter()
+        .map(|section| String::from_utf8_lossy(section).to_ascii_lowercase())
+        .collect()
+}
+
+pub(super) fn parse_config(args: &mut Args) -> Result<Command, CommandError> {
+    let sub = args.next_bytes()?;
+    if sub.eq_ignore_ascii_case(b"GET") {
+        if args.remaining() == 0 {
+            return Err(CommandError::arity("config|get"));
+        }
+        return Ok(Command::ConfigGet(args.rest()));
+    }
+    if sub.eq_ignore_ascii_case(b"RESETSTAT") {
+        return Ok(Command::ConfigResetStat);
+    }
+    if sub.eq_ignore_ascii_case(b"SET") || sub.eq_ignore_ascii_case(b"REWRITE") {
+        return Err(CommandError::err(
+            "CONFIG SET and CONFIG REWRITE are not supported: cartd reads config.toml at start",
+        ));
+    }
+    Err(CommandError::err(format!(
+        "unknown subcommand '{}'. Try CONFIG HELP.",
+        String::from_utf8_lossy(&sub)
+    )))
+}
+
+/// `COMMAND` and its subcommands.
+#[derive(Debug, PartialEq)]
+pub enum CommandCommand {
+    /// `COMMAND`: every command's info.
+    All,
+    /// `COMMAND COUNT`.
+    Count,
+    /// `COMMAND INFO [name ...]` (none: all).
+    Info(Vec<Bytes>),
+    /// `COMMAND DOCS [name ...]` (none: all).
+    Docs(Vec<Bytes>),
+    /// `COMMAND LIST [FILTERBY PATTERN p]`.
+    List(Option<Bytes>),
+}
+
+impl CommandCommand {
+    /// Parses the arguments after `COMMAND`.
+    pub fn parse(args: &mut Args) -> Result<CommandCommand, CommandError> {
+        let Some(sub) = args.next_if_any() else {
+            return Ok(CommandCommand::All);
+        };
+        if sub.eq_ignore_ascii_case(b"COUNT") {
+            Ok(CommandCommand::Count)
+        } else if sub.eq_ignore_ascii_case(b"INFO") {
+            Ok(CommandCommand::Info(args.rest()))
+        } else if sub.eq_ignore_ascii_case(b"DOCS") {
+            Ok(CommandCommand::Docs(args.rest()))
+        } else if sub.eq_ignore_ascii_case(b"LIST") {
+            if args.remaining() == 0 {
+                return Ok(CommandCommand::List(None));
+            }
+            let filter = args.next_bytes()?;
+            let kind = args.next_bytes()?;
+            if !filter.eq_ignore_ascii_case(b"FILTERBY") || !kind.eq_ignore_ascii_case(b"PATTERN") {
+                return Err(CommandError::syntax());
+            }
+            Ok(CommandCommand::List(Some(args.next_bytes()?)))
+        } else {
+            Err(CommandError::err(format!(
+                "unknown subcommand '{}'. Try COMMAND HELP.",
+                String::from_utf8_lossy(&sub)
+            )))
+        }
+    }
+}
+
+/// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE]`.
+#[derive(Debug, PartialEq, Default)]
+pub struct Shutdown {
+    /// `Some(true)` for SAVE, `Some(false)` for NOSAVE.
+    pub save: Option<bool>,
+}
+
+impl Shutdown {
+    /// Parses the arguments after the name.
+    pub fn parse(args: &mut Args) -> Result<Shutdown, CommandError> {
+        let mut shutdown = Shutdown::default();
+        while let Some(word) = args.next_if_any() {
+            if word.eq_ignore_ascii_case(b"SAVE") || word.eq_ignore_ascii_case(b"NOSAVE") {
+                if shutdown.save.is_some() {
+                    return Err(CommandError::syntax());
+                }
+                shutdown.save = Some(word.eq_ignore_ascii_case(b"SAVE"));
+            } else if !(word.eq_ignore_ascii_case(b"NOW") || word.eq_ignore_ascii_case(b"FORCE")) {
+                return Err(CommandError::syntax());
+            }
+        }
+        Ok(shutdown)
+    }
+}

@@ -1,0 +1,105 @@
+//! Error replies: an upper-case code, as Redis sends them, and a sentence a person can act on.
+
+use std::fmt;
+
+/// The code that starts an error reply. Redis's own codes keep their Redis meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// Generic error (`ERR`).
+    Err,
+    /// Wrong kind of key (`WRONGTYPE`).
+    WrongType,
+    /// Authentication required (`NOAUTH`).
+    NoAuth,
+    /// Wrong password (`WRONGPASS`).
+    WrongPass,
+    /// Unsupported protocol version in HELLO (`NOPROTO`).
+    NoProto,
+    /// The cart does not exist (`NOCART`).
+    NoCart,
+    /// The line does not exist (`NOITEM`).
+    NoItem,
+    /// No price could be found for a new line (`NOPRICE`).
+    NoPrice,
+    /// A limit would be exceeded (`LIMIT`).
+    Limit,
+    /// `IFVERSION` did not match (`VERSION`).
+    Version,
+    /// An idempotency token was reused with other arguments (`IDEMPOTENCY`).
+    Idempotency,
+    /// The cart is frozen for checkout (`FROZEN`).
+    Frozen,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Err => "ERR",
+            ErrorCode::WrongType => "WRONGTYPE",
+            ErrorCode::NoAuth => "NOAUTH",
+            ErrorCode::WrongPass => "WRONGPASS",
+            ErrorCode::NoProto => "NOPROTO",
+            ErrorCode::NoCart => "NOCART",
+            ErrorCode::NoItem => "NOITEM",
+            ErrorCode::NoPrice => "NOPRICE",
+            ErrorCode::Limit => "LIMIT",
+            ErrorCode::Version => "VERSION",
+            ErrorCode::Idempotency => "IDEMPOTENCY",
+            ErrorCode::Frozen => "FROZEN",
+        }
+    }
+}
+
+/// A well-framed request that cannot be carried out. It becomes one error reply; the
+/// connection carries on and nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandError {
+    /// The reply's leading code.
+    pub code: ErrorCode,
+    /// The sentence after the code.
+    pub message: String,
+}
+
+impl CommandError {
+    /// An error with the given code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> CommandError {
+        CommandError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A plain `ERR` error.
+    pub fn err(message: impl Into<String>) -> CommandError {
+        CommandError::new(ErrorCode::Err, message)
+    }
+
+    /// `ERR syntax error`, Redis's reply to an unknown or misplaced option.
+    pub fn syntax() -> CommandError {
+        CommandError::err("syntax error")
+    }
+
+    /// `ERR value is not an integer or out of range`, Redis's reply to a bad integer.
+    pub fn not_an_integer() -> CommandError {
+        CommandError::err("value is not an integer or out of range")
+    }
+
+    /// `ERR wrong number of arguments for 'name' command`.
+    pub fn arity(name: &str) -> CommandError {
+        CommandError::err(format!("wrong number of arguments for '{name}' command"))
+    }
+
+    /// A `LIMIT` error.
+    pub fn limit(message: impl Into<String>) -> CommandError {
+        CommandError::new(ErrorCode::Limit, message)
+    }
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for CommandError {}

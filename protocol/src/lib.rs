@@ -1,0 +1,30 @@
+//! cartd's wire layer: RESP2/RESP3 framing in, typed [`Command`]s out; [`Reply`] values in,
+//! RESP bytes out. It holds no I/O, no store and no cart logic: the server owns those.
+//!
+//! Decoding uses the `redis-protocol` crate. Replies are encoded here, straight from the
+//! [`Reply`] tree into the connection's write buffer (see `reply.rs` for why).
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod args;
+pub mod cmd;
+mod error;
+pub mod glob;
+mod reply;
+mod request;
+
+pub use args::Args;
+pub use cmd::{Command, CommandId, CommandSpec, COMMANDS};
+pub use error::{CommandError, ErrorCode};
+pub use reply::{Protocol, Reply};
+pub use request::{decode_request, FramingError, RequestLimits};
+
+/// Longest cart key, in bytes (PROTOCOL.md: keys are 1..=256 bytes).
+pub const KEY_BYTES_MAX: usize = 256;
+/// Longest product or variant id, in bytes.
+pub const ITEM_ID_BYTES_MAX: usize = 64;
+/// Longest idempotency token, in bytes.
+pub const TOKEN_BYTES_MAX: usize = 64;
+/// Largest price accepted, in minor units: 10^12 keeps `qty * price` summed over a full cart
+/// far inside `i64` (999 * 10^12 * 200 lines < 2^63).
+pub const PRICE_MINOR_MAX: i64 = 1_000_000_000_000;
