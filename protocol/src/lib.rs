@@ -14,7 +14,12 @@ mod reply;
 mod request;
 
 pub use args::Args;
-pub use cmd::{Command, CommandId, CommandSpec, COMMANDS};
+pub use cmd::{
+    CartAdd, CartClear, CartGet, CartMerge, CartRemove, CartRestore, CartSave, CartSet, CatalogDel,
+    CatalogGet, CatalogSet, ClientCommand, ClientKill, Command, CommandCommand, CommandId,
+    CommandSpec, Currency, Format, Hello, LineId, LineList, MergeQty, MutationOptions, ReplyMode,
+    Scan, Shutdown, StockSet, COMMANDS,
+};
 pub use error::{CommandError, ErrorCode};
 pub use reply::{Protocol, Reply};
 pub use request::{decode_request, FramingError, RequestLimits};

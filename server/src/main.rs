@@ -1,1 +1,96 @@
-fn main() {}
+//! `cartd`: a sharded, in-memory shopping-cart server that speaks RESP.
+//!
+//! Start-up: command-line flags over `--config` (or the built-in defaults, which equal the
+//! repository's `config.toml`), logging, the tokio runtime, then [`server::run`].
+
+mod cart;
+mod catalog;
+mod clients;
+mod cmd;
+mod config;
+mod conn;
+mod dispatch;
+mod info;
+mod limits;
+mod server;
+mod stats;
+mod store;
+
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::Config;
+
+/// cartd: a shopping-cart server for any Redis client.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Flags {
+    /// Configuration file (TOML); without it the built-in defaults apply.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides server.bind).
+    #[arg(long)]
+    bind: Option<IpAddr>,
+    /// Port to listen on, 0 for any free port (overrides server.port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Data directory (overrides server.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    let mut config = match &flags.config {
+        Some(path) => match Config::load(path) {
+            Ok(config) => config,
+            Err(error) => {
+                eprintln!("cartd: {error}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if let Some(bind) = flags.bind {
+        config.server.bind = bind;
+    }
+    if let Some(port) = flags.port {
+        config.server.port = port;
+    }
+    if let Some(data_dir) = flags.data_dir {
+        config.server.data_dir = data_dir;
+    }
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    if let Err(error) = std::fs::create_dir_all(&config.server.data_dir) {
+        tracing::error!(dir = %config.server.data_dir.display(), %error, "cannot create the data directory");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::run(config, flags.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "cartd failed");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! The cart domain: a compact cart, its lines, and the operations PROTOCOL.md defines. Every
+//! operation checks everything first and changes nothing when it fails; the store decides
+//! versions, times and TTLs around it.
+
+pub mod merge;
+pub mod names;
+pub mod view;
+
+use protocol::{CommandError, Currency, ErrorCode, LineList};
+
+pub use names::{NameId, Names};
+
+/// A line's identity: interned product and variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LineKey {
+    /// Product id.
+    pub product: NameId,
+    /// Variant id.
+    pub variant: NameId,
+}
+
+/// One line of a cart (or of its unavailable list).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// Which product variant.
+    pub key: LineKey,
+    /// Quantity, 1..=max_qty_per_line.
+    pub qty: u32,
+    /// Current price in minor units (from the last add or validation).
+    pub unit_price: i64,
+    /// Price when the line was first added.
+    pub price_at_add: i64,
+    /// When the line was first added.
+    pub added_at_ms: u64,
+}
+
+/// A saved-for-later line: the line as it was, and when it was saved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedLine {
+    /// The line as it left the cart.
+    pub line: Line,
+    /// When it was saved.
+    pub saved_at_ms: u64,
+}
+
+/// Guest or user cart, from the key's prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CartKind {
+    /// Key starts with the guest prefix.
+    Guest,
+    /// Any other key.
+    User,
+}
+
+impl CartKind {
+    /// As the view shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CartKind::Guest => "guest",
+            CartKind::User => "user",
+        }
+    }
+}
+
+/// The rarely used parts of a cart, kept out of line so a plain cart stays small.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CartExtra {
+    /// Saved for later.
+    pub saved: Vec<SavedLine>,
+    /// Moved aside because out of stock.
+    pub unavailable: Vec<Line>,
+}
+
+/// One cart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cart {
+    /// Grows by one on every change.
+    pub version: u64,
+    /// Creation time.
+    pub created_at_ms: u64,
+    /// Last change.
+    pub updated_at_ms: u64,
+    /// The cart expires at this time unless accessed before.
+    pub expires_at_ms: u64,
+    /// Last price and stock validation; 0 when the cart changed since.
+    pub validated_at_ms: u64,
+    /// Timing-wheel tick at which this cart's one wheel entry fires.
+    pub wheel_tick: u32,
+    /// Guest or user.
+    pub kind: CartKind,
+    /// Currency of every line.
+    pub currency: Currency,
+    /// Active lines, in the order first added.
+    pub lines: Vec<Line>,
+    /// Saved and unavailable lines, when there are any.
+    pub extra: Option<Box<CartExtra>>,
+}
+
+/// Bounds on one cart, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct CartLimits {
+    /// `max_lines_per_cart`.
+    pub lines_max: usize,
+    /// `max_saved_per_cart`.
+    pub saved_max: usize,
+    /// `max_qty_per_line`.
+    pub qty_max: u32,
+}
+
+/// A price for a line being added: what the request said, else the catalog's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    /// Minor units.
+    pub minor: i64,
+    /// Its currency.
+    pub currency: Currency,
+}
+
+impl Cart {
+    /// An empty cart created now; the store sets versions, TTL and wheel tick.
+    pub fn new(kind: CartKind, currency: Currency, now_ms: u64) -> Cart {
+        Cart {
+            version: 0,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            expires_at_ms: now_ms,
+            validated_at_ms: 0,
+            wheel_tick: 0,
+            kind,
+            currency,
+            lines: Vec::new(),
+            extra: None,
+        }
+    }
+
+    /// Saved lines.
+    pub fn saved(&self) -> &[SavedLine] {
+        self.extra.as_ref().map_or(&[], |extra| &extra.saved)
+    }
+
+    /// Unavailable lines.
+    pub fn unavailable(&self) -> &[Line] {
+        self.extra.as_ref().map_or(&[], |extra| &extra.unavailable)
+    }
+
+    fn extra_mut(&mut self) -> &mut CartExtra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    /// Drops the extra block when it holds nothing, to keep plain carts small.
+    fn tidy_extra(&mut self) {
+        if self
+            .extra
+            .as_ref()
+            .is_some_and(|extra| extra.saved.is_empty() && extra.unavailable.is_empty())
+        {
+            self.extra = None;
+        }
+    }
+
+    /// Index of an active line.
+    pub fn line_index(&self, key: LineKey) -> Option<usize> {
+        self.lines.iter().position(|line| line.key == key)
+    }
+
+    /// `CART.ADD`: adds `qty` to a line, creating it. `price` is the request's or the catalog's;
+    /// without one, an existing line keeps its price and a new line is refused. `cap` is the
+    /// catalog's per-cart limit for this product.
+    pub fn add(
+        &mut self,
+        key: LineKey,
+        qty: u32,
+        price: Option<Price>,
+        cap: Option<u32>,
+        limits: &CartLimits,
+        now_ms: u64,
+    ) -> Result<(), CommandError> {
+        if let Some(price) = price {
+            self.check_currency(price.currency)?;
+        }
+        if let Some(price) = price {
+            self.adopt_currency(price.currency);
+        }
+        match self.line_index(key) {
+            Some(index) => {
+                let line = &self.lines[index];
+                let total = u64::from(line.qty) + u64::from(qty);
+                check_qty(total, limits, cap)?;
+                let line = &mut self.lines[index];
+                line.qty = total as u32;
+                if let Some(price) = price {
+                    line.unit_price = price.minor;
+                }
+            }
+            None => {
+                let price = price.ok_or_else(|| {
+                    CommandError::new(
+                        ErrorCode::NoPrice,
+                        "no price given and none in the catalog for this product variant",
+                    )
+                })?;
+                check_qty(u64::from(qty), limits, cap)?;
+                if self.lines.len() >= limits.lines_max {
+                    return Err(CommandError::limit(format!(
+                        "cart has {} lines, max_lines_per_cart is {}",
+                        self.lines.len(),
+                        limits.lines_max
+                    )));
+                }
+                self.lines.push(Line {
+                    key,
+                    qty,
+                    unit_price: price.minor,
+                    price_at_add: price.minor,
+                    added_at_ms: now_ms,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `CART.SET`: sets a line's quantity; 0 removes it.
+    pub fn set_qty(
+        &mut self,
+        key: LineKey,
+        qty: u32,
+        cap: Option<u32>,
+        limits: &CartLimits,
+    ) -> Result<(), CommandError> {
+        let index = self.line_index(key).ok_or_else(no_item)?;
+        if qty == 0 {
+            self.lines.remove(index);
+            return Ok(());
+        }
+        check_qty(u64::from(qty), limits, cap)?;
+        self.lines[index].qty = qty;
+        Ok(())
+    }
+
+    /// `CART.REMOVE`: removes a line from one list; an absent line changes nothing.
+    /// Returns whether anything was removed.
+    pub fn remove(&mut self, key: LineKey, from: LineList) -> bool {
+        let removed = match from {
+            LineList::Cart => remove_where(&mut self.lines, |line| line.key == key),
+            LineList::Saved => match self.extra.as_mut() {
+                Some(extra) => remove_where(&mut extra.saved, |saved| saved.line.key == key),
+                None => false,
+            },
+            LineList::Unavailable => match self.extra.as_mut() {
+                Some(extra) => remove_where(&mut extra.unavailable, |line| line.key == key),
+                None => false,
+            },
+        };
+        self.tidy_extra();
+        removed
+    }
+
+    /// `CART.CLEAR`: removes every active line. Returns whether there were any.
+    pub fn clear(&mut self) -> bool {
+        let had_lines = !self.lines.is_empty();
+        self.lines.clear();
+        had_lines
+    }
+
+    /// `CART.SAVE`: moves a line to saved-for-later; a line already saved adds its quantity.
+    pub fn save(
+        &mut self,
+        key: LineKey,
+        limits: &CartLimits,
+        now_ms: u64,
+    ) -> Result<(), CommandError> {
+        let index = self.line_index(key).ok_or_else(no_item)?;
+        let saved_index = self.saved().iter().position(|saved| saved.line.key == key);
+        match saved_index {
+            Some(saved_index) => {
+                let merged = u64::from(self.saved()[saved_index].line.qty)
+                    + u64::from(self.lines[index].qty);
+                let line = self.lines.remove(index);
+                let saved = &mut self.extra_mut().saved[saved_index];
+                saved.line.qty = merged.min(u64::from(limits.qty_max)) as u32;
+                saved.line.unit_price = line.unit_price;
+                saved.saved_at_ms = now_ms;
+            }
+            None => {
+                if self.saved().len() >= limits.saved_max {
+                    return Err(CommandError::limit(format!(
+                        "cart has {} saved lines, max_saved_per_cart is {}",
+                        self.saved().len(),
+                        limits.saved_max
+                    )));
+                }
+                let line = self.lines.remove(index);
+                self.extra_mut().saved.push(SavedLine {
+                    line,
+                    saved_at_ms: now_ms,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `CART.RESTORE`: moves a line back into the cart from saved-for-later, or else from
+    /// unavailable; a line already in the cart adds its quantity (within the limits).
+    pub fn restore(
+        &mut self,
+        key: LineKey,
+        cap: Option<u32>,
+        limits: &CartLimits,
+    ) -> Result<(), CommandError> {
+        let saved_index = self.saved().iter().position(|saved| saved.line.key == key);
+        let unavailable_index = self.unavailable().iter().position(|line| line.key == key);
+        let incoming = match (saved_index, unavailable_index) {
+            (Some(index), _) => self.saved()[index].line.clone(),
+            (None, Some(index)) => self.unavailable()[index].clone(),
+            (None, None) => return Err(no_item()),
+        };
+        match self.line_index(key) {
+            Some(index) => {
+                check_qty(
+                    u64::from(self.lines[index].qty) + u64::from(incoming.qty),
+                    limits,
+                    cap,
+                )?;
+                self.lines[index].qty += incoming.qty;
+            }
+            None => {
+                check_qty(u64::from(incoming.qty), limits, cap)?;
+                if self.lines.len() >= limits.lines_max {
+                    return Err(CommandError::limit(format!(
+                        "cart has {} lines, max_lines_per_cart is {}",
+                        self.lines.len(),
+                        limits.lines_max
+                    )));
+                }
+                self.lines.push(incoming);
+            }
+        }
+        let extra = self.extra_mut();
+        match saved_index {
+            Some(index) => drop(extra.saved.remove(index)),
+            None => drop(
+                extra
+                    .unavailable
+                    .remove(unavailable_index.expect("found above")),
+            ),
+        }
+        self.tidy_extra();
+        Ok(())
+    }
+
+    /// Moves active lines to the unavailable list (validation found them out of stock).
+    pub fn move_to_unavailable(&mut self, keys: &[LineKey]) {
+        for &key in keys {
+            if let Some(index) = self.line_index(key) {
+                let line = self.lines.remove(index);
+                let unavailable = &mut self.extra_mut().unavailable;
+                match unavailable.iter_mut().find(|existing| existing.key == key) {
+                    Some(existing) => *existing = line,
+                    None => unavailable.push(line),
+                }
+            }
+        }
+    }
+
+    fn check_currency(&self, currency: Currency) -> Result<(), CommandError> {
+        if currency != self.currency
+            && !(self.lines.is_empty() && self.saved().is_empty() && self.unavailable().is_empty())
+        {
+            return Err(CommandError::err(format!(
+                "cart is priced in {}, the price is in {currency}",
+                self.currency
+            )));
+        }
+        Ok(())
+    }
+
+    /// Adopts `currency` when the cart holds no lines at all (an emptied cart may change).
+    pub fn adopt_currency(&mut self, currency: Currency) {
+        if self.lines.is_empty() && self.saved().is_empty() && self.unavailable().is_empty() {
+            self.currency = currency;
+        }
+    }
+
+    /// Checks the cart's structural invariants (tests and debug builds).
+    pub fn debug_check(&self, limits: &CartLimits) {
+        debug_assert!(self.lines.len() <= limits.lines_max);
+        debug_assert!(self.lines.iter().all(|line| line.qty >= 1));
+        debug_assert!(self.saved().len() <= limits.saved_max);
+        debug_assert!(
+            self.lines
+                .iter()
+                .enumerate()
+                .all(|(i, line)| self.lines[..i].iter().all(|other| other.key != line.key)),
+            "a line appears twice"
+        );
+    }
+}
+
+fn check_qty(qty: u64, limits: &CartLimits, cap: Option<u32>) -> Result<(), CommandError> {
+    if qty > u64::from(limits.qty_max) {
+        return Err(CommandError::limit(format!(
+            "quantity {qty} is over max_qty_per_line {}",
+            limits.qty_max
+        )));
+    }
+    if let Some(cap) = cap {
+        if qty > u64::from(cap) {
+            return Err(CommandError::limit(format!(
+                "quantity {qty} is over this product's limit of {cap} per cart"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn no_item() -> CommandError {
+    CommandError::new(ErrorCode::NoItem, "no such line in the cart")
+}
+
+fn remove_where<T>(items: &mut Vec<T>, matches: impl Fn(&T) -> bool) -> bool {
+    match items.iter().position(matches) {
+        Some(index) => {
+            items.remove(index);
+            true
+        }
+        None => false,
+    }
+}

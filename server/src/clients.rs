@@ -1,0 +1,120 @@
+//! The registry of connected clients behind `CLIENT LIST`, `CLIENT INFO` and `CLIENT KILL`.
+//! Each connection updates its own entry once per batch.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+/// What a connection shows of itself.
+#[derive(Debug, Default, Clone)]
+pub struct ClientMeta {
+    /// `CLIENT SETNAME`.
+    pub name: Bytes,
+    /// `CLIENT SETINFO LIB-NAME`.
+    pub lib_name: Bytes,
+    /// `CLIENT SETINFO LIB-VER`.
+    pub lib_ver: Bytes,
+    /// Last command's name.
+    pub last_command: &'static str,
+    /// RESP version.
+    pub protocol: i64,
+}
+
+/// One connected client.
+#[derive(Debug)]
+pub struct ClientHandle {
+    /// `CLIENT ID`.
+    pub id: u64,
+    /// Peer address.
+    pub addr: SocketAddr,
+    /// Local address.
+    pub laddr: SocketAddr,
+    /// Connected since.
+    pub connected_at: Instant,
+    /// Changing details.
+    pub meta: Mutex<ClientMeta>,
+    /// Last activity.
+    pub last_active: Mutex<Instant>,
+    /// Cancelled by `CLIENT KILL`.
+    pub kill: CancellationToken,
+}
+
+impl ClientHandle {
+    /// The `CLIENT LIST` line of this client.
+    pub fn describe(&self) -> String {
+        let meta = self.meta.lock().clone();
+        let idle_s = self.last_active.lock().elapsed().as_secs();
+        format!(
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            self.id,
+            self.addr,
+            self.laddr,
+            String::from_utf8_lossy(&meta.name),
+            self.connected_at.elapsed().as_secs(),
+            idle_s,
+            if meta.last_command.is_empty() { "NULL" } else { meta.last_command },
+            meta.protocol,
+            String::from_utf8_lossy(&meta.lib_name),
+            String::from_utf8_lossy(&meta.lib_ver),
+        )
+    }
+}
+
+/// All connected clients.
+#[derive(Debug, Default)]
+pub struct Clients {
+    next_id: AtomicU64,
+    clients: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
+}
+
+impl Clients {
+    /// Registers a new connection; `None` when `maxclients` are connected already.
+    pub fn register(
+        &self,
+        addr: SocketAddr,
+        laddr: SocketAddr,
+        maxclients: usize,
+        shutdown: &CancellationToken,
+    ) -> Option<Arc<ClientHandle>> {
+        let mut clients = self.clients.lock();
+        if clients.len() >= maxclients {
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let handle = Arc::new(ClientHandle {
+            id,
+            addr,
+            laddr,
+            connected_at: Instant::now(),
+            meta: Mutex::new(ClientMeta {
+                protocol: 2,
+                ..ClientMeta::default()
+            }),
+            last_active: Mutex::new(Instant::now()),
+            kill: shutdown.child_token(),
+        });
+        clients.insert(id, handle.clone());
+        Some(handle)
+    }
+
+    /// Forgets a closed connection.
+    pub fn unregister(&self, id: u64) {
+        self.clients.lock().remove(&id);
+    }
+
+    /// Connected clients.
+    pub fn len(&self) -> usize {
+        self.clients.lock().len()
+    }
+
+    /// A snapshot of every client, in id order.
+    pub fn all(&self) -> Vec<Arc<ClientHandle>> {
+        self.clients.lock().values().cloned().collect()
+    }
+}

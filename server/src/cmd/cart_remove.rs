@@ -1,0 +1,22 @@
+//! `CART.REMOVE`: an absent line is a no-op that still replies the cart.
+
+use protocol::{CartRemove, CommandError, Reply};
+
+use super::{known_line, no_cart};
+use crate::server::Server;
+use crate::store::Outcome;
+
+/// Runs `CART.REMOVE`.
+pub fn apply(cmd: CartRemove, server: &Server, now: u64) -> Result<Reply, CommandError> {
+    let store = &server.store;
+    let line = known_line(&store.names, &cmd.line);
+    store.mutate(&cmd.key, &cmd.mutation, now, |cart| {
+        let cart = cart.ok_or_else(no_cart)?;
+        let removed = line.is_some_and(|line| cart.remove(line, cmd.from));
+        Ok(if removed {
+            Outcome::Changed
+        } else {
+            Outcome::Unchanged
+        })
+    })
+}

@@ -1,0 +1,30 @@
+//! `CART.SET`: sets a line's quantity within `max_qty_per_line` and the product's limit.
+
+use protocol::{CartSet, CommandError, Reply};
+
+use super::{known_line, no_cart, no_item};
+use crate::server::Server;
+use crate::store::Outcome;
+
+/// Runs `CART.SET`.
+pub fn apply(cmd: CartSet, server: &Server, now: u64) -> Result<Reply, CommandError> {
+    let store = &server.store;
+    let line = known_line(&store.names, &cmd.line);
+    let cap = line.and_then(|line| store.catalog.price_and_cap(line).1);
+    let limits = store.config.limits;
+    store.mutate(&cmd.key, &cmd.mutation, now, |cart| {
+        let cart = cart.ok_or_else(no_cart)?;
+        let line = line.ok_or_else(no_item)?;
+        let before = cart
+            .lines
+            .iter()
+            .find(|existing| existing.key == line)
+            .map(|existing| existing.qty);
+        cart.set_qty(line, cmd.qty, cap, &limits)?;
+        Ok(if before == Some(cmd.qty) {
+            Outcome::Unchanged
+        } else {
+            Outcome::Changed
+        })
+    })
+}

@@ -1,0 +1,181 @@
+//! Connection commands: PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET, CLIENT.
+
+use protocol::{
+    ClientCommand, ClientKill, Command, CommandError, ErrorCode, Hello, Protocol, Reply,
+};
+
+use crate::dispatch::Session;
+use crate::server::Server;
+
+/// The Redis version cartd's command set and replies follow (INFO, HELLO).
+pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
+
+/// Runs a connection command.
+pub fn run(
+    command: Command,
+    session: &mut Session,
+    server: &Server,
+) -> Result<Reply, CommandError> {
+    match command {
+        Command::Ping(None) => Ok(Reply::Simple("PONG".into())),
+        Command::Ping(Some(message)) | Command::Echo(message) => Ok(Reply::Bulk(message)),
+        Command::Hello(hello) => hello_reply(hello, session, server),
+        Command::Auth { user, password } => {
+            authenticate(session, server, user.as_deref(), &password)?;
+            Ok(Reply::ok())
+        }
+        Command::Select(0) => Ok(Reply::ok()),
+        Command::Select(_) => Err(CommandError::err("DB index is out of range")),
+        Command::Quit => {
+            session.close = true;
+            Ok(Reply::ok())
+        }
+        Command::Reset => {
+            session.protocol = Protocol::Resp2;
+            session.authenticated = server.config.server.requirepass.is_empty();
+            let mut meta = session.handle.meta.lock();
+            meta.name = bytes::Bytes::new();
+            meta.protocol = 2;
+            Ok(Reply::Simple("RESET".into()))
+        }
+        Command::Client(client) => client_command(client, session, server),
+        _ => unreachable!("only connection commands are routed here"),
+    }
+}
+
+fn authenticate(
+    session: &mut Session,
+    server: &Server,
+    user: Option<&[u8]>,
+    password: &[u8],
+) -> Result<(), CommandError> {
+    let required = &server.config.server.requirepass;
+    if required.is_empty() {
+        return Err(CommandError::err(
+            "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        ));
+    }
+    let user_ok = user.is_none_or(|user| user == b"default");
+    if !user_ok || password != required.as_bytes() {
+        return Err(CommandError::new(
+            ErrorCode::WrongPass,
+            "invalid username-password pair or user is disabled.",
+        ));
+    }
+    session.authenticated = true;
+    Ok(())
+}
+
+fn hello_reply(
+    hello: Hello,
+    session: &mut Session,
+    server: &Server,
+) -> Result<Reply, CommandError> {
+    if let Some((user, password)) = &hello.auth {
+        authenticate(session, server, Some(user), password)?;
+    }
+    if !session.authenticated {
+        return Err(CommandError::new(
+            ErrorCode::NoAuth,
+            "HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+        ));
+    }
+    if let Some(protocol) = hello.protocol {
+        session.protocol = protocol;
+    }
+    let mut meta = session.handle.meta.lock();
+    meta.protocol = session.protocol.number();
+    if let Some(name) = hello.setname {
+        meta.name = name;
+    }
+    drop(meta);
+    Ok(Reply::Map(vec![
+        (Reply::from_static("server"), Reply::from_static("cartd")),
+        (
+            Reply::from_static("version"),
+            Reply::from_static(REDIS_COMPAT_VERSION),
+        ),
+        (
+            Reply::from_static("proto"),
+            Reply::Integer(session.protocol.number()),
+        ),
+        (
+            Reply::from_static("id"),
+            Reply::Integer(session.handle.id as i64),
+        ),
+        (Reply::from_static("mode"), Reply::from_static("standalone")),
+        (Reply::from_static("role"), Reply::from_static("master")),
+        (Reply::from_static("modules"), Reply::Array(Vec::new())),
+    ]))
+}
+
+fn client_command(
+    client: ClientCommand,
+    session: &mut Session,
+    server: &Server,
+) -> Result<Reply, CommandError> {
+    let handle = &session.handle;
+    Ok(match client {
+        ClientCommand::Id => Reply::Integer(handle.id as i64),
+        ClientCommand::GetName => {
+            let name = handle.meta.lock().name.clone();
+            if name.is_empty() {
+                Reply::Null
+            } else {
+                Reply::Bulk(name)
+            }
+        }
+        ClientCommand::SetName(name) => {
+            handle.meta.lock().name = name;
+            Reply::ok()
+        }
+        ClientCommand::SetInfo { lib_name, value } => {
+            let mut meta = handle.meta.lock();
+            if lib_name {
+                meta.lib_name = value;
+            } else {
+                meta.lib_ver = value;
+            }
+            Reply::ok()
+        }
+        ClientCommand::List(ids) => {
+            let lines: String = server
+                .clients
+                .all()
+                .iter()
+                .filter(|client| ids.is_empty() || ids.contains(&client.id))
+                .map(|client| client.describe() + "\n")
+                .collect();
+            Reply::text(lines)
+        }
+        ClientCommand::Info => Reply::text(handle.describe() + "\n"),
+        ClientCommand::Kill(filter) => kill(filter, session, server)?,
+    })
+}
+
+fn kill(filter: ClientKill, session: &Session, server: &Server) -> Result<Reply, CommandError> {
+    let mut killed = 0;
+    for client in server.clients.all() {
+        let matches = filter.id.is_none_or(|id| id == client.id)
+            && filter
+                .addr
+                .as_ref()
+                .is_none_or(|addr| *addr == client.addr.to_string())
+            && filter
+                .laddr
+                .as_ref()
+                .is_none_or(|laddr| *laddr == client.laddr.to_string());
+        if matches && !(filter.skip_me && client.id == session.handle.id) {
+            client.kill.cancel();
+            killed += 1;
+        }
+    }
+    if filter.old_form {
+        return if killed > 0 {
+            Ok(Reply::ok())
+        } else {
+            Err(CommandError::err("No such client"))
+        };
+    }
+    Ok(Reply::Integer(killed))
+}

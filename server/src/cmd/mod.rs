@@ -1,0 +1,83 @@
+//! Command handlers: what cartd does with each parsed command. `CART.ADD` is
+//! `cmd/cart_add.rs`; the connection, keyspace and server commands share a file per group.
+
+mod cart_add;
+mod cart_clear;
+mod cart_get;
+mod cart_merge;
+mod cart_remove;
+mod cart_restore;
+mod cart_save;
+mod cart_set;
+mod catalog;
+pub mod connection;
+mod keyspace;
+mod server;
+
+use protocol::{Command, CommandError, ErrorCode, Reply};
+
+use crate::cart::{LineKey, Names};
+use crate::dispatch::Session;
+use crate::server::{now_ms, Server};
+
+/// Runs a parsed command. `None`: no reply (SHUTDOWN closes the connection instead).
+pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<Reply> {
+    let now = now_ms();
+    let result = match command {
+        Command::CartAdd(cmd) => cart_add::apply(cmd, server, now),
+        Command::CartSet(cmd) => cart_set::apply(cmd, server, now),
+        Command::CartRemove(cmd) => cart_remove::apply(cmd, server, now),
+        Command::CartGet(cmd) => Ok(cart_get::apply(cmd, server, now)),
+        Command::CartClear(cmd) => cart_clear::apply(cmd, server, now),
+        Command::CartMerge(cmd) => cart_merge::apply(cmd, server, now),
+        Command::CartSave(cmd) => cart_save::apply(cmd, server, now),
+        Command::CartRestore(cmd) => cart_restore::apply(cmd, server, now),
+        Command::CatalogSet(cmd) => catalog::set(cmd, server, now),
+        Command::CatalogGet(cmd) => Ok(catalog::get(cmd, server)),
+        Command::CatalogDel(cmd) => Ok(catalog::del(cmd, server)),
+        Command::StockSet(cmd) => catalog::stock_set(cmd, server, now),
+        Command::Shutdown(_) => {
+            tracing::info!(client = session.handle.id, "SHUTDOWN received");
+            server.shutdown.cancel();
+            session.close = true;
+            return None;
+        }
+        Command::Ping(_)
+        | Command::Echo(_)
+        | Command::Hello(_)
+        | Command::Auth { .. }
+        | Command::Select(_)
+        | Command::Quit
+        | Command::Reset
+        | Command::Client(_) => connection::run(command, session, server),
+        Command::Exists(_)
+        | Command::Del(_)
+        | Command::Type(_)
+        | Command::Ttl(_)
+        | Command::Pttl(_)
+        | Command::Scan(_)
+        | Command::DbSize => Ok(keyspace::run(command, server, now)),
+        Command::Info(_)
+        | Command::ConfigGet(_)
+        | Command::ConfigResetStat
+        | Command::Command(_)
+        | Command::Time => Ok(server::run(command, server)),
+    };
+    Some(result.unwrap_or_else(Reply::Error))
+}
+
+/// A line's interned ids if both were ever seen; a line never seen cannot be in any cart.
+fn known_line(names: &Names, line: &protocol::cmd::LineId) -> Option<LineKey> {
+    Some(LineKey {
+        product: names.get(&line.product)?,
+        variant: names.get(&line.variant)?,
+    })
+}
+
+fn no_cart() -> CommandError {
+    CommandError::new(ErrorCode::NoCart, "no such cart")
+}
+
+fn no_item() -> CommandError {
+    CommandError::new(ErrorCode::NoItem, "no such line in the cart")
+}

@@ -1,0 +1,189 @@
+//! Server commands: INFO, CONFIG GET/RESETSTAT, COMMAND, TIME.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use protocol::cmd::docs::parse_syntax;
+use protocol::{Command, CommandCommand, CommandSpec, Reply, COMMANDS};
+
+use crate::info;
+use crate::server::Server;
+
+/// Runs a server command.
+pub fn run(command: Command, server: &Server) -> Reply {
+    match command {
+        Command::Info(sections) => Reply::text(info::render(server, &sections)),
+        Command::ConfigGet(patterns) => config_get(server, &patterns),
+        Command::ConfigResetStat => {
+            server.stats.reset();
+            Reply::ok()
+        }
+        Command::Command(sub) => command_command(sub),
+        Command::Time => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            Reply::Array(vec![
+                Reply::text(now.as_secs().to_string()),
+                Reply::text(now.subsec_micros().to_string()),
+            ])
+        }
+        _ => unreachable!("only server commands are routed here"),
+    }
+}
+
+/// Every parameter CONFIG GET knows: Redis's names where a client asks for them, then
+/// cartd's own as `config.toml` spells them.
+fn parameters(server: &Server) -> Vec<(&'static str, String)> {
+    let config = &server.config;
+    vec![
+        ("bind", config.server.bind.to_string()),
+        ("port", server.local_addr.port().to_string()),
+        ("maxclients", config.server.maxclients.to_string()),
+        ("requirepass", config.server.requirepass.clone()),
+        ("databases", "1".into()),
+        ("appendonly", "no".into()),
+        ("save", String::new()),
+        ("timeout", "0".into()),
+        (
+            "proto-max-bulk-len",
+            config.server.max_bulk_bytes.to_string(),
+        ),
+        ("dir", config.server.data_dir.display().to_string()),
+        ("shards", config.server.shards.to_string()),
+        ("max_bulk_bytes", config.server.max_bulk_bytes.to_string()),
+        (
+            "max_args_per_command",
+            config.server.max_args_per_command.to_string(),
+        ),
+        ("guest_prefix", config.carts.guest_prefix.clone()),
+        ("guest_ttl_s", config.carts.guest_ttl_s.to_string()),
+        ("user_ttl_s", config.carts.user_ttl_s.to_string()),
+        (
+            "max_lines_per_cart",
+            config.carts.max_lines_per_cart.to_string(),
+        ),
+        (
+            "max_saved_per_cart",
+            config.carts.max_saved_per_cart.to_string(),
+        ),
+        (
+            "max_qty_per_line",
+            config.carts.max_qty_per_line.to_string(),
+        ),
+        (
+            "validation_cache_s",
+            config.carts.validation_cache_s.to_string(),
+        ),
+        (
+            "idempotency_ttl_s",
+            config.carts.idempotency_ttl_s.to_string(),
+        ),
+        (
+            "max_idempotency_keys",
+            config.carts.max_idempotency_keys.to_string(),
+        ),
+    ]
+}
+
+fn config_get(server: &Server, patterns: &[Bytes]) -> Reply {
+    let pairs = parameters(server)
+        .into_iter()
+        .filter(|(name, _)| {
+            patterns.iter().any(|pattern| {
+                protocol::glob::matches(&pattern.to_ascii_lowercase(), name.as_bytes())
+            })
+        })
+        .map(|(name, value)| (Reply::from_static(name), Reply::text(value)))
+        .collect();
+    Reply::Map(pairs)
+}
+
+fn command_command(sub: CommandCommand) -> Reply {
+    let named = |names: &[Bytes]| -> Vec<Option<&'static CommandSpec>> {
+        if names.is_empty() {
+            COMMANDS.iter().map(Some).collect()
+        } else {
+            names.iter().map(|name| CommandSpec::lookup(name)).collect()
+        }
+    };
+    match sub {
+        CommandCommand::All => Reply::Array(COMMANDS.iter().map(command_info).collect()),
+        CommandCommand::Count => Reply::Integer(COMMANDS.len() as i64),
+        CommandCommand::Info(names) => Reply::Array(
+            named(&names)
+                .into_iter()
+                .map(|spec| spec.map_or(Reply::Null, command_info))
+                .collect(),
+        ),
+        CommandCommand::Docs(names) => Reply::Map(
+            named(&names)
+                .into_iter()
+                .flatten()
+                .map(|spec| (Reply::from_static(spec.name), command_docs(spec)))
+                .collect(),
+        ),
+        CommandCommand::List(pattern) => Reply::Array(
+            COMMANDS
+                .iter()
+                .filter(|spec| {
+                    pattern.as_ref().is_none_or(|pattern| {
+                        protocol::glob::matches(pattern, spec.name.as_bytes())
+                    })
+                })
+                .map(|spec| Reply::from_static(spec.name))
+                .collect(),
+        ),
+    }
+}
+
+/// A `COMMAND INFO` entry, in Redis 7's ten-field shape.
+fn command_info(spec: &CommandSpec) -> Reply {
+    let categories: Vec<Reply> = [
+        if spec.is_write() { "@write" } else { "@read" },
+        if spec.flags.contains(&"fast") {
+            "@fast"
+        } else {
+            "@slow"
+        },
+    ]
+    .into_iter()
+    .map(|category| Reply::Simple(category.into()))
+    .collect();
+    Reply::Array(vec![
+        Reply::from_static(spec.name),
+        Reply::Integer(i64::from(spec.arity)),
+        Reply::Array(
+            spec.flags
+                .iter()
+                .map(|flag| Reply::Simple((*flag).into()))
+                .collect(),
+        ),
+        Reply::Integer(i64::from(spec.first_key)),
+        Reply::Integer(i64::from(spec.last_key)),
+        Reply::Integer(i64::from(spec.step)),
+        Reply::Array(categories),
+        Reply::Array(Vec::new()),
+        Reply::Array(Vec::new()),
+        Reply::Array(Vec::new()),
+    ])
+}
+
+fn command_docs(spec: &CommandSpec) -> Reply {
+    let mut fields = vec![
+        (
+            Reply::from_static("summary"),
+            Reply::from_static(spec.summary),
+        ),
+        (Reply::from_static("since"), Reply::from_static("0.1.0")),
+        (Reply::from_static("group"), Reply::from_static(spec.group)),
+    ];
+    let arguments = parse_syntax(spec.syntax);
+    if !arguments.is_empty() {
+        fields.push((
+            Reply::from_static("arguments"),
+            Reply::Array(arguments.iter().map(|arg| arg.to_reply()).collect()),
+        ));
+    }
+    Reply::Map(fields)
+}

@@ -1,0 +1,228 @@
+//! Configuration: `config.toml` at the repository root documents every key with its default;
+//! [`Config::default`] is the same configuration (a test keeps the two equal). Unknown keys are
+//! refused, so a typo never silently falls back to a default.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listener, connections, framing.
+    pub server: ServerConfig,
+    /// Cart rules and lifetimes.
+    pub carts: CartsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub bind: IpAddr,
+    /// TCP port (0: chosen by the OS).
+    pub port: u16,
+    /// Where the node keeps its local files.
+    pub data_dir: PathBuf,
+    /// Most connections at once; one more is refused with an error.
+    pub maxclients: usize,
+    /// Password of the `default` user; empty: no authentication.
+    pub requirepass: String,
+    /// Store shards (power of two).
+    pub shards: usize,
+    /// Longest bulk string in a request.
+    pub max_bulk_bytes: usize,
+    /// Most arguments in one request, command name included.
+    pub max_args_per_command: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: 7379,
+            data_dir: PathBuf::from("data"),
+            maxclients: 10_000,
+            requirepass: String::new(),
+            shards: 64,
+            max_bulk_bytes: 512 * 1024,
+            max_args_per_command: 4096,
+        }
+    }
+}
+
+/// `[carts]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CartsConfig {
+    /// Keys with this prefix are guest carts.
+    pub guest_prefix: String,
+    /// Lifetime of a guest cart since its last access.
+    pub guest_ttl_s: u64,
+    /// Lifetime of a user cart since its last access.
+    pub user_ttl_s: u64,
+    /// Most active lines in one cart.
+    pub max_lines_per_cart: usize,
+    /// Most saved-for-later lines in one cart.
+    pub max_saved_per_cart: usize,
+    /// Highest quantity of one line.
+    pub max_qty_per_line: u32,
+    /// How long a cart's price and stock validation stays valid.
+    pub validation_cache_s: u64,
+    /// How long an idempotency token is remembered.
+    pub idempotency_ttl_s: u64,
+    /// Most idempotency tokens remembered server-wide; the oldest go first past it.
+    pub max_idempotency_keys: usize,
+}
+
+impl Default for CartsConfig {
+    fn default() -> Self {
+        CartsConfig {
+            guest_prefix: "cart:guest:".into(),
+            guest_ttl_s: 24 * 3600,
+            user_ttl_s: 30 * 24 * 3600,
+            max_lines_per_cart: 200,
+            max_saved_per_cart: 200,
+            max_qty_per_line: 999,
+            validation_cache_s: 60,
+            idempotency_ttl_s: 24 * 3600,
+            max_idempotency_keys: 1_000_000,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `tracing` filter, such as `info` or `cartd=debug`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid configuration in {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of its range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks every value's range.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        let server = &self.server;
+        let carts = &self.carts;
+        if !server.shards.is_power_of_two() || server.shards > crate::limits::SHARDS_MAX {
+            return invalid(format!(
+                "server.shards must be a power of two up to {}, got {}",
+                crate::limits::SHARDS_MAX,
+                server.shards
+            ));
+        }
+        if server.maxclients == 0 {
+            return invalid("server.maxclients must be at least 1".into());
+        }
+        if !(1024..=crate::limits::BULK_BYTES_MAX_LIMIT).contains(&server.max_bulk_bytes) {
+            return invalid(format!(
+                "server.max_bulk_bytes must be 1024..={}, got {}",
+                crate::limits::BULK_BYTES_MAX_LIMIT,
+                server.max_bulk_bytes
+            ));
+        }
+        if !(8..=1_000_000).contains(&server.max_args_per_command) {
+            return invalid("server.max_args_per_command must be 8..=1000000".into());
+        }
+        if carts.guest_prefix.is_empty() || carts.guest_prefix.len() > protocol::KEY_BYTES_MAX {
+            return invalid("carts.guest_prefix must be 1..=256 bytes".into());
+        }
+        if carts.guest_ttl_s == 0 || carts.user_ttl_s == 0 {
+            return invalid("carts.guest_ttl_s and carts.user_ttl_s must be at least 1".into());
+        }
+        let ttl_s_max = crate::limits::TTL_S_MAX;
+        if carts.guest_ttl_s > ttl_s_max || carts.user_ttl_s > ttl_s_max {
+            return invalid(format!(
+                "cart TTLs must be at most {ttl_s_max} s (10 years)"
+            ));
+        }
+        if !(1..=10_000).contains(&carts.max_lines_per_cart)
+            || !(0..=10_000).contains(&carts.max_saved_per_cart)
+        {
+            return invalid(
+                "carts.max_lines_per_cart must be 1..=10000 and max_saved_per_cart 0..=10000"
+                    .into(),
+            );
+        }
+        if !(1..=1_000_000).contains(&carts.max_qty_per_line) {
+            return invalid("carts.max_qty_per_line must be 1..=1000000".into());
+        }
+        if carts.max_idempotency_keys > 100_000_000 {
+            return invalid("carts.max_idempotency_keys must be at most 100000000".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_toml_is_the_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.toml");
+        let loaded = Config::load(&path).expect("config.toml loads");
+        assert_eq!(loaded, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(toml::from_str::<Config>("[server]\nprot = 1\n").is_err());
+        let config: Config = toml::from_str("[server]\nshards = 3\n").unwrap();
+        assert!(config.check().is_err());
+        let config: Config = toml::from_str("[carts]\nmax_qty_per_line = 0\n").unwrap();
+        assert!(config.check().is_err());
+    }
+}

@@ -1,0 +1,169 @@
+//! One client connection: read, decode every complete request (pipelining), run each, encode
+//! the replies into one buffer, write them with one syscall per batch.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use protocol::{decode_request, Protocol, Reply, RequestLimits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::clients::ClientHandle;
+use crate::dispatch::{self, Session};
+use crate::limits::{READ_CHUNK_BYTES, REQUESTS_PER_BATCH_MAX, WRITE_BUFFER_BYTES_MAX};
+use crate::server::Server;
+use crate::stats::Sample;
+
+/// Tells a client over `maxclients` why it is turned away, then closes.
+pub async fn refuse(mut stream: TcpStream) {
+    let _ = stream
+        .write_all(b"-ERR max number of clients reached\r\n")
+        .await;
+}
+
+/// Serves one connection until it closes, is killed, or the server stops.
+pub async fn serve(stream: TcpStream, handle: Arc<ClientHandle>, server: Arc<Server>) {
+    let id = handle.id;
+    let mut connection = Connection {
+        stream,
+        read: BytesMut::with_capacity(4096),
+        write: BytesMut::with_capacity(4096),
+        session: Session::new(handle, !server.config.server.requirepass.is_empty()),
+        samples: Vec::with_capacity(64),
+        errors: 0,
+        server: server.clone(),
+    };
+    if let Err(error) = connection.run().await {
+        tracing::debug!(client = id, %error, "connection ended with an error");
+    }
+    server.clients.unregister(id);
+}
+
+struct Connection {
+    stream: TcpStream,
+    read: BytesMut,
+    write: BytesMut,
+    session: Session,
+    samples: Vec<Sample>,
+    errors: u64,
+    server: Arc<Server>,
+}
+
+/// Why the request loop stopped.
+enum Stop {
+    /// The client or the server asked to close.
+    Close,
+    /// Everything complete was handled; read more.
+    NeedInput,
+    /// The batch limit was reached with requests still waiting.
+    BatchFull,
+}
+
+impl Connection {
+    async fn run(&mut self) -> std::io::Result<()> {
+        let max_bulk_bytes = self.server.config.server.max_bulk_bytes;
+        let limits = RequestLimits {
+            bulk_bytes_max: max_bulk_bytes,
+        };
+        // One request may hold up to two maximal bulks; more than that unanswered is abuse.
+        let pending_bytes_max = 2 * max_bulk_bytes + 64 * 1024;
+        let kill = self.session.handle.kill.clone();
+        loop {
+            let stop = self.handle_complete_requests(&limits);
+            if matches!(stop, Stop::NeedInput) && self.read.len() > pending_bytes_max {
+                self.protocol_error("request too large");
+                self.flush().await?;
+                return Ok(());
+            }
+            self.flush().await?;
+            match stop {
+                Stop::Close => return Ok(()),
+                Stop::BatchFull => continue,
+                Stop::NeedInput => {}
+            }
+            self.read.reserve(READ_CHUNK_BYTES);
+            let read = tokio::select! {
+                read = self.stream.read_buf(&mut self.read) => read?,
+                () = kill.cancelled() => return Ok(()),
+            };
+            if read == 0 {
+                return Ok(());
+            }
+            self.server
+                .stats
+                .net_input_bytes
+                .fetch_add(read as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn handle_complete_requests(&mut self, limits: &RequestLimits) -> Stop {
+        let mut handled = 0;
+        while handled < REQUESTS_PER_BATCH_MAX && self.write.len() < WRITE_BUFFER_BYTES_MAX {
+            let args = match decode_request(&mut self.read, limits) {
+                Ok(Some(args)) => args,
+                Ok(None) => return Stop::NeedInput,
+                Err(framing) => {
+                    self.protocol_error(&framing.0);
+                    return Stop::Close;
+                }
+            };
+            handled += 1;
+            if args.is_empty() {
+                continue;
+            }
+            let started = Instant::now();
+            let executed = dispatch::execute(args, &mut self.session, &self.server);
+            if let Some(command) = executed.command {
+                let nanos = started.elapsed().as_nanos() as u64;
+                self.samples.push(Sample {
+                    command,
+                    nanos,
+                    result: executed.result,
+                });
+            }
+            if let Some(reply) = executed.reply {
+                self.errors += u64::from(reply.is_error());
+                reply.encode(self.session.protocol, &mut self.write);
+            }
+            if self.session.close {
+                return Stop::Close;
+            }
+        }
+        Stop::BatchFull
+    }
+
+    fn protocol_error(&mut self, reason: &str) {
+        let reply = Reply::Error(protocol::CommandError::err(format!(
+            "Protocol error: {reason}"
+        )));
+        reply.encode(Protocol::Resp2, &mut self.write);
+        self.errors += 1;
+        tracing::debug!(
+            client = self.session.handle.id,
+            reason,
+            "protocol error; closing"
+        );
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.server.stats.record_batch(&self.samples, self.errors);
+        if let Some(last) = self.samples.last() {
+            self.session.handle.meta.lock().last_command = last.command.spec().name;
+            *self.session.handle.last_active.lock() = Instant::now();
+        }
+        self.samples.clear();
+        self.errors = 0;
+        if self.write.is_empty() {
+            return Ok(());
+        }
+        self.stream.write_all(&self.write).await?;
+        let written = self.write.len() as u64;
+        self.server
+            .stats
+            .net_output_bytes
+            .fetch_add(written, std::sync::atomic::Ordering::Relaxed);
+        self.write.clear();
+        Ok(())
+    }
+}

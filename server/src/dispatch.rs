@@ -1,0 +1,91 @@
+//! From arguments to a reply: limits on the request, authentication, parsing, and the handler.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use protocol::{Command, CommandError, CommandId, CommandSpec, ErrorCode, Protocol, Reply};
+
+use crate::clients::ClientHandle;
+use crate::cmd;
+use crate::server::Server;
+use crate::stats::SampleResult;
+
+/// A connection's state.
+#[derive(Debug)]
+pub struct Session {
+    /// RESP version in use.
+    pub protocol: Protocol,
+    /// Whether the client may run commands (always, without `requirepass`).
+    pub authenticated: bool,
+    /// Close after this batch's replies are written.
+    pub close: bool,
+    /// This connection in the registry.
+    pub handle: Arc<ClientHandle>,
+}
+
+impl Session {
+    /// A new connection's session.
+    pub fn new(handle: Arc<ClientHandle>, password_required: bool) -> Session {
+        Session {
+            protocol: Protocol::Resp2,
+            authenticated: !password_required,
+            close: false,
+            handle,
+        }
+    }
+}
+
+/// What running one request produced.
+#[derive(Debug)]
+pub struct Executed {
+    /// The reply; `None` for SHUTDOWN, which closes instead.
+    pub reply: Option<Reply>,
+    /// The command, when the name was known.
+    pub command: Option<CommandId>,
+    /// How it ended.
+    pub result: SampleResult,
+}
+
+fn refused(command: Option<CommandId>, error: CommandError) -> Executed {
+    Executed {
+        reply: Some(Reply::Error(error)),
+        command,
+        result: SampleResult::Rejected,
+    }
+}
+
+/// Runs one request.
+pub fn execute(raw: Vec<Bytes>, session: &mut Session, server: &Server) -> Executed {
+    let spec = CommandSpec::lookup(&raw[0]);
+    let id = spec.map(|spec| spec.id);
+    let args_max = server.config.server.max_args_per_command;
+    if raw.len() > args_max {
+        let message = format!(
+            "request has {} arguments, max_args_per_command is {args_max}",
+            raw.len()
+        );
+        return refused(id, CommandError::limit(message));
+    }
+    if let Some(spec) = spec {
+        if !session.authenticated && !spec.flags.contains(&"no_auth") {
+            return refused(
+                id,
+                CommandError::new(ErrorCode::NoAuth, "Authentication required."),
+            );
+        }
+    }
+    let command = match Command::parse(raw) {
+        Ok(command) => command,
+        Err(error) => return refused(id, error),
+    };
+    let reply = cmd::run(command, session, server);
+    let result = match &reply {
+        Some(reply) if reply.is_error() => SampleResult::Failed,
+        _ => SampleResult::Ok,
+    };
+    Executed {
+        reply,
+        command: id,
+        result,
+    }
+}

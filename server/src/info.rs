@@ -1,0 +1,258 @@
+//! `INFO`: Redis-formatted sections (`# Section` then `field:value` lines, CRLF), so redis-py's
+//! parser and ioredis's ready check read it as they read Redis's.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+
+use protocol::COMMANDS;
+
+use crate::cmd::connection::REDIS_COMPAT_VERSION;
+use crate::server::{rss_bytes, Server};
+
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "keyspace",
+];
+const ALL_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "commandstats",
+    "latencystats",
+    "keyspace",
+];
+
+/// Renders the requested sections (none: the default set; `all`/`everything`: all).
+pub fn render(server: &Server, requested: &[String]) -> String {
+    let wanted: Vec<&str> =
+        if requested.is_empty() || requested.iter().any(|name| name == "default") {
+            DEFAULT_SECTIONS.to_vec()
+        } else if requested
+            .iter()
+            .any(|name| name == "all" || name == "everything")
+        {
+            ALL_SECTIONS.to_vec()
+        } else {
+            ALL_SECTIONS
+                .iter()
+                .copied()
+                .filter(|name| requested.iter().any(|want| want == name))
+                .collect()
+        };
+    let mut out = String::new();
+    for (index, section) in wanted.iter().enumerate() {
+        if index > 0 {
+            out.push_str("\r\n");
+        }
+        match *section {
+            "server" => server_section(server, &mut out),
+            "clients" => clients_section(server, &mut out),
+            "memory" => memory_section(server, &mut out),
+            "persistence" => persistence_section(&mut out),
+            "stats" => stats_section(server, &mut out),
+            "replication" => replication_section(&mut out),
+            "commandstats" => commandstats_section(server, &mut out),
+            "latencystats" => latencystats_section(server, &mut out),
+            "keyspace" => keyspace_section(server, &mut out),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn line(out: &mut String, name: &str, value: impl std::fmt::Display) {
+    let _ = write!(out, "{name}:{value}\r\n");
+}
+
+fn server_section(server: &Server, out: &mut String) {
+    let uptime_s = server.started.elapsed().as_secs();
+    out.push_str("# Server\r\n");
+    line(out, "redis_version", REDIS_COMPAT_VERSION);
+    line(out, "cartd_version", env!("CARGO_PKG_VERSION"));
+    line(out, "redis_mode", "standalone");
+    line(out, "os", std::env::consts::OS);
+    line(out, "arch_bits", usize::BITS);
+    line(out, "multiplexing_api", "tokio");
+    line(out, "process_id", std::process::id());
+    line(out, "run_id", &server.run_id);
+    line(out, "tcp_port", server.local_addr.port());
+    line(out, "uptime_in_seconds", uptime_s);
+    line(out, "uptime_in_days", uptime_s / 86_400);
+    line(out, "hz", 4);
+    line(
+        out,
+        "executable",
+        std::env::current_exe()
+            .map(|path| path.display().to_string())
+            .unwrap_or_default(),
+    );
+    line(
+        out,
+        "config_file",
+        server
+            .config_file
+            .as_ref()
+            .map(|path| path.display().to_string())
+            .unwrap_or_default(),
+    );
+    line(out, "shards", server.config.server.shards);
+}
+
+fn clients_section(server: &Server, out: &mut String) {
+    out.push_str("# Clients\r\n");
+    line(out, "connected_clients", server.clients.len());
+    line(out, "maxclients", server.config.server.maxclients);
+    line(out, "blocked_clients", 0);
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "K", "M", "G"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.2}{}", UNITS[unit])
+}
+
+fn memory_section(server: &Server, out: &mut String) {
+    let rss = rss_bytes();
+    let carts = server.store.len() as u64;
+    let cart_bytes = rss.saturating_sub(server.rss_baseline_bytes);
+    let (idempotency_keys, idempotency_evicted) = server.store.idempotency_counts();
+    out.push_str("# Memory\r\n");
+    line(out, "used_memory", rss);
+    line(out, "used_memory_human", human(rss));
+    line(out, "used_memory_rss", rss);
+    line(out, "used_memory_rss_human", human(rss));
+    line(out, "used_memory_startup", server.rss_baseline_bytes);
+    line(out, "maxmemory", 0);
+    line(out, "maxmemory_policy", "noeviction");
+    line(out, "carts", carts);
+    line(
+        out,
+        "cart_bytes_avg",
+        cart_bytes.checked_div(carts).unwrap_or(0),
+    );
+    line(out, "interned_ids", server.store.names.len());
+    line(out, "catalog_entries", server.store.catalog.len());
+    line(out, "idempotency_keys", idempotency_keys);
+    line(
+        out,
+        "idempotency_keys_max",
+        server.config.carts.max_idempotency_keys,
+    );
+    line(out, "idempotency_evicted", idempotency_evicted);
+}
+
+fn persistence_section(out: &mut String) {
+    out.push_str("# Persistence\r\n");
+    line(out, "loading", 0);
+    line(out, "aof_enabled", 0);
+}
+
+fn stats_section(server: &Server, out: &mut String) {
+    let stats = &server.stats;
+    let store = &server.store.stats;
+    out.push_str("# Stats\r\n");
+    line(
+        out,
+        "total_connections_received",
+        stats.connections_received.load(Relaxed),
+    );
+    line(
+        out,
+        "total_commands_processed",
+        stats.commands_processed.load(Relaxed),
+    );
+    line(
+        out,
+        "total_net_input_bytes",
+        stats.net_input_bytes.load(Relaxed),
+    );
+    line(
+        out,
+        "total_net_output_bytes",
+        stats.net_output_bytes.load(Relaxed),
+    );
+    line(
+        out,
+        "rejected_connections",
+        stats.rejected_connections.load(Relaxed),
+    );
+    line(out, "expired_keys", store.expired_carts.load(Relaxed));
+    line(out, "evicted_keys", 0);
+    line(out, "keyspace_hits", store.keyspace_hits.load(Relaxed));
+    line(out, "keyspace_misses", store.keyspace_misses.load(Relaxed));
+    line(
+        out,
+        "total_error_replies",
+        stats.error_replies.load(Relaxed),
+    );
+}
+
+fn replication_section(out: &mut String) {
+    out.push_str("# Replication\r\n");
+    line(out, "role", "master");
+    line(out, "connected_slaves", 0);
+}
+
+fn commandstats_section(server: &Server, out: &mut String) {
+    out.push_str("# Commandstats\r\n");
+    let commands = server.stats.commands.lock();
+    for (spec, stats) in COMMANDS.iter().zip(commands.iter()) {
+        if stats.calls == 0 && stats.rejected_calls == 0 {
+            continue;
+        }
+        let per_call = if stats.calls == 0 {
+            0.0
+        } else {
+            stats.usec as f64 / stats.calls as f64
+        };
+        let _ = write!(
+            out,
+            "cmdstat_{}:calls={},usec={},usec_per_call={per_call:.2},rejected_calls={},failed_calls={}\r\n",
+            spec.name, stats.calls, stats.usec, stats.rejected_calls, stats.failed_calls
+        );
+    }
+}
+
+fn latencystats_section(server: &Server, out: &mut String) {
+    out.push_str("# Latencystats\r\n");
+    let commands = server.stats.commands.lock();
+    for (spec, stats) in COMMANDS.iter().zip(commands.iter()) {
+        if stats.latency_ns.is_empty() {
+            continue;
+        }
+        let usec = |quantile: f64| stats.latency_ns.value_at_quantile(quantile) as f64 / 1000.0;
+        let _ = write!(
+            out,
+            "latency_percentiles_usec_{}:p50={:.3},p99={:.3},p99.9={:.3}\r\n",
+            spec.name,
+            usec(0.5),
+            usec(0.99),
+            usec(0.999)
+        );
+    }
+}
+
+fn keyspace_section(server: &Server, out: &mut String) {
+    out.push_str("# Keyspace\r\n");
+    let carts = server.store.len();
+    if carts > 0 {
+        line(
+            out,
+            "db0",
+            format!("keys={carts},expires={carts},avg_ttl=0"),
+        );
+    }
+}

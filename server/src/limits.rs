@@ -1,0 +1,29 @@
+//! Fixed bounds. Configurable bounds live in `config.rs` beside their defaults.
+
+/// Most store shards.
+pub const SHARDS_MAX: usize = 4096;
+/// Highest `max_bulk_bytes` a configuration may set.
+pub const BULK_BYTES_MAX_LIMIT: usize = 64 * 1024 * 1024;
+/// Longest cart TTL a configuration may set (10 years), so deadlines stay far from overflow.
+pub const TTL_S_MAX: u64 = 10 * 365 * 24 * 3600;
+/// Requests answered before the replies are written out, when a client pipelines more.
+pub const REQUESTS_PER_BATCH_MAX: usize = 1024;
+/// Bytes read per `read` call at most.
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Reply bytes buffered before they are written even in the middle of a batch.
+pub const WRITE_BUFFER_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Distinct product and variant ids the server interns; past it new ids are refused.
+pub const NAMES_MAX: usize = 20_000_000;
+/// Product variants the catalog cache holds.
+pub const CATALOG_ENTRIES_MAX: usize = 10_000_000;
+/// Timing wheel slots (1 s each): a deadline further out is re-armed when its slot comes round.
+pub const WHEEL_SLOTS: usize = 4096;
+/// Carts an expiry pass looks at per shard-lock hold, so expiry never stalls a shard for long.
+pub const EXPIRE_CHECKS_PER_LOCK_MAX: usize = 4096;
+/// Attempts of CART.GET to validate a cart that keeps changing underneath it.
+pub const VALIDATION_ATTEMPTS_MAX: usize = 3;
+/// How long shutdown waits for connections to finish their batch.
+pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
+
+const _: () = assert!(WHEEL_SLOTS.is_power_of_two());
+const _: () = assert!(REQUESTS_PER_BATCH_MAX >= 16);

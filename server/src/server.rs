@@ -1,0 +1,175 @@
+//! The server: shared state, the listener, the expiry ticker, signals and orderly shutdown.
+//!
+//! Stopping: one `CancellationToken` for the server. The listener stops accepting; each
+//! connection answers the batch in hand and closes; the expiry ticker returns; then `run`
+//! returns and the process exits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::clients::Clients;
+use crate::config::Config;
+use crate::conn;
+use crate::limits::SHUTDOWN_GRACE_MS;
+use crate::stats::Stats;
+use crate::store::{Store, StoreConfig};
+
+/// Everything connections share.
+pub struct Server {
+    /// The configuration in force.
+    pub config: Config,
+    /// The file it came from, if any.
+    pub config_file: Option<PathBuf>,
+    /// The carts and the catalog.
+    pub store: Store,
+    /// Connected clients.
+    pub clients: Clients,
+    /// Counters.
+    pub stats: Stats,
+    /// Cancelled to stop the server.
+    pub shutdown: CancellationToken,
+    /// Start time.
+    pub started: Instant,
+    /// Random id of this run (INFO run_id).
+    pub run_id: String,
+    /// The bound address.
+    pub local_addr: SocketAddr,
+    /// Resident memory right after start, to report memory per cart.
+    pub rss_baseline_bytes: u64,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+/// Resident set size of this process, from /proc (0 where unavailable).
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn random_run_id() -> String {
+    let state = ahash::RandomState::new();
+    (0..3)
+        .map(|part| format!("{:016x}", state.hash_one(part)))
+        .collect::<String>()[..40]
+        .to_string()
+}
+
+/// Binds the listener and serves until shutdown.
+pub async fn run(config: Config, config_file: Option<PathBuf>) -> std::io::Result<()> {
+    let listener = TcpListener::bind((config.server.bind, config.server.port)).await?;
+    let local_addr = listener.local_addr()?;
+    let server = Arc::new(Server {
+        store: Store::new(StoreConfig::from(&config), now_ms()),
+        config,
+        config_file,
+        clients: Clients::default(),
+        stats: Stats::default(),
+        shutdown: CancellationToken::new(),
+        started: Instant::now(),
+        run_id: random_run_id(),
+        local_addr,
+        rss_baseline_bytes: rss_bytes(),
+    });
+    let tracker = TaskTracker::new();
+    tracker.spawn(expire_carts(server.clone()));
+    tracker.spawn(watch_signals(server.shutdown.clone()));
+    info!("cartd listening on {local_addr}");
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => accept(&server, &tracker, stream, peer),
+                Err(error) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            () = server.shutdown.cancelled() => break,
+        }
+    }
+    drop(listener);
+    info!(
+        clients = server.clients.len(),
+        "shutting down: finishing open batches"
+    );
+    tracker.close();
+    if tokio::time::timeout(Duration::from_millis(SHUTDOWN_GRACE_MS), tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("connections still open after {SHUTDOWN_GRACE_MS} ms; closing them");
+    }
+    info!("cartd stopped");
+    Ok(())
+}
+
+fn accept(server: &Arc<Server>, tracker: &TaskTracker, stream: TcpStream, peer: SocketAddr) {
+    use std::sync::atomic::Ordering::Relaxed;
+    server.stats.connections_received.fetch_add(1, Relaxed);
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(server.local_addr);
+    let maxclients = server.config.server.maxclients;
+    match server
+        .clients
+        .register(peer, local, maxclients, &server.shutdown)
+    {
+        Some(handle) => {
+            tracker.spawn(conn::serve(stream, handle, server.clone()));
+        }
+        None => {
+            server.stats.rejected_connections.fetch_add(1, Relaxed);
+            tracker.spawn(conn::refuse(stream));
+        }
+    }
+}
+
+/// Expires carts once per tick. The wheel keeps each pass proportional to what is due.
+async fn expire_carts(server: Arc<Server>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(250));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                let expired = server.store.expire_due(now_ms());
+                if expired > 0 {
+                    tracing::debug!(expired, "carts expired");
+                }
+            }
+            () = server.shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        warn!("cannot install signal handlers; stop cartd with SHUTDOWN");
+        return;
+    };
+    tokio::select! {
+        _ = terminate.recv() => info!("SIGTERM received"),
+        _ = interrupt.recv() => info!("SIGINT received"),
+        () = shutdown.cancelled() => return,
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,463 @@
+//! The sharded cart store. A key's hash picks its shard; each shard is a `parking_lot::Mutex`
+//! over its carts, wheel and idempotency log. One command locks one shard, MERGE locks two in
+//! shard-index order. Every change goes through [`Store::mutate`] (or MERGE): checked
+//! completely, then applied, then the version moves on, all under the shard lock. That is
+//! where the write-ahead log will take each cart's after-image.
+
+mod idempotency;
+mod merge;
+mod shard;
+mod wheel;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use protocol::{CommandError, ErrorCode, Format, MutationOptions, Reply, ReplyMode};
+
+use crate::cart::view::{self, Validation};
+use crate::cart::{Cart, CartKind, CartLimits, Names};
+use crate::catalog::{apply_plan, Catalog};
+use crate::config::Config;
+use crate::limits::{EXPIRE_CHECKS_PER_LOCK_MAX, VALIDATION_ATTEMPTS_MAX};
+use idempotency::Lookup;
+use shard::Shard;
+
+/// Store settings, from the configuration.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Number of shards (power of two).
+    pub shards: usize,
+    /// Cart bounds.
+    pub limits: CartLimits,
+    /// Keys with this prefix are guest carts.
+    pub guest_prefix: Vec<u8>,
+    /// Guest cart lifetime.
+    pub guest_ttl_ms: u64,
+    /// User cart lifetime.
+    pub user_ttl_ms: u64,
+    /// Validation cache window.
+    pub validation_cache_ms: u64,
+    /// Idempotency memory.
+    pub idempotency_ttl_ms: u64,
+    /// Idempotency records server-wide.
+    pub idempotency_max: usize,
+}
+
+impl From<&Config> for StoreConfig {
+    fn from(config: &Config) -> StoreConfig {
+        let carts = &config.carts;
+        StoreConfig {
+            shards: config.server.shards,
+            limits: CartLimits {
+                lines_max: carts.max_lines_per_cart,
+                saved_max: carts.max_saved_per_cart,
+                qty_max: carts.max_qty_per_line,
+            },
+            guest_prefix: carts.guest_prefix.as_bytes().to_vec(),
+            guest_ttl_ms: carts.guest_ttl_s * 1000,
+            user_ttl_ms: carts.user_ttl_s * 1000,
+            validation_cache_ms: carts.validation_cache_s * 1000,
+            idempotency_ttl_ms: carts.idempotency_ttl_s * 1000,
+            idempotency_max: carts.max_idempotency_keys,
+        }
+    }
+}
+
+/// Counters the store keeps for INFO.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Carts removed because their TTL ran out.
+    pub expired_carts: AtomicU64,
+    /// Reads that found a cart.
+    pub keyspace_hits: AtomicU64,
+    /// Reads that found none.
+    pub keyspace_misses: AtomicU64,
+}
+
+/// What a mutation did to the cart it was given.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Nothing changed (the TTL is still renewed).
+    Unchanged,
+    /// The cart changed.
+    Changed,
+    /// There was no cart; this one is new.
+    Create(Cart),
+}
+
+/// The store.
+pub struct Store {
+    shards: Box<[Mutex<Shard>]>,
+    shard_shift: u32,
+    hasher: ahash::RandomState,
+    /// Interned product and variant ids.
+    pub names: Names,
+    /// The catalog cache.
+    pub catalog: Catalog,
+    /// Settings.
+    pub config: StoreConfig,
+    /// Counters.
+    pub stats: StoreStats,
+}
+
+/// Where a key lives: its shard and its 63-bit hash (63 bits so a SCAN cursor fits a signed
+/// 64-bit integer in every client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Location {
+    shard: usize,
+    hash: u64,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new(config: StoreConfig, now_ms: u64) -> Store {
+        assert!(config.shards.is_power_of_two());
+        let per_shard = config.idempotency_max.div_ceil(config.shards);
+        let shards = (0..config.shards)
+            .map(|_| Mutex::new(Shard::new(now_ms, per_shard)))
+            .collect();
+        Store {
+            shards,
+            shard_shift: 63 - config.shards.trailing_zeros(),
+            hasher: ahash::RandomState::new(),
+            names: Names::default(),
+            catalog: Catalog::default(),
+            config,
+            stats: StoreStats::default(),
+        }
+    }
+
+    fn locate(&self, key: &[u8]) -> Location {
+        let hash = self.hasher.hash_one(key) >> 1;
+        // The top bits pick the shard, so hash order is shard order: one cursor walks them all.
+        let shard = if self.shard_shift == 63 {
+            0
+        } else {
+            (hash >> self.shard_shift) as usize
+        };
+        Location { shard, hash }
+    }
+
+    /// Guest or user, from the key.
+    pub fn kind_of(&self, key: &[u8]) -> CartKind {
+        if key.starts_with(&self.config.guest_prefix) {
+            CartKind::Guest
+        } else {
+            CartKind::User
+        }
+    }
+
+    fn ttl_ms(&self, kind: CartKind) -> u64 {
+        match kind {
+            CartKind::Guest => self.config.guest_ttl_ms,
+            CartKind::User => self.config.user_ttl_ms,
+        }
+    }
+
+    fn count_read(&self, hit: bool) {
+        let counter = if hit {
+            &self.stats.keyspace_hits
+        } else {
+            &self.stats.keyspace_misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_expired(&self, expired: bool) {
+        if expired {
+            self.stats.expired_carts.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs one mutation: idempotency replay, IFVERSION, then `apply` on the live cart (or
+    /// `None`), then the version, times and TTL move on. `apply` must check everything before
+    /// it changes anything: an error leaves the cart as it was.
+    pub fn mutate(
+        &self,
+        key: &[u8],
+        options: &MutationOptions,
+        now_ms: u64,
+        apply: impl FnOnce(Option<&mut Cart>) -> Result<Outcome, CommandError>,
+    ) -> Result<Reply, CommandError> {
+        let at = self.locate(key);
+        let mut shard = self.shards[at.shard].lock();
+        if let Some(token) = &options.idempotency {
+            match shard
+                .idempotency
+                .lookup(at.hash, token, options.fingerprint, now_ms)
+            {
+                Lookup::Replay(reply) => return Ok(reply),
+                Lookup::Conflict => return Err(idempotency_conflict()),
+                Lookup::Miss => {}
+            }
+        }
+        let (cart, expired) = shard.live_mut(at.hash, key, now_ms);
+        self.count_expired(expired);
+        check_version(options, cart.as_deref())?;
+        let outcome = apply(cart)?;
+        let kind = self.kind_of(key);
+        let expires_at_ms = now_ms + self.ttl_ms(kind);
+        match outcome {
+            Outcome::Create(mut cart) => {
+                cart.version = 1;
+                cart.created_at_ms = now_ms;
+                cart.updated_at_ms = now_ms;
+                cart.expires_at_ms = expires_at_ms;
+                cart.validated_at_ms = 0;
+                cart.debug_check(&self.config.limits);
+                shard.insert(at.hash, key, cart);
+            }
+            Outcome::Changed | Outcome::Unchanged => {
+                let cart = shard
+                    .find_mut(at.hash, key)
+                    .expect("apply changed a cart that exists");
+                if matches!(outcome, Outcome::Changed) {
+                    cart.version += 1;
+                    cart.updated_at_ms = now_ms;
+                    cart.validated_at_ms = 0;
+                    cart.debug_check(&self.config.limits);
+                }
+                cart.expires_at_ms = expires_at_ms;
+            }
+        }
+        let cart = shard.find(at.hash, key).expect("the cart was just written");
+        let reply = self.reply_for(
+            key,
+            cart,
+            options.reply,
+            options.format,
+            now_ms,
+            Validation::Skipped,
+        );
+        if let Some(token) = &options.idempotency {
+            let ttl_ms = self.config.idempotency_ttl_ms;
+            shard.idempotency.record(
+                at.hash,
+                token.clone(),
+                options.fingerprint,
+                reply.clone(),
+                now_ms,
+                ttl_ms,
+            );
+        }
+        Ok(reply)
+    }
+
+    /// The reply a mutation asked for.
+    fn reply_for(
+        &self,
+        key: &[u8],
+        cart: &Cart,
+        mode: ReplyMode,
+        format: Format,
+        now_ms: u64,
+        validation: Validation,
+    ) -> Reply {
+        match mode {
+            ReplyMode::Version => Reply::Integer(i64::try_from(cart.version).unwrap_or(i64::MAX)),
+            ReplyMode::None => Reply::ok(),
+            ReplyMode::Cart => self.render(key, cart, format, now_ms, validation),
+        }
+    }
+
+    fn render(
+        &self,
+        key: &[u8],
+        cart: &Cart,
+        format: Format,
+        now_ms: u64,
+        validation: Validation,
+    ) -> Reply {
+        let view = view::render(key, cart, &self.names, now_ms, validation);
+        match format {
+            Format::Resp => view,
+            Format::Json => Reply::Bulk(Bytes::from(view.to_json().to_string())),
+        }
+    }
+
+    /// `CART.GET`: renews the TTL and returns the view, validated unless `novalidate` or
+    /// cached. Pricing runs on a copy of the lines with no lock held; the result is applied
+    /// only if the cart did not change meanwhile.
+    pub fn get(&self, key: &[u8], novalidate: bool, format: Format, now_ms: u64) -> Reply {
+        let at = self.locate(key);
+        for _ in 0..VALIDATION_ATTEMPTS_MAX {
+            let (version, currency, lines) = {
+                let mut shard = self.shards[at.shard].lock();
+                let (cart, expired) = shard.live_mut(at.hash, key, now_ms);
+                self.count_expired(expired);
+                self.count_read(cart.is_some());
+                let Some(cart) = cart else { return Reply::Null };
+                cart.expires_at_ms = now_ms + self.ttl_ms(cart.kind);
+                let cached = cart.validated_at_ms > 0
+                    && now_ms.saturating_sub(cart.validated_at_ms)
+                        < self.config.validation_cache_ms;
+                if novalidate || cached {
+                    let validation = if novalidate {
+                        Validation::Skipped
+                    } else {
+                        Validation::Cached
+                    };
+                    return self.render(key, cart, format, now_ms, validation);
+                }
+                let lines: Vec<_> = cart
+                    .lines
+                    .iter()
+                    .map(|line| (line.key, line.unit_price))
+                    .collect();
+                (cart.version, cart.currency, lines)
+            };
+            let plan = self.catalog.plan(currency, &lines);
+            let mut shard = self.shards[at.shard].lock();
+            let Some(cart) = shard.find_mut(at.hash, key) else {
+                return Reply::Null;
+            };
+            if cart.version != version {
+                continue; // Changed while we priced it: price the new state.
+            }
+            if apply_plan(cart, &plan) {
+                cart.version += 1;
+                cart.updated_at_ms = now_ms;
+            }
+            cart.validated_at_ms = now_ms.max(1);
+            return self.render(key, cart, format, now_ms, Validation::Fresh);
+        }
+        let shard = self.shards[at.shard].lock();
+        match shard.find(at.hash, key) {
+            Some(cart) => self.render(key, cart, format, now_ms, Validation::Stale),
+            None => Reply::Null,
+        }
+    }
+
+    /// `DEL`: removes each cart; returns how many existed.
+    pub fn delete(&self, key: &[u8], now_ms: u64) -> bool {
+        let at = self.locate(key);
+        let mut shard = self.shards[at.shard].lock();
+        let expired = shard.reap_if_expired(at.hash, key, now_ms);
+        self.count_expired(expired);
+        shard.remove(at.hash, key).is_some()
+    }
+
+    /// The live cart's remaining lifetime in ms, or `None` when there is no cart. Does not
+    /// renew it (EXISTS, TYPE, TTL and PTTL do not count as access, as in Redis).
+    pub fn ttl_left_ms(&self, key: &[u8], now_ms: u64) -> Option<u64> {
+        let at = self.locate(key);
+        let shard = self.shards[at.shard].lock();
+        let cart = shard.find(at.hash, key)?;
+        (cart.expires_at_ms > now_ms).then(|| cart.expires_at_ms - now_ms)
+    }
+
+    /// Carts held, expired ones not yet reaped included (as Redis's DBSIZE).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|shard| shard.lock().len()).sum()
+    }
+
+    /// Idempotency records held and evicted early, over all shards.
+    pub fn idempotency_counts(&self) -> (usize, u64) {
+        self.shards.iter().fold((0, 0), |(held, evicted), shard| {
+            let shard = shard.lock();
+            (
+                held + shard.idempotency.len(),
+                evicted + shard.idempotency.evicted,
+            )
+        })
+    }
+
+    /// `SCAN`: visits about `count` carts from `cursor` (a key hash) on, returning the keys
+    /// that match and the next cursor (0: done). Hash order never changes while a cart exists,
+    /// so a cart present for the whole scan is returned exactly once.
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        pattern: Option<&[u8]>,
+        now_ms: u64,
+    ) -> (u64, Vec<Bytes>) {
+        let mut keys = Vec::new();
+        let mut visited = 0;
+        let mut from = cursor;
+        let shard_span = 1u64 << self.shard_shift.min(63);
+        loop {
+            let shard_index = if self.shard_shift == 63 {
+                0
+            } else {
+                (from >> self.shard_shift) as usize
+            };
+            if shard_index >= self.shards.len() {
+                return (0, keys);
+            }
+            let shard = self.shards[shard_index].lock();
+            for (hash, bucket) in shard.buckets_from(from) {
+                if visited >= count {
+                    return (hash, keys);
+                }
+                for entry in bucket {
+                    visited += 1;
+                    let live = entry.cart.expires_at_ms > now_ms;
+                    if live
+                        && pattern
+                            .is_none_or(|pattern| protocol::glob::matches(pattern, &entry.key))
+                    {
+                        keys.push(Bytes::copy_from_slice(&entry.key));
+                    }
+                }
+            }
+            drop(shard);
+            from = match (shard_index as u64 + 1).checked_mul(shard_span) {
+                Some(next) if next < (1 << 63) => next,
+                _ => return (0, keys),
+            };
+            if visited >= count {
+                return (from, keys);
+            }
+        }
+    }
+
+    /// Expires every cart whose deadline has passed, shard by shard, never holding a shard lock
+    /// for more than a bounded number of carts. Returns how many expired.
+    pub fn expire_due(&self, now_ms: u64) -> usize {
+        let mut expired = 0;
+        for shard in self.shards.iter() {
+            loop {
+                let pass =
+                    shard
+                        .lock()
+                        .expire_due(now_ms, EXPIRE_CHECKS_PER_LOCK_MAX, |_key, _cart| {});
+                expired += pass.expired;
+                if !pass.more {
+                    break;
+                }
+            }
+        }
+        self.stats
+            .expired_carts
+            .fetch_add(expired as u64, Ordering::Relaxed);
+        expired
+    }
+
+    /// Lock a shard by index (MERGE locks two).
+    fn shard(&self, index: usize) -> parking_lot::MutexGuard<'_, Shard> {
+        self.shards[index].lock()
+    }
+}
+
+fn check_version(options: &MutationOptions, cart: Option<&Cart>) -> Result<(), CommandError> {
+    let Some(expected) = options.if_version else {
+        return Ok(());
+    };
+    let current = cart.map_or(0, |cart| cart.version);
+    if current != expected {
+        return Err(CommandError::new(
+            ErrorCode::Version,
+            format!("expected {expected}, cart is at {current}"),
+        ));
+    }
+    Ok(())
+}
+
+fn idempotency_conflict() -> CommandError {
+    CommandError::new(
+        ErrorCode::Idempotency,
+        "token reused with different arguments",
+    )
+}
