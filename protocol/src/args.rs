@@ -39,14 +39,14 @@ impl Args {
 
     /// The next argument if there is one.
     pub fn next_if_any(&mut self) -> Option<Bytes> {
-        let item = self.items.get(self.position).cloned();
+        let item = self.items.get_mut(self.position).map(std::mem::take);
         self.position += usize::from(item.is_some());
         item
     }
 
     /// Every argument left.
     pub fn rest(&mut self) -> Vec<Bytes> {
-        let rest = self.items[self.position..].to_vec();
+        let rest = self.items.split_off(self.position);
         self.position = self.items.len();
         rest
     }

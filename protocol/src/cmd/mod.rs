@@ -94,7 +94,15 @@ impl Command {
         if !spec.arity_allows(raw.len()) {
             return Err(CommandError::arity(spec.name));
         }
-        let fingerprint = fingerprint(spec, &raw[1..]);
+        // Only a request carrying a token needs its fingerprint; hashing every add is waste.
+        let idempotent = raw[1..]
+            .iter()
+            .any(|arg| arg.eq_ignore_ascii_case(b"IDEMPOTENCY"));
+        let fingerprint = if idempotent {
+            fingerprint(spec, &raw[1..])
+        } else {
+            0
+        };
         let mut args = Args::new(raw.into_iter().skip(1).collect());
         let command = parse_known(spec.id, &mut args)?;
         args.finish()?;

@@ -192,44 +192,38 @@ impl Store {
                 Lookup::Miss => {}
             }
         }
+        let kind = self.kind_of(key);
+        let expires_at_ms = now_ms + self.ttl_ms(kind);
         let (cart, expired) = shard.live_mut(at.hash, key, now_ms);
         self.count_expired(expired);
         check_version(options, cart.as_deref())?;
-        let outcome = apply(cart)?;
-        let kind = self.kind_of(key);
-        let expires_at_ms = now_ms + self.ttl_ms(kind);
-        match outcome {
-            Outcome::Create(mut cart) => {
-                cart.version = 1;
-                cart.created_at_ms = now_ms;
-                cart.updated_at_ms = now_ms;
-                cart.expires_at_ms = expires_at_ms;
-                cart.validated_at_ms = 0;
-                cart.debug_check(&self.config.limits);
-                shard.insert(at.hash, key, cart);
-            }
-            Outcome::Changed | Outcome::Unchanged => {
-                let cart = shard
-                    .find_mut(at.hash, key)
-                    .expect("apply changed a cart that exists");
-                if matches!(outcome, Outcome::Changed) {
+        let (mode, format) = (options.reply, options.format);
+        let reply = match cart {
+            Some(cart) => {
+                if let Outcome::Changed = apply(Some(&mut *cart))? {
                     cart.version += 1;
                     cart.updated_at_ms = now_ms;
                     cart.validated_at_ms = 0;
                     cart.debug_check(&self.config.limits);
                 }
                 cart.expires_at_ms = expires_at_ms;
+                self.reply_for(key, cart, mode, format, now_ms, Validation::Skipped)
             }
-        }
-        let cart = shard.find(at.hash, key).expect("the cart was just written");
-        let reply = self.reply_for(
-            key,
-            cart,
-            options.reply,
-            options.format,
-            now_ms,
-            Validation::Skipped,
-        );
+            None => {
+                let Outcome::Create(mut cart) = apply(None)? else {
+                    unreachable!("an operation on a missing cart either creates one or fails")
+                };
+                cart.version = 1;
+                cart.created_at_ms = now_ms;
+                cart.updated_at_ms = now_ms;
+                cart.expires_at_ms = expires_at_ms;
+                cart.validated_at_ms = 0;
+                cart.debug_check(&self.config.limits);
+                let reply = self.reply_for(key, &cart, mode, format, now_ms, Validation::Skipped);
+                shard.insert(at.hash, key, cart);
+                reply
+            }
+        };
         if let Some(token) = &options.idempotency {
             let ttl_ms = self.config.idempotency_ttl_ms;
             shard.idempotency.record(
