@@ -178,9 +178,6 @@ impl Cart {
         if let Some(price) = price {
             self.check_currency(price.currency)?;
         }
-        if let Some(price) = price {
-            self.adopt_currency(price.currency);
-        }
         match self.line_index(key) {
             Some(index) => {
                 let line = &self.lines[index];
@@ -207,6 +204,8 @@ impl Cart {
                         limits.lines_max
                     )));
                 }
+                // Checked above: an empty cart may take the new line's currency.
+                self.adopt_currency(price.currency);
                 self.lines.push(Line {
                     key,
                     qty,
@@ -424,5 +423,117 @@ fn remove_where<T>(items: &mut Vec<T>, matches: impl Fn(&T) -> bool) -> bool {
             true
         }
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lasso::{Key, Spur};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const LIMITS: CartLimits = CartLimits {
+        lines_max: 3,
+        saved_max: 2,
+        qty_max: 9,
+    };
+
+    fn key(product: usize) -> LineKey {
+        let id = Spur::try_from_usize(product).expect("small ids fit");
+        LineKey {
+            product: id,
+            variant: id,
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Add(usize, u32, Option<i64>, bool),
+        Set(usize, u32),
+        Remove(usize, u8),
+        Clear,
+        Save(usize),
+        Restore(usize),
+        Unavailable(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let product = 0usize..6;
+        prop_oneof![
+            (
+                product.clone(),
+                1u32..14,
+                proptest::option::of(0i64..1000),
+                any::<bool>()
+            )
+                .prop_map(|(p, q, price, euro)| Op::Add(p, q, price, euro)),
+            (product.clone(), 0u32..14).prop_map(|(p, q)| Op::Set(p, q)),
+            (product.clone(), 0u8..3).prop_map(|(p, list)| Op::Remove(p, list)),
+            Just(Op::Clear),
+            product.clone().prop_map(Op::Save),
+            product.clone().prop_map(Op::Restore),
+            product.prop_map(Op::Unavailable),
+        ]
+    }
+
+    /// Product 5 has a catalog limit of 4 per cart.
+    fn cap_of(product: usize) -> Option<u32> {
+        (product == 5).then_some(4)
+    }
+
+    fn apply(cart: &mut Cart, op: &Op) -> Result<(), CommandError> {
+        let usd = Currency(*b"USD");
+        match *op {
+            Op::Add(p, qty, price, euro) => {
+                let currency = if euro { Currency(*b"EUR") } else { usd };
+                let price = price.map(|minor| Price { minor, currency });
+                cart.add(key(p), qty, price, cap_of(p), &LIMITS, 1)
+            }
+            Op::Set(p, qty) => cart.set_qty(key(p), qty, cap_of(p), &LIMITS),
+            Op::Remove(p, list) => {
+                let from = [LineList::Cart, LineList::Saved, LineList::Unavailable][list as usize];
+                cart.remove(key(p), from);
+                Ok(())
+            }
+            Op::Clear => {
+                cart.clear();
+                Ok(())
+            }
+            Op::Save(p) => cart.save(key(p), &LIMITS, 2),
+            Op::Restore(p) => cart.restore(key(p), cap_of(p), &LIMITS),
+            Op::Unavailable(p) => {
+                cart.move_to_unavailable(&[key(p)]);
+                Ok(())
+            }
+        }
+    }
+
+    proptest! {
+        /// Whatever the sequence, limits hold, no line appears twice in a list, and a failed
+        /// operation leaves the cart exactly as it was.
+        #[test]
+        fn operations_keep_limits_and_fail_without_effect(ops in prop::collection::vec(op(), 1..40)) {
+            let mut cart = Cart::new(CartKind::User, Currency(*b"USD"), 0);
+            for op in &ops {
+                let before = cart.clone();
+                if apply(&mut cart, op).is_err() {
+                    prop_assert_eq!(&cart, &before, "{:?} failed but changed the cart", op);
+                }
+                prop_assert!(cart.lines.len() <= LIMITS.lines_max);
+                prop_assert!(cart.saved().len() <= LIMITS.saved_max);
+                prop_assert!(cart.lines.iter().all(|line| (1..=LIMITS.qty_max).contains(&line.qty)));
+                prop_assert!(cart.lines.iter().filter(|line| line.key == key(5)).all(|line| line.qty <= 4));
+                for list in [cart.lines.iter().map(|l| l.key).collect::<Vec<_>>(),
+                             cart.saved().iter().map(|s| s.line.key).collect(),
+                             cart.unavailable().iter().map(|l| l.key).collect()] {
+                    let mut sorted = list.clone();
+                    sorted.sort_by_key(|k| k.product.into_usize());
+                    sorted.dedup();
+                    prop_assert_eq!(sorted.len(), list.len(), "a line appears twice");
+                }
+                prop_assert!(cart.extra.as_ref().is_none_or(|e| !e.saved.is_empty() || !e.unavailable.is_empty()));
+            }
+        }
     }
 }
