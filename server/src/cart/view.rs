@@ -3,7 +3,7 @@
 
 use protocol::Reply;
 
-use super::{Cart, Line, Names};
+use super::{Cart, Line, Names, SavedLine};
 
 /// How fresh the prices and stock in a view are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,20 +62,7 @@ pub fn render(
     let saved = cart
         .saved()
         .iter()
-        .map(|saved| {
-            Reply::Map(vec![
-                field(
-                    "product",
-                    Reply::text(names.resolve(saved.line.key.product)),
-                ),
-                field(
-                    "variant",
-                    Reply::text(names.resolve(saved.line.key.variant)),
-                ),
-                field("qty", int(u64::from(saved.line.qty))),
-                field("saved_at_ms", int(saved.saved_at_ms)),
-            ])
-        })
+        .map(|saved| render_saved(saved, names))
         .collect();
     let validated_at = match cart.validated_at_ms {
         0 => Reply::Null,
@@ -115,6 +102,21 @@ pub fn render(
         field("totals", totals),
         field("validation", Reply::from_static(validation.as_str())),
         field("validated_at_ms", validated_at),
+    ])
+}
+
+fn render_saved(saved: &SavedLine, names: &Names) -> Reply {
+    Reply::Map(vec![
+        field(
+            "product",
+            Reply::text(names.resolve(saved.line.key.product)),
+        ),
+        field(
+            "variant",
+            Reply::text(names.resolve(saved.line.key.variant)),
+        ),
+        field("qty", int(u64::from(saved.line.qty))),
+        field("saved_at_ms", int(saved.saved_at_ms)),
     ])
 }
 

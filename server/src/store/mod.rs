@@ -182,15 +182,8 @@ impl Store {
     ) -> Result<Reply, CommandError> {
         let at = self.locate(key);
         let mut shard = self.shards[at.shard].lock();
-        if let Some(token) = &options.idempotency {
-            match shard
-                .idempotency
-                .lookup(at.hash, token, options.fingerprint, now_ms)
-            {
-                Lookup::Replay(reply) => return Ok(reply),
-                Lookup::Conflict => return Err(idempotency_conflict()),
-                Lookup::Miss => {}
-            }
+        if let Some(reply) = self.replayed(&shard, at.hash, options, now_ms)? {
+            return Ok(reply);
         }
         let kind = self.kind_of(key);
         let expires_at_ms = now_ms + self.ttl_ms(kind);
@@ -224,10 +217,47 @@ impl Store {
                 reply
             }
         };
+        self.remember(&mut shard, at.hash, options, &reply, now_ms);
+        Ok(reply)
+    }
+
+    /// The remembered reply of an idempotent retry, or an error for a reused token.
+    fn replayed(
+        &self,
+        shard: &Shard,
+        hash: u64,
+        options: &MutationOptions,
+        now_ms: u64,
+    ) -> Result<Option<Reply>, CommandError> {
+        let Some(token) = &options.idempotency else {
+            return Ok(None);
+        };
+        match shard
+            .idempotency
+            .lookup(hash, token, options.fingerprint, now_ms)
+        {
+            Lookup::Replay(reply) => Ok(Some(reply)),
+            Lookup::Conflict => Err(CommandError::new(
+                ErrorCode::Idempotency,
+                "token reused with different arguments",
+            )),
+            Lookup::Miss => Ok(None),
+        }
+    }
+
+    /// Remembers a mutation's reply under its idempotency token, if it has one.
+    fn remember(
+        &self,
+        shard: &mut Shard,
+        hash: u64,
+        options: &MutationOptions,
+        reply: &Reply,
+        now_ms: u64,
+    ) {
         if let Some(token) = &options.idempotency {
             let ttl_ms = self.config.idempotency_ttl_ms;
             shard.idempotency.record(
-                at.hash,
+                hash,
                 token.clone(),
                 options.fingerprint,
                 reply.clone(),
@@ -235,7 +265,6 @@ impl Store {
                 ttl_ms,
             );
         }
-        Ok(reply)
     }
 
     /// The reply a mutation asked for.
@@ -447,11 +476,4 @@ fn check_version(options: &MutationOptions, cart: Option<&Cart>) -> Result<(), C
         ));
     }
     Ok(())
-}
-
-fn idempotency_conflict() -> CommandError {
-    CommandError::new(
-        ErrorCode::Idempotency,
-        "token reused with different arguments",
-    )
 }
