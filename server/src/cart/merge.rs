@@ -117,11 +117,12 @@ fn add_unavailable(user: &mut Cart, line: Line, limits: &CartLimits) -> bool {
 mod tests {
     use std::collections::HashMap;
 
-    use lasso::{Key, Spur};
+    use lasso::Key;
     use proptest::prelude::*;
     use protocol::Currency;
 
     use super::*;
+    use crate::cart::tests::key;
     use crate::cart::CartKind;
 
     const LIMITS: CartLimits = CartLimits {
@@ -129,14 +130,6 @@ mod tests {
         saved_max: 3,
         qty_max: 9,
     };
-
-    fn key(product: usize) -> LineKey {
-        let id = Spur::try_from_usize(product).expect("small ids fit");
-        LineKey {
-            product: id,
-            variant: id,
-        }
-    }
 
     fn cart(lines: &[(usize, u32)], saved: &[(usize, u32)], currency: &[u8; 3]) -> Cart {
         let mut cart = Cart::new(CartKind::User, Currency(*currency), 0);

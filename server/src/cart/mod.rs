@@ -427,7 +427,7 @@ fn remove_where<T>(items: &mut Vec<T>, matches: impl Fn(&T) -> bool) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use lasso::{Key, Spur};
     use proptest::prelude::*;
 
@@ -439,7 +439,8 @@ mod tests {
         qty_max: 9,
     };
 
-    fn key(product: usize) -> LineKey {
+    /// A line key for a small number, for tests of the cart rules.
+    pub(crate) fn key(product: usize) -> LineKey {
         let id = Spur::try_from_usize(product).expect("small ids fit");
         LineKey {
             product: id,
