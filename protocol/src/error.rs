@@ -15,6 +15,8 @@ pub enum ErrorCode {
     WrongPass,
     /// Unsupported protocol version in HELLO (`NOPROTO`).
     NoProto,
+    /// Out of room: a configured capacity is reached (`OOM`).
+    Oom,
     /// The cart does not exist (`NOCART`).
     NoCart,
     /// The line does not exist (`NOITEM`).
@@ -40,6 +42,7 @@ impl ErrorCode {
             ErrorCode::NoAuth => "NOAUTH",
             ErrorCode::WrongPass => "WRONGPASS",
             ErrorCode::NoProto => "NOPROTO",
+            ErrorCode::Oom => "OOM",
             ErrorCode::NoCart => "NOCART",
             ErrorCode::NoItem => "NOITEM",
             ErrorCode::NoPrice => "NOPRICE",

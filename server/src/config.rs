@@ -78,6 +78,8 @@ pub struct CartsConfig {
     pub idempotency_ttl_s: u64,
     /// Most idempotency tokens remembered server-wide; the oldest go first past it.
     pub max_idempotency_keys: usize,
+    /// Most carts the node holds; creating one more fails with `OOM` (about 370 bytes each).
+    pub max_carts: usize,
 }
 
 impl Default for CartsConfig {
@@ -92,6 +94,7 @@ impl Default for CartsConfig {
             validation_cache_s: 60,
             idempotency_ttl_s: 24 * 3600,
             max_idempotency_keys: 1_000_000,
+            max_carts: 30_000_000,
         }
     }
 }
@@ -198,6 +201,9 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&carts.max_qty_per_line) {
             return invalid("carts.max_qty_per_line must be 1..=1000000".into());
+        }
+        if carts.max_carts == 0 {
+            return invalid("carts.max_carts must be at least 1".into());
         }
         if carts.max_idempotency_keys > 100_000_000 {
             return invalid("carts.max_idempotency_keys must be at most 100000000".into());

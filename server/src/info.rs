@@ -138,6 +138,7 @@ fn memory_section(server: &Server, out: &mut String) {
     line(out, "maxmemory", 0);
     line(out, "maxmemory_policy", "noeviction");
     line(out, "carts", carts);
+    line(out, "carts_max", server.config.carts.max_carts);
     line(
         out,
         "cart_bytes_avg",

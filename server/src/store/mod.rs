@@ -9,7 +9,8 @@ mod merge;
 mod shard;
 mod wheel;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -42,6 +43,8 @@ pub struct StoreConfig {
     pub idempotency_ttl_ms: u64,
     /// Idempotency records server-wide.
     pub idempotency_max: usize,
+    /// Carts the store holds at most; creating one more fails with `OOM`.
+    pub carts_max: usize,
 }
 
 impl From<&Config> for StoreConfig {
@@ -60,6 +63,7 @@ impl From<&Config> for StoreConfig {
             validation_cache_ms: carts.validation_cache_s * 1000,
             idempotency_ttl_ms: carts.idempotency_ttl_s * 1000,
             idempotency_max: carts.max_idempotency_keys,
+            carts_max: carts.max_carts,
         }
     }
 }
@@ -89,6 +93,7 @@ pub enum Outcome {
 /// The store.
 pub struct Store {
     shards: Box<[Mutex<Shard>]>,
+    carts: Arc<AtomicUsize>,
     shard_shift: u32,
     hasher: ahash::RandomState,
     /// Interned product and variant ids.
@@ -114,11 +119,13 @@ impl Store {
     pub fn new(config: StoreConfig, now_ms: u64) -> Store {
         assert!(config.shards.is_power_of_two());
         let per_shard = config.idempotency_max.div_ceil(config.shards);
+        let carts = Arc::new(AtomicUsize::new(0));
         let shards = (0..config.shards)
-            .map(|_| Mutex::new(Shard::new(now_ms, per_shard)))
+            .map(|_| Mutex::new(Shard::new(now_ms, per_shard, carts.clone())))
             .collect();
         Store {
             shards,
+            carts,
             shard_shift: 63 - config.shards.trailing_zeros(),
             hasher: ahash::RandomState::new(),
             names: Names::default(),
@@ -203,6 +210,15 @@ impl Store {
                 self.reply_for(key, cart, mode, format, now_ms, Validation::Skipped)
             }
             None => {
+                let carts_max = self.config.carts_max;
+                if self.len() >= carts_max {
+                    return Err(CommandError::new(
+                        ErrorCode::Oom,
+                        format!(
+                            "command not allowed: the store holds max_carts ({carts_max}) carts"
+                        ),
+                    ));
+                }
                 let Outcome::Create(mut cart) = apply(None)? else {
                     unreachable!("an operation on a missing cart either creates one or fails")
                 };
@@ -372,7 +388,7 @@ impl Store {
 
     /// Carts held, expired ones not yet reaped included (as Redis's DBSIZE).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|shard| shard.lock().len()).sum()
+        self.carts.load(Ordering::Relaxed)
     }
 
     /// Idempotency records held and evicted early, over all shards.

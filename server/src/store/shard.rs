@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use super::idempotency::IdempotencyLog;
 use super::wheel::{deadline_tick, tick_of, Wheel};
@@ -26,7 +28,8 @@ pub struct Shard {
     pub wheel: Wheel,
     /// Remembered idempotent replies.
     pub idempotency: IdempotencyLog,
-    len: usize,
+    /// Carts in the whole store, shared by every shard (DBSIZE and `max_carts` read it).
+    store_len: Arc<AtomicUsize>,
 }
 
 /// What one expiry pass did.
@@ -40,18 +43,13 @@ pub struct ExpirePass {
 
 impl Shard {
     /// An empty shard.
-    pub fn new(now_ms: u64, idempotency_max: usize) -> Shard {
+    pub fn new(now_ms: u64, idempotency_max: usize, store_len: Arc<AtomicUsize>) -> Shard {
         Shard {
             carts: BTreeMap::new(),
             wheel: Wheel::new(tick_of(now_ms)),
             idempotency: IdempotencyLog::new(idempotency_max),
-            len: 0,
+            store_len,
         }
-    }
-
-    /// Carts held (including expired ones not yet reaped).
-    pub fn len(&self) -> usize {
-        self.len
     }
 
     /// The cart under `key`, expired or not.
@@ -108,7 +106,7 @@ impl Shard {
                 self.carts.insert(hash, entries.into_boxed_slice());
             }
         }
-        self.len += 1;
+        self.store_len.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Removes and returns the cart under `key`. Its wheel entry stays and is skipped when it
@@ -121,7 +119,7 @@ impl Shard {
         if !entries.is_empty() {
             self.carts.insert(hash, entries.into_boxed_slice());
         }
-        self.len -= 1;
+        self.store_len.fetch_sub(1, Ordering::Relaxed);
         Some(entry.cart)
     }
 
