@@ -48,6 +48,9 @@ fn decode_array(
     buffer: &mut BytesMut,
     limits: &RequestLimits,
 ) -> Result<Option<Vec<Bytes>>, FramingError> {
+    if !is_complete_flat_array(buffer, limits)? {
+        return Ok(None);
+    }
     let decoded = decode_bytes_mut(buffer)
         .map_err(|error| FramingError(format!("invalid request: {}", error.details())))?;
     let Some((frame, _used, _bytes)) = decoded else {
@@ -72,6 +75,59 @@ fn decode_array(
         }
     }
     Ok(Some(args))
+}
+
+/// Walks the headers of the array at the front of `buffer` without copying anything: is it
+/// complete, and is every element a bulk string within the limit?
+///
+/// Requests are flat, so a nested array is refused here, before the recursive decoder could be
+/// led thousands of levels deep; an oversized bulk is refused from its header, before its bytes
+/// are buffered.
+fn is_complete_flat_array(buffer: &[u8], limits: &RequestLimits) -> Result<bool, FramingError> {
+    let Some((count, mut at)) = header_number(buffer, 0)? else {
+        return Ok(false);
+    };
+    for _ in 0..count.max(0) {
+        let Some(&kind) = buffer.get(at) else {
+            return Ok(false);
+        };
+        if kind != b'$' {
+            return Err(FramingError(format!(
+                "expected '$', got '{}'",
+                char::from(kind)
+            )));
+        }
+        let Some((length, data_at)) = header_number(buffer, at)? else {
+            return Ok(false);
+        };
+        let length = usize::try_from(length)
+            .ok()
+            .filter(|&length| length <= limits.bulk_bytes_max)
+            .ok_or_else(|| FramingError("invalid bulk length".into()))?;
+        at = data_at + length + 2;
+        if at > buffer.len() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Reads the number of the `*N\r\n` or `$N\r\n` header starting at `at`, and where the next
+/// part starts; `None` while the line is incomplete.
+fn header_number(buffer: &[u8], at: usize) -> Result<Option<(i64, usize)>, FramingError> {
+    const HEADER_BYTES_MAX: usize = 32;
+    let line = &buffer[at + 1..buffer.len().min(at + 1 + HEADER_BYTES_MAX)];
+    let Some(end) = line.iter().position(|&byte| byte == b'\r') else {
+        if line.len() == HEADER_BYTES_MAX {
+            return Err(FramingError("invalid length".into()));
+        }
+        return Ok(None);
+    };
+    let number = std::str::from_utf8(&line[..end])
+        .ok()
+        .and_then(|text| text.parse::<i64>().ok())
+        .ok_or_else(|| FramingError("invalid length".into()))?;
+    Ok(Some((number, at + 1 + end + 2)))
 }
 
 fn decode_inline(buffer: &mut BytesMut) -> Result<Option<Vec<Bytes>>, FramingError> {
@@ -214,7 +270,22 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_refused_at_the_first_level() {
+        let mut nested = b"*1\r\n".repeat(100_000);
+        nested.extend_from_slice(b"$4\r\nPING\r\n");
+        let error = decode_all(&nested).unwrap_err();
+        assert_eq!(error.reply_text(), "Protocol error: expected '$', got '*'");
+    }
+
+    #[test]
+    fn oversized_bulk_is_refused_from_its_header_alone() {
+        let error = decode_all(b"*2\r\n$4\r\nECHO\r\n$99999\r\n").unwrap_err();
+        assert_eq!(error.reply_text(), "Protocol error: invalid bulk length");
+    }
+
+    #[test]
     fn garbage_lengths_break_framing() {
+        assert!(decode_all(&[b"*".as_slice(), &[b'9'; 40]].concat()).is_err());
         assert!(decode_all(b"*x\r\n").is_err());
         assert!(decode_all(b"*1\r\n$-7\r\n").is_err());
     }

@@ -232,7 +232,8 @@ fn unknown_command(raw: &[Bytes]) -> CommandError {
             )
         })
         .collect();
-    shown.truncate(512);
+    // Bounded in bytes, cut between characters.
+    shown.truncate(shown.floor_char_boundary(512));
     let name: String = name.chars().take(128).collect();
     CommandError::err(format!(
         "unknown command '{name}', with args beginning with: {shown}"

@@ -100,6 +100,15 @@ pub struct MutationOptions {
     /// Hash of the whole request, set by [`crate::Command::parse`]; tells a retry from a
     /// different request with the same token.
     pub fingerprint: u64,
+    /// Which of the defaulted options were written out, so a repeat is refused.
+    given: GivenOptions,
+}
+
+/// `REPLY` and `FORMAT` have defaults, so whether they were given is tracked beside them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct GivenOptions {
+    reply: bool,
+    format: bool,
 }
 
 impl MutationOptions {
@@ -131,6 +140,8 @@ impl MutationOptions {
             }
             self.idempotency = Some(token);
         } else if name.eq_ignore_ascii_case(b"REPLY") {
+            reject_repeat(self.given.reply)?;
+            self.given.reply = true;
             let value = args.next_bytes()?;
             self.reply = if value.eq_ignore_ascii_case(b"CART") {
                 ReplyMode::Cart
@@ -142,6 +153,8 @@ impl MutationOptions {
                 return Err(CommandError::syntax());
             };
         } else if name.eq_ignore_ascii_case(b"FORMAT") {
+            reject_repeat(self.given.format)?;
+            self.given.format = true;
             self.format = Format::parse(args)?;
         } else {
             return Ok(false);

@@ -31,6 +31,17 @@ fn unknown_command_names_the_arguments() {
 }
 
 #[test]
+fn unknown_command_with_many_wide_characters_is_shown_whole_characters() {
+    let wide = "\u{00e9}".repeat(100);
+    let words: Vec<&str> = std::iter::once("NOPE")
+        .chain(std::iter::repeat_n(wide.as_str(), 10))
+        .collect();
+    let shown = message(&words);
+    assert!(shown.starts_with("ERR unknown command 'NOPE'"));
+    assert!(shown.len() < 600, "{shown}");
+}
+
+#[test]
 fn arity_errors_use_the_lower_case_name() {
     for (words, name) in [
         (&["CART.ADD", "k", "p", "v"][..], "cart.add"),
@@ -165,6 +176,18 @@ fn cart_add_refuses_bad_values() {
         error(&["CART.ADD", "k", long_product, "-", "1"]).code,
         ErrorCode::Limit
     );
+}
+
+#[test]
+fn repeated_reply_or_format_is_a_syntax_error() {
+    for repeated in [
+        ["REPLY", "NONE", "REPLY", "CART"],
+        ["FORMAT", "JSON", "FORMAT", "RESP"],
+    ] {
+        let mut words = vec!["CART.ADD", "cart:1", "sku", "-", "1"];
+        words.extend(repeated);
+        assert_eq!(message(&words), "ERR syntax error");
+    }
 }
 
 #[test]
