@@ -25,6 +25,10 @@ pub async fn refuse(mut stream: TcpStream) {
 /// Serves one connection until it closes, is killed, or the server stops.
 pub async fn serve(stream: TcpStream, handle: Arc<ClientHandle>, server: Arc<Server>) {
     let id = handle.id;
+    let _registered = Registered {
+        server: server.clone(),
+        id,
+    };
     let mut connection = Connection {
         stream,
         read: BytesMut::with_capacity(4096),
@@ -37,7 +41,19 @@ pub async fn serve(stream: TcpStream, handle: Arc<ClientHandle>, server: Arc<Ser
     if let Err(error) = connection.run().await {
         tracing::debug!(client = id, %error, "connection ended with an error");
     }
-    server.clients.unregister(id);
+}
+
+/// Takes the client off the list however its task ends, a panic included, so `maxclients`
+/// and `CLIENT LIST` never count a connection that is gone.
+struct Registered {
+    server: Arc<Server>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.server.clients.unregister(self.id);
+    }
 }
 
 struct Connection {

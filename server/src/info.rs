@@ -147,7 +147,11 @@ fn memory_section(server: &Server, out: &mut String) {
     line(out, "interned_ids", server.store.names.len());
     line(out, "interned_ids_max", crate::limits::NAMES_MAX);
     line(out, "catalog_entries", server.store.catalog.len());
-    line(out, "catalog_entries_max", crate::limits::CATALOG_ENTRIES_MAX);
+    line(
+        out,
+        "catalog_entries_max",
+        crate::limits::CATALOG_ENTRIES_MAX,
+    );
     line(out, "idempotency_keys", idempotency_keys);
     line(
         out,

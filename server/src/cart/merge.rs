@@ -4,8 +4,9 @@
 //!   `max_qty_per_line` and the product's per-cart limit; the user cart's prices win.
 //! - Guest-only lines are added while the cart has room; lines beyond `max_lines_per_cart` go to
 //!   saved-for-later while that has room, and only then are they dropped (and counted).
-//! - Currencies differ: the user cart's wins and the guest's lines go to `unavailable`. An
-//!   entirely empty user cart takes the guest cart's currency instead.
+//! - Currencies differ: the user cart's wins and every guest line (active, saved, unavailable)
+//!   goes to `unavailable`, marked as priced in another currency: RESTORE re-prices it from
+//!   the catalog. An entirely empty user cart takes the guest cart's currency instead.
 //! - Saved and unavailable lines are united; on a clash the user cart's line stays.
 
 use protocol::MergeQty;
@@ -31,15 +32,16 @@ pub fn merge(
     if user.lines.is_empty() && user.saved().is_empty() && user.unavailable().is_empty() {
         user.currency = guest.currency;
     }
-    let same_currency = user.currency == guest.currency;
-    let extra = guest.extra.map(|extra| *extra).unwrap_or_default();
-    for line in guest.lines {
-        if !same_currency {
+    if user.currency != guest.currency {
+        for line in foreign_lines(guest) {
             if !add_unavailable(user, line, limits) {
                 report.dropped_lines += 1;
             }
-            continue;
         }
+        return report;
+    }
+    let extra = guest.extra.map(|extra| *extra).unwrap_or_default();
+    for line in guest.lines {
         let qty_max = cap(line.key).map_or(limits.qty_max, |cap| cap.min(limits.qty_max));
         match user.line_index(line.key) {
             Some(index) => {
@@ -75,6 +77,20 @@ pub fn merge(
         }
     }
     report
+}
+
+/// Every line of a cart priced in another currency, each marked so.
+fn foreign_lines(cart: Cart) -> impl Iterator<Item = Line> {
+    let extra = cart.extra.map(|extra| *extra).unwrap_or_default();
+    let saved = extra.saved.into_iter().map(|saved| saved.line);
+    cart.lines
+        .into_iter()
+        .chain(saved)
+        .chain(extra.unavailable)
+        .map(|line| Line {
+            foreign_price: true,
+            ..line
+        })
 }
 
 /// Adds a saved line unless the user cart already saved that product variant (its own stays,
@@ -142,6 +158,7 @@ mod tests {
                     unit_price: product as i64 * 100,
                     price_at_add: 1,
                     added_at_ms: 0,
+                    foreign_price: false,
                 });
             }
         }
@@ -155,6 +172,7 @@ mod tests {
                     unit_price: 5,
                     price_at_add: 5,
                     added_at_ms: 0,
+                    foreign_price: false,
                 };
                 cart.extra_mut().saved.push(SavedLine {
                     line,

@@ -32,6 +32,34 @@ pub struct Line {
     pub price_at_add: i64,
     /// When the line was first added.
     pub added_at_ms: u64,
+    /// The prices are in another currency than the cart's: a guest line merged into a cart
+    /// priced otherwise. Such a line waits in `unavailable` until RESTORE re-prices it.
+    pub foreign_price: bool,
+}
+
+impl Line {
+    /// Takes the catalog's price in `currency` for a line priced in another currency; without
+    /// one the line cannot join the cart (`NOPRICE`).
+    fn reprice_into(
+        &mut self,
+        currency: Currency,
+        catalog_price: Option<Price>,
+    ) -> Result<(), CommandError> {
+        let price = catalog_price
+            .filter(|price| price.currency == currency)
+            .ok_or_else(|| {
+                CommandError::new(
+                    ErrorCode::NoPrice,
+                    format!(
+                        "the line is priced in another currency and the catalog has no price in {currency}"
+                    ),
+                )
+            })?;
+        self.unit_price = price.minor;
+        self.price_at_add = price.minor;
+        self.foreign_price = false;
+        Ok(())
+    }
 }
 
 /// A saved-for-later line: the line as it was, and when it was saved.
@@ -212,6 +240,7 @@ impl Cart {
                     unit_price: price.minor,
                     price_at_add: price.minor,
                     added_at_ms: now_ms,
+                    foreign_price: false,
                 });
             }
         }
@@ -303,16 +332,20 @@ impl Cart {
     pub fn restore(
         &mut self,
         key: LineKey,
+        catalog_price: Option<Price>,
         cap: Option<u32>,
         limits: &CartLimits,
     ) -> Result<(), CommandError> {
         let saved_index = self.saved().iter().position(|saved| saved.line.key == key);
         let unavailable_index = self.unavailable().iter().position(|line| line.key == key);
-        let incoming = match (saved_index, unavailable_index) {
+        let mut incoming = match (saved_index, unavailable_index) {
             (Some(index), _) => self.saved()[index].line.clone(),
             (None, Some(index)) => self.unavailable()[index].clone(),
             (None, None) => return Err(no_item()),
         };
+        if incoming.foreign_price {
+            incoming.reprice_into(self.currency, catalog_price)?;
+        }
         match self.line_index(key) {
             Some(index) => {
                 check_qty(
@@ -362,9 +395,7 @@ impl Cart {
     }
 
     fn check_currency(&self, currency: Currency) -> Result<(), CommandError> {
-        if currency != self.currency
-            && !(self.lines.is_empty() && self.saved().is_empty() && self.unavailable().is_empty())
-        {
+        if currency != self.currency && !self.holds_no_lines() {
             return Err(CommandError::err(format!(
                 "cart is priced in {}, the price is in {currency}",
                 self.currency
@@ -375,9 +406,14 @@ impl Cart {
 
     /// Adopts `currency` when the cart holds no lines at all (an emptied cart may change).
     pub fn adopt_currency(&mut self, currency: Currency) {
-        if self.lines.is_empty() && self.saved().is_empty() && self.unavailable().is_empty() {
+        if self.holds_no_lines() {
             self.currency = currency;
         }
+    }
+
+    /// No line in the cart, saved for later, or unavailable: the currency is still open.
+    pub fn holds_no_lines(&self) -> bool {
+        self.lines.is_empty() && self.saved().is_empty() && self.unavailable().is_empty()
     }
 
     /// Checks the cart's structural invariants (tests and debug builds).
@@ -502,7 +538,7 @@ pub(crate) mod tests {
                 Ok(())
             }
             Op::Save(p) => cart.save(key(p), &LIMITS, 2),
-            Op::Restore(p) => cart.restore(key(p), cap_of(p), &LIMITS),
+            Op::Restore(p) => cart.restore(key(p), None, cap_of(p), &LIMITS),
             Op::Unavailable(p) => {
                 cart.move_to_unavailable(&[key(p)]);
                 Ok(())

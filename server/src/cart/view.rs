@@ -91,7 +91,7 @@ pub fn render(
             Reply::Array(
                 cart.unavailable()
                     .iter()
-                    .map(|line| render_line(line, names))
+                    .map(|line| render_unavailable(line, names))
                     .collect(),
             ),
         ),
@@ -120,8 +120,25 @@ fn render_saved(saved: &SavedLine, names: &Names) -> Reply {
     ])
 }
 
+/// An unavailable line is a line plus why it is aside: out of stock, or priced in another
+/// currency (merged from a guest cart).
+fn render_unavailable(line: &Line, names: &Names) -> Reply {
+    let mut fields = line_fields(line, names);
+    let reason = if line.foreign_price {
+        "currency"
+    } else {
+        "out_of_stock"
+    };
+    fields.push(field("reason", Reply::from_static(reason)));
+    Reply::Map(fields)
+}
+
 fn render_line(line: &Line, names: &Names) -> Reply {
-    Reply::Map(vec![
+    Reply::Map(line_fields(line, names))
+}
+
+fn line_fields(line: &Line, names: &Names) -> Vec<(Reply, Reply)> {
+    vec![
         field("product", Reply::text(names.resolve(line.key.product))),
         field("variant", Reply::text(names.resolve(line.key.variant))),
         field("qty", int(u64::from(line.qty))),
@@ -136,5 +153,5 @@ fn render_line(line: &Line, names: &Names) -> Reply {
             Reply::Integer(i64::from(line.qty) * line.unit_price),
         ),
         field("added_at_ms", int(line.added_at_ms)),
-    ])
+    ]
 }

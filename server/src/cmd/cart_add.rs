@@ -21,7 +21,7 @@ pub fn apply(cmd: CartAdd, server: &Server, now: u64) -> Result<Reply, CommandEr
     store.mutate(&cmd.key, &cmd.mutation, now, |cart| match cart {
         Some(cart) => {
             let catalog_price = catalog_price
-                .filter(|price| price.currency == cart.currency || cart.lines.is_empty());
+                .filter(|price| price.currency == cart.currency || cart.holds_no_lines());
             cart.add(line, cmd.qty, explicit.or(catalog_price), cap, &limits, now)?;
             Ok(Outcome::Changed)
         }

@@ -10,11 +10,11 @@ use crate::store::Outcome;
 pub fn apply(cmd: CartRestore, server: &Server, now: u64) -> Result<Reply, CommandError> {
     let store = &server.store;
     let line = known_line(&store.names, &cmd.line);
-    let cap = line.and_then(|line| store.catalog.price_and_cap(line).1);
+    let (catalog_price, cap) = line.map_or((None, None), |line| store.catalog.price_and_cap(line));
     let limits = store.config.limits;
     store.mutate(&cmd.key, &cmd.mutation, now, |cart| {
         let cart = cart.ok_or_else(no_cart)?;
-        cart.restore(line.ok_or_else(no_item)?, cap, &limits)?;
+        cart.restore(line.ok_or_else(no_item)?, catalog_price, cap, &limits)?;
         Ok(Outcome::Changed)
     })
 }
