@@ -7,4 +7,4 @@
 
 pub mod record;
 
-pub use record::{Change, Event, EventKind, Lsn, Record, TombstoneReason};
+pub use record::{Change, Event, EventKind, Lsn, Record, RecordSource, TombstoneReason};

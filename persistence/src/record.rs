@@ -99,6 +99,13 @@ impl EventKind {
     }
 }
 
+/// Where readers of the log (the PostgreSQL sink, later replicas) get records from.
+pub trait RecordSource: Send + 'static {
+    /// Up to `max` records with LSN above `after`, in LSN order; empty when there are none yet.
+    /// Never returns a record that is not completely written.
+    fn read_after(&mut self, after: Lsn, max: usize) -> std::io::Result<Vec<Record>>;
+}
+
 /// Why bytes could not be read back as a record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
