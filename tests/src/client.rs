@@ -1,5 +1,6 @@
 //! Talking to cartd through the `redis` crate (the client real users run, not ours): opening
-//! RESP2 or RESP3 connections and sending commands given as lists of strings.
+//! RESP2 or RESP3 connections, sending commands given as lists of strings, and taking replies
+//! apart (integers, strings, arrays, maps in either protocol).
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisResult, Value};
@@ -108,4 +109,39 @@ pub fn text(value: &Value) -> String {
         Value::VerbatimString { text, .. } => text.clone(),
         other => panic!("expected a string, got {other:?}"),
     }
+}
+
+/// The elements of an array reply.
+pub fn array(value: &Value) -> &[Value] {
+    match value {
+        Value::Array(items) => items,
+        other => panic!("expected an array, got {other:?}"),
+    }
+}
+
+/// The pairs of a map reply: a RESP3 map, or a RESP2 flat array of names and values.
+pub fn pairs(value: &Value) -> Vec<(String, Value)> {
+    match value {
+        Value::Map(pairs) => pairs
+            .iter()
+            .map(|(key, value)| (text(key), value.clone()))
+            .collect(),
+        Value::Array(items) => {
+            assert!(items.len() % 2 == 0, "a flattened map has an even length");
+            items
+                .chunks(2)
+                .map(|pair| (text(&pair[0]), pair[1].clone()))
+                .collect()
+        }
+        other => panic!("expected a map, got {other:?}"),
+    }
+}
+
+/// One field of a map reply (see [`pairs`]); panics if it is missing.
+pub fn field(value: &Value, name: &str) -> Value {
+    pairs(value)
+        .into_iter()
+        .find(|(key, _)| key == name)
+        .unwrap_or_else(|| panic!("no field {name} in {value:?}"))
+        .1
 }

@@ -4,25 +4,34 @@
 //! instead of hanging it.
 //!
 //! - [`process`]: [`Cartd`], one cartd process (start, log, SIGTERM, SIGKILL, restart).
-//! - [`client`]: `redis` crate connections and [`cmd`]/[`query`] to send a command.
+//! - [`client`]: `redis` crate connections, [`cmd`]/[`query`] to send a command, and [`text`],
+//!   [`array`], [`pairs`] to read replies.
 //! - [`raw`]: [`RawConn`], byte-exact RESP over TCP.
 //! - [`mod@view`]: cart views as JSON and as the typed [`CartView`], from RESP2 or RESP3.
 //! - [`cli`]: [`redis_cli`], running `redis-cli` against cartd.
+//! - [`cart`]: shorthand for the cart-command suites ([`w`], [`mutate`], [`cart_add`], [`lines`]).
+//! - [`mod@info`]: [`fn@info`] and the `name:value` fields of its text.
 
 #![warn(missing_docs)]
 
 use std::time::Duration;
 
+pub mod cart;
 pub mod cli;
 pub mod client;
+pub mod info;
 pub mod process;
 pub mod raw;
 pub mod view;
 
+pub use cart::{
+    cart_add, cart_add_version, exists, expect, item, lines, mutate, stored, w, without_ttl, SMALL,
+};
 pub use cli::{redis_cli, run_redis_cli, CliOutput};
-pub use client::{cmd, fails, int, ok, query, text};
+pub use client::{array, cmd, fails, field, int, ok, pairs, query, text};
+pub use info::{info, info_field, info_number};
 pub use process::{cartd_bin, Cartd, START_TIMEOUT};
-pub use raw::{encode_command, reply_length, RawConn, CLOSE_WAIT, RAW_WAIT};
+pub use raw::{encode_command, parse_reply, reply_length, RawConn, CLOSE_WAIT, RAW_WAIT};
 pub use view::{
     cart_view, json_reply, resp2_view_to_json, resp3_to_json, view, view_json, CartLine, CartView,
     SavedLine, Totals,

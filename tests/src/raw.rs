@@ -1,6 +1,8 @@
 //! Byte-exact conversations with cartd over a plain TCP socket, for tests where the wire
 //! itself matters (inline commands, RESP2 flattening, null replies, protocol errors that close
 //! the connection). Replies are framed by a small RESP2/RESP3 parser; every read times out.
+//! [`parse_reply`] hands a framed reply to the `redis` crate's parser when its value matters
+//! more than its bytes.
 
 use std::time::Duration;
 
@@ -156,6 +158,11 @@ pub fn encode_command(args: &[&str]) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out
+}
+
+/// Parses one complete reply read by [`RawConn`] into a `redis` crate [`redis::Value`].
+pub fn parse_reply(bytes: &[u8]) -> redis::Value {
+    redis::parse_redis_value(bytes).expect("a valid RESP reply")
 }
 
 /// Length of the first complete RESP2/RESP3 reply in `buffer`: `Ok(None)` while it is

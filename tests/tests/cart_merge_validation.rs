@@ -3,14 +3,12 @@
 
 use std::time::Duration;
 
-use cartd_tests::{fails, int, json_reply, ok, resp3_to_json, view, Cartd};
+use cartd_tests::{
+    exists, fails, item, json_reply, ok, resp3_to_json, view, w, without_ttl, Cartd, SMALL,
+};
 use redis::aio::MultiplexedConnection;
 use redis::Value;
 use serde_json::{json, Value as Json};
-
-/// Small per-cart limits, so the limits are reachable in a few commands.
-const SMALL: &str =
-    "[carts]\nmax_lines_per_cart = 3\nmax_qty_per_line = 5\nmax_saved_per_cart = 2\n";
 
 /// A validation cache of one second, so a test can wait it out.
 const SHORT_CACHE: &str = "[carts]\nvalidation_cache_s = 1\n";
@@ -20,11 +18,6 @@ const USER_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
 
 const GUEST: &str = "cart:guest:7f3a";
 const USER: &str = "cart:42";
-
-/// A command's words, split on spaces: `w("CART.GET cart:1 NOVALIDATE")`.
-fn w(words: &str) -> Vec<&str> {
-    words.split_whitespace().collect()
-}
 
 /// Runs a command with `FORMAT JSON` appended; returns the cart view (or null) it replies.
 async fn json_cmd(conn: &mut MultiplexedConnection, args: &[&str]) -> Json {
@@ -60,26 +53,12 @@ async fn get(conn: &mut MultiplexedConnection, key: &str) -> Json {
     json_cmd(conn, &["CART.GET", key]).await
 }
 
-/// A view without its `ttl_ms`, which moves with time.
-fn without_ttl(mut view: Json) -> Json {
-    if let Some(fields) = view.as_object_mut() {
-        fields.remove("ttl_ms");
-    }
-    view
-}
-
-/// The `(product, qty)` of each line in one of a view's lists, in order.
+/// The `(product, qty)` of each line in one of a view's lists, in order (every line here has
+/// variant `-`, so [`cartd_tests::lines`] without the variant).
 fn lines(view: &Json, list: &str) -> Vec<(String, i64)> {
-    view[list]
-        .as_array()
-        .unwrap_or_else(|| panic!("{list} is an array in {view}"))
-        .iter()
-        .map(|line| {
-            (
-                line["product"].as_str().expect("product").to_string(),
-                line["qty"].as_i64().expect("qty"),
-            )
-        })
+    cartd_tests::lines(view, list)
+        .into_iter()
+        .map(|(product, _variant, qty)| (product, qty))
         .collect()
 }
 
@@ -89,20 +68,6 @@ fn expect(lines: &[(&str, i64)]) -> Vec<(String, i64)> {
         .iter()
         .map(|(product, qty)| (product.to_string(), *qty))
         .collect()
-}
-
-/// The active line of `product`.
-fn item<'a>(view: &'a Json, product: &str) -> &'a Json {
-    view["items"]
-        .as_array()
-        .expect("items is an array")
-        .iter()
-        .find(|line| line["product"] == product)
-        .unwrap_or_else(|| panic!("no line {product} in {view}"))
-}
-
-async fn exists(conn: &mut MultiplexedConnection, key: &str) -> i64 {
-    int(&ok(conn, &["EXISTS", key]).await)
 }
 
 // ---------------------------------------------------------------------------------------------
