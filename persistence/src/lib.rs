@@ -6,5 +6,11 @@
 //! newest valid snapshot plus the log after it. Nothing here knows what a cart is.
 
 pub mod record;
+pub mod recovery;
+pub mod snapshot;
+pub mod wal;
 
 pub use record::{Change, Event, EventKind, Lsn, Record, RecordSource, TombstoneReason};
+pub use recovery::{replay, RecoveryError, ReplayReport};
+pub use snapshot::{SnapshotInfo, SnapshotWriter};
+pub use wal::{FsyncPolicy, Wal, WalOptions, WalReader, WalStats};

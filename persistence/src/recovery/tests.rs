@@ -1,0 +1,232 @@
+//! Recovery on logs damaged the ways crashes and disks damage them: torn tails cut, damage
+//! in the middle refused with its place, or cut with `repair`.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use super::*;
+use crate::wal::segment::list_segments;
+use crate::wal::tests::{append_nth, assert_nth, small_segments, write_log};
+use crate::wal::{FsyncPolicy, Wal};
+
+/// Byte offsets of every frame in the segment at `path`.
+fn frame_offsets(path: &Path) -> Vec<u64> {
+    let bytes = fs::read(path).unwrap();
+    let mut offsets = Vec::new();
+    let mut offset = SEGMENT_HEADER_BYTES;
+    while offset < bytes.len() {
+        offsets.push(offset as u64);
+        let (_, used) = Record::decode_frame(&bytes[offset..]).unwrap();
+        offset += used;
+    }
+    offsets
+}
+
+/// Flips one byte of `path` at `offset`.
+fn flip_byte(path: &Path, offset: u64) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[offset as usize] ^= 0x5a;
+    fs::write(path, bytes).unwrap();
+}
+
+/// Every LSN replay visits, and its report.
+fn replay_lsns(dir: &Path, repair: bool) -> Result<(Vec<Lsn>, ReplayReport), RecoveryError> {
+    let mut lsns = Vec::new();
+    let report = replay(dir, 0, repair, |record| lsns.push(record.lsn))?;
+    Ok((lsns, report))
+}
+
+#[test]
+fn a_missing_directory_is_an_empty_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = replay(&dir.path().join("wal"), 0, false, |_| panic!("no records")).unwrap();
+    assert_eq!(report, ReplayReport::default());
+}
+
+/// A frame cut mid-way at the end of the last segment, then zeros after it (as a crash can
+/// leave a file extended but not written): cut off, the records before it kept; replay is
+/// clean afterwards, and the log takes new records after it.
+#[test]
+fn a_torn_tail_is_cut_and_the_log_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 1000);
+    let last = list_segments(dir.path()).unwrap().pop().unwrap();
+    let offsets = frame_offsets(&last.path);
+    let last_frame = *offsets.last().unwrap();
+    let length = fs::metadata(&last.path).unwrap().len();
+    let file = OpenOptions::new().append(true).open(&last.path).unwrap();
+    file.set_len(length - 5).unwrap();
+    (&file).write_all(&[0; 3000]).unwrap();
+    drop(file);
+
+    let (lsns, report) = replay_lsns(dir.path(), false).unwrap();
+    assert_eq!(lsns, (1..=999).collect::<Vec<_>>());
+    assert_eq!(report.last_lsn, 999);
+    assert_eq!(report.torn_bytes_cut, length - 5 + 3000 - last_frame);
+    assert_eq!(report.repaired, None);
+    assert_eq!(fs::metadata(&last.path).unwrap().len(), last_frame);
+
+    let (lsns, report) = replay_lsns(dir.path(), false).unwrap();
+    assert_eq!(lsns.len(), 999);
+    assert_eq!(report.torn_bytes_cut, 0);
+
+    let wal = Wal::open(small_segments(dir.path(), FsyncPolicy::Always), 1000).unwrap();
+    for i in 1000..=1100 {
+        append_nth(&wal, i);
+    }
+    wal.close().unwrap();
+    let mut records = Vec::new();
+    replay(dir.path(), 0, false, |record| records.push(record)).unwrap();
+    assert_eq!(records.len(), 1100);
+    for (i, record) in (1..).zip(&records) {
+        assert_nth(record, i, i);
+    }
+}
+
+/// A zero-filled tail after whole records is torn too; nothing before it is lost.
+#[test]
+fn a_zero_filled_tail_is_torn() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 200);
+    let last = list_segments(dir.path()).unwrap().pop().unwrap();
+    let file = OpenOptions::new().append(true).open(&last.path).unwrap();
+    (&file).write_all(&[0; 4096]).unwrap();
+    let (lsns, report) = replay_lsns(dir.path(), false).unwrap();
+    assert_eq!(lsns.len(), 200);
+    assert_eq!(report.torn_bytes_cut, 4096);
+}
+
+/// A last segment whose header the crash cut short is removed.
+#[test]
+fn a_torn_segment_header_removes_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 200);
+    let torn = dir.path().join("00000000000000000201.wal");
+    fs::write(&torn, b"CARTD").unwrap();
+    let (lsns, report) = replay_lsns(dir.path(), false).unwrap();
+    assert_eq!(lsns.len(), 200);
+    assert_eq!(report.torn_bytes_cut, 5);
+    assert!(!torn.exists());
+}
+
+/// A damaged record in an earlier segment is refused with its file and offset and the
+/// advice to repair; `repair` cuts the log there, and the cut log replays cleanly.
+#[test]
+fn damage_mid_log_is_refused_then_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 2000);
+    let segments = list_segments(dir.path()).unwrap();
+    assert!(segments.len() > 4);
+    let damaged = &segments[2];
+    let offsets = frame_offsets(&damaged.path);
+    let bad_frame = offsets[3];
+    flip_byte(&damaged.path, bad_frame + 12);
+
+    let error = replay_lsns(dir.path(), false).unwrap_err();
+    match &error {
+        RecoveryError::Corrupt { file, offset, .. } => {
+            assert_eq!(file, &damaged.path);
+            assert_eq!(*offset, bad_frame);
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    let message = error.to_string();
+    assert!(
+        message.contains(&damaged.path.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains(&format!("byte {bad_frame}")), "{message}");
+    assert!(message.contains("--repair"), "{message}");
+    assert_eq!(
+        list_segments(dir.path()).unwrap().len(),
+        segments.len(),
+        "nothing cut"
+    );
+
+    let (lsns, report) = replay_lsns(dir.path(), true).unwrap();
+    let kept = damaged.first_lsn + 2;
+    assert_eq!(lsns, (1..=kept).collect::<Vec<_>>());
+    assert_eq!(report.last_lsn, kept);
+    assert_eq!(report.repaired, Some((damaged.path.clone(), bad_frame)));
+    assert_eq!(list_segments(dir.path()).unwrap(), segments[..=2].to_vec());
+    assert_eq!(fs::metadata(&damaged.path).unwrap().len(), bad_frame);
+
+    let (lsns, report) = replay_lsns(dir.path(), false).unwrap();
+    assert_eq!(lsns.len() as u64, kept);
+    assert_eq!(report.repaired, None);
+}
+
+/// In the last segment, a damaged record with valid records after it is damage, not a torn
+/// tail: cutting there would lose records that were written whole.
+#[test]
+fn damage_with_valid_records_after_it_is_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 1000);
+    let last = list_segments(dir.path()).unwrap().pop().unwrap();
+    let offsets = frame_offsets(&last.path);
+    assert!(offsets.len() > 3);
+    flip_byte(&last.path, offsets[1] + 9);
+    match replay_lsns(dir.path(), false).unwrap_err() {
+        RecoveryError::Corrupt { file, offset, .. } => {
+            assert_eq!(file, last.path);
+            assert_eq!(offset, offsets[1]);
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+/// A segment missing from the middle is damage when the records it held are needed, and
+/// harmless when a snapshot already covers them.
+#[test]
+fn a_missing_segment_is_damage_only_when_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 2000);
+    let segments = list_segments(dir.path()).unwrap();
+    fs::remove_file(&segments[1].path).unwrap();
+    match replay_lsns(dir.path(), false).unwrap_err() {
+        RecoveryError::Corrupt {
+            file,
+            offset,
+            detail,
+        } => {
+            assert_eq!(file, segments[2].path);
+            assert_eq!(offset, 0);
+            assert!(detail.contains("missing"), "{detail}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    let after = segments[2].first_lsn - 1;
+    let mut lsns = Vec::new();
+    replay(dir.path(), after, false, |record| lsns.push(record.lsn)).unwrap();
+    assert_eq!(lsns, (after + 1..=2000).collect::<Vec<_>>());
+}
+
+/// A record whose LSN does not follow on (a valid frame in the wrong place) is damage.
+#[test]
+fn an_lsn_out_of_order_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 1000);
+    let segments = list_segments(dir.path()).unwrap();
+    let (first, second) = (&segments[0], &segments[1]);
+    // Copy the first record of the first segment to the end of the first segment.
+    let first_bytes = fs::read(&first.path).unwrap();
+    let offsets = frame_offsets(&first.path);
+    let record = &first_bytes[offsets[0] as usize..offsets[1] as usize];
+    let mut bytes = first_bytes.clone();
+    bytes.extend_from_slice(record);
+    fs::write(&first.path, &bytes).unwrap();
+    match replay_lsns(dir.path(), false).unwrap_err() {
+        RecoveryError::Corrupt {
+            file,
+            offset,
+            detail,
+        } => {
+            assert_eq!(file, first.path);
+            assert_eq!(offset, first_bytes.len() as u64);
+            assert!(detail.contains("expected"), "{detail}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert!(second.path.exists());
+}
