@@ -7,6 +7,7 @@
 
 pub mod record;
 pub mod recovery;
+pub mod sink;
 pub mod snapshot;
 pub mod wal;
 

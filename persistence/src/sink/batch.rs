@@ -1,0 +1,215 @@
+//! One transaction's worth of rows from a run of records: the last record of each cart decides
+//! its row (an upsert or a delete), and every record becomes one event. Column vectors, so the
+//! writer binds each column once as an array whatever the batch's size.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+use super::columns::{
+    json_has_nul, json_without_nul, key_text, lsn_to_db, ms_to_db, version_to_db,
+};
+use super::{CartRow, RowCodec};
+use crate::record::{Change, EventKind, Lsn, Record, TombstoneReason};
+
+/// The rows one transaction writes, and the LSN its checkpoint moves to.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// LSN of the first record.
+    pub first_lsn: Lsn,
+    /// LSN of the last record: the checkpoint after the transaction.
+    pub last_lsn: Lsn,
+    /// Records the batch came from.
+    pub records: usize,
+    /// Carts to insert or replace.
+    pub upserts: Upserts,
+    /// Carts to delete.
+    pub deletes: Deletes,
+    /// One event per record.
+    pub events: Events,
+    /// Images the codec could not turn into rows, one sentence each: their carts keep the row
+    /// they had, the events are still written, and the checkpoint still moves.
+    pub codec_errors: Vec<String>,
+}
+
+/// `carts` rows to upsert, one vector per column.
+#[derive(Debug, Default)]
+pub struct Upserts {
+    pub keys: Vec<String>,
+    pub kinds: Vec<String>,
+    pub user_ids: Vec<Option<String>>,
+    pub currencies: Vec<String>,
+    pub items: Vec<Value>,
+    pub saved: Vec<Value>,
+    pub unavailable: Vec<Value>,
+    pub metadata: Vec<Value>,
+    pub versions: Vec<i64>,
+    pub lsns: Vec<i64>,
+    pub created_at_ms: Vec<i64>,
+    pub updated_at_ms: Vec<i64>,
+    pub expires_at_ms: Vec<i64>,
+}
+
+/// `carts` rows to delete, each only if the row is older than the tombstone.
+#[derive(Debug, Default)]
+pub struct Deletes {
+    pub keys: Vec<String>,
+    pub lsns: Vec<i64>,
+}
+
+/// `cart_events` rows to insert.
+#[derive(Debug, Default)]
+pub struct Events {
+    pub lsns: Vec<i64>,
+    pub keys: Vec<String>,
+    pub kinds: Vec<&'static str>,
+    pub payloads: Vec<Value>,
+    pub at_ms: Vec<i64>,
+}
+
+impl Batch {
+    /// The batch for `records` (in LSN order, at least one). `read_at_ms` stands in for the
+    /// time of events whose details carry no `at_ms`.
+    pub fn build(records: &[Record], codec: &dyn RowCodec, read_at_ms: i64) -> Batch {
+        assert!(!records.is_empty(), "a batch needs at least one record");
+        let mut batch = Batch {
+            first_lsn: records[0].lsn,
+            last_lsn: records[records.len() - 1].lsn,
+            records: records.len(),
+            ..Batch::default()
+        };
+        let mut last_by_key: HashMap<&[u8], usize> = HashMap::with_capacity(records.len());
+        for (index, record) in records.iter().enumerate() {
+            assert!(
+                index == 0 || records[index - 1].lsn < record.lsn,
+                "LSNs must rise"
+            );
+            last_by_key.insert(&record.key, index);
+            batch.events.push(record, read_at_ms);
+        }
+        let mut last_records: Vec<usize> = last_by_key.into_values().collect();
+        last_records.sort_unstable(); // LSN order: the same input always writes in one order
+        for index in last_records {
+            batch.push_cart(&records[index], codec);
+        }
+        batch
+    }
+
+    /// The row change of the cart whose last record in the batch is `record`.
+    fn push_cart(&mut self, record: &Record, codec: &dyn RowCodec) {
+        match &record.change {
+            Change::Tombstone(_) => {
+                self.deletes.keys.push(key_text(&record.key));
+                self.deletes.lsns.push(lsn_to_db(record.lsn));
+            }
+            Change::Image(image) => match codec.to_row(&record.key, image).and_then(checked) {
+                Ok(row) => self.upserts.push(record, row),
+                Err(reason) => self.codec_errors.push(format!(
+                    "the image of cart {:?} at LSN {} does not make a row: {reason}",
+                    String::from_utf8_lossy(&record.key),
+                    record.lsn
+                )),
+            },
+        }
+    }
+}
+
+/// `row` if PostgreSQL will take it; a bad row would fail every retry of the transaction.
+fn checked(row: CartRow) -> Result<CartRow, String> {
+    if row.kind != "user" && row.kind != "guest" {
+        return Err(format!(
+            "kind {:?} is neither \"user\" nor \"guest\"",
+            row.kind
+        ));
+    }
+    let texts = [Some(&row.kind), row.user_id.as_ref(), Some(&row.currency)];
+    if texts.into_iter().flatten().any(|text| text.contains('\0')) {
+        return Err("a text field holds a NUL byte, which PostgreSQL text refuses".into());
+    }
+    let documents = [&row.items, &row.saved, &row.unavailable, &row.metadata];
+    if documents.into_iter().any(json_has_nul) {
+        return Err("a JSON string holds a NUL character, which jsonb refuses".into());
+    }
+    Ok(row)
+}
+
+impl Upserts {
+    fn push(&mut self, record: &Record, row: CartRow) {
+        self.keys.push(key_text(&record.key));
+        self.kinds.push(row.kind);
+        self.user_ids.push(row.user_id);
+        self.currencies.push(row.currency);
+        self.items.push(row.items);
+        self.saved.push(row.saved);
+        self.unavailable.push(row.unavailable);
+        self.metadata.push(row.metadata);
+        self.versions.push(row.version);
+        self.lsns.push(lsn_to_db(record.lsn));
+        self.created_at_ms.push(ms_to_db(row.created_at_ms));
+        self.updated_at_ms.push(ms_to_db(row.updated_at_ms));
+        self.expires_at_ms.push(ms_to_db(row.expires_at_ms));
+    }
+}
+
+impl Events {
+    fn push(&mut self, record: &Record, read_at_ms: i64) {
+        let payload = event_payload(record);
+        let at_ms = payload
+            .get("at_ms")
+            .and_then(Value::as_i64)
+            .unwrap_or(read_at_ms);
+        self.lsns.push(lsn_to_db(record.lsn));
+        self.keys.push(key_text(&record.key));
+        self.kinds.push(event_kind(record));
+        self.payloads.push(payload);
+        self.at_ms.push(ms_to_db(at_ms));
+    }
+}
+
+/// The `cart_events.kind` of a record: its event's kind, except that an expiry is "abandon"
+/// whatever the event says.
+fn event_kind(record: &Record) -> &'static str {
+    match record.change {
+        Change::Tombstone(TombstoneReason::Expired) => EventKind::Abandon.as_str(),
+        _ => record.event.kind.as_str(),
+    }
+}
+
+/// The event's details as a JSON object, plus `version` and, for a tombstone, `reason`.
+/// Details that are not a JSON object are kept under `detail` (or `detail_text`) rather than
+/// lost; NULs, which jsonb refuses, become U+FFFD.
+fn event_payload(record: &Record) -> Value {
+    let detail = &record.event.detail;
+    let mut object = if detail.is_empty() {
+        Map::new()
+    } else {
+        match serde_json::from_slice::<Value>(detail) {
+            Ok(Value::Object(object)) => object,
+            Ok(other) => Map::from_iter([("detail".to_owned(), other)]),
+            Err(_) => Map::from_iter([(
+                "detail_text".to_owned(),
+                Value::String(String::from_utf8_lossy(detail).into_owned()),
+            )]),
+        }
+    };
+    object.insert("version".into(), version_to_db(record.version).into());
+    if let Change::Tombstone(reason) = record.change {
+        object.insert("reason".into(), tombstone_reason_name(reason).into());
+    }
+    let payload = Value::Object(object);
+    if json_has_nul(&payload) {
+        json_without_nul(payload)
+    } else {
+        payload
+    }
+}
+
+/// The `reason` a tombstone's event payload carries.
+fn tombstone_reason_name(reason: TombstoneReason) -> &'static str {
+    match reason {
+        TombstoneReason::Deleted => "deleted",
+        TombstoneReason::Merged => "merged",
+        TombstoneReason::Expired => "expired",
+        TombstoneReason::CheckedOut => "checked_out",
+    }
+}

@@ -1,0 +1,165 @@
+//! The PostgreSQL sink: follows the log and keeps PostgreSQL's `carts`, `cart_events` and
+//! `sink_checkpoint` tables in step with it, exactly once.
+//!
+//! - [`spawn`] runs the task that reads records after the checkpoint, coalesces them per cart
+//!   and applies each batch in one transaction that also moves the checkpoint ([`writer`]).
+//! - [`load_live_carts`] and [`load_cart`] read carts back for restore.
+//! - [`cleanup`] deletes long idle carts and old events in bounded batches.
+//!
+//! What a cart looks like is the server's business: it converts images to [`CartRow`]s and back
+//! through a [`RowCodec`]. The schema lives in `persistence/migrations/`, applied by [`connect`]
+//! and again (idempotently) by the sink when it starts.
+
+mod batch;
+mod cleanup;
+mod columns;
+mod restore;
+mod stats;
+mod task;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgPoolOptions;
+
+use crate::record::Lsn;
+
+pub use cleanup::{cleanup, last_cleanup_ms, CleanupReport};
+pub use restore::{load_cart, load_live_carts};
+pub use sqlx::PgPool;
+pub use stats::{SinkHandle, SinkStats};
+pub use task::{spawn, SinkOptions};
+
+/// Connections the sink's pool keeps at most: the sink itself, a restore or cleanup, a spare.
+pub const POOL_CONNECTIONS_MAX: u32 = 4;
+
+/// How long taking a connection from the pool (connecting, if need be) may take before it
+/// counts as a failure.
+pub const POOL_ACQUIRE_TIMEOUT_MS: u64 = 5_000;
+
+/// One cart as the `carts` table holds it. Times are Unix milliseconds; `i64::MAX` means never.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CartRow {
+    /// `"user"` or `"guest"`.
+    pub kind: String,
+    /// The owning user, for user carts.
+    pub user_id: Option<String>,
+    /// ISO 4217 code of the cart's prices.
+    pub currency: String,
+    /// The lines, as a JSON array.
+    pub items: serde_json::Value,
+    /// Lines saved for later.
+    pub saved: serde_json::Value,
+    /// Lines that cannot be bought now (another currency, out of stock).
+    pub unavailable: serde_json::Value,
+    /// Whatever else the cart carries, as a JSON object.
+    pub metadata: serde_json::Value,
+    /// The cart's version.
+    pub version: i64,
+    /// When the cart was created.
+    pub created_at_ms: i64,
+    /// When the cart last changed.
+    pub updated_at_ms: i64,
+    /// When the cart expires unless it changes again.
+    pub expires_at_ms: i64,
+}
+
+/// Converts the server's cart images to rows and back. This crate knows no carts.
+pub trait RowCodec: Send + Sync + 'static {
+    /// The row for the cart under `key` whose after-image is `image`.
+    fn to_row(&self, key: &[u8], image: &[u8]) -> Result<CartRow, String>;
+    /// The image of the cart under `key` that `row` holds.
+    #[allow(clippy::wrong_self_convention)] // "from a row", not a conversion of `self`
+    fn from_row(&self, key: &[u8], row: &CartRow) -> Result<bytes::Bytes, String>;
+}
+
+/// What went wrong talking to PostgreSQL or reading the log.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The URL could not be parsed or no connection could be made.
+    #[error("connecting to PostgreSQL failed: {0}")]
+    Connect(sqlx::Error),
+    /// The schema migrations could not be applied.
+    #[error("applying cartd's PostgreSQL migrations failed: {0}")]
+    Migrate(sqlx::migrate::MigrateError),
+    /// A statement failed.
+    #[error("PostgreSQL failed while {what}: {error}")]
+    Query {
+        /// What the sink was doing, as "writing the batch's events".
+        what: &'static str,
+        /// What PostgreSQL or the driver said.
+        error: sqlx::Error,
+    },
+    /// The checkpoint row is not where this sink left it.
+    #[error(
+        "the sink checkpoint of node {node:?} is at LSN {found}, not {expected}: another sink \
+         for this node is writing, or the checkpoint was changed by hand"
+    )]
+    CheckpointMoved {
+        /// The node whose checkpoint it is.
+        node: String,
+        /// Where this sink last put it.
+        expected: Lsn,
+        /// Where it is.
+        found: Lsn,
+    },
+    /// The log could not be read.
+    #[error("reading the log after LSN {after} failed: {error}")]
+    Source {
+        /// The LSN the read started after.
+        after: Lsn,
+        /// What the reader said.
+        error: std::io::Error,
+    },
+}
+
+impl SinkError {
+    /// A closure wrapping a driver error with what the sink was doing.
+    pub(crate) fn query(what: &'static str) -> impl FnOnce(sqlx::Error) -> SinkError {
+        move |error| SinkError::Query { what, error }
+    }
+}
+
+/// A small pool for `url` that connects on first use; nothing is checked yet. The sink started
+/// on it keeps retrying while PostgreSQL is down, so the server starts either way.
+pub fn connect_lazy(url: &str) -> Result<PgPool, SinkError> {
+    pool_options().connect_lazy(url).map_err(SinkError::Connect)
+}
+
+/// Connects to `url` with a small pool and applies the migrations.
+pub async fn connect(url: &str) -> Result<PgPool, SinkError> {
+    let pool = pool_options()
+        .connect(url)
+        .await
+        .map_err(SinkError::Connect)?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(POOL_CONNECTIONS_MAX)
+        .acquire_timeout(Duration::from_millis(POOL_ACQUIRE_TIMEOUT_MS))
+}
+
+/// Applies the migrations in `persistence/migrations/` that `pool`'s database lacks.
+pub async fn migrate(pool: &PgPool) -> Result<(), SinkError> {
+    sqlx::migrate!("./migrations")
+        .run(pool)
+        .await
+        .map_err(SinkError::Migrate)
+}
+
+/// The last LSN applied for `node`, 0 if its sink never committed.
+pub async fn checkpoint(pool: &PgPool, node: &str) -> Result<Lsn, SinkError> {
+    let lsn: Option<i64> = sqlx::query_scalar("SELECT lsn FROM sink_checkpoint WHERE node = $1")
+        .bind(node)
+        .fetch_optional(pool)
+        .await
+        .map_err(SinkError::query("reading the sink checkpoint"))?;
+    Ok(lsn.map_or(0, columns::lsn_from_db))
+}

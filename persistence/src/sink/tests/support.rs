@@ -1,0 +1,271 @@
+//! What the sink tests share: a database per test, an in-memory log, a JSON codec, records.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
+
+use crate::record::{Change, Event, EventKind, Lsn, Record, RecordSource, TombstoneReason};
+use crate::sink::{connect, CartRow, RowCodec, SinkHandle};
+
+/// How long a test waits for the sink before failing.
+const WAIT_MS_MAX: u64 = 30_000;
+
+/// The URL of the PostgreSQL the tests use.
+pub fn admin_url() -> String {
+    std::env::var("DATABASE_URL").expect(
+        "DATABASE_URL is not set: the PostgreSQL sink tests need a PostgreSQL they may create \
+         databases in (scripts/test starts a throwaway cluster and sets it)",
+    )
+}
+
+/// `url` naming database `name` instead of its own.
+pub fn url_for_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_at(url.find('?').unwrap_or(url.len()));
+    let host_start = base.find("://").map_or(0, |at| at + 3);
+    let host_end = base[host_start..]
+        .find('/')
+        .map_or(base.len(), |at| host_start + at);
+    format!("{}/{name}{query}", &base[..host_end])
+}
+
+/// A database name no other test uses.
+pub fn unique_database_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .subsec_nanos();
+    let counter = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("sink_test_{}_{counter}_{nanos}", std::process::id())
+}
+
+/// A database of its own for one test.
+pub struct TestDb {
+    /// Its name.
+    pub name: String,
+    /// Its URL.
+    pub url: String,
+}
+
+impl TestDb {
+    /// A name and URL for a database that does not exist yet.
+    pub fn planned() -> TestDb {
+        let name = unique_database_name();
+        TestDb {
+            url: url_for_database(&admin_url(), &name),
+            name,
+        }
+    }
+
+    /// A new, migrated database and a pool on it.
+    pub async fn create() -> (TestDb, PgPool) {
+        let db = TestDb::planned();
+        db.create_now().await;
+        let pool = connect(&db.url)
+            .await
+            .expect("connect to the test database");
+        (db, pool)
+    }
+
+    /// Creates the planned database.
+    pub async fn create_now(&self) {
+        let sql = format!("CREATE DATABASE {}", self.name);
+        admin()
+            .await
+            .execute(sql.as_str())
+            .await
+            .expect("create a test database");
+    }
+
+    /// Drops the database, closing `pool` first.
+    pub async fn drop(self, pool: PgPool) {
+        pool.close().await;
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        admin()
+            .await
+            .execute(sql.as_str())
+            .await
+            .expect("drop a test database");
+    }
+
+    /// Ends every connection to this database (as a crash or restart of PostgreSQL would).
+    pub async fn kill_connections(&self) -> u64 {
+        sqlx::query(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&self.name)
+        .fetch_one(&mut admin().await)
+        .await
+        .expect("terminate the test database's connections")
+        .get::<i64, _>(0) as u64
+    }
+}
+
+/// A connection to the database `DATABASE_URL` names.
+async fn admin() -> PgConnection {
+    PgConnection::connect(&admin_url())
+        .await
+        .expect("connect to DATABASE_URL")
+}
+
+/// An in-memory log the test appends to while the sink reads it.
+#[derive(Clone, Default)]
+pub struct VecSource {
+    records: Arc<Mutex<Vec<Record>>>,
+    /// Reads still to fail, to stand for an unreadable log.
+    pub failing_reads: Arc<AtomicU64>,
+}
+
+impl VecSource {
+    /// Appends records (in LSN order).
+    pub fn push(&self, records: impl IntoIterator<Item = Record>) {
+        self.records.lock().unwrap().extend(records);
+    }
+}
+
+impl RecordSource for VecSource {
+    fn read_after(&mut self, after: Lsn, max: usize) -> std::io::Result<Vec<Record>> {
+        let fail = self
+            .failing_reads
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(1)
+            });
+        if fail.is_ok() {
+            return Err(std::io::Error::other("injected read failure"));
+        }
+        let records = self.records.lock().unwrap();
+        let start = records.partition_point(|record| record.lsn <= after);
+        Ok(records[start..].iter().take(max).cloned().collect())
+    }
+}
+
+/// Images are [`CartRow`]s as JSON; `{"refuse": true}` is refused.
+pub struct JsonCodec;
+
+impl RowCodec for JsonCodec {
+    fn to_row(&self, _key: &[u8], image: &[u8]) -> Result<CartRow, String> {
+        serde_json::from_slice(image).map_err(|error| format!("not a JSON cart: {error}"))
+    }
+
+    fn from_row(&self, _key: &[u8], row: &CartRow) -> Result<Bytes, String> {
+        serde_json::to_vec(row)
+            .map(Bytes::from)
+            .map_err(|error| error.to_string())
+    }
+}
+
+/// The codec as the sink takes it.
+pub fn codec() -> Arc<dyn RowCodec> {
+    Arc::new(JsonCodec)
+}
+
+/// A user cart at `version`, last updated at `updated_at_ms`, expiring at `expires_at_ms`.
+pub fn cart(version: i64, updated_at_ms: i64, expires_at_ms: i64) -> CartRow {
+    CartRow {
+        kind: "user".into(),
+        user_id: Some(format!("user-{version}")),
+        currency: "EUR".into(),
+        items: json!([{"product": "p1", "variant": "-", "qty": version, "price": 999}]),
+        saved: json!([]),
+        unavailable: json!([]),
+        metadata: json!({"channel": "web"}),
+        version,
+        created_at_ms: 1_700_000_000_000,
+        updated_at_ms,
+        expires_at_ms,
+    }
+}
+
+/// A record writing `row` as the image of `key`.
+pub fn image(lsn: Lsn, key: &[u8], row: &CartRow, kind: EventKind, detail: Value) -> Record {
+    Record {
+        lsn,
+        key: Bytes::copy_from_slice(key),
+        version: row.version as u64,
+        change: Change::Image(serde_json::to_vec(row).unwrap().into()),
+        event: Event {
+            kind,
+            detail: serde_json::to_vec(&detail).unwrap().into(),
+        },
+    }
+}
+
+/// A record removing `key`, last at `version`.
+pub fn tombstone(lsn: Lsn, key: &[u8], version: u64, reason: TombstoneReason) -> Record {
+    let kind = match reason {
+        TombstoneReason::Expired => EventKind::Abandon,
+        TombstoneReason::Merged => EventKind::Merge,
+        TombstoneReason::CheckedOut => EventKind::Checkout,
+        TombstoneReason::Deleted => EventKind::Delete,
+    };
+    Record {
+        lsn,
+        key: Bytes::copy_from_slice(key),
+        version,
+        change: Change::Tombstone(reason),
+        event: Event {
+            kind,
+            detail: Bytes::new(),
+        },
+    }
+}
+
+/// A simple add: cart `key` at `version`, living until far in the future.
+pub fn add(lsn: Lsn, key: &[u8], version: i64) -> Record {
+    let row = cart(version, 1_700_000_000_000 + version, FAR_FUTURE_MS);
+    image(
+        lsn,
+        key,
+        &row,
+        EventKind::Add,
+        json!({"product": "p1", "qty": 1}),
+    )
+}
+
+/// A time long after any test runs.
+pub const FAR_FUTURE_MS: i64 = 4_000_000_000_000;
+
+/// Waits until the sink's checkpoint reaches `lsn`, failing the test after a while.
+pub async fn wait_for_checkpoint(handle: &SinkHandle, lsn: Lsn) {
+    wait_for(
+        handle,
+        &format!("the checkpoint to reach LSN {lsn}"),
+        |handle| handle.stats.checkpoint_lsn() >= lsn,
+    )
+    .await;
+}
+
+/// Waits until `done` holds, failing the test after a while with the sink's last error.
+pub async fn wait_for(handle: &SinkHandle, what: &str, done: impl Fn(&SinkHandle) -> bool) {
+    let start = Instant::now();
+    while !done(handle) {
+        assert!(
+            start.elapsed() < Duration::from_millis(WAIT_MS_MAX),
+            "waited {WAIT_MS_MAX} ms for {what}; checkpoint at {}, last error: {:?}",
+            handle.stats.checkpoint_lsn(),
+            handle.stats.last_error()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Every event as (lsn, cart_key, kind), in LSN order.
+pub async fn events(pool: &PgPool) -> Vec<(i64, String, String)> {
+    sqlx::query_as("SELECT lsn, cart_key, kind FROM cart_events ORDER BY lsn, id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// Every cart as (key, version, lsn), by key.
+pub async fn carts(pool: &PgPool) -> Vec<(String, i64, i64)> {
+    sqlx::query_as("SELECT key, version, lsn FROM carts ORDER BY key")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
