@@ -27,6 +27,7 @@ pub async fn load_live_carts(
     let sql = format!("SELECT {CART_COLUMNS} FROM carts WHERE expires_at > cartd_ms_to_ts($1)");
     let mut rows = sqlx::query(&sql).bind(ms_to_db(now_ms)).fetch(pool);
     let mut loaded = 0u64;
+    let mut progress_at = LOAD_PROGRESS_CARTS;
     while let Some(row) = rows
         .try_next()
         .await
@@ -39,8 +40,9 @@ pub async fn load_live_carts(
         };
         visit(Bytes::from(key), cart);
         loaded += 1;
-        if loaded.is_multiple_of(LOAD_PROGRESS_CARTS) {
+        if loaded == progress_at {
             tracing::info!("restore: {loaded} carts loaded from PostgreSQL so far");
+            progress_at += LOAD_PROGRESS_CARTS;
         }
     }
     tracing::info!("restore: {loaded} live carts loaded from PostgreSQL");
