@@ -31,6 +31,10 @@ pub enum ErrorCode {
     Idempotency,
     /// The cart is frozen for checkout (`FROZEN`).
     Frozen,
+    /// The data is still being loaded (`LOADING`).
+    Loading,
+    /// A dependency is briefly unavailable; retry (`TRYAGAIN`).
+    TryAgain,
 }
 
 impl ErrorCode {
@@ -50,6 +54,8 @@ impl ErrorCode {
             ErrorCode::Version => "VERSION",
             ErrorCode::Idempotency => "IDEMPOTENCY",
             ErrorCode::Frozen => "FROZEN",
+            ErrorCode::Loading => "LOADING",
+            ErrorCode::TryAgain => "TRYAGAIN",
         }
     }
 }

@@ -15,6 +15,10 @@ pub struct Config {
     pub server: ServerConfig,
     /// Cart rules and lifetimes.
     pub carts: CartsConfig,
+    /// Write-ahead log and snapshots.
+    pub persistence: PersistenceConfig,
+    /// The PostgreSQL stream.
+    pub postgres: PostgresConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -96,6 +100,92 @@ impl Default for CartsConfig {
             max_idempotency_keys: 1_000_000,
             max_carts: 30_000_000,
         }
+    }
+}
+
+/// `[persistence]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersistenceConfig {
+    /// `always`, `everysec` or `no`, as Redis's `appendfsync`.
+    pub appendfsync: String,
+    /// A log segment is closed and a new one started past this size.
+    pub wal_segment_mb: u64,
+    /// A background snapshot starts after this many logged changes (0: never by count).
+    pub snapshot_every_changes: u64,
+    /// ... or this many seconds after the last one when anything changed (0: never by time).
+    pub snapshot_every_s: u64,
+    /// Log kept on disk past this size (the sink behind) raises a warning in the log and INFO.
+    pub wal_retained_warn_mb: u64,
+}
+
+impl Default for PersistenceConfig {
+    fn default() -> Self {
+        PersistenceConfig {
+            appendfsync: "everysec".into(),
+            wal_segment_mb: 64,
+            snapshot_every_changes: 1_000_000,
+            snapshot_every_s: 300,
+            wal_retained_warn_mb: 10_240,
+        }
+    }
+}
+
+impl PersistenceConfig {
+    /// The fsync policy.
+    pub fn fsync(&self) -> Result<persistence::wal::FsyncPolicy, ConfigError> {
+        self.appendfsync.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "persistence.appendfsync must be always, everysec or no, got {:?}",
+                self.appendfsync
+            ))
+        })
+    }
+}
+
+/// `[postgres]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    /// Connection URL; empty: `DATABASE_URL` if set, else no PostgreSQL.
+    pub url: String,
+    /// This node's name in `cart_events` and the sink checkpoint.
+    pub node: String,
+    /// How long the sink gathers changes before one transaction (ms).
+    pub coalesce_ms: u64,
+    /// Load an unknown user cart from PostgreSQL on first access.
+    pub restore_on_miss: bool,
+    /// The cleanup deletes carts idle this many days ...
+    pub cleanup_idle_days: u32,
+    /// ... and events older than this many days ...
+    pub cleanup_events_days: u32,
+    /// ... every this many seconds.
+    pub cleanup_every_s: u64,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig {
+            url: String::new(),
+            node: "cartd-1".into(),
+            coalesce_ms: 50,
+            restore_on_miss: false,
+            cleanup_idle_days: 90,
+            cleanup_events_days: 90,
+            cleanup_every_s: 86_400,
+        }
+    }
+}
+
+impl PostgresConfig {
+    /// The URL in force: the configured one, else `DATABASE_URL`, else none.
+    pub fn effective_url(&self) -> Option<String> {
+        if !self.url.is_empty() {
+            return Some(self.url.clone());
+        }
+        std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
     }
 }
 
@@ -207,6 +297,31 @@ impl Config {
         }
         if carts.max_idempotency_keys > 100_000_000 {
             return invalid("carts.max_idempotency_keys must be at most 100000000".into());
+        }
+        self.check_persistence()
+    }
+
+    fn check_persistence(&self) -> Result<(), ConfigError> {
+        let invalid = |message: &str| Err(ConfigError::Invalid(message.into()));
+        let persistence = &self.persistence;
+        persistence.fsync()?;
+        if !(1..=4096).contains(&persistence.wal_segment_mb) {
+            return invalid("persistence.wal_segment_mb must be 1..=4096");
+        }
+        let postgres = &self.postgres;
+        if postgres.node.is_empty() || postgres.node.len() > 64 {
+            return invalid("postgres.node must be 1..=64 bytes");
+        }
+        if postgres.coalesce_ms > 60_000 {
+            return invalid("postgres.coalesce_ms must be at most 60000");
+        }
+        if postgres.cleanup_idle_days == 0 || postgres.cleanup_events_days == 0 {
+            return invalid(
+                "postgres.cleanup_idle_days and cleanup_events_days must be at least 1",
+            );
+        }
+        if postgres.cleanup_every_s == 0 {
+            return invalid("postgres.cleanup_every_s must be at least 1");
         }
         Ok(())
     }

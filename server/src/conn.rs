@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use crate::clients::ClientHandle;
 use crate::dispatch::{self, Session};
 use crate::limits::{READ_CHUNK_BYTES, REQUESTS_PER_BATCH_MAX, WRITE_BUFFER_BYTES_MAX};
+use crate::postgres::restore;
 use crate::server::Server;
 use crate::stats::Sample;
 
@@ -37,6 +38,8 @@ pub async fn serve(stream: TcpStream, handle: Arc<ClientHandle>, server: Arc<Ser
         samples: Vec::with_capacity(64),
         errors: 0,
         server: server.clone(),
+        pending: None,
+        restore_failure: None,
     };
     if let Err(error) = connection.run().await {
         tracing::debug!(client = id, %error, "connection ended with an error");
@@ -64,6 +67,10 @@ struct Connection {
     samples: Vec<Sample>,
     errors: u64,
     server: Arc<Server>,
+    /// A request held back while its cart is restored from PostgreSQL.
+    pending: Option<Vec<bytes::Bytes>>,
+    /// Why that restore failed, answered in place of the request.
+    restore_failure: Option<protocol::CommandError>,
 }
 
 /// Why the request loop stopped.
@@ -74,6 +81,8 @@ enum Stop {
     NeedInput,
     /// The batch limit was reached with requests still waiting.
     BatchFull,
+    /// The next request needs this user cart loaded from PostgreSQL first.
+    Restore(bytes::Bytes),
 }
 
 impl Connection {
@@ -86,7 +95,9 @@ impl Connection {
         let pending_bytes_max = 2 * max_bulk_bytes + 64 * 1024;
         let kill = self.session.handle.kill.clone();
         loop {
+            crate::store::take_appended_lsn();
             let stop = self.handle_complete_requests(&limits);
+            self.wait_until_durable().await;
             if matches!(stop, Stop::NeedInput) && self.read.len() > pending_bytes_max {
                 self.protocol_error("request too large");
                 self.flush().await?;
@@ -96,6 +107,10 @@ impl Connection {
             match stop {
                 Stop::Close => return Ok(()),
                 Stop::BatchFull => continue,
+                Stop::Restore(key) => {
+                    self.restore_on_miss(key).await;
+                    continue;
+                }
                 Stop::NeedInput => {}
             }
             self.read.reserve(READ_CHUNK_BYTES);
@@ -116,16 +131,30 @@ impl Connection {
     fn handle_complete_requests(&mut self, limits: &RequestLimits) -> Stop {
         let mut handled = 0;
         while handled < REQUESTS_PER_BATCH_MAX && self.write.len() < WRITE_BUFFER_BYTES_MAX {
-            let args = match decode_request(&mut self.read, limits) {
-                Ok(Some(args)) => args,
-                Ok(None) => return Stop::NeedInput,
-                Err(framing) => {
-                    self.protocol_error(&framing.0);
-                    return Stop::Close;
-                }
+            let (args, restore_checked) = match self.pending.take() {
+                Some(args) => (args, true),
+                None => match decode_request(&mut self.read, limits) {
+                    Ok(Some(args)) => (args, false),
+                    Ok(None) => return Stop::NeedInput,
+                    Err(framing) => {
+                        self.protocol_error(&framing.0);
+                        return Stop::Close;
+                    }
+                },
             };
             handled += 1;
             if args.is_empty() {
+                continue;
+            }
+            if !restore_checked {
+                if let Some(key) = restore::missing_user_cart(&args, &self.server) {
+                    self.pending = Some(args);
+                    return Stop::Restore(key);
+                }
+            }
+            if let Some(error) = self.restore_failure.take() {
+                Reply::Error(error).encode(self.session.protocol, &mut self.write);
+                self.errors += 1;
                 continue;
             }
             let started = Instant::now();
@@ -147,6 +176,29 @@ impl Connection {
             }
         }
         Stop::BatchFull
+    }
+
+    /// Loads a user cart from PostgreSQL before the request that needs it runs; if that
+    /// fails, the request is answered with the error instead of running on a missing cart.
+    async fn restore_on_miss(&mut self, key: bytes::Bytes) {
+        if let Err(error) = restore::load(&key, &self.server).await {
+            self.restore_failure = Some(error);
+        }
+    }
+
+    /// Under `appendfsync always`, holds the batch's replies until every change it made is
+    /// on disk. The log's writer syncs everything queued at once, so concurrent batches share
+    /// one fsync (group commit).
+    async fn wait_until_durable(&self) {
+        let lsn = crate::store::take_appended_lsn();
+        if lsn == 0 {
+            return;
+        }
+        if let Some(durability) = self.server.durability.get() {
+            if durability.wait_for_sync {
+                durability.wal.wait_durable(lsn).await;
+            }
+        }
     }
 
     fn protocol_error(&mut self, reason: &str) {

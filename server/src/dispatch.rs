@@ -1,5 +1,6 @@
 //! From arguments to a reply: limits on the request, authentication, parsing, and the handler.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -71,6 +72,12 @@ pub fn execute(raw: Vec<Bytes>, session: &mut Session, server: &Server) -> Execu
             return refused(
                 id,
                 CommandError::new(ErrorCode::NoAuth, "Authentication required."),
+            );
+        }
+        if server.loading.load(Ordering::Acquire) && !spec.flags.contains(&"loading") {
+            return refused(
+                id,
+                CommandError::new(ErrorCode::Loading, "cartd is loading the dataset in memory"),
             );
         }
     }

@@ -56,7 +56,7 @@ pub fn render(server: &Server, requested: &[String]) -> String {
             "server" => server_section(server, &mut out),
             "clients" => clients_section(server, &mut out),
             "memory" => memory_section(server, &mut out),
-            "persistence" => persistence_section(&mut out),
+            "persistence" => persistence_section(server, &mut out),
             "stats" => stats_section(server, &mut out),
             "replication" => replication_section(&mut out),
             "commandstats" => commandstats_section(server, &mut out),
@@ -68,7 +68,7 @@ pub fn render(server: &Server, requested: &[String]) -> String {
     out
 }
 
-fn line(out: &mut String, name: &str, value: impl std::fmt::Display) {
+pub(crate) fn line(out: &mut String, name: &str, value: impl std::fmt::Display) {
     let _ = write!(out, "{name}:{value}\r\n");
 }
 
@@ -161,10 +161,76 @@ fn memory_section(server: &Server, out: &mut String) {
     line(out, "idempotency_evicted", idempotency_evicted);
 }
 
-fn persistence_section(out: &mut String) {
+fn persistence_section(server: &Server, out: &mut String) {
+    use std::sync::atomic::Ordering::Relaxed;
     out.push_str("# Persistence\r\n");
-    line(out, "loading", 0);
-    line(out, "aof_enabled", 0);
+    let loading = server.loading.load(Relaxed);
+    line(out, "loading", u8::from(loading));
+    let Some(durability) = server.durability.get() else {
+        return;
+    };
+    let wal = durability.wal.stats();
+    let ok = |ok: bool| if ok { "ok" } else { "err" };
+    let saved_lsn = durability.last_save_lsn.load(Relaxed);
+    line(
+        out,
+        "rdb_changes_since_last_save",
+        wal.last_lsn.saturating_sub(saved_lsn),
+    );
+    line(
+        out,
+        "rdb_bgsave_in_progress",
+        u8::from(durability.saving.load(Relaxed)),
+    );
+    line(
+        out,
+        "rdb_last_save_time",
+        durability.last_save_s.load(Relaxed),
+    );
+    line(
+        out,
+        "rdb_last_bgsave_status",
+        ok(durability.last_save_ok.load(Relaxed)),
+    );
+    line(
+        out,
+        "rdb_last_bgsave_time_sec",
+        durability.last_save_ms.load(Relaxed) / 1000,
+    );
+    let running = durability.save_running_s().map_or(-1, |s| s as i64);
+    line(out, "rdb_current_bgsave_time_sec", running);
+    line(out, "rdb_last_save_lsn", saved_lsn);
+    line(out, "aof_enabled", 1);
+    line(out, "aof_fsync", &server.config.persistence.appendfsync);
+    line(out, "aof_last_write_status", ok(wal.last_write_ok));
+    if let Some(error) = &wal.last_error {
+        line(
+            out,
+            "aof_last_write_error",
+            error.replace(['\r', '\n'], " "),
+        );
+    }
+    line(out, "wal_segments", wal.segments);
+    line(out, "wal_bytes", wal.bytes_on_disk);
+    line(out, "wal_last_lsn", wal.last_lsn);
+    line(out, "wal_written_lsn", wal.written_lsn);
+    line(out, "wal_durable_lsn", wal.durable_lsn);
+    line(out, "wal_writes", wal.writes);
+    line(out, "wal_fsyncs", wal.fsyncs);
+    let recovery = &durability.recovery;
+    line(out, "loaded_snapshot_carts", recovery.snapshot_carts);
+    line(out, "loaded_log_records", recovery.replayed_records);
+    line(out, "loaded_postgres_carts", recovery.restored_carts);
+    line(out, "loading_time_ms", recovery.millis);
+    line(
+        out,
+        "wal_retained_warning",
+        u8::from(durability.retention_warning.load(Relaxed)),
+    );
+    match &durability.postgres {
+        Some(postgres) => postgres.info(wal.last_lsn, out),
+        None => line(out, "postgres_enabled", 0),
+    }
 }
 
 fn stats_section(server: &Server, out: &mut String) {

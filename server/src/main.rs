@@ -10,8 +10,10 @@ mod cmd;
 mod config;
 mod conn;
 mod dispatch;
+mod durability;
 mod info;
 mod limits;
+mod postgres;
 mod server;
 mod stats;
 mod store;
@@ -42,6 +44,10 @@ struct Flags {
     /// Data directory (overrides server.data_dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Start even if the log is corrupt in the middle: cut it at the first bad record, losing
+    /// the records after it (the start-up error names the file and offset).
+    #[arg(long)]
+    repair: bool,
 }
 
 fn main() -> ExitCode {
@@ -86,10 +92,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(config, flags.config)) {
+    match runtime.block_on(server::run(config, flags.config, flags.repair)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(%error, "cartd failed");
+            tracing::error!("cartd cannot go on: {error}");
             ExitCode::FAILURE
         }
     }

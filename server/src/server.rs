@@ -1,12 +1,16 @@
 //! The server: shared state, the listener, the expiry ticker, signals and orderly shutdown.
 //!
+//! Starting: the listener comes up first, so clients get `-LOADING` while the data is
+//! recovered ([`crate::durability::start`]); a start that cannot recover stops the process.
+//!
 //! Stopping: one `CancellationToken` for the server. The listener stops accepting; each
-//! connection answers the batch in hand and closes; the expiry ticker returns; then `run`
-//! returns and the process exits.
+//! connection answers the batch in hand and closes; the expiry ticker returns; the log is
+//! written and synced; then `run` returns and the process exits.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::net::{TcpListener, TcpStream};
@@ -17,6 +21,7 @@ use tracing::{info, warn};
 use crate::clients::Clients;
 use crate::config::Config;
 use crate::conn;
+use crate::durability::{self, Durability};
 use crate::limits::SHUTDOWN_GRACE_MS;
 use crate::stats::Stats;
 use crate::store::{Store, StoreConfig};
@@ -43,6 +48,19 @@ pub struct Server {
     pub local_addr: SocketAddr,
     /// Resident memory right after start, to report memory per cart.
     pub rss_baseline_bytes: u64,
+    /// Recovery is still running: data commands get `-LOADING`.
+    pub loading: AtomicBool,
+    /// The log, snapshots and PostgreSQL, once recovery is done.
+    pub durability: OnceLock<Durability>,
+}
+
+impl Server {
+    /// The durable side. Only commands that cannot run while loading may call it.
+    pub fn durable(&self) -> &Durability {
+        self.durability
+            .get()
+            .expect("durability is set before loading ends")
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -71,10 +89,13 @@ fn random_run_id() -> String {
         .to_string()
 }
 
-/// Binds the listener and serves until shutdown.
-pub async fn run(config: Config, config_file: Option<PathBuf>) -> std::io::Result<()> {
-    let listener = TcpListener::bind((config.server.bind, config.server.port)).await?;
-    let local_addr = listener.local_addr()?;
+/// Binds the listener, recovers the data, and serves until shutdown.
+pub async fn run(config: Config, config_file: Option<PathBuf>, repair: bool) -> Result<(), String> {
+    let address = (config.server.bind, config.server.port);
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|error| format!("cannot listen on {}:{}: {error}", address.0, address.1))?;
+    let local_addr = listener.local_addr().map_err(|error| error.to_string())?;
     let server = Arc::new(Server {
         store: Store::new(StoreConfig::from(&config), now_ms()),
         config,
@@ -86,13 +107,29 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> std::io::Resul
         run_id: random_run_id(),
         local_addr,
         rss_baseline_bytes: rss_bytes(),
+        loading: AtomicBool::new(true),
+        durability: OnceLock::new(),
     });
     let tracker = TaskTracker::new();
-    tracker.spawn(expire_carts(server.clone()));
     tracker.spawn(watch_signals(server.shutdown.clone()));
     info!("cartd listening on {local_addr}");
+    let mut recovery = tokio::spawn(durability::start(server.clone(), repair));
+    let mut recovering = true;
+    let mut failure = None;
     loop {
         tokio::select! {
+            finished = &mut recovery, if recovering => {
+                recovering = false;
+                match finished.expect("recovery does not panic") {
+                    Ok(()) => {
+                        tracker.spawn(expire_carts(server.clone()));
+                    }
+                    Err(error) => {
+                        failure = Some(error.to_string());
+                        server.shutdown.cancel();
+                    }
+                }
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => accept(&server, &tracker, stream, peer),
                 Err(error) => {
@@ -105,6 +142,22 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> std::io::Resul
         }
     }
     drop(listener);
+    drain_connections(&server, &tracker).await;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    if recovering {
+        recovery.abort();
+    }
+    if let Some(durability) = server.durability.get() {
+        durability.stop(&server).await;
+    }
+    info!("cartd stopped");
+    Ok(())
+}
+
+/// Lets every connection answer the batch in hand, for up to [`SHUTDOWN_GRACE_MS`].
+async fn drain_connections(server: &Server, tracker: &TaskTracker) {
     info!(
         clients = server.clients.len(),
         "shutting down: finishing open batches"
@@ -116,8 +169,6 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> std::io::Resul
     {
         warn!("connections still open after {SHUTDOWN_GRACE_MS} ms; closing them");
     }
-    info!("cartd stopped");
-    Ok(())
 }
 
 fn accept(server: &Arc<Server>, tracker: &TaskTracker, stream: TcpStream, peer: SocketAddr) {

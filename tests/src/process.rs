@@ -16,6 +16,8 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What cartd logs once it accepts connections, followed by the bound address.
 const LISTENING: &str = "cartd listening on ";
+/// What cartd logs once its data is loaded and commands are served.
+pub const READY: &str = "ready to accept connections";
 
 /// A running cartd process with its own temporary config file and data directory; killed
 /// (SIGKILL) when dropped.
@@ -60,7 +62,7 @@ impl Cartd {
     pub fn start(config_toml: &str) -> Cartd {
         let dir = tempfile::tempdir().expect("a temp dir for cartd");
         std::fs::write(dir.path().join("cartd.toml"), config_toml).expect("write cartd.toml");
-        let (child, addr, log) = spawn(dir.path(), String::new());
+        let (child, addr, log) = spawn(dir.path(), String::new(), &[]);
         Cartd {
             child,
             addr,
@@ -169,14 +171,34 @@ impl Cartd {
     /// Starts cartd again on the same config file and data directory, after it stopped or was
     /// killed (a running process is killed first). The port changes; the log goes on.
     pub fn restart(&mut self) {
+        self.restart_with(&[]);
+    }
+
+    /// [`Cartd::restart`] with extra command-line flags (`--repair`).
+    pub fn restart_with(&mut self, flags: &[&str]) {
         if self.child.try_wait().expect("try_wait on cartd").is_none() {
             self.kill();
         }
         let previous = self.log() + "---- cartd restarted ----\n";
-        let (child, addr, log) = spawn(self.dir.path(), previous);
+        let (child, addr, log) = spawn(self.dir.path(), previous, flags);
         self.child = child;
         self.addr = addr;
         self.log = log;
+    }
+
+    /// Runs cartd on the same files (after it stopped), expecting it to refuse to start;
+    /// returns its exit status and everything it logged.
+    pub fn start_refused(&self) -> (ExitStatus, String) {
+        let output = cartd_command(self.dir.path(), &[])
+            .stderr(Stdio::piped())
+            .output()
+            .expect("cartd runs");
+        let log = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(
+            !output.status.success(),
+            "cartd started anyway; its log:\n{log}"
+        );
+        (output.status, log)
     }
 }
 
@@ -187,27 +209,41 @@ impl Drop for Cartd {
     }
 }
 
-/// Spawns cartd on `dir/cartd.toml` and `dir/data`, and waits for its listening address. The
-/// log starts with `log_prefix`. Kills the child on every failure path: a panic here must not
-/// leave a process behind.
-fn spawn(dir: &Path, log_prefix: String) -> (Child, SocketAddr, Arc<Mutex<String>>) {
-    let bin = cartd_bin();
-    let mut child = Command::new(&bin)
+/// The cartd command line for the files in `dir`, with extra `flags`.
+fn cartd_command(dir: &Path, flags: &[&str]) -> Command {
+    let mut command = Command::new(cartd_bin());
+    command
         .arg("--config")
         .arg(dir.join("cartd.toml"))
         .args(["--bind", "127.0.0.1", "--port", "0", "--data-dir"])
         .arg(dir.join("data"))
+        .args(flags)
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         )
         .env("NO_COLOR", "1")
+        // PostgreSQL only where a test configures it, never by inheriting the suite's URL.
+        .env_remove("DATABASE_URL")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::null());
+    command
+}
+
+/// Spawns cartd on `dir/cartd.toml` and `dir/data`, and waits for its listening address and
+/// then for it to be ready. The log starts with `log_prefix`. Kills the child on every failure
+/// path: a panic here must not leave a process behind.
+fn spawn(
+    dir: &Path,
+    log_prefix: String,
+    flags: &[&str],
+) -> (Child, SocketAddr, Arc<Mutex<String>>) {
+    let mut child = cartd_command(dir, flags)
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|error| panic!("cannot run {}: {error}", bin.display()));
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", cartd_bin().display()));
     let stderr = child.stderr.take().expect("stderr is piped");
+    let ready_before = log_prefix.matches(READY).count();
     let log = Arc::new(Mutex::new(log_prefix));
     // One message, the address; the channel needs no more room than that.
     let (addr_tx, addr_rx) = mpsc::sync_channel(1);
@@ -231,7 +267,28 @@ fn spawn(dir: &Path, log_prefix: String) -> (Child, SocketAddr, Arc<Mutex<String
             );
         }
     };
+    wait_until_ready(&mut child, &log, ready_before);
     (child, addr, log)
+}
+
+/// Waits until cartd has loaded its data (it listens before, answering `-LOADING`).
+fn wait_until_ready(child: &mut Child, log: &Mutex<String>, ready_before: usize) {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if log.lock().expect("log lock").matches(READY).count() > ready_before {
+            return;
+        }
+        let exited = child.try_wait().ok().flatten();
+        if exited.is_some() || Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "cartd did not become ready ({exited:?}); its log:\n{}",
+                log.lock().expect("log lock")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Appends every stderr line to `log` until EOF, so the pipe never fills; sends the address of

@@ -78,6 +78,12 @@ pub enum Command {
     Pttl(Bytes),
     Scan(Scan),
     Time,
+    /// `SAVE`.
+    Save,
+    /// `BGSAVE [SCHEDULE]`.
+    BgSave,
+    /// `LASTSAVE`.
+    LastSave,
     Shutdown(Shutdown),
 }
 
@@ -143,6 +149,9 @@ impl Command {
             Command::Pttl(_) => CommandId::Pttl,
             Command::Scan(_) => CommandId::Scan,
             Command::Time => CommandId::Time,
+            Command::Save => CommandId::Save,
+            Command::BgSave => CommandId::BgSave,
+            Command::LastSave => CommandId::LastSave,
             Command::Shutdown(_) => CommandId::Shutdown,
         }
     }
@@ -204,6 +213,16 @@ fn parse_known(id: CommandId, args: &mut Args) -> Result<Command, CommandError> 
         CommandId::Pttl => Command::Pttl(args.next_bytes()?),
         CommandId::Scan => Command::Scan(Scan::parse(args)?),
         CommandId::Time => Command::Time,
+        CommandId::Save => Command::Save,
+        CommandId::BgSave => {
+            if let Some(option) = args.next_if_any() {
+                if !option.eq_ignore_ascii_case(b"SCHEDULE") {
+                    return Err(CommandError::syntax());
+                }
+            }
+            Command::BgSave
+        }
+        CommandId::LastSave => Command::LastSave,
         CommandId::Shutdown => Command::Shutdown(Shutdown::parse(args)?),
     })
 }

@@ -37,6 +37,9 @@ pub enum CommandId {
     Scan,
     Time,
     Shutdown,
+    Save,
+    BgSave,
+    LastSave,
 }
 
 impl CommandId {
@@ -497,6 +500,42 @@ pub static COMMANDS: &[CommandSpec] = &[
         "server",
         "Stops the server gracefully.",
         "[NOSAVE|SAVE] [NOW] [FORCE]"
+    ),
+    row!(
+        Save,
+        "save",
+        1,
+        ["admin", "noscript", "no_async_loading"],
+        0,
+        0,
+        0,
+        "server",
+        "Writes a snapshot of every cart and waits for it.",
+        ""
+    ),
+    row!(
+        BgSave,
+        "bgsave",
+        -1,
+        ["admin", "noscript", "no_async_loading"],
+        0,
+        0,
+        0,
+        "server",
+        "Starts a snapshot in the background.",
+        "[SCHEDULE]"
+    ),
+    row!(
+        LastSave,
+        "lastsave",
+        1,
+        ["loading", "stale", "fast"],
+        0,
+        0,
+        0,
+        "server",
+        "Returns the Unix time of the last successful snapshot.",
+        ""
     ),
 ];
 

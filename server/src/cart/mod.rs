@@ -2,8 +2,10 @@
 //! operation checks everything first and changes nothing when it fails; the store decides
 //! versions, times and TTLs around it.
 
+pub mod image;
 pub mod merge;
 pub mod names;
+pub mod row;
 pub mod view;
 
 use protocol::{CommandError, Currency, ErrorCode, LineList};

@@ -1,8 +1,10 @@
 //! `CART.ADD`: price from the request, else the catalog (in the cart's currency), else the
 //! existing line's. The catalog is read before the shard lock is taken.
 
+use persistence::EventKind;
 use protocol::{CartAdd, CommandError, ErrorCode, Reply};
 
+use super::line_event;
 use crate::cart::{Cart, LineKey, Price};
 use crate::server::Server;
 use crate::store::Outcome;
@@ -18,7 +20,8 @@ pub fn apply(cmd: CartAdd, server: &Server, now: u64) -> Result<Reply, CommandEr
     let explicit = cmd.price.map(|(minor, currency)| Price { minor, currency });
     let limits = store.config.limits;
     let kind = store.kind_of(&cmd.key);
-    store.mutate(&cmd.key, &cmd.mutation, now, |cart| match cart {
+    let event = line_event(EventKind::Add, &cmd.line, Some(cmd.qty));
+    store.mutate(&cmd.key, &cmd.mutation, now, event, |cart| match cart {
         Some(cart) => {
             let catalog_price = catalog_price
                 .filter(|price| price.currency == cart.currency || cart.holds_no_lines());

@@ -1,8 +1,9 @@
 //! `CART.SET`: sets a line's quantity within `max_qty_per_line` and the product's limit.
 
+use persistence::EventKind;
 use protocol::{CartSet, CommandError, Reply};
 
-use super::{known_line, no_cart, no_item};
+use super::{known_line, line_event, no_cart, no_item};
 use crate::server::Server;
 use crate::store::Outcome;
 
@@ -12,7 +13,8 @@ pub fn apply(cmd: CartSet, server: &Server, now: u64) -> Result<Reply, CommandEr
     let line = known_line(&store.names, &cmd.line);
     let cap = line.and_then(|line| store.catalog.price_and_cap(line).1);
     let limits = store.config.limits;
-    store.mutate(&cmd.key, &cmd.mutation, now, |cart| {
+    let event = line_event(EventKind::Update, &cmd.line, Some(cmd.qty));
+    store.mutate(&cmd.key, &cmd.mutation, now, event, |cart| {
         let cart = cart.ok_or_else(no_cart)?;
         let line = line.ok_or_else(no_item)?;
         let before = cart

@@ -13,7 +13,9 @@ mod catalog;
 pub mod connection;
 mod keyspace;
 mod server;
+mod snapshots;
 
+use persistence::{Event, EventKind};
 use protocol::{Command, CommandError, ErrorCode, Reply};
 
 use crate::cart::{LineKey, Names};
@@ -36,8 +38,13 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::CatalogGet(cmd) => Ok(catalog::get(cmd, server)),
         Command::CatalogDel(cmd) => Ok(catalog::del(cmd, server)),
         Command::StockSet(cmd) => catalog::stock_set(cmd, server, now),
-        Command::Shutdown(_) => {
+        Command::Shutdown(shutdown) => {
             tracing::info!(client = session.handle.id, "SHUTDOWN received");
+            if let (Some(true), Some(durability)) = (shutdown.save, server.durability.get()) {
+                durability
+                    .save_on_shutdown
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             server.shutdown.cancel();
             session.close = true;
             return None;
@@ -62,6 +69,7 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         | Command::ConfigResetStat
         | Command::Command(_)
         | Command::Time => Ok(server::run(command, server)),
+        Command::Save | Command::BgSave | Command::LastSave => snapshots::run(command, server),
     };
     Some(result.unwrap_or_else(Reply::Error))
 }
@@ -80,4 +88,16 @@ fn no_cart() -> CommandError {
 
 fn no_item() -> CommandError {
     CommandError::new(ErrorCode::NoItem, "no such line in the cart")
+}
+
+/// The event of a command on one line: product, variant and, where it has one, a quantity.
+fn line_event(kind: EventKind, line: &protocol::cmd::LineId, qty: Option<u32>) -> Event {
+    let mut detail = serde_json::json!({
+        "product": String::from_utf8_lossy(&line.product),
+        "variant": String::from_utf8_lossy(&line.variant),
+    });
+    if let Some(qty) = qty {
+        detail["qty"] = qty.into();
+    }
+    crate::store::event(kind, detail)
 }

@@ -42,8 +42,9 @@ fn parameters(server: &Server) -> Vec<(&'static str, String)> {
         ("maxclients", config.server.maxclients.to_string()),
         ("requirepass", config.server.requirepass.clone()),
         ("databases", "1".into()),
-        ("appendonly", "no".into()),
-        ("save", String::new()),
+        ("appendonly", "yes".into()),
+        ("appendfsync", config.persistence.appendfsync.clone()),
+        ("save", redis_save_points(config)),
         ("timeout", "0".into()),
         (
             "proto-max-bulk-len",
@@ -83,7 +84,36 @@ fn parameters(server: &Server) -> Vec<(&'static str, String)> {
             "max_idempotency_keys",
             config.carts.max_idempotency_keys.to_string(),
         ),
+        (
+            "wal_segment_mb",
+            config.persistence.wal_segment_mb.to_string(),
+        ),
+        (
+            "snapshot_every_changes",
+            config.persistence.snapshot_every_changes.to_string(),
+        ),
+        (
+            "snapshot_every_s",
+            config.persistence.snapshot_every_s.to_string(),
+        ),
+        (
+            "restore_on_miss",
+            config.postgres.restore_on_miss.to_string(),
+        ),
     ]
+}
+
+/// The snapshot triggers in Redis's `save` notation ("seconds changes" pairs).
+fn redis_save_points(config: &crate::config::Config) -> String {
+    let persistence = &config.persistence;
+    let mut points = Vec::new();
+    if persistence.snapshot_every_s > 0 {
+        points.push(format!("{} 1", persistence.snapshot_every_s));
+    }
+    if persistence.snapshot_every_changes > 0 {
+        points.push(format!("1 {}", persistence.snapshot_every_changes));
+    }
+    points.join(" ")
 }
 
 fn config_get(server: &Server, patterns: &[Bytes]) -> Reply {

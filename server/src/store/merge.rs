@@ -6,8 +6,11 @@
 use parking_lot::MutexGuard;
 use protocol::{CartMerge, CommandError, Reply};
 
+use persistence::{EventKind, TombstoneReason};
+use serde_json::json;
+
 use super::shard::Shard;
-use super::{check_version, Location, Store};
+use super::{check_version, event, Location, Store};
 use crate::cart::merge::merge;
 use crate::cart::view::Validation;
 use crate::cart::Cart;
@@ -23,8 +26,7 @@ impl Store {
         if let Some(reply) = self.replayed(&user_guard, user_at.hash, options, now_ms)? {
             return Ok(reply);
         }
-        let (user_cart, expired) = user_guard.live_mut(user_at.hash, &cmd.user_key, now_ms);
-        self.count_expired(expired);
+        let user_cart = self.live_mut(&mut user_guard, user_at, &cmd.user_key, now_ms);
         check_version(options, user_cart.as_deref())?;
         let user_exists = user_cart.is_some();
 
@@ -32,8 +34,7 @@ impl Store {
             Some(shard) => shard,
             None => &mut user_guard,
         };
-        let expired = guest_shard.reap_if_expired(guest_at.hash, &cmd.guest_key, now_ms);
-        self.count_expired(expired);
+        self.reap(guest_shard, guest_at, &cmd.guest_key, now_ms);
         let guest_cart = guest_shard.remove(guest_at.hash, &cmd.guest_key);
 
         let validation = match (guest_cart, user_exists) {
@@ -90,6 +91,7 @@ impl Store {
     ) {
         let user_kind = self.kind_of(&cmd.user_key);
         let expires_at_ms = now_ms + self.ttl_ms(user_kind);
+        let guest_version = guest.version;
         match user_shard.find_mut(user_at.hash, &cmd.user_key) {
             None => {
                 let mut guest = guest;
@@ -116,6 +118,22 @@ impl Store {
                 user.debug_check(&self.config.limits);
             }
         }
+        // The user side first: a log cut between the two records keeps both carts rather than
+        // neither.
+        let user = user_shard
+            .find(user_at.hash, &cmd.user_key)
+            .expect("the user cart exists now");
+        let guest_key = String::from_utf8_lossy(&cmd.guest_key);
+        let user_key = String::from_utf8_lossy(&cmd.user_key);
+        let merged = event(EventKind::Merge, json!({ "guest": guest_key }));
+        self.log_image(&cmd.user_key, user, merged);
+        let merged = event(EventKind::Merge, json!({ "into": user_key }));
+        self.log_tombstone(
+            &cmd.guest_key,
+            guest_version,
+            TombstoneReason::Merged,
+            merged,
+        );
     }
 
     /// Validates a cart whose shard lock is held (the merge already counts as its change).

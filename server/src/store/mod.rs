@@ -1,16 +1,18 @@
 //! The sharded cart store. A key's hash picks its shard; each shard is a `parking_lot::Mutex`
 //! over its carts, wheel and idempotency log. One command locks one shard, MERGE locks two in
 //! shard-index order. Every change goes through [`Store::mutate`] (or MERGE): checked
-//! completely, then applied, then the version moves on, all under the shard lock. That is
-//! where the write-ahead log will take each cart's after-image.
+//! completely, then applied, then the version moves on and the after-image goes to the
+//! write-ahead log, all under the shard lock.
 
+mod durable;
 mod idempotency;
+mod log;
 mod merge;
 mod shard;
 mod wheel;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -22,6 +24,8 @@ use crate::catalog::{apply_plan, Catalog};
 use crate::config::Config;
 use crate::limits::{EXPIRE_CHECKS_PER_LOCK_MAX, VALIDATION_ATTEMPTS_MAX};
 use idempotency::Lookup;
+pub use log::{bare_event, event, take_appended_lsn};
+use persistence::{Event, EventKind, TombstoneReason, Wal};
 use shard::Shard;
 
 /// Store settings, from the configuration.
@@ -104,6 +108,8 @@ pub struct Store {
     pub config: StoreConfig,
     /// Counters.
     pub stats: StoreStats,
+    /// The write-ahead log, once recovery has opened it (unit tests run without one).
+    wal: OnceLock<Arc<Wal>>,
 }
 
 /// Where a key lives: its shard and its 63-bit hash (63 bits so a SCAN cursor fits a signed
@@ -132,7 +138,20 @@ impl Store {
             catalog: Catalog::default(),
             config,
             stats: StoreStats::default(),
+            wal: OnceLock::new(),
         }
+    }
+
+    /// From now on every change is logged to `wal`. Set once, after recovery.
+    pub fn attach_wal(&self, wal: Arc<Wal>) {
+        if self.wal.set(wal).is_err() {
+            panic!("the write-ahead log is attached once");
+        }
+    }
+
+    /// The write-ahead log, once attached.
+    pub fn wal(&self) -> Option<&Arc<Wal>> {
+        self.wal.get()
     }
 
     fn locate(&self, key: &[u8]) -> Location {
@@ -171,12 +190,6 @@ impl Store {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn count_expired(&self, expired: bool) {
-        if expired {
-            self.stats.expired_carts.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     /// Runs one mutation: idempotency replay, IFVERSION, then `apply` on the live cart (or
     /// `None`), then the version, times and TTL move on. `apply` must check everything before
     /// it changes anything: an error leaves the cart as it was.
@@ -185,6 +198,7 @@ impl Store {
         key: &[u8],
         options: &MutationOptions,
         now_ms: u64,
+        event: Event,
         apply: impl FnOnce(Option<&mut Cart>) -> Result<Outcome, CommandError>,
     ) -> Result<Reply, CommandError> {
         let at = self.locate(key);
@@ -194,8 +208,7 @@ impl Store {
         }
         let kind = self.kind_of(key);
         let expires_at_ms = now_ms + self.ttl_ms(kind);
-        let (cart, expired) = shard.live_mut(at.hash, key, now_ms);
-        self.count_expired(expired);
+        let cart = self.live_mut(&mut shard, at, key, now_ms);
         check_version(options, cart.as_deref())?;
         let (mode, format) = (options.reply, options.format);
         let reply = match cart {
@@ -205,6 +218,8 @@ impl Store {
                     cart.updated_at_ms = now_ms;
                     cart.validated_at_ms = 0;
                     cart.debug_check(&self.config.limits);
+                    cart.expires_at_ms = expires_at_ms;
+                    self.log_image(key, cart, event);
                 }
                 cart.expires_at_ms = expires_at_ms;
                 self.reply_for(key, cart, mode, format, now_ms, Validation::Skipped)
@@ -229,6 +244,7 @@ impl Store {
                 cart.validated_at_ms = 0;
                 cart.debug_check(&self.config.limits);
                 let reply = self.reply_for(key, &cart, mode, format, now_ms, Validation::Skipped);
+                self.log_image(key, &cart, event);
                 shard.insert(at.hash, key, cart);
                 reply
             }
@@ -323,8 +339,7 @@ impl Store {
         for _ in 0..VALIDATION_ATTEMPTS_MAX {
             let (version, currency, lines) = {
                 let mut shard = self.shards[at.shard].lock();
-                let (cart, expired) = shard.live_mut(at.hash, key, now_ms);
-                self.count_expired(expired);
+                let cart = self.live_mut(&mut shard, at, key, now_ms);
                 self.count_read(cart.is_some());
                 let Some(cart) = cart else { return Reply::Null };
                 cart.expires_at_ms = now_ms + self.ttl_ms(cart.kind);
@@ -357,6 +372,11 @@ impl Store {
             if apply_plan(cart, &plan) {
                 cart.version += 1;
                 cart.updated_at_ms = now_ms;
+                let event = event(
+                    EventKind::Update,
+                    serde_json::json!({"reason": "validation"}),
+                );
+                self.log_image(key, cart, event);
             }
             cart.validated_at_ms = now_ms.max(1);
             return self.render(key, cart, format, now_ms, Validation::Fresh);
@@ -372,9 +392,13 @@ impl Store {
     pub fn delete(&self, key: &[u8], now_ms: u64) -> bool {
         let at = self.locate(key);
         let mut shard = self.shards[at.shard].lock();
-        let expired = shard.reap_if_expired(at.hash, key, now_ms);
-        self.count_expired(expired);
-        shard.remove(at.hash, key).is_some()
+        self.reap(&mut shard, at, key, now_ms);
+        let Some(cart) = shard.remove(at.hash, key) else {
+            return false;
+        };
+        let event = bare_event(EventKind::Delete);
+        self.log_tombstone(key, cart.version, TombstoneReason::Deleted, event);
+        true
     }
 
     /// The live cart's remaining lifetime in ms, or `None` when there is no cart. Does not
@@ -461,16 +485,15 @@ impl Store {
                 let pass =
                     shard
                         .lock()
-                        .expire_due(now_ms, EXPIRE_CHECKS_PER_LOCK_MAX, |_key, _cart| {});
+                        .expire_due(now_ms, EXPIRE_CHECKS_PER_LOCK_MAX, |key, cart| {
+                            self.log_expired(&key, &cart)
+                        });
                 expired += pass.expired;
                 if !pass.more {
                     break;
                 }
             }
         }
-        self.stats
-            .expired_carts
-            .fetch_add(expired as u64, Ordering::Relaxed);
         expired
     }
 

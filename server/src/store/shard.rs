@@ -70,22 +70,17 @@ impl Shard {
             .map(|entry| &mut entry.cart)
     }
 
-    /// Removes the cart under `key` if its deadline has passed (the wheel may not have come
-    /// round yet). Returns whether it did.
-    pub fn reap_if_expired(&mut self, hash: u64, key: &[u8], now_ms: u64) -> bool {
+    /// Removes and returns the cart under `key` if its deadline has passed (the wheel may not
+    /// have come round yet).
+    pub fn reap_if_expired(&mut self, hash: u64, key: &[u8], now_ms: u64) -> Option<Cart> {
         let expired = self
             .find(hash, key)
             .is_some_and(|cart| cart.expires_at_ms <= now_ms);
         if expired {
-            self.remove(hash, key);
+            self.remove(hash, key)
+        } else {
+            None
         }
-        expired
-    }
-
-    /// The live cart under `key`, reaping it first if it has expired.
-    pub fn live_mut(&mut self, hash: u64, key: &[u8], now_ms: u64) -> (Option<&mut Cart>, bool) {
-        let expired = self.reap_if_expired(hash, key, now_ms);
-        (self.find_mut(hash, key), expired)
     }
 
     /// Inserts a new cart (none may exist under `key`) and arms its wheel entry.

@@ -1,0 +1,196 @@
+//! A cart's after-image: the whole cart with its ids spelled out, as the write-ahead log and
+//! snapshots store it (postcard). Interned ids are per process, so they never reach the disk.
+
+use std::borrow::Cow;
+
+use protocol::{CommandError, Currency};
+use serde::{Deserialize, Serialize};
+
+use super::{Cart, CartExtra, CartKind, Line, LineKey, Names, SavedLine};
+
+/// The encoding's own version, first in every image, so a later layout can still read this one.
+pub(super) const IMAGE_FORMAT: u8 = 1;
+
+/// The stored layout of a cart.
+#[derive(Serialize, Deserialize)]
+pub(super) struct CartImage<'a> {
+    pub format: u8,
+    pub version: u64,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub guest: bool,
+    pub currency: [u8; 3],
+    #[serde(borrow)]
+    pub lines: Vec<LineImage<'a>>,
+    #[serde(borrow)]
+    pub saved: Vec<(LineImage<'a>, u64)>,
+    #[serde(borrow)]
+    pub unavailable: Vec<LineImage<'a>>,
+}
+
+/// The stored layout of a line.
+#[derive(Serialize, Deserialize)]
+pub(super) struct LineImage<'a> {
+    #[serde(borrow)]
+    pub product: Cow<'a, str>,
+    #[serde(borrow)]
+    pub variant: Cow<'a, str>,
+    pub qty: u32,
+    pub unit_price: i64,
+    pub price_at_add: i64,
+    pub added_at_ms: u64,
+    pub foreign_price: bool,
+}
+
+impl<'a> LineImage<'a> {
+    fn of(line: &Line, names: &'a Names) -> LineImage<'a> {
+        LineImage {
+            product: Cow::Borrowed(names.resolve(line.key.product)),
+            variant: Cow::Borrowed(names.resolve(line.key.variant)),
+            qty: line.qty,
+            unit_price: line.unit_price,
+            price_at_add: line.price_at_add,
+            added_at_ms: line.added_at_ms,
+            foreign_price: line.foreign_price,
+        }
+    }
+
+    fn to_line(&self, names: &Names) -> Result<Line, CommandError> {
+        Ok(Line {
+            key: LineKey {
+                product: names.intern(self.product.as_bytes())?,
+                variant: names.intern(self.variant.as_bytes())?,
+            },
+            qty: self.qty,
+            unit_price: self.unit_price,
+            price_at_add: self.price_at_add,
+            added_at_ms: self.added_at_ms,
+            foreign_price: self.foreign_price,
+        })
+    }
+}
+
+/// Encodes `cart` as an after-image.
+pub fn encode(cart: &Cart, names: &Names) -> Vec<u8> {
+    let image = CartImage {
+        format: IMAGE_FORMAT,
+        version: cart.version,
+        created_at_ms: cart.created_at_ms,
+        updated_at_ms: cart.updated_at_ms,
+        expires_at_ms: cart.expires_at_ms,
+        guest: cart.kind == CartKind::Guest,
+        currency: cart.currency.0,
+        lines: cart
+            .lines
+            .iter()
+            .map(|line| LineImage::of(line, names))
+            .collect(),
+        saved: cart
+            .saved()
+            .iter()
+            .map(|saved| (LineImage::of(&saved.line, names), saved.saved_at_ms))
+            .collect(),
+        unavailable: cart
+            .unavailable()
+            .iter()
+            .map(|line| LineImage::of(line, names))
+            .collect(),
+    };
+    postcard::to_allocvec(&image).expect("encoding into a Vec cannot fail")
+}
+
+/// Decodes an after-image, interning its ids. The validation cache and the wheel tick start
+/// empty: they are this process's business.
+pub fn decode(bytes: &[u8], names: &Names) -> Result<Cart, CommandError> {
+    let image: CartImage = postcard::from_bytes(bytes)
+        .map_err(|error| CommandError::err(format!("undecodable cart image: {error}")))?;
+    if image.format != IMAGE_FORMAT {
+        return Err(CommandError::err(format!(
+            "cart image format {} is not known to this cartd",
+            image.format
+        )));
+    }
+    let lines = decode_lines(&image.lines, names)?;
+    let saved = image
+        .saved
+        .iter()
+        .map(|(line, saved_at_ms)| {
+            Ok(SavedLine {
+                line: line.to_line(names)?,
+                saved_at_ms: *saved_at_ms,
+            })
+        })
+        .collect::<Result<Vec<_>, CommandError>>()?;
+    let unavailable = decode_lines(&image.unavailable, names)?;
+    let extra = (!saved.is_empty() || !unavailable.is_empty())
+        .then(|| Box::new(CartExtra { saved, unavailable }));
+    Ok(Cart {
+        version: image.version,
+        created_at_ms: image.created_at_ms,
+        updated_at_ms: image.updated_at_ms,
+        expires_at_ms: image.expires_at_ms,
+        validated_at_ms: 0,
+        wheel_tick: 0,
+        kind: if image.guest {
+            CartKind::Guest
+        } else {
+            CartKind::User
+        },
+        currency: Currency(image.currency),
+        lines,
+        extra,
+    })
+}
+
+fn decode_lines(lines: &[LineImage], names: &Names) -> Result<Vec<Line>, CommandError> {
+    lines.iter().map(|line| line.to_line(names)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cart_survives_encoding_with_all_its_lists() {
+        let names = Names::default();
+        let line = |product: &str, qty| Line {
+            key: LineKey {
+                product: names.intern(product.as_bytes()).unwrap(),
+                variant: names.intern(b"-").unwrap(),
+            },
+            qty,
+            unit_price: 999,
+            price_at_add: 1099,
+            added_at_ms: 17,
+            foreign_price: product == "eur",
+        };
+        let mut cart = Cart::new(CartKind::Guest, Currency(*b"USD"), 5);
+        cart.version = 9;
+        cart.expires_at_ms = 86_400_005;
+        cart.lines.push(line("a", 2));
+        cart.extra_mut().saved.push(SavedLine {
+            line: line("s", 1),
+            saved_at_ms: 40,
+        });
+        cart.extra_mut().unavailable.push(line("eur", 3));
+        let image = encode(&cart, &names);
+        let other_names = Names::default();
+        let decoded = decode(&image, &other_names).unwrap();
+        assert_eq!(encode(&decoded, &other_names), image);
+        assert_eq!(decoded.version, 9);
+        assert_eq!(decoded.kind, CartKind::Guest);
+        assert!(decoded.unavailable()[0].foreign_price);
+        assert_eq!(
+            other_names.resolve(decoded.saved()[0].line.key.product),
+            "s"
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_cart() {
+        let names = Names::default();
+        assert!(decode(b"\x07\x01\x02", &names).is_err());
+        assert!(decode(b"", &names).is_err());
+    }
+}

@@ -1,0 +1,365 @@
+//! Durability at the server level: recovery before serving, the write-ahead log, snapshots
+//! (SAVE, BGSAVE, automatic), and the log segments they let go.
+//!
+//! Start: the listener is already up (commands get `-LOADING`); the newest snapshot is loaded,
+//! the log after it replayed, and only then is the log opened for new records, numbered on
+//! from the highest LSN seen (the PostgreSQL checkpoint included, so event LSNs never repeat).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use persistence::recovery::{self, RecoveryError};
+use persistence::snapshot::{self, SnapshotInfo};
+use persistence::wal::{FsyncPolicy, Wal, WalOptions};
+use persistence::Lsn;
+use tracing::{info, warn};
+
+use crate::postgres::PostgresLink;
+use crate::server::{now_ms, Server};
+
+/// The durable side of a running server.
+pub struct Durability {
+    /// The write-ahead log.
+    pub wal: Arc<Wal>,
+    /// `data_dir/snapshots`.
+    pub snapshot_dir: PathBuf,
+    /// A snapshot is being written.
+    pub saving: AtomicBool,
+    /// Unix time (s) of the last successful snapshot, or of the start.
+    pub last_save_s: AtomicU64,
+    /// LSN the last snapshot covers.
+    pub last_save_lsn: AtomicU64,
+    /// Whether the last snapshot succeeded.
+    pub last_save_ok: AtomicBool,
+    /// How long the last snapshot took.
+    pub last_save_ms: AtomicU64,
+    /// When the snapshot in progress started.
+    save_started: Mutex<Option<Instant>>,
+    /// The PostgreSQL stream, when configured.
+    pub postgres: Option<PostgresLink>,
+    /// How the start went.
+    pub recovery: RecoverySummary,
+    /// `SHUTDOWN SAVE` asked for a snapshot on the way out.
+    pub save_on_shutdown: AtomicBool,
+    /// The log on disk is over `wal_retained_warn_mb` (the sink is far behind).
+    pub retention_warning: AtomicBool,
+    /// `appendfsync always`: replies wait for the sync of their changes.
+    pub wait_for_sync: bool,
+    /// BGSAVE asked the snapshot task for a snapshot.
+    bgsave_requested: AtomicBool,
+    wake_snapshot_task: tokio::sync::Notify,
+}
+
+/// What recovery found, for the log and INFO.
+#[derive(Debug, Clone, Default)]
+pub struct RecoverySummary {
+    /// Carts loaded from the snapshot.
+    pub snapshot_carts: u64,
+    /// Log records replayed after it.
+    pub replayed_records: u64,
+    /// Carts restored from PostgreSQL into an empty data directory.
+    pub restored_carts: u64,
+    /// Torn-tail bytes cut from the log.
+    pub torn_bytes_cut: u64,
+    /// How long it took.
+    pub millis: u64,
+}
+
+/// Why cartd cannot start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The snapshot or the log is damaged.
+    #[error(transparent)]
+    Recovery(#[from] RecoveryError),
+    /// Files could not be read or written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// PostgreSQL was needed and failed.
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
+    /// A record or image could not be applied.
+    #[error("cannot apply {0}")]
+    Apply(String),
+}
+
+/// Recovers the store, opens the log and starts the background jobs; then the server serves.
+pub async fn start(server: Arc<Server>, repair: bool) -> Result<(), StartError> {
+    let started = Instant::now();
+    let data_dir = server.config.server.data_dir.clone();
+    let postgres = match server.config.postgres.effective_url() {
+        Some(url) => Some(PostgresLink::connect(&url, &server.config.postgres).await?),
+        None => None,
+    };
+    let local = {
+        let server = server.clone();
+        tokio::task::spawn_blocking(move || recover_local(&server, repair))
+            .await
+            .expect("recovery does not panic")?
+    };
+    let mut summary = local.summary;
+    let mut last_lsn = local.last_lsn;
+    if let Some(postgres) = &postgres {
+        let checkpoint = postgres.checkpoint().await?;
+        if local.empty {
+            summary.restored_carts = postgres.restore_all(&server.store).await?;
+        }
+        last_lsn = last_lsn.max(checkpoint);
+    }
+    let wal = open_log(&server, last_lsn + 1)?;
+    server.store.attach_wal(wal.clone());
+    summary.millis = started.elapsed().as_millis() as u64;
+    info!(
+        snapshot_carts = summary.snapshot_carts,
+        replayed = summary.replayed_records,
+        restored = summary.restored_carts,
+        carts = server.store.len(),
+        next_lsn = last_lsn + 1,
+        ms = summary.millis,
+        "data loaded"
+    );
+    let durability = Durability {
+        wal: wal.clone(),
+        snapshot_dir: data_dir.join("snapshots"),
+        saving: AtomicBool::new(false),
+        last_save_s: AtomicU64::new(now_ms() / 1000),
+        last_save_lsn: AtomicU64::new(local.snapshot_lsn),
+        last_save_ok: AtomicBool::new(true),
+        last_save_ms: AtomicU64::new(0),
+        save_started: Mutex::new(None),
+        postgres,
+        recovery: summary,
+        save_on_shutdown: AtomicBool::new(false),
+        wait_for_sync: wal.fsync_policy() == FsyncPolicy::Always,
+        retention_warning: AtomicBool::new(false),
+        bgsave_requested: AtomicBool::new(false),
+        wake_snapshot_task: tokio::sync::Notify::new(),
+    };
+    if server.durability.set(durability).is_err() {
+        panic!("durability starts once");
+    }
+    if let Some(postgres) = &server.durable().postgres {
+        postgres.start_jobs(&server);
+    }
+    tokio::spawn(snapshot_schedule(server.clone()));
+    server.loading.store(false, Ordering::Release);
+    info!("ready to accept connections");
+    Ok(())
+}
+
+/// Opens the log for new records from `next_lsn` on.
+fn open_log(server: &Server, next_lsn: Lsn) -> Result<Arc<Wal>, StartError> {
+    let persistence = &server.config.persistence;
+    let dir = server.config.server.data_dir.join("wal");
+    let options = WalOptions {
+        dir: dir.clone(),
+        fsync: persistence
+            .fsync()
+            .map_err(|error| StartError::Apply(error.to_string()))?,
+        segment_bytes: persistence.wal_segment_mb * 1024 * 1024,
+    };
+    let wal = Wal::open(options, next_lsn).map_err(|source| StartError::Io {
+        what: format!("opening the log in {}", dir.display()),
+        source,
+    })?;
+    Ok(Arc::new(wal))
+}
+
+struct LocalState {
+    summary: RecoverySummary,
+    snapshot_lsn: Lsn,
+    last_lsn: Lsn,
+    /// Neither a snapshot nor a log record: a new or wiped data directory.
+    empty: bool,
+}
+
+fn recover_local(server: &Server, repair: bool) -> Result<LocalState, StartError> {
+    let data_dir = &server.config.server.data_dir;
+    let store = &server.store;
+    let mut summary = RecoverySummary::default();
+    let mut failure = None;
+    let loaded = snapshot::load_latest(&data_dir.join("snapshots"), |key, image| {
+        if failure.is_none() {
+            failure = store.load_image(&key, &image).err();
+        }
+    })?;
+    if let Some(error) = failure.take() {
+        return Err(StartError::Apply(format!("a snapshot cart: {error}")));
+    }
+    let snapshot_lsn = loaded.as_ref().map_or(0, |info| info.lsn);
+    summary.snapshot_carts = loaded.as_ref().map_or(0, |info| info.carts);
+    let report = recovery::replay(&data_dir.join("wal"), snapshot_lsn, repair, |record| {
+        if failure.is_none() {
+            failure = store.apply_record(&record).err();
+        }
+    })?;
+    if let Some(error) = failure {
+        return Err(StartError::Apply(format!("a log record: {error}")));
+    }
+    summary.replayed_records = report.records;
+    summary.torn_bytes_cut = report.torn_bytes_cut;
+    Ok(LocalState {
+        summary,
+        snapshot_lsn,
+        last_lsn: report.last_lsn.max(snapshot_lsn),
+        empty: loaded.is_none() && report.last_lsn == 0,
+    })
+}
+
+impl Durability {
+    /// Writes a snapshot now on this thread (SAVE, BGSAVE's thread), then lets go of the log
+    /// segments it covers. `Err` when another snapshot is already running.
+    pub fn save(&self, server: &Server) -> Result<SnapshotInfo, String> {
+        if self.saving.swap(true, Ordering::AcqRel) {
+            return Err("Background save already in progress".into());
+        }
+        let started = Instant::now();
+        *self.save_started.lock() = Some(started);
+        let result = server.store.write_snapshot(&self.snapshot_dir);
+        *self.save_started.lock() = None;
+        self.last_save_ms
+            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.saving.store(false, Ordering::Release);
+        match result {
+            Ok(info) => {
+                self.last_save_ok.store(true, Ordering::Relaxed);
+                self.last_save_s.store(now_ms() / 1000, Ordering::Relaxed);
+                self.last_save_lsn.store(info.lsn, Ordering::Relaxed);
+                info!(
+                    carts = info.carts,
+                    lsn = info.lsn,
+                    bytes = info.bytes,
+                    ms = started.elapsed().as_millis() as u64,
+                    "snapshot written"
+                );
+                self.release_log();
+                Ok(info)
+            }
+            Err(error) => {
+                self.last_save_ok.store(false, Ordering::Relaxed);
+                warn!(%error, "snapshot failed");
+                Err(format!("snapshot failed: {error}"))
+            }
+        }
+    }
+
+    /// Asks the snapshot task for a snapshot (BGSAVE). `Err` when one is already running or
+    /// asked for.
+    pub fn bgsave(&self) -> Result<(), String> {
+        if self.saving.load(Ordering::Acquire) || self.bgsave_requested.swap(true, Ordering::AcqRel)
+        {
+            return Err("Background save already in progress".into());
+        }
+        self.wake_snapshot_task.notify_one();
+        Ok(())
+    }
+
+    /// Seconds the running snapshot has taken so far, if one runs.
+    pub fn save_running_s(&self) -> Option<u64> {
+        self.save_started
+            .lock()
+            .map(|started| started.elapsed().as_secs())
+    }
+
+    /// Orderly stop: the snapshot `SHUTDOWN SAVE` asked for, every record written and synced,
+    /// then the PostgreSQL sink's last batch.
+    pub async fn stop(&self, server: &Arc<Server>) {
+        if self.save_on_shutdown.load(Ordering::Relaxed) {
+            let server = server.clone();
+            let _ = tokio::task::spawn_blocking(move || server.durable().save(&server)).await;
+        }
+        let wal = self.wal.clone();
+        match tokio::task::spawn_blocking(move || wal.close()).await {
+            Ok(Ok(())) => info!(lsn = self.wal.durable_lsn(), "log written and synced"),
+            Ok(Err(error)) => warn!(%error, "the log could not be synced on the way out"),
+            Err(error) => warn!(%error, "the log could not be closed"),
+        }
+        if let Some(postgres) = &self.postgres {
+            postgres.stop().await;
+        }
+    }
+
+    /// Warns once when the log kept on disk grows past `wal_retained_warn_mb`.
+    fn check_retention(&self, warn_mb: u64) {
+        let stats = self.wal.stats();
+        let over = stats.bytes_on_disk > warn_mb.saturating_mul(1024 * 1024);
+        let was_over = self.retention_warning.swap(over, Ordering::Relaxed);
+        if over && !was_over {
+            let checkpoint = self.postgres.as_ref().map(PostgresLink::checkpoint_lsn);
+            warn!(
+                bytes = stats.bytes_on_disk,
+                warn_mb,
+                last_lsn = stats.last_lsn,
+                postgres_checkpoint_lsn = checkpoint,
+                "the log kept on disk is over wal_retained_warn_mb: PostgreSQL is behind or \
+                 snapshots are failing; the disk may fill"
+            );
+        } else if was_over && !over {
+            info!(
+                bytes = stats.bytes_on_disk,
+                "the log kept on disk is back under wal_retained_warn_mb"
+            );
+        }
+    }
+
+    /// Deletes log segments that both the last snapshot and the PostgreSQL sink are past.
+    pub fn release_log(&self) {
+        let mut keep_from = self.last_save_lsn.load(Ordering::Relaxed) + 1;
+        if let Some(postgres) = &self.postgres {
+            keep_from = keep_from.min(postgres.checkpoint_lsn() + 1);
+        }
+        match self.wal.remove_segments_below(keep_from) {
+            Ok(0) => {}
+            Ok(removed) => info!(removed, keep_from, "log segments released"),
+            Err(error) => warn!(%error, "cannot delete old log segments"),
+        }
+    }
+}
+
+/// Writes background snapshots: on BGSAVE, after enough changes, or after enough time with
+/// changes. One at a time, on a blocking thread.
+async fn snapshot_schedule(server: Arc<Server>) {
+    let persistence = &server.config.persistence;
+    let every_changes = persistence.snapshot_every_changes;
+    let every_s = persistence.snapshot_every_s;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_start = Instant::now();
+    let durability = server.durable();
+    let mut ticks = 0u32;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                ticks = (ticks + 1) % 10;
+                if ticks == 0 {
+                    durability.check_retention(persistence.wal_retained_warn_mb);
+                    durability.release_log();
+                }
+            }
+            () = durability.wake_snapshot_task.notified() => {}
+            () = server.shutdown.cancelled() => return,
+        }
+        let changes = durability.wal.last_lsn() - durability.last_save_lsn.load(Ordering::Relaxed);
+        let by_count = every_changes > 0 && changes >= every_changes;
+        let by_time = every_s > 0 && changes > 0 && last_start.elapsed().as_secs() >= every_s;
+        let asked = durability.bgsave_requested.load(Ordering::Acquire);
+        if !(asked || by_count || by_time) {
+            continue;
+        }
+        last_start = Instant::now();
+        let saver = server.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let durability = saver.durable();
+            let result = durability.save(&saver);
+            durability.bgsave_requested.store(false, Ordering::Release);
+            result
+        })
+        .await;
+    }
+}

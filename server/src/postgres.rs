@@ -1,0 +1,285 @@
+//! The link to PostgreSQL, the system of record: the sink that streams the log into it, the
+//! restore of an empty node from it, restore-on-miss, and the daily cleanup.
+//!
+//! PostgreSQL being down never stops cart writes: the sink retries with backoff and the log
+//! is kept past its checkpoint. The one time cartd waits for it is a start with an empty data
+//! directory, where serving before the restore would hand out empty carts and reuse LSNs.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use persistence::sink::{self, PgPool, RowCodec, SinkHandle, SinkOptions};
+use persistence::Lsn;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::cart::row::CartRows;
+use crate::config::PostgresConfig;
+use crate::durability::StartError;
+use crate::info::line;
+use crate::server::{now_ms, Server};
+use crate::store::Store;
+
+/// Longest wait between two connection attempts at start.
+const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// A running link to PostgreSQL.
+pub struct PostgresLink {
+    pool: PgPool,
+    config: PostgresConfig,
+    codec: Arc<CartRows>,
+    sink: Mutex<Option<SinkHandle>>,
+    cancel: CancellationToken,
+}
+
+impl PostgresLink {
+    /// Connects (retrying until it works: see the module notes) and applies the migrations.
+    pub async fn connect(url: &str, config: &PostgresConfig) -> Result<PostgresLink, StartError> {
+        let mut backoff = Duration::from_millis(200);
+        let pool = loop {
+            match sink::connect(url).await {
+                Ok(pool) => break pool,
+                Err(error) => {
+                    warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot reach PostgreSQL yet");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(CONNECT_BACKOFF_MAX);
+                }
+            }
+        };
+        info!("connected to PostgreSQL; migrations applied");
+        Ok(PostgresLink {
+            pool,
+            config: config.clone(),
+            codec: Arc::new(CartRows {
+                user_key_prefix: "cart:".into(),
+            }),
+            sink: Mutex::new(None),
+            cancel: CancellationToken::new(),
+        })
+    }
+
+    /// The sink's checkpoint as PostgreSQL has it.
+    pub async fn checkpoint(&self) -> Result<Lsn, StartError> {
+        sink::checkpoint(&self.pool, &self.config.node)
+            .await
+            .map_err(|error| StartError::Postgres(error.to_string()))
+    }
+
+    /// Loads every live cart into an empty store.
+    pub async fn restore_all(&self, store: &Store) -> Result<u64, StartError> {
+        info!("empty data directory: restoring live carts from PostgreSQL");
+        let mut failure = None;
+        let codec = self.codec.clone();
+        let loaded = sink::load_live_carts(&self.pool, now_ms() as i64, |key: Bytes, row| {
+            let restored = codec
+                .from_row(&key, &row)
+                .and_then(|image| store.load_image(&key, &image));
+            if let Err(error) = restored {
+                failure.get_or_insert(format!("cart {}: {error}", String::from_utf8_lossy(&key)));
+            }
+        })
+        .await
+        .map_err(|error| StartError::Postgres(error.to_string()))?;
+        if let Some(error) = failure {
+            return Err(StartError::Apply(error));
+        }
+        info!(carts = loaded, "restored from PostgreSQL");
+        Ok(loaded)
+    }
+
+    /// Starts the sink and the cleanup job.
+    pub fn start_jobs(&self, server: &Arc<Server>) {
+        let durability = server.durable();
+        let reader = durability.wal.reader();
+        let options = SinkOptions {
+            node: self.config.node.clone(),
+            coalesce_ms: self.config.coalesce_ms,
+            ..SinkOptions::new(self.config.node.clone())
+        };
+        let handle = sink::spawn(
+            self.pool.clone(),
+            reader,
+            self.codec.clone(),
+            options,
+            self.cancel.child_token(),
+        );
+        *self.sink.lock() = Some(handle);
+        tokio::spawn(cleanup_job(server.clone()));
+    }
+
+    /// LSN up to which PostgreSQL has everything.
+    pub fn checkpoint_lsn(&self) -> Lsn {
+        self.sink
+            .lock()
+            .as_ref()
+            .map_or(0, |sink| sink.stats.checkpoint_lsn.load(Ordering::Relaxed))
+    }
+
+    /// Loads a user cart unknown here from PostgreSQL (restore-on-miss). `Ok(false)`: none.
+    pub async fn restore_one(&self, store: &Store, key: &[u8]) -> Result<bool, String> {
+        let row = sink::load_cart(&self.pool, key, now_ms() as i64)
+            .await
+            .map_err(|error| error.to_string())?;
+        let Some(row) = row else { return Ok(false) };
+        let image = self.codec.from_row(key, &row)?;
+        store.load_if_absent(key, &image)
+    }
+
+    /// Waits for the sink's last transaction, then stops it.
+    pub async fn stop(&self) {
+        self.cancel.cancel();
+        let handle = self.sink.lock().take();
+        if let Some(handle) = handle {
+            if tokio::time::timeout(Duration::from_secs(5), handle.stopped())
+                .await
+                .is_err()
+            {
+                warn!("the PostgreSQL sink did not stop within 5 s");
+            }
+        }
+    }
+
+    /// The `postgres_*` fields of `INFO persistence`; warns once when the retained log is
+    /// past its bound.
+    pub fn info(&self, last_lsn: Lsn, out: &mut String) {
+        line(out, "postgres_enabled", 1);
+        let sink = self.sink.lock();
+        let Some(sink) = sink.as_ref() else { return };
+        let stats = &sink.stats;
+        let checkpoint = stats.checkpoint_lsn.load(Ordering::Relaxed);
+        line(
+            out,
+            "postgres_connected",
+            u8::from(stats.connected.load(Ordering::Relaxed)),
+        );
+        line(out, "postgres_checkpoint_lsn", checkpoint);
+        line(
+            out,
+            "postgres_lag_records",
+            last_lsn.saturating_sub(checkpoint),
+        );
+        line(
+            out,
+            "postgres_records_applied",
+            stats.records_applied.load(Ordering::Relaxed),
+        );
+        line(
+            out,
+            "postgres_carts_upserted",
+            stats.carts_upserted.load(Ordering::Relaxed),
+        );
+        line(
+            out,
+            "postgres_carts_deleted",
+            stats.carts_deleted.load(Ordering::Relaxed),
+        );
+        line(
+            out,
+            "postgres_events_inserted",
+            stats.events_inserted.load(Ordering::Relaxed),
+        );
+        line(
+            out,
+            "postgres_transactions",
+            stats.transactions.load(Ordering::Relaxed),
+        );
+        line(
+            out,
+            "postgres_failures",
+            stats.failures.load(Ordering::Relaxed),
+        );
+        if let Some(error) = stats.last_error() {
+            line(out, "postgres_last_error", error.replace(['\r', '\n'], " "));
+        }
+    }
+}
+
+/// Deletes idle carts and old events now and then; warns when PostgreSQL keeps the log long.
+async fn cleanup_job(server: Arc<Server>) {
+    let config = server.config.postgres.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(config.cleanup_every_s));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = server.shutdown.cancelled() => return,
+        }
+        let Some(postgres) = &server.durable().postgres else {
+            return;
+        };
+        match sink::cleanup(
+            &postgres.pool,
+            now_ms() as i64,
+            config.cleanup_idle_days,
+            config.cleanup_events_days,
+        )
+        .await
+        {
+            Ok(report) => info!(
+                carts = report.carts_deleted,
+                events = report.events_deleted,
+                "PostgreSQL cleanup done"
+            ),
+            Err(error) => warn!(%error, "PostgreSQL cleanup failed; next try at the next period"),
+        }
+    }
+}
+
+/// Restore-on-miss: which requests need a cart from PostgreSQL, and loading it.
+pub mod restore {
+    use bytes::Bytes;
+    use protocol::{CommandError, ErrorCode};
+
+    use crate::server::{now_ms, Server};
+
+    /// Cart commands and the position of the user cart's key among their arguments.
+    const KEYED: [(&str, usize); 8] = [
+        ("CART.ADD", 1),
+        ("CART.SET", 1),
+        ("CART.REMOVE", 1),
+        ("CART.GET", 1),
+        ("CART.CLEAR", 1),
+        ("CART.SAVE", 1),
+        ("CART.RESTORE", 1),
+        ("CART.MERGE", 2),
+    ];
+
+    /// The key of a user cart this request acts on, when restore-on-miss is on and the cart
+    /// is not here.
+    pub fn missing_user_cart(args: &[Bytes], server: &Server) -> Option<Bytes> {
+        if !server.config.postgres.restore_on_miss
+            || server.loading.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return None;
+        }
+        server.durability.get()?.postgres.as_ref()?;
+        let (_, at) = KEYED
+            .iter()
+            .find(|(name, _)| args[0].eq_ignore_ascii_case(name.as_bytes()))?;
+        let key = args.get(*at)?;
+        let store = &server.store;
+        let guest = store.kind_of(key) == crate::cart::CartKind::Guest;
+        (!guest && store.ttl_left_ms(key, now_ms()).is_none()).then(|| key.clone())
+    }
+
+    /// Loads `key` from PostgreSQL if it is there.
+    pub async fn load(key: &[u8], server: &Server) -> Result<(), CommandError> {
+        let Some(postgres) = server.durability.get().and_then(|d| d.postgres.as_ref()) else {
+            return Ok(());
+        };
+        match postgres.restore_one(&server.store, key).await {
+            Ok(loaded) => {
+                if loaded {
+                    tracing::debug!(key = %String::from_utf8_lossy(key), "cart restored from PostgreSQL");
+                }
+                Ok(())
+            }
+            Err(error) => Err(CommandError::new(
+                ErrorCode::TryAgain,
+                format!("cannot load the cart from PostgreSQL: {error}"),
+            )),
+        }
+    }
+}
