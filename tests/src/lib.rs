@@ -11,6 +11,7 @@
 //! - [`cli`]: [`redis_cli`], running `redis-cli` against cartd.
 //! - [`cart`]: shorthand for the cart-command suites ([`w`], [`mutate`], [`cart_add`], [`lines`]).
 //! - [`mod@info`]: [`fn@info`] and the `name:value` fields of its text.
+//! - [`pg`]: [`TestDb`], a PostgreSQL database of a test's own.
 
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod cart;
 pub mod cli;
 pub mod client;
 pub mod info;
+pub mod pg;
 pub mod process;
 pub mod raw;
 pub mod view;
@@ -30,6 +32,7 @@ pub use cart::{
 pub use cli::{redis_cli, run_redis_cli, CliOutput};
 pub use client::{array, cmd, fails, field, int, ok, pairs, query, text};
 pub use info::{info, info_field, info_number};
+pub use pg::{PgCluster, TestDb};
 pub use process::{cartd_bin, Cartd, START_TIMEOUT};
 pub use raw::{encode_command, parse_reply, reply_length, RawConn, CLOSE_WAIT, RAW_WAIT};
 pub use view::{

@@ -262,6 +262,9 @@ impl Writer {
         self.shared
             .written_lsn
             .store(self.written_lsn, Ordering::Release);
+        // Clear the failing state before anyone waiting is told: a `sync` that returns Ok
+        // must find the log healthy.
+        self.succeeded();
         if self.shared.fsync == FsyncPolicy::Always {
             self.durable_lsn = self.written_lsn;
             self.shared.publish_durable(self.durable_lsn);
@@ -274,6 +277,7 @@ impl Writer {
         self.segment.file.sync_data()?;
         self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.last_sync = Instant::now();
+        self.succeeded();
         self.durable_lsn = self.written_lsn;
         self.shared.publish_durable(self.durable_lsn);
         Ok(())
