@@ -402,8 +402,12 @@ impl Wal {
             if next.first_lsn > lsn || file.first_lsn >= active_first_lsn {
                 break;
             }
-            fs::remove_file(&file.path).map_err(|error| segment::with_path(&file.path, error))?;
-            removed += 1;
+            match fs::remove_file(&file.path) {
+                Ok(()) => removed += 1,
+                // Another release (SAVE's and the periodic one may overlap) got there first.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(segment::with_path(&file.path, error)),
+            }
         }
         if removed > 0 {
             segment::sync_dir(dir).map_err(|error| segment::with_path(dir, error))?;

@@ -425,3 +425,21 @@ fn an_empty_segment_is_reused_by_the_next_open() {
     assert_eq!(records.len(), 1);
     assert_nth(&records[0], 7, 7);
 }
+
+/// Two releases overlapping (SAVE's and the periodic one): a segment the other already
+/// deleted is skipped, not an error that stops the release half-way.
+#[test]
+fn a_segment_already_removed_does_not_stop_the_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(small_segments(dir.path(), FsyncPolicy::No), 1).unwrap();
+    for i in 1..=2000 {
+        append_nth(&wal, i);
+    }
+    wal.sync().unwrap();
+    let segments = list_segments(dir.path()).unwrap();
+    assert!(segments.len() > 5);
+    std::fs::remove_file(&segments[1].path).unwrap();
+    let keep_from = segments[4].first_lsn;
+    assert_eq!(wal.remove_segments_below(keep_from).unwrap(), 3);
+    assert_eq!(list_segments(dir.path()).unwrap(), segments[4..].to_vec());
+}
