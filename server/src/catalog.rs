@@ -49,6 +49,11 @@ impl Catalog {
         self.entries.len()
     }
 
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// `CATALOG.SET`: sets the price; stock and limit keep their values unless given
     /// (`max_qty` 0 removes the limit).
     pub fn set(

@@ -113,6 +113,11 @@ impl Clients {
         self.clients.lock().len()
     }
 
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// A snapshot of every client, in id order.
     pub fn all(&self) -> Vec<Arc<ClientHandle>> {
         self.clients.lock().values().cloned().collect()

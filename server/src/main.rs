@@ -3,21 +3,6 @@
 //! Start-up: command-line flags over `--config` (or the built-in defaults, which equal the
 //! repository's `config.toml`), logging, the tokio runtime, then [`server::run`].
 
-mod cart;
-mod catalog;
-mod clients;
-mod cmd;
-mod config;
-mod conn;
-mod dispatch;
-mod durability;
-mod info;
-mod limits;
-mod postgres;
-mod server;
-mod stats;
-mod store;
-
 use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -26,7 +11,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::Config;
+use cartd_server::config::Config;
+use cartd_server::server;
 
 /// cartd: a shopping-cart server for any Redis client.
 #[derive(Debug, Parser)]

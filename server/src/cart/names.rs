@@ -58,4 +58,9 @@ impl Names {
     pub fn len(&self) -> usize {
         self.rodeo.len()
     }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }

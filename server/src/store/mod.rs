@@ -415,6 +415,11 @@ impl Store {
         self.carts.load(Ordering::Relaxed)
     }
 
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Idempotency records held and evicted early, over all shards.
     pub fn idempotency_counts(&self) -> (usize, u64) {
         self.shards.iter().fold((0, 0), |(held, evicted), shard| {

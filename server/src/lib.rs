@@ -1,0 +1,17 @@
+//! The cartd server as a library: the binary `cartd` (main.rs) is a thin start-up around it, and
+//! the benchmarks in `benches/` drive the store directly through it.
+
+pub mod cart;
+pub mod catalog;
+pub mod clients;
+pub mod cmd;
+pub mod config;
+pub mod conn;
+pub mod dispatch;
+pub mod durability;
+pub mod info;
+pub mod limits;
+pub mod postgres;
+pub mod server;
+pub mod stats;
+pub mod store;
