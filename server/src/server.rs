@@ -55,6 +55,25 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server that is still loading: no log, no PostgreSQL, an empty store. [`run`] starts
+    /// recovery on it; the store's micro-benchmarks use it as it is, with `loading` cleared.
+    pub fn new(config: Config, config_file: Option<PathBuf>, local_addr: SocketAddr) -> Server {
+        Server {
+            store: Store::new(StoreConfig::from(&config), now_ms()),
+            config,
+            config_file,
+            clients: Clients::default(),
+            stats: Stats::default(),
+            shutdown: CancellationToken::new(),
+            started: Instant::now(),
+            run_id: random_run_id(),
+            local_addr,
+            rss_baseline_bytes: rss_bytes(),
+            loading: AtomicBool::new(true),
+            durability: OnceLock::new(),
+        }
+    }
+
     /// The durable side. Only commands that cannot run while loading may call it.
     pub fn durable(&self) -> &Durability {
         self.durability
@@ -96,20 +115,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>, repair: bool) -> 
         .await
         .map_err(|error| format!("cannot listen on {}:{}: {error}", address.0, address.1))?;
     let local_addr = listener.local_addr().map_err(|error| error.to_string())?;
-    let server = Arc::new(Server {
-        store: Store::new(StoreConfig::from(&config), now_ms()),
-        config,
-        config_file,
-        clients: Clients::default(),
-        stats: Stats::default(),
-        shutdown: CancellationToken::new(),
-        started: Instant::now(),
-        run_id: random_run_id(),
-        local_addr,
-        rss_baseline_bytes: rss_bytes(),
-        loading: AtomicBool::new(true),
-        durability: OnceLock::new(),
-    });
+    let server = Arc::new(Server::new(config, config_file, local_addr));
     let tracker = TaskTracker::new();
     tracker.spawn(watch_signals(server.shutdown.clone()));
     info!("cartd listening on {local_addr}");

@@ -1,0 +1,199 @@
+//! RESP on the wire for the harness: requests are written straight into a byte buffer (a
+//! request is an array of bulk strings, nothing more), replies are decoded with redis-protocol.
+//! [`Conn`] serves the tokio scenarios; [`BlockingConn`] the open loop's paced sender and its
+//! reader threads, which need finer timing than tokio's millisecond timer.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream as StdTcpStream};
+
+use bytes::BytesMut;
+use redis_protocol::resp2::decode::decode_bytes_mut;
+use redis_protocol::resp2::types::BytesFrame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Size of a connection's read buffer, and of each read.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+/// Appends one request (an array of bulk strings) to `buf`.
+pub fn push_command(buf: &mut Vec<u8>, args: &[&[u8]]) {
+    push_header(buf, b'*', args.len());
+    for arg in args {
+        push_header(buf, b'$', arg.len());
+        buf.extend_from_slice(arg);
+        buf.extend_from_slice(b"\r\n");
+    }
+}
+
+fn push_header(buf: &mut Vec<u8>, kind: u8, len: usize) {
+    buf.push(kind);
+    buf.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// One decoded reply: whether it was an error, and the frame for the callers that read it.
+#[derive(Debug)]
+pub struct Reply {
+    /// The frame as decoded.
+    pub frame: BytesFrame,
+}
+
+impl Reply {
+    /// The error text, when the reply is an error.
+    pub fn error(&self) -> Option<String> {
+        match &self.frame {
+            BytesFrame::Error(text) => Some(text.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The reply as text (bulk or simple string), for setup calls like SCRIPT LOAD and INFO.
+    pub fn text(&self) -> Option<String> {
+        match &self.frame {
+            BytesFrame::BulkString(bytes) | BytesFrame::SimpleString(bytes) => {
+                Some(String::from_utf8_lossy(bytes).into_owned())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Takes one complete reply off the front of `buf`, if there is one.
+fn take_reply(buf: &mut BytesMut) -> io::Result<Option<Reply>> {
+    match decode_bytes_mut(buf) {
+        Ok(Some((frame, _used, _bytes))) => Ok(Some(Reply { frame })),
+        Ok(None) => Ok(None),
+        Err(error) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the server sent a malformed reply: {}", error.details()),
+        )),
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the server closed the connection",
+    )
+}
+
+/// An async connection: a request buffer filled by the caller, and replies read one by one.
+pub struct Conn {
+    stream: TcpStream,
+    read: BytesMut,
+    /// Requests to send with the next [`Conn::flush`].
+    pub out: Vec<u8>,
+}
+
+impl Conn {
+    /// Connects to `addr`, from `source` (a loopback address of its own) when given.
+    pub async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<Conn> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if let Some(source) = source {
+            socket.bind(SocketAddr::new(source, 0))?;
+        }
+        let stream = socket.connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            read: BytesMut::with_capacity(READ_CHUNK_BYTES),
+            out: Vec::with_capacity(READ_CHUNK_BYTES),
+        })
+    }
+
+    /// Sends everything in `out`.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        self.stream.write_all(&self.out).await?;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// The next reply.
+    pub async fn reply(&mut self) -> io::Result<Reply> {
+        loop {
+            if let Some(reply) = take_reply(&mut self.read)? {
+                return Ok(reply);
+            }
+            self.read.reserve(READ_CHUNK_BYTES);
+            if self.stream.read_buf(&mut self.read).await? == 0 {
+                return Err(closed());
+            }
+        }
+    }
+
+    /// Sends one command and waits for its reply (setup and INFO, not the measured path).
+    pub async fn call(&mut self, args: &[&[u8]]) -> io::Result<Reply> {
+        push_command(&mut self.out, args);
+        self.flush().await?;
+        self.reply().await
+    }
+}
+
+/// A blocking connection, split into a writing half and a reading half for two threads.
+pub struct BlockingConn {
+    stream: StdTcpStream,
+    read: BytesMut,
+}
+
+impl BlockingConn {
+    /// Connects to `addr`.
+    pub fn connect(addr: SocketAddr) -> io::Result<BlockingConn> {
+        let stream = StdTcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Ok(BlockingConn {
+            stream,
+            read: BytesMut::with_capacity(READ_CHUNK_BYTES),
+        })
+    }
+
+    /// A second handle on the same socket, for the writing thread.
+    pub fn writer(&self) -> io::Result<StdTcpStream> {
+        self.stream.try_clone()
+    }
+
+    /// Sends bytes on the socket.
+    pub fn send(writer: &mut StdTcpStream, bytes: &[u8]) -> io::Result<()> {
+        writer.write_all(bytes)
+    }
+
+    /// The next reply, blocking until it is complete.
+    pub fn reply(&mut self) -> io::Result<Reply> {
+        let mut chunk = [0u8; READ_CHUNK_BYTES];
+        loop {
+            if let Some(reply) = take_reply(&mut self.read)? {
+                return Ok(reply);
+            }
+            let read = self.stream.read(&mut chunk)?;
+            if read == 0 {
+                return Err(closed());
+            }
+            self.read.extend_from_slice(&chunk[..read]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_arrays_of_bulk_strings() {
+        let mut buf = Vec::new();
+        push_command(&mut buf, &[b"CART.GET", b"cart:1"]);
+        assert_eq!(buf, b"*2\r\n$8\r\nCART.GET\r\n$6\r\ncart:1\r\n");
+    }
+
+    #[test]
+    fn replies_are_taken_whole_or_not_at_all() {
+        let mut buf = BytesMut::from(&b"-ERR no\r\n:5\r\n$3\r\nab"[..]);
+        let first = take_reply(&mut buf).unwrap().unwrap();
+        assert_eq!(first.error().as_deref(), Some("ERR no"));
+        let second = take_reply(&mut buf).unwrap().unwrap();
+        assert!(second.error().is_none());
+        assert!(take_reply(&mut buf).unwrap().is_none());
+    }
+}
