@@ -1,0 +1,290 @@
+//! cartd-bench cannot rot: every scenario runs briefly against both targets (compare starts a
+//! real cartd and a real redis-server), the files it writes hold what they promise, and the
+//! work it reports was really done: the carts it filled and merged are checked afterwards.
+//! No timing is asserted (the machine is shared); only counts, errors and contents.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use cartd_tests::{cartd_bin, cmd, Cartd};
+use redis::Value;
+use serde_json::Value as Json;
+
+/// cartd-bench, built beside cartd.
+fn bench_bin() -> PathBuf {
+    let bin = cartd_bin().with_file_name("cartd-bench");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        bin.display()
+    );
+    bin
+}
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(bench_bin())
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("cartd-bench starts")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn read_json(path: &Path) -> Json {
+    let text = std::fs::read_to_string(path).expect("the JSON file was written");
+    serde_json::from_str(&text).expect("the JSON file parses")
+}
+
+/// The phases every full run reports, for each target.
+const PHASES: [&str; 6] = [
+    "steady",
+    "flash-sale/closed",
+    "flash-sale/open",
+    "connections",
+    "merge-storm",
+    "memory",
+];
+
+/// `compare` with tiny settings: every phase against both servers, no errors, the ratios, the
+/// machine, the full percentile distributions and the chart.
+#[test]
+fn compare_runs_every_scenario_against_both_targets() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let json = dir.path().join("results.json");
+    let plot = dir.path().join("latency.svg");
+    let output = bench(&[
+        "compare",
+        "--cartd",
+        cartd_bin().to_str().expect("a UTF-8 path"),
+        "--duration-s",
+        "1",
+        "--connections",
+        "4",
+        "--open-connections",
+        "2",
+        "--rate",
+        "2000",
+        "--shoppers",
+        "500",
+        "--users",
+        "200",
+        "--conn-count",
+        "300",
+        "--logins",
+        "300",
+        "--login-connections",
+        "8",
+        "--carts",
+        "2000",
+        "--json",
+        json.to_str().expect("a UTF-8 path"),
+        "--plot",
+        plot.to_str().expect("a UTF-8 path"),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("machine: "),
+        "the run states the machine: {stdout}"
+    );
+    assert!(
+        stdout.contains("throughput cartd/redis"),
+        "ratios are printed: {stdout}"
+    );
+
+    let report = read_json(&json);
+    assert!(report["machine"]["cores"]
+        .as_u64()
+        .is_some_and(|cores| cores >= 1));
+    assert_eq!(report["settings"]["conn_count"], 300);
+    let results = report["results"].as_array().expect("results is a list");
+    for phase in PHASES {
+        for target in ["cartd", "redis"] {
+            let result = results
+                .iter()
+                .find(|result| result["scenario"] == phase && result["target"] == target)
+                .unwrap_or_else(|| panic!("no {phase} result for {target}: {report}"));
+            assert!(
+                result["ops"].as_u64().unwrap() > 0,
+                "{phase} {target} did work"
+            );
+            assert_eq!(result["errors"], 0, "{phase} {target}: {result}");
+            let percentiles = result["percentiles"].as_array().expect("percentiles");
+            assert!(percentiles.len() > 3, "{phase} {target} has a distribution");
+            assert!(result["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+        }
+    }
+    let find = |phase: &str, target: &str| {
+        results
+            .iter()
+            .find(|result| result["scenario"] == phase && result["target"] == target)
+            .expect("checked above")
+    };
+    for target in ["cartd", "redis"] {
+        assert_eq!(find("connections", target)["extra"]["connected"], 300);
+        assert_eq!(find("merge-storm", target)["ops"], 300);
+        assert_eq!(find("memory", target)["ops"], 2000 * 4, "4 lines per cart");
+        let per_cart = find("memory", target)["extra"]["bytes_per_cart"].as_f64();
+        assert!(
+            per_cart.is_some_and(|bytes| bytes > 0.0),
+            "{target} memory measured"
+        );
+        let open = find("flash-sale/open", target);
+        assert_eq!(open["ops"], 2000, "1 s at 2,000/s, every request answered");
+    }
+    let ratios = report["ratios"].as_array().expect("ratios");
+    assert_eq!(ratios.len(), PHASES.len(), "{ratios:?}");
+    assert!(ratios
+        .iter()
+        .any(|ratio| ratio["memory_redis_over_cartd"].as_f64().is_some()));
+
+    let svg = std::fs::read_to_string(&plot).expect("the chart was written");
+    assert!(svg.starts_with("<svg"), "an SVG document");
+    for phase in PHASES {
+        assert!(svg.contains(phase), "the chart has a panel for {phase}");
+    }
+}
+
+/// Every acknowledged flash-sale add is in a cart: the quantities over all shoppers' carts sum
+/// to the operations the run reports.
+#[tokio::test]
+async fn flash_sale_adds_are_all_in_the_carts() {
+    let cartd = Cartd::start_async("").await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let json = dir.path().join("flash.json");
+    let target = format!("cartd://{}", cartd.addr());
+    let shoppers = 200;
+    let output = bench(&[
+        "run",
+        "--target",
+        &target,
+        "--scenario",
+        "flash-sale",
+        "--flash-mode",
+        "closed",
+        "--duration-s",
+        "1",
+        "--connections",
+        "4",
+        "--pipeline",
+        "8",
+        "--shoppers",
+        &shoppers.to_string(),
+        "--json",
+        json.to_str().expect("a UTF-8 path"),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let report = read_json(&json);
+    let result = &report["results"][0];
+    assert_eq!(result["scenario"], "flash-sale/closed");
+    assert_eq!(result["errors"], 0, "{result}");
+    let ops = result["ops"].as_u64().expect("ops");
+    assert!(ops > 0);
+
+    let mut client = cartd.client(false).await;
+    let mut total = 0;
+    for shopper in 0..shoppers {
+        let key = format!("cart:fs{shopper}");
+        let json = cmd(
+            &mut client,
+            &["CART.GET", &key, "NOVALIDATE", "FORMAT", "JSON"],
+        )
+        .await
+        .expect("CART.GET works");
+        let Value::BulkString(bytes) = json else {
+            assert!(
+                ops < shoppers,
+                "shopper {shopper} has no cart after {ops} adds"
+            );
+            continue;
+        };
+        let cart: Json = serde_json::from_slice(&bytes).expect("the view is JSON");
+        let lines = cart["items"].as_array().expect("items");
+        assert_eq!(lines.len(), 1, "one product per flash-sale cart: {cart}");
+        assert_eq!(lines[0]["product"], "flash-tv-55");
+        total += lines[0]["qty"].as_u64().expect("qty");
+    }
+    assert_eq!(
+        total, ops,
+        "every acknowledged add is in a cart, none twice"
+    );
+}
+
+/// The merge storm merges what it loaded: afterwards no guest cart is left and every user cart
+/// holds the union of both carts' lines (4 + 4 with 2 in common = 6).
+#[tokio::test]
+async fn merge_storm_merges_every_guest_cart() {
+    let cartd = Cartd::start_async("").await;
+    let target = format!("cartd://{}", cartd.addr());
+    let logins = 150;
+    let output = bench(&[
+        "run",
+        "--target",
+        &target,
+        "--scenario",
+        "merge-storm",
+        "--logins",
+        &logins.to_string(),
+        "--login-connections",
+        "6",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let mut client = cartd.client(false).await;
+    for login in 0..logins {
+        let guest = format!("cart:guest:ms{login}");
+        let exists = cmd(&mut client, &["EXISTS", &guest]).await.expect("EXISTS");
+        assert_eq!(exists, Value::Int(0), "{guest} was merged away");
+        let user = format!("cart:msu{login}");
+        let view = cmd(
+            &mut client,
+            &["CART.GET", &user, "NOVALIDATE", "FORMAT", "JSON"],
+        )
+        .await
+        .expect("CART.GET works");
+        let Value::BulkString(bytes) = view else {
+            panic!("{user} is missing after the storm: {view:?}");
+        };
+        let cart: Json = serde_json::from_slice(&bytes).expect("the view is JSON");
+        let lines = cart["items"].as_array().expect("items");
+        assert_eq!(lines.len(), 6, "{user}: {cart}");
+    }
+}
+
+/// Bad targets and impossible sizes are refused with a sentence that says what is wrong.
+#[test]
+fn bad_targets_and_impossible_sizes_are_refused_clearly() {
+    let output = bench(&["run", "--target", "memcached://127.0.0.1:1"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("unknown scheme"),
+        "{}",
+        text(&output)
+    );
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = listener.local_addr().expect("bound").port();
+    drop(listener);
+    let target = format!("cartd://127.0.0.1:{port}");
+    let output = bench(&["run", "--target", &target, "--scenario", "steady"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("cannot connect"),
+        "{}",
+        text(&output)
+    );
+
+    let cartd = Cartd::start_default();
+    let target = format!("cartd://{}", cartd.addr());
+    let args = ["run", "--target", &target, "--scenario", "connections"];
+    let output = bench(&[&args[..], &["--conn-count", "100000000"]].concat());
+    assert!(!output.status.success());
+    assert!(text(&output).contains("open files"), "{}", text(&output));
+}
