@@ -435,19 +435,19 @@ fn push_cartd(buf: &mut Vec<u8>, op: &Op<'_>) -> usize {
             cart,
             product,
             variant,
-        } => {
-            let key = format!("cart:{cart}");
-            let args = [key.as_bytes(), product.as_bytes(), variant.as_bytes()];
-            push_line_command(buf, b"CART.REMOVE", &args, &VERSION);
         }
-        Op::Save {
+        | Op::Save {
             cart,
             product,
             variant,
         } => {
+            let name: &[u8] = match op {
+                Op::Remove { .. } => b"CART.REMOVE",
+                _ => b"CART.SAVE",
+            };
             let key = format!("cart:{cart}");
             let args = [key.as_bytes(), product.as_bytes(), variant.as_bytes()];
-            push_line_command(buf, b"CART.SAVE", &args, &VERSION);
+            push_line_command(buf, name, &args, &VERSION);
         }
         Op::View { cart } => {
             let key = format!("cart:{cart}");
