@@ -398,22 +398,10 @@ fn push_cartd(buf: &mut Vec<u8>, op: &Op<'_>) -> usize {
         } => {
             let key = format!("cart:{cart}");
             let (qty, price) = (qty.to_string(), price.to_string());
-            push_command(
-                buf,
-                &[
-                    b"CART.ADD",
-                    key.as_bytes(),
-                    product.as_bytes(),
-                    variant.as_bytes(),
-                    qty.as_bytes(),
-                    b"PRICE",
-                    price.as_bytes(),
-                    b"CURRENCY",
-                    CURRENCY.as_bytes(),
-                    VERSION[0],
-                    VERSION[1],
-                ],
-            );
+            let args = [key.as_bytes(), product.as_bytes(), variant.as_bytes()];
+            let rest = [qty.as_bytes(), b"PRICE", price.as_bytes(), b"CURRENCY"];
+            let rest = [&rest[..], &[CURRENCY.as_bytes()], &VERSION[..]].concat();
+            push_line_command(buf, b"CART.ADD", &args, &rest);
         }
         Op::SetQty {
             cart,
