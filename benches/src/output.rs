@@ -82,6 +82,7 @@ fn notes(outcome: &Outcome) -> String {
         ("bytes_per_cart", "bytes/cart"),
         ("connected", "connected"),
         ("connect_s", "connect s"),
+        ("server_bytes_per_connection", "server bytes/conn"),
         ("rate_asked_ops_s", "rate asked"),
         ("sender_lag_max_ms", "sender lag max ms"),
     ];
@@ -165,7 +166,8 @@ fn nines(percentile: f64) -> f64 {
 
 fn percentile_label(x: f64) -> String {
     let percentile = 100.0 - 100.0 / 10f64.powf(x);
-    trim_number((percentile * 1000.0).round() / 1000.0)
+    let text = format!("{percentile:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// Colours of the targets' lines, in the order they first appear.
@@ -221,22 +223,25 @@ fn draw_panel(
             (outcome, points)
         })
         .collect();
-    let y_max = series
-        .iter()
-        .flat_map(|(_, points)| points.iter().map(|(_, y)| *y))
-        .fold(0.001f64, f64::max)
-        * 1.1;
+    // A log scale, so a target a thousand times slower does not flatten the other's line.
+    let latencies = || {
+        series
+            .iter()
+            .flat_map(|(_, points)| points.iter().map(|(_, y)| *y))
+    };
+    let y_max = latencies().fold(0.01f64, f64::max) * 1.5;
+    let y_min = latencies().fold(y_max, f64::min).max(0.001) * 0.8;
     let mut chart = ChartBuilder::on(panel)
         .caption(phase, ("sans-serif", 16))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(56)
-        .build_cartesian_2d(0f64..NINES_MAX, 0f64..y_max)
+        .build_cartesian_2d(0f64..NINES_MAX, (y_min..y_max).log_scale())
         .map_err(plot_error)?;
     chart
         .configure_mesh()
         .x_desc("percentile")
-        .y_desc("latency (ms)")
+        .y_desc("latency (ms, log scale)")
         .x_labels(6)
         .x_label_formatter(&|x| percentile_label(*x))
         .draw()

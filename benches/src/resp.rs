@@ -1,10 +1,10 @@
 //! RESP on the wire for the harness: requests are written straight into a byte buffer (a
 //! request is an array of bulk strings, nothing more), replies are decoded with redis-protocol.
-//! [`Conn`] serves the tokio scenarios; [`BlockingConn`] the open loop's paced sender and its
-//! reader threads, which need finer timing than tokio's millisecond timer.
+//! [`Conn`] serves the tokio scenarios; the open loop drives its own non-blocking sockets
+//! with [`take_reply`], for finer timing than tokio's millisecond timer.
 
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream as StdTcpStream};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::BytesMut;
 use redis_protocol::resp2::decode::decode_bytes_mut;
@@ -59,7 +59,7 @@ impl Reply {
 }
 
 /// Takes one complete reply off the front of `buf`, if there is one.
-fn take_reply(buf: &mut BytesMut) -> io::Result<Option<Reply>> {
+pub fn take_reply(buf: &mut BytesMut) -> io::Result<Option<Reply>> {
     match decode_bytes_mut(buf) {
         Ok(Some((frame, _used, _bytes))) => Ok(Some(Reply { frame })),
         Ok(None) => Ok(None),
@@ -130,49 +130,6 @@ impl Conn {
         push_command(&mut self.out, args);
         self.flush().await?;
         self.reply().await
-    }
-}
-
-/// A blocking connection, split into a writing half and a reading half for two threads.
-pub struct BlockingConn {
-    stream: StdTcpStream,
-    read: BytesMut,
-}
-
-impl BlockingConn {
-    /// Connects to `addr`.
-    pub fn connect(addr: SocketAddr) -> io::Result<BlockingConn> {
-        let stream = StdTcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        Ok(BlockingConn {
-            stream,
-            read: BytesMut::with_capacity(READ_CHUNK_BYTES),
-        })
-    }
-
-    /// A second handle on the same socket, for the writing thread.
-    pub fn writer(&self) -> io::Result<StdTcpStream> {
-        self.stream.try_clone()
-    }
-
-    /// Sends bytes on the socket.
-    pub fn send(writer: &mut StdTcpStream, bytes: &[u8]) -> io::Result<()> {
-        writer.write_all(bytes)
-    }
-
-    /// The next reply, blocking until it is complete.
-    pub fn reply(&mut self) -> io::Result<Reply> {
-        let mut chunk = [0u8; READ_CHUNK_BYTES];
-        loop {
-            if let Some(reply) = take_reply(&mut self.read)? {
-                return Ok(reply);
-            }
-            let read = self.stream.read(&mut chunk)?;
-            if read == 0 {
-                return Err(closed());
-            }
-            self.read.extend_from_slice(&chunk[..read]);
-        }
     }
 }
 

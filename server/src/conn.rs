@@ -6,12 +6,15 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use protocol::{decode_request, Protocol, Reply, RequestLimits};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::clients::ClientHandle;
 use crate::dispatch::{self, Session};
-use crate::limits::{READ_CHUNK_BYTES, REQUESTS_PER_BATCH_MAX, WRITE_BUFFER_BYTES_MAX};
+use crate::limits::{
+    IDLE_BUFFER_BYTES_MAX, READ_CHUNK_BYTES, READ_CHUNK_MIN_BYTES, REQUESTS_PER_BATCH_MAX,
+    WRITE_BUFFER_BYTES_MAX,
+};
 use crate::postgres::restore;
 use crate::server::Server;
 use crate::stats::Sample;
@@ -32,10 +35,11 @@ pub async fn serve(stream: TcpStream, handle: Arc<ClientHandle>, server: Arc<Ser
     };
     let mut connection = Connection {
         stream,
-        read: BytesMut::with_capacity(4096),
-        write: BytesMut::with_capacity(4096),
+        read: BytesMut::new(),
+        read_chunk: READ_CHUNK_MIN_BYTES,
+        write: BytesMut::new(),
         session: Session::new(handle, !server.config.server.requirepass.is_empty()),
-        samples: Vec::with_capacity(64),
+        samples: Vec::new(),
         errors: 0,
         server: server.clone(),
         pending: None,
@@ -62,6 +66,8 @@ impl Drop for Registered {
 struct Connection {
     stream: TcpStream,
     read: BytesMut,
+    /// Room made before each read: doubles while reads fill it, up to `READ_CHUNK_BYTES`.
+    read_chunk: usize,
     write: BytesMut,
     session: Session,
     samples: Vec<Sample>,
@@ -113,13 +119,25 @@ impl Connection {
                 }
                 Stop::NeedInput => {}
             }
-            self.read.reserve(READ_CHUNK_BYTES);
-            let read = tokio::select! {
-                read = self.stream.read_buf(&mut self.read) => read?,
+            // A connection waiting for input holds no read buffer (100,000 idle connections
+            // must fit): it is made when input arrives, and a fresh one costs one allocation.
+            if self.read.is_empty() && self.read.capacity() > 0 {
+                self.read = BytesMut::new();
+            }
+            tokio::select! {
+                ready = self.stream.readable() => ready?,
                 () = kill.cancelled() => return Ok(()),
             };
-            if read == 0 {
-                return Ok(());
+            self.read.reserve(self.read_chunk);
+            let room = self.read.capacity() - self.read.len();
+            let read = match self.stream.try_read_buf(&mut self.read) {
+                Ok(0) => return Ok(()),
+                Ok(read) => read,
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(error) => return Err(error),
+            };
+            if read == room {
+                self.read_chunk = (self.read_chunk * 2).min(READ_CHUNK_BYTES);
             }
             self.server
                 .stats
@@ -231,7 +249,11 @@ impl Connection {
             .stats
             .net_output_bytes
             .fetch_add(written, std::sync::atomic::Ordering::Relaxed);
-        self.write.clear();
+        if self.write.capacity() > IDLE_BUFFER_BYTES_MAX {
+            self.write = BytesMut::new();
+        } else {
+            self.write.clear();
+        }
         Ok(())
     }
 }

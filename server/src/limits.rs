@@ -10,6 +10,12 @@ pub const TTL_S_MAX: u64 = 10 * 365 * 24 * 3600;
 pub const REQUESTS_PER_BATCH_MAX: usize = 1024;
 /// Bytes read per `read` call at most.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Room made for the first read of a connection; grows towards `READ_CHUNK_BYTES` while reads
+/// fill it.
+pub const READ_CHUNK_MIN_BYTES: usize = 4096;
+/// A connection's write buffer larger than this is released once written, so an idle
+/// connection holds little (100,000 connections must fit).
+pub const IDLE_BUFFER_BYTES_MAX: usize = 16 * 1024;
 /// Reply bytes buffered before they are written even in the middle of a batch.
 pub const WRITE_BUFFER_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Distinct product and variant ids the server interns; past it new ids are refused.

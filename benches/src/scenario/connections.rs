@@ -15,7 +15,7 @@ use super::closed::now_ms;
 use super::workloads::{FLASH_PRICE, FLASH_PRODUCT, FLASH_VARIANT};
 use crate::record::Recorder;
 use crate::resp::Conn;
-use crate::target::{Model, Op, Target};
+use crate::target::{rss_bytes, Model, Op, Target};
 
 /// Connections one loopback source address is given at most (the ephemeral port range holds
 /// about 28,000; the rest is headroom for TIME_WAIT and other programs).
@@ -45,6 +45,9 @@ pub struct ConnStats {
     pub connect_time: Duration,
     /// Source addresses used.
     pub sources: usize,
+    /// Server memory per open, idle connection (resident size while all were open, less
+    /// before, over the connections).
+    pub rss_per_connection_bytes: f64,
 }
 
 /// Raises this process's open-file limit as far as allowed and checks `count` fits under it.
@@ -69,6 +72,7 @@ pub async fn run(
     counter: Arc<AtomicU64>,
 ) -> anyhow::Result<(Recorder, Duration, ConnStats)> {
     ensure_fd_limit(spec.count)?;
+    let rss_before = rss_bytes(target).await?;
     let sources = source_addresses(target, spec);
     let model = Arc::new(model.clone());
     let (go_tx, go_rx) = watch::channel(None::<Instant>);
@@ -100,6 +104,8 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let connect_time = started.elapsed();
+    // What the server holds per idle connection (read while every one is open and idle).
+    let rss_connected = rss_bytes(target).await.unwrap_or(rss_before);
     counter.store(0, Ordering::Relaxed);
     let go = Instant::now();
     go_tx.send_replace(Some(go));
@@ -128,6 +134,8 @@ pub async fn run(
         connected: connected.load(Ordering::Relaxed),
         connect_time,
         sources: sources.len().max(1),
+        rss_per_connection_bytes: rss_connected.saturating_sub(rss_before) as f64
+            / connected.load(Ordering::Relaxed).max(1) as f64,
     };
     Ok((rec, elapsed, stats))
 }

@@ -172,7 +172,11 @@ pub async fn run(
                 .with("connections_asked", settings.conn_count)
                 .with("connected", stats.connected)
                 .with("connect_s", stats.connect_time.as_secs_f64())
-                .with("source_addresses", stats.sources);
+                .with("source_addresses", stats.sources)
+                .with(
+                    "server_bytes_per_connection",
+                    stats.rss_per_connection_bytes.round(),
+                );
             Ok(vec![outcome])
         }
         Scenario::MergeStorm => merge_storm(target, &model, settings).await,

@@ -1,23 +1,34 @@
 //! The open loop: requests go out on a fixed schedule whatever the server does, and each
 //! latency runs from the request's intended send time, so a stall is counted in full for
-//! every request it delayed (no coordinated omission). One sender thread keeps the schedule
-//! (std's sleep, which wakes within tens of microseconds, not tokio's millisecond timer) and
-//! writes every due request round-robin over the connections; one reader thread per
-//! connection takes the replies in order and matches each with its intended time.
+//! every request it delayed (no coordinated omission).
+//!
+//! One thread does everything over non-blocking sockets: it writes every due request
+//! round-robin over the connections, reads whatever replies have arrived, and naps for a few
+//! tens of microseconds when there is nothing to do. One thread, not a sender and a reader per
+//! connection: on a small machine shared with the server, every extra runnable thread costs
+//! scheduler time slices of milliseconds, which would be measured as the server's latency.
 
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context};
-use crossbeam_channel::{unbounded, Receiver, Sender};
+use anyhow::{bail, Context};
+use bytes::BytesMut;
 
 use super::workloads::FlashAdd;
 use crate::record::Recorder;
-use crate::resp::BlockingConn;
+use crate::resp::take_reply;
 use crate::target::{Model, Target};
+
+/// Longest nap when nothing is due and nothing arrived.
+const NAP_MAX: Duration = Duration::from_micros(50);
+/// How long the loop waits for the last replies once every request is sent.
+const DRAIN_WAIT_MAX: Duration = Duration::from_secs(60);
+/// Bytes read per call.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// The schedule.
 #[derive(Debug, Clone, Copy)]
@@ -37,18 +48,85 @@ pub struct OpenSpec {
 pub struct OpenStats {
     /// Requests sent.
     pub sent: u64,
-    /// Most the sender ever fell behind its schedule: when this is large, the client machine,
+    /// Most the loop ever fell behind its schedule: when this is large, the client machine,
     /// not the server, limited the rate (its lateness is still counted in the latencies).
     pub sender_lag_max: Duration,
 }
 
+/// One connection: its socket, bytes waiting to be written, the intended times of the
+/// requests it carries (in order), and its part of the workload.
 struct Lane {
-    writer: TcpStream,
-    intended: Sender<Instant>,
+    stream: TcpStream,
     out: Vec<u8>,
-    due: Vec<Instant>,
+    written: usize,
+    read: BytesMut,
+    waiting: VecDeque<Instant>,
     workload: FlashAdd,
-    reader: JoinHandle<Recorder>,
+    lost: Option<String>,
+}
+
+impl Lane {
+    /// Writes what the socket takes now.
+    fn write(&mut self) {
+        while self.lost.is_none() && self.written < self.out.len() {
+            match self.stream.write(&self.out[self.written..]) {
+                Ok(0) => self.lost = Some("the server closed the connection".into()),
+                Ok(written) => self.written += written,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(error) => self.lost = Some(error.to_string()),
+            }
+        }
+        self.out.clear();
+        self.written = 0;
+    }
+
+    /// Reads what has arrived and records every complete reply; returns how many.
+    fn read(&mut self, rec: &mut Recorder, chunk: &mut [u8]) -> usize {
+        let mut replies = 0;
+        while self.lost.is_none() {
+            match self.stream.read(chunk) {
+                Ok(0) => self.lost = Some("the server closed the connection".into()),
+                Ok(read) => self.read.extend_from_slice(&chunk[..read]),
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(error) => self.lost = Some(error.to_string()),
+            }
+        }
+        loop {
+            match take_reply(&mut self.read) {
+                Ok(Some(reply)) => {
+                    let Some(intended) = self.waiting.pop_front() else {
+                        self.lost = Some("a reply to no request".into());
+                        break;
+                    };
+                    match reply.error() {
+                        Some(error) => rec.error(error),
+                        None => rec.ok(intended.elapsed()),
+                    }
+                    replies += 1;
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    self.lost = Some(error.to_string());
+                    break;
+                }
+            }
+        }
+        replies
+    }
+
+    /// A lost connection fails every request still waiting on it.
+    fn fail_waiting(&mut self, rec: &mut Recorder) -> usize {
+        let Some(lost) = &self.lost else {
+            return 0;
+        };
+        let failed = self.waiting.len();
+        for _ in self.waiting.drain(..) {
+            rec.error(format!("connection lost: {lost}"));
+        }
+        failed
+    }
 }
 
 /// Runs the flash-sale open loop; blocks the calling thread.
@@ -61,19 +139,18 @@ pub fn run_flash(
     let connections = spec.connections.max(1);
     let mut lanes = Vec::with_capacity(connections);
     for index in 0..connections {
-        let conn = BlockingConn::connect(target.addr)
-            .with_context(|| format!("{target}: cannot connect"))?;
-        let writer = conn.writer()?;
-        let (intended, due_times) = unbounded();
-        let counter = counter.clone();
-        let reader = std::thread::spawn(move || read_replies(conn, &due_times, &counter));
+        let stream =
+            TcpStream::connect(target.addr).with_context(|| format!("{target}: cannot connect"))?;
+        stream.set_nodelay(true)?;
+        stream.set_nonblocking(true)?;
         lanes.push(Lane {
-            writer,
-            intended,
+            stream,
             out: Vec::with_capacity(64 * 1024),
-            due: Vec::new(),
+            written: 0,
+            read: BytesMut::with_capacity(READ_CHUNK_BYTES),
+            waiting: VecDeque::new(),
             workload: FlashAdd::new(index, connections, spec.shoppers),
-            reader,
+            lost: None,
         });
     }
     let interval = Duration::from_secs_f64(1.0 / spec.rate_ops_s.max(1.0));
@@ -83,71 +160,48 @@ pub fn run_flash(
         sent: 0,
         sender_lag_max: Duration::ZERO,
     };
-    while stats.sent < total {
-        let now = Instant::now();
-        let next = start + interval.mul_f64(stats.sent as f64);
-        if next > now {
-            std::thread::sleep(next - now);
-            continue;
-        }
-        stats.sender_lag_max = stats.sender_lag_max.max(now - next);
-        let due_until = ((now - start).as_secs_f64() / interval.as_secs_f64()) as u64 + 1;
-        let due_until = due_until.min(total);
-        for request in stats.sent..due_until {
-            let lane = &mut lanes[request as usize % connections];
-            lane.workload.push(model, &mut lane.out);
-            lane.due.push(start + interval.mul_f64(request as f64));
-        }
-        stats.sent = due_until;
-        send_due(&mut lanes)?;
-    }
-    let mut recorder = Recorder::default();
-    for lane in lanes {
-        drop(lane.intended);
-        let rec = lane
-            .reader
-            .join()
-            .map_err(|_| anyhow!("a reader thread panicked"))?;
-        recorder.merge(&rec);
-    }
-    Ok((recorder, start.elapsed(), stats))
-}
-
-/// Writes every lane's due requests; their intended times go to the readers first, so a
-/// reader always knows what a reply answers.
-fn send_due(lanes: &mut [Lane]) -> anyhow::Result<()> {
-    for lane in lanes.iter_mut().filter(|lane| !lane.out.is_empty()) {
-        for intended in lane.due.drain(..) {
-            // A reader that stopped (its connection failed) counted the rest as errors.
-            let _ = lane.intended.send(intended);
-        }
-        if let Err(error) = BlockingConn::send(&mut lane.writer, &lane.out) {
-            // The reader finds the connection gone too and counts these requests as failed.
-            lane.out.clear();
-            return Err(anyhow!("the connection failed while sending: {error}"));
-        }
-        lane.out.clear();
-    }
-    Ok(())
-}
-
-fn read_replies(mut conn: BlockingConn, due: &Receiver<Instant>, counter: &AtomicU64) -> Recorder {
     let mut rec = Recorder::default();
-    while let Ok(intended) = due.recv() {
-        match conn.reply() {
-            Ok(reply) => match reply.error() {
-                Some(error) => rec.error(error),
-                None => rec.ok(intended.elapsed()),
-            },
-            Err(lost) => {
-                rec.error(format!("connection lost: {lost}"));
-                while due.recv().is_ok() {
-                    rec.error(format!("connection lost: {lost}"));
+    let mut answered = 0u64;
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    let mut last_progress = Instant::now();
+    while answered < total {
+        let now = Instant::now();
+        let mut progress = false;
+        if stats.sent < total {
+            let next = start + interval.mul_f64(stats.sent as f64);
+            if next <= now {
+                stats.sender_lag_max = stats.sender_lag_max.max(now - next);
+                let due = ((now - start).as_secs_f64() / interval.as_secs_f64()) as u64 + 1;
+                for request in stats.sent..due.min(total) {
+                    let lane = &mut lanes[request as usize % connections];
+                    lane.workload.push(model, &mut lane.out);
+                    lane.waiting
+                        .push_back(start + interval.mul_f64(request as f64));
                 }
-                break;
+                stats.sent = due.min(total);
+                progress = true;
             }
         }
-        counter.fetch_add(1, Ordering::Relaxed);
+        for lane in &mut lanes {
+            lane.write();
+            let replies = lane.read(&mut rec, &mut chunk) + lane.fail_waiting(&mut rec);
+            answered += replies as u64;
+            progress |= replies > 0;
+        }
+        counter.store(answered, Ordering::Relaxed);
+        if progress {
+            last_progress = Instant::now();
+            continue;
+        }
+        if stats.sent == total && last_progress.elapsed() > DRAIN_WAIT_MAX {
+            bail!(
+                "{target}: {} requests unanswered {DRAIN_WAIT_MAX:?} after the last reply",
+                total - answered
+            );
+        }
+        let until_next =
+            (start + interval.mul_f64(stats.sent as f64)).saturating_duration_since(now);
+        std::thread::sleep(until_next.clamp(Duration::from_micros(1), NAP_MAX));
     }
-    rec
+    Ok((rec, start.elapsed(), stats))
 }
