@@ -33,3 +33,7 @@ pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
 
 const _: () = assert!(WHEEL_SLOTS.is_power_of_two());
 const _: () = assert!(REQUESTS_PER_BATCH_MAX >= 16);
+/// Open files cartd keeps for itself beside client connections (log segments, snapshots,
+/// PostgreSQL connections, the listener): `maxclients` is lowered to fit the open-file limit
+/// less these.
+pub const FDS_RESERVED: u64 = 64;

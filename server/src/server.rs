@@ -22,7 +22,7 @@ use crate::clients::Clients;
 use crate::config::Config;
 use crate::conn;
 use crate::durability::{self, Durability};
-use crate::limits::SHUTDOWN_GRACE_MS;
+use crate::limits::{FDS_RESERVED, SHUTDOWN_GRACE_MS};
 use crate::stats::Stats;
 use crate::store::{Store, StoreConfig};
 
@@ -100,6 +100,29 @@ pub fn rss_bytes() -> u64 {
     pages * 4096
 }
 
+/// Raises the open-file limit to the hard limit and, as Redis does, lowers `maxclients` when
+/// even that cannot hold every client plus the files cartd keeps open itself.
+fn fit_maxclients(config: &mut Config) {
+    let wanted = config.server.maxclients as u64 + FDS_RESERVED;
+    let limit = match rlimit::increase_nofile_limit(wanted) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read or raise the open-file limit");
+            return;
+        }
+    };
+    if limit < wanted {
+        let fitted = limit.saturating_sub(FDS_RESERVED).max(1) as usize;
+        tracing::warn!(
+            maxclients = config.server.maxclients,
+            open_files_limit = limit,
+            "the open-file limit cannot hold maxclients connections; maxclients lowered to \
+             {fitted} (raise the hard limit, e.g. LimitNOFILE= or ulimit -Hn, to allow more)"
+        );
+        config.server.maxclients = fitted;
+    }
+}
+
 fn random_run_id() -> String {
     let state = ahash::RandomState::new();
     (0..3)
@@ -109,7 +132,12 @@ fn random_run_id() -> String {
 }
 
 /// Binds the listener, recovers the data, and serves until shutdown.
-pub async fn run(config: Config, config_file: Option<PathBuf>, repair: bool) -> Result<(), String> {
+pub async fn run(
+    mut config: Config,
+    config_file: Option<PathBuf>,
+    repair: bool,
+) -> Result<(), String> {
+    fit_maxclients(&mut config);
     let address = (config.server.bind, config.server.port);
     let listener = TcpListener::bind(address)
         .await
