@@ -175,7 +175,8 @@ async fn snapshots_release_the_log_and_recover_the_same_carts() {
         view(&mut conn, "cart:299").await,
     ];
     drop(conn);
-    // everysec writes at once and syncs later; a process kill loses nothing written.
+    // everysec writes within a millisecond and syncs later; a process kill loses nothing
+    // written.
     tokio::time::sleep(Duration::from_millis(300)).await;
     cartd.kill();
     cartd.restart();

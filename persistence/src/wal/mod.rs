@@ -257,7 +257,11 @@ impl Wal {
         let mut queue = self.shared.queue.lock();
         let lsn = queue.next_lsn;
         record.lsn = lsn;
+        // The writer waits for an empty queue to fill, or lingers over a filling one until it
+        // is full: only those two moments need waking it (no futex call per append).
+        let wake = queue.buffer.is_empty();
         record.encode_frame(&mut queue.buffer);
+        let wake = wake || queue.buffer.len() >= writer::LINGER_BYTES_MAX;
         queue.next_lsn = lsn + 1;
         self.shared.last_lsn.store(lsn, Ordering::Release);
         if queue.closing && !queue.warned_after_close {
@@ -268,7 +272,9 @@ impl Wal {
             );
         }
         drop(queue);
-        self.shared.queue_ready.notify_one();
+        if wake {
+            self.shared.queue_ready.notify_one();
+        }
         lsn
     }
 

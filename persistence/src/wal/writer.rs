@@ -26,6 +26,14 @@ const CLOSE_ATTEMPTS_MAX: u32 = 50;
 /// Failures between two error log lines while writes keep failing (about 10 s).
 const FAILURES_PER_LOG_LINE: u32 = 100;
 
+/// Under `everysec` and `no`, how long the writer lets records gather before writing them.
+/// A process crash can lose acknowledged changes this recent (an OS crash, up to a second
+/// under everysec): the price of one write per millisecond instead of one per change.
+const WRITE_LINGER: Duration = Duration::from_millis(1);
+
+/// Queued bytes that end the linger early (and wake the writer).
+pub(super) const LINGER_BYTES_MAX: usize = 1024 * 1024;
+
 /// A taken queue buffer bigger than this is freed after writing, not kept for reuse.
 const BUFFER_KEEP_BYTES_MAX: usize = 16 * 1024 * 1024;
 
@@ -156,6 +164,25 @@ impl Writer {
                     shared.queue_ready.wait_until(&mut queue, deadline);
                 }
                 None => shared.queue_ready.wait(&mut queue),
+            }
+        }
+        if self.shared.fsync != FsyncPolicy::Always {
+            // Under everysec and no, no reply waits for this write: let records gather for up
+            // to WRITE_LINGER so one wake-up and one write carry many of them, not one per
+            // append. A sync request, close, a failure or a full buffer ends the wait early.
+            let deadline = Instant::now() + WRITE_LINGER;
+            while queue.buffer.len() < LINGER_BYTES_MAX
+                && !queue.closing
+                && queue.sync_requested <= self.durable_lsn
+                && self.failures == 0
+            {
+                if shared
+                    .queue_ready
+                    .wait_until(&mut queue, deadline)
+                    .timed_out()
+                {
+                    break;
+                }
             }
         }
         if !queue.buffer.is_empty() {
