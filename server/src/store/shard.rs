@@ -114,7 +114,12 @@ impl Shard {
         self.scratch.extend_from_slice(&bucket[..at]);
         write(&mut self.scratch, entry);
         self.scratch.extend_from_slice(&bucket[end..]);
-        *bucket = self.scratch[..].into();
+        if self.scratch.len() == bucket.len() {
+            // Same size (a TTL renewal, most quantity changes): no allocation.
+            bucket.copy_from_slice(&self.scratch);
+        } else {
+            *bucket = self.scratch[..].into();
+        }
     }
 
     /// Removes and returns the cart under `key`. Its wheel entry stays and is skipped when it
