@@ -5,6 +5,7 @@
 pub mod image;
 pub mod merge;
 pub mod names;
+pub mod packed;
 pub mod row;
 pub mod view;
 

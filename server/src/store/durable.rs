@@ -28,14 +28,14 @@ impl Store {
                 let next = {
                     let shard = shard.lock();
                     let mut next = None;
-                    for (hash, bucket) in shard.buckets_from(from) {
+                    for (hash, entries) in shard.buckets_from(from) {
                         if batch.len() >= SNAPSHOT_CARTS_PER_LOCK_MAX {
                             next = Some(hash);
                             break;
                         }
-                        for entry in bucket {
-                            batch
-                                .push((entry.key.clone(), image::encode(&entry.cart, &self.names)));
+                        for entry in entries {
+                            let image = image::encode(&entry.cart(), &self.names);
+                            batch.push((entry.key().into(), image));
                         }
                     }
                     next
@@ -79,10 +79,10 @@ impl Store {
         let cart = image::decode(image, &self.names).map_err(|error| error.to_string())?;
         let at = self.locate(key);
         let mut shard = self.shards[at.shard].lock();
-        if shard.find(at.hash, key).is_some() {
+        if shard.contains(at.hash, key) {
             return Ok(false);
         }
-        shard.insert(at.hash, key, cart);
+        shard.insert(at.hash, key, &cart);
         Ok(true)
     }
 
@@ -90,6 +90,6 @@ impl Store {
         let at = self.locate(key);
         let mut shard = self.shards[at.shard].lock();
         shard.remove(at.hash, key);
-        shard.insert(at.hash, key, cart);
+        shard.insert(at.hash, key, &cart);
     }
 }

@@ -76,15 +76,16 @@ impl Store {
         }
     }
 
-    /// The live cart under `key` for change, reaping an expired one first.
-    pub(super) fn live_mut<'s>(
+    /// A copy of the live cart under `key`, reaping an expired one first. A change to it is
+    /// kept once [`Shard::update`] stores it back.
+    pub(super) fn live(
         &self,
-        shard: &'s mut Shard,
+        shard: &mut Shard,
         at: Location,
         key: &[u8],
         now_ms: u64,
-    ) -> Option<&'s mut Cart> {
+    ) -> Option<Cart> {
         self.reap(shard, at, key, now_ms);
-        shard.find_mut(at.hash, key)
+        shard.find(at.hash, key)
     }
 }

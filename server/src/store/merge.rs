@@ -19,6 +19,11 @@ use crate::catalog::apply_plan;
 impl Store {
     /// `CART.MERGE`.
     pub fn merge(&self, cmd: &CartMerge, now_ms: u64) -> Result<Reply, CommandError> {
+        // The user cart is taken as a copy before the guest cart is removed.
+        assert_ne!(
+            cmd.guest_key, cmd.user_key,
+            "the parser refuses a self-merge"
+        );
         let guest_at = self.locate(&cmd.guest_key);
         let user_at = self.locate(&cmd.user_key);
         let (mut user_guard, mut other_guard) = self.lock_pair(user_at.shard, guest_at.shard);
@@ -26,9 +31,8 @@ impl Store {
         if let Some(reply) = self.replayed(&user_guard, user_at.hash, options, now_ms)? {
             return Ok(reply);
         }
-        let user_cart = self.live_mut(&mut user_guard, user_at, &cmd.user_key, now_ms);
-        check_version(options, user_cart.as_deref())?;
-        let user_exists = user_cart.is_some();
+        let user_cart = self.live(&mut user_guard, user_at, &cmd.user_key, now_ms);
+        check_version(options, user_cart.as_ref())?;
 
         let guest_shard: &mut Shard = match other_guard.as_deref_mut() {
             Some(shard) => shard,
@@ -37,22 +41,19 @@ impl Store {
         self.reap(guest_shard, guest_at, &cmd.guest_key, now_ms);
         let guest_cart = guest_shard.remove(guest_at.hash, &cmd.guest_key);
 
-        let validation = match (guest_cart, user_exists) {
+        let (user, validation) = match (guest_cart, user_cart) {
             // Nothing to merge: safe to retry, the reply is the user cart as it is.
-            (None, false) => return Ok(Reply::Null),
-            (None, true) => Validation::Skipped,
-            (Some(guest), _) => {
-                self.fold_guest(&mut user_guard, user_at, cmd, guest, now_ms);
-                Validation::Fresh
+            (None, None) => return Ok(Reply::Null),
+            (None, Some(user)) => (user, Validation::Skipped),
+            (Some(guest), user) => {
+                let user = self.fold_guest(&mut user_guard, user_at, cmd, guest, user, now_ms);
+                (user, Validation::Fresh)
             }
         };
         drop(other_guard);
-        let user = user_guard
-            .find(user_at.hash, &cmd.user_key)
-            .expect("the user cart exists now");
         let reply = self.reply_for(
             &cmd.user_key,
-            user,
+            &user,
             options.reply,
             options.format,
             now_ms,
@@ -80,19 +81,21 @@ impl Store {
         }
     }
 
-    /// Folds the guest cart into the user cart (or makes it the user cart), then validates.
+    /// Folds the guest cart into the user cart (or makes it the user cart), validates, stores
+    /// and logs the result, and returns it.
     fn fold_guest(
         &self,
         user_shard: &mut Shard,
         user_at: Location,
         cmd: &CartMerge,
         guest: Cart,
+        user: Option<Cart>,
         now_ms: u64,
-    ) {
+    ) -> Cart {
         let user_kind = self.kind_of(&cmd.user_key);
         let expires_at_ms = now_ms + self.ttl_ms(user_kind);
         let guest_version = guest.version;
-        match user_shard.find_mut(user_at.hash, &cmd.user_key) {
+        let user = match user {
             None => {
                 let mut guest = guest;
                 guest.kind = user_kind;
@@ -100,11 +103,12 @@ impl Store {
                 guest.updated_at_ms = now_ms;
                 guest.expires_at_ms = expires_at_ms;
                 self.validate_in_place(&mut guest, now_ms);
-                user_shard.insert(user_at.hash, &cmd.user_key, guest);
+                user_shard.insert(user_at.hash, &cmd.user_key, &guest);
+                guest
             }
-            Some(user) => {
+            Some(mut user) => {
                 let cap = |key| self.catalog.price_and_cap(key).1;
-                let report = merge(user, guest, cmd.qty, &self.config.limits, cap);
+                let report = merge(&mut user, guest, cmd.qty, &self.config.limits, cap);
                 if report.dropped_lines > 0 {
                     tracing::debug!(
                         dropped = report.dropped_lines,
@@ -114,19 +118,18 @@ impl Store {
                 user.version += 1;
                 user.updated_at_ms = now_ms;
                 user.expires_at_ms = expires_at_ms;
-                self.validate_in_place(user, now_ms);
+                self.validate_in_place(&mut user, now_ms);
                 user.debug_check(&self.config.limits);
+                user_shard.update(user_at.hash, &cmd.user_key, &user);
+                user
             }
-        }
+        };
         // The user side first: a log cut between the two records keeps both carts rather than
         // neither.
-        let user = user_shard
-            .find(user_at.hash, &cmd.user_key)
-            .expect("the user cart exists now");
         let guest_key = String::from_utf8_lossy(&cmd.guest_key);
         let user_key = String::from_utf8_lossy(&cmd.user_key);
         let merged = event(EventKind::Merge, json!({ "guest": guest_key }));
-        self.log_image(&cmd.user_key, user, merged);
+        self.log_image(&cmd.user_key, &user, merged);
         let merged = event(EventKind::Merge, json!({ "into": user_key }));
         self.log_tombstone(
             &cmd.guest_key,
@@ -134,6 +137,7 @@ impl Store {
             TombstoneReason::Merged,
             merged,
         );
+        user
     }
 
     /// Validates a cart whose shard lock is held (the merge already counts as its change).

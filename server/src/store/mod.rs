@@ -208,21 +208,22 @@ impl Store {
         }
         let kind = self.kind_of(key);
         let expires_at_ms = now_ms + self.ttl_ms(kind);
-        let cart = self.live_mut(&mut shard, at, key, now_ms);
-        check_version(options, cart.as_deref())?;
+        let cart = self.live(&mut shard, at, key, now_ms);
+        check_version(options, cart.as_ref())?;
         let (mode, format) = (options.reply, options.format);
         let reply = match cart {
-            Some(cart) => {
-                if let Outcome::Changed = apply(Some(&mut *cart))? {
+            Some(mut cart) => {
+                if let Outcome::Changed = apply(Some(&mut cart))? {
                     cart.version += 1;
                     cart.updated_at_ms = now_ms;
                     cart.validated_at_ms = 0;
                     cart.debug_check(&self.config.limits);
                     cart.expires_at_ms = expires_at_ms;
-                    self.log_image(key, cart, event);
+                    self.log_image(key, &cart, event);
                 }
                 cart.expires_at_ms = expires_at_ms;
-                self.reply_for(key, cart, mode, format, now_ms, Validation::Skipped)
+                shard.update(at.hash, key, &cart);
+                self.reply_for(key, &cart, mode, format, now_ms, Validation::Skipped)
             }
             None => {
                 let carts_max = self.config.carts_max;
@@ -245,7 +246,7 @@ impl Store {
                 cart.debug_check(&self.config.limits);
                 let reply = self.reply_for(key, &cart, mode, format, now_ms, Validation::Skipped);
                 self.log_image(key, &cart, event);
-                shard.insert(at.hash, key, cart);
+                shard.insert(at.hash, key, &cart);
                 reply
             }
         };
@@ -339,20 +340,24 @@ impl Store {
         for _ in 0..VALIDATION_ATTEMPTS_MAX {
             let (version, currency, lines) = {
                 let mut shard = self.shards[at.shard].lock();
-                let cart = self.live_mut(&mut shard, at, key, now_ms);
+                let cart = self.live(&mut shard, at, key, now_ms);
                 self.count_read(cart.is_some());
-                let Some(cart) = cart else { return Reply::Null };
+                let Some(mut cart) = cart else {
+                    return Reply::Null;
+                };
                 cart.expires_at_ms = now_ms + self.ttl_ms(cart.kind);
+                shard.update(at.hash, key, &cart);
                 let cached = cart.validated_at_ms > 0
                     && now_ms.saturating_sub(cart.validated_at_ms)
                         < self.config.validation_cache_ms;
                 if novalidate || cached {
+                    drop(shard);
                     let validation = if novalidate {
                         Validation::Skipped
                     } else {
                         Validation::Cached
                     };
-                    return self.render(key, cart, format, now_ms, validation);
+                    return self.render(key, &cart, format, now_ms, validation);
                 }
                 let lines: Vec<_> = cart
                     .lines
@@ -363,27 +368,29 @@ impl Store {
             };
             let plan = self.catalog.plan(currency, &lines);
             let mut shard = self.shards[at.shard].lock();
-            let Some(cart) = shard.find_mut(at.hash, key) else {
+            let Some(mut cart) = shard.find(at.hash, key) else {
                 return Reply::Null;
             };
             if cart.version != version {
                 continue; // Changed while we priced it: price the new state.
             }
-            if apply_plan(cart, &plan) {
+            if apply_plan(&mut cart, &plan) {
                 cart.version += 1;
                 cart.updated_at_ms = now_ms;
                 let event = event(
                     EventKind::Update,
                     serde_json::json!({"reason": "validation"}),
                 );
-                self.log_image(key, cart, event);
+                self.log_image(key, &cart, event);
             }
             cart.validated_at_ms = now_ms.max(1);
-            return self.render(key, cart, format, now_ms, Validation::Fresh);
+            shard.update(at.hash, key, &cart);
+            drop(shard);
+            return self.render(key, &cart, format, now_ms, Validation::Fresh);
         }
         let shard = self.shards[at.shard].lock();
         match shard.find(at.hash, key) {
-            Some(cart) => self.render(key, cart, format, now_ms, Validation::Stale),
+            Some(cart) => self.render(key, &cart, format, now_ms, Validation::Stale),
             None => Reply::Null,
         }
     }
@@ -406,8 +413,8 @@ impl Store {
     pub fn ttl_left_ms(&self, key: &[u8], now_ms: u64) -> Option<u64> {
         let at = self.locate(key);
         let shard = self.shards[at.shard].lock();
-        let cart = shard.find(at.hash, key)?;
-        (cart.expires_at_ms > now_ms).then(|| cart.expires_at_ms - now_ms)
+        let expires_at_ms = shard.expires_at_ms(at.hash, key)?;
+        (expires_at_ms > now_ms).then(|| expires_at_ms - now_ms)
     }
 
     /// Carts held, expired ones not yet reaped included (as Redis's DBSIZE).
@@ -455,18 +462,18 @@ impl Store {
                 return (0, keys);
             }
             let shard = self.shards[shard_index].lock();
-            for (hash, bucket) in shard.buckets_from(from) {
+            for (hash, entries) in shard.buckets_from(from) {
                 if visited >= count {
                     return (hash, keys);
                 }
-                for entry in bucket {
+                for entry in entries {
                     visited += 1;
-                    let live = entry.cart.expires_at_ms > now_ms;
+                    let live = entry.deadline().0 > now_ms;
                     if live
                         && pattern
-                            .is_none_or(|pattern| protocol::glob::matches(pattern, &entry.key))
+                            .is_none_or(|pattern| protocol::glob::matches(pattern, entry.key()))
                     {
-                        keys.push(Bytes::copy_from_slice(&entry.key));
+                        keys.push(Bytes::copy_from_slice(entry.key()));
                     }
                 }
             }

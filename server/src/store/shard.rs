@@ -9,21 +9,17 @@ use std::sync::Arc;
 
 use super::idempotency::IdempotencyLog;
 use super::wheel::{deadline_tick, tick_of, Wheel};
+use crate::cart::packed::{self, PackedEntry};
 use crate::cart::Cart;
-
-/// A cart and its key. Carts whose 63-bit key hashes collide share one bucket.
-#[derive(Debug)]
-pub struct Entry {
-    /// The cart's key.
-    pub key: Box<[u8]>,
-    /// The cart.
-    pub cart: Cart,
-}
 
 /// One shard's state.
 #[derive(Debug)]
 pub struct Shard {
-    carts: BTreeMap<u64, Box<[Entry]>>,
+    /// Packed carts (`cart::packed`) by key hash: one entry per bucket, more only when 63-bit
+    /// key hashes collide.
+    carts: BTreeMap<u64, Box<[u8]>>,
+    /// Where a bucket is re-packed before it is copied into its exact-size allocation.
+    scratch: Vec<u8>,
     /// Expiry wheel.
     pub wheel: Wheel,
     /// Remembered idempotent replies.
@@ -46,36 +42,40 @@ impl Shard {
     pub fn new(now_ms: u64, idempotency_max: usize, store_len: Arc<AtomicUsize>) -> Shard {
         Shard {
             carts: BTreeMap::new(),
+            scratch: Vec::new(),
             wheel: Wheel::new(tick_of(now_ms)),
             idempotency: IdempotencyLog::new(idempotency_max),
             store_len,
         }
     }
 
-    /// The cart under `key`, expired or not.
-    pub fn find(&self, hash: u64, key: &[u8]) -> Option<&Cart> {
-        self.carts
-            .get(&hash)?
-            .iter()
-            .find(|entry| &*entry.key == key)
-            .map(|entry| &entry.cart)
+    fn entry(&self, hash: u64, key: &[u8]) -> Option<PackedEntry<'_>> {
+        let bucket = self.carts.get(&hash)?;
+        packed::find(bucket, key).map(|(_, entry)| entry)
     }
 
-    /// The cart under `key`, expired or not, for change.
-    pub fn find_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Cart> {
-        self.carts
-            .get_mut(&hash)?
-            .iter_mut()
-            .find(|entry| &*entry.key == key)
-            .map(|entry| &mut entry.cart)
+    /// A copy of the cart under `key`, expired or not. A change to it is kept only once
+    /// [`Shard::update`] stores it back.
+    pub fn find(&self, hash: u64, key: &[u8]) -> Option<Cart> {
+        self.entry(hash, key).map(|entry| entry.cart())
+    }
+
+    /// Whether a cart, expired or not, is stored under `key`.
+    pub fn contains(&self, hash: u64, key: &[u8]) -> bool {
+        self.entry(hash, key).is_some()
+    }
+
+    /// The deadline of the cart under `key`, expired or not, read without decoding it.
+    pub fn expires_at_ms(&self, hash: u64, key: &[u8]) -> Option<u64> {
+        self.entry(hash, key).map(|entry| entry.deadline().0)
     }
 
     /// Removes and returns the cart under `key` if its deadline has passed (the wheel may not
     /// have come round yet).
     pub fn reap_if_expired(&mut self, hash: u64, key: &[u8], now_ms: u64) -> Option<Cart> {
         let expired = self
-            .find(hash, key)
-            .is_some_and(|cart| cart.expires_at_ms <= now_ms);
+            .expires_at_ms(hash, key)
+            .is_some_and(|expires_at_ms| expires_at_ms <= now_ms);
         if expired {
             self.remove(hash, key)
         } else {
@@ -84,45 +84,69 @@ impl Shard {
     }
 
     /// Inserts a new cart (none may exist under `key`) and arms its wheel entry.
-    pub fn insert(&mut self, hash: u64, key: &[u8], mut cart: Cart) {
-        debug_assert!(self.find(hash, key).is_none());
-        cart.wheel_tick = self.wheel.arm(hash, deadline_tick(cart.expires_at_ms));
-        let entry = Entry {
-            key: key.into(),
-            cart,
-        };
-        match self.carts.remove(&hash) {
-            None => {
-                self.carts.insert(hash, Box::new([entry]));
-            }
-            Some(bucket) => {
-                let mut entries = bucket.into_vec();
-                entries.push(entry);
-                self.carts.insert(hash, entries.into_boxed_slice());
-            }
+    pub fn insert(&mut self, hash: u64, key: &[u8], cart: &Cart) {
+        debug_assert!(!self.contains(hash, key));
+        let wheel_tick = self.wheel.arm(hash, deadline_tick(cart.expires_at_ms));
+        self.scratch.clear();
+        if let Some(bucket) = self.carts.get(&hash) {
+            self.scratch.extend_from_slice(bucket);
         }
+        packed::encode_entry(&mut self.scratch, key, cart, wheel_tick);
+        self.carts.insert(hash, self.scratch[..].into());
         self.store_len.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Stores `cart` back under `key`, where it must exist. Its wheel entry is the shard's
+    /// business: the stored tick is kept, whatever `cart.wheel_tick` says.
+    pub fn update(&mut self, hash: u64, key: &[u8], cart: &Cart) {
+        self.repack(hash, key, |out, entry| {
+            packed::encode_entry(out, key, cart, entry.deadline().1);
+        });
+    }
+
+    /// Re-packs the entry under `key` (which must exist) in its bucket with `write`, which
+    /// appends the new entry given the old one.
+    fn repack(&mut self, hash: u64, key: &[u8], write: impl FnOnce(&mut Vec<u8>, PackedEntry<'_>)) {
+        let bucket = self.carts.get_mut(&hash).expect("re-packed carts exist");
+        let (at, entry) = packed::find(bucket, key).expect("re-packed carts exist");
+        let end = at + entry.len();
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&bucket[..at]);
+        write(&mut self.scratch, entry);
+        self.scratch.extend_from_slice(&bucket[end..]);
+        if self.scratch.len() == bucket.len() {
+            // Same size (a TTL renewal, most quantity changes): no allocation.
+            bucket.copy_from_slice(&self.scratch);
+        } else {
+            *bucket = self.scratch[..].into();
+        }
     }
 
     /// Removes and returns the cart under `key`. Its wheel entry stays and is skipped when it
     /// fires.
     pub fn remove(&mut self, hash: u64, key: &[u8]) -> Option<Cart> {
         let bucket = self.carts.get(&hash)?;
-        let index = bucket.iter().position(|entry| &*entry.key == key)?;
-        let mut entries = self.carts.remove(&hash).expect("bucket exists").into_vec();
-        let entry = entries.swap_remove(index);
-        if !entries.is_empty() {
-            self.carts.insert(hash, entries.into_boxed_slice());
+        let (at, entry) = packed::find(bucket, key)?;
+        let cart = entry.cart();
+        let end = at + entry.len();
+        if at == 0 && end == bucket.len() {
+            self.carts.remove(&hash);
+        } else {
+            let rest = [&bucket[..at], &bucket[end..]].concat();
+            self.carts.insert(hash, rest.into_boxed_slice());
         }
         self.store_len.fetch_sub(1, Ordering::Relaxed);
-        Some(entry.cart)
+        Some(cart)
     }
 
-    /// Buckets with hash at or after `from`, in hash order.
-    pub fn buckets_from(&self, from: u64) -> impl Iterator<Item = (u64, &[Entry])> {
+    /// Buckets with hash at or after `from`, in hash order, each with its entries.
+    pub fn buckets_from(
+        &self,
+        from: u64,
+    ) -> impl Iterator<Item = (u64, impl Iterator<Item = PackedEntry<'_>>)> {
         self.carts
             .range((Bound::Included(from), Bound::Unbounded))
-            .map(|(hash, bucket)| (*hash, &bucket[..]))
+            .map(|(hash, bucket)| (*hash, packed::entries(bucket)))
     }
 
     /// Processes due wheel entries up to `now_ms`, looking at no more than `budget` of them:
@@ -158,20 +182,26 @@ impl Shard {
         pass: &mut ExpirePass,
         on_expired: &mut impl FnMut(Box<[u8]>, Cart),
     ) {
-        let Some(bucket) = self.carts.get_mut(&hash) else {
+        let Some(bucket) = self.carts.get(&hash) else {
             return;
         };
         let mut expired_keys = Vec::new();
-        for entry in bucket
-            .iter_mut()
-            .filter(|entry| entry.cart.wheel_tick == tick)
-        {
-            if entry.cart.expires_at_ms <= now_ms {
-                expired_keys.push(entry.key.clone());
-            } else {
-                let next = deadline_tick(entry.cart.expires_at_ms).max(tick + 1);
-                entry.cart.wheel_tick = self.wheel.arm(hash, next);
+        let mut rearmed_keys = Vec::new();
+        for entry in packed::entries(bucket) {
+            let (expires_at_ms, wheel_tick) = entry.deadline();
+            if wheel_tick != tick {
+                continue;
             }
+            if expires_at_ms <= now_ms {
+                expired_keys.push(Box::<[u8]>::from(entry.key()));
+            } else {
+                let next = deadline_tick(expires_at_ms).max(tick + 1);
+                rearmed_keys.push((Box::<[u8]>::from(entry.key()), next));
+            }
+        }
+        for (key, next) in rearmed_keys {
+            let wheel_tick = self.wheel.arm(hash, next);
+            self.rearm(hash, &key, wheel_tick);
         }
         for key in expired_keys {
             if let Some(cart) = self.remove(hash, &key) {
@@ -179,5 +209,74 @@ impl Shard {
                 on_expired(key, cart);
             }
         }
+    }
+
+    /// Stamps the cart under `key` with the tick of its new wheel entry.
+    fn rearm(&mut self, hash: u64, key: &[u8], wheel_tick: u32) {
+        self.repack(hash, key, |out, entry| {
+            packed::encode_entry(out, key, &entry.cart(), wheel_tick);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use protocol::Currency;
+
+    use super::*;
+    use crate::cart::CartKind;
+
+    fn cart(version: u64, expires_at_ms: u64) -> Cart {
+        let mut cart = Cart::new(CartKind::User, Currency(*b"USD"), 1_000);
+        cart.version = version;
+        cart.expires_at_ms = expires_at_ms;
+        cart
+    }
+
+    /// Keys whose hashes collide share a bucket: each is found, changed, expired and removed
+    /// on its own.
+    #[test]
+    fn colliding_keys_live_side_by_side() {
+        let mut shard = Shard::new(1_000, 16, Arc::new(AtomicUsize::new(0)));
+        shard.insert(7, b"a", &cart(1, 5_000));
+        shard.insert(7, b"bb", &cart(2, 9_000));
+        shard.insert(8, b"c", &cart(3, 5_000));
+        assert_eq!(shard.store_len.load(Ordering::Relaxed), 3);
+        assert_eq!(shard.find(7, b"bb").map(|cart| cart.version), Some(2));
+        assert!(!shard.contains(7, b"c"));
+
+        let mut changed = shard.find(7, b"a").expect("inserted");
+        changed.version = 10;
+        changed.wheel_tick = 0; // Ignored: the shard keeps the stored tick.
+        shard.update(7, b"a", &changed);
+        let stored = shard.find(7, b"a").expect("updated");
+        assert_eq!(stored.version, 10);
+        assert_eq!(stored.wheel_tick, 5);
+        assert_eq!(shard.expires_at_ms(7, b"bb"), Some(9_000));
+
+        let mut expired = Vec::new();
+        let pass = shard.expire_due(6_000, 100, |key, cart| expired.push((key, cart.version)));
+        assert_eq!(pass.expired, 2);
+        expired.sort();
+        assert_eq!(expired, [(b"a"[..].into(), 10), (b"c"[..].into(), 3)]);
+        assert_eq!(shard.find(7, b"bb").map(|cart| cart.version), Some(2));
+        assert_eq!(shard.remove(7, b"bb").map(|cart| cart.version), Some(2));
+        assert_eq!(shard.store_len.load(Ordering::Relaxed), 0);
+        assert_eq!(shard.buckets_from(0).count(), 0);
+    }
+
+    /// A cart whose deadline moved on is re-armed when its entry fires, not expired.
+    #[test]
+    fn a_renewed_cart_is_rearmed() {
+        let mut shard = Shard::new(1_000, 16, Arc::new(AtomicUsize::new(0)));
+        shard.insert(1, b"k", &cart(1, 3_000));
+        let mut renewed = shard.find(1, b"k").expect("inserted");
+        renewed.expires_at_ms = 20_000;
+        shard.update(1, b"k", &renewed);
+        let pass = shard.expire_due(4_000, 100, |_, _| panic!("not due"));
+        assert_eq!(pass.expired, 0);
+        assert_eq!(shard.find(1, b"k").map(|cart| cart.wheel_tick), Some(20));
+        let pass = shard.expire_due(21_000, 100, |_, _| {});
+        assert_eq!(pass.expired, 1);
     }
 }
