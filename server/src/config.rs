@@ -82,7 +82,7 @@ pub struct CartsConfig {
     pub idempotency_ttl_s: u64,
     /// Most idempotency tokens remembered server-wide; the oldest go first past it.
     pub max_idempotency_keys: usize,
-    /// Most carts the node holds; creating one more fails with `OOM` (about 370 bytes each).
+    /// Most carts the node holds; creating one more fails with `OOM` (about 140 bytes each).
     pub max_carts: usize,
 }
 
