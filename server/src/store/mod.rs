@@ -6,6 +6,7 @@
 
 mod durable;
 mod idempotency;
+mod index;
 mod log;
 mod merge;
 mod shard;
@@ -126,13 +127,15 @@ impl Store {
         assert!(config.shards.is_power_of_two());
         let per_shard = config.idempotency_max.div_ceil(config.shards);
         let carts = Arc::new(AtomicUsize::new(0));
+        // A 63-bit hash: the top bits pick the shard, the `shard_shift` below vary within it.
+        let shard_shift = 63 - config.shards.trailing_zeros();
         let shards = (0..config.shards)
-            .map(|_| Mutex::new(Shard::new(now_ms, per_shard, carts.clone())))
+            .map(|_| Mutex::new(Shard::new(now_ms, shard_shift, per_shard, carts.clone())))
             .collect();
         Store {
             shards,
             carts,
-            shard_shift: 63 - config.shards.trailing_zeros(),
+            shard_shift,
             hasher: ahash::RandomState::new(),
             names: Names::default(),
             catalog: Catalog::default(),

@@ -2,12 +2,11 @@
 //! cart present for the whole scan), its timing wheel and its idempotency log. Everything here
 //! runs under the shard's lock.
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::idempotency::IdempotencyLog;
+use super::index::HashIndex;
 use super::wheel::{deadline_tick, tick_of, Wheel};
 use crate::cart::packed::{self, PackedEntry};
 use crate::cart::Cart;
@@ -17,7 +16,7 @@ use crate::cart::Cart;
 pub struct Shard {
     /// Packed carts (`cart::packed`) by key hash: one entry per bucket, more only when 63-bit
     /// key hashes collide.
-    carts: BTreeMap<u64, Box<[u8]>>,
+    carts: HashIndex<Box<[u8]>>,
     /// Where a bucket is re-packed before it is copied into its exact-size allocation.
     scratch: Vec<u8>,
     /// Expiry wheel.
@@ -38,10 +37,15 @@ pub struct ExpirePass {
 }
 
 impl Shard {
-    /// An empty shard.
-    pub fn new(now_ms: u64, idempotency_max: usize, store_len: Arc<AtomicUsize>) -> Shard {
+    /// An empty shard, whose key hashes vary in their low `hash_bits` bits.
+    pub fn new(
+        now_ms: u64,
+        hash_bits: u32,
+        idempotency_max: usize,
+        store_len: Arc<AtomicUsize>,
+    ) -> Shard {
         Shard {
-            carts: BTreeMap::new(),
+            carts: HashIndex::new(hash_bits),
             scratch: Vec::new(),
             wheel: Wheel::new(tick_of(now_ms)),
             idempotency: IdempotencyLog::new(idempotency_max),
@@ -50,7 +54,7 @@ impl Shard {
     }
 
     fn entry(&self, hash: u64, key: &[u8]) -> Option<PackedEntry<'_>> {
-        let bucket = self.carts.get(&hash)?;
+        let bucket = self.carts.get(hash)?;
         packed::find(bucket, key).map(|(_, entry)| entry)
     }
 
@@ -88,7 +92,7 @@ impl Shard {
         debug_assert!(!self.contains(hash, key));
         let wheel_tick = self.wheel.arm(hash, deadline_tick(cart.expires_at_ms));
         self.scratch.clear();
-        if let Some(bucket) = self.carts.get(&hash) {
+        if let Some(bucket) = self.carts.get(hash) {
             self.scratch.extend_from_slice(bucket);
         }
         packed::encode_entry(&mut self.scratch, key, cart, wheel_tick);
@@ -107,7 +111,7 @@ impl Shard {
     /// Re-packs the entry under `key` (which must exist) in its bucket with `write`, which
     /// appends the new entry given the old one.
     fn repack(&mut self, hash: u64, key: &[u8], write: impl FnOnce(&mut Vec<u8>, PackedEntry<'_>)) {
-        let bucket = self.carts.get_mut(&hash).expect("re-packed carts exist");
+        let bucket = self.carts.get_mut(hash).expect("re-packed carts exist");
         let (at, entry) = packed::find(bucket, key).expect("re-packed carts exist");
         let end = at + entry.len();
         self.scratch.clear();
@@ -125,12 +129,12 @@ impl Shard {
     /// Removes and returns the cart under `key`. Its wheel entry stays and is skipped when it
     /// fires.
     pub fn remove(&mut self, hash: u64, key: &[u8]) -> Option<Cart> {
-        let bucket = self.carts.get(&hash)?;
+        let bucket = self.carts.get(hash)?;
         let (at, entry) = packed::find(bucket, key)?;
         let cart = entry.cart();
         let end = at + entry.len();
         if at == 0 && end == bucket.len() {
-            self.carts.remove(&hash);
+            self.carts.remove(hash);
         } else {
             let rest = [&bucket[..at], &bucket[end..]].concat();
             self.carts.insert(hash, rest.into_boxed_slice());
@@ -145,8 +149,8 @@ impl Shard {
         from: u64,
     ) -> impl Iterator<Item = (u64, impl Iterator<Item = PackedEntry<'_>>)> {
         self.carts
-            .range((Bound::Included(from), Bound::Unbounded))
-            .map(|(hash, bucket)| (*hash, packed::entries(bucket)))
+            .range_from(from)
+            .map(|(hash, bucket)| (hash, packed::entries(bucket)))
     }
 
     /// Processes due wheel entries up to `now_ms`, looking at no more than `budget` of them:
@@ -182,7 +186,7 @@ impl Shard {
         pass: &mut ExpirePass,
         on_expired: &mut impl FnMut(Box<[u8]>, Cart),
     ) {
-        let Some(bucket) = self.carts.get(&hash) else {
+        let Some(bucket) = self.carts.get(hash) else {
             return;
         };
         let mut expired_keys = Vec::new();
@@ -237,7 +241,7 @@ mod tests {
     /// on its own.
     #[test]
     fn colliding_keys_live_side_by_side() {
-        let mut shard = Shard::new(1_000, 16, Arc::new(AtomicUsize::new(0)));
+        let mut shard = Shard::new(1_000, 63, 16, Arc::new(AtomicUsize::new(0)));
         shard.insert(7, b"a", &cart(1, 5_000));
         shard.insert(7, b"bb", &cart(2, 9_000));
         shard.insert(8, b"c", &cart(3, 5_000));
@@ -268,7 +272,7 @@ mod tests {
     /// A cart whose deadline moved on is re-armed when its entry fires, not expired.
     #[test]
     fn a_renewed_cart_is_rearmed() {
-        let mut shard = Shard::new(1_000, 16, Arc::new(AtomicUsize::new(0)));
+        let mut shard = Shard::new(1_000, 63, 16, Arc::new(AtomicUsize::new(0)));
         shard.insert(1, b"k", &cart(1, 3_000));
         let mut renewed = shard.find(1, b"k").expect("inserted");
         renewed.expires_at_ms = 20_000;
