@@ -153,6 +153,14 @@ impl Shard {
             .map(|(hash, bucket)| (hash, packed::entries(bucket)))
     }
 
+    /// Buckets with hash at or after `from`, in hash order, as their packed bytes (for copying
+    /// out under the lock and decoding after it).
+    pub fn packed_buckets_from(&self, from: u64) -> impl Iterator<Item = (u64, &[u8])> {
+        self.carts
+            .range_from(from)
+            .map(|(hash, bucket)| (hash, &bucket[..]))
+    }
+
     /// Processes due wheel entries up to `now_ms`, looking at no more than `budget` of them:
     /// expired carts are removed and passed to `on_expired`, the others re-armed.
     pub fn expire_due(
