@@ -101,6 +101,14 @@ async fn the_sink_mirrors_carts_and_events_exactly_once() {
     );
     assert_eq!(db.count(&kind("delete")).await, 1);
     assert_eq!(db.count(&kind("save")).await, 1);
+    // A line's event names the line, the quantity the command gave, and when it happened.
+    let detail = |condition: &str| {
+        format!("SELECT count(*) FROM cart_events WHERE kind = 'add' AND {condition}")
+    };
+    let guest_add = "payload->>'product' = 'cup' AND payload->>'variant' = 'v1' \
+                     AND (payload->>'qty')::int = 4 AND (payload->>'at_ms')::bigint > 1700000000000";
+    assert_eq!(db.count(&detail(guest_add)).await, 1);
+    assert_eq!(db.count(&detail("payload ? 'qty'")).await, 5);
 }
 
 /// Disk loss: the data directory is wiped; restarted with PostgreSQL, cartd restores every

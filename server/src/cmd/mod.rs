@@ -90,14 +90,30 @@ fn no_item() -> CommandError {
     CommandError::new(ErrorCode::NoItem, "no such line in the cart")
 }
 
-/// The event of a command on one line: product, variant and, where it has one, a quantity.
+/// The event of a command on one line: product, variant and, where it has one, a quantity,
+/// with its time. Serialized straight from borrowed fields (one allocation per change: this
+/// runs for every add of a flash sale); the same JSON `store::event` would build.
 fn line_event(kind: EventKind, line: &protocol::cmd::LineId, qty: Option<u32>) -> Event {
-    let mut detail = serde_json::json!({
-        "product": String::from_utf8_lossy(&line.product),
-        "variant": String::from_utf8_lossy(&line.variant),
-    });
-    if let Some(qty) = qty {
-        detail["qty"] = qty.into();
+    #[derive(serde::Serialize)]
+    struct LineDetail<'a> {
+        at_ms: u64,
+        product: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        qty: Option<u32>,
+        variant: &'a str,
     }
-    crate::store::event(kind, detail)
+    let product = String::from_utf8_lossy(&line.product);
+    let variant = String::from_utf8_lossy(&line.variant);
+    let detail = LineDetail {
+        at_ms: now_ms(),
+        product: &product,
+        qty,
+        variant: &variant,
+    };
+    Event {
+        kind,
+        detail: serde_json::to_vec(&detail)
+            .expect("a struct of strings and numbers always serializes")
+            .into(),
+    }
 }
