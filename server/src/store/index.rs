@@ -7,7 +7,8 @@
 //! The directory doubles when buckets hold `LOAD_MAX` entries on average: bucket `i` splits
 //! into `2i` and `2i + 1` by the next bit, which keeps the order. It halves, merging pairs,
 //! when they hold a sixteenth of that. A doubling moves every entry of the shard under its
-//! lock: a few milliseconds for a shard of hundreds of thousands of carts, once per doubling.
+//! lock (pointers only, no key hashed again): a pause proportional to the shard's size, once
+//! per power of two it grows through.
 
 /// Entries per bucket, on average, at which the directory doubles.
 const LOAD_MAX: usize = 8;
