@@ -118,12 +118,6 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// The server's stdout and stderr, both into `server.log`.
-fn log_files(dir: &Path) -> anyhow::Result<(Stdio, Stdio)> {
-    let log = std::fs::File::create(dir.join("server.log"))?;
-    Ok((log.try_clone()?.into(), log.into()))
-}
-
 fn spawn_cartd(
     binary: &Path,
     dir: &Path,
@@ -139,16 +133,12 @@ fn spawn_cartd(
     );
     let config_path = dir.join("cartd.toml");
     std::fs::write(&config_path, config)?;
-    let (stdout, stderr) = log_files(dir)?;
-    Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .arg("--config")
         .arg(&config_path)
-        .env_remove("DATABASE_URL")
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .with_context(|| format!("cannot start {}", binary.display()))
+        .env_remove("DATABASE_URL");
+    spawn_logged(command, dir)
 }
 
 fn spawn_redis(
@@ -163,20 +153,27 @@ fn spawn_redis(
     } else {
         "no"
     };
-    let (stdout, stderr) = log_files(dir)?;
-    Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
         .args(["--save", "", "--appendonly", appendonly])
         .args(["--appendfsync", &durability.appendfsync])
         .args(["--maxclients", &clients_max.to_string()])
         .args(["--daemonize", "no", "--logfile", ""])
         .arg("--dir")
-        .arg(dir)
+        .arg(dir);
+    spawn_logged(command, dir)
+}
+
+/// Starts a server with no stdin and its stdout and stderr in `dir/server.log`.
+fn spawn_logged(mut command: Command, dir: &Path) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(dir.join("server.log"))?;
+    command
         .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
+        .stdout(log.try_clone()?)
+        .stderr(log)
         .spawn()
-        .with_context(|| format!("cannot start {}", binary.display()))
+        .with_context(|| format!("cannot start {}", command.get_program().to_string_lossy()))
 }
 
 /// The server programs a comparison starts.

@@ -12,10 +12,10 @@ use anyhow::bail;
 use tokio::sync::{watch, Semaphore};
 
 use super::closed::now_ms;
-use super::workloads::{FLASH_PRICE, FLASH_PRODUCT, FLASH_VARIANT};
+use super::workloads::flash_add;
 use crate::record::Recorder;
 use crate::resp::Conn;
-use crate::target::{rss_bytes, Model, Op, Target};
+use crate::target::{rss_bytes, Model, Target};
 
 /// Connections one loopback source address is given at most (the ephemeral port range holds
 /// about 28,000; the rest is headroom for TIME_WAIT and other programs).
@@ -202,14 +202,7 @@ impl Shopper {
 
     async fn add(&self, conn: &mut Conn, go_at: Instant) -> Result<Duration, String> {
         let cart = format!("fc{}", self.index);
-        let op = Op::Add {
-            cart: &cart,
-            product: FLASH_PRODUCT,
-            variant: FLASH_VARIANT,
-            qty: 1,
-            price: FLASH_PRICE,
-        };
-        self.model.push(&mut conn.out, &op, now_ms());
+        self.model.push(&mut conn.out, &flash_add(&cart), now_ms());
         let exchange = async {
             conn.flush().await?;
             conn.reply().await

@@ -17,6 +17,17 @@ pub const FLASH_VARIANT: &str = "black";
 /// Its price in minor units.
 pub const FLASH_PRICE: u64 = 49_900;
 
+/// A shopper adding one flash-sale product to `cart`.
+pub fn flash_add(cart: &str) -> Op<'_> {
+    Op::Add {
+        cart,
+        product: FLASH_PRODUCT,
+        variant: FLASH_VARIANT,
+        qty: 1,
+        price: FLASH_PRICE,
+    }
+}
+
 /// The cart id of flash-sale shopper `n`.
 pub fn flash_cart(n: u64) -> String {
     format!("fs{n}")
@@ -44,14 +55,7 @@ impl FlashAdd {
     pub fn push(&mut self, model: &Model, buf: &mut Vec<u8>) -> usize {
         let cart = flash_cart(self.next % self.shoppers);
         self.next += self.step;
-        let op = Op::Add {
-            cart: &cart,
-            product: FLASH_PRODUCT,
-            variant: FLASH_VARIANT,
-            qty: 1,
-            price: FLASH_PRICE,
-        };
-        model.push(buf, &op, now_ms())
+        model.push(buf, &flash_add(&cart), now_ms())
     }
 }
 

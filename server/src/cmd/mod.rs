@@ -91,9 +91,14 @@ fn no_item() -> CommandError {
 }
 
 /// The event of a command on one line: product, variant and, where it has one, a quantity,
-/// with its time. Serialized straight from borrowed fields (one allocation per change: this
+/// with its time (the command's clock reading, not a second one). Serialized straight from borrowed fields (one allocation per change: this
 /// runs for every add of a flash sale); the same JSON `store::event` would build.
-fn line_event(kind: EventKind, line: &protocol::cmd::LineId, qty: Option<u32>) -> Event {
+fn line_event(
+    kind: EventKind,
+    line: &protocol::cmd::LineId,
+    qty: Option<u32>,
+    now_ms: u64,
+) -> Event {
     #[derive(serde::Serialize)]
     struct LineDetail<'a> {
         at_ms: u64,
@@ -105,7 +110,7 @@ fn line_event(kind: EventKind, line: &protocol::cmd::LineId, qty: Option<u32>) -
     let product = String::from_utf8_lossy(&line.product);
     let variant = String::from_utf8_lossy(&line.variant);
     let detail = LineDetail {
-        at_ms: now_ms(),
+        at_ms: now_ms,
         product: &product,
         qty,
         variant: &variant,

@@ -85,7 +85,13 @@ impl Store {
         key: &[u8],
         now_ms: u64,
     ) -> Option<Cart> {
-        self.reap(shard, at, key, now_ms);
-        shard.find(at.hash, key)
+        // One lookup: the copy tells its own deadline (an expired cart is rare).
+        let cart = shard.find(at.hash, key)?;
+        if cart.expires_at_ms > now_ms {
+            return Some(cart);
+        }
+        shard.remove(at.hash, key);
+        self.log_expired(key, &cart);
+        None
     }
 }
