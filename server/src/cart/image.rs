@@ -6,10 +6,55 @@ use std::borrow::Cow;
 use protocol::{CommandError, Currency};
 use serde::{Deserialize, Serialize};
 
-use super::{Cart, CartExtra, CartKind, Line, LineKey, Names, SavedLine};
+use super::{Cart, CartExtra, CartKind, Checkout, Line, LineKey, Names, SavedLine};
 
 /// The encoding's own version, first in every image, so a later layout can still read this one.
-pub(super) const IMAGE_FORMAT: u8 = 1;
+/// Format 1 is a [`CartImage`] alone; format 2 (promotions, gift cards, checkout) is a
+/// [`CartImage`] followed by an [`ImageTail`]. Both are read.
+pub(super) const IMAGE_FORMAT: u8 = 2;
+
+/// What format 2 added after the format-1 layout.
+#[derive(Serialize, Deserialize, Default)]
+pub(super) struct ImageTail<'a> {
+    #[serde(borrow)]
+    pub promo_codes: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub gift_cards: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub checkout: Option<CheckoutImage<'a>>,
+}
+
+/// The stored layout of a checkout.
+#[derive(Serialize, Deserialize)]
+pub(super) struct CheckoutImage<'a> {
+    #[serde(borrow)]
+    pub token: Cow<'a, str>,
+    pub hold_until_ms: u64,
+    pub pricing: Vec<u8>,
+}
+
+/// Reads an image of either format into its two parts.
+pub(super) fn split(bytes: &[u8]) -> Result<(CartImage<'_>, ImageTail<'_>), String> {
+    let (image, rest): (CartImage, &[u8]) =
+        postcard::take_from_bytes(bytes).map_err(|error| format!("undecodable image: {error}"))?;
+    let tail = match image.format {
+        1 if rest.is_empty() => ImageTail::default(),
+        2 => postcard::from_bytes(rest)
+            .map_err(|error| format!("undecodable image tail: {error}"))?,
+        format => {
+            return Err(format!(
+                "cart image format {format} is not known to this cartd"
+            ))
+        }
+    };
+    Ok((image, tail))
+}
+
+/// Writes an image in the current format.
+pub(super) fn join(image: &CartImage, tail: &ImageTail) -> Vec<u8> {
+    let bytes = postcard::to_allocvec(image).expect("encoding into a Vec cannot fail");
+    postcard::to_extend(tail, bytes).expect("encoding into a Vec cannot fail")
+}
 
 /// The stored layout of a cart.
 #[derive(Serialize, Deserialize)]
@@ -97,20 +142,30 @@ pub fn encode(cart: &Cart, names: &Names) -> Vec<u8> {
             .map(|line| LineImage::of(line, names))
             .collect(),
     };
-    postcard::to_allocvec(&image).expect("encoding into a Vec cannot fail")
+    let tail = ImageTail {
+        promo_codes: cart
+            .promo_codes()
+            .iter()
+            .map(|c| Cow::Borrowed(&**c))
+            .collect(),
+        gift_cards: cart
+            .gift_cards()
+            .iter()
+            .map(|c| Cow::Borrowed(&**c))
+            .collect(),
+        checkout: cart.checkout().map(|checkout| CheckoutImage {
+            token: Cow::Borrowed(&checkout.token),
+            hold_until_ms: checkout.hold_until_ms,
+            pricing: checkout.pricing.to_vec(),
+        }),
+    };
+    join(&image, &tail)
 }
 
 /// Decodes an after-image, interning its ids. The validation cache and the wheel tick start
 /// empty: they are this process's business.
 pub fn decode(bytes: &[u8], names: &Names) -> Result<Cart, CommandError> {
-    let image: CartImage = postcard::from_bytes(bytes)
-        .map_err(|error| CommandError::err(format!("undecodable cart image: {error}")))?;
-    if image.format != IMAGE_FORMAT {
-        return Err(CommandError::err(format!(
-            "cart image format {} is not known to this cartd",
-            image.format
-        )));
-    }
+    let (image, tail) = split(bytes).map_err(CommandError::err)?;
     let lines = decode_lines(&image.lines, names)?;
     let saved = image
         .saved
@@ -123,8 +178,18 @@ pub fn decode(bytes: &[u8], names: &Names) -> Result<Cart, CommandError> {
         })
         .collect::<Result<Vec<_>, CommandError>>()?;
     let unavailable = decode_lines(&image.unavailable, names)?;
-    let extra = (!saved.is_empty() || !unavailable.is_empty())
-        .then(|| Box::new(CartExtra { saved, unavailable }));
+    let extra = CartExtra {
+        saved,
+        unavailable,
+        promo_codes: tail.promo_codes.iter().map(|c| Box::from(&**c)).collect(),
+        gift_cards: tail.gift_cards.iter().map(|c| Box::from(&**c)).collect(),
+        checkout: tail.checkout.map(|checkout| Checkout {
+            token: Box::from(&*checkout.token),
+            hold_until_ms: checkout.hold_until_ms,
+            pricing: checkout.pricing.into(),
+        }),
+    };
+    let extra = (!extra.is_empty()).then(|| Box::new(extra));
     Ok(Cart {
         version: image.version,
         created_at_ms: image.created_at_ms,
@@ -174,6 +239,13 @@ mod tests {
             saved_at_ms: 40,
         });
         cart.extra_mut().unavailable.push(line("eur", 3));
+        cart.add_promo_code("SAVE10");
+        cart.add_gift_card("GC-1");
+        cart.begin_checkout(Checkout {
+            token: "abc".into(),
+            hold_until_ms: 900_000,
+            pricing: vec![1, 2, 3].into(),
+        });
         let image = encode(&cart, &names);
         let other_names = Names::default();
         let decoded = decode(&image, &other_names).unwrap();
@@ -181,10 +253,43 @@ mod tests {
         assert_eq!(decoded.version, 9);
         assert_eq!(decoded.kind, CartKind::Guest);
         assert!(decoded.unavailable()[0].foreign_price);
+        assert_eq!(decoded.promo_codes(), [Box::<str>::from("SAVE10")]);
+        assert_eq!(decoded.gift_cards(), [Box::<str>::from("GC-1")]);
+        assert_eq!(decoded.checkout(), cart.checkout());
         assert_eq!(
             other_names.resolve(decoded.saved()[0].line.key.product),
             "s"
         );
+    }
+
+    #[test]
+    fn a_format_1_image_still_reads() {
+        let names = Names::default();
+        let old = CartImage {
+            format: 1,
+            version: 3,
+            created_at_ms: 1,
+            updated_at_ms: 2,
+            expires_at_ms: 99,
+            guest: false,
+            currency: *b"EUR",
+            lines: vec![LineImage {
+                product: "p".into(),
+                variant: "-".into(),
+                qty: 2,
+                unit_price: 5,
+                price_at_add: 5,
+                added_at_ms: 1,
+                foreign_price: false,
+            }],
+            saved: Vec::new(),
+            unavailable: Vec::new(),
+        };
+        let bytes = postcard::to_allocvec(&old).unwrap();
+        let cart = decode(&bytes, &names).unwrap();
+        assert_eq!((cart.version, cart.lines.len()), (3, 1));
+        assert!(cart.extra.is_none());
+        assert!(decode(&[bytes.as_slice(), &[0]].concat(), &names).is_err());
     }
 
     #[test]

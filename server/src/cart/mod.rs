@@ -100,6 +100,34 @@ pub struct CartExtra {
     pub saved: Vec<SavedLine>,
     /// Moved aside because out of stock.
     pub unavailable: Vec<Line>,
+    /// Promo codes, in the order applied (a code that stopped applying stays).
+    pub promo_codes: Vec<Box<str>>,
+    /// Gift card codes, in the order applied.
+    pub gift_cards: Vec<Box<str>>,
+    /// The checkout the cart is frozen for, if any.
+    pub checkout: Option<Checkout>,
+}
+
+impl CartExtra {
+    fn is_empty(&self) -> bool {
+        self.saved.is_empty()
+            && self.unavailable.is_empty()
+            && self.promo_codes.is_empty()
+            && self.gift_cards.is_empty()
+            && self.checkout.is_none()
+    }
+}
+
+/// A cart handed to checkout (`CART.CHECKOUT`): frozen until COMPLETE, RELEASE or the hold's
+/// end, with the pricing it was frozen at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkout {
+    /// What COMPLETE and RELEASE must name.
+    pub token: Box<str>,
+    /// The hold runs out at this time; the cart is active again after it.
+    pub hold_until_ms: u64,
+    /// The frozen pricing ([`crate::cart::pricing::CartPricing`] encoded), shown until then.
+    pub pricing: Box<[u8]>,
 }
 
 /// One cart.
@@ -179,14 +207,88 @@ impl Cart {
     }
 
     /// Drops the extra block when it holds nothing, to keep plain carts small.
-    fn tidy_extra(&mut self) {
-        if self
-            .extra
-            .as_ref()
-            .is_some_and(|extra| extra.saved.is_empty() && extra.unavailable.is_empty())
-        {
+    pub fn tidy_extra(&mut self) {
+        if self.extra.as_ref().is_some_and(|extra| extra.is_empty()) {
             self.extra = None;
         }
+    }
+
+    /// Promo codes on the cart, in the order applied.
+    pub fn promo_codes(&self) -> &[Box<str>] {
+        self.extra.as_ref().map_or(&[], |extra| &extra.promo_codes)
+    }
+
+    /// Gift card codes on the cart, in the order applied.
+    pub fn gift_cards(&self) -> &[Box<str>] {
+        self.extra.as_ref().map_or(&[], |extra| &extra.gift_cards)
+    }
+
+    /// The checkout, whether or not its hold has run out.
+    pub fn checkout(&self) -> Option<&Checkout> {
+        self.extra.as_ref()?.checkout.as_ref()
+    }
+
+    /// The checkout whose hold still runs at `now_ms`: the cart is frozen.
+    pub fn frozen(&self, now_ms: u64) -> Option<&Checkout> {
+        self.checkout()
+            .filter(|checkout| checkout.hold_until_ms > now_ms)
+    }
+
+    /// Ends the checkout (released, or its hold ran out). Returns it.
+    pub fn end_checkout(&mut self) -> Option<Checkout> {
+        let checkout = self.extra.as_mut()?.checkout.take();
+        self.tidy_extra();
+        checkout
+    }
+
+    /// Freezes the cart for `checkout`.
+    pub fn begin_checkout(&mut self, checkout: Checkout) {
+        self.extra_mut().checkout = Some(checkout);
+    }
+
+    /// Applies promo code `code` (already checked); a code already on the cart is not added
+    /// twice. Returns whether it was added.
+    pub fn add_promo_code(&mut self, code: &str) -> bool {
+        if self.promo_codes().iter().any(|have| &**have == code) {
+            return false;
+        }
+        self.extra_mut().promo_codes.push(code.into());
+        true
+    }
+
+    /// Drops promo code `code`; returns whether it was there.
+    pub fn remove_promo_code(&mut self, code: &str) -> bool {
+        let removed = match self.extra.as_mut() {
+            Some(extra) => remove_where(&mut extra.promo_codes, |have| &**have == code),
+            None => false,
+        };
+        self.tidy_extra();
+        removed
+    }
+
+    /// Replaces the promo codes (MERGE keeps the better set).
+    pub fn set_promo_codes(&mut self, codes: Vec<Box<str>>) {
+        self.extra_mut().promo_codes = codes;
+        self.tidy_extra();
+    }
+
+    /// Applies gift card `code` (already checked); returns whether it was added.
+    pub fn add_gift_card(&mut self, code: &str) -> bool {
+        if self.gift_cards().iter().any(|have| &**have == code) {
+            return false;
+        }
+        self.extra_mut().gift_cards.push(code.into());
+        true
+    }
+
+    /// Drops gift card `code`; returns whether it was there.
+    pub fn remove_gift_card(&mut self, code: &str) -> bool {
+        let removed = match self.extra.as_mut() {
+            Some(extra) => remove_where(&mut extra.gift_cards, |have| &**have == code),
+            None => false,
+        };
+        self.tidy_extra();
+        removed
     }
 
     /// Index of an active line.
@@ -572,7 +674,7 @@ pub(crate) mod tests {
                     sorted.dedup();
                     prop_assert_eq!(sorted.len(), list.len(), "a line appears twice");
                 }
-                prop_assert!(cart.extra.as_ref().is_none_or(|e| !e.saved.is_empty() || !e.unavailable.is_empty()));
+                prop_assert!(cart.extra.as_ref().is_none_or(|e| !e.is_empty()));
             }
         }
     }

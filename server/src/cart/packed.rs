@@ -15,7 +15,7 @@
 use lasso::Key;
 use protocol::Currency;
 
-use super::{Cart, CartExtra, CartKind, Line, LineKey, NameId, SavedLine};
+use super::{Cart, CartExtra, CartKind, Checkout, Line, LineKey, NameId, SavedLine};
 
 const FLAG_GUEST: u8 = 1;
 const FLAG_VALIDATED: u8 = 1 << 1;
@@ -57,6 +57,17 @@ pub fn encode_entry(out: &mut Vec<u8>, key: &[u8], cart: &Cart, wheel_tick: u32)
             put_time(out, saved.saved_at_ms, base_ms);
         }
         put_lines(out, &extra.unavailable, base_ms);
+        put_codes(out, &extra.promo_codes);
+        put_codes(out, &extra.gift_cards);
+        match &extra.checkout {
+            None => out.push(0),
+            Some(checkout) => {
+                out.push(1);
+                put_bytes(out, checkout.token.as_bytes());
+                put_time(out, checkout.hold_until_ms, base_ms);
+                put_bytes(out, &checkout.pricing);
+            }
+        }
     }
     // The length goes in front, now that it is known.
     let mut length = Vec::with_capacity(2);
@@ -203,6 +214,18 @@ fn put_time(out: &mut Vec<u8>, time_ms: u64, base_ms: u64) {
     put_varint(out, zigzag(time_ms.wrapping_sub(base_ms) as i64));
 }
 
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn put_codes(out: &mut Vec<u8>, codes: &[Box<str>]) {
+    put_varint(out, codes.len() as u64);
+    for code in codes {
+        put_bytes(out, code.as_bytes());
+    }
+}
+
 fn put_lines(out: &mut Vec<u8>, lines: &[Line], base_ms: u64) {
     put_varint(out, lines.len() as u64);
     for line in lines {
@@ -293,10 +316,37 @@ impl<'a> Reader<'a> {
                 }
             })
             .collect();
+        let unavailable = self.lines(base_ms);
+        let promo_codes = self.codes();
+        let gift_cards = self.codes();
+        let checkout = (self.take(1)[0] == 1).then(|| Checkout {
+            token: self.text(),
+            hold_until_ms: self.time(base_ms),
+            pricing: self.bytes().into(),
+        });
         CartExtra {
             saved,
-            unavailable: self.lines(base_ms),
+            unavailable,
+            promo_codes,
+            gift_cards,
+            checkout,
         }
+    }
+
+    fn bytes(&mut self) -> &'a [u8] {
+        let length = self.varint() as usize;
+        self.take(length)
+    }
+
+    fn text(&mut self) -> Box<str> {
+        std::str::from_utf8(self.bytes())
+            .expect("packed text was packed from a str")
+            .into()
+    }
+
+    fn codes(&mut self) -> Vec<Box<str>> {
+        let count = self.varint() as usize;
+        (0..count).map(|_| self.text()).collect()
     }
 }
 
@@ -342,15 +392,33 @@ mod tests {
     fn extra() -> impl Strategy<Value = Option<Box<CartExtra>>> {
         let saved = prop::collection::vec((line(), any::<u64>()), 0..3);
         let unavailable = prop::collection::vec(line(), 0..3);
-        proptest::option::of((saved, unavailable).prop_map(|(saved, unavailable)| {
-            Box::new(CartExtra {
-                saved: saved
-                    .into_iter()
-                    .map(|(line, saved_at_ms)| SavedLine { line, saved_at_ms })
-                    .collect(),
-                unavailable,
-            })
-        }))
+        let codes = || prop::collection::vec("[A-Z0-9é]{1,8}".prop_map(Box::<str>::from), 0..3);
+        let checkout = proptest::option::of(
+            (
+                "[a-f0-9]{32}",
+                any::<u64>(),
+                prop::collection::vec(any::<u8>(), 0..40),
+            )
+                .prop_map(|(token, hold_until_ms, pricing)| Checkout {
+                    token: token.into(),
+                    hold_until_ms,
+                    pricing: pricing.into(),
+                }),
+        );
+        proptest::option::of((saved, unavailable, codes(), codes(), checkout).prop_map(
+            |(saved, unavailable, promo_codes, gift_cards, checkout)| {
+                Box::new(CartExtra {
+                    saved: saved
+                        .into_iter()
+                        .map(|(line, saved_at_ms)| SavedLine { line, saved_at_ms })
+                        .collect(),
+                    unavailable,
+                    promo_codes,
+                    gift_cards,
+                    checkout,
+                })
+            },
+        ))
     }
 
     prop_compose! {

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use persistence::sink::{CartRow, RowCodec};
 use serde::{Deserialize, Serialize};
 
-use super::image::{CartImage, LineImage, IMAGE_FORMAT};
+use super::image::{join, split, CartImage, ImageTail, LineImage, IMAGE_FORMAT};
 
 /// Converts after-images to rows and rows to after-images. Needs no interning: it works on
 /// the images' spelled-out ids.
@@ -77,14 +77,28 @@ fn from_json(value: &serde_json::Value, list: &str) -> Result<Vec<RowLine>, Stri
     serde_json::from_value(value.clone()).map_err(|error| format!("{list}: {error}"))
 }
 
+/// The row's `metadata`: promo codes and gift cards as applied, and the checkout in progress.
+fn metadata(tail: &ImageTail) -> serde_json::Value {
+    let checkout = tail.checkout.as_ref().map(|checkout| {
+        serde_json::json!({
+            "token": checkout.token,
+            "hold_until_ms": checkout.hold_until_ms,
+        })
+    });
+    serde_json::json!({
+        "promo_codes": tail.promo_codes,
+        "gift_cards": tail.gift_cards,
+        "checkout": checkout,
+    })
+}
+
 fn millis(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 impl RowCodec for CartRows {
     fn to_row(&self, key: &[u8], image: &[u8]) -> Result<CartRow, String> {
-        let image: CartImage =
-            postcard::from_bytes(image).map_err(|error| format!("undecodable image: {error}"))?;
+        let (image, tail) = split(image)?;
         let key = String::from_utf8_lossy(key);
         let user_id = (!image.guest).then(|| {
             key.strip_prefix(self.user_key_prefix.as_str())
@@ -110,7 +124,7 @@ impl RowCodec for CartRows {
             items: to_json(lines.collect()),
             saved: to_json(saved.collect()),
             unavailable: to_json(unavailable.collect()),
-            metadata: serde_json::json!({ "promo_codes": [], "gift_cards": [] }),
+            metadata: metadata(&tail),
             version: millis(image.version),
             created_at_ms: millis(image.created_at_ms),
             updated_at_ms: millis(image.updated_at_ms),
@@ -127,6 +141,20 @@ impl RowCodec for CartRows {
         let lines = from_json(&row.items, "items")?;
         let saved = from_json(&row.saved, "saved")?;
         let unavailable = from_json(&row.unavailable, "unavailable")?;
+        let codes = |name: &str| -> Result<Vec<Cow<'_, str>>, String> {
+            match row.metadata.get(name) {
+                None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+                Some(value) => Vec::<String>::deserialize(value)
+                    .map(|codes| codes.into_iter().map(Cow::Owned).collect())
+                    .map_err(|error| format!("metadata.{name}: {error}")),
+            }
+        };
+        // A checkout is not restored: a cart read back from PostgreSQL comes back active.
+        let tail = ImageTail {
+            promo_codes: codes("promo_codes")?,
+            gift_cards: codes("gift_cards")?,
+            checkout: None,
+        };
         let image = CartImage {
             format: IMAGE_FORMAT,
             version: row.version.max(1) as u64,
@@ -142,8 +170,6 @@ impl RowCodec for CartRows {
                 .collect(),
             unavailable: unavailable.iter().map(RowLine::image).collect(),
         };
-        Ok(postcard::to_allocvec(&image)
-            .expect("encoding into a Vec cannot fail")
-            .into())
+        Ok(join(&image, &tail).into())
     }
 }
