@@ -35,6 +35,12 @@ pub enum ErrorCode {
     Loading,
     /// A dependency is briefly unavailable; retry (`TRYAGAIN`).
     TryAgain,
+    /// A checkout token that does not match (`TOKEN`).
+    Token,
+    /// A promotion that is unknown, invalid or does not apply (`PROMO`).
+    Promo,
+    /// A gift card that is unknown or cannot be used (`GIFTCARD`).
+    GiftCard,
 }
 
 impl ErrorCode {
@@ -56,6 +62,9 @@ impl ErrorCode {
             ErrorCode::Frozen => "FROZEN",
             ErrorCode::Loading => "LOADING",
             ErrorCode::TryAgain => "TRYAGAIN",
+            ErrorCode::Token => "TOKEN",
+            ErrorCode::Promo => "PROMO",
+            ErrorCode::GiftCard => "GIFTCARD",
         }
     }
 }

@@ -84,6 +84,8 @@ pub struct CartsConfig {
     pub max_idempotency_keys: usize,
     /// Most carts the node holds; creating one more fails with `OOM` (about 140 bytes each).
     pub max_carts: usize,
+    /// How long CART.CHECKOUT freezes a cart when the command names no HOLD.
+    pub checkout_hold_s: u64,
 }
 
 impl Default for CartsConfig {
@@ -99,6 +101,7 @@ impl Default for CartsConfig {
             idempotency_ttl_s: 24 * 3600,
             max_idempotency_keys: 1_000_000,
             max_carts: 30_000_000,
+            checkout_hold_s: 900,
         }
     }
 }
@@ -291,6 +294,9 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&carts.max_qty_per_line) {
             return invalid("carts.max_qty_per_line must be 1..=1000000".into());
+        }
+        if !(1..=86_400).contains(&carts.checkout_hold_s) {
+            return invalid("carts.checkout_hold_s must be 1..=86400".into());
         }
         if carts.max_carts == 0 {
             return invalid("carts.max_carts must be at least 1".into());

@@ -22,6 +22,12 @@ pub const WRITE_BUFFER_BYTES_MAX: usize = 4 * 1024 * 1024;
 pub const NAMES_MAX: usize = 20_000_000;
 /// Product variants the catalog cache holds.
 pub const CATALOG_ENTRIES_MAX: usize = 10_000_000;
+/// Completed checkout tokens remembered so a retried CART.COMPLETE succeeds again.
+pub const COMPLETED_CHECKOUTS_MAX: usize = 1_000_000;
+/// Promo codes on one cart.
+pub const PROMO_CODES_PER_CART_MAX: usize = 10;
+/// Gift cards on one cart.
+pub const GIFT_CARDS_PER_CART_MAX: usize = 10;
 /// Timing wheel slots (1 s each): a deadline further out is re-armed when its slot comes round.
 pub const WHEEL_SLOTS: usize = 4096;
 /// Carts an expiry pass looks at per shard-lock hold, so expiry never stalls a shard for long.

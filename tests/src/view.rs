@@ -95,6 +95,18 @@ pub fn resp2_view_to_json(value: &Value) -> Json {
         let mut fields = Map::new();
         for (key, value) in flat_map(value) {
             let converted = match key.as_str() {
+                "promotions" => {
+                    // `applied` is a boolean here (0/1 in RESP2), an amount in `gift_cards`.
+                    let Value::Array(codes) = value else {
+                        panic!("{key} is an array")
+                    };
+                    let codes = codes.iter().map(|code| {
+                        let mut code = object(code);
+                        code["applied"] = json!(code["applied"] == json!(1));
+                        code
+                    });
+                    Json::Array(codes.collect())
+                }
                 "items" | "unavailable" | "saved" | "gift_cards" | "discounts" => {
                     let Value::Array(lines) = value else {
                         panic!("{key} is an array")
@@ -132,6 +144,8 @@ pub struct CartLine {
     pub price_changed: bool,
     /// `qty * unit_price`, minor units.
     pub line_total: i64,
+    /// This line's share of the cart's discounts, minor units.
+    pub discount: i64,
     /// When the line was first added, Unix ms.
     pub added_at_ms: i64,
 }
@@ -276,6 +290,7 @@ fn line(json: &Json) -> CartLine {
         price_at_add: line.int("price_at_add"),
         price_changed: line.bool("price_changed"),
         line_total: line.int("line_total"),
+        discount: line.int("discount"),
         added_at_ms: line.int("added_at_ms"),
     }
 }
@@ -416,6 +431,7 @@ mod tests {
             ("price_at_add", Value::Int(100)),
             ("price_changed", flag(true)),
             ("line_total", Value::Int(300)),
+            ("discount", Value::Int(0)),
             ("added_at_ms", Value::Int(7)),
         ]);
         let totals = map(["item_count", "subtotal", "discount", "gift_card", "total"]

@@ -44,7 +44,7 @@ async fn wrong_arity_names_the_command() {
 }
 
 /// An unknown command is `ERR unknown command 'FOO', with args beginning with: 'a' 'b' `, as
-/// Redis words it; not-yet-implemented commands are unknown too.
+/// Redis words it; a misspelt cart command is unknown too.
 #[tokio::test]
 async fn unknown_commands_are_named() {
     let cartd = Cartd::start(CONFIG);
@@ -58,8 +58,8 @@ async fn unknown_commands_are_named() {
     .await;
     refused(
         &mut conn,
-        &["CART.CHECKOUT", CART],
-        "ERR unknown command 'CART.CHECKOUT', with args beginning with: 'cart:bad'",
+        &["CART.CHEKOUT", CART],
+        "ERR unknown command 'CART.CHEKOUT', with args beginning with: 'cart:bad'",
     )
     .await;
     let mut raw = cartd.raw().await;

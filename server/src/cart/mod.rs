@@ -6,6 +6,7 @@ pub mod image;
 pub mod merge;
 pub mod names;
 pub mod packed;
+pub mod priced;
 pub mod row;
 pub mod view;
 
@@ -126,7 +127,7 @@ pub struct Checkout {
     pub token: Box<str>,
     /// The hold runs out at this time; the cart is active again after it.
     pub hold_until_ms: u64,
-    /// The frozen pricing ([`crate::cart::pricing::CartPricing`] encoded), shown until then.
+    /// The frozen pricing ([`crate::cart::priced::CartPricing`] encoded), shown until then.
     pub pricing: Box<[u8]>,
 }
 

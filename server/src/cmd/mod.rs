@@ -2,9 +2,11 @@
 //! `cmd/cart_add.rs`; the connection, keyspace and server commands share a file per group.
 
 mod cart_add;
+mod cart_checkout;
 mod cart_clear;
 mod cart_get;
 mod cart_merge;
+mod cart_promo;
 mod cart_remove;
 mod cart_restore;
 mod cart_save;
@@ -12,6 +14,7 @@ mod cart_set;
 mod catalog;
 pub mod connection;
 mod keyspace;
+mod pricing;
 mod server;
 mod snapshots;
 
@@ -38,6 +41,17 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::CatalogGet(cmd) => Ok(catalog::get(cmd, server)),
         Command::CatalogDel(cmd) => Ok(catalog::del(cmd, server)),
         Command::StockSet(cmd) => catalog::stock_set(cmd, server, now),
+        Command::PromoSet(cmd) => pricing::promo_set(cmd, server),
+        Command::PromoGet(cmd) => pricing::promo_get(cmd, server),
+        Command::PromoDel(cmd) => pricing::promo_del(cmd, server),
+        Command::GiftCardSet(cmd) => pricing::gift_card_set(cmd, server),
+        Command::GiftCardGet(cmd) => pricing::gift_card_get(cmd, server, now),
+        Command::GiftCardDel(cmd) => pricing::gift_card_del(cmd, server),
+        Command::CartPromo(cmd) => cart_promo::promo(cmd, server, now),
+        Command::CartGiftCard(cmd) => cart_promo::gift_card(cmd, server, now),
+        Command::CartCheckout(cmd) => cart_checkout::checkout(cmd, server, now, false),
+        Command::CartComplete(cmd) => cart_checkout::complete(cmd, server, now),
+        Command::CartRelease(cmd) => cart_checkout::release(cmd, server, now),
         Command::Shutdown(shutdown) => {
             tracing::info!(client = session.handle.id, "SHUTDOWN received");
             if let (Some(true), Some(durability)) = (shutdown.save, server.durability.get()) {

@@ -10,11 +10,12 @@ use persistence::{EventKind, TombstoneReason};
 use serde_json::json;
 
 use super::shard::Shard;
-use super::{check_version, event, Location, Store};
+use super::{check_version, event, frozen, Location, Store};
 use crate::cart::merge::merge;
 use crate::cart::view::Validation;
 use crate::cart::Cart;
 use crate::catalog::apply_plan;
+use crate::limits::GIFT_CARDS_PER_CART_MAX;
 
 impl Store {
     /// `CART.MERGE`.
@@ -31,15 +32,29 @@ impl Store {
         if let Some(reply) = self.replayed(&user_guard, user_at.hash, options, now_ms)? {
             return Ok(reply);
         }
-        let user_cart = self.live(&mut user_guard, user_at, &cmd.user_key, now_ms);
+        let mut user_cart = self.live(&mut user_guard, user_at, &cmd.user_key, now_ms);
         check_version(options, user_cart.as_ref())?;
+        if let Some(user) = user_cart.as_mut() {
+            if let Some(checkout) = user.frozen(now_ms) {
+                return Err(frozen(checkout.hold_until_ms));
+            }
+            user.end_checkout();
+        }
 
         let guest_shard: &mut Shard = match other_guard.as_deref_mut() {
             Some(shard) => shard,
             None => &mut user_guard,
         };
         self.reap(guest_shard, guest_at, &cmd.guest_key, now_ms);
-        let guest_cart = guest_shard.remove(guest_at.hash, &cmd.guest_key);
+        let mut guest_cart = guest_shard.remove(guest_at.hash, &cmd.guest_key);
+        if let Some(guest) = guest_cart.as_mut() {
+            if let Some(checkout) = guest.frozen(now_ms) {
+                let error = frozen(checkout.hold_until_ms);
+                guest_shard.insert(guest_at.hash, &cmd.guest_key, guest);
+                return Err(error);
+            }
+            guest.end_checkout();
+        }
 
         let (user, validation) = match (guest_cart, user_cart) {
             // Nothing to merge: safe to retry, the reply is the user cart as it is.
@@ -107,6 +122,8 @@ impl Store {
                 guest
             }
             Some(mut user) => {
+                let guest_codes = guest.promo_codes().to_vec();
+                let guest_cards = guest.gift_cards().to_vec();
                 let cap = |key| self.catalog.price_and_cap(key).1;
                 let report = merge(&mut user, guest, cmd.qty, &self.config.limits, cap);
                 if report.dropped_lines > 0 {
@@ -119,6 +136,12 @@ impl Store {
                 user.updated_at_ms = now_ms;
                 user.expires_at_ms = expires_at_ms;
                 self.validate_in_place(&mut user, now_ms);
+                self.keep_best_codes(&mut user, guest_codes, now_ms);
+                for card in &guest_cards {
+                    if user.gift_cards().len() < GIFT_CARDS_PER_CART_MAX {
+                        user.add_gift_card(card);
+                    }
+                }
                 user.debug_check(&self.config.limits);
                 user_shard.update(user_at.hash, &cmd.user_key, &user);
                 user
@@ -138,6 +161,19 @@ impl Store {
             merged,
         );
         user
+    }
+
+    /// Keeps the promo codes, the user cart's or the guest cart's, that give the merged cart
+    /// the larger discount; the user cart's on a tie.
+    fn keep_best_codes(&self, merged: &mut Cart, guest_codes: Vec<Box<str>>, now_ms: u64) {
+        if guest_codes.is_empty() || guest_codes == merged.promo_codes() {
+            return;
+        }
+        let with_user = self.price(merged, now_ms).discount;
+        let with_guest = self.price_with_codes(merged, &guest_codes, now_ms).discount;
+        if with_guest > with_user {
+            merged.set_promo_codes(guest_codes);
+        }
     }
 
     /// Validates a cart whose shard lock is held (the merge already counts as its change).

@@ -4,11 +4,13 @@
 //! completely, then applied, then the version moves on and the after-image goes to the
 //! write-ahead log, all under the shard lock.
 
+mod checkout;
 mod durable;
 mod idempotency;
 mod index;
 mod log;
 mod merge;
+mod pricing;
 mod shard;
 mod wheel;
 
@@ -19,10 +21,12 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use protocol::{CommandError, ErrorCode, Format, MutationOptions, Reply, ReplyMode};
 
+use crate::cart::priced::CartPricing;
 use crate::cart::view::{self, Validation};
 use crate::cart::{Cart, CartKind, CartLimits, Names};
 use crate::catalog::{apply_plan, Catalog};
 use crate::config::Config;
+use crate::pricing::registry::{GiftCards, Promotions};
 use crate::limits::{EXPIRE_CHECKS_PER_LOCK_MAX, VALIDATION_ATTEMPTS_MAX};
 use idempotency::Lookup;
 pub use log::{bare_event, event, take_appended_lsn};
@@ -50,6 +54,8 @@ pub struct StoreConfig {
     pub idempotency_max: usize,
     /// Carts the store holds at most; creating one more fails with `OOM`.
     pub carts_max: usize,
+    /// Checkout hold when CART.CHECKOUT names none.
+    pub checkout_hold_ms: u64,
 }
 
 impl From<&Config> for StoreConfig {
@@ -69,6 +75,7 @@ impl From<&Config> for StoreConfig {
             idempotency_ttl_ms: carts.idempotency_ttl_s * 1000,
             idempotency_max: carts.max_idempotency_keys,
             carts_max: carts.max_carts,
+            checkout_hold_ms: carts.checkout_hold_s * 1000,
         }
     }
 }
@@ -105,10 +112,16 @@ pub struct Store {
     pub names: Names,
     /// The catalog cache.
     pub catalog: Catalog,
+    /// Promotions by code (`PROMO.SET`).
+    pub promotions: Promotions,
+    /// Gift cards by code (`GIFTCARD.SET`) and their checkout holds.
+    pub gift_cards: GiftCards,
     /// Settings.
     pub config: StoreConfig,
     /// Counters.
     pub stats: StoreStats,
+    /// Checkouts completed recently (a retried COMPLETE succeeds again).
+    completed: Mutex<checkout::CompletedCheckouts>,
     /// The write-ahead log, once recovery has opened it (unit tests run without one).
     wal: OnceLock<Arc<Wal>>,
 }
@@ -139,8 +152,11 @@ impl Store {
             hasher: ahash::RandomState::new(),
             names: Names::default(),
             catalog: Catalog::default(),
+            promotions: Promotions::default(),
+            gift_cards: GiftCards::default(),
             config,
             stats: StoreStats::default(),
+            completed: Mutex::default(),
             wal: OnceLock::new(),
         }
     }
@@ -195,13 +211,39 @@ impl Store {
 
     /// Runs one mutation: idempotency replay, IFVERSION, then `apply` on the live cart (or
     /// `None`), then the version, times and TTL move on. `apply` must check everything before
-    /// it changes anything: an error leaves the cart as it was.
+    /// it changes anything: an error leaves the cart as it was. A cart frozen for checkout is
+    /// refused with `FROZEN`; one whose hold ran out is active again.
     pub fn mutate(
         &self,
         key: &[u8],
         options: &MutationOptions,
         now_ms: u64,
         event: Event,
+        apply: impl FnOnce(Option<&mut Cart>) -> Result<Outcome, CommandError>,
+    ) -> Result<Reply, CommandError> {
+        let apply = |cart: Option<&mut Cart>| match cart {
+            Some(cart) => {
+                if let Some(checkout) = cart.frozen(now_ms) {
+                    return Err(frozen(checkout.hold_until_ms));
+                }
+                // A hold that ran out: the change applies to the cart as it is again.
+                cart.end_checkout();
+                apply(Some(cart))
+            }
+            None => apply(None),
+        };
+        self.mutate_with(key, options, now_ms, event, Validation::Skipped, apply)
+    }
+
+    /// [`Store::mutate`] for the checkout commands, which see a frozen cart as it is;
+    /// `validation` is what the reply's view reports.
+    pub fn mutate_with(
+        &self,
+        key: &[u8],
+        options: &MutationOptions,
+        now_ms: u64,
+        event: Event,
+        validation: Validation,
         apply: impl FnOnce(Option<&mut Cart>) -> Result<Outcome, CommandError>,
     ) -> Result<Reply, CommandError> {
         let at = self.locate(key);
@@ -226,7 +268,7 @@ impl Store {
                 }
                 cart.expires_at_ms = expires_at_ms;
                 shard.update(at.hash, key, &cart);
-                self.reply_for(key, &cart, mode, format, now_ms, Validation::Skipped)
+                self.reply_for(key, &cart, mode, format, now_ms, validation)
             }
             None => {
                 let carts_max = self.config.carts_max;
@@ -328,7 +370,16 @@ impl Store {
         now_ms: u64,
         validation: Validation,
     ) -> Reply {
-        let view = view::render(key, cart, &self.names, now_ms, validation);
+        let view = match cart.frozen(now_ms) {
+            Some(checkout) => {
+                let pricing = CartPricing::decode(&checkout.pricing).unwrap_or_default();
+                view::render(key, cart, &self.names, now_ms, validation, &pricing, Some(checkout))
+            }
+            None => {
+                let pricing = self.price(cart, now_ms);
+                view::render(key, cart, &self.names, now_ms, validation, &pricing, None)
+            }
+        };
         match format {
             Format::Resp => view,
             Format::Json => Reply::Bulk(Bytes::from(view.to_json().to_string())),
@@ -353,9 +404,11 @@ impl Store {
                 let cached = cart.validated_at_ms > 0
                     && now_ms.saturating_sub(cart.validated_at_ms)
                         < self.config.validation_cache_ms;
-                if novalidate || cached {
+                // A cart in checkout shows what it was frozen with, never re-priced.
+                let frozen = cart.frozen(now_ms).is_some();
+                if novalidate || cached || frozen {
                     drop(shard);
-                    let validation = if novalidate {
+                    let validation = if novalidate && !frozen {
                         Validation::Skipped
                     } else {
                         Validation::Cached
@@ -516,6 +569,20 @@ impl Store {
     fn shard(&self, index: usize) -> parking_lot::MutexGuard<'_, Shard> {
         self.shards[index].lock()
     }
+}
+
+fn no_cart() -> CommandError {
+    CommandError::new(ErrorCode::NoCart, "no such cart")
+}
+
+/// The error for a change to a cart in checkout.
+pub fn frozen(hold_until_ms: u64) -> CommandError {
+    CommandError::new(
+        ErrorCode::Frozen,
+        format!(
+            "cart is in checkout until {hold_until_ms} (unix ms); CART.COMPLETE or CART.RELEASE it first"
+        ),
+    )
 }
 
 fn check_version(options: &MutationOptions, cart: Option<&Cart>) -> Result<(), CommandError> {

@@ -1,0 +1,80 @@
+//! `PROMO.SET/GET/DEL` and `GIFTCARD.SET/GET/DEL`: the server-wide promotions and gift cards.
+
+use protocol::{
+    CommandError, ErrorCode, GiftCardDel, GiftCardGet, GiftCardSet, PromoDel, PromoGet, PromoSet,
+    Reply,
+};
+
+use crate::pricing::promo::Promotion;
+use crate::server::Server;
+
+/// A promo or gift card code as text; codes are UTF-8.
+pub(super) fn code_text(code: &[u8], kind: ErrorCode) -> Result<&str, CommandError> {
+    std::str::from_utf8(code).map_err(|_| CommandError::new(kind, "the code is not UTF-8 text"))
+}
+
+/// `PROMO.SET code json`: validates the document, then defines or replaces the promotion.
+pub fn promo_set(cmd: PromoSet, server: &Server) -> Result<Reply, CommandError> {
+    let code = code_text(&cmd.code, ErrorCode::Promo)?;
+    let promo = Promotion::from_json(&cmd.json)
+        .map_err(|reason| CommandError::new(ErrorCode::Promo, reason))?;
+    server
+        .store
+        .promotions
+        .set(code, promo)
+        .map_err(CommandError::limit)?;
+    Ok(Reply::ok())
+}
+
+/// `PROMO.GET code`: the document as cartd understood it (JSON), or null.
+pub fn promo_get(cmd: PromoGet, server: &Server) -> Result<Reply, CommandError> {
+    let code = code_text(&cmd.code, ErrorCode::Promo)?;
+    Ok(match server.store.promotions.get(code) {
+        Some(promo) => Reply::Bulk(promo.to_json().to_string().into()),
+        None => Reply::Null,
+    })
+}
+
+/// `PROMO.DEL code`: 1 if it existed. Carts holding the code keep it, reported not applied.
+pub fn promo_del(cmd: PromoDel, server: &Server) -> Result<Reply, CommandError> {
+    let code = code_text(&cmd.code, ErrorCode::Promo)?;
+    Ok(Reply::Integer(i64::from(server.store.promotions.remove(code))))
+}
+
+/// `GIFTCARD.SET code balance currency`: defines a card or replaces its balance.
+pub fn gift_card_set(cmd: GiftCardSet, server: &Server) -> Result<Reply, CommandError> {
+    let code = code_text(&cmd.code, ErrorCode::GiftCard)?;
+    server
+        .store
+        .gift_cards
+        .set(code, cmd.balance, cmd.currency)
+        .map_err(CommandError::limit)?;
+    Ok(Reply::ok())
+}
+
+/// `GIFTCARD.GET code`: balance, currency, held (reserved by checkouts) and available; null
+/// for an unknown card.
+pub fn gift_card_get(cmd: GiftCardGet, server: &Server, now: u64) -> Result<Reply, CommandError> {
+    let code = code_text(&cmd.code, ErrorCode::GiftCard)?;
+    let Some(card) = server.store.gift_cards.get(code, now) else {
+        return Ok(Reply::Null);
+    };
+    Ok(Reply::Map(vec![
+        (Reply::from_static("balance"), Reply::Integer(card.balance)),
+        (
+            Reply::from_static("currency"),
+            Reply::text(card.currency.as_str()),
+        ),
+        (Reply::from_static("held"), Reply::Integer(card.held)),
+        (
+            Reply::from_static("available"),
+            Reply::Integer((card.balance - card.held).max(0)),
+        ),
+    ]))
+}
+
+/// `GIFTCARD.DEL code`: 1 if it existed.
+pub fn gift_card_del(cmd: GiftCardDel, server: &Server) -> Result<Reply, CommandError> {
+    let code = code_text(&cmd.code, ErrorCode::GiftCard)?;
+    Ok(Reply::Integer(i64::from(server.store.gift_cards.remove(code))))
+}

@@ -1,0 +1,243 @@
+//! The checkout handoff in the store (`CART.CHECKOUT`, `CART.COMPLETE`, `CART.RELEASE`).
+//!
+//! CHECKOUT re-prices the cart from the catalog (the caller has refreshed it from the upstream
+//! services first, if any), refuses a cart that cannot be bought, reserves what each gift card
+//! pays, and freezes the cart with a token and the pricing it was frozen at. COMPLETE deletes
+//! the cart and logs a `checkout` event; RELEASE (or the hold running out) makes it active
+//! again. All three may be retried: a frozen cart's CHECKOUT replies the same frozen view, a
+//! completed token's COMPLETE replies `+OK` again (remembered for the idempotency window),
+//! and RELEASE of an active cart replies the cart.
+
+use std::collections::{HashMap, VecDeque};
+
+use persistence::{EventKind, TombstoneReason};
+use protocol::{CommandError, ErrorCode, MutationOptions, Reply};
+use serde_json::json;
+
+use super::{check_version, event, Outcome, Store};
+use crate::cart::priced::CartPricing;
+use crate::cart::view::Validation;
+use crate::cart::{Cart, Checkout};
+use crate::catalog::apply_plan;
+use crate::limits::COMPLETED_CHECKOUTS_MAX;
+
+/// Checkouts completed recently, so a retried COMPLETE succeeds again: token to the hash of
+/// the cart's key and when the memory ends.
+#[derive(Debug, Default)]
+pub struct CompletedCheckouts {
+    by_token: HashMap<Box<str>, (u64, u64)>,
+    order: VecDeque<(Box<str>, u64)>,
+}
+
+impl CompletedCheckouts {
+    fn record(&mut self, token: &str, key_hash: u64, until_ms: u64, now_ms: u64) {
+        self.forget_old(now_ms);
+        if self.order.len() >= COMPLETED_CHECKOUTS_MAX {
+            if let Some((oldest, _)) = self.order.pop_front() {
+                self.by_token.remove(&oldest);
+            }
+        }
+        self.by_token.insert(token.into(), (key_hash, until_ms));
+        self.order.push_back((token.into(), until_ms));
+    }
+
+    fn completed(&self, token: &str, key_hash: u64, now_ms: u64) -> bool {
+        self.by_token
+            .get(token)
+            .is_some_and(|&(hash, until_ms)| hash == key_hash && until_ms > now_ms)
+    }
+
+    fn forget_old(&mut self, now_ms: u64) {
+        while self.order.front().is_some_and(|(_, until)| *until <= now_ms) {
+            if let Some((token, _)) = self.order.pop_front() {
+                self.by_token.remove(&token);
+            }
+        }
+    }
+}
+
+/// A fresh checkout token: 128 random bits in hex.
+fn new_token() -> Box<str> {
+    format!("{:032x}", rand::random::<u128>()).into()
+}
+
+fn wrong_token() -> CommandError {
+    CommandError::new(
+        ErrorCode::Token,
+        "the token is not this cart's checkout token",
+    )
+}
+
+impl Store {
+    /// `CART.CHECKOUT`: freezes the cart for `hold_ms`.
+    pub fn checkout(
+        &self,
+        key: &[u8],
+        options: &MutationOptions,
+        hold_ms: u64,
+        now_ms: u64,
+    ) -> Result<Reply, CommandError> {
+        let event = event(EventKind::Update, json!({ "reason": "checkout" }));
+        self.mutate_with(key, options, now_ms, event, Validation::Fresh, |cart| {
+            let cart = cart.ok_or_else(super::no_cart)?;
+            if cart.frozen(now_ms).is_some() {
+                return Ok(Outcome::Unchanged); // A retry: the same frozen view.
+            }
+            cart.end_checkout();
+            let plan = self.catalog.plan_for(cart);
+            apply_plan(cart, &plan);
+            check_buyable(cart, &self.names)?;
+            let token = new_token();
+            let hold_until_ms = now_ms + hold_ms;
+            let pricing = self.hold_gift_cards(cart, &token, hold_until_ms, now_ms);
+            cart.begin_checkout(Checkout {
+                token,
+                hold_until_ms,
+                pricing: pricing.encode().into(),
+            });
+            Ok(Outcome::Changed)
+        })
+    }
+
+    /// Prices the cart and reserves what each gift card pays under `token`. Another checkout
+    /// may have reserved a balance meanwhile; then the cart is priced again with what is left.
+    fn hold_gift_cards(
+        &self,
+        cart: &Cart,
+        token: &str,
+        hold_until_ms: u64,
+        now_ms: u64,
+    ) -> CartPricing {
+        let mut pricing = self.price(cart, now_ms);
+        for _ in 0..3 {
+            let short = pricing.gift_cards.iter().any(|card| {
+                card.applied > 0
+                    && self
+                        .gift_cards
+                        .hold(&card.code, token, card.applied, hold_until_ms, now_ms)
+                        < card.applied
+            });
+            if !short {
+                return pricing;
+            }
+            self.gift_cards.release(token);
+            pricing = self.price(cart, now_ms);
+        }
+        pricing
+    }
+
+    /// `CART.COMPLETE`: deletes the frozen cart and logs the `checkout` event.
+    pub fn complete(
+        &self,
+        key: &[u8],
+        token: &[u8],
+        order_id: Option<&[u8]>,
+        options: &MutationOptions,
+        now_ms: u64,
+    ) -> Result<Reply, CommandError> {
+        let token = std::str::from_utf8(token).map_err(|_| wrong_token())?;
+        let at = self.locate(key);
+        let mut shard = self.shards[at.shard].lock();
+        let cart = self.live(&mut shard, at, key, now_ms);
+        let done = || self.completed.lock().completed(token, at.hash, now_ms);
+        let Some(cart) = cart else {
+            return if done() {
+                Ok(Reply::ok())
+            } else {
+                Err(super::no_cart())
+            };
+        };
+        let Some(checkout) = cart.checkout().filter(|checkout| &*checkout.token == token) else {
+            return if done() {
+                Ok(Reply::ok())
+            } else {
+                Err(wrong_token())
+            };
+        };
+        if checkout.hold_until_ms <= now_ms {
+            return Err(CommandError::new(
+                ErrorCode::Token,
+                format!(
+                    "the checkout hold ran out at {} (unix ms); check the cart out again",
+                    checkout.hold_until_ms
+                ),
+            ));
+        }
+        check_version(options, Some(&cart))?;
+        let pricing = CartPricing::decode(&checkout.pricing).unwrap_or_default();
+        self.gift_cards.consume(token, now_ms);
+        shard.remove(at.hash, key);
+        let order_id = order_id.map(String::from_utf8_lossy);
+        let event = event(
+            EventKind::Checkout,
+            json!({
+                "token": token,
+                "order_id": order_id,
+                "currency": cart.currency.as_str(),
+                "subtotal": pricing.subtotal,
+                "discount": pricing.discount,
+                "gift_card": pricing.gift_card,
+                "total": pricing.total,
+            }),
+        );
+        self.log_tombstone(key, cart.version, TombstoneReason::CheckedOut, event);
+        let until_ms = now_ms + self.config.idempotency_ttl_ms;
+        self.completed
+            .lock()
+            .record(token, at.hash, until_ms, now_ms);
+        Ok(Reply::ok())
+    }
+
+    /// `CART.RELEASE`: ends the checkout, returning the gift card reservations.
+    pub fn release(
+        &self,
+        key: &[u8],
+        token: &[u8],
+        options: &MutationOptions,
+        now_ms: u64,
+    ) -> Result<Reply, CommandError> {
+        let event = event(EventKind::Update, json!({ "reason": "release" }));
+        self.mutate_with(key, options, now_ms, event, Validation::Skipped, |cart| {
+            let cart = cart.ok_or_else(super::no_cart)?;
+            let Some(checkout) = cart.checkout() else {
+                return Ok(Outcome::Unchanged); // Released already.
+            };
+            if checkout.token.as_bytes() != token {
+                return Err(wrong_token());
+            }
+            self.gift_cards.release(&checkout.token);
+            cart.end_checkout();
+            Ok(Outcome::Changed)
+        })
+    }
+}
+
+/// Refuses a cart with nothing to buy, or with lines that cannot be bought.
+fn check_buyable(cart: &Cart, names: &crate::cart::Names) -> Result<(), CommandError> {
+    if cart.lines.is_empty() {
+        return Err(CommandError::err("cart has no lines to check out"));
+    }
+    let unavailable = cart.unavailable();
+    if !unavailable.is_empty() {
+        let lines: Vec<String> = unavailable
+            .iter()
+            .map(|line| {
+                let why = if line.foreign_price {
+                    "priced in another currency"
+                } else {
+                    "out of stock"
+                };
+                format!(
+                    "{}/{} ({why})",
+                    names.resolve(line.key.product),
+                    names.resolve(line.key.variant)
+                )
+            })
+            .collect();
+        return Err(CommandError::err(format!(
+            "cart has unavailable lines: {}; remove them (CART.REMOVE ... FROM UNAVAILABLE) or restore them before checkout",
+            lines.join(", ")
+        )));
+    }
+    Ok(())
+}

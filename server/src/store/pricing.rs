@@ -1,0 +1,95 @@
+//! The store's side of pricing: a cart's lines, codes and gift cards turned into the engine's
+//! input (names resolved, promotions and balances looked up), and its result into the view's
+//! [`CartPricing`].
+
+use std::sync::Arc;
+
+use super::Store;
+use crate::cart::priced::CartPricing;
+use crate::cart::Cart;
+use crate::pricing::engine::{self, GiftCardInput, PriceInput, PricedLine, Reason};
+use crate::pricing::promo::Promotion;
+
+impl Store {
+    /// Prices `cart` with its own promo codes at `now_ms`.
+    pub fn price(&self, cart: &Cart, now_ms: u64) -> CartPricing {
+        self.price_with_codes(cart, cart.promo_codes(), now_ms)
+    }
+
+    /// Prices `cart` as if it held `codes` (MERGE compares the two carts' codes this way).
+    pub fn price_with_codes(&self, cart: &Cart, codes: &[Box<str>], now_ms: u64) -> CartPricing {
+        let automatic = self.promotions.automatic();
+        if codes.is_empty() && cart.gift_cards().is_empty() && automatic.is_empty() {
+            return CartPricing::plain(cart);
+        }
+        let lines = self.priced_lines(cart);
+        let promotions: Vec<Option<Arc<Promotion>>> =
+            codes.iter().map(|code| self.promotions.get(code)).collect();
+        let code_refs: Vec<(&str, Option<&Promotion>)> = codes
+            .iter()
+            .zip(&promotions)
+            .map(|(code, promo)| (&**code, promo.as_deref()))
+            .collect();
+        let automatic: Vec<(&str, &Promotion)> = automatic
+            .iter()
+            .map(|(code, promo)| (&**code, &**promo))
+            .collect();
+        let gift_cards: Vec<GiftCardInput> = cart
+            .gift_cards()
+            .iter()
+            .map(|code| GiftCardInput {
+                code,
+                card: self.gift_cards.available(code, now_ms),
+            })
+            .collect();
+        let input = PriceInput {
+            currency: cart.currency,
+            now_ms,
+            lines: &lines,
+            codes: &code_refs,
+            automatic: &automatic,
+            gift_cards: &gift_cards,
+        };
+        engine::price(&input).into()
+    }
+
+    /// Whether promo code `code` may be added to `cart` now; the reason when not.
+    pub fn check_promo(&self, cart: &Cart, code: &str, now_ms: u64) -> Result<(), Reason> {
+        let promo = self.promotions.get(code);
+        let lines = self.priced_lines(cart);
+        let codes = cart.promo_codes();
+        let promotions: Vec<Option<Arc<Promotion>>> =
+            codes.iter().map(|code| self.promotions.get(code)).collect();
+        let code_refs: Vec<(&str, Option<&Promotion>)> = codes
+            .iter()
+            .zip(&promotions)
+            .map(|(code, promo)| (&**code, promo.as_deref()))
+            .collect();
+        let automatic = self.promotions.automatic();
+        let automatic: Vec<(&str, &Promotion)> = automatic
+            .iter()
+            .map(|(code, promo)| (&**code, &**promo))
+            .collect();
+        let input = PriceInput {
+            currency: cart.currency,
+            now_ms,
+            lines: &lines,
+            codes: &code_refs,
+            automatic: &automatic,
+            gift_cards: &[],
+        };
+        engine::check_code(&input, code, promo.as_deref())
+    }
+
+    fn priced_lines<'a>(&'a self, cart: &Cart) -> Vec<PricedLine<'a>> {
+        cart.lines
+            .iter()
+            .map(|line| PricedLine {
+                product: self.names.resolve(line.key.product),
+                variant: self.names.resolve(line.key.variant),
+                qty: line.qty,
+                unit_price: line.unit_price,
+            })
+            .collect()
+    }
+}
