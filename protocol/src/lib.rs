@@ -15,10 +15,11 @@ mod request;
 
 pub use args::Args;
 pub use cmd::{
-    CartAdd, CartClear, CartGet, CartMerge, CartRemove, CartRestore, CartSave, CartSet, CatalogDel,
-    CatalogGet, CatalogSet, ClientCommand, ClientKill, Command, CommandCommand, CommandId,
-    CommandSpec, Currency, Format, Hello, LineId, LineList, MergeQty, MutationOptions, ReplyMode,
-    Scan, Shutdown, StockSet, COMMANDS,
+    CartAdd, CartCheckout, CartClear, CartComplete, CartGet, CartGiftCard, CartMerge, CartPromo,
+    CartRelease, CartRemove, CartRestore, CartSave, CartSet, CatalogDel, CatalogGet, CatalogSet,
+    ClientCommand, ClientKill, CodeAction, Command, CommandCommand, CommandId, CommandSpec,
+    Currency, Format, GiftCardDel, GiftCardGet, GiftCardSet, Hello, LineId, LineList, MergeQty,
+    MutationOptions, PromoDel, PromoGet, PromoSet, ReplyMode, Scan, Shutdown, StockSet, COMMANDS,
 };
 pub use error::{CommandError, ErrorCode};
 pub use reply::{Protocol, Reply};
