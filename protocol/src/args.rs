@@ -60,26 +60,33 @@ impl Args {
 
     /// A product and a variant id, each 1..=64 bytes of UTF-8.
     pub fn next_line_id(&mut self) -> Result<LineId, CommandError> {
-        let product = self.next_item_id("product")?;
-        let variant = self.next_item_id("variant")?;
+        let product = self.next_item_id("product id")?;
+        let variant = self.next_item_id("variant id")?;
         Ok(LineId { product, variant })
     }
 
     fn next_item_id(&mut self, what: &str) -> Result<Bytes, CommandError> {
-        let id = self.next_bytes()?;
-        if id.is_empty() {
-            return Err(CommandError::err(format!("{what} id must not be empty")));
-        }
-        if id.len() > ITEM_ID_BYTES_MAX {
-            return Err(CommandError::limit(format!(
-                "{what} id is {} bytes, the limit is {ITEM_ID_BYTES_MAX}",
-                id.len()
-            )));
-        }
+        let id = self.next_bounded(what, ITEM_ID_BYTES_MAX)?;
         if std::str::from_utf8(&id).is_err() {
-            return Err(CommandError::err(format!("{what} id must be valid UTF-8")));
+            return Err(CommandError::err(format!("{what} must be valid UTF-8")));
         }
         Ok(id)
+    }
+
+    /// An opaque identifier of 1..=`max_bytes` bytes (a promotion code, a checkout token, an
+    /// order id): empty is an `ERR` naming `what`, longer a `LIMIT`.
+    pub fn next_bounded(&mut self, what: &str, max_bytes: usize) -> Result<Bytes, CommandError> {
+        let value = self.next_bytes()?;
+        if value.is_empty() {
+            return Err(CommandError::err(format!("{what} must not be empty")));
+        }
+        if value.len() > max_bytes {
+            return Err(CommandError::limit(format!(
+                "{what} is {} bytes, the limit is {max_bytes}",
+                value.len()
+            )));
+        }
+        Ok(value)
     }
 
     /// A signed 64-bit integer.
@@ -107,10 +114,16 @@ impl Args {
 
     /// A price in minor units: 0..=PRICE_MINOR_MAX.
     pub fn next_price(&mut self) -> Result<i64, CommandError> {
+        self.next_minor_units("price")
+    }
+
+    /// An amount of money in minor units, 0..=PRICE_MINOR_MAX (a price, a gift card balance);
+    /// `what` names it in the error.
+    pub fn next_minor_units(&mut self, what: &str) -> Result<i64, CommandError> {
         let value = self.next_i64()?;
         if !(0..=PRICE_MINOR_MAX).contains(&value) {
             return Err(CommandError::err(format!(
-                "price must be between 0 and {PRICE_MINOR_MAX} minor units, got {value}"
+                "{what} must be between 0 and {PRICE_MINOR_MAX} minor units, got {value}"
             )));
         }
         Ok(value)

@@ -15,10 +15,11 @@ mod request;
 
 pub use args::Args;
 pub use cmd::{
-    CartAdd, CartClear, CartGet, CartMerge, CartRemove, CartRestore, CartSave, CartSet, CatalogDel,
-    CatalogGet, CatalogSet, ClientCommand, ClientKill, Command, CommandCommand, CommandId,
-    CommandSpec, Currency, Format, Hello, LineId, LineList, MergeQty, MutationOptions, ReplyMode,
-    Scan, Shutdown, StockSet, COMMANDS,
+    CartAdd, CartCheckout, CartClear, CartComplete, CartGet, CartGiftCard, CartMerge, CartPromo,
+    CartRelease, CartRemove, CartRestore, CartSave, CartSet, CatalogDel, CatalogGet, CatalogSet,
+    ClientCommand, ClientKill, CodeAction, Command, CommandCommand, CommandId, CommandSpec,
+    Currency, Format, GiftCardDel, GiftCardGet, GiftCardSet, Hello, LineId, LineList, MergeQty,
+    MutationOptions, PromoDel, PromoGet, PromoSet, ReplyMode, Scan, Shutdown, StockSet, COMMANDS,
 };
 pub use error::{CommandError, ErrorCode};
 pub use reply::{Protocol, Reply};
@@ -28,8 +29,16 @@ pub use request::{decode_request, FramingError, RequestLimits};
 pub const KEY_BYTES_MAX: usize = 256;
 /// Longest product or variant id, in bytes.
 pub const ITEM_ID_BYTES_MAX: usize = 64;
-/// Longest idempotency token, in bytes.
+/// Longest idempotency or checkout token, in bytes.
 pub const TOKEN_BYTES_MAX: usize = 64;
+/// Longest promotion or gift card code, in bytes.
+pub const CODE_BYTES_MAX: usize = 64;
+/// Longest order id `CART.COMPLETE` records, in bytes.
+pub const ORDER_ID_BYTES_MAX: usize = 128;
+/// Shortest checkout hold `CART.CHECKOUT ... HOLD` accepts, in seconds.
+pub const HOLD_S_MIN: u64 = 1;
+/// Longest checkout hold `CART.CHECKOUT ... HOLD` accepts, in seconds (one day).
+pub const HOLD_S_MAX: u64 = 86_400;
 /// Largest price accepted, in minor units: 10^12 keeps `qty * price` summed over a full cart
 /// far inside `i64` (999 * 10^12 * 200 lines < 2^63).
 pub const PRICE_MINOR_MAX: i64 = 1_000_000_000_000;

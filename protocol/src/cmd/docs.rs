@@ -99,9 +99,8 @@ fn word_doc(word: &str) -> ArgDoc {
     }
     let kind = match word {
         "key" | "guest_key" | "user_key" => "key",
-        "qty" | "n" | "count" | "cursor" | "version" | "price_minor" | "index" | "protover" => {
-            "integer"
-        }
+        "qty" | "n" | "count" | "cursor" | "version" | "price_minor" | "balance_minor"
+        | "seconds" | "index" | "protover" => "integer",
         _ => "string",
     };
     plain(word, kind, None)
@@ -138,6 +137,40 @@ impl ArgDoc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every row's syntax names as many required arguments as its arity asks for, so
+    /// `COMMAND DOCS` and the arity check agree.
+    #[test]
+    fn every_syntax_agrees_with_its_arity() {
+        for spec in crate::cmd::COMMANDS {
+            let docs = parse_syntax(spec.syntax);
+            let required = docs.iter().filter(|doc| !doc.optional).count();
+            assert_eq!(
+                required + 1,
+                spec.arity.unsigned_abs() as usize,
+                "{}",
+                spec.name
+            );
+            if spec.arity > 0 {
+                assert!(docs.iter().all(|doc| !doc.optional), "{}", spec.name);
+            }
+        }
+    }
+
+    #[test]
+    fn checkout_and_code_syntaxes_have_typed_arguments() {
+        let spec = |id: crate::CommandId| parse_syntax(id.spec().syntax);
+        let checkout = spec(crate::CommandId::CartCheckout);
+        assert_eq!(checkout[1].token.as_deref(), Some("HOLD"));
+        assert_eq!(checkout[1].kind, "integer");
+        let promo = spec(crate::CommandId::CartPromo);
+        assert_eq!(promo[1].kind, "oneof");
+        assert_eq!(promo[1].name, "add-or-remove");
+        assert_eq!(promo[2].kind, "string");
+        let complete = spec(crate::CommandId::CartComplete);
+        assert_eq!(complete[2].token.as_deref(), Some("ORDER"));
+        assert_eq!(spec(crate::CommandId::GiftCardSet)[1].kind, "integer");
+    }
 
     #[test]
     fn options_become_tokens_blocks_and_oneofs() {

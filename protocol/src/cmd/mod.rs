@@ -2,9 +2,11 @@
 //! per command. `CART.SET` is `cart_set` everywhere: its parser lives in `cart_set.rs`.
 
 mod cart_add;
+mod cart_checkout;
 mod cart_clear;
 mod cart_get;
 mod cart_merge;
+mod cart_promo;
 mod cart_remove;
 mod cart_restore;
 mod cart_save;
@@ -14,6 +16,7 @@ mod connection;
 pub mod docs;
 mod keyspace;
 mod options;
+mod pricing;
 mod server;
 mod table;
 
@@ -22,9 +25,11 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use bytes::Bytes;
 
 pub use cart_add::CartAdd;
+pub use cart_checkout::{CartCheckout, CartComplete, CartRelease};
 pub use cart_clear::CartClear;
 pub use cart_get::CartGet;
 pub use cart_merge::{CartMerge, MergeQty};
+pub use cart_promo::{CartGiftCard, CartPromo, CodeAction};
 pub use cart_remove::{CartRemove, LineList};
 pub use cart_restore::CartRestore;
 pub use cart_save::CartSave;
@@ -33,6 +38,7 @@ pub use catalog::{CatalogDel, CatalogGet, CatalogSet, StockSet};
 pub use connection::{ClientCommand, ClientKill, Hello};
 pub use keyspace::Scan;
 pub use options::{Currency, Format, LineId, MutationOptions, ReplyMode};
+pub use pricing::{GiftCardDel, GiftCardGet, GiftCardSet, PromoDel, PromoGet, PromoSet};
 pub use server::{CommandCommand, Shutdown};
 pub use table::{CommandId, CommandSpec, COMMANDS};
 
@@ -51,10 +57,21 @@ pub enum Command {
     CartMerge(CartMerge),
     CartSave(CartSave),
     CartRestore(CartRestore),
+    CartPromo(CartPromo),
+    CartGiftCard(CartGiftCard),
+    CartCheckout(CartCheckout),
+    CartComplete(CartComplete),
+    CartRelease(CartRelease),
     CatalogSet(CatalogSet),
     CatalogGet(CatalogGet),
     CatalogDel(CatalogDel),
     StockSet(StockSet),
+    PromoSet(PromoSet),
+    PromoGet(PromoGet),
+    PromoDel(PromoDel),
+    GiftCardSet(GiftCardSet),
+    GiftCardGet(GiftCardGet),
+    GiftCardDel(GiftCardDel),
     Ping(Option<Bytes>),
     Echo(Bytes),
     Hello(Hello),
@@ -126,10 +143,21 @@ impl Command {
             Command::CartMerge(_) => CommandId::CartMerge,
             Command::CartSave(_) => CommandId::CartSave,
             Command::CartRestore(_) => CommandId::CartRestore,
+            Command::CartPromo(_) => CommandId::CartPromo,
+            Command::CartGiftCard(_) => CommandId::CartGiftCard,
+            Command::CartCheckout(_) => CommandId::CartCheckout,
+            Command::CartComplete(_) => CommandId::CartComplete,
+            Command::CartRelease(_) => CommandId::CartRelease,
             Command::CatalogSet(_) => CommandId::CatalogSet,
             Command::CatalogGet(_) => CommandId::CatalogGet,
             Command::CatalogDel(_) => CommandId::CatalogDel,
             Command::StockSet(_) => CommandId::StockSet,
+            Command::PromoSet(_) => CommandId::PromoSet,
+            Command::PromoGet(_) => CommandId::PromoGet,
+            Command::PromoDel(_) => CommandId::PromoDel,
+            Command::GiftCardSet(_) => CommandId::GiftCardSet,
+            Command::GiftCardGet(_) => CommandId::GiftCardGet,
+            Command::GiftCardDel(_) => CommandId::GiftCardDel,
             Command::Ping(_) => CommandId::Ping,
             Command::Echo(_) => CommandId::Echo,
             Command::Hello(_) => CommandId::Hello,
@@ -172,6 +200,11 @@ impl Command {
             Command::CartMerge(cmd) => Some(&mut cmd.mutation),
             Command::CartSave(cmd) => Some(&mut cmd.mutation),
             Command::CartRestore(cmd) => Some(&mut cmd.mutation),
+            Command::CartPromo(cmd) => Some(&mut cmd.mutation),
+            Command::CartGiftCard(cmd) => Some(&mut cmd.mutation),
+            Command::CartCheckout(cmd) => Some(&mut cmd.mutation),
+            Command::CartComplete(cmd) => Some(&mut cmd.mutation),
+            Command::CartRelease(cmd) => Some(&mut cmd.mutation),
             _ => None,
         }
     }
@@ -187,10 +220,21 @@ fn parse_known(id: CommandId, args: &mut Args) -> Result<Command, CommandError> 
         CommandId::CartMerge => Command::CartMerge(CartMerge::parse(args)?),
         CommandId::CartSave => Command::CartSave(CartSave::parse(args)?),
         CommandId::CartRestore => Command::CartRestore(CartRestore::parse(args)?),
+        CommandId::CartPromo => Command::CartPromo(CartPromo::parse(args)?),
+        CommandId::CartGiftCard => Command::CartGiftCard(CartGiftCard::parse(args)?),
+        CommandId::CartCheckout => Command::CartCheckout(CartCheckout::parse(args)?),
+        CommandId::CartComplete => Command::CartComplete(CartComplete::parse(args)?),
+        CommandId::CartRelease => Command::CartRelease(CartRelease::parse(args)?),
         CommandId::CatalogSet => Command::CatalogSet(CatalogSet::parse(args)?),
         CommandId::CatalogGet => Command::CatalogGet(CatalogGet::parse(args)?),
         CommandId::CatalogDel => Command::CatalogDel(CatalogDel::parse(args)?),
         CommandId::StockSet => Command::StockSet(StockSet::parse(args)?),
+        CommandId::PromoSet => Command::PromoSet(PromoSet::parse(args)?),
+        CommandId::PromoGet => Command::PromoGet(PromoGet::parse(args)?),
+        CommandId::PromoDel => Command::PromoDel(PromoDel::parse(args)?),
+        CommandId::GiftCardSet => Command::GiftCardSet(GiftCardSet::parse(args)?),
+        CommandId::GiftCardGet => Command::GiftCardGet(GiftCardGet::parse(args)?),
+        CommandId::GiftCardDel => Command::GiftCardDel(GiftCardDel::parse(args)?),
         CommandId::Ping => Command::Ping(args.next_if_any()),
         CommandId::Echo => Command::Echo(args.next_bytes()?),
         CommandId::Hello => Command::Hello(Hello::parse(args)?),

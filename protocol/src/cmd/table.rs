@@ -13,10 +13,21 @@ pub enum CommandId {
     CartMerge,
     CartSave,
     CartRestore,
+    CartPromo,
+    CartGiftCard,
+    CartCheckout,
+    CartComplete,
+    CartRelease,
     CatalogSet,
     CatalogGet,
     CatalogDel,
     StockSet,
+    PromoSet,
+    PromoGet,
+    PromoDel,
+    GiftCardSet,
+    GiftCardGet,
+    GiftCardDel,
     Ping,
     Echo,
     Hello,
@@ -214,6 +225,66 @@ pub static COMMANDS: &[CommandSpec] = &[
         const_format_mutation::LINE
     ),
     row!(
+        CartPromo,
+        "cart.promo",
+        -4,
+        ["write", "denyoom", "fast"],
+        1,
+        1,
+        1,
+        "cart",
+        "Applies a promotion code to a cart, or drops it.",
+        const_format_mutation::CODE
+    ),
+    row!(
+        CartGiftCard,
+        "cart.giftcard",
+        -4,
+        ["write", "denyoom", "fast"],
+        1,
+        1,
+        1,
+        "cart",
+        "Applies a gift card to a cart, or drops it; the amount applied is min(balance, remaining total).",
+        const_format_mutation::CODE
+    ),
+    row!(
+        CartCheckout,
+        "cart.checkout",
+        -2,
+        ["write", "denyoom"],
+        1,
+        1,
+        1,
+        "cart",
+        "Validates the cart, then freezes it for checkout and returns the view with its checkout token.",
+        const_format_mutation::CHECKOUT
+    ),
+    row!(
+        CartComplete,
+        "cart.complete",
+        -3,
+        ["write", "fast"],
+        1,
+        1,
+        1,
+        "cart",
+        "Completes a checkout: deletes the frozen cart and records a checkout event.",
+        const_format_mutation::COMPLETE
+    ),
+    row!(
+        CartRelease,
+        "cart.release",
+        -3,
+        ["write", "fast"],
+        1,
+        1,
+        1,
+        "cart",
+        "Abandons a checkout: unfreezes the cart.",
+        const_format_mutation::RELEASE
+    ),
+    row!(
         CatalogSet,
         "catalog.set",
         -5,
@@ -260,6 +331,78 @@ pub static COMMANDS: &[CommandSpec] = &[
         "catalog",
         "Sets a product variant's stock level (0: out of stock).",
         "product variant n"
+    ),
+    row!(
+        PromoSet,
+        "promo.set",
+        3,
+        ["write", "denyoom", "fast"],
+        0,
+        0,
+        0,
+        "pricing",
+        "Defines or replaces a promotion from its JSON document.",
+        "code json"
+    ),
+    row!(
+        PromoGet,
+        "promo.get",
+        2,
+        ["readonly", "fast"],
+        0,
+        0,
+        0,
+        "pricing",
+        "Returns a promotion's JSON document, or null.",
+        "code"
+    ),
+    row!(
+        PromoDel,
+        "promo.del",
+        2,
+        ["write", "fast"],
+        0,
+        0,
+        0,
+        "pricing",
+        "Forgets a promotion.",
+        "code"
+    ),
+    row!(
+        GiftCardSet,
+        "giftcard.set",
+        4,
+        ["write", "denyoom", "fast"],
+        0,
+        0,
+        0,
+        "pricing",
+        "Creates a gift card or replaces its balance.",
+        "code balance_minor currency"
+    ),
+    row!(
+        GiftCardGet,
+        "giftcard.get",
+        2,
+        ["readonly", "fast"],
+        0,
+        0,
+        0,
+        "pricing",
+        "Returns a gift card's balance and currency, or null.",
+        "code"
+    ),
+    row!(
+        GiftCardDel,
+        "giftcard.del",
+        2,
+        ["write", "fast"],
+        0,
+        0,
+        0,
+        "pricing",
+        "Forgets a gift card.",
+        "code"
     ),
     row!(
         Ping,
@@ -553,6 +696,10 @@ mod const_format_mutation {
     pub const CLEAR: &str = with_mutation!("key");
     pub const MERGE: &str = with_mutation!("guest_key user_key [QTY MAX|SUM]");
     pub const LINE: &str = with_mutation!("key product variant");
+    pub const CODE: &str = with_mutation!("key ADD|REMOVE code");
+    pub const CHECKOUT: &str = with_mutation!("key [HOLD seconds]");
+    pub const COMPLETE: &str = with_mutation!("key token [ORDER order_id]");
+    pub const RELEASE: &str = with_mutation!("key token");
 }
 
 #[cfg(test)]
@@ -564,6 +711,17 @@ mod tests {
         for (index, spec) in COMMANDS.iter().enumerate() {
             assert_eq!(spec.id as usize, index, "{} is out of order", spec.name);
             assert!(spec.syntax.is_empty() || !spec.syntax.starts_with(' '));
+        }
+    }
+
+    #[test]
+    fn every_row_is_found_by_its_name() {
+        for spec in COMMANDS {
+            assert_eq!(spec.name, spec.name.to_ascii_lowercase());
+            assert_eq!(
+                CommandSpec::lookup(spec.name.as_bytes()).map(|found| found.id),
+                Some(spec.id)
+            );
         }
     }
 

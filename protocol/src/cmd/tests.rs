@@ -22,6 +22,11 @@ fn message(words: &[&str]) -> String {
     error(words).to_string()
 }
 
+/// A word of `len` bytes, for the length limits.
+fn long(len: usize) -> &'static str {
+    Box::leak("x".repeat(len).into_boxed_str())
+}
+
 #[test]
 fn unknown_command_names_the_arguments() {
     assert_eq!(
@@ -70,6 +75,18 @@ fn arity_errors_use_the_lower_case_name() {
         (&["CONFIG"][..], "config"),
         (&["AUTH"][..], "auth"),
         (&["RESET", "x"][..], "reset"),
+        (&["CART.PROMO", "k", "ADD"][..], "cart.promo"),
+        (&["CART.GIFTCARD", "k", "REMOVE"][..], "cart.giftcard"),
+        (&["CART.CHECKOUT"][..], "cart.checkout"),
+        (&["CART.COMPLETE", "k"][..], "cart.complete"),
+        (&["CART.RELEASE", "k"][..], "cart.release"),
+        (&["PROMO.SET", "c"][..], "promo.set"),
+        (&["PROMO.SET", "c", "{}", "x"][..], "promo.set"),
+        (&["PROMO.GET"][..], "promo.get"),
+        (&["PROMO.DEL", "a", "b"][..], "promo.del"),
+        (&["GIFTCARD.SET", "c", "100"][..], "giftcard.set"),
+        (&["GIFTCARD.GET"][..], "giftcard.get"),
+        (&["GIFTCARD.DEL", "a", "b"][..], "giftcard.del"),
     ] {
         assert_eq!(
             message(words),
@@ -424,4 +441,446 @@ fn same_request_same_fingerprint_other_request_other_fingerprint() {
         first,
         fingerprint(&["CART.ADD", "k", "p", "v", "2", "IDEMPOTENCY", "t"])
     );
+}
+
+#[test]
+fn promo_commands_parse_any_json_under_a_bounded_code() {
+    assert_eq!(
+        parse(&[
+            "promo.set",
+            "SAVE10",
+            r#"{"kind": "percent", "percent": 10}"#
+        ]),
+        Ok(Command::PromoSet(PromoSet {
+            code: Bytes::from("SAVE10"),
+            json: Bytes::from(r#"{"kind": "percent", "percent": 10}"#),
+        }))
+    );
+    // The server checks the document; the parser passes any bytes through.
+    assert!(matches!(
+        parse(&["PROMO.SET", "c", "not json"]),
+        Ok(Command::PromoSet(set)) if set.json == "not json"
+    ));
+    assert_eq!(
+        parse(&["Promo.Get", "SAVE10"]),
+        Ok(Command::PromoGet(PromoGet {
+            code: Bytes::from("SAVE10")
+        }))
+    );
+    assert_eq!(
+        parse(&["PROMO.DEL", "SAVE10"]),
+        Ok(Command::PromoDel(PromoDel {
+            code: Bytes::from("SAVE10")
+        }))
+    );
+    assert!(parse(&["PROMO.SET", long(64), "{}"]).is_ok());
+    for words in [
+        &["PROMO.SET", long(65), "{}"][..],
+        &["PROMO.GET", long(65)][..],
+        &["PROMO.DEL", long(65)][..],
+    ] {
+        let refused = error(words);
+        assert_eq!(refused.code, ErrorCode::Limit, "{words:?}");
+        assert_eq!(refused.message, "promo code is 65 bytes, the limit is 64");
+    }
+    for words in [
+        &["PROMO.SET", "", "{}"][..],
+        &["PROMO.GET", ""][..],
+        &["PROMO.DEL", ""][..],
+    ] {
+        assert_eq!(
+            message(words),
+            "ERR promo code must not be empty",
+            "{words:?}"
+        );
+    }
+}
+
+#[test]
+fn giftcard_commands_parse_a_balance_and_a_currency() {
+    assert_eq!(
+        parse(&["giftcard.set", "GC-1", "5000", "usd"]),
+        Ok(Command::GiftCardSet(GiftCardSet {
+            code: Bytes::from("GC-1"),
+            balance: 5000,
+            currency: Currency(*b"USD"),
+        }))
+    );
+    assert!(matches!(
+        parse(&["GIFTCARD.SET", "GC-1", "0", "EUR"]),
+        Ok(Command::GiftCardSet(set)) if set.balance == 0
+    ));
+    assert_eq!(
+        parse(&["GIFTCARD.GET", "GC-1"]),
+        Ok(Command::GiftCardGet(GiftCardGet {
+            code: Bytes::from("GC-1")
+        }))
+    );
+    assert_eq!(
+        parse(&["GiftCard.Del", "GC-1"]),
+        Ok(Command::GiftCardDel(GiftCardDel {
+            code: Bytes::from("GC-1")
+        }))
+    );
+    assert_eq!(
+        message(&["GIFTCARD.SET", "GC-1", "-1", "USD"]),
+        "ERR balance must be between 0 and 1000000000000 minor units, got -1"
+    );
+    assert_eq!(
+        message(&["GIFTCARD.SET", "GC-1", "1000000000001", "USD"]),
+        "ERR balance must be between 0 and 1000000000000 minor units, got 1000000000001"
+    );
+    assert_eq!(
+        message(&["GIFTCARD.SET", "GC-1", "ten", "USD"]),
+        "ERR value is not an integer or out of range"
+    );
+    assert!(message(&["GIFTCARD.SET", "GC-1", "10", "DOLLARS"]).starts_with("ERR currency must be"));
+    assert!(message(&["GIFTCARD.SET", "GC-1", "10", "U5D"]).starts_with("ERR currency must be"));
+    for words in [
+        &["GIFTCARD.SET", long(65), "10", "USD"][..],
+        &["GIFTCARD.GET", long(65)][..],
+        &["GIFTCARD.DEL", long(65)][..],
+    ] {
+        let refused = error(words);
+        assert_eq!(refused.code, ErrorCode::Limit, "{words:?}");
+        assert_eq!(
+            refused.message,
+            "gift card code is 65 bytes, the limit is 64"
+        );
+    }
+    assert_eq!(
+        message(&["GIFTCARD.SET", "", "10", "USD"]),
+        "ERR gift card code must not be empty"
+    );
+    assert_eq!(
+        message(&["GIFTCARD.GET", ""]),
+        "ERR gift card code must not be empty"
+    );
+}
+
+#[test]
+fn cart_promo_and_giftcard_read_an_action_a_code_and_options_in_any_order() {
+    let Ok(Command::CartPromo(promo)) = parse(&[
+        "cart.promo",
+        "cart:1",
+        "add",
+        "SAVE10",
+        "reply",
+        "version",
+        "IFVERSION",
+        "4",
+    ]) else {
+        panic!("not a promo")
+    };
+    assert_eq!(
+        (promo.key, promo.action, promo.code),
+        (
+            Bytes::from("cart:1"),
+            CodeAction::Add,
+            Bytes::from("SAVE10")
+        )
+    );
+    assert_eq!(promo.mutation.if_version, Some(4));
+    assert_eq!(promo.mutation.reply, ReplyMode::Version);
+    let Ok(Command::CartGiftCard(card)) = parse(&[
+        "CART.GIFTCARD",
+        "cart:1",
+        "Remove",
+        "GC-1",
+        "ifversion",
+        "4",
+        "REPLY",
+        "VERSION",
+    ]) else {
+        panic!("not a gift card")
+    };
+    assert_eq!(
+        (card.key, card.action, card.code),
+        (
+            Bytes::from("cart:1"),
+            CodeAction::Remove,
+            Bytes::from("GC-1")
+        )
+    );
+    assert_eq!(card.mutation, promo.mutation);
+    assert_eq!(
+        parse(&["CART.PROMO", "k", "ADD", "SAVE10"]),
+        Ok(Command::CartPromo(CartPromo {
+            key: Bytes::from("k"),
+            action: CodeAction::Add,
+            code: Bytes::from("SAVE10"),
+            mutation: MutationOptions::default(),
+        }))
+    );
+}
+
+#[test]
+fn cart_promo_and_giftcard_refuse_bad_input() {
+    for name in ["CART.PROMO", "CART.GIFTCARD"] {
+        for action in ["APPLY", "ADDD", "", "DEL"] {
+            assert_eq!(
+                message(&[name, "k", action, "c"]),
+                "ERR syntax error",
+                "{name} {action}"
+            );
+        }
+        assert_eq!(
+            message(&[name, "k", "ADD", "c", "HOLD", "5"]),
+            "ERR syntax error"
+        );
+        assert_eq!(
+            message(&[name, "k", "ADD", "c", "IFVERSION"]),
+            "ERR syntax error"
+        );
+        assert_eq!(error(&[name, "k", "ADD", long(65)]).code, ErrorCode::Limit);
+        assert!(parse(&[name, "k", "ADD", long(64)]).is_ok());
+        assert_eq!(error(&[name, "", "ADD", "c"]).code, ErrorCode::Err);
+        assert_eq!(error(&[name, long(257), "ADD", "c"]).code, ErrorCode::Limit);
+    }
+    assert_eq!(
+        message(&["CART.PROMO", "k", "REMOVE", ""]),
+        "ERR promo code must not be empty"
+    );
+    assert_eq!(
+        message(&["CART.GIFTCARD", "k", "REMOVE", ""]),
+        "ERR gift card code must not be empty"
+    );
+}
+
+#[test]
+fn cart_checkout_reads_hold_among_the_mutation_options() {
+    assert_eq!(
+        parse(&["CART.CHECKOUT", "cart:1"]),
+        Ok(Command::CartCheckout(CartCheckout {
+            key: Bytes::from("cart:1"),
+            hold_s: None,
+            mutation: MutationOptions::default(),
+        }))
+    );
+    let orders: [&[&str]; 3] = [
+        &["HOLD", "900", "IFVERSION", "2", "FORMAT", "JSON"],
+        &["ifversion", "2", "hold", "900", "format", "json"],
+        &["Format", "Json", "IfVersion", "2", "Hold", "900"],
+    ];
+    for options in orders {
+        let words: Vec<&str> = ["cart.checkout", "cart:1"]
+            .iter()
+            .chain(options)
+            .copied()
+            .collect();
+        let Ok(Command::CartCheckout(checkout)) = parse(&words) else {
+            panic!("not a checkout: {words:?}")
+        };
+        assert_eq!(checkout.hold_s, Some(900), "{words:?}");
+        assert_eq!(checkout.mutation.if_version, Some(2), "{words:?}");
+        assert_eq!(checkout.mutation.format, Format::Json, "{words:?}");
+    }
+    for (hold, expected) in [("1", 1), ("86400", 86_400)] {
+        assert!(matches!(
+            parse(&["CART.CHECKOUT", "k", "HOLD", hold]),
+            Ok(Command::CartCheckout(checkout)) if checkout.hold_s == Some(expected)
+        ));
+    }
+}
+
+#[test]
+fn cart_checkout_refuses_a_hold_out_of_range_or_repeated() {
+    for hold in ["0", "86401", "-5"] {
+        assert_eq!(
+            message(&["CART.CHECKOUT", "k", "HOLD", hold]),
+            format!("ERR HOLD must be between 1 and 86400 seconds, got {hold}")
+        );
+    }
+    assert_eq!(
+        message(&["CART.CHECKOUT", "k", "HOLD", "x"]),
+        "ERR value is not an integer or out of range"
+    );
+    assert_eq!(
+        message(&["CART.CHECKOUT", "k", "HOLD", "99999999999999999999"]),
+        "ERR value is not an integer or out of range"
+    );
+    assert_eq!(message(&["CART.CHECKOUT", "k", "HOLD"]), "ERR syntax error");
+    assert_eq!(
+        message(&[
+            "CART.CHECKOUT",
+            "k",
+            "HOLD",
+            "60",
+            "REPLY",
+            "NONE",
+            "hold",
+            "60"
+        ]),
+        "ERR syntax error"
+    );
+    assert_eq!(
+        message(&["CART.CHECKOUT", "k", "REPLY", "NONE", "REPLY", "CART"]),
+        "ERR syntax error"
+    );
+    assert_eq!(message(&["CART.CHECKOUT", "k", "60"]), "ERR syntax error");
+    assert_eq!(
+        message(&["CART.CHECKOUT", "k", "ORDER", "o"]),
+        "ERR syntax error"
+    );
+    assert_eq!(error(&["CART.CHECKOUT", long(257)]).code, ErrorCode::Limit);
+}
+
+#[test]
+fn cart_complete_reads_a_token_and_an_order_in_any_order() {
+    assert_eq!(
+        parse(&["CART.COMPLETE", "cart:1", "tok"]),
+        Ok(Command::CartComplete(CartComplete {
+            key: Bytes::from("cart:1"),
+            token: Bytes::from("tok"),
+            order_id: None,
+            mutation: MutationOptions::default(),
+        }))
+    );
+    let orders: [&[&str]; 2] = [
+        &["ORDER", "o-17", "IDEMPOTENCY", "t1", "REPLY", "NONE"],
+        &["reply", "none", "order", "o-17", "idempotency", "t1"],
+    ];
+    for options in orders {
+        let words: Vec<&str> = ["cart.complete", "cart:1", "tok"]
+            .iter()
+            .chain(options)
+            .copied()
+            .collect();
+        let Ok(Command::CartComplete(complete)) = parse(&words) else {
+            panic!("not a complete: {words:?}")
+        };
+        assert_eq!(complete.token, Bytes::from("tok"));
+        assert_eq!(complete.order_id, Some(Bytes::from("o-17")));
+        assert_eq!(complete.mutation.idempotency, Some(Bytes::from("t1")));
+        assert_eq!(complete.mutation.reply, ReplyMode::None);
+    }
+    assert!(parse(&["CART.COMPLETE", "k", long(64), "ORDER", long(128)]).is_ok());
+}
+
+#[test]
+fn cart_complete_refuses_bad_tokens_and_orders() {
+    let refused = error(&["CART.COMPLETE", "k", long(65)]);
+    assert_eq!(refused.code, ErrorCode::Limit);
+    assert_eq!(
+        refused.message,
+        "checkout token is 65 bytes, the limit is 64"
+    );
+    assert_eq!(
+        message(&["CART.COMPLETE", "k", ""]),
+        "ERR checkout token must not be empty"
+    );
+    let refused = error(&["CART.COMPLETE", "k", "tok", "ORDER", long(129)]);
+    assert_eq!(refused.code, ErrorCode::Limit);
+    assert_eq!(refused.message, "order id is 129 bytes, the limit is 128");
+    assert_eq!(
+        message(&["CART.COMPLETE", "k", "tok", "ORDER", ""]),
+        "ERR order id must not be empty"
+    );
+    assert_eq!(
+        message(&["CART.COMPLETE", "k", "tok", "ORDER"]),
+        "ERR syntax error"
+    );
+    assert_eq!(
+        message(&["CART.COMPLETE", "k", "tok", "ORDER", "a", "order", "b"]),
+        "ERR syntax error"
+    );
+    assert_eq!(
+        message(&["CART.COMPLETE", "k", "tok", "HOLD", "5"]),
+        "ERR syntax error"
+    );
+    assert_eq!(
+        message(&["CART.COMPLETE", "k", "tok", "o-17"]),
+        "ERR syntax error"
+    );
+}
+
+#[test]
+fn cart_release_reads_a_token_and_mutation_options_only() {
+    let Ok(Command::CartRelease(release)) = parse(&[
+        "cart.release",
+        "cart:1",
+        "tok",
+        "reply",
+        "version",
+        "IFVERSION",
+        "3",
+    ]) else {
+        panic!("not a release")
+    };
+    assert_eq!(
+        (release.key, release.token),
+        (Bytes::from("cart:1"), Bytes::from("tok"))
+    );
+    assert_eq!(release.mutation.reply, ReplyMode::Version);
+    assert_eq!(release.mutation.if_version, Some(3));
+    assert_eq!(
+        error(&["CART.RELEASE", "k", long(65)]).code,
+        ErrorCode::Limit
+    );
+    assert_eq!(
+        message(&["CART.RELEASE", "k", ""]),
+        "ERR checkout token must not be empty"
+    );
+    assert_eq!(
+        message(&["CART.RELEASE", "k", "tok", "ORDER", "o"]),
+        "ERR syntax error"
+    );
+    assert_eq!(
+        message(&[
+            "CART.RELEASE",
+            "k",
+            "tok",
+            "IFVERSION",
+            "1",
+            "IFVERSION",
+            "1"
+        ]),
+        "ERR syntax error"
+    );
+}
+
+#[test]
+fn new_commands_map_to_their_rows_and_new_mutations_carry_a_fingerprint() {
+    let cases: [(&[&str], CommandId); 11] = [
+        (
+            &["CART.PROMO", "k", "ADD", "c", "IDEMPOTENCY", "t"],
+            CommandId::CartPromo,
+        ),
+        (
+            &["CART.GIFTCARD", "k", "ADD", "c", "IDEMPOTENCY", "t"],
+            CommandId::CartGiftCard,
+        ),
+        (
+            &["CART.CHECKOUT", "k", "IDEMPOTENCY", "t"],
+            CommandId::CartCheckout,
+        ),
+        (
+            &["CART.COMPLETE", "k", "tok", "IDEMPOTENCY", "t"],
+            CommandId::CartComplete,
+        ),
+        (
+            &["CART.RELEASE", "k", "tok", "IDEMPOTENCY", "t"],
+            CommandId::CartRelease,
+        ),
+        (&["PROMO.SET", "c", "{}"], CommandId::PromoSet),
+        (&["PROMO.GET", "c"], CommandId::PromoGet),
+        (&["PROMO.DEL", "c"], CommandId::PromoDel),
+        (&["GIFTCARD.SET", "c", "1", "USD"], CommandId::GiftCardSet),
+        (&["GIFTCARD.GET", "c"], CommandId::GiftCardGet),
+        (&["GIFTCARD.DEL", "c"], CommandId::GiftCardDel),
+    ];
+    for (words, id) in cases {
+        let mut command = parse(words).unwrap();
+        assert_eq!(command.id(), id, "{words:?}");
+        assert_eq!(
+            id.spec().is_write(),
+            !words[0].ends_with(".GET"),
+            "{words:?}"
+        );
+        let cart_command = id.spec().first_key == 1;
+        assert_eq!(command.mutation_mut().is_some(), cart_command, "{words:?}");
+        if let Some(mutation) = command.mutation_mut() {
+            assert_ne!(mutation.fingerprint, 0, "{words:?}");
+        }
+    }
 }
