@@ -12,6 +12,7 @@ pub mod durability;
 pub mod info;
 pub mod limits;
 pub mod postgres;
+pub mod pricing;
 pub mod server;
 pub mod stats;
 pub mod store;

@@ -43,3 +43,26 @@ const _: () = assert!(REQUESTS_PER_BATCH_MAX >= 16);
 /// PostgreSQL connections, the listener): `maxclients` is lowered to fit the open-file limit
 /// less these.
 pub const FDS_RESERVED: u64 = 64;
+
+/// Promotions the server keeps; `PROMO.SET` of a new code beyond it is refused.
+pub const PROMOTIONS_MAX: usize = 100_000;
+/// Automatic promotions: every cart view evaluates each of them, so their number bounds the
+/// cost of pricing a cart.
+pub const PROMOTIONS_AUTOMATIC_MAX: usize = 100;
+/// Gift cards the server keeps; `GIFTCARD.SET` of a new code beyond it is refused.
+pub const GIFT_CARDS_MAX: usize = 1_000_000;
+/// Unexpired holds one gift card carries; a hold beyond it reserves nothing.
+pub const GIFT_CARD_HOLDS_MAX: usize = 64;
+/// Longest promotion or gift card code, in bytes.
+pub const CODE_BYTES_MAX: usize = 64;
+/// Entries in one product list of a promotion document.
+pub const PROMO_PRODUCTS_MAX: usize = 100;
+/// Longest promotion description, in characters.
+pub const PROMO_DESCRIPTION_CHARS_MAX: usize = 200;
+/// Largest money value in a promotion document or a gift card balance, in minor units (the
+/// largest price a line may have): products with line amounts stay far inside `i128`.
+pub const PROMO_MONEY_MINOR_MAX: i64 = protocol::PRICE_MINOR_MAX;
+/// Largest `qty` of a buy_x_get_y side.
+pub const PROMO_QTY_MAX: u32 = 100_000;
+
+const _: () = assert!(PROMOTIONS_AUTOMATIC_MAX <= PROMOTIONS_MAX);
