@@ -15,3 +15,4 @@ pub mod postgres;
 pub mod server;
 pub mod stats;
 pub mod store;
+pub mod upstream;

@@ -29,7 +29,7 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::CartAdd(cmd) => cart_add::apply(cmd, server, now),
         Command::CartSet(cmd) => cart_set::apply(cmd, server, now),
         Command::CartRemove(cmd) => cart_remove::apply(cmd, server, now),
-        Command::CartGet(cmd) => Ok(cart_get::apply(cmd, server, now)),
+        Command::CartGet(cmd) => Ok(cart_get::apply(cmd, server, now, session.upstream_stale)),
         Command::CartClear(cmd) => cart_clear::apply(cmd, server, now),
         Command::CartMerge(cmd) => cart_merge::apply(cmd, server, now),
         Command::CartSave(cmd) => cart_save::apply(cmd, server, now),
