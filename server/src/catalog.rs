@@ -1,5 +1,7 @@
 //! The catalog cache: prices, stock and per-cart limits that upstream systems push in
-//! (`CATALOG.SET`, `STOCK.SET`), and the validation that re-prices a cart from it.
+//! (`CATALOG.SET`, `STOCK.SET`) or that the HTTP services of `crate::upstream` answer, and the
+//! validation that re-prices a cart from it. Each entry remembers when its price and its stock
+//! were last refreshed, pushed or fetched, so a view fetches only what is out of date.
 //!
 //! Validation is planned from a copy of the cart's lines, without any shard lock held, and the
 //! plan is applied afterwards only if the cart is still at the version it was planned for.
@@ -21,6 +23,20 @@ pub struct CatalogEntry {
     pub max_qty: Option<u32>,
     /// Last change.
     pub updated_at_ms: u64,
+    /// When the price was last pushed or fetched (0: never), changed or not.
+    pub price_refreshed_at_ms: u64,
+    /// When the stock level was last pushed or fetched (0: never), changed or not.
+    pub stock_refreshed_at_ms: u64,
+}
+
+/// Which half of an entry a refresh is about: the catalog service answers prices (and
+/// limits), the inventory service stock levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Facet {
+    /// Price and per-cart limit.
+    Price,
+    /// Stock level.
+    Stock,
 }
 
 /// The server-wide catalog cache.
@@ -66,26 +82,90 @@ impl Catalog {
     ) -> Result<(), CommandError> {
         self.upsert(key, now_ms, |entry| {
             entry.price = Some(price);
+            entry.price_refreshed_at_ms = now_ms;
             if stock.is_some() {
                 entry.stock = stock;
+                entry.stock_refreshed_at_ms = now_ms;
             }
             if let Some(max_qty) = max_qty {
                 entry.max_qty = (max_qty > 0).then_some(max_qty);
             }
+            true
         })
     }
 
     /// `STOCK.SET`: sets the stock level, creating a price-less entry for an unknown variant
     /// (inventory and pricing are often pushed by different systems).
     pub fn set_stock(&self, key: LineKey, stock: u64, now_ms: u64) -> Result<(), CommandError> {
-        self.upsert(key, now_ms, |entry| entry.stock = Some(stock))
+        self.upsert(key, now_ms, |entry| {
+            entry.stock = Some(stock);
+            entry.stock_refreshed_at_ms = now_ms;
+            true
+        })
     }
 
+    /// Whether `key`'s `facet` must be fetched before a view at `now_ms`: never refreshed, or
+    /// refreshed `ttl_ms` or longer ago (a `ttl_ms` of 0: always).
+    pub fn due(&self, key: LineKey, facet: Facet, now_ms: u64, ttl_ms: u64) -> bool {
+        let Some(entry) = self.entries.get(&key) else {
+            return true;
+        };
+        let refreshed_at_ms = match facet {
+            Facet::Price => entry.price_refreshed_at_ms,
+            Facet::Stock => entry.stock_refreshed_at_ms,
+        };
+        refreshed_at_ms == 0 || now_ms.saturating_sub(refreshed_at_ms) >= ttl_ms
+    }
+
+    /// The catalog service's answer for one variant: its price and, when it sends one, its
+    /// per-cart limit (0 removes it), or `None` when the service does not know the variant
+    /// (the cached price stays). The refresh is recorded either way, so an unknown variant is
+    /// not asked for again within the price window.
+    pub fn refresh_price(
+        &self,
+        key: LineKey,
+        answer: Option<(Price, Option<u32>)>,
+        now_ms: u64,
+    ) -> Result<(), CommandError> {
+        self.upsert(key, now_ms, |entry| {
+            entry.price_refreshed_at_ms = now_ms;
+            let Some((price, max_qty)) = answer else {
+                return false;
+            };
+            let before = (entry.price, entry.max_qty);
+            entry.price = Some(price);
+            if let Some(max_qty) = max_qty {
+                entry.max_qty = (max_qty > 0).then_some(max_qty);
+            }
+            before != (entry.price, entry.max_qty)
+        })
+    }
+
+    /// The inventory service's answer for one variant: its stock level, or `None` when the
+    /// service does not know the variant (the cached level stays). Recorded either way.
+    pub fn refresh_stock(
+        &self,
+        key: LineKey,
+        stock: Option<u64>,
+        now_ms: u64,
+    ) -> Result<(), CommandError> {
+        self.upsert(key, now_ms, |entry| {
+            entry.stock_refreshed_at_ms = now_ms;
+            let changed = stock.is_some_and(|stock| entry.stock != Some(stock));
+            if stock.is_some() {
+                entry.stock = stock;
+            }
+            changed
+        })
+    }
+
+    /// Creates or changes one entry; `change` tells whether a value changed (the entry's
+    /// `updated_at_ms` moves only then).
     fn upsert(
         &self,
         key: LineKey,
         now_ms: u64,
-        change: impl FnOnce(&mut CatalogEntry),
+        change: impl FnOnce(&mut CatalogEntry) -> bool,
     ) -> Result<(), CommandError> {
         if !self.entries.contains_key(&key) && self.entries.len() >= CATALOG_ENTRIES_MAX {
             return Err(CommandError::limit(format!(
@@ -97,9 +177,12 @@ impl Catalog {
             stock: None,
             max_qty: None,
             updated_at_ms: now_ms,
+            price_refreshed_at_ms: 0,
+            stock_refreshed_at_ms: 0,
         });
-        change(&mut entry);
-        entry.updated_at_ms = now_ms;
+        if change(&mut entry) {
+            entry.updated_at_ms = now_ms;
+        }
         Ok(())
     }
 
@@ -162,4 +245,69 @@ pub fn apply_plan(cart: &mut Cart, plan: &ValidationPlan) -> bool {
         changed |= cart.lines.len() != before;
     }
     changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cart::Names;
+
+    fn usd(minor: i64) -> Price {
+        Price {
+            minor,
+            currency: Currency(*b"USD"),
+        }
+    }
+
+    #[test]
+    fn price_and_stock_windows_run_apart() {
+        let names = Names::default();
+        let key = LineKey {
+            product: names.intern(b"mug").unwrap(),
+            variant: names.intern(b"-").unwrap(),
+        };
+        let catalog = Catalog::default();
+        assert!(catalog.due(key, Facet::Price, 1_000, 60_000), "unknown");
+        catalog.set_stock(key, 3, 1_000).unwrap();
+        assert!(
+            catalog.due(key, Facet::Price, 1_000, 60_000),
+            "no price yet"
+        );
+        assert!(!catalog.due(key, Facet::Stock, 5_999, 5_000));
+        assert!(catalog.due(key, Facet::Stock, 6_000, 5_000));
+        catalog.refresh_price(key, None, 2_000).unwrap();
+        assert!(
+            !catalog.due(key, Facet::Price, 2_000, 60_000),
+            "asked: unknown upstream"
+        );
+        assert_eq!(catalog.get(key).unwrap().price, None);
+        assert_eq!(
+            catalog.get(key).unwrap().updated_at_ms,
+            1_000,
+            "nothing changed"
+        );
+        catalog
+            .refresh_price(key, Some((usd(899), Some(2))), 3_000)
+            .unwrap();
+        catalog.refresh_stock(key, None, 4_000).unwrap();
+        let entry = catalog.get(key).unwrap();
+        assert_eq!(
+            (entry.price, entry.max_qty, entry.stock),
+            (Some(usd(899)), Some(2), Some(3))
+        );
+        assert_eq!(entry.updated_at_ms, 3_000);
+        assert_eq!(entry.stock_refreshed_at_ms, 4_000);
+        assert!(
+            catalog.due(key, Facet::Price, 3_000, 0),
+            "a window of 0: always"
+        );
+        catalog
+            .refresh_price(key, Some((usd(899), None)), 5_000)
+            .unwrap();
+        assert_eq!(
+            catalog.get(key).unwrap().max_qty,
+            Some(2),
+            "no max_qty: kept"
+        );
+    }
 }

@@ -19,6 +19,8 @@ pub struct Config {
     pub persistence: PersistenceConfig,
     /// The PostgreSQL stream.
     pub postgres: PostgresConfig,
+    /// The HTTP catalog and inventory services.
+    pub upstream: UpstreamConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -192,6 +194,51 @@ impl PostgresConfig {
     }
 }
 
+/// `[upstream]`: the HTTP catalog and inventory services a cart view refreshes its lines from
+/// (contract in docs/UPSTREAM.md).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// The catalog service's batch endpoint (`http://...`); empty: no catalog service.
+    pub catalog_url: String,
+    /// The inventory service's batch endpoint (`http://...`); empty: no inventory service.
+    pub inventory_url: String,
+    /// Longest wait for one batch request, connecting included (ms).
+    pub timeout_ms: u64,
+    /// A price older than this is fetched again before a view (s).
+    pub price_ttl_s: u64,
+    /// A stock level older than this is fetched again before a view (s).
+    pub stock_ttl_s: u64,
+    /// Consecutive failures of a service that open its circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker refuses requests before it lets one trial through (ms).
+    pub breaker_cooldown_ms: u64,
+    /// Most items in one request; a view that needs more sends several.
+    pub batch_max: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            catalog_url: String::new(),
+            inventory_url: String::new(),
+            timeout_ms: 30,
+            price_ttl_s: 60,
+            stock_ttl_s: 5,
+            breaker_failures: 5,
+            breaker_cooldown_ms: 5_000,
+            batch_max: 500,
+        }
+    }
+}
+
+impl UpstreamConfig {
+    /// Whether either service is configured.
+    pub fn enabled(&self) -> bool {
+        !self.catalog_url.is_empty() || !self.inventory_url.is_empty()
+    }
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -329,6 +376,41 @@ impl Config {
         if postgres.cleanup_every_s == 0 {
             return invalid("postgres.cleanup_every_s must be at least 1");
         }
+        self.check_upstream()
+    }
+
+    fn check_upstream(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        let upstream = &self.upstream;
+        for (name, url) in [
+            ("catalog_url", &upstream.catalog_url),
+            ("inventory_url", &upstream.inventory_url),
+        ] {
+            if !url.is_empty() {
+                if let Err(error) = crate::upstream::parse_url(url) {
+                    return invalid(format!("upstream.{name}: {error}"));
+                }
+            }
+        }
+        if !(1..=60_000).contains(&upstream.timeout_ms) {
+            return invalid("upstream.timeout_ms must be 1..=60000".into());
+        }
+        let ttl_s_max = crate::limits::TTL_S_MAX;
+        if upstream.price_ttl_s > ttl_s_max || upstream.stock_ttl_s > ttl_s_max {
+            return invalid(format!(
+                "upstream.price_ttl_s and stock_ttl_s must be at most {ttl_s_max}"
+            ));
+        }
+        if upstream.breaker_failures == 0 {
+            return invalid("upstream.breaker_failures must be at least 1".into());
+        }
+        if upstream.breaker_cooldown_ms > 3_600_000 {
+            return invalid("upstream.breaker_cooldown_ms must be at most 3600000".into());
+        }
+        let batch_max = crate::limits::UPSTREAM_BATCH_ITEMS_MAX;
+        if !(1..=batch_max).contains(&upstream.batch_max) {
+            return invalid(format!("upstream.batch_max must be 1..={batch_max}"));
+        }
         Ok(())
     }
 }
@@ -351,5 +433,18 @@ mod tests {
         assert!(config.check().is_err());
         let config: Config = toml::from_str("[carts]\nmax_qty_per_line = 0\n").unwrap();
         assert!(config.check().is_err());
+        assert!(toml::from_str::<Config>("[upstream]\ncatalog = \"\"\n").is_err());
+        for url in [
+            "https://catalog.internal/batch",
+            "catalog.internal",
+            "http://",
+        ] {
+            let config: Config =
+                toml::from_str(&format!("[upstream]\ncatalog_url = \"{url}\"\n")).unwrap();
+            assert!(config.check().is_err(), "{url} is refused");
+        }
+        let config: Config =
+            toml::from_str("[upstream]\ninventory_url = \"http://127.0.0.1:9/stock\"\n").unwrap();
+        assert!(config.check().is_ok());
     }
 }

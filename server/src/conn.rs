@@ -16,8 +16,9 @@ use crate::limits::{
     WRITE_BUFFER_BYTES_MAX,
 };
 use crate::postgres::restore;
-use crate::server::Server;
+use crate::server::{now_ms, Server};
 use crate::stats::Sample;
+use crate::upstream::{self, ViewRefresh};
 
 /// Tells a client over `maxclients` why it is turned away, then closes.
 pub async fn refuse(mut stream: TcpStream) {
@@ -73,8 +74,9 @@ struct Connection {
     samples: Vec<Sample>,
     errors: u64,
     server: Arc<Server>,
-    /// A request held back while its cart is restored from PostgreSQL.
-    pending: Option<Vec<bytes::Bytes>>,
+    /// A request held back while a pre-step runs for it (a restore from PostgreSQL, an
+    /// upstream refresh), with the last pre-step done.
+    pending: Option<(Vec<bytes::Bytes>, PreStep)>,
     /// Why that restore failed, answered in place of the request.
     restore_failure: Option<protocol::CommandError>,
 }
@@ -89,6 +91,17 @@ enum Stop {
     BatchFull,
     /// The next request needs this user cart loaded from PostgreSQL first.
     Restore(bytes::Bytes),
+    /// The next request is a view whose lines the upstream services refresh first.
+    Upstream(ViewRefresh),
+}
+
+/// The pre-steps a request may need before it runs, in the order they run: a cart must be
+/// here (restored) before its lines can be refreshed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum PreStep {
+    None,
+    Restore,
+    Upstream,
 }
 
 impl Connection {
@@ -115,6 +128,10 @@ impl Connection {
                 Stop::BatchFull => continue,
                 Stop::Restore(key) => {
                     self.restore_on_miss(key).await;
+                    continue;
+                }
+                Stop::Upstream(refresh) => {
+                    self.refresh_upstream(refresh).await;
                     continue;
                 }
                 Stop::NeedInput => {}
@@ -149,10 +166,10 @@ impl Connection {
     fn handle_complete_requests(&mut self, limits: &RequestLimits) -> Stop {
         let mut handled = 0;
         while handled < REQUESTS_PER_BATCH_MAX && self.write.len() < WRITE_BUFFER_BYTES_MAX {
-            let (args, restore_checked) = match self.pending.take() {
-                Some(args) => (args, true),
+            let (args, done) = match self.pending.take() {
+                Some(pending) => pending,
                 None => match decode_request(&mut self.read, limits) {
-                    Ok(Some(args)) => (args, false),
+                    Ok(Some(args)) => (args, PreStep::None),
                     Ok(None) => return Stop::NeedInput,
                     Err(framing) => {
                         self.protocol_error(&framing.0);
@@ -164,9 +181,9 @@ impl Connection {
             if args.is_empty() {
                 continue;
             }
-            if !restore_checked {
+            if done < PreStep::Restore {
                 if let Some(key) = restore::missing_user_cart(&args, &self.server) {
-                    self.pending = Some(args);
+                    self.pending = Some((args, PreStep::Restore));
                     return Stop::Restore(key);
                 }
             }
@@ -175,8 +192,15 @@ impl Connection {
                 self.errors += 1;
                 continue;
             }
+            if done < PreStep::Upstream && self.session.authenticated {
+                if let Some(refresh) = upstream::before_view(&args, &self.server, now_ms()) {
+                    self.pending = Some((args, PreStep::Upstream));
+                    return Stop::Upstream(refresh);
+                }
+            }
             let started = Instant::now();
             let executed = dispatch::execute(args, &mut self.session, &self.server);
+            self.session.upstream_stale = false;
             if let Some(command) = executed.command {
                 let nanos = started.elapsed().as_nanos() as u64;
                 self.samples.push(Sample {
@@ -201,6 +225,28 @@ impl Connection {
     async fn restore_on_miss(&mut self, key: bytes::Bytes) {
         if let Err(error) = restore::load(&key, &self.server).await {
             self.restore_failure = Some(error);
+        }
+    }
+
+    /// Refreshes a view's lines from the upstream services before it runs; if that fails,
+    /// the view runs on what the cache holds and is marked stale.
+    async fn refresh_upstream(&mut self, refresh: ViewRefresh) {
+        let Some(upstream) = &self.server.upstream else {
+            return;
+        };
+        let store = &self.server.store;
+        let refreshed = upstream
+            .refresh(
+                &store.catalog,
+                &store.names,
+                &refresh.keys,
+                refresh.force,
+                now_ms(),
+            )
+            .await;
+        if let Err(error) = refreshed {
+            tracing::debug!(client = self.session.handle.id, %error, "view served stale");
+            self.session.upstream_stale = true;
         }
     }
 

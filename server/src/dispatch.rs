@@ -22,6 +22,9 @@ pub struct Session {
     pub close: bool,
     /// This connection in the registry.
     pub handle: Arc<ClientHandle>,
+    /// The upstream refresh run before the current request failed: its view is served from
+    /// the cache, marked stale. Set by the connection for one request, cleared after it.
+    pub upstream_stale: bool,
 }
 
 impl Session {
@@ -32,6 +35,7 @@ impl Session {
             authenticated: !password_required,
             close: false,
             handle,
+            upstream_stale: false,
         }
     }
 }

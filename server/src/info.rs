@@ -28,6 +28,7 @@ const ALL_SECTIONS: &[&str] = &[
     "commandstats",
     "latencystats",
     "keyspace",
+    "upstream",
 ];
 
 /// Renders the requested sections (none: the default set; `all`/`everything`: all).
@@ -62,6 +63,7 @@ pub fn render(server: &Server, requested: &[String]) -> String {
             "commandstats" => commandstats_section(server, &mut out),
             "latencystats" => latencystats_section(server, &mut out),
             "keyspace" => keyspace_section(server, &mut out),
+            "upstream" => upstream_section(server, &mut out),
             _ => {}
         }
     }
@@ -327,5 +329,13 @@ fn keyspace_section(server: &Server, out: &mut String) {
             "db0",
             format!("keys={carts},expires={carts},avg_ttl=0"),
         );
+    }
+}
+
+fn upstream_section(server: &Server, out: &mut String) {
+    out.push_str("# Upstream\r\n");
+    match &server.upstream {
+        Some(upstream) => upstream.info(out),
+        None => line(out, "upstream_enabled", 0),
     }
 }

@@ -16,3 +16,4 @@ pub mod pricing;
 pub mod server;
 pub mod stats;
 pub mod store;
+pub mod upstream;

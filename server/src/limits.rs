@@ -34,6 +34,15 @@ pub const WHEEL_SLOTS: usize = 4096;
 pub const EXPIRE_CHECKS_PER_LOCK_MAX: usize = 4096;
 /// Attempts of CART.GET to validate a cart that keeps changing underneath it.
 pub const VALIDATION_ATTEMPTS_MAX: usize = 3;
+/// Highest `upstream.batch_max` a configuration may set.
+pub const UPSTREAM_BATCH_ITEMS_MAX: usize = 10_000;
+/// Product variants waiting on an upstream request at once, per service; a view that would
+/// add more is served stale instead of sending more requests.
+pub const UPSTREAM_IN_FLIGHT_KEYS_MAX: usize = 100_000;
+/// Longest upstream response body read; a longer one is a failed request.
+pub const UPSTREAM_RESPONSE_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Idle keep-alive connections kept per upstream service.
+pub const UPSTREAM_IDLE_CONNECTIONS_MAX: usize = 64;
 /// How long shutdown waits for connections to finish their batch.
 pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
 

@@ -25,6 +25,7 @@ use crate::durability::{self, Durability};
 use crate::limits::{FDS_RESERVED, SHUTDOWN_GRACE_MS};
 use crate::stats::Stats;
 use crate::store::{Store, StoreConfig};
+use crate::upstream::Upstream;
 
 /// Everything connections share.
 pub struct Server {
@@ -52,6 +53,8 @@ pub struct Server {
     pub loading: AtomicBool,
     /// The log, snapshots and PostgreSQL, once recovery is done.
     pub durability: OnceLock<Durability>,
+    /// The HTTP catalog and inventory services, when `[upstream]` names any.
+    pub upstream: Option<Upstream>,
 }
 
 impl Server {
@@ -60,6 +63,7 @@ impl Server {
     pub fn new(config: Config, config_file: Option<PathBuf>, local_addr: SocketAddr) -> Server {
         Server {
             store: Store::new(StoreConfig::from(&config), now_ms()),
+            upstream: Upstream::new(&config.upstream),
             config,
             config_file,
             clients: Clients::default(),

@@ -12,6 +12,8 @@
 //! - [`cart`]: shorthand for the cart-command suites ([`w`], [`mutate`], [`cart_add`], [`lines`]).
 //! - [`mod@info`]: [`fn@info`] and the `name:value` fields of its text.
 //! - [`pg`]: [`TestDb`], a PostgreSQL database of a test's own.
+//! - [`mod@upstream`]: [`FakeUpstream`], the HTTP catalog and inventory services `[upstream]`
+//!   points at.
 
 #![warn(missing_docs)]
 
@@ -24,6 +26,7 @@ pub mod info;
 pub mod pg;
 pub mod process;
 pub mod raw;
+pub mod upstream;
 pub mod view;
 
 pub use cart::{
@@ -35,6 +38,7 @@ pub use info::{info, info_field, info_number};
 pub use pg::{PgCluster, TestDb};
 pub use process::{cartd_bin, Cartd, START_TIMEOUT};
 pub use raw::{encode_command, parse_reply, reply_length, RawConn, CLOSE_WAIT, RAW_WAIT};
+pub use upstream::{Behaviour, FakeUpstream, Service};
 pub use view::{
     cart_view, json_reply, resp2_view_to_json, resp3_to_json, view, view_json, CartLine, CartView,
     SavedLine, Totals,

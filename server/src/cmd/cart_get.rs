@@ -4,7 +4,10 @@ use protocol::{CartGet, Reply};
 
 use crate::server::Server;
 
-/// Runs `CART.GET`.
-pub fn apply(cmd: CartGet, server: &Server, now: u64) -> Reply {
-    server.store.get(&cmd.key, cmd.novalidate, cmd.format, now)
+/// Runs `CART.GET`. `upstream_stale`: the upstream services could not refresh this cart's
+/// lines just before (see `crate::upstream`), so a validating view is marked stale.
+pub fn apply(cmd: CartGet, server: &Server, now: u64, upstream_stale: bool) -> Reply {
+    server
+        .store
+        .get(&cmd.key, cmd.novalidate, cmd.format, now, upstream_stale)
 }

@@ -32,7 +32,7 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::CartAdd(cmd) => cart_add::apply(cmd, server, now),
         Command::CartSet(cmd) => cart_set::apply(cmd, server, now),
         Command::CartRemove(cmd) => cart_remove::apply(cmd, server, now),
-        Command::CartGet(cmd) => Ok(cart_get::apply(cmd, server, now)),
+        Command::CartGet(cmd) => Ok(cart_get::apply(cmd, server, now, session.upstream_stale)),
         Command::CartClear(cmd) => cart_clear::apply(cmd, server, now),
         Command::CartMerge(cmd) => cart_merge::apply(cmd, server, now),
         Command::CartSave(cmd) => cart_save::apply(cmd, server, now),
@@ -49,7 +49,7 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::GiftCardDel(cmd) => pricing::gift_card_del(cmd, server),
         Command::CartPromo(cmd) => cart_promo::promo(cmd, server, now),
         Command::CartGiftCard(cmd) => cart_promo::gift_card(cmd, server, now),
-        Command::CartCheckout(cmd) => cart_checkout::checkout(cmd, server, now, false),
+        Command::CartCheckout(cmd) => cart_checkout::checkout(cmd, server, now, session.upstream_stale),
         Command::CartComplete(cmd) => cart_checkout::complete(cmd, server, now),
         Command::CartRelease(cmd) => cart_checkout::release(cmd, server, now),
         Command::Shutdown(shutdown) => {

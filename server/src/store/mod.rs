@@ -23,7 +23,7 @@ use protocol::{CommandError, ErrorCode, Format, MutationOptions, Reply, ReplyMod
 
 use crate::cart::priced::CartPricing;
 use crate::cart::view::{self, Validation};
-use crate::cart::{Cart, CartKind, CartLimits, Names};
+use crate::cart::{Cart, CartKind, CartLimits, LineKey, Names};
 use crate::catalog::{apply_plan, Catalog};
 use crate::config::Config;
 use crate::pricing::registry::{GiftCards, Promotions};
@@ -388,8 +388,17 @@ impl Store {
 
     /// `CART.GET`: renews the TTL and returns the view, validated unless `novalidate` or
     /// cached. Pricing runs on a copy of the lines with no lock held; the result is applied
-    /// only if the cart did not change meanwhile.
-    pub fn get(&self, key: &[u8], novalidate: bool, format: Format, now_ms: u64) -> Reply {
+    /// only if the cart did not change meanwhile. `upstream_stale`: the upstream services
+    /// failed to refresh the cache, so the view is priced from it but marked stale, and the
+    /// validation is not cached (the next view tries again).
+    pub fn get(
+        &self,
+        key: &[u8],
+        novalidate: bool,
+        format: Format,
+        now_ms: u64,
+        upstream_stale: bool,
+    ) -> Reply {
         let at = self.locate(key);
         for _ in 0..VALIDATION_ATTEMPTS_MAX {
             let (version, currency, lines) = {
@@ -439,10 +448,15 @@ impl Store {
                 );
                 self.log_image(key, &cart, event);
             }
-            cart.validated_at_ms = now_ms.max(1);
+            let validation = if upstream_stale {
+                Validation::Stale
+            } else {
+                cart.validated_at_ms = now_ms.max(1);
+                Validation::Fresh
+            };
             shard.update(at.hash, key, &cart);
             drop(shard);
-            return self.render(key, &cart, format, now_ms, Validation::Fresh);
+            return self.render(key, &cart, format, now_ms, validation);
         }
         let shard = self.shards[at.shard].lock();
         match shard.find(at.hash, key) {
@@ -568,6 +582,25 @@ impl Store {
     /// Lock a shard by index (MERGE locks two).
     fn shard(&self, index: usize) -> parking_lot::MutexGuard<'_, Shard> {
         self.shards[index].lock()
+    }
+
+    /// The active lines of the cart a view is about to validate, read without renewing or
+    /// changing it, so the upstream services can be asked about them first. `None`: no cart,
+    /// or (unless `force`) its validation is still cached and the view will not validate.
+    pub fn line_keys_to_validate(
+        &self,
+        key: &[u8],
+        now_ms: u64,
+        force: bool,
+    ) -> Option<Vec<LineKey>> {
+        let at = self.locate(key);
+        let cart = self.shards[at.shard].lock().find(at.hash, key)?;
+        let cached = cart.validated_at_ms > 0
+            && now_ms.saturating_sub(cart.validated_at_ms) < self.config.validation_cache_ms;
+        if cart.expires_at_ms <= now_ms || (cached && !force) {
+            return None;
+        }
+        Some(cart.lines.iter().map(|line| line.key).collect())
     }
 }
 
