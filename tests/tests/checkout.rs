@@ -46,12 +46,18 @@ async fn checkout_freeze_complete_and_retries() {
     let frozen = checkout(&mut conn, "CART.CHECKOUT cart:42").await;
     assert_eq!(frozen["status"], "checkout", "{frozen}");
     assert_eq!(frozen["validation"], "fresh");
-    assert_eq!(frozen["items"][1]["unit_price"], 1400, "priced freshly at checkout");
+    assert_eq!(
+        frozen["items"][1]["unit_price"], 1400,
+        "priced freshly at checkout"
+    );
     assert_eq!(frozen["totals"]["total"], 52800);
     let token = token(&frozen);
     assert_eq!(token.len(), 32);
     let hold = frozen["checkout_expires_at_ms"].as_i64().expect("hold end");
-    assert!(hold > frozen["updated_at_ms"].as_i64().unwrap() + 899_000, "{frozen}");
+    assert!(
+        hold > frozen["updated_at_ms"].as_i64().unwrap() + 899_000,
+        "{frozen}"
+    );
 
     for args in [
         "CART.ADD cart:42 mug - 1",
@@ -67,24 +73,39 @@ async fn checkout_freeze_complete_and_retries() {
     ok(&mut conn, &w("CATALOG.SET tv - 1 USD")).await;
     let seen = get(&mut conn, CART).await;
     assert_eq!(seen["status"], "checkout");
-    assert_eq!(seen["items"][0]["unit_price"], 50000, "the frozen view is not re-priced");
+    assert_eq!(
+        seen["items"][0]["unit_price"], 50000,
+        "the frozen view is not re-priced"
+    );
     assert_eq!(seen["totals"], frozen["totals"]);
     assert_eq!(token_of(&seen), token);
 
     let again = checkout(&mut conn, "CART.CHECKOUT cart:42").await;
-    assert_eq!(token_of(&again), token, "a retried CHECKOUT is the same checkout");
+    assert_eq!(
+        token_of(&again),
+        token,
+        "a retried CHECKOUT is the same checkout"
+    );
     assert_eq!(again["version"], frozen["version"]);
 
     let other = "0".repeat(32);
     let refused = fails(&mut conn, &["CART.COMPLETE", CART, &other]).await;
     assert!(refused.starts_with("TOKEN "), "{refused}");
     assert_eq!(
-        ok(&mut conn, &["CART.COMPLETE", CART, &token, "ORDER", "ord-1"]).await,
+        ok(
+            &mut conn,
+            &["CART.COMPLETE", CART, &token, "ORDER", "ord-1"]
+        )
+        .await,
         Value::Okay
     );
     assert_eq!(ok(&mut conn, &w("CART.GET cart:42")).await, Value::Nil);
     assert_eq!(
-        ok(&mut conn, &["CART.COMPLETE", CART, &token, "ORDER", "ord-1"]).await,
+        ok(
+            &mut conn,
+            &["CART.COMPLETE", CART, &token, "ORDER", "ord-1"]
+        )
+        .await,
         Value::Okay,
         "a retried COMPLETE succeeds again"
     );
@@ -111,12 +132,18 @@ async fn release_unfreezes() {
     assert_eq!(released["status"], "active", "{released}");
     assert!(released.get("checkout_token").is_none());
     let again = mutate(&mut conn, &["CART.RELEASE", CART, &token]).await;
-    assert_eq!(again["version"], released["version"], "a retried RELEASE changes nothing");
+    assert_eq!(
+        again["version"], released["version"],
+        "a retried RELEASE changes nothing"
+    );
     mutate(&mut conn, &w("CART.ADD cart:42 mug - 1")).await;
     let second = checkout(&mut conn, "CART.CHECKOUT cart:42").await;
     assert_ne!(token_of(&second), token);
     let refused = fails(&mut conn, &["CART.COMPLETE", CART, &token]).await;
-    assert!(refused.starts_with("TOKEN "), "the released token is spent: {refused}");
+    assert!(
+        refused.starts_with("TOKEN "),
+        "the released token is spent: {refused}"
+    );
 }
 
 /// A hold that runs out unfreezes the cart by itself; its token can no longer complete it.
@@ -127,7 +154,9 @@ async fn hold_runs_out() {
     seed(&mut conn).await;
     let frozen = checkout(&mut conn, "CART.CHECKOUT cart:42 HOLD 1").await;
     let token = token(&frozen);
-    assert!(fails(&mut conn, &w("CART.ADD cart:42 mug - 1")).await.starts_with("FROZEN "));
+    assert!(fails(&mut conn, &w("CART.ADD cart:42 mug - 1"))
+        .await
+        .starts_with("FROZEN "));
     tokio::time::sleep(Duration::from_millis(1300)).await;
     let view = get(&mut conn, CART).await;
     assert_eq!(view["status"], "active", "{view}");
@@ -144,21 +173,32 @@ async fn hold_runs_out() {
 async fn checkout_refusals() {
     let cartd = Cartd::start_default();
     let mut conn = cartd.client(false).await;
-    assert!(fails(&mut conn, &w("CART.CHECKOUT cart:none")).await.starts_with("NOCART "));
+    assert!(fails(&mut conn, &w("CART.CHECKOUT cart:none"))
+        .await
+        .starts_with("NOCART "));
     seed(&mut conn).await;
     ok(&mut conn, &w("STOCK.SET tv - 0")).await;
     let refused = fails(&mut conn, &w("CART.CHECKOUT cart:42")).await;
-    assert!(refused.starts_with("ERR ") && refused.contains("tv/-"), "{refused}");
+    assert!(
+        refused.starts_with("ERR ") && refused.contains("tv/-"),
+        "{refused}"
+    );
     let view = get(&mut conn, CART).await;
     assert_eq!(view["status"], "active");
     assert_eq!(view["unavailable"][0]["product"], "tv");
     mutate(&mut conn, &w("CART.REMOVE cart:42 tv - FROM UNAVAILABLE")).await;
     mutate(&mut conn, &w("CART.CLEAR cart:42")).await;
     let refused = fails(&mut conn, &w("CART.CHECKOUT cart:42")).await;
-    assert!(refused.starts_with("ERR ") && refused.contains("no lines"), "{refused}");
+    assert!(
+        refused.starts_with("ERR ") && refused.contains("no lines"),
+        "{refused}"
+    );
     for bad in ["HOLD 0", "HOLD 86401", "HOLD soon"] {
         let args = format!("CART.CHECKOUT cart:42 {bad}");
-        assert!(fails(&mut conn, &w(&args)).await.starts_with("ERR "), "{bad}");
+        assert!(
+            fails(&mut conn, &w(&args)).await.starts_with("ERR "),
+            "{bad}"
+        );
     }
 }
 
@@ -181,7 +221,10 @@ async fn gift_cards_are_reserved_at_checkout() {
     let frozen = checkout(&mut conn, "CART.CHECKOUT cart:42").await;
     assert_eq!(frozen["totals"]["gift_card"], 53000);
     assert_eq!(frozen["totals"]["total"], 0);
-    assert_eq!(card(&mut conn).await, json!({"balance": 60000, "currency": "USD", "held": 53000, "available": 7000}));
+    assert_eq!(
+        card(&mut conn).await,
+        json!({"balance": 60000, "currency": "USD", "held": 53000, "available": 7000})
+    );
     // Another cart sees only what is left.
     mutate(&mut conn, &w("CART.ADD cart:7 tv - 1")).await;
     let other = mutate(&mut conn, &w("CART.GIFTCARD cart:7 ADD GC")).await;
@@ -192,20 +235,29 @@ async fn gift_cards_are_reserved_at_checkout() {
     let frozen = checkout(&mut conn, "CART.CHECKOUT cart:42").await;
     let token = token_of(&frozen);
     ok(&mut conn, &["CART.COMPLETE", CART, &token, "ORDER", "A-1"]).await;
-    assert_eq!(card(&mut conn).await, json!({"balance": 7000, "currency": "USD", "held": 0, "available": 7000}));
+    assert_eq!(
+        card(&mut conn).await,
+        json!({"balance": 7000, "currency": "USD", "held": 0, "available": 7000})
+    );
 }
 
-/// A frozen cart, its promo codes and gift cards survive a restart (they are in the log).
+/// A frozen cart and its promo codes survive a restart (they are in the log), even though the
+/// promotion itself, pushed into memory, is gone: the frozen pricing is the cart's.
 #[tokio::test]
 async fn checkout_survives_restart() {
     let mut cartd = Cartd::start_default();
     let mut conn = cartd.client(false).await;
-    ok(&mut conn, &w(r#"PROMO.SET TEN {"kind":"percent","percent":10}"#)).await;
+    ok(
+        &mut conn,
+        &w(r#"PROMO.SET TEN {"kind":"percent","percent":10}"#),
+    )
+    .await;
     seed(&mut conn).await;
     mutate(&mut conn, &w("CART.PROMO cart:42 ADD TEN")).await;
     let frozen = checkout(&mut conn, "CART.CHECKOUT cart:42").await;
     assert_eq!(frozen["totals"]["discount"], 5300);
     drop(conn);
+    assert!(cartd.stop_gracefully().success());
     cartd.restart();
     let mut conn = cartd.client(false).await;
     let seen = get(&mut conn, CART).await;

@@ -267,12 +267,21 @@ async fn a_completed_checkout_is_an_event_with_its_order_id() {
     let mut conn = cartd.client(false).await;
     let promo = r#"{"kind":"fixed","amount":299,"currency":"USD"}"#;
     ok(&mut conn, &["PROMO.SET", "OFF", promo]).await;
-    ok(&mut conn, &["CART.ADD", "cart:9", "mug", "-", "2", "PRICE", "1299", "CURRENCY", "USD"]).await;
+    ok(
+        &mut conn,
+        &[
+            "CART.ADD", "cart:9", "mug", "-", "2", "PRICE", "1299", "CURRENCY", "USD",
+        ],
+    )
+    .await;
     ok(&mut conn, &["CART.PROMO", "cart:9", "ADD", "OFF"]).await;
     let frozen = cartd_tests::json_reply(
         &ok(&mut conn, &["CART.CHECKOUT", "cart:9", "FORMAT", "JSON"]).await,
     );
-    let token = frozen["checkout_token"].as_str().expect("a token").to_string();
+    let token = frozen["checkout_token"]
+        .as_str()
+        .expect("a token")
+        .to_string();
     wait_for_sink(&mut conn).await;
     let (metadata,): (Json,) = sqlx::query_as("SELECT metadata FROM carts WHERE key = 'cart:9'")
         .fetch_one(&db.pool)
@@ -280,7 +289,11 @@ async fn a_completed_checkout_is_an_event_with_its_order_id() {
         .expect("the frozen cart's row");
     assert_eq!(metadata["promo_codes"], serde_json::json!(["OFF"]));
     assert_eq!(metadata["checkout"]["token"], token.as_str());
-    ok(&mut conn, &["CART.COMPLETE", "cart:9", &token, "ORDER", "order-77"]).await;
+    ok(
+        &mut conn,
+        &["CART.COMPLETE", "cart:9", &token, "ORDER", "order-77"],
+    )
+    .await;
     wait_for_sink(&mut conn).await;
     let (payload,): (Json,) = sqlx::query_as(
         "SELECT payload FROM cart_events WHERE cart_key = 'cart:9' AND kind = 'checkout'",
@@ -291,5 +304,9 @@ async fn a_completed_checkout_is_an_event_with_its_order_id() {
     assert_eq!(payload["order_id"], "order-77", "{payload}");
     assert_eq!(payload["token"], token.as_str());
     assert_eq!(payload["total"], 2 * 1299 - 299);
-    assert_eq!(db.count("SELECT count(*) FROM carts WHERE key = 'cart:9'").await, 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM carts WHERE key = 'cart:9'")
+            .await,
+        0
+    );
 }

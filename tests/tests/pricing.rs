@@ -66,7 +66,12 @@ fn discounts(view: &Json) -> Vec<(String, i64)> {
         .as_array()
         .expect("discounts")
         .iter()
-        .map(|d| (d["source"].as_str().unwrap().to_string(), d["amount"].as_i64().unwrap()))
+        .map(|d| {
+            (
+                d["source"].as_str().unwrap().to_string(),
+                d["amount"].as_i64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -158,7 +163,8 @@ async fn view_of(conn: &mut MultiplexedConnection, key: &str) -> Json {
 async fn automatic_bundle_applies_once_per_complete_set() {
     let cartd = Cartd::start_default();
     let mut conn = cartd.client(false).await;
-    let bundle = json!({"kind": "bundle", "products": ["tv", "soundbar"], "percent": 15, "automatic": true});
+    let bundle =
+        json!({"kind": "bundle", "products": ["tv", "soundbar"], "percent": 15, "automatic": true});
     promo_set(&mut conn, "tvset", bundle).await;
     add(&mut conn, CART, "tv", 2, 50000).await;
     let view = view(&mut conn, CART).await;
@@ -167,7 +173,11 @@ async fn automatic_bundle_applies_once_per_complete_set() {
     let view = cartd_tests::view(&mut conn, CART).await;
     assert_eq!(totals(&view), (120000, 10500, 0, 109500), "{view}");
     assert_eq!(discounts(&view), [("auto:tvset".to_string(), 10500)]);
-    assert_eq!(view["promo_codes"], json!([]), "automatic promotions are not codes");
+    assert_eq!(
+        view["promo_codes"],
+        json!([]),
+        "automatic promotions are not codes"
+    );
     assert_eq!(sum_of_line_discounts(&view), 10500);
     add(&mut conn, CART, "soundbar", 1, 20000).await;
     let view = cartd_tests::view(&mut conn, CART).await;
@@ -199,7 +209,10 @@ async fn buy_two_get_one_free() {
     promo_set(&mut conn, "SOCKS", b2g1).await;
     add(&mut conn, CART, "sock", 2, 500).await;
     let refused = fails(&mut conn, &w("CART.PROMO cart:42 ADD SOCKS")).await;
-    assert!(refused.starts_with("PROMO "), "two socks get nothing: {refused}");
+    assert!(
+        refused.starts_with("PROMO "),
+        "two socks get nothing: {refused}"
+    );
     for (qty, free) in [(3, 500), (5, 500), (6, 1000)] {
         let key = format!("cart:socks:{qty}");
         add(&mut conn, &key, "sock", qty, 500).await;
@@ -223,22 +236,28 @@ async fn stacking_rules() {
     let before = view(&mut conn, CART).await;
     let refused = fails(&mut conn, &w("CART.PROMO cart:42 ADD FIVE")).await;
     assert!(refused.starts_with("PROMO "), "{refused}");
-    assert_eq!(view(&mut conn, CART).await, before, "a refused code changes nothing");
+    assert_eq!(
+        view(&mut conn, CART).await,
+        before,
+        "a refused code changes nothing"
+    );
     let view = mutate(&mut conn, &w("CART.PROMO cart:42 ADD EXTRA")).await;
     assert_eq!(totals(&view), (10000, 1100, 0, 8900), "{view}");
     assert_eq!(view["promo_codes"], json!(["TEN", "EXTRA"]));
     // Removing TEN makes room for FIVE.
     mutate(&mut conn, &w("CART.PROMO cart:42 REMOVE TEN")).await;
     let view = mutate(&mut conn, &w("CART.PROMO cart:42 ADD FIVE")).await;
-    assert_eq!(totals(&view).1, 600, "{view}");
+    // In the order applied: EXTRA takes 100, then FIVE takes 5% of the 9900 left.
+    assert_eq!(totals(&view).1, 100 + 495, "{view}");
+    assert_eq!(view["promo_codes"], json!(["EXTRA", "FIVE"]));
     // Adding a code twice changes nothing.
     let version = view["version"].clone();
     let again = mutate(&mut conn, &w("CART.PROMO cart:42 ADD FIVE")).await;
     assert_eq!(again["version"], version);
 }
 
-/// Unknown, expired, not yet started, other-currency and below-minimum codes are refused with
-/// a reason; a code that stops applying later stays on the cart, reported as not applied.
+/// Unknown, expired, not yet started, other-currency, below-minimum and nothing-to-discount
+/// codes are refused with a reason, and the cart keeps no code.
 #[tokio::test]
 async fn codes_that_do_not_apply() {
     let cartd = Cartd::start_default();
@@ -246,37 +265,95 @@ async fn codes_that_do_not_apply() {
     add(&mut conn, CART, "tv", 1, 8000).await;
     add(&mut conn, CART, "mug", 1, 4000).await;
     let now = now_ms();
-    promo_set(&mut conn, "OLD", json!({"kind": "percent", "percent": 10, "ends_at_ms": now - 1000})).await;
-    promo_set(&mut conn, "SOON", json!({"kind": "percent", "percent": 10, "starts_at_ms": now + 3_600_000})).await;
-    promo_set(&mut conn, "EURO", json!({"kind": "percent", "percent": 10, "currency": "EUR"})).await;
-    promo_set(&mut conn, "BIG", json!({"kind": "percent", "percent": 10, "min_subtotal": 20000})).await;
-    promo_set(&mut conn, "MUGS", json!({"kind": "percent", "percent": 10, "products": ["cup"]})).await;
+    promo_set(
+        &mut conn,
+        "OLD",
+        json!({"kind": "percent", "percent": 10, "ends_at_ms": now - 1000}),
+    )
+    .await;
+    promo_set(
+        &mut conn,
+        "SOON",
+        json!({"kind": "percent", "percent": 10, "starts_at_ms": now + 3_600_000}),
+    )
+    .await;
+    promo_set(
+        &mut conn,
+        "EURO",
+        json!({"kind": "percent", "percent": 10, "currency": "EUR"}),
+    )
+    .await;
+    promo_set(
+        &mut conn,
+        "BIG",
+        json!({"kind": "percent", "percent": 10, "min_subtotal": 20000}),
+    )
+    .await;
+    promo_set(
+        &mut conn,
+        "MUGS",
+        json!({"kind": "percent", "percent": 10, "products": ["cup"]}),
+    )
+    .await;
     for code in ["NOPE", "OLD", "SOON", "EURO", "BIG", "MUGS"] {
         let refused = fails(&mut conn, &["CART.PROMO", CART, "ADD", code]).await;
         assert!(refused.starts_with("PROMO "), "{code}: {refused}");
     }
     assert_eq!(view(&mut conn, CART).await["promo_codes"], json!([]));
+}
 
-    promo_set(&mut conn, "MIN10K", json!({"kind": "fixed", "amount": 1000, "currency": "USD", "min_subtotal": 10000})).await;
+/// A code that stops applying (a line removed, its window ended, the promotion deleted) stays
+/// on the cart, reported as not applied with the reason, and applies again when it can.
+#[tokio::test]
+async fn codes_that_stop_applying_stay() {
+    let cartd = Cartd::start_default();
+    let mut conn = cartd.client(false).await;
+    add(&mut conn, CART, "tv", 1, 8000).await;
+    add(&mut conn, CART, "mug", 1, 4000).await;
+    promo_set(
+        &mut conn,
+        "MIN10K",
+        json!({"kind": "fixed", "amount": 1000, "currency": "USD", "min_subtotal": 10000}),
+    )
+    .await;
     let view = mutate(&mut conn, &w("CART.PROMO cart:42 ADD MIN10K")).await;
     assert_eq!(totals(&view).1, 1000);
     let view = mutate(&mut conn, &w("CART.REMOVE cart:42 mug -")).await;
-    assert_eq!(view["promo_codes"], json!(["MIN10K"]), "the code stays: {view}");
-    assert_eq!(promotion(&view, "MIN10K"), (false, 0, Some("min_subtotal".into())));
+    assert_eq!(
+        view["promo_codes"],
+        json!(["MIN10K"]),
+        "the code stays: {view}"
+    );
+    assert_eq!(
+        promotion(&view, "MIN10K"),
+        (false, 0, Some("min_subtotal".into()))
+    );
     assert_eq!(totals(&view), (8000, 0, 0, 8000));
     add(&mut conn, CART, "mug", 1, 4000).await;
     let view = cartd_tests::view(&mut conn, CART).await;
-    assert_eq!(promotion(&view, "MIN10K"), (true, 1000, None), "applies again");
+    assert_eq!(
+        promotion(&view, "MIN10K"),
+        (true, 1000, None),
+        "applies again"
+    );
 
     // A code that ends while on the cart, and one deleted while on the cart.
     promo_set(&mut conn, "BRIEF", json!({"kind": "fixed", "amount": 1, "currency": "USD", "stackable": true, "ends_at_ms": now_ms() + 1500})).await;
     mutate(&mut conn, &w("CART.PROMO cart:42 ADD BRIEF")).await;
     tokio::time::sleep(Duration::from_millis(1700)).await;
     let view = cartd_tests::view(&mut conn, CART).await;
-    assert_eq!(promotion(&view, "BRIEF"), (false, 0, Some("expired".into())), "{view}");
+    assert_eq!(
+        promotion(&view, "BRIEF"),
+        (false, 0, Some("expired".into())),
+        "{view}"
+    );
     assert_eq!(ok(&mut conn, &w("PROMO.DEL MIN10K")).await, Value::Int(1));
     let view = cartd_tests::view(&mut conn, CART).await;
-    assert_eq!(promotion(&view, "MIN10K"), (false, 0, Some("unknown".into())), "{view}");
+    assert_eq!(
+        promotion(&view, "MIN10K"),
+        (false, 0, Some("unknown".into())),
+        "{view}"
+    );
     assert_eq!(ok(&mut conn, &w("PROMO.DEL MIN10K")).await, Value::Int(0));
     assert_eq!(
         fails(&mut conn, &w("CART.PROMO cart:missing ADD BRIEF")).await,
@@ -295,14 +372,23 @@ async fn promotion_documents_are_validated() {
         (r#"{"kind": "percent", "percent": 10.5}"#, "percent"),
         (r#"{"kind": "bogus"}"#, "kind"),
         (r#"{"kind": "fixed", "amount": 500}"#, "currency"),
-        (r#"{"kind": "bundle", "products": ["tv"], "percent": 10}"#, "products"),
-        (r#"{"kind": "percent", "percent": 10, "starts_at_ms": 5, "ends_at_ms": 4}"#, "ends_at_ms"),
+        (
+            r#"{"kind": "bundle", "products": ["tv"], "percent": 10}"#,
+            "products",
+        ),
+        (
+            r#"{"kind": "percent", "percent": 10, "starts_at_ms": 5, "ends_at_ms": 4}"#,
+            "ends_at_ms",
+        ),
         ("not json", ""),
     ];
     for (document, field) in cases {
         let refused = fails(&mut conn, &["PROMO.SET", "BAD", document]).await;
         assert!(refused.starts_with("PROMO "), "{document}: {refused}");
-        assert!(refused.contains(field), "{document}: {refused} should name {field}");
+        assert!(
+            refused.contains(field),
+            "{document}: {refused} should name {field}"
+        );
     }
     assert_eq!(ok(&mut conn, &w("PROMO.GET BAD")).await, Value::Nil);
     let document = json!({"kind": "bundle", "products": ["tv", {"product": "soundbar", "variant": "black"}], "amount": 5000, "currency": "USD"});
@@ -313,7 +399,14 @@ async fn promotion_documents_are_validated() {
     let stored: Json = serde_json::from_slice(&stored).expect("JSON");
     assert_eq!(stored["kind"], "bundle");
     assert_eq!(stored["amount"], 5000);
-    assert_eq!(stored["products"][1]["variant"], "black");
+    assert_eq!(stored["stackable"], false, "defaults are filled in");
+    let products = stored["products"].as_array().expect("products");
+    assert_eq!(products.len(), 2);
+    assert!(products.contains(&json!("tv")), "{stored}");
+    assert!(
+        products.contains(&json!({"product": "soundbar", "variant": "black"})),
+        "{stored}"
+    );
 }
 
 /// MERGE keeps the promo code that gives the merged cart the larger discount; on a tie, the
@@ -338,7 +431,11 @@ async fn merge_keeps_the_better_code() {
     add(&mut conn, "cart:guest:2", "tv", 1, 10000).await;
     mutate(&mut conn, &w("CART.PROMO cart:guest:2 ADD G10")).await;
     let merged = mutate(&mut conn, &w("CART.MERGE cart:guest:2 cart:43")).await;
-    assert_eq!(merged["promo_codes"], json!(["U10"]), "a tie keeps the user's: {merged}");
+    assert_eq!(
+        merged["promo_codes"],
+        json!(["U10"]),
+        "a tie keeps the user's: {merged}"
+    );
 }
 
 /// `CATALOG.SET ... MAXQTY 2`: ADD and SET beyond it fail with LIMIT and change nothing;
@@ -347,13 +444,23 @@ async fn merge_keeps_the_better_code() {
 async fn purchase_limit_per_cart() {
     let cartd = Cartd::start_default();
     let mut conn = cartd.client(false).await;
-    ok(&mut conn, &w("CATALOG.SET phone - 99900 USD STOCK 100 MAXQTY 2")).await;
+    ok(
+        &mut conn,
+        &w("CATALOG.SET phone - 99900 USD STOCK 100 MAXQTY 2"),
+    )
+    .await;
     mutate(&mut conn, &w("CART.ADD cart:42 phone - 2")).await;
     let before = view(&mut conn, CART).await;
     let refused = fails(&mut conn, &w("CART.ADD cart:42 phone - 1")).await;
-    assert!(refused.starts_with("LIMIT ") && refused.contains("limit of 2"), "{refused}");
+    assert!(
+        refused.starts_with("LIMIT ") && refused.contains("limit of 2"),
+        "{refused}"
+    );
     let refused = fails(&mut conn, &w("CART.SET cart:42 phone - 3")).await;
-    assert!(refused.starts_with("LIMIT ") && refused.contains('2'), "{refused}");
+    assert!(
+        refused.starts_with("LIMIT ") && refused.contains('2'),
+        "{refused}"
+    );
     assert_eq!(view(&mut conn, CART).await, before, "nothing changed");
     mutate(&mut conn, &w("CART.ADD cart:guest:1 phone - 2")).await;
     let merged = mutate(&mut conn, &w("CART.MERGE cart:guest:1 cart:42 QTY SUM")).await;
@@ -366,8 +473,16 @@ async fn purchase_limit_per_cart() {
 async fn gift_cards_split_a_total() {
     let cartd = Cartd::start_default();
     let mut conn = cartd.client(true).await;
-    for (code, balance, currency) in [("GC1", "3000", "USD"), ("GC2", "10000", "USD"), ("EU", "5000", "EUR"), ("EMPTY", "0", "USD")] {
-        assert_eq!(ok(&mut conn, &["GIFTCARD.SET", code, balance, currency]).await, Value::Okay);
+    for (code, balance, currency) in [
+        ("GC1", "3000", "USD"),
+        ("GC2", "10000", "USD"),
+        ("EU", "5000", "EUR"),
+        ("EMPTY", "0", "USD"),
+    ] {
+        assert_eq!(
+            ok(&mut conn, &["GIFTCARD.SET", code, balance, currency]).await,
+            Value::Okay
+        );
     }
     add(&mut conn, CART, "boots", 1, 5000).await;
     mutate(&mut conn, &w("CART.GIFTCARD cart:42 ADD GC1")).await;
@@ -376,15 +491,30 @@ async fn gift_cards_split_a_total() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["code"].as_str().unwrap().into(), c["applied"].as_i64().unwrap()))
+        .map(|c| {
+            (
+                c["code"].as_str().unwrap().into(),
+                c["applied"].as_i64().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(cards, [("GC1".to_string(), 3000), ("GC2".to_string(), 2000)], "{view}");
+    assert_eq!(
+        cards,
+        [("GC1".to_string(), 3000), ("GC2".to_string(), 2000)],
+        "{view}"
+    );
     assert_eq!(totals(&view), (5000, 0, 5000, 0));
     let card = cartd_tests::resp3_to_json(&ok(&mut conn, &w("GIFTCARD.GET GC2")).await);
-    assert_eq!(card, json!({"balance": 10000, "currency": "USD", "held": 0, "available": 10000}));
+    assert_eq!(
+        card,
+        json!({"balance": 10000, "currency": "USD", "held": 0, "available": 10000})
+    );
     for (code, needle) in [("NONE", "unknown"), ("EU", "EUR"), ("EMPTY", "balance")] {
         let refused = fails(&mut conn, &["CART.GIFTCARD", CART, "ADD", code]).await;
-        assert!(refused.starts_with("GIFTCARD ") && refused.contains(needle), "{code}: {refused}");
+        assert!(
+            refused.starts_with("GIFTCARD ") && refused.contains(needle),
+            "{code}: {refused}"
+        );
     }
     let view = mutate(&mut conn, &w("CART.GIFTCARD cart:42 REMOVE GC1")).await;
     assert_eq!(totals(&view), (5000, 0, 5000, 0), "GC2 covers it all now");
@@ -392,5 +522,9 @@ async fn gift_cards_split_a_total() {
     assert_eq!(ok(&mut conn, &w("GIFTCARD.GET NONE")).await, Value::Nil);
     assert_eq!(ok(&mut conn, &w("GIFTCARD.DEL GC2")).await, Value::Int(1));
     let view = cartd_tests::view(&mut conn, CART).await;
-    assert_eq!(totals(&view), (5000, 0, 0, 5000), "a deleted card pays nothing: {view}");
+    assert_eq!(
+        totals(&view),
+        (5000, 0, 0, 5000),
+        "a deleted card pays nothing: {view}"
+    );
 }

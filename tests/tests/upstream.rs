@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use cartd_tests::{
     cart_add, encode_command, info, info_field, info_number, item, json_reply, lines, ok,
-    parse_reply, resp3_to_json, Behaviour, Cartd, FakeUpstream, RawConn, Service, WAIT,
+    parse_reply, resp3_to_json, w, Behaviour, Cartd, FakeUpstream, RawConn, Service, WAIT,
 };
 use redis::aio::MultiplexedConnection;
 use serde_json::Value as Json;
@@ -374,10 +374,25 @@ async fn novalidate_and_cached_views_ask_nothing_and_checkout_forces_a_fetch() {
     assert_eq!(get(&mut conn, "cart:1").await["validation"], "cached");
     assert_eq!(fake.count(Service::Catalog), 1);
     assert_eq!(fake.count(Service::Inventory), 1);
-    // Whatever CART.CHECKOUT replies, the lines were fetched anew before it ran.
-    let _ = cartd_tests::cmd(&mut conn, &["cart.checkout", "cart:1"]).await;
+    // CART.CHECKOUT asks anew, cache or not, and freezes the cart at the service's price.
+    fake.price("mug", "-", 520);
+    let frozen = json_reply(&ok(&mut conn, &w("cart.checkout cart:1 FORMAT JSON")).await);
     assert_eq!(fake.count(Service::Catalog), 2);
     assert_eq!(fake.count(Service::Inventory), 2);
+    assert_eq!(frozen["status"], "checkout");
+    assert_eq!(item(&frozen, "mug")["unit_price"], 520);
+    // A frozen cart is not re-priced, so neither its view nor a retried CHECKOUT asks.
+    get(&mut conn, "cart:1").await;
+    ok(&mut conn, &w("CART.CHECKOUT cart:1")).await;
+    assert_eq!(fake.count(Service::Catalog), 2);
+    let token = frozen["checkout_token"].as_str().expect("a token");
+    ok(&mut conn, &["CART.RELEASE", "cart:1", token]).await;
+    // With the catalog failing, CHECKOUT is refused: no checkout on unchecked prices.
+    fake.behave(Service::Catalog, Behaviour::Fail);
+    let refused = cartd_tests::fails(&mut conn, &w("CART.CHECKOUT cart:1")).await;
+    assert!(refused.starts_with("TRYAGAIN "), "{refused}");
+    assert_eq!(fake.count(Service::Catalog), 3);
+    assert_eq!(get(&mut conn, "cart:1").await["status"], "active");
 }
 
 /// Without `[upstream]` nothing is asked of anyone: INFO says so, and views validate

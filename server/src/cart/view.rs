@@ -76,7 +76,11 @@ pub fn render(
         field("version", int(cart.version)),
         field(
             "status",
-            Reply::from_static(if checkout.is_some() { "checkout" } else { "active" }),
+            Reply::from_static(if checkout.is_some() {
+                "checkout"
+            } else {
+                "active"
+            }),
         ),
         field("currency", Reply::text(cart.currency.as_str())),
         field("created_at_ms", int(cart.created_at_ms)),

@@ -20,7 +20,9 @@ pub fn checkout(
     }
     let hold_ms = cmd
         .hold_s
-        .map_or(server.store.config.checkout_hold_ms, |seconds| seconds * 1000);
+        .map_or(server.store.config.checkout_hold_ms, |seconds| {
+            seconds * 1000
+        });
     server.store.checkout(&cmd.key, &cmd.mutation, hold_ms, now)
 }
 
@@ -37,5 +39,7 @@ pub fn complete(cmd: CartComplete, server: &Server, now: u64) -> Result<Reply, C
 
 /// Runs `CART.RELEASE`.
 pub fn release(cmd: CartRelease, server: &Server, now: u64) -> Result<Reply, CommandError> {
-    server.store.release(&cmd.key, &cmd.token, &cmd.mutation, now)
+    server
+        .store
+        .release(&cmd.key, &cmd.token, &cmd.mutation, now)
 }

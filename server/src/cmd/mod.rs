@@ -49,7 +49,9 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::GiftCardDel(cmd) => pricing::gift_card_del(cmd, server),
         Command::CartPromo(cmd) => cart_promo::promo(cmd, server, now),
         Command::CartGiftCard(cmd) => cart_promo::gift_card(cmd, server, now),
-        Command::CartCheckout(cmd) => cart_checkout::checkout(cmd, server, now, session.upstream_stale),
+        Command::CartCheckout(cmd) => {
+            cart_checkout::checkout(cmd, server, now, session.upstream_stale)
+        }
         Command::CartComplete(cmd) => cart_checkout::complete(cmd, server, now),
         Command::CartRelease(cmd) => cart_checkout::release(cmd, server, now),
         Command::Shutdown(shutdown) => {

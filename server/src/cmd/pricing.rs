@@ -38,7 +38,9 @@ pub fn promo_get(cmd: PromoGet, server: &Server) -> Result<Reply, CommandError> 
 /// `PROMO.DEL code`: 1 if it existed. Carts holding the code keep it, reported not applied.
 pub fn promo_del(cmd: PromoDel, server: &Server) -> Result<Reply, CommandError> {
     let code = code_text(&cmd.code, ErrorCode::Promo)?;
-    Ok(Reply::Integer(i64::from(server.store.promotions.remove(code))))
+    Ok(Reply::Integer(i64::from(
+        server.store.promotions.remove(code),
+    )))
 }
 
 /// `GIFTCARD.SET code balance currency`: defines a card or replaces its balance.
@@ -76,5 +78,7 @@ pub fn gift_card_get(cmd: GiftCardGet, server: &Server, now: u64) -> Result<Repl
 /// `GIFTCARD.DEL code`: 1 if it existed.
 pub fn gift_card_del(cmd: GiftCardDel, server: &Server) -> Result<Reply, CommandError> {
     let code = code_text(&cmd.code, ErrorCode::GiftCard)?;
-    Ok(Reply::Integer(i64::from(server.store.gift_cards.remove(code))))
+    Ok(Reply::Integer(i64::from(
+        server.store.gift_cards.remove(code),
+    )))
 }

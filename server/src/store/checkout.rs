@@ -48,7 +48,11 @@ impl CompletedCheckouts {
     }
 
     fn forget_old(&mut self, now_ms: u64) {
-        while self.order.front().is_some_and(|(_, until)| *until <= now_ms) {
+        while self
+            .order
+            .front()
+            .is_some_and(|(_, until)| *until <= now_ms)
+        {
             if let Some((token, _)) = self.order.pop_front() {
                 self.by_token.remove(&token);
             }

@@ -26,8 +26,8 @@ use crate::cart::view::{self, Validation};
 use crate::cart::{Cart, CartKind, CartLimits, LineKey, Names};
 use crate::catalog::{apply_plan, Catalog};
 use crate::config::Config;
-use crate::pricing::registry::{GiftCards, Promotions};
 use crate::limits::{EXPIRE_CHECKS_PER_LOCK_MAX, VALIDATION_ATTEMPTS_MAX};
+use crate::pricing::registry::{GiftCards, Promotions};
 use idempotency::Lookup;
 pub use log::{bare_event, event, take_appended_lsn};
 use persistence::{Event, EventKind, TombstoneReason, Wal};
@@ -373,7 +373,15 @@ impl Store {
         let view = match cart.frozen(now_ms) {
             Some(checkout) => {
                 let pricing = CartPricing::decode(&checkout.pricing).unwrap_or_default();
-                view::render(key, cart, &self.names, now_ms, validation, &pricing, Some(checkout))
+                view::render(
+                    key,
+                    cart,
+                    &self.names,
+                    now_ms,
+                    validation,
+                    &pricing,
+                    Some(checkout),
+                )
             }
             None => {
                 let pricing = self.price(cart, now_ms);
@@ -597,7 +605,8 @@ impl Store {
         let cart = self.shards[at.shard].lock().find(at.hash, key)?;
         let cached = cart.validated_at_ms > 0
             && now_ms.saturating_sub(cart.validated_at_ms) < self.config.validation_cache_ms;
-        if cart.expires_at_ms <= now_ms || (cached && !force) {
+        // A cart in checkout is never re-priced: its view and a retried CHECKOUT are frozen.
+        if cart.expires_at_ms <= now_ms || (cached && !force) || cart.frozen(now_ms).is_some() {
             return None;
         }
         Some(cart.lines.iter().map(|line| line.key).collect())
