@@ -154,6 +154,8 @@ fn memory_section(server: &Server, out: &mut String) {
         "catalog_entries_max",
         crate::limits::CATALOG_ENTRIES_MAX,
     );
+    line(out, "promotions", server.store.promotions.len());
+    line(out, "gift_cards", server.store.gift_cards.len());
     line(out, "idempotency_keys", idempotency_keys);
     line(
         out,
