@@ -128,7 +128,7 @@ async fn view_fields_come_in_the_documented_order() {
     build_rich_cart(&mut resp2, "cart:1").await;
     let order: Vec<Json> = w(
         "id kind version status currency created_at_ms updated_at_ms \
-                              ttl_ms items unavailable saved promo_codes gift_cards discounts \
+                              ttl_ms items unavailable saved promo_codes promotions gift_cards discounts \
                               totals validation validated_at_ms",
     )
     .into_iter()
@@ -159,11 +159,12 @@ async fn view_fields_come_in_the_documented_order() {
         panic!("a line is a map: {:?}", items[0])
     };
     let line_keys: Vec<Json> = mug.iter().map(|(key, _)| resp3_to_json(key)).collect();
-    let line_order: Vec<Json> =
-        w("product variant qty unit_price price_at_add price_changed line_total added_at_ms")
-            .into_iter()
-            .map(Json::from)
-            .collect();
+    let line_order: Vec<Json> = w(
+        "product variant qty unit_price price_at_add price_changed line_total discount added_at_ms",
+    )
+    .into_iter()
+    .map(Json::from)
+    .collect();
     assert_eq!(line_keys, line_order);
     assert_eq!(mug[5].1, Value::Boolean(true), "{mug:?}");
 
@@ -179,7 +180,7 @@ async fn view_fields_come_in_the_documented_order() {
 }
 
 /// On the wire, RESP2 flattens the view into an array of bulk-string names and values with
-/// booleans as `:0`/`:1` and null as `$-1`; RESP3 sends a map (`%17`), booleans as `#f`/`#t`
+/// booleans as `:0`/`:1` and null as `$-1`; RESP3 sends a map (`%18`), booleans as `#f`/`#t`
 /// and null as `_`.
 #[tokio::test]
 async fn view_wire_bytes_in_resp2_and_resp3() {
@@ -189,10 +190,10 @@ async fn view_wire_bytes_in_resp2_and_resp3() {
     let mut raw = cartd.raw().await;
     let get = ["CART.GET", "cart:42", "NOVALIDATE"];
     let resp2 = String::from_utf8(raw.call(&get).await).expect("UTF-8");
-    let head = "*34\r\n$2\r\nid\r\n$7\r\ncart:42\r\n$4\r\nkind\r\n$4\r\nuser\r\n\
+    let head = "*36\r\n$2\r\nid\r\n$7\r\ncart:42\r\n$4\r\nkind\r\n$4\r\nuser\r\n\
                 $7\r\nversion\r\n:1\r\n$6\r\nstatus\r\n$6\r\nactive\r\n";
     assert!(resp2.starts_with(head), "{resp2:?}");
-    let items = "$5\r\nitems\r\n*1\r\n*16\r\n$7\r\nproduct\r\n$3\r\nmug\r\n";
+    let items = "$5\r\nitems\r\n*1\r\n*18\r\n$7\r\nproduct\r\n$3\r\nmug\r\n";
     assert!(resp2.contains(items), "{resp2:?}");
     assert!(
         resp2.contains("$13\r\nprice_changed\r\n:0\r\n"),
@@ -206,10 +207,10 @@ async fn view_wire_bytes_in_resp2_and_resp3() {
     raw.call(&["HELLO", "3"]).await;
     let resp3 = String::from_utf8(raw.call(&get).await).expect("UTF-8");
     assert!(
-        resp3.starts_with("%17\r\n$2\r\nid\r\n$7\r\ncart:42\r\n"),
+        resp3.starts_with("%18\r\n$2\r\nid\r\n$7\r\ncart:42\r\n"),
         "{resp3:?}"
     );
-    let items = "$5\r\nitems\r\n*1\r\n%8\r\n$7\r\nproduct\r\n$3\r\nmug\r\n";
+    let items = "$5\r\nitems\r\n*1\r\n%9\r\n$7\r\nproduct\r\n$3\r\nmug\r\n";
     assert!(resp3.contains(items), "{resp3:?}");
     assert!(
         resp3.contains("$13\r\nprice_changed\r\n#f\r\n"),
