@@ -46,6 +46,7 @@ async fn checkout_freeze_complete_and_retries() {
     let frozen = checkout(&mut conn, "CART.CHECKOUT cart:42").await;
     assert_eq!(frozen["status"], "checkout", "{frozen}");
     assert_eq!(frozen["validation"], "fresh");
+    assert!(frozen["validated_at_ms"].as_i64().is_some(), "{frozen}");
     assert_eq!(
         frozen["items"][1]["unit_price"], 1400,
         "priced freshly at checkout"

@@ -261,7 +261,11 @@ impl Store {
                 if let Outcome::Changed = apply(Some(&mut cart))? {
                     cart.version += 1;
                     cart.updated_at_ms = now_ms;
-                    cart.validated_at_ms = 0;
+                    // A change drops the validation, unless the change was one (CHECKOUT).
+                    cart.validated_at_ms = match validation {
+                        Validation::Fresh => now_ms.max(1),
+                        _ => 0,
+                    };
                     cart.debug_check(&self.config.limits);
                     cart.expires_at_ms = expires_at_ms;
                     self.log_image(key, &cart, event);
