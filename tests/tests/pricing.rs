@@ -297,8 +297,16 @@ async fn codes_that_do_not_apply() {
     .await;
     for code in ["NOPE", "OLD", "SOON", "EURO", "BIG", "MUGS"] {
         let refused = fails(&mut conn, &["CART.PROMO", CART, "ADD", code]).await;
-        assert!(refused.starts_with("PROMO "), "{code}: {refused}");
+        let named = format!("PROMO code {code}: ");
+        assert!(refused.starts_with(&named), "{code}: {refused}");
     }
+    let refused = fails(&mut conn, &w("CART.PROMO cart:42 ADD OLD")).await;
+    assert!(refused.contains("expired"), "{refused}");
+    let refused = fails(&mut conn, &w("CART.PROMO cart:42 ADD BIG")).await;
+    assert!(
+        refused.contains("20000") && refused.contains("12000"),
+        "{refused}"
+    );
     assert_eq!(view(&mut conn, CART).await["promo_codes"], json!([]));
 }
 
@@ -410,7 +418,7 @@ async fn promotion_documents_are_validated() {
 }
 
 /// MERGE keeps the promo code that gives the merged cart the larger discount; on a tie, the
-/// user cart's.
+/// user cart's. The guest cart's gift cards come along.
 #[tokio::test]
 async fn merge_keeps_the_better_code() {
     let cartd = Cartd::start_default();
@@ -422,9 +430,15 @@ async fn merge_keeps_the_better_code() {
     mutate(&mut conn, &w("CART.PROMO cart:42 ADD U10")).await;
     add(&mut conn, GUEST, "mug", 1, 1000).await;
     mutate(&mut conn, &w("CART.PROMO cart:guest:1 ADD G20")).await;
+    ok(&mut conn, &w("GIFTCARD.SET GC 500 USD")).await;
+    mutate(&mut conn, &w("CART.GIFTCARD cart:guest:1 ADD GC")).await;
     let merged = mutate(&mut conn, &w("CART.MERGE cart:guest:1 cart:42")).await;
     assert_eq!(merged["promo_codes"], json!(["G20"]), "{merged}");
-    assert_eq!(totals(&merged).1, 2200);
+    assert_eq!(
+        totals(&merged),
+        (11000, 2200, 500, 8300),
+        "the guest's card comes along"
+    );
 
     add(&mut conn, "cart:43", "tv", 1, 10000).await;
     mutate(&mut conn, &w("CART.PROMO cart:43 ADD U10")).await;

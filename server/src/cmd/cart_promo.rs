@@ -41,9 +41,9 @@ pub fn promo(cmd: CartPromo, server: &Server, now: u64) -> Result<Reply, Command
                         "cart has {PROMO_CODES_PER_CART_MAX} promo codes already"
                     )));
                 }
-                store
-                    .check_promo(cart, code, now)
-                    .map_err(|reason| CommandError::new(ErrorCode::Promo, reason.to_string()))?;
+                store.check_promo(cart, code, now).map_err(|reason| {
+                    CommandError::new(ErrorCode::Promo, format!("code {code}: {reason}"))
+                })?;
                 cart.add_promo_code(code);
                 Ok(Outcome::Changed)
             }
