@@ -120,6 +120,30 @@ fn everyday(c: &mut Criterion) {
             run(&server, &mut session, request, &mut out);
         })
     });
+    // The same view with two promo codes applied: the pricing engine and the larger reply.
+    add_four_lines(&server, &mut session, "cart:u2", &mut out);
+    let percent = r#"{"kind":"percent","percent":10}"#;
+    let fixed = r#"{"kind":"fixed","amount":300,"currency":"USD","stackable":true}"#;
+    for (code, document) in [("TEN", percent), ("OFF", fixed)] {
+        run(
+            &server,
+            &mut session,
+            args(&["PROMO.SET", code, document]),
+            &mut out,
+        );
+        let apply = args(&["CART.PROMO", "cart:u2", "ADD", code]);
+        run(&server, &mut session, apply, &mut out);
+    }
+    c.bench_function("cart_get/4_lines_2_promotions", |b| {
+        b.iter(|| {
+            run(
+                &server,
+                &mut session,
+                args(&["CART.GET", "cart:u2"]),
+                &mut out,
+            )
+        })
+    });
 }
 
 fn logins(c: &mut Criterion) {
