@@ -1,8 +1,11 @@
 //! The store's side of pricing: a cart's lines, codes and gift cards turned into the engine's
 //! input (names resolved, promotions and balances looked up), and its result into the view's
-//! [`CartPricing`].
+//! [`CartPricing`]. The engine's inputs are borrowed views built on the stack (a view of a
+//! small cart allocates only the engine's result).
 
 use std::sync::Arc;
+
+use smallvec::SmallVec;
 
 use super::Store;
 use crate::cart::priced::CartPricing;
@@ -23,18 +26,18 @@ impl Store {
             return CartPricing::plain(cart);
         }
         let lines = self.priced_lines(cart);
-        let promotions: Vec<Option<Arc<Promotion>>> =
+        let promotions: SmallVec<[Option<Arc<Promotion>>; 4]> =
             codes.iter().map(|code| self.promotions.get(code)).collect();
-        let code_refs: Vec<(&str, Option<&Promotion>)> = codes
+        let code_refs: SmallVec<[(&str, Option<&Promotion>); 4]> = codes
             .iter()
             .zip(&promotions)
             .map(|(code, promo)| (&**code, promo.as_deref()))
             .collect();
-        let automatic: Vec<(&str, &Promotion)> = automatic
+        let automatic: SmallVec<[(&str, &Promotion); 4]> = automatic
             .iter()
             .map(|(code, promo)| (&**code, &**promo))
             .collect();
-        let gift_cards: Vec<GiftCardInput> = cart
+        let gift_cards: SmallVec<[GiftCardInput; 4]> = cart
             .gift_cards()
             .iter()
             .map(|code| GiftCardInput {
@@ -58,15 +61,15 @@ impl Store {
         let promo = self.promotions.get(code);
         let lines = self.priced_lines(cart);
         let codes = cart.promo_codes();
-        let promotions: Vec<Option<Arc<Promotion>>> =
+        let promotions: SmallVec<[Option<Arc<Promotion>>; 4]> =
             codes.iter().map(|code| self.promotions.get(code)).collect();
-        let code_refs: Vec<(&str, Option<&Promotion>)> = codes
+        let code_refs: SmallVec<[(&str, Option<&Promotion>); 4]> = codes
             .iter()
             .zip(&promotions)
             .map(|(code, promo)| (&**code, promo.as_deref()))
             .collect();
         let automatic = self.promotions.automatic();
-        let automatic: Vec<(&str, &Promotion)> = automatic
+        let automatic: SmallVec<[(&str, &Promotion); 4]> = automatic
             .iter()
             .map(|(code, promo)| (&**code, &**promo))
             .collect();
@@ -81,7 +84,7 @@ impl Store {
         engine::check_code(&input, code, promo.as_deref())
     }
 
-    fn priced_lines<'a>(&'a self, cart: &Cart) -> Vec<PricedLine<'a>> {
+    fn priced_lines<'a>(&'a self, cart: &Cart) -> SmallVec<[PricedLine<'a>; 8]> {
         cart.lines
             .iter()
             .map(|line| PricedLine {
