@@ -258,8 +258,8 @@ async fn postgres_down_during_a_storm_catches_up_exactly_once() {
     }
 }
 
-/// CART.COMPLETE reaches PostgreSQL as a `checkout` event carrying the order id and totals,
-/// and the cart's row goes; a frozen cart's row carries its codes and checkout in `metadata`.
+/// CART.COMPLETE reaches PostgreSQL as a `checkout` event carrying the order id, the totals
+/// and what each discount and gift card took, and the cart's row goes; a frozen cart's row carries its codes and checkout in `metadata`.
 #[tokio::test]
 async fn a_completed_checkout_is_an_event_with_its_order_id() {
     let db = TestDb::create().await;
@@ -275,6 +275,8 @@ async fn a_completed_checkout_is_an_event_with_its_order_id() {
     )
     .await;
     ok(&mut conn, &["CART.PROMO", "cart:9", "ADD", "OFF"]).await;
+    ok(&mut conn, &["GIFTCARD.SET", "GC", "1000", "USD"]).await;
+    ok(&mut conn, &["CART.GIFTCARD", "cart:9", "ADD", "GC"]).await;
     let frozen = cartd_tests::json_reply(
         &ok(&mut conn, &["CART.CHECKOUT", "cart:9", "FORMAT", "JSON"]).await,
     );
@@ -303,7 +305,15 @@ async fn a_completed_checkout_is_an_event_with_its_order_id() {
     .expect("one checkout event");
     assert_eq!(payload["order_id"], "order-77", "{payload}");
     assert_eq!(payload["token"], token.as_str());
-    assert_eq!(payload["total"], 2 * 1299 - 299);
+    assert_eq!(payload["total"], 2 * 1299 - 299 - 1000);
+    assert_eq!(
+        payload["gift_cards"],
+        serde_json::json!([{"code": "GC", "amount": 1000}])
+    );
+    assert_eq!(
+        payload["discounts"],
+        serde_json::json!([{"source": "code:OFF", "amount": 299}])
+    );
     assert_eq!(
         db.count("SELECT count(*) FROM carts WHERE key = 'cart:9'")
             .await,

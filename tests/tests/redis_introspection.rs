@@ -241,7 +241,16 @@ async fn config_get_replies_name_value_pairs() {
         let names: HashSet<String> = ttl.iter().map(|(name, _)| name.clone()).collect();
         assert_eq!(
             names,
-            HashSet::from(["guest_ttl_s", "user_ttl_s", "idempotency_ttl_s"].map(String::from))
+            HashSet::from(
+                [
+                    "guest_ttl_s",
+                    "user_ttl_s",
+                    "idempotency_ttl_s",
+                    "upstream_price_ttl_s",
+                    "upstream_stock_ttl_s"
+                ]
+                .map(String::from)
+            )
         );
         let values: HashMap<String, String> = ttl
             .into_iter()
@@ -256,6 +265,13 @@ async fn config_get_replies_name_value_pairs() {
             .collect();
         assert_eq!(port["port"], cartd.port().to_string());
         assert_eq!(port["databases"], "1");
+        let pricing = pairs(&ok(conn, &["CONFIG", "GET", "checkout_hold_s", "upstream_t*"]).await);
+        let pricing: HashMap<String, String> = pricing
+            .into_iter()
+            .map(|(name, value)| (name, text(&value)))
+            .collect();
+        assert_eq!(pricing["checkout_hold_s"], "900");
+        assert_eq!(pricing["upstream_timeout_ms"], "30");
     }
 }
 

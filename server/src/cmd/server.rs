@@ -101,6 +101,31 @@ fn parameters(server: &Server) -> Vec<(&'static str, String)> {
             config.postgres.restore_on_miss.to_string(),
         ),
     ]
+    .into_iter()
+    .chain(pricing_parameters(config))
+    .collect()
+}
+
+/// The checkout hold and the `[upstream]` settings.
+fn pricing_parameters(config: &crate::config::Config) -> Vec<(&'static str, String)> {
+    let upstream = &config.upstream;
+    vec![
+        ("checkout_hold_s", config.carts.checkout_hold_s.to_string()),
+        ("upstream_catalog_url", upstream.catalog_url.clone()),
+        ("upstream_inventory_url", upstream.inventory_url.clone()),
+        ("upstream_timeout_ms", upstream.timeout_ms.to_string()),
+        ("upstream_price_ttl_s", upstream.price_ttl_s.to_string()),
+        ("upstream_stock_ttl_s", upstream.stock_ttl_s.to_string()),
+        (
+            "upstream_breaker_failures",
+            upstream.breaker_failures.to_string(),
+        ),
+        (
+            "upstream_breaker_cooldown_ms",
+            upstream.breaker_cooldown_ms.to_string(),
+        ),
+        ("upstream_batch_max", upstream.batch_max.to_string()),
+    ]
 }
 
 /// The snapshot triggers in Redis's `save` notation ("seconds changes" pairs).

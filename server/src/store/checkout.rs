@@ -172,12 +172,26 @@ impl Store {
         self.gift_cards.consume(token, now_ms);
         shard.remove(at.hash, key);
         let order_id = order_id.map(String::from_utf8_lossy);
+        // What each gift card paid, so the gift card system can settle its balances.
+        let gift_cards: Vec<_> = pricing
+            .gift_cards
+            .iter()
+            .filter(|card| card.applied > 0)
+            .map(|card| json!({ "code": card.code, "amount": card.applied }))
+            .collect();
+        let discounts: Vec<_> = pricing
+            .discounts
+            .iter()
+            .map(|(source, amount)| json!({ "source": source, "amount": amount }))
+            .collect();
         let event = event(
             EventKind::Checkout,
             json!({
                 "token": token,
                 "order_id": order_id,
                 "currency": cart.currency.as_str(),
+                "discounts": discounts,
+                "gift_cards": gift_cards,
                 "subtotal": pricing.subtotal,
                 "discount": pricing.discount,
                 "gift_card": pricing.gift_card,
