@@ -12,6 +12,7 @@ use crate::cart::priced::CartPricing;
 use crate::cart::Cart;
 use crate::pricing::engine::{self, GiftCardInput, PriceInput, PricedLine, Reason};
 use crate::pricing::promo::Promotion;
+use crate::pricing::registry::AutomaticPromotions;
 
 impl Store {
     /// Prices `cart` with its own promo codes at `now_ms`.
@@ -25,18 +26,6 @@ impl Store {
         if codes.is_empty() && cart.gift_cards().is_empty() && automatic.is_empty() {
             return CartPricing::plain(cart);
         }
-        let lines = self.priced_lines(cart);
-        let promotions: SmallVec<[Option<Arc<Promotion>>; 4]> =
-            codes.iter().map(|code| self.promotions.get(code)).collect();
-        let code_refs: SmallVec<[(&str, Option<&Promotion>); 4]> = codes
-            .iter()
-            .zip(&promotions)
-            .map(|(code, promo)| (&**code, promo.as_deref()))
-            .collect();
-        let automatic: SmallVec<[(&str, &Promotion); 4]> = automatic
-            .iter()
-            .map(|(code, promo)| (&**code, &**promo))
-            .collect();
         let gift_cards: SmallVec<[GiftCardInput; 4]> = cart
             .gift_cards()
             .iter()
@@ -45,47 +34,33 @@ impl Store {
                 card: self.gift_cards.available(code, now_ms),
             })
             .collect();
-        let input = PriceInput {
-            currency: cart.currency,
-            now_ms,
-            lines: &lines,
-            codes: &code_refs,
-            automatic: &automatic,
-            gift_cards: &gift_cards,
-        };
-        engine::price(&input).into()
+        self.with_input(cart, codes, &automatic, &gift_cards, now_ms, |input| {
+            engine::price(input).into()
+        })
     }
 
     /// Whether promo code `code` may be added to `cart` now; the reason when not.
     pub fn check_promo(&self, cart: &Cart, code: &str, now_ms: u64) -> Result<(), Reason> {
         let promo = self.promotions.get(code);
-        let lines = self.priced_lines(cart);
-        let codes = cart.promo_codes();
-        let promotions: SmallVec<[Option<Arc<Promotion>>; 4]> =
-            codes.iter().map(|code| self.promotions.get(code)).collect();
-        let code_refs: SmallVec<[(&str, Option<&Promotion>); 4]> = codes
-            .iter()
-            .zip(&promotions)
-            .map(|(code, promo)| (&**code, promo.as_deref()))
-            .collect();
         let automatic = self.promotions.automatic();
-        let automatic: SmallVec<[(&str, &Promotion); 4]> = automatic
-            .iter()
-            .map(|(code, promo)| (&**code, &**promo))
-            .collect();
-        let input = PriceInput {
-            currency: cart.currency,
-            now_ms,
-            lines: &lines,
-            codes: &code_refs,
-            automatic: &automatic,
-            gift_cards: &[],
-        };
-        engine::check_code(&input, code, promo.as_deref())
+        self.with_input(cart, cart.promo_codes(), &automatic, &[], now_ms, |input| {
+            engine::check_code(input, code, promo.as_deref())
+        })
     }
 
-    fn priced_lines<'a>(&'a self, cart: &Cart) -> SmallVec<[PricedLine<'a>; 8]> {
-        cart.lines
+    /// Runs `run` on the engine's input for `cart` holding `codes`: names resolved, each code's
+    /// promotion looked up (`None` once deleted).
+    fn with_input<R>(
+        &self,
+        cart: &Cart,
+        codes: &[Box<str>],
+        automatic: &AutomaticPromotions,
+        gift_cards: &[GiftCardInput],
+        now_ms: u64,
+        run: impl FnOnce(&PriceInput) -> R,
+    ) -> R {
+        let lines: SmallVec<[PricedLine; 8]> = cart
+            .lines
             .iter()
             .map(|line| PricedLine {
                 product: self.names.resolve(line.key.product),
@@ -93,6 +68,25 @@ impl Store {
                 qty: line.qty,
                 unit_price: line.unit_price,
             })
-            .collect()
+            .collect();
+        let promotions: SmallVec<[Option<Arc<Promotion>>; 4]> =
+            codes.iter().map(|code| self.promotions.get(code)).collect();
+        let code_refs: SmallVec<[(&str, Option<&Promotion>); 4]> = codes
+            .iter()
+            .zip(&promotions)
+            .map(|(code, promo)| (&**code, promo.as_deref()))
+            .collect();
+        let automatic: SmallVec<[(&str, &Promotion); 4]> = automatic
+            .iter()
+            .map(|(code, promo)| (&**code, &**promo))
+            .collect();
+        run(&PriceInput {
+            currency: cart.currency,
+            now_ms,
+            lines: &lines,
+            codes: &code_refs,
+            automatic: &automatic,
+            gift_cards,
+        })
     }
 }
