@@ -20,11 +20,16 @@ async fn checkout(conn: &mut MultiplexedConnection, args: &str) -> Json {
     mutate(conn, &w(args)).await
 }
 
-fn token(view: &Json) -> String {
+fn checkout_token(view: &Json) -> String {
     view["checkout_token"]
         .as_str()
         .unwrap_or_else(|| panic!("no checkout_token in {view}"))
         .to_string()
+}
+
+/// `GIFTCARD.GET GC` as JSON (the connection speaks RESP3).
+async fn gift_card(conn: &mut MultiplexedConnection) -> Json {
+    cartd_tests::resp3_to_json(&ok(conn, &w("GIFTCARD.GET GC")).await)
 }
 
 async fn seed(conn: &mut MultiplexedConnection) {
@@ -52,7 +57,7 @@ async fn checkout_freeze_complete_and_retries() {
         "priced freshly at checkout"
     );
     assert_eq!(frozen["totals"]["total"], 52800);
-    let token = token(&frozen);
+    let token = checkout_token(&frozen);
     assert_eq!(token.len(), 32);
     let hold = frozen["checkout_expires_at_ms"].as_i64().expect("hold end");
     assert!(
@@ -79,11 +84,11 @@ async fn checkout_freeze_complete_and_retries() {
         "the frozen view is not re-priced"
     );
     assert_eq!(seen["totals"], frozen["totals"]);
-    assert_eq!(token_of(&seen), token);
+    assert_eq!(checkout_token(&seen), token);
 
     let again = checkout(&mut conn, "CART.CHECKOUT cart:42").await;
     assert_eq!(
-        token_of(&again),
+        checkout_token(&again),
         token,
         "a retried CHECKOUT is the same checkout"
     );
@@ -114,10 +119,6 @@ async fn checkout_freeze_complete_and_retries() {
     assert!(refused.starts_with("NOCART "), "{refused}");
 }
 
-fn token_of(view: &Json) -> String {
-    token(view)
-}
-
 /// RELEASE with the token unfreezes the cart (retry-safe); a wrong token is refused; after
 /// release the cart changes again and a new CHECKOUT gets a new token.
 #[tokio::test]
@@ -126,7 +127,7 @@ async fn release_unfreezes() {
     let mut conn = cartd.client(true).await;
     seed(&mut conn).await;
     let frozen = checkout(&mut conn, "CART.CHECKOUT cart:42").await;
-    let token = token(&frozen);
+    let token = checkout_token(&frozen);
     let refused = fails(&mut conn, &["CART.RELEASE", CART, "nottoken"]).await;
     assert!(refused.starts_with("TOKEN "), "{refused}");
     let released = mutate(&mut conn, &["CART.RELEASE", CART, &token]).await;
@@ -139,7 +140,7 @@ async fn release_unfreezes() {
     );
     mutate(&mut conn, &w("CART.ADD cart:42 mug - 1")).await;
     let second = checkout(&mut conn, "CART.CHECKOUT cart:42").await;
-    assert_ne!(token_of(&second), token);
+    assert_ne!(checkout_token(&second), token);
     let refused = fails(&mut conn, &["CART.COMPLETE", CART, &token]).await;
     assert!(
         refused.starts_with("TOKEN "),
@@ -154,7 +155,7 @@ async fn hold_runs_out() {
     let mut conn = cartd.client(false).await;
     seed(&mut conn).await;
     let frozen = checkout(&mut conn, "CART.CHECKOUT cart:42 HOLD 1").await;
-    let token = token(&frozen);
+    let token = checkout_token(&frozen);
     assert!(fails(&mut conn, &w("CART.ADD cart:42 mug - 1"))
         .await
         .starts_with("FROZEN "));
@@ -211,33 +212,30 @@ async fn gift_cards_are_reserved_at_checkout() {
     ok(&mut conn, &w("GIFTCARD.SET GC 60000 USD")).await;
     seed(&mut conn).await;
     mutate(&mut conn, &w("CART.GIFTCARD cart:42 ADD GC")).await;
-    let card = |conn: &mut MultiplexedConnection| {
-        let conn = conn.clone();
-        async move {
-            let mut conn = conn;
-            cartd_tests::resp3_to_json(&ok(&mut conn, &w("GIFTCARD.GET GC")).await)
-        }
-    };
-    assert_eq!(card(&mut conn).await["held"], 0, "not reserved at apply");
+    assert_eq!(
+        gift_card(&mut conn).await["held"],
+        0,
+        "not reserved at apply"
+    );
     let frozen = checkout(&mut conn, "CART.CHECKOUT cart:42").await;
     assert_eq!(frozen["totals"]["gift_card"], 53000);
     assert_eq!(frozen["totals"]["total"], 0);
     assert_eq!(
-        card(&mut conn).await,
+        gift_card(&mut conn).await,
         json!({"balance": 60000, "currency": "USD", "held": 53000, "available": 7000})
     );
     // Another cart sees only what is left.
     mutate(&mut conn, &w("CART.ADD cart:7 tv - 1")).await;
     let other = mutate(&mut conn, &w("CART.GIFTCARD cart:7 ADD GC")).await;
     assert_eq!(other["gift_cards"][0]["applied"], 7000, "{other}");
-    let token = token(&frozen);
+    let token = checkout_token(&frozen);
     mutate(&mut conn, &["CART.RELEASE", CART, &token]).await;
-    assert_eq!(card(&mut conn).await["held"], 0);
+    assert_eq!(gift_card(&mut conn).await["held"], 0);
     let frozen = checkout(&mut conn, "CART.CHECKOUT cart:42").await;
-    let token = token_of(&frozen);
+    let token = checkout_token(&frozen);
     ok(&mut conn, &["CART.COMPLETE", CART, &token, "ORDER", "A-1"]).await;
     assert_eq!(
-        card(&mut conn).await,
+        gift_card(&mut conn).await,
         json!({"balance": 7000, "currency": "USD", "held": 0, "available": 7000})
     );
 }

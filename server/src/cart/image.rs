@@ -215,6 +215,7 @@ fn decode_lines(lines: &[LineImage], names: &Names) -> Result<Vec<Line>, Command
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cart::CodeList;
 
     #[test]
     fn a_cart_survives_encoding_with_all_its_lists() {
@@ -239,8 +240,8 @@ mod tests {
             saved_at_ms: 40,
         });
         cart.extra_mut().unavailable.push(line("eur", 3));
-        cart.add_promo_code("SAVE10");
-        cart.add_gift_card("GC-1");
+        cart.add_code(CodeList::Promo, "SAVE10");
+        cart.add_code(CodeList::GiftCard, "GC-1");
         cart.begin_checkout(Checkout {
             token: "abc".into(),
             hold_until_ms: 900_000,

@@ -119,6 +119,15 @@ impl CartExtra {
     }
 }
 
+/// The two lists of codes a cart holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeList {
+    /// Promo codes (`CART.PROMO`).
+    Promo,
+    /// Gift cards (`CART.GIFTCARD`).
+    GiftCard,
+}
+
 /// A cart handed to checkout (`CART.CHECKOUT`): frozen until COMPLETE, RELEASE or the hold's
 /// end, with the pricing it was frozen at.
 #[derive(Debug, Clone, PartialEq)]
@@ -216,12 +225,48 @@ impl Cart {
 
     /// Promo codes on the cart, in the order applied.
     pub fn promo_codes(&self) -> &[Box<str>] {
-        self.extra.as_ref().map_or(&[], |extra| &extra.promo_codes)
+        self.codes(CodeList::Promo)
     }
 
     /// Gift card codes on the cart, in the order applied.
     pub fn gift_cards(&self) -> &[Box<str>] {
-        self.extra.as_ref().map_or(&[], |extra| &extra.gift_cards)
+        self.codes(CodeList::GiftCard)
+    }
+
+    /// One list of codes on the cart, in the order applied.
+    pub fn codes(&self, list: CodeList) -> &[Box<str>] {
+        self.extra.as_ref().map_or(&[], |extra| match list {
+            CodeList::Promo => &extra.promo_codes,
+            CodeList::GiftCard => &extra.gift_cards,
+        })
+    }
+
+    /// Adds `code` (already checked) to a list; a code already there is not added twice.
+    /// Returns whether it was added.
+    pub fn add_code(&mut self, list: CodeList, code: &str) -> bool {
+        if self.codes(list).iter().any(|have| &**have == code) {
+            return false;
+        }
+        let extra = self.extra_mut();
+        match list {
+            CodeList::Promo => &mut extra.promo_codes,
+            CodeList::GiftCard => &mut extra.gift_cards,
+        }
+        .push(code.into());
+        true
+    }
+
+    /// Drops `code` from a list; returns whether it was there.
+    pub fn remove_code(&mut self, list: CodeList, code: &str) -> bool {
+        let removed = self.extra.as_mut().is_some_and(|extra| {
+            let codes = match list {
+                CodeList::Promo => &mut extra.promo_codes,
+                CodeList::GiftCard => &mut extra.gift_cards,
+            };
+            remove_where(codes, |have| &**have == code)
+        });
+        self.tidy_extra();
+        removed
     }
 
     /// The checkout, whether or not its hold has run out.
@@ -247,49 +292,10 @@ impl Cart {
         self.extra_mut().checkout = Some(checkout);
     }
 
-    /// Applies promo code `code` (already checked); a code already on the cart is not added
-    /// twice. Returns whether it was added.
-    pub fn add_promo_code(&mut self, code: &str) -> bool {
-        if self.promo_codes().iter().any(|have| &**have == code) {
-            return false;
-        }
-        self.extra_mut().promo_codes.push(code.into());
-        true
-    }
-
-    /// Drops promo code `code`; returns whether it was there.
-    pub fn remove_promo_code(&mut self, code: &str) -> bool {
-        let removed = match self.extra.as_mut() {
-            Some(extra) => remove_where(&mut extra.promo_codes, |have| &**have == code),
-            None => false,
-        };
-        self.tidy_extra();
-        removed
-    }
-
     /// Replaces the promo codes (MERGE keeps the better set).
     pub fn set_promo_codes(&mut self, codes: Vec<Box<str>>) {
         self.extra_mut().promo_codes = codes;
         self.tidy_extra();
-    }
-
-    /// Applies gift card `code` (already checked); returns whether it was added.
-    pub fn add_gift_card(&mut self, code: &str) -> bool {
-        if self.gift_cards().iter().any(|have| &**have == code) {
-            return false;
-        }
-        self.extra_mut().gift_cards.push(code.into());
-        true
-    }
-
-    /// Drops gift card `code`; returns whether it was there.
-    pub fn remove_gift_card(&mut self, code: &str) -> bool {
-        let removed = match self.extra.as_mut() {
-            Some(extra) => remove_where(&mut extra.gift_cards, |have| &**have == code),
-            None => false,
-        };
-        self.tidy_extra();
-        removed
     }
 
     /// Index of an active line.

@@ -6,48 +6,33 @@
 //! stays on the cart and the view says why it is not applied.
 
 use persistence::EventKind;
-use protocol::{CartGiftCard, CartPromo, CodeAction, CommandError, ErrorCode, Reply};
+use protocol::{
+    CartGiftCard, CartPromo, CodeAction, CommandError, ErrorCode, MutationOptions, Reply,
+};
 use serde_json::json;
 
 use super::no_cart;
 use super::pricing::code_text;
+use crate::cart::{Cart, CodeList};
 use crate::limits::{GIFT_CARDS_PER_CART_MAX, PROMO_CODES_PER_CART_MAX};
 use crate::server::Server;
 use crate::store::{event, Outcome};
-
-fn action_name(action: CodeAction) -> &'static str {
-    match action {
-        CodeAction::Add => "add",
-        CodeAction::Remove => "remove",
-    }
-}
 
 /// Runs `CART.PROMO`.
 pub fn promo(cmd: CartPromo, server: &Server, now: u64) -> Result<Reply, CommandError> {
     let store = &server.store;
     let code = code_text(&cmd.code, ErrorCode::Promo)?;
-    let detail = json!({ "promo": code, "action": action_name(cmd.action) });
-    let event = event(EventKind::Update, detail);
-    store.mutate(&cmd.key, &cmd.mutation, now, event, |cart| {
-        let cart = cart.ok_or_else(no_cart)?;
-        match cmd.action {
-            CodeAction::Remove => Ok(changed(cart.remove_promo_code(code))),
-            CodeAction::Add if cart.promo_codes().iter().any(|have| &**have == code) => {
-                Ok(Outcome::Unchanged)
-            }
-            CodeAction::Add => {
-                if cart.promo_codes().len() >= PROMO_CODES_PER_CART_MAX {
-                    return Err(CommandError::limit(format!(
-                        "cart has {PROMO_CODES_PER_CART_MAX} promo codes already"
-                    )));
-                }
-                store.check_promo(cart, code, now).map_err(|reason| {
-                    CommandError::new(ErrorCode::Promo, format!("code {code}: {reason}"))
-                })?;
-                cart.add_promo_code(code);
-                Ok(Outcome::Changed)
-            }
-        }
+    let change = CodeChange {
+        key: &cmd.key,
+        mutation: &cmd.mutation,
+        action: cmd.action,
+        list: CodeList::Promo,
+        code,
+    };
+    change.run(server, now, |cart| {
+        store
+            .check_promo(cart, code, now)
+            .map_err(|reason| CommandError::new(ErrorCode::Promo, format!("code {code}: {reason}")))
     })
 }
 
@@ -55,46 +40,85 @@ pub fn promo(cmd: CartPromo, server: &Server, now: u64) -> Result<Reply, Command
 pub fn gift_card(cmd: CartGiftCard, server: &Server, now: u64) -> Result<Reply, CommandError> {
     let store = &server.store;
     let code = code_text(&cmd.code, ErrorCode::GiftCard)?;
-    let detail = json!({ "gift_card": code, "action": action_name(cmd.action) });
-    let event = event(EventKind::Update, detail);
-    store.mutate(&cmd.key, &cmd.mutation, now, event, |cart| {
-        let cart = cart.ok_or_else(no_cart)?;
-        match cmd.action {
-            CodeAction::Remove => Ok(changed(cart.remove_gift_card(code))),
-            CodeAction::Add if cart.gift_cards().iter().any(|have| &**have == code) => {
-                Ok(Outcome::Unchanged)
-            }
-            CodeAction::Add => {
-                if cart.gift_cards().len() >= GIFT_CARDS_PER_CART_MAX {
-                    return Err(CommandError::limit(format!(
-                        "cart has {GIFT_CARDS_PER_CART_MAX} gift cards already"
-                    )));
-                }
-                let refuse = |message: String| CommandError::new(ErrorCode::GiftCard, message);
-                let (available, currency) = store
-                    .gift_cards
-                    .available(code, now)
-                    .ok_or_else(|| refuse(format!("unknown gift card {code}")))?;
-                if currency != cart.currency {
-                    return Err(refuse(format!(
-                        "gift card {code} is in {currency}, the cart is in {}",
-                        cart.currency
-                    )));
-                }
-                if available <= 0 {
-                    return Err(refuse(format!("gift card {code} has no balance left")));
-                }
-                cart.add_gift_card(code);
-                Ok(Outcome::Changed)
-            }
+    let change = CodeChange {
+        key: &cmd.key,
+        mutation: &cmd.mutation,
+        action: cmd.action,
+        list: CodeList::GiftCard,
+        code,
+    };
+    change.run(server, now, |cart| {
+        let refuse = |message: String| CommandError::new(ErrorCode::GiftCard, message);
+        let (available, currency) = store
+            .gift_cards
+            .available(code, now)
+            .ok_or_else(|| refuse(format!("unknown gift card {code}")))?;
+        if currency != cart.currency {
+            return Err(refuse(format!(
+                "gift card {code} is in {currency}, the cart is in {}",
+                cart.currency
+            )));
         }
+        if available <= 0 {
+            return Err(refuse(format!("gift card {code} has no balance left")));
+        }
+        Ok(())
     })
 }
 
-fn changed(did: bool) -> Outcome {
-    if did {
-        Outcome::Changed
-    } else {
-        Outcome::Unchanged
+/// Adding a code to, or dropping it from, one of a cart's code lists.
+struct CodeChange<'a> {
+    key: &'a [u8],
+    mutation: &'a MutationOptions,
+    action: CodeAction,
+    list: CodeList,
+    code: &'a str,
+}
+
+impl CodeChange<'_> {
+    /// Runs the change; `check` refuses a code that may not be added to the cart as it is.
+    /// Adding a code the cart holds, or dropping one it lacks, changes nothing.
+    fn run(
+        self,
+        server: &Server,
+        now: u64,
+        check: impl FnOnce(&Cart) -> Result<(), CommandError>,
+    ) -> Result<Reply, CommandError> {
+        let (name, plural, per_cart_max) = match self.list {
+            CodeList::Promo => ("promo", "promo codes", PROMO_CODES_PER_CART_MAX),
+            CodeList::GiftCard => ("gift_card", "gift cards", GIFT_CARDS_PER_CART_MAX),
+        };
+        let action = match self.action {
+            CodeAction::Add => "add",
+            CodeAction::Remove => "remove",
+        };
+        let event = event(
+            EventKind::Update,
+            json!({ name: self.code, "action": action }),
+        );
+        let (list, code) = (self.list, self.code);
+        server
+            .store
+            .mutate(self.key, self.mutation, now, event, |cart| {
+                let cart = cart.ok_or_else(no_cart)?;
+                let changed = match self.action {
+                    CodeAction::Remove => cart.remove_code(list, code),
+                    CodeAction::Add if cart.codes(list).iter().any(|have| &**have == code) => false,
+                    CodeAction::Add => {
+                        if cart.codes(list).len() >= per_cart_max {
+                            return Err(CommandError::limit(format!(
+                                "cart has {per_cart_max} {plural} already"
+                            )));
+                        }
+                        check(cart)?;
+                        cart.add_code(list, code)
+                    }
+                };
+                Ok(if changed {
+                    Outcome::Changed
+                } else {
+                    Outcome::Unchanged
+                })
+            })
     }
 }

@@ -24,6 +24,7 @@ use protocol::{Command, CommandError, ErrorCode, Reply};
 use crate::cart::{LineKey, Names};
 use crate::dispatch::Session;
 use crate::server::{now_ms, Server};
+use crate::store::no_cart;
 
 /// Runs a parsed command. `None`: no reply (SHUTDOWN closes the connection instead).
 pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<Reply> {
@@ -96,10 +97,6 @@ fn known_line(names: &Names, line: &protocol::cmd::LineId) -> Option<LineKey> {
         product: names.get(&line.product)?,
         variant: names.get(&line.variant)?,
     })
-}
-
-fn no_cart() -> CommandError {
-    CommandError::new(ErrorCode::NoCart, "no such cart")
 }
 
 fn no_item() -> CommandError {

@@ -13,7 +13,7 @@ use super::shard::Shard;
 use super::{check_version, event, frozen, Location, Store};
 use crate::cart::merge::merge;
 use crate::cart::view::Validation;
-use crate::cart::Cart;
+use crate::cart::{Cart, CodeList};
 use crate::catalog::apply_plan;
 use crate::limits::GIFT_CARDS_PER_CART_MAX;
 
@@ -66,14 +66,13 @@ impl Store {
             }
         };
         drop(other_guard);
-        let reply = self.reply_for(
-            &cmd.user_key,
-            &user,
-            options.reply,
-            options.format,
-            now_ms,
-            validation,
-        );
+        let (mode, format) = (options.reply, options.format);
+        if options.idempotency.is_none() {
+            // The reply is made from the copy, with the shard free (as `Store::mutate_with`).
+            drop(user_guard);
+            return Ok(self.reply_for(&cmd.user_key, &user, mode, format, now_ms, validation));
+        }
+        let reply = self.reply_for(&cmd.user_key, &user, mode, format, now_ms, validation);
         self.remember(&mut user_guard, user_at.hash, options, &reply, now_ms);
         Ok(reply)
     }
@@ -139,7 +138,7 @@ impl Store {
                 self.keep_best_codes(&mut user, guest_codes, now_ms);
                 for card in &guest_cards {
                     if user.gift_cards().len() < GIFT_CARDS_PER_CART_MAX {
-                        user.add_gift_card(card);
+                        user.add_code(CodeList::GiftCard, card);
                     }
                 }
                 user.debug_check(&self.config.limits);

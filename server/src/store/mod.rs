@@ -255,8 +255,7 @@ impl Store {
         let expires_at_ms = now_ms + self.ttl_ms(kind);
         let cart = self.live(&mut shard, at, key, now_ms);
         check_version(options, cart.as_ref())?;
-        let (mode, format) = (options.reply, options.format);
-        let reply = match cart {
+        let (cart, validation) = match cart {
             Some(mut cart) => {
                 if let Outcome::Changed = apply(Some(&mut cart))? {
                     cart.version += 1;
@@ -272,7 +271,7 @@ impl Store {
                 }
                 cart.expires_at_ms = expires_at_ms;
                 shard.update(at.hash, key, &cart);
-                self.reply_for(key, &cart, mode, format, now_ms, validation)
+                (cart, validation)
             }
             None => {
                 let carts_max = self.config.carts_max;
@@ -293,12 +292,19 @@ impl Store {
                 cart.expires_at_ms = expires_at_ms;
                 cart.validated_at_ms = 0;
                 cart.debug_check(&self.config.limits);
-                let reply = self.reply_for(key, &cart, mode, format, now_ms, Validation::Skipped);
                 self.log_image(key, &cart, event);
                 shard.insert(at.hash, key, &cart);
-                reply
+                (cart, Validation::Skipped)
             }
         };
+        let (mode, format) = (options.reply, options.format);
+        if options.idempotency.is_none() {
+            // The reply (pricing and rendering) is made from the copy, with the shard free.
+            drop(shard);
+            return Ok(self.reply_for(key, &cart, mode, format, now_ms, validation));
+        }
+        // A remembered reply must be in place before a retry can take the shard.
+        let reply = self.reply_for(key, &cart, mode, format, now_ms, validation);
         self.remember(&mut shard, at.hash, options, &reply, now_ms);
         Ok(reply)
     }
@@ -617,7 +623,8 @@ impl Store {
     }
 }
 
-fn no_cart() -> CommandError {
+/// The error for a command on a cart that does not exist.
+pub fn no_cart() -> CommandError {
     CommandError::new(ErrorCode::NoCart, "no such cart")
 }
 

@@ -461,12 +461,9 @@ fn store_prices(
             answers.insert(key, (price, item.max_qty));
         }
     }
-    for &key in keys {
-        catalog
-            .refresh_price(key, answers.remove(&key), now_ms)
-            .map_err(catalog_full)?;
-    }
-    Ok(())
+    record(keys, answers, |key, answer| {
+        catalog.refresh_price(key, answer, now_ms)
+    })
 }
 
 /// Writes an inventory answer; asked variants left out are recorded as refreshed, stock kept.
@@ -484,10 +481,20 @@ fn store_stock(
             answers.insert(key, item.stock);
         }
     }
+    record(keys, answers, |key, stock| {
+        catalog.refresh_stock(key, stock, now_ms)
+    })
+}
+
+/// Writes every asked key's answer with `write`: `None` for one the service left out (recorded
+/// as refreshed, the cached value kept).
+fn record<T>(
+    keys: &[LineKey],
+    mut answers: ahash::AHashMap<LineKey, T>,
+    mut write: impl FnMut(LineKey, Option<T>) -> Result<(), CommandError>,
+) -> Result<(), String> {
     for &key in keys {
-        catalog
-            .refresh_stock(key, answers.remove(&key), now_ms)
-            .map_err(catalog_full)?;
+        write(key, answers.remove(&key)).map_err(catalog_full)?;
     }
     Ok(())
 }
