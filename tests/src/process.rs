@@ -62,7 +62,21 @@ impl Cartd {
     pub fn start(config_toml: &str) -> Cartd {
         let dir = tempfile::tempdir().expect("a temp dir for cartd");
         std::fs::write(dir.path().join("cartd.toml"), config_toml).expect("write cartd.toml");
-        let (child, addr, log) = spawn(dir.path(), String::new(), &[]);
+        let (child, addr, log) = spawn(dir.path(), String::new(), &[], true);
+        Cartd {
+            child,
+            addr,
+            log,
+            dir,
+        }
+    }
+
+    /// Starts cartd like [`Cartd::start`] but returns as soon as it listens, while it may
+    /// still be loading (answering `-LOADING`): for tests of the loading state itself.
+    pub fn start_loading(config_toml: &str) -> Cartd {
+        let dir = tempfile::tempdir().expect("a temp dir for cartd");
+        std::fs::write(dir.path().join("cartd.toml"), config_toml).expect("write cartd.toml");
+        let (child, addr, log) = spawn(dir.path(), String::new(), &[], false);
         Cartd {
             child,
             addr,
@@ -180,7 +194,7 @@ impl Cartd {
             self.kill();
         }
         let previous = self.log() + "---- cartd restarted ----\n";
-        let (child, addr, log) = spawn(self.dir.path(), previous, flags);
+        let (child, addr, log) = spawn(self.dir.path(), previous, flags, true);
         self.child = child;
         self.addr = addr;
         self.log = log;
@@ -231,12 +245,13 @@ fn cartd_command(dir: &Path, flags: &[&str]) -> Command {
 }
 
 /// Spawns cartd on `dir/cartd.toml` and `dir/data`, and waits for its listening address and
-/// then for it to be ready. The log starts with `log_prefix`. Kills the child on every failure
-/// path: a panic here must not leave a process behind.
+/// then (with `wait_ready`) for it to be ready. The log starts with `log_prefix`. Kills the
+/// child on every failure path: a panic here must not leave a process behind.
 fn spawn(
     dir: &Path,
     log_prefix: String,
     flags: &[&str],
+    wait_ready: bool,
 ) -> (Child, SocketAddr, Arc<Mutex<String>>) {
     let mut child = cartd_command(dir, flags)
         .stderr(Stdio::piped())
@@ -267,7 +282,9 @@ fn spawn(
             );
         }
     };
-    wait_until_ready(&mut child, &log, ready_before);
+    if wait_ready {
+        wait_until_ready(&mut child, &log, ready_before);
+    }
     (child, addr, log)
 }
 

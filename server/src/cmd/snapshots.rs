@@ -4,11 +4,19 @@ use std::sync::atomic::Ordering;
 
 use protocol::{Command, CommandError, Reply};
 
-use crate::server::Server;
+use crate::server::{now_ms, Server};
 
-/// Runs a snapshot command.
+/// Runs a snapshot command. Only LASTSAVE may run while loading: until recovery ends it
+/// answers the time the server started, as Redis does before its first save.
 pub fn run(command: Command, server: &Server) -> Result<Reply, CommandError> {
-    let durability = server.durable();
+    let Some(durability) = server.durability.get() else {
+        assert!(
+            matches!(command, Command::LastSave),
+            "the command table lets only LASTSAVE run while loading"
+        );
+        let started_s = now_ms() / 1000 - server.started.elapsed().as_secs();
+        return Ok(Reply::Integer(started_s as i64));
+    };
     match command {
         Command::Save => durability
             .save(server)
