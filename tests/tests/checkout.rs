@@ -222,7 +222,7 @@ async fn gift_cards_are_reserved_at_checkout() {
     assert_eq!(frozen["totals"]["total"], 0);
     assert_eq!(
         gift_card(&mut conn).await,
-        json!({"balance": 60000, "currency": "USD", "held": 53000, "available": 7000})
+        json!({"balance": 60000, "currency": "USD", "held": 53000, "holds": 1, "available": 7000})
     );
     // Another cart sees only what is left.
     mutate(&mut conn, &w("CART.ADD cart:7 tv - 1")).await;
@@ -236,7 +236,7 @@ async fn gift_cards_are_reserved_at_checkout() {
     ok(&mut conn, &["CART.COMPLETE", CART, &token, "ORDER", "A-1"]).await;
     assert_eq!(
         gift_card(&mut conn).await,
-        json!({"balance": 7000, "currency": "USD", "held": 0, "available": 7000})
+        json!({"balance": 7000, "currency": "USD", "held": 0, "holds": 0, "available": 7000})
     );
 }
 

@@ -521,7 +521,7 @@ async fn gift_cards_split_a_total() {
     let card = cartd_tests::resp3_to_json(&ok(&mut conn, &w("GIFTCARD.GET GC2")).await);
     assert_eq!(
         card,
-        json!({"balance": 10000, "currency": "USD", "held": 0, "available": 10000})
+        json!({"balance": 10000, "currency": "USD", "held": 0, "holds": 0, "available": 10000})
     );
     for (code, needle) in [("NONE", "unknown"), ("EU", "EUR"), ("EMPTY", "balance")] {
         let refused = fails(&mut conn, &["CART.GIFTCARD", CART, "ADD", code]).await;

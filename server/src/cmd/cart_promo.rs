@@ -49,17 +49,17 @@ pub fn gift_card(cmd: CartGiftCard, server: &Server, now: u64) -> Result<Reply, 
     };
     change.run(server, now, |cart| {
         let refuse = |message: String| CommandError::new(ErrorCode::GiftCard, message);
-        let (available, currency) = store
+        let card = store
             .gift_cards
             .available(code, now)
             .ok_or_else(|| refuse(format!("unknown gift card {code}")))?;
-        if currency != cart.currency {
+        if card.currency != cart.currency {
             return Err(refuse(format!(
-                "gift card {code} is in {currency}, the cart is in {}",
-                cart.currency
+                "gift card {code} is in {}, the cart is in {}",
+                card.currency, cart.currency
             )));
         }
-        if available <= 0 {
+        if card.available <= 0 {
             return Err(refuse(format!("gift card {code} has no balance left")));
         }
         Ok(())

@@ -45,9 +45,9 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::PromoSet(cmd) => pricing::promo_set(cmd, server),
         Command::PromoGet(cmd) => pricing::promo_get(cmd, server),
         Command::PromoDel(cmd) => pricing::promo_del(cmd, server),
-        Command::GiftCardSet(cmd) => pricing::gift_card_set(cmd, server),
+        Command::GiftCardSet(cmd) => pricing::gift_card_set(cmd, server, now),
         Command::GiftCardGet(cmd) => pricing::gift_card_get(cmd, server, now),
-        Command::GiftCardDel(cmd) => pricing::gift_card_del(cmd, server),
+        Command::GiftCardDel(cmd) => pricing::gift_card_del(cmd, server, now),
         Command::CartPromo(cmd) => cart_promo::promo(cmd, server, now),
         Command::CartGiftCard(cmd) => cart_promo::gift_card(cmd, server, now),
         Command::CartCheckout(cmd) => {

@@ -43,14 +43,14 @@ pub fn promo_del(cmd: PromoDel, server: &Server) -> Result<Reply, CommandError> 
     )))
 }
 
-/// `GIFTCARD.SET code balance currency`: defines a card or replaces its balance.
-pub fn gift_card_set(cmd: GiftCardSet, server: &Server) -> Result<Reply, CommandError> {
+/// `GIFTCARD.SET code balance currency`: defines a card or replaces its balance. Refused
+/// (`-GIFTCARD`) below what checkouts in progress hold on it.
+pub fn gift_card_set(cmd: GiftCardSet, server: &Server, now: u64) -> Result<Reply, CommandError> {
     let code = code_text(&cmd.code, ErrorCode::GiftCard)?;
     server
         .store
         .gift_cards
-        .set(code, cmd.balance, cmd.currency)
-        .map_err(CommandError::limit)?;
+        .set(code, cmd.balance, cmd.currency, now)?;
     Ok(Reply::ok())
 }
 
@@ -69,16 +69,23 @@ pub fn gift_card_get(cmd: GiftCardGet, server: &Server, now: u64) -> Result<Repl
         ),
         (Reply::from_static("held"), Reply::Integer(card.held)),
         (
+            Reply::from_static("holds"),
+            Reply::Integer(i64::try_from(card.holds).unwrap_or(i64::MAX)),
+        ),
+        (
             Reply::from_static("available"),
             Reply::Integer((card.balance - card.held).max(0)),
         ),
     ]))
 }
 
-/// `GIFTCARD.DEL code`: 1 if it existed.
-pub fn gift_card_del(cmd: GiftCardDel, server: &Server) -> Result<Reply, CommandError> {
+/// `GIFTCARD.DEL code`: 1 if it existed. Refused (`-GIFTCARD`) while checkouts hold part of it.
+pub fn gift_card_del(cmd: GiftCardDel, server: &Server, now: u64) -> Result<Reply, CommandError> {
     let code = code_text(&cmd.code, ErrorCode::GiftCard)?;
-    Ok(Reply::Integer(i64::from(
-        server.store.gift_cards.remove(code),
-    )))
+    let removed = server
+        .store
+        .gift_cards
+        .remove(code, now)
+        .map_err(|reason| CommandError::new(ErrorCode::GiftCard, reason))?;
+    Ok(Reply::Integer(i64::from(removed)))
 }

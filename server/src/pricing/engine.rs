@@ -38,6 +38,8 @@ pub struct GiftCardInput<'a> {
     pub code: &'a str,
     /// Its available balance (balance less unexpired holds) and currency; `None`: no such card.
     pub card: Option<(i64, Currency)>,
+    /// The card carries as many checkout holds as it may, so it can pay nothing more now.
+    pub holds_full: bool,
 }
 
 /// Everything a cart's price depends on.
@@ -151,6 +153,8 @@ pub enum Reason {
     Automatic,
     /// The gift card's available balance is 0.
     NoBalance,
+    /// The gift card carries as many checkouts in progress as it may.
+    HoldsFull,
     /// The gift card is in another currency than the cart.
     CardCurrency {
         /// The card's currency.
@@ -185,6 +189,7 @@ impl Reason {
             Reason::NotStackable { .. } => "not_stackable",
             Reason::Automatic => "automatic",
             Reason::NoBalance => "no_balance",
+            Reason::HoldsFull => "holds_full",
             Reason::BundleIncomplete => "bundle_incomplete",
             Reason::NotEnoughItems { .. } => "not_enough_items",
             Reason::ZeroDiscount => "zero_discount",
@@ -215,6 +220,9 @@ impl fmt::Display for Reason {
             }
             Reason::Automatic => f.write_str("applies automatically; it is not a code to add"),
             Reason::NoBalance => f.write_str("the gift card has no balance left"),
+            Reason::HoldsFull => f.write_str(
+                "the gift card is in as many checkouts as it may be at once; try again when one ends",
+            ),
             Reason::CardCurrency { card } => {
                 write!(f, "the gift card is in {card}, not the cart's currency")
             }
@@ -665,6 +673,7 @@ fn apply_gift_cards(input: &PriceInput, due: i64) -> (Vec<GiftCardUse>, i64) {
                 Err(Reason::CardCurrency { card: currency })
             }
             Some((available, _)) if available <= 0 => Err(Reason::NoBalance),
+            Some(_) if card.holds_full => Err(Reason::HoldsFull),
             Some((available, _)) => Ok(available.min(left)),
         };
         let (applied, reason) = match outcome {

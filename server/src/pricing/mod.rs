@@ -5,11 +5,12 @@
 //! - `engine.rs`: [`price`] and [`check_code`], pure functions of their input: no clock, no
 //!   locks, no I/O.
 //! - `alloc.rs`: the integer rounding that spreads one discount over lines.
-//! - `registry.rs`: the server-wide promotions and gift cards (with checkout holds), behind
-//!   locks.
+//! - `registry.rs`: the server-wide promotions, behind a lock.
+//! - `gift_cards.rs`: the server-wide gift cards and their checkout holds, behind a lock.
 
 pub mod alloc;
 pub mod engine;
+pub mod gift_cards;
 pub mod promo;
 pub mod registry;
 
@@ -17,8 +18,9 @@ pub use engine::{
     check_code, price, CodeStatus, Discount, GiftCardInput, GiftCardUse, PriceInput, PricedLine,
     Pricing, Reason,
 };
+pub use gift_cards::{Availability, GiftCardBalance, GiftCards, Hold, Spent};
 pub use promo::Promotion;
-pub use registry::{AutomaticPromotions, GiftCardState, GiftCards, Hold, Promotions};
+pub use registry::{AutomaticPromotions, Promotions};
 
 /// The engine through the module's interface: documents in, prices out, with the numbers
 /// worked by hand in each test.
@@ -93,8 +95,21 @@ mod tests {
             self
         }
 
+        fn full_gift_card(mut self, code: &'static str, card: Option<(i64, Currency)>) -> Cart {
+            self.gift_cards.push(GiftCardInput {
+                code,
+                card,
+                holds_full: true,
+            });
+            self
+        }
+
         fn gift_card(mut self, code: &'static str, card: Option<(i64, Currency)>) -> Cart {
-            self.gift_cards.push(GiftCardInput { code, card });
+            self.gift_cards.push(GiftCardInput {
+                code,
+                card,
+                holds_full: false,
+            });
             self
         }
 
@@ -486,7 +501,7 @@ mod tests {
     }
 
     /// Gift cards in the order added, each taking what is left: 9000 due after 10% off; 5000
-    /// from the first usable card, the last 4000 from another.
+    /// from the first usable card, the last 4000 from another (not the one full of holds).
     #[test]
     fn gift_cards_in_order() {
         let pricing = Cart::new(&[line("a", 1, 10_000)])
@@ -495,6 +510,7 @@ mod tests {
             .gift_card("NOPE", None)
             .gift_card("EURO", Some((1000, EUR)))
             .gift_card("EMPTY", Some((0, USD)))
+            .full_gift_card("BUSY", Some((3000, USD)))
             .gift_card("G2", Some((8000, USD)))
             .gift_card("G1", Some((5000, USD)))
             .price();
@@ -508,6 +524,7 @@ mod tests {
             ("NOPE", 0, Some(Reason::Unknown)),
             ("EURO", 0, Some(Reason::CardCurrency { card: EUR })),
             ("EMPTY", 0, Some(Reason::NoBalance)),
+            ("BUSY", 0, Some(Reason::HoldsFull)),
             ("G2", 4000, None),
             ("G1", 0, Some(Reason::Duplicate)),
         ];
@@ -785,6 +802,7 @@ mod properties {
                 1 => Some((balance, EUR)),
                 _ => Some((balance, USD)),
             },
+            holds_full: kind == 3,
         });
         prop::collection::vec(card, 0..4)
     }
@@ -815,6 +833,10 @@ mod properties {
         for (card, used) in input.gift_cards.iter().zip(&pricing.gift_cards) {
             let balance = card.card.map_or(0, |(balance, _)| balance);
             prop_assert!((0..=balance).contains(&used.applied));
+            prop_assert!(
+                !card.holds_full || used.applied == 0,
+                "a full card pays nothing"
+            );
         }
         let total = pricing.subtotal - pricing.discount - pricing.gift_card;
         prop_assert_eq!(pricing.total, total);

@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use persistence::{EventKind, TombstoneReason};
+use persistence::{Event, EventKind, TombstoneReason};
 use protocol::{CommandError, ErrorCode, MutationOptions, Reply};
 use serde_json::json;
 
@@ -20,6 +20,7 @@ use crate::cart::view::Validation;
 use crate::cart::{Cart, Checkout};
 use crate::catalog::apply_plan;
 use crate::limits::COMPLETED_CHECKOUTS_MAX;
+use crate::pricing::Spent;
 
 /// Checkouts completed recently, so a retried COMPLETE succeeds again: token to the hash of
 /// the cart's key and when the memory ends.
@@ -93,7 +94,7 @@ impl Store {
             check_buyable(cart, &self.names)?;
             let token = new_token();
             let hold_until_ms = now_ms + hold_ms;
-            let pricing = self.hold_gift_cards(cart, &token, hold_until_ms, now_ms);
+            let pricing = self.price_and_hold(cart, &token, hold_until_ms, now_ms);
             cart.begin_checkout(Checkout {
                 token,
                 hold_until_ms,
@@ -101,33 +102,6 @@ impl Store {
             });
             Ok(Outcome::Changed)
         })
-    }
-
-    /// Prices the cart and reserves what each gift card pays under `token`. Another checkout
-    /// may have reserved a balance meanwhile; then the cart is priced again with what is left.
-    fn hold_gift_cards(
-        &self,
-        cart: &Cart,
-        token: &str,
-        hold_until_ms: u64,
-        now_ms: u64,
-    ) -> CartPricing {
-        let mut pricing = self.price(cart, now_ms);
-        for _ in 0..3 {
-            let short = pricing.gift_cards.iter().any(|card| {
-                card.applied > 0
-                    && self
-                        .gift_cards
-                        .hold(&card.code, token, card.applied, hold_until_ms, now_ms)
-                        < card.applied
-            });
-            if !short {
-                return pricing;
-            }
-            self.gift_cards.release(token);
-            pricing = self.price(cart, now_ms);
-        }
-        pricing
     }
 
     /// `CART.COMPLETE`: deletes the frozen cart and logs the `checkout` event.
@@ -169,35 +143,22 @@ impl Store {
         }
         check_version(options, Some(&cart))?;
         let pricing = CartPricing::decode(&checkout.pricing).unwrap_or_default();
-        self.gift_cards.consume(token, now_ms);
-        shard.remove(at.hash, key);
-        let order_id = order_id.map(String::from_utf8_lossy);
-        // What each gift card paid, so the gift card system can settle its balances.
-        let gift_cards: Vec<_> = pricing
+        // Exactly what the frozen view shows each card paying is taken, or nothing is.
+        let paid: Vec<(&str, i64)> = pricing
             .gift_cards
             .iter()
             .filter(|card| card.applied > 0)
-            .map(|card| json!({ "code": card.code, "amount": card.applied }))
+            .map(|card| (card.code.as_str(), card.applied))
             .collect();
-        let discounts: Vec<_> = pricing
-            .discounts
-            .iter()
-            .map(|(source, amount)| json!({ "source": source, "amount": amount }))
-            .collect();
-        let event = event(
-            EventKind::Checkout,
-            json!({
-                "token": token,
-                "order_id": order_id,
-                "currency": cart.currency.as_str(),
-                "discounts": discounts,
-                "gift_cards": gift_cards,
-                "subtotal": pricing.subtotal,
-                "discount": pricing.discount,
-                "gift_card": pricing.gift_card,
-                "total": pricing.total,
-            }),
-        );
+        let spent = if paid.is_empty() {
+            Vec::new()
+        } else {
+            self.gift_cards
+                .complete(token, &paid, now_ms)
+                .map_err(|reason| CommandError::new(ErrorCode::GiftCard, reason))?
+        };
+        shard.remove(at.hash, key);
+        let event = checkout_event(token, order_id, &cart, &pricing, &spent);
         self.log_tombstone(key, cart.version, TombstoneReason::CheckedOut, event);
         let until_ms = now_ms + self.config.idempotency_ttl_ms;
         self.completed
@@ -228,6 +189,40 @@ impl Store {
             Ok(Outcome::Changed)
         })
     }
+}
+
+/// The `checkout` event of a completed checkout: the token, the order, the totals, what each
+/// discount took and what was taken from each gift card (so the gift card system can settle).
+fn checkout_event(
+    token: &str,
+    order_id: Option<&[u8]>,
+    cart: &Cart,
+    pricing: &CartPricing,
+    spent: &[Spent],
+) -> Event {
+    let gift_cards: Vec<_> = spent
+        .iter()
+        .map(|card| json!({ "code": card.code, "amount": card.amount }))
+        .collect();
+    let discounts: Vec<_> = pricing
+        .discounts
+        .iter()
+        .map(|(source, amount)| json!({ "source": source, "amount": amount }))
+        .collect();
+    event(
+        EventKind::Checkout,
+        json!({
+            "token": token,
+            "order_id": order_id.map(String::from_utf8_lossy),
+            "currency": cart.currency.as_str(),
+            "discounts": discounts,
+            "gift_cards": gift_cards,
+            "subtotal": pricing.subtotal,
+            "discount": pricing.discount,
+            "gift_card": pricing.gift_card,
+            "total": pricing.total,
+        }),
+    )
 }
 
 /// Refuses a cart with nothing to buy, or with lines that cannot be bought.

@@ -62,11 +62,20 @@ impl Store {
         }
     }
 
-    /// Logs the expiry of a cart the wheel or an access found past its deadline.
+    /// Logs the expiry of a cart the wheel or an access found past its deadline, and lets go
+    /// of what its checkout held on gift cards.
     pub(super) fn log_expired(&self, key: &[u8], cart: &Cart) {
         self.stats.expired_carts.fetch_add(1, Ordering::Relaxed);
+        self.release_holds(cart);
         let event = bare_event(EventKind::Abandon);
         self.log_tombstone(key, cart.version, TombstoneReason::Expired, event);
+    }
+
+    /// Gives back what the checkout of `cart`, now gone, held on gift cards.
+    pub(super) fn release_holds(&self, cart: &Cart) {
+        if let Some(checkout) = cart.checkout() {
+            self.gift_cards.release(&checkout.token);
+        }
     }
 
     /// Removes the cart under `key` if its deadline passed, logging the expiry.

@@ -27,7 +27,7 @@ use crate::cart::{Cart, CartKind, CartLimits, LineKey, Names};
 use crate::catalog::{apply_plan, Catalog};
 use crate::config::Config;
 use crate::limits::{EXPIRE_CHECKS_PER_LOCK_MAX, VALIDATION_ATTEMPTS_MAX};
-use crate::pricing::registry::{GiftCards, Promotions};
+use crate::pricing::{GiftCards, Promotions};
 use idempotency::Lookup;
 pub use log::{bare_event, event, take_appended_lsn};
 use persistence::{Event, EventKind, TombstoneReason, Wal};
@@ -491,6 +491,7 @@ impl Store {
         let Some(cart) = shard.remove(at.hash, key) else {
             return false;
         };
+        self.release_holds(&cart);
         let event = bare_event(EventKind::Delete);
         self.log_tombstone(key, cart.version, TombstoneReason::Deleted, event);
         true

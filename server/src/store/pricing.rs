@@ -26,17 +26,46 @@ impl Store {
         if codes.is_empty() && cart.gift_cards().is_empty() && automatic.is_empty() {
             return CartPricing::plain(cart);
         }
+        let availability: SmallVec<[_; 4]> = cart
+            .gift_cards()
+            .iter()
+            .map(|code| self.gift_cards.available(code, now_ms))
+            .collect();
         let gift_cards: SmallVec<[GiftCardInput; 4]> = cart
             .gift_cards()
             .iter()
-            .map(|code| GiftCardInput {
-                code,
-                card: self.gift_cards.available(code, now_ms),
-            })
+            .zip(availability)
+            .map(|(code, card)| GiftCardInput::from_availability(code, card))
             .collect();
         self.with_input(cart, codes, &automatic, &gift_cards, now_ms, |input| {
             engine::price(input).into()
         })
+    }
+
+    /// Prices `cart` with its own codes for checkout and reserves what each gift card pays
+    /// under `token` until `hold_until_ms`, in one step: the pricing is exactly what is held.
+    pub fn price_and_hold(
+        &self,
+        cart: &Cart,
+        token: &str,
+        hold_until_ms: u64,
+        now_ms: u64,
+    ) -> CartPricing {
+        if cart.gift_cards().is_empty() {
+            return self.price(cart, now_ms);
+        }
+        let automatic = self.promotions.automatic();
+        let codes = cart.promo_codes();
+        let pricing = self.gift_cards.reserve(
+            token,
+            cart.gift_cards(),
+            hold_until_ms,
+            now_ms,
+            |gift_cards| {
+                self.with_input(cart, codes, &automatic, gift_cards, now_ms, engine::price)
+            },
+        );
+        pricing.into()
     }
 
     /// Whether promo code `code` may be added to `cart` now; the reason when not.
