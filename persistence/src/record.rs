@@ -1,5 +1,13 @@
-//! One logged change, and its framing on disk: `len u32 LE | crc32c u32 LE | payload`, the
+//! One logged record, and its framing on disk: `len u32 LE | crc32c u32 LE | payload`, the
 //! payload being the record in postcard encoding (LSN first).
+//!
+//! A record is one or more changes applied together: recovery, the PostgreSQL sink and later
+//! replicas apply all of a record or none of it (a MERGE's two carts, a checkout's cart and the
+//! gift cards it paid with). Each change names what it is about by a [`Space`] and a key, and
+//! leaves it as an image, a delta on an earlier state, or gone.
+//!
+//! Two formats are read: format 2, written since durable reference data (this one), and format
+//! 1, one cart change per record, which older segments hold ([`RecordFormat::V1`]).
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -13,31 +21,80 @@ pub const FRAME_HEADER_BYTES: usize = 8;
 /// Longest payload a frame may carry; a longer length is corruption, not a record.
 pub const PAYLOAD_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// One change to one cart.
+/// Changes in one record at most (a checkout: its cart and up to ten gift cards).
+pub const CHANGES_PER_RECORD_MAX: usize = 64;
+
+/// One logged record: changes applied together, at one LSN.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// Position in the log.
     pub lsn: Lsn,
-    /// The cart's key.
-    pub key: Bytes,
-    /// The cart's version after the change (a tombstone: the version it had).
-    pub version: u64,
-    /// What the cart is now.
-    pub change: Change,
-    /// Why, for the event stream.
-    pub event: Event,
+    /// What changed, in the order it was applied; at least one.
+    pub changes: Vec<Change>,
 }
 
-/// The state a record leaves the cart in.
+/// What a change is about. Each space has keys of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Space {
+    /// A cart, by its key.
+    Cart,
+    /// A catalog entry (price, stock, per-cart limit), by product and variant.
+    Catalog,
+    /// A promotion, by its code.
+    Promotion,
+    /// A gift card's balance, by its code.
+    GiftCard,
+}
+
+impl Space {
+    /// The name used in logs and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Space::Cart => "cart",
+            Space::Catalog => "catalog",
+            Space::Promotion => "promotion",
+            Space::GiftCard => "gift card",
+        }
+    }
+}
+
+/// One change to one thing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Change {
-    /// The whole cart after the change, encoded by the server.
+pub struct Change {
+    /// What kind of thing.
+    pub space: Space,
+    /// Which one.
+    pub key: Bytes,
+    /// A cart's version after the change (a tombstone: the version it had); 0 elsewhere.
+    pub version: u64,
+    /// When the change happened (Unix ms; 0 if unknown, in records of format 1 without it).
+    pub at_ms: u64,
+    /// What the thing is now.
+    pub state: State,
+    /// Why, for the event stream (carts only).
+    pub event: Option<Event>,
+    /// The token the change answers to, remembered so a retry replays instead of re-applying.
+    pub guard: Option<Guard>,
+}
+
+/// The state a change leaves its thing in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum State {
+    /// The whole thing after the change, encoded by the server.
     Image(Bytes),
-    /// The cart is gone.
+    /// What changed since the state the same thing had after record `base_lsn`, encoded by the
+    /// server; applies only on exactly that state.
+    Delta {
+        /// The record that left the state this delta applies to.
+        base_lsn: Lsn,
+        /// The change, encoded by the server.
+        delta: Bytes,
+    },
+    /// The thing is gone.
     Tombstone(TombstoneReason),
 }
 
-/// Why a cart is gone.
+/// Why a thing is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TombstoneReason {
     /// `DEL`, or cleared away by an operator.
@@ -48,6 +105,38 @@ pub enum TombstoneReason {
     Expired,
     /// Handed to checkout and completed.
     CheckedOut,
+}
+
+impl TombstoneReason {
+    /// The `reason` an event payload carries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TombstoneReason::Deleted => "deleted",
+            TombstoneReason::Merged => "merged",
+            TombstoneReason::Expired => "expired",
+            TombstoneReason::CheckedOut => "checked_out",
+        }
+    }
+}
+
+/// A request token a change answers to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Guard {
+    /// What kind of token.
+    pub kind: GuardKind,
+    /// The token.
+    pub token: Bytes,
+    /// Hash of the whole request that carried it (0 for a checkout token).
+    pub fingerprint: u64,
+}
+
+/// Kinds of request tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum GuardKind {
+    /// `IDEMPOTENCY token` of a mutation.
+    Idempotency,
+    /// The checkout token a `CART.COMPLETE` completed.
+    Checkout,
 }
 
 /// What happened, as the `cart_events` table records it.
@@ -99,11 +188,98 @@ impl EventKind {
     }
 }
 
-/// Where readers of the log (the PostgreSQL sink, later replicas) get records from.
-pub trait RecordSource: Send + 'static {
-    /// Up to `max` records with LSN above `after`, in LSN order; empty when there are none yet.
-    /// Never returns a record that is not completely written.
-    fn read_after(&mut self, after: Lsn, max: usize) -> std::io::Result<Vec<Record>>;
+/// A change to append, borrowing its parts: the log encodes it straight into its queue. It
+/// encodes exactly as the [`Change`] it reads back as (a round-trip test keeps the two equal).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ChangeRef<'a> {
+    /// What kind of thing.
+    pub space: Space,
+    /// Which one.
+    pub key: &'a [u8],
+    /// See [`Change::version`].
+    pub version: u64,
+    /// When the change happened (Unix ms).
+    pub at_ms: u64,
+    /// What the thing is now.
+    pub state: StateRef<'a>,
+    /// Why, for the event stream.
+    pub event: Option<EventRef<'a>>,
+    /// The token the change answers to.
+    pub guard: Option<GuardRef<'a>>,
+}
+
+/// [`State`], borrowed.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub enum StateRef<'a> {
+    /// See [`State::Image`].
+    Image(&'a [u8]),
+    /// See [`State::Delta`].
+    Delta {
+        /// See [`State::Delta`].
+        base_lsn: Lsn,
+        /// See [`State::Delta`].
+        delta: &'a [u8],
+    },
+    /// See [`State::Tombstone`].
+    Tombstone(TombstoneReason),
+}
+
+/// [`Event`], borrowed.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct EventRef<'a> {
+    /// See [`Event::kind`].
+    pub kind: EventKind,
+    /// See [`Event::detail`].
+    pub detail: &'a [u8],
+}
+
+/// [`Guard`], borrowed.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct GuardRef<'a> {
+    /// See [`Guard::kind`].
+    pub kind: GuardKind,
+    /// See [`Guard::token`].
+    pub token: &'a [u8],
+    /// See [`Guard::fingerprint`].
+    pub fingerprint: u64,
+}
+
+impl Change {
+    /// This change, borrowed, to append again (tests, tools).
+    pub fn as_ref(&self) -> ChangeRef<'_> {
+        ChangeRef {
+            space: self.space,
+            key: &self.key,
+            version: self.version,
+            at_ms: self.at_ms,
+            state: match &self.state {
+                State::Image(image) => StateRef::Image(image),
+                State::Delta { base_lsn, delta } => StateRef::Delta {
+                    base_lsn: *base_lsn,
+                    delta,
+                },
+                State::Tombstone(reason) => StateRef::Tombstone(*reason),
+            },
+            event: self.event.as_ref().map(|event| EventRef {
+                kind: event.kind,
+                detail: &event.detail,
+            }),
+            guard: self.guard.as_ref().map(|guard| GuardRef {
+                kind: guard.kind,
+                token: &guard.token,
+                fingerprint: guard.fingerprint,
+            }),
+        }
+    }
+}
+
+/// Which layout a segment's records have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordFormat {
+    /// One cart change per record, the event's time inside its JSON detail.
+    V1,
+    /// [`Record`] as it is now.
+    V2,
 }
 
 /// Why bytes could not be read back as a record.
@@ -122,22 +298,33 @@ pub enum FrameError {
     Corrupt(String),
 }
 
+/// Appends one record at `lsn` of `changes`, framed, to `out`.
+pub fn encode_frame(lsn: Lsn, changes: &[ChangeRef<'_>], out: &mut Vec<u8>) {
+    assert!(
+        (1..=CHANGES_PER_RECORD_MAX).contains(&changes.len()),
+        "a record holds 1..={CHANGES_PER_RECORD_MAX} changes"
+    );
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
+    let payload = postcard::to_extend(&(lsn, changes), std::mem::take(out))
+        .expect("writing a record into a Vec cannot fail");
+    *out = payload;
+    let length = out.len() - start - FRAME_HEADER_BYTES;
+    let crc = crc32c::crc32c(&out[start + FRAME_HEADER_BYTES..]);
+    out[start..start + 4].copy_from_slice(&(length as u32).to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
 impl Record {
     /// Appends this record, framed, to `out`.
     pub fn encode_frame(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
-        let payload = postcard::to_extend(self, std::mem::take(out))
-            .expect("writing a record into a Vec cannot fail");
-        *out = payload;
-        let length = out.len() - start - FRAME_HEADER_BYTES;
-        let crc = crc32c::crc32c(&out[start + FRAME_HEADER_BYTES..]);
-        out[start..start + 4].copy_from_slice(&(length as u32).to_le_bytes());
-        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+        let changes: Vec<ChangeRef<'_>> = self.changes.iter().map(Change::as_ref).collect();
+        encode_frame(self.lsn, &changes, out);
     }
 
-    /// Reads the frame at the start of `bytes`: the record and the bytes the frame took.
-    pub fn decode_frame(bytes: &[u8]) -> Result<(Record, usize), FrameError> {
+    /// Reads the frame at the start of `bytes`, of `format`: the record and the bytes the
+    /// frame took.
+    pub fn decode_frame(bytes: &[u8], format: RecordFormat) -> Result<(Record, usize), FrameError> {
         let incomplete = |needed| FrameError::Incomplete {
             needed,
             available: bytes.len(),
@@ -157,60 +344,85 @@ impl Record {
         if crc32c::crc32c(payload) != crc {
             return Err(FrameError::Corrupt("checksum mismatch".into()));
         }
-        let record: Record = postcard::from_bytes(payload)
-            .map_err(|error| FrameError::Corrupt(format!("undecodable record: {error}")))?;
+        let undecodable =
+            |error: postcard::Error| FrameError::Corrupt(format!("undecodable record: {error}"));
+        let record = match format {
+            RecordFormat::V2 => {
+                let record: Record = postcard::from_bytes(payload).map_err(undecodable)?;
+                if !(1..=CHANGES_PER_RECORD_MAX).contains(&record.changes.len()) {
+                    let count = record.changes.len();
+                    return Err(FrameError::Corrupt(format!("a record of {count} changes")));
+                }
+                record
+            }
+            RecordFormat::V1 => postcard::from_bytes::<v1::Record>(payload)
+                .map_err(undecodable)?
+                .into(),
+        };
         Ok((record, total))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The layout of format-1 records, read from older segments and turned into [`Record`]s.
+pub(crate) mod v1 {
+    use bytes::Bytes;
+    use serde::{Deserialize, Serialize};
 
-    fn record(lsn: Lsn, change: Change) -> Record {
-        Record {
-            lsn,
-            key: Bytes::from_static(b"cart:42"),
-            version: 3,
-            change,
-            event: Event {
-                kind: EventKind::Add,
-                detail: Bytes::from_static(br#"{"product":"p1"}"#),
-            },
-        }
+    use super::{Event, Lsn, TombstoneReason};
+
+    /// One cart change.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Record {
+        pub lsn: Lsn,
+        pub key: Bytes,
+        pub version: u64,
+        pub change: Change,
+        pub event: Event,
     }
 
-    #[test]
-    fn frames_round_trip_back_to_back() {
-        let first = record(1, Change::Image(Bytes::from_static(b"image bytes")));
-        let second = record(2, Change::Tombstone(TombstoneReason::Merged));
-        let mut out = Vec::new();
-        first.encode_frame(&mut out);
-        second.encode_frame(&mut out);
-        let (decoded, used) = Record::decode_frame(&out).unwrap();
-        assert_eq!(decoded, first);
-        let (decoded, rest) = Record::decode_frame(&out[used..]).unwrap();
-        assert_eq!(decoded, second);
-        assert_eq!(used + rest, out.len());
+    /// The state it left the cart in.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub enum Change {
+        Image(Bytes),
+        Tombstone(TombstoneReason),
     }
 
-    #[test]
-    fn a_cut_frame_is_incomplete_and_a_flipped_bit_is_corrupt() {
-        let mut out = Vec::new();
-        record(7, Change::Image(Bytes::from_static(b"abc"))).encode_frame(&mut out);
-        for cut in 0..out.len() {
-            assert!(matches!(
-                Record::decode_frame(&out[..cut]),
-                Err(FrameError::Incomplete { .. })
-            ));
-        }
-        for at in FRAME_HEADER_BYTES..out.len() {
-            let mut bad = out.clone();
-            bad[at] ^= 0x10;
-            assert!(matches!(
-                Record::decode_frame(&bad),
-                Err(FrameError::Corrupt(_))
-            ));
+    impl From<Record> for super::Record {
+        fn from(old: Record) -> super::Record {
+            #[derive(Deserialize)]
+            struct At {
+                at_ms: Option<u64>,
+            }
+            let at_ms = serde_json::from_slice::<At>(&old.event.detail)
+                .ok()
+                .and_then(|at| at.at_ms)
+                .unwrap_or(0);
+            let state = match old.change {
+                Change::Image(image) => super::State::Image(image),
+                Change::Tombstone(reason) => super::State::Tombstone(reason),
+            };
+            super::Record {
+                lsn: old.lsn,
+                changes: vec![super::Change {
+                    space: super::Space::Cart,
+                    key: old.key,
+                    version: old.version,
+                    at_ms,
+                    state,
+                    event: Some(old.event),
+                    guard: None,
+                }],
+            }
         }
     }
 }
+
+/// Where readers of the log (the PostgreSQL sink, later replicas) get records from.
+pub trait RecordSource: Send + 'static {
+    /// Up to `max` records with LSN above `after`, in LSN order; empty when there are none yet.
+    /// Never returns a record that is not completely written.
+    fn read_after(&mut self, after: Lsn, max: usize) -> std::io::Result<Vec<Record>>;
+}
+
+#[cfg(test)]
+mod tests;

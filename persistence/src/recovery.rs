@@ -10,7 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::record::{Lsn, Record};
+use crate::record::{Lsn, Record, RecordFormat};
 use crate::wal::segment::{
     list_segments, sync_dir, SegmentFile, SegmentHeader, SegmentStart, SEGMENT_HEADER_BYTES,
 };
@@ -173,9 +173,12 @@ impl Scan {
         let mut offset = SEGMENT_HEADER_BYTES;
         let mut expected = header.first_lsn;
         while offset < bytes.len() {
-            let (record, used) = match Record::decode_frame(&bytes[offset..]) {
+            let (record, used) = match Record::decode_frame(&bytes[offset..], header.format) {
                 Ok(decoded) => decoded,
-                Err(_) if is_last && !valid_frame_after(bytes, offset + 1, expected) => {
+                Err(_)
+                    if is_last
+                        && !valid_frame_after(bytes, offset + 1, expected, header.format) =>
+                {
                     return Err(Damage::Torn {
                         offset: offset as u64,
                     });
@@ -244,9 +247,9 @@ fn is_zeros(bytes: &[u8]) -> bool {
 
 /// Whether any valid frame with an LSN of at least `lsn_min` starts at or after `from`:
 /// if so, damage before it is in the middle of the log, not a torn tail.
-fn valid_frame_after(bytes: &[u8], from: usize, lsn_min: Lsn) -> bool {
+fn valid_frame_after(bytes: &[u8], from: usize, lsn_min: Lsn, format: RecordFormat) -> bool {
     (from..bytes.len()).any(|start| {
-        matches!(Record::decode_frame(&bytes[start..]), Ok((record, _)) if record.lsn >= lsn_min)
+        matches!(Record::decode_frame(&bytes[start..], format), Ok((record, _)) if record.lsn >= lsn_min)
     })
 }
 

@@ -71,7 +71,7 @@ impl Catalog {
     }
 
     /// `CATALOG.SET`: sets the price; stock and limit keep their values unless given
-    /// (`max_qty` 0 removes the limit).
+    /// (`max_qty` 0 removes the limit). `log` sees the entry as it now is, under its lock.
     pub fn set(
         &self,
         key: LineKey,
@@ -79,8 +79,9 @@ impl Catalog {
         stock: Option<u64>,
         max_qty: Option<u32>,
         now_ms: u64,
+        log: impl FnOnce(&CatalogEntry),
     ) -> Result<(), CommandError> {
-        self.upsert(key, now_ms, |entry| {
+        let change = |entry: &mut CatalogEntry| {
             entry.price = Some(price);
             entry.price_refreshed_at_ms = now_ms;
             if stock.is_some() {
@@ -91,17 +92,42 @@ impl Catalog {
                 entry.max_qty = (max_qty > 0).then_some(max_qty);
             }
             true
-        })
+        };
+        self.upsert(key, now_ms, change, log)
     }
 
     /// `STOCK.SET`: sets the stock level, creating a price-less entry for an unknown variant
-    /// (inventory and pricing are often pushed by different systems).
-    pub fn set_stock(&self, key: LineKey, stock: u64, now_ms: u64) -> Result<(), CommandError> {
-        self.upsert(key, now_ms, |entry| {
+    /// (inventory and pricing are often pushed by different systems). `log` as for `set`.
+    pub fn set_stock(
+        &self,
+        key: LineKey,
+        stock: u64,
+        now_ms: u64,
+        log: impl FnOnce(&CatalogEntry),
+    ) -> Result<(), CommandError> {
+        let change = |entry: &mut CatalogEntry| {
             entry.stock = Some(stock);
             entry.stock_refreshed_at_ms = now_ms;
             true
-        })
+        };
+        self.upsert(key, now_ms, change, log)
+    }
+
+    /// Forgets every entry (before another recovery attempt).
+    pub fn clear(&self) {
+        self.entries.clear();
+    }
+
+    /// Puts an entry from the log or a snapshot in place.
+    pub fn load(&self, key: LineKey, entry: CatalogEntry) {
+        self.entries.insert(key, entry);
+    }
+
+    /// Every entry, for a snapshot (each read under its own lock).
+    pub fn for_each(&self, mut visit: impl FnMut(LineKey, &CatalogEntry)) {
+        for entry in self.entries.iter() {
+            visit(*entry.key(), entry.value());
+        }
     }
 
     /// Whether `key`'s `facet` must be fetched before a view at `now_ms`: never refreshed, or
@@ -127,7 +153,7 @@ impl Catalog {
         answer: Option<(Price, Option<u32>)>,
         now_ms: u64,
     ) -> Result<(), CommandError> {
-        self.upsert(key, now_ms, |entry| {
+        let change = |entry: &mut CatalogEntry| {
             entry.price_refreshed_at_ms = now_ms;
             let Some((price, max_qty)) = answer else {
                 return false;
@@ -138,7 +164,9 @@ impl Catalog {
                 entry.max_qty = (max_qty > 0).then_some(max_qty);
             }
             before != (entry.price, entry.max_qty)
-        })
+        };
+        // What the services answer is a cache: it is not logged.
+        self.upsert(key, now_ms, change, |_| {})
     }
 
     /// The inventory service's answer for one variant: its stock level, or `None` when the
@@ -149,23 +177,25 @@ impl Catalog {
         stock: Option<u64>,
         now_ms: u64,
     ) -> Result<(), CommandError> {
-        self.upsert(key, now_ms, |entry| {
+        let change = |entry: &mut CatalogEntry| {
             entry.stock_refreshed_at_ms = now_ms;
             let changed = stock.is_some_and(|stock| entry.stock != Some(stock));
             if stock.is_some() {
                 entry.stock = stock;
             }
             changed
-        })
+        };
+        self.upsert(key, now_ms, change, |_| {})
     }
 
     /// Creates or changes one entry; `change` tells whether a value changed (the entry's
-    /// `updated_at_ms` moves only then).
+    /// `updated_at_ms` moves only then); `log` sees the result while the entry is still locked.
     fn upsert(
         &self,
         key: LineKey,
         now_ms: u64,
         change: impl FnOnce(&mut CatalogEntry) -> bool,
+        log: impl FnOnce(&CatalogEntry),
     ) -> Result<(), CommandError> {
         if !self.entries.contains_key(&key) && self.entries.len() >= CATALOG_ENTRIES_MAX {
             return Err(CommandError::limit(format!(
@@ -183,12 +213,18 @@ impl Catalog {
         if change(&mut entry) {
             entry.updated_at_ms = now_ms;
         }
+        log(&entry);
         Ok(())
     }
 
-    /// `CATALOG.DEL`: whether the variant was known.
-    pub fn remove(&self, key: LineKey) -> bool {
-        self.entries.remove(&key).is_some()
+    /// `CATALOG.DEL`: whether the variant was known; `log` runs while it is still locked.
+    pub fn remove(&self, key: LineKey, log: impl FnOnce()) -> bool {
+        self.entries
+            .remove_if(&key, |_, _| {
+                log();
+                true
+            })
+            .is_some()
     }
 
     /// The catalog's price for a line of a cart in `currency` (a price in another currency does
@@ -268,7 +304,7 @@ mod tests {
         };
         let catalog = Catalog::default();
         assert!(catalog.due(key, Facet::Price, 1_000, 60_000), "unknown");
-        catalog.set_stock(key, 3, 1_000).unwrap();
+        catalog.set_stock(key, 3, 1_000, |_| {}).unwrap();
         assert!(
             catalog.due(key, Facet::Price, 1_000, 60_000),
             "no price yet"

@@ -5,7 +5,7 @@
 //! the log after it replayed, and only then is the log opened for new records, numbered on
 //! from the highest LSN seen (the PostgreSQL checkpoint included, so event LSNs never repeat).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::postgres::PostgresLink;
 use crate::server::{now_ms, Server};
+use crate::store::durable::seed_of;
 
 /// The durable side of a running server.
 pub struct Durability {
@@ -115,33 +116,31 @@ pub async fn start(server: Arc<Server>, repair: bool) -> Result<(), StartError> 
     }
     let wal = open_log(&server, last_lsn + 1)?;
     server.store.attach_wal(wal.clone());
+    let holds = server.store.rebuild_gift_card_holds(now_ms());
+    if summary.restored_carts > 0 {
+        // What came from PostgreSQL is in no local file yet: a snapshot makes it durable
+        // here before anything is served (a crash would otherwise find a log without it).
+        let snapshot = snapshot_now(&server).await?;
+        info!(
+            carts = snapshot.carts,
+            lsn = snapshot.lsn,
+            "restored data snapshotted"
+        );
+    }
     summary.millis = started.elapsed().as_millis() as u64;
     info!(
         snapshot_carts = summary.snapshot_carts,
         replayed = summary.replayed_records,
         restored = summary.restored_carts,
         carts = server.store.len(),
+        gift_card_holds = holds,
         next_lsn = last_lsn + 1,
         ms = summary.millis,
         "data loaded"
     );
-    let durability = Durability {
-        wal: wal.clone(),
-        snapshot_dir: data_dir.join("snapshots"),
-        saving: AtomicBool::new(false),
-        last_save_s: AtomicU64::new(now_ms() / 1000),
-        last_save_lsn: AtomicU64::new(local.snapshot_lsn),
-        last_save_ok: AtomicBool::new(true),
-        last_save_ms: AtomicU64::new(0),
-        save_started: Mutex::new(None),
-        postgres,
-        recovery: summary,
-        save_on_shutdown: AtomicBool::new(false),
-        wait_for_sync: wal.fsync_policy() == FsyncPolicy::Always,
-        retention_warning: AtomicBool::new(false),
-        bgsave_requested: AtomicBool::new(false),
-        wake_snapshot_task: tokio::sync::Notify::new(),
-    };
+    let last_save_lsn =
+        snapshot::latest_lsn(&data_dir.join("snapshots")).unwrap_or(local.snapshot_lsn);
+    let durability = Durability::new(wal, &data_dir, postgres, summary, last_save_lsn);
     if server.durability.set(durability).is_err() {
         panic!("durability starts once");
     }
@@ -152,6 +151,29 @@ pub async fn start(server: Arc<Server>, repair: bool) -> Result<(), StartError> 
     server.loading.store(false, Ordering::Release);
     info!("ready to accept connections");
     Ok(())
+}
+
+/// Moves a damaged snapshot out of the way (`.snap.damaged`, kept for a look) once an older
+/// one has loaded, so it is neither counted among the snapshots kept nor loaded again.
+fn set_aside(path: &Path) {
+    let damaged = path.with_extension("snap.damaged");
+    match std::fs::rename(path, &damaged) {
+        Ok(()) => warn!(moved_to = %damaged.display(), "the damaged snapshot was set aside"),
+        Err(error) => warn!(%error, file = %path.display(), "cannot set a damaged snapshot aside"),
+    }
+}
+
+/// Writes a snapshot on a blocking thread, before the server serves.
+async fn snapshot_now(server: &Arc<Server>) -> Result<SnapshotInfo, StartError> {
+    let dir = server.config.server.data_dir.join("snapshots");
+    let writer = server.clone();
+    tokio::task::spawn_blocking(move || writer.store.write_snapshot(&dir))
+        .await
+        .expect("snapshots do not panic")
+        .map_err(|source| StartError::Io {
+            what: "writing the snapshot of what was restored from PostgreSQL".into(),
+            source,
+        })
 }
 
 /// Opens the log for new records from `next_lsn` on.
@@ -184,20 +206,14 @@ fn recover_local(server: &Server, repair: bool) -> Result<LocalState, StartError
     let data_dir = &server.config.server.data_dir;
     let store = &server.store;
     let mut summary = RecoverySummary::default();
-    let mut failure = None;
-    let loaded = snapshot::load_latest(&data_dir.join("snapshots"), |key, image| {
-        if failure.is_none() {
-            failure = store.load_image(&key, &image).err();
-        }
-    })?;
-    if let Some(error) = failure.take() {
-        return Err(StartError::Apply(format!("a snapshot cart: {error}")));
-    }
+    let loaded = load_snapshot(server, &data_dir.join("snapshots"))?;
     let snapshot_lsn = loaded.as_ref().map_or(0, |info| info.lsn);
     summary.snapshot_carts = loaded.as_ref().map_or(0, |info| info.carts);
+    let now = now_ms();
+    let mut failure = None;
     let report = recovery::replay(&data_dir.join("wal"), snapshot_lsn, repair, |record| {
         if failure.is_none() {
-            failure = store.apply_record(&record).err();
+            failure = store.apply_record(&record, now).err();
         }
     })?;
     if let Some(error) = failure {
@@ -213,7 +229,101 @@ fn recover_local(server: &Server, repair: bool) -> Result<LocalState, StartError
     })
 }
 
+/// Loads the newest snapshot that reads back whole; a damaged one is reported and the one
+/// before it (whose log is kept) is loaded instead. The store takes the key-hash seed the
+/// snapshot was written with before it loads anything. `None`: no snapshot at all.
+fn load_snapshot(server: &Server, dir: &Path) -> Result<Option<SnapshotInfo>, StartError> {
+    let store = &server.store;
+    let candidates = snapshot::list(dir)?;
+    let mut damage = None;
+    let mut damaged = Vec::new();
+    for (index, (_, path)) in candidates.iter().enumerate() {
+        if index > 0 {
+            store.clear_for_recovery(now_ms());
+        }
+        let seed = match snapshot::read_seed(path) {
+            Ok(seed) => seed,
+            Err(error) => {
+                warn!(%error, "a snapshot is damaged; trying the one before it");
+                damaged.push(path.clone());
+                damage.get_or_insert(error);
+                continue;
+            }
+        };
+        if let Some(seed) = seed {
+            if !store.set_seed(seed_of(seed)) {
+                warn!(
+                    "this snapshot's key-hash seed differs from the newer one's, which is \
+                     kept: the traces of forgotten request tokens in it do not match"
+                );
+            }
+        }
+        let now = now_ms();
+        let mut failure = None;
+        let loaded = snapshot::load(path, |entry| {
+            if failure.is_none() {
+                failure = store.load_entry(entry, now).err();
+            }
+        });
+        match (loaded, failure) {
+            (Ok(info), None) => {
+                if let Some(error) = damage {
+                    warn!(
+                        %error,
+                        loaded = %info.path.display(),
+                        "the newest snapshot is damaged; the one before it was loaded, and \
+                         the log from its LSN is replayed"
+                    );
+                }
+                damaged.iter().for_each(|path| set_aside(path));
+                return Ok(Some(info));
+            }
+            (Ok(info), Some(error)) => {
+                return Err(StartError::Apply(format!(
+                    "an entry of {}: {error}",
+                    info.path.display()
+                )));
+            }
+            (Err(error), _) => {
+                warn!(%error, "a snapshot is damaged; trying the one before it");
+                damaged.push(path.clone());
+                damage.get_or_insert(error);
+            }
+        }
+    }
+    match damage {
+        Some(error) => Err(error.into()),
+        None => Ok(None),
+    }
+}
+
 impl Durability {
+    fn new(
+        wal: Arc<Wal>,
+        data_dir: &Path,
+        postgres: Option<PostgresLink>,
+        recovery: RecoverySummary,
+        last_save_lsn: Lsn,
+    ) -> Durability {
+        Durability {
+            wait_for_sync: wal.fsync_policy() == FsyncPolicy::Always,
+            wal,
+            snapshot_dir: data_dir.join("snapshots"),
+            saving: AtomicBool::new(false),
+            last_save_s: AtomicU64::new(now_ms() / 1000),
+            last_save_lsn: AtomicU64::new(last_save_lsn),
+            last_save_ok: AtomicBool::new(true),
+            last_save_ms: AtomicU64::new(0),
+            save_started: Mutex::new(None),
+            postgres,
+            recovery,
+            save_on_shutdown: AtomicBool::new(false),
+            retention_warning: AtomicBool::new(false),
+            bgsave_requested: AtomicBool::new(false),
+            wake_snapshot_task: tokio::sync::Notify::new(),
+        }
+    }
+
     /// Writes a snapshot now on this thread (SAVE, BGSAVE's thread), then lets go of the log
     /// segments it covers. `Err` when another snapshot is already running.
     pub fn save(&self, server: &Server) -> Result<SnapshotInfo, String> {
@@ -309,9 +419,12 @@ impl Durability {
         }
     }
 
-    /// Deletes log segments that both the last snapshot and the PostgreSQL sink are past.
+    /// Deletes log segments that both the older of the two snapshots kept and the PostgreSQL
+    /// sink are past: should the newest snapshot turn out damaged, the one before it and the
+    /// log from its LSN on still hold everything.
     pub fn release_log(&self) {
-        let mut keep_from = self.last_save_lsn.load(Ordering::Relaxed) + 1;
+        let oldest_snapshot = snapshot::oldest_lsn(&self.snapshot_dir).unwrap_or(0);
+        let mut keep_from = oldest_snapshot.min(self.last_save_lsn.load(Ordering::Relaxed)) + 1;
         if let Some(postgres) = &self.postgres {
             keep_from = keep_from.min(postgres.checkpoint_lsn() + 1);
         }

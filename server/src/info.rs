@@ -130,7 +130,7 @@ fn memory_section(server: &Server, out: &mut String) {
     let rss = rss_bytes();
     let carts = server.store.len() as u64;
     let cart_bytes = rss.saturating_sub(server.rss_baseline_bytes);
-    let (idempotency_keys, idempotency_evicted) = server.store.idempotency_counts();
+    let tokens = server.store.token_stats();
     out.push_str("# Memory\r\n");
     line(out, "used_memory", rss);
     line(out, "used_memory_human", human(rss));
@@ -156,13 +156,21 @@ fn memory_section(server: &Server, out: &mut String) {
     );
     line(out, "promotions", server.store.promotions.len());
     line(out, "gift_cards", server.store.gift_cards.len());
-    line(out, "idempotency_keys", idempotency_keys);
+    line(out, "idempotency_keys", tokens.tokens);
     line(
         out,
         "idempotency_keys_max",
         server.config.carts.max_idempotency_keys,
     );
-    line(out, "idempotency_evicted", idempotency_evicted);
+    line(out, "idempotency_bytes", tokens.bytes);
+    line(
+        out,
+        "idempotency_bytes_per_key",
+        tokens.bytes.checked_div(tokens.tokens).unwrap_or(0),
+    );
+    line(out, "idempotency_evicted", tokens.evicted);
+    line(out, "idempotency_forgotten", tokens.forgotten);
+    line(out, "idempotency_forgotten_bytes", tokens.forgotten_bytes);
 }
 
 fn persistence_section(server: &Server, out: &mut String) {

@@ -125,7 +125,7 @@ impl PostgresLink {
             .map_err(|error| error.to_string())?;
         let Some(row) = row else { return Ok(false) };
         let image = self.codec.from_row(key, &row)?;
-        store.load_if_absent(key, &image)
+        store.load_if_absent(key, &image, now_ms())
     }
 
     /// Waits for the sink's last transaction, then stops it.

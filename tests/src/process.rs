@@ -71,6 +71,21 @@ impl Cartd {
         }
     }
 
+    /// Starts cartd like [`Cartd::start`] on a copy of the data directory `data` (its `wal/`
+    /// and `snapshots/`), as an earlier cartd left it.
+    pub fn start_with_data(config_toml: &str, data: &Path) -> Cartd {
+        let dir = tempfile::tempdir().expect("a temp dir for cartd");
+        std::fs::write(dir.path().join("cartd.toml"), config_toml).expect("write cartd.toml");
+        copy_dir(data, &dir.path().join("data"));
+        let (child, addr, log) = spawn(dir.path(), String::new(), &[], true);
+        Cartd {
+            child,
+            addr,
+            log,
+            dir,
+        }
+    }
+
     /// Starts cartd like [`Cartd::start`] but returns as soon as it listens, while it may
     /// still be loading (answering `-LOADING`): for tests of the loading state itself.
     pub fn start_loading(config_toml: &str) -> Cartd {
@@ -220,6 +235,20 @@ impl Drop for Cartd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Copies the directory tree `from` to `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy's directory");
+    for entry in std::fs::read_dir(from).expect("read the directory to copy") {
+        let entry = entry.expect("a directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("its type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a file");
+        }
     }
 }
 

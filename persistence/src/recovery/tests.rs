@@ -17,7 +17,7 @@ fn frame_offsets(path: &Path) -> Vec<u64> {
     let mut offset = SEGMENT_HEADER_BYTES;
     while offset < bytes.len() {
         offsets.push(offset as u64);
-        let (_, used) = Record::decode_frame(&bytes[offset..]).unwrap();
+        let (_, used) = Record::decode_frame(&bytes[offset..], RecordFormat::V2).unwrap();
         offset += used;
     }
     offsets
@@ -229,4 +229,61 @@ fn an_lsn_out_of_order_is_damage() {
         other => panic!("expected Corrupt, got {other:?}"),
     }
     assert!(second.path.exists());
+}
+
+/// A log written before records held several changes (segment format 1) still replays, and
+/// the log goes on after it in the new format.
+#[test]
+fn a_format_1_segment_still_replays_before_new_ones() {
+    use crate::record::{v1, Event, EventKind, Space, State, TombstoneReason};
+    use crate::wal::segment::{create_segment, SegmentHeader, SegmentStart};
+    use bytes::Bytes;
+    let dir = tempfile::tempdir().unwrap();
+    let header = SegmentHeader {
+        start: SegmentStart::Open,
+        first_lsn: 1,
+        format: RecordFormat::V1,
+    };
+    let (mut file, _) = create_segment(dir.path(), header).unwrap();
+    for lsn in 1..=3 {
+        let old = v1::Record {
+            lsn,
+            key: Bytes::from(format!("cart:{lsn}")),
+            version: lsn,
+            change: if lsn == 3 {
+                v1::Change::Tombstone(TombstoneReason::Deleted)
+            } else {
+                v1::Change::Image(Bytes::from_static(b"old image"))
+            },
+            event: Event {
+                kind: EventKind::Add,
+                detail: Bytes::from(format!("{{\"at_ms\":{}}}", 1000 + lsn)),
+            },
+        };
+        let payload = postcard::to_allocvec(&old).unwrap();
+        file.write_all(&(payload.len() as u32).to_le_bytes())
+            .unwrap();
+        file.write_all(&crc32c::crc32c(&payload).to_le_bytes())
+            .unwrap();
+        file.write_all(&payload).unwrap();
+    }
+    drop(file);
+    let wal = Wal::open(small_segments(dir.path(), FsyncPolicy::No), 4).unwrap();
+    append_nth(&wal, 4);
+    wal.close().unwrap();
+    let mut records = Vec::new();
+    replay(dir.path(), 0, false, |record| records.push(record)).unwrap();
+    let lsns: Vec<Lsn> = records.iter().map(|record| record.lsn).collect();
+    assert_eq!(lsns, [1, 2, 3, 4]);
+    let old = &records[1].changes[0];
+    assert_eq!(
+        (old.space, &old.key[..], old.at_ms),
+        (Space::Cart, &b"cart:2"[..], 1002)
+    );
+    assert_eq!(old.state, State::Image(Bytes::from_static(b"old image")));
+    assert_eq!(
+        records[2].changes[0].state,
+        State::Tombstone(TombstoneReason::Deleted)
+    );
+    assert_nth(&records[3], 4, 4);
 }

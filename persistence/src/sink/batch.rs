@@ -10,7 +10,7 @@ use super::columns::{
     json_has_nul, json_without_nul, key_text, lsn_to_db, ms_to_db, version_to_db,
 };
 use super::{CartRow, RowCodec};
-use crate::record::{Change, EventKind, Lsn, Record, TombstoneReason};
+use crate::record::{Change, Event, EventKind, Lsn, Record, Space, State, TombstoneReason};
 
 /// The rows one transaction writes, and the LSN its checkpoint moves to.
 #[derive(Debug, Default)]
@@ -61,6 +61,8 @@ pub struct Deletes {
 #[derive(Debug, Default)]
 pub struct Events {
     pub lsns: Vec<i64>,
+    /// The change's place in its record: (node, lsn, seq) names one event.
+    pub seqs: Vec<i16>,
     pub keys: Vec<String>,
     pub kinds: Vec<&'static str>,
     pub payloads: Vec<Value>,
@@ -69,7 +71,7 @@ pub struct Events {
 
 impl Batch {
     /// The batch for `records` (in LSN order, at least one). `read_at_ms` stands in for the
-    /// time of events whose details carry no `at_ms`.
+    /// time of events that carry none.
     pub fn build(records: &[Record], codec: &dyn RowCodec, read_at_ms: i64) -> Batch {
         assert!(!records.is_empty(), "a batch needs at least one record");
         let mut batch = Batch {
@@ -78,38 +80,53 @@ impl Batch {
             records: records.len(),
             ..Batch::default()
         };
-        let mut last_by_key: HashMap<&[u8], usize> = HashMap::with_capacity(records.len());
+        // The last change of each cart decides its row: (record index, change index).
+        let mut last_by_key: HashMap<&[u8], (usize, usize)> = HashMap::with_capacity(records.len());
         for (index, record) in records.iter().enumerate() {
             assert!(
                 index == 0 || records[index - 1].lsn < record.lsn,
                 "LSNs must rise"
             );
-            last_by_key.insert(&record.key, index);
-            batch.events.push(record, read_at_ms);
+            for (seq, change) in record.changes.iter().enumerate() {
+                if change.space != Space::Cart {
+                    continue;
+                }
+                last_by_key.insert(&change.key, (index, seq));
+                if let Some(event) = &change.event {
+                    batch
+                        .events
+                        .push(record.lsn, seq, change, event, read_at_ms);
+                }
+            }
         }
-        let mut last_records: Vec<usize> = last_by_key.into_values().collect();
-        last_records.sort_unstable(); // LSN order: the same input always writes in one order
-        for index in last_records {
-            batch.push_cart(&records[index], codec);
+        let mut last_changes: Vec<(usize, usize)> = last_by_key.into_values().collect();
+        last_changes.sort_unstable(); // LSN order: the same input always writes in one order
+        for (index, seq) in last_changes {
+            batch.push_cart(records[index].lsn, &records[index].changes[seq], codec);
         }
         batch
     }
 
-    /// The row change of the cart whose last record in the batch is `record`.
-    fn push_cart(&mut self, record: &Record, codec: &dyn RowCodec) {
-        match &record.change {
-            Change::Tombstone(_) => {
-                self.deletes.keys.push(key_text(&record.key));
-                self.deletes.lsns.push(lsn_to_db(record.lsn));
+    /// The row change of the cart whose last change in the batch is `change`, at `lsn`.
+    fn push_cart(&mut self, lsn: Lsn, change: &Change, codec: &dyn RowCodec) {
+        let refused = |reason: String| {
+            format!(
+                "the image of cart {:?} at LSN {lsn} does not make a row: {reason}",
+                String::from_utf8_lossy(&change.key)
+            )
+        };
+        match &change.state {
+            State::Tombstone(_) => {
+                self.deletes.keys.push(key_text(&change.key));
+                self.deletes.lsns.push(lsn_to_db(lsn));
             }
-            Change::Image(image) => match codec.to_row(&record.key, image).and_then(checked) {
-                Ok(row) => self.upserts.push(record, row),
-                Err(reason) => self.codec_errors.push(format!(
-                    "the image of cart {:?} at LSN {} does not make a row: {reason}",
-                    String::from_utf8_lossy(&record.key),
-                    record.lsn
-                )),
+            State::Image(image) => match codec.to_row(&change.key, image).and_then(checked) {
+                Ok(row) => self.upserts.push(lsn, &change.key, row),
+                Err(reason) => self.codec_errors.push(refused(reason)),
             },
+            State::Delta { .. } => self
+                .codec_errors
+                .push(refused("deltas are not streamed yet".into())),
         }
     }
 }
@@ -134,8 +151,8 @@ fn checked(row: CartRow) -> Result<CartRow, String> {
 }
 
 impl Upserts {
-    fn push(&mut self, record: &Record, row: CartRow) {
-        self.keys.push(key_text(&record.key));
+    fn push(&mut self, lsn: Lsn, key: &[u8], row: CartRow) {
+        self.keys.push(key_text(key));
         self.kinds.push(row.kind);
         self.user_ids.push(row.user_id);
         self.currencies.push(row.currency);
@@ -144,7 +161,7 @@ impl Upserts {
         self.unavailable.push(row.unavailable);
         self.metadata.push(row.metadata);
         self.versions.push(row.version);
-        self.lsns.push(lsn_to_db(record.lsn));
+        self.lsns.push(lsn_to_db(lsn));
         self.created_at_ms.push(ms_to_db(row.created_at_ms));
         self.updated_at_ms.push(ms_to_db(row.updated_at_ms));
         self.expires_at_ms.push(ms_to_db(row.expires_at_ms));
@@ -152,34 +169,36 @@ impl Upserts {
 }
 
 impl Events {
-    fn push(&mut self, record: &Record, read_at_ms: i64) {
-        let payload = event_payload(record);
+    fn push(&mut self, lsn: Lsn, seq: usize, change: &Change, event: &Event, read_at_ms: i64) {
+        let payload = event_payload(change, event);
         let at_ms = payload
             .get("at_ms")
             .and_then(Value::as_i64)
             .unwrap_or(read_at_ms);
-        self.lsns.push(lsn_to_db(record.lsn));
-        self.keys.push(key_text(&record.key));
-        self.kinds.push(event_kind(record));
+        self.lsns.push(lsn_to_db(lsn));
+        self.seqs
+            .push(i16::try_from(seq).expect("a record holds few changes"));
+        self.keys.push(key_text(&change.key));
+        self.kinds.push(event_kind(change, event));
         self.payloads.push(payload);
         self.at_ms.push(ms_to_db(at_ms));
     }
 }
 
-/// The `cart_events.kind` of a record: its event's kind, except that an expiry is "abandon"
+/// The `cart_events.kind` of a change: its event's kind, except that an expiry is "abandon"
 /// whatever the event says.
-fn event_kind(record: &Record) -> &'static str {
-    match record.change {
-        Change::Tombstone(TombstoneReason::Expired) => EventKind::Abandon.as_str(),
-        _ => record.event.kind.as_str(),
+fn event_kind(change: &Change, event: &Event) -> &'static str {
+    match change.state {
+        State::Tombstone(TombstoneReason::Expired) => EventKind::Abandon.as_str(),
+        _ => event.kind.as_str(),
     }
 }
 
-/// The event's details as a JSON object, plus `version` and, for a tombstone, `reason`.
-/// Details that are not a JSON object are kept under `detail` (or `detail_text`) rather than
-/// lost; NULs, which jsonb refuses, become U+FFFD.
-fn event_payload(record: &Record) -> Value {
-    let detail = &record.event.detail;
+/// The event's details as a JSON object, plus `at_ms` (when the change carries its time),
+/// `version` and, for a tombstone, `reason`. Details that are not a JSON object are kept under
+/// `detail` (or `detail_text`) rather than lost; NULs, which jsonb refuses, become U+FFFD.
+fn event_payload(change: &Change, event: &Event) -> Value {
+    let detail = &event.detail;
     let mut object = if detail.is_empty() {
         Map::new()
     } else {
@@ -192,24 +211,18 @@ fn event_payload(record: &Record) -> Value {
             )]),
         }
     };
-    object.insert("version".into(), version_to_db(record.version).into());
-    if let Change::Tombstone(reason) = record.change {
-        object.insert("reason".into(), tombstone_reason_name(reason).into());
+    if change.at_ms > 0 {
+        let at_ms = i64::try_from(change.at_ms).unwrap_or(i64::MAX);
+        object.insert("at_ms".into(), at_ms.into());
+    }
+    object.insert("version".into(), version_to_db(change.version).into());
+    if let State::Tombstone(reason) = change.state {
+        object.insert("reason".into(), reason.as_str().into());
     }
     let payload = Value::Object(object);
     if json_has_nul(&payload) {
         json_without_nul(payload)
     } else {
         payload
-    }
-}
-
-/// The `reason` a tombstone's event payload carries.
-fn tombstone_reason_name(reason: TombstoneReason) -> &'static str {
-    match reason {
-        TombstoneReason::Deleted => "deleted",
-        TombstoneReason::Merged => "merged",
-        TombstoneReason::Expired => "expired",
-        TombstoneReason::CheckedOut => "checked_out",
     }
 }

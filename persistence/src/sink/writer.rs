@@ -151,7 +151,8 @@ async fn delete_carts(
     Ok(result.rows_affected())
 }
 
-/// Appends one event per record; one already there (same node and LSN) stays as it is.
+/// Appends one event per change that has one; one already there (same node, LSN and place in
+/// its record) stays as it is.
 async fn insert_events(
     tx: &mut Transaction<'_, Postgres>,
     node: &str,
@@ -161,14 +162,15 @@ async fn insert_events(
         return Ok(0);
     }
     let result = sqlx::query(
-        "INSERT INTO cart_events (node, lsn, cart_key, kind, payload, at) \
-         SELECT $1, lsn, cart_key, kind, payload, cartd_ms_to_ts(at_ms) \
-         FROM UNNEST($2::int8[], $3::text[], $4::text[], $5::jsonb[], $6::int8[]) \
-           AS event(lsn, cart_key, kind, payload, at_ms) \
-         ON CONFLICT (node, lsn) DO NOTHING",
+        "INSERT INTO cart_events (node, lsn, seq, cart_key, kind, payload, at) \
+         SELECT $1, lsn, seq, cart_key, kind, payload, cartd_ms_to_ts(at_ms) \
+         FROM UNNEST($2::int8[], $3::int2[], $4::text[], $5::text[], $6::jsonb[], $7::int8[]) \
+           AS event(lsn, seq, cart_key, kind, payload, at_ms) \
+         ON CONFLICT (node, lsn, seq) DO NOTHING",
     )
     .bind(node)
     .bind(&events.lsns)
+    .bind(&events.seqs)
     .bind(&events.keys)
     .bind(&events.kinds)
     .bind(&events.payloads)

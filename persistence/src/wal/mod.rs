@@ -22,11 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
-use crate::record::{Change, Event, Lsn, Record};
+use crate::record::{self, ChangeRef, Lsn, RecordFormat};
 pub use reader::WalReader;
 use segment::{create_segment, list_segments, SegmentHeader, SegmentStart, SEGMENT_HEADER_BYTES};
 
@@ -209,6 +208,7 @@ impl Wal {
         let header = SegmentHeader {
             start: SegmentStart::Open,
             first_lsn: next_lsn,
+            format: RecordFormat::V2,
         };
         let (file, path) = create_segment(&options.dir, header)?;
         let last_lsn = next_lsn - 1;
@@ -243,24 +243,15 @@ impl Wal {
         })
     }
 
-    /// Queues one record and returns its LSN. No I/O: callers hold a shard lock. LSNs are
-    /// consecutive in call order.
-    pub fn append(&self, key: &[u8], version: u64, change: Change, event: Event) -> Lsn {
-        // Built before the lock so the allocation does not lengthen the critical section.
-        let mut record = Record {
-            lsn: 0,
-            key: Bytes::copy_from_slice(key),
-            version,
-            change,
-            event,
-        };
+    /// Queues one record of `changes` (applied together) and returns its LSN. No I/O: callers
+    /// hold a shard lock. LSNs are consecutive in call order.
+    pub fn append(&self, changes: &[ChangeRef<'_>]) -> Lsn {
         let mut queue = self.shared.queue.lock();
         let lsn = queue.next_lsn;
-        record.lsn = lsn;
         // The writer waits for an empty queue to fill, or lingers over a filling one until it
         // is full: only those two moments need waking it (no futex call per append).
         let wake = queue.buffer.is_empty();
-        record.encode_frame(&mut queue.buffer);
+        record::encode_frame(lsn, changes, &mut queue.buffer);
         let wake = wake || queue.buffer.len() >= writer::LINGER_BYTES_MAX;
         queue.next_lsn = lsn + 1;
         self.shared.last_lsn.store(lsn, Ordering::Release);

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::segment::{list_segments, with_path, SegmentFile, SegmentHeader, SEGMENT_HEADER_BYTES};
-use crate::record::{Lsn, Record, RecordSource, FRAME_HEADER_BYTES, PAYLOAD_BYTES_MAX};
+use crate::record::{
+    Lsn, Record, RecordFormat, RecordSource, FRAME_HEADER_BYTES, PAYLOAD_BYTES_MAX,
+};
 
 /// Read buffer per open segment.
 const READ_BUFFER_BYTES: usize = 256 * 1024;
@@ -29,6 +31,8 @@ struct Cursor {
     offset: u64,
     /// The LSN the next frame in this segment carries.
     next_lsn: Lsn,
+    /// How the segment's records are laid out.
+    format: RecordFormat,
 }
 
 impl WalReader {
@@ -144,6 +148,7 @@ impl Cursor {
             SegmentHeader::decode(&header).map_err(|detail| corrupt(&segment, 0, &detail))?;
         Ok(Cursor {
             next_lsn: header.first_lsn,
+            format: header.format,
             segment,
             file,
             offset: SEGMENT_HEADER_BYTES as u64,
@@ -181,7 +186,7 @@ impl Cursor {
                 "a written record is cut short",
             ));
         }
-        let (record, used) = Record::decode_frame(&frame)
+        let (record, used) = Record::decode_frame(&frame, self.format)
             .map_err(|error| corrupt(&self.segment, self.offset, &error.to_string()))?;
         if record.lsn != self.next_lsn {
             let detail = format!("record has LSN {}, expected {}", record.lsn, self.next_lsn);

@@ -5,13 +5,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::record::Lsn;
+use crate::record::{Lsn, RecordFormat};
 
 /// What every segment file starts with.
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"CARTDWAL";
 
-/// The segment format this code writes and reads.
-pub(crate) const SEGMENT_FORMAT: u32 = 1;
+/// The segment format this code writes: records of [`RecordFormat::V2`]. Format 1 segments
+/// (records of [`RecordFormat::V1`]) are still read.
+pub(crate) const SEGMENT_FORMAT: u32 = 2;
 
 /// Bytes before a segment's first record: magic, format, start kind, first LSN.
 pub(crate) const SEGMENT_HEADER_BYTES: usize = 24;
@@ -37,6 +38,8 @@ pub(crate) struct SegmentHeader {
     pub start: SegmentStart,
     /// The LSN of its first record (the next one when it has none).
     pub first_lsn: Lsn,
+    /// How its records are laid out.
+    pub format: RecordFormat,
 }
 
 impl SegmentHeader {
@@ -44,7 +47,11 @@ impl SegmentHeader {
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES] {
         let mut out = [0; SEGMENT_HEADER_BYTES];
         out[..8].copy_from_slice(&SEGMENT_MAGIC);
-        out[8..12].copy_from_slice(&SEGMENT_FORMAT.to_le_bytes());
+        let format: u32 = match self.format {
+            RecordFormat::V1 => 1,
+            RecordFormat::V2 => SEGMENT_FORMAT,
+        };
+        out[8..12].copy_from_slice(&format.to_le_bytes());
         let start: u32 = match self.start {
             SegmentStart::Open => 0,
             SegmentStart::Rotation => 1,
@@ -66,17 +73,22 @@ impl SegmentHeader {
             return Err("not a cartd log segment (bad magic)".into());
         }
         let word = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
-        let format = word(8);
-        if format != SEGMENT_FORMAT {
-            return Err(format!("unknown segment format {format}"));
-        }
+        let format = match word(8) {
+            1 => RecordFormat::V1,
+            SEGMENT_FORMAT => RecordFormat::V2,
+            other => return Err(format!("unknown segment format {other}")),
+        };
         let start = match word(12) {
             0 => SegmentStart::Open,
             1 => SegmentStart::Rotation,
             other => return Err(format!("unknown segment start kind {other}")),
         };
         let first_lsn = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
-        Ok(SegmentHeader { start, first_lsn })
+        Ok(SegmentHeader {
+            start,
+            first_lsn,
+            format,
+        })
     }
 }
 
@@ -169,11 +181,19 @@ mod tests {
 
     #[test]
     fn headers_round_trip_and_refuse_garbage() {
+        for format in [RecordFormat::V1, RecordFormat::V2] {
+            let header = SegmentHeader {
+                start: SegmentStart::Rotation,
+                first_lsn: 7,
+                format,
+            };
+            assert_eq!(SegmentHeader::decode(&header.encode()), Ok(header));
+        }
         let header = SegmentHeader {
-            start: SegmentStart::Rotation,
+            start: SegmentStart::Open,
             first_lsn: 7,
+            format: RecordFormat::V2,
         };
-        assert_eq!(SegmentHeader::decode(&header.encode()), Ok(header));
         assert!(SegmentHeader::decode(&[0; SEGMENT_HEADER_BYTES]).is_err());
         assert!(SegmentHeader::decode(&header.encode()[..10]).is_err());
     }

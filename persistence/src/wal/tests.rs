@@ -9,7 +9,9 @@ use bytes::Bytes;
 
 use super::segment::list_segments;
 use super::*;
-use crate::record::{Event, EventKind, RecordSource, TombstoneReason};
+use crate::record::{
+    Event, EventKind, EventRef, Record, RecordSource, Space, State, StateRef, TombstoneReason,
+};
 use crate::recovery::replay;
 
 /// The key of the `i`th test record.
@@ -17,38 +19,65 @@ pub(crate) fn key_of(i: u64) -> Vec<u8> {
     format!("cart:{}", i % 97).into_bytes()
 }
 
-/// The change of the `i`th test record: an image of varying size, every 10th a tombstone.
-pub(crate) fn change_of(i: u64) -> Change {
+/// The image of the `i`th test record: of varying size.
+fn image_of(i: u64) -> String {
+    format!("image {i} {}", "x".repeat((i % 50) as usize))
+}
+
+/// The state the `i`th test record leaves its cart in: an image, every 10th a tombstone.
+pub(crate) fn state_of(i: u64) -> State {
     if i % 10 == 9 {
-        Change::Tombstone(TombstoneReason::Expired)
+        State::Tombstone(TombstoneReason::Expired)
     } else {
-        Change::Image(Bytes::from(format!(
-            "image {i} {}",
-            "x".repeat((i % 50) as usize)
-        )))
+        State::Image(Bytes::from(image_of(i)))
     }
 }
+
+/// The event's detail of every test record.
+const DETAIL: &[u8] = br#"{"qty":1}"#;
 
 /// An event for tests.
 pub(crate) fn event() -> Event {
     Event {
         kind: EventKind::Update,
-        detail: Bytes::from_static(br#"{"qty":1}"#),
+        detail: Bytes::from_static(DETAIL),
     }
 }
 
-/// Appends the `i`th test record (version `i`).
+/// Appends the `i`th test record (version `i`, at `i` ms).
 pub(crate) fn append_nth(wal: &Wal, i: u64) -> Lsn {
-    wal.append(&key_of(i), i, change_of(i), event())
+    let image = image_of(i);
+    let state = match state_of(i) {
+        State::Tombstone(reason) => StateRef::Tombstone(reason),
+        _ => StateRef::Image(image.as_bytes()),
+    };
+    wal.append(&[ChangeRef {
+        space: Space::Cart,
+        key: &key_of(i),
+        version: i,
+        at_ms: i,
+        state,
+        event: Some(EventRef {
+            kind: EventKind::Update,
+            detail: DETAIL,
+        }),
+        guard: None,
+    }])
 }
 
 /// Checks that `record` is the `i`th test record at LSN `lsn`.
 pub(crate) fn assert_nth(record: &Record, i: u64, lsn: Lsn) {
     assert_eq!(record.lsn, lsn);
-    assert_eq!(&record.key[..], &key_of(i)[..]);
-    assert_eq!(record.version, i);
-    assert_eq!(record.change, change_of(i));
-    assert_eq!(record.event, event());
+    let [change] = &record.changes[..] else {
+        panic!("one change per test record: {record:?}")
+    };
+    assert_eq!(&change.key[..], &key_of(i)[..]);
+    assert_eq!(
+        (change.space, change.version, change.at_ms),
+        (Space::Cart, i, i)
+    );
+    assert_eq!(change.state, state_of(i));
+    assert_eq!(change.event, Some(event()));
 }
 
 /// Options for a log in `dir` with small segments.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::segment::{self, create_segment, SegmentHeader, SegmentStart, SEGMENT_HEADER_BYTES};
 use super::{FsyncPolicy, Shared};
-use crate::record::{Lsn, FRAME_HEADER_BYTES};
+use crate::record::{Lsn, RecordFormat, FRAME_HEADER_BYTES};
 
 /// How long the writer waits after a failed write or sync before trying again.
 const RETRY_DELAY_MS: u64 = 100;
@@ -327,6 +327,7 @@ impl Writer {
         let header = SegmentHeader {
             start: SegmentStart::Rotation,
             first_lsn: self.written_lsn + 1,
+            format: RecordFormat::V2,
         };
         let (file, path) = create_segment(&self.shared.dir, header)?;
         tracing::debug!(path = %path.display(), "log segment started");

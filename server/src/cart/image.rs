@@ -163,7 +163,8 @@ pub fn encode(cart: &Cart, names: &Names) -> Vec<u8> {
 }
 
 /// Decodes an after-image, interning its ids. The validation cache and the wheel tick start
-/// empty: they are this process's business.
+/// empty: they are this process's business; the LSN of the cart's last change is not in the
+/// image (the record or snapshot entry carrying it knows it) and starts at 0.
 pub fn decode(bytes: &[u8], names: &Names) -> Result<Cart, CommandError> {
     let (image, tail) = split(bytes).map_err(CommandError::err)?;
     let lines = decode_lines(&image.lines, names)?;
@@ -197,6 +198,7 @@ pub fn decode(bytes: &[u8], names: &Names) -> Result<Cart, CommandError> {
         expires_at_ms: image.expires_at_ms,
         validated_at_ms: 0,
         wheel_tick: 0,
+        lsn: 0,
         kind: if image.guest {
             CartKind::Guest
         } else {

@@ -155,6 +155,10 @@ pub struct Cart {
     pub validated_at_ms: u64,
     /// Timing-wheel tick at which this cart's one wheel entry fires.
     pub wheel_tick: u32,
+    /// The LSN of the last log record that changed the cart (0: none known, as for a cart not
+    /// logged yet or loaded from a snapshot written before carts carried it). A delta record
+    /// names it as the state it applies to.
+    pub lsn: u64,
     /// Guest or user.
     pub kind: CartKind,
     /// Currency of every line.
@@ -195,6 +199,7 @@ impl Cart {
             expires_at_ms: now_ms,
             validated_at_ms: 0,
             wheel_tick: 0,
+            lsn: 0,
             kind,
             currency,
             lines: Vec::new(),

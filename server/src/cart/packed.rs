@@ -32,6 +32,7 @@ pub fn encode_entry(out: &mut Vec<u8>, key: &[u8], cart: &Cart, wheel_tick: u32)
     put_time(out, cart.expires_at_ms, base_ms);
     put_varint(out, u64::from(wheel_tick));
     put_varint(out, cart.version);
+    put_varint(out, cart.lsn);
     put_time(out, cart.updated_at_ms, base_ms);
     let extra = cart.extra.as_deref();
     let mut flags = 0;
@@ -140,6 +141,7 @@ impl<'a> PackedEntry<'a> {
         let expires_at_ms = reader.time(created_at_ms);
         let wheel_tick = reader.wheel_tick();
         let version = reader.varint();
+        let lsn = reader.varint();
         let updated_at_ms = reader.time(created_at_ms);
         let flags = reader.take(1)[0];
         let validated_at_ms = if flags & FLAG_VALIDATED != 0 {
@@ -158,6 +160,7 @@ impl<'a> PackedEntry<'a> {
             expires_at_ms,
             validated_at_ms,
             wheel_tick,
+            lsn,
             kind: if flags & FLAG_GUEST != 0 {
                 CartKind::Guest
             } else {
@@ -424,6 +427,7 @@ mod tests {
     prop_compose! {
         fn cart()(
             times in any::<[u64; 5]>(),
+            lsn in any::<u64>(),
             wheel_tick in any::<u32>(),
             guest in any::<bool>(),
             currency in any::<[u8; 3]>(),
@@ -438,6 +442,7 @@ mod tests {
                 expires_at_ms,
                 validated_at_ms,
                 wheel_tick,
+                lsn,
                 kind: if guest { CartKind::Guest } else { CartKind::User },
                 currency: Currency(currency),
                 lines,
@@ -475,6 +480,7 @@ mod tests {
         let now_ms = 1_764_000_000_000;
         let mut cart = Cart::new(CartKind::User, Currency(*b"USD"), now_ms);
         cart.version = 4;
+        cart.lsn = 1_234_567;
         cart.expires_at_ms = now_ms + 30 * 86_400_000;
         cart.wheel_tick = (now_ms / 1000) as u32 + 4095;
         for product in 0..4 {
@@ -489,6 +495,6 @@ mod tests {
         }
         let mut bytes = Vec::new();
         encode_entry(&mut bytes, b"cart:123456", &cart, cart.wheel_tick);
-        assert!(bytes.len() <= 72, "{} bytes", bytes.len());
+        assert!(bytes.len() <= 75, "{} bytes", bytes.len());
     }
 }

@@ -20,7 +20,7 @@ pub fn apply(cmd: CartAdd, server: &Server, now: u64) -> Result<Reply, CommandEr
     let explicit = cmd.price.map(|(minor, currency)| Price { minor, currency });
     let limits = store.config.limits;
     let kind = store.kind_of(&cmd.key);
-    let event = line_event(EventKind::Add, &cmd.line, Some(cmd.qty), now);
+    let event = line_event(EventKind::Add, &cmd.line, Some(cmd.qty));
     store.mutate(&cmd.key, &cmd.mutation, now, event, |cart| match cart {
         Some(cart) => {
             let catalog_price = catalog_price

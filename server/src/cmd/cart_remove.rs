@@ -11,7 +11,7 @@ use crate::store::Outcome;
 pub fn apply(cmd: CartRemove, server: &Server, now: u64) -> Result<Reply, CommandError> {
     let store = &server.store;
     let line = known_line(&store.names, &cmd.line);
-    let event = line_event(EventKind::Remove, &cmd.line, None, now);
+    let event = line_event(EventKind::Remove, &cmd.line, None);
     store.mutate(&cmd.key, &cmd.mutation, now, event, |cart| {
         let cart = cart.ok_or_else(no_cart)?;
         let removed = line.is_some_and(|line| cart.remove(line, cmd.from));

@@ -12,7 +12,7 @@ pub fn apply(cmd: CartSave, server: &Server, now: u64) -> Result<Reply, CommandE
     let store = &server.store;
     let line = known_line(&store.names, &cmd.line);
     let limits = store.config.limits;
-    let event = line_event(EventKind::Save, &cmd.line, None, now);
+    let event = line_event(EventKind::Save, &cmd.line, None);
     store.mutate(&cmd.key, &cmd.mutation, now, event, |cart| {
         let cart = cart.ok_or_else(no_cart)?;
         cart.save(line.ok_or_else(no_item)?, &limits, now)?;

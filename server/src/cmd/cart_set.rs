@@ -13,7 +13,7 @@ pub fn apply(cmd: CartSet, server: &Server, now: u64) -> Result<Reply, CommandEr
     let line = known_line(&store.names, &cmd.line);
     let cap = line.and_then(|line| store.catalog.price_and_cap(line).1);
     let limits = store.config.limits;
-    let event = line_event(EventKind::Update, &cmd.line, Some(cmd.qty), now);
+    let event = line_event(EventKind::Update, &cmd.line, Some(cmd.qty));
     store.mutate(&cmd.key, &cmd.mutation, now, event, |cart| {
         let cart = cart.ok_or_else(no_cart)?;
         let line = line.ok_or_else(no_item)?;

@@ -23,15 +23,14 @@ pub fn set(cmd: CatalogSet, server: &Server, now: u64) -> Result<Reply, CommandE
     };
     server
         .store
-        .catalog
-        .set(key, price, cmd.stock, cmd.max_qty, now)?;
+        .catalog_set(key, price, cmd.stock, cmd.max_qty, now)?;
     Ok(Reply::ok())
 }
 
 /// `STOCK.SET`.
 pub fn stock_set(cmd: StockSet, server: &Server, now: u64) -> Result<Reply, CommandError> {
     let key = interned(server, &cmd.line)?;
-    server.store.catalog.set_stock(key, cmd.stock, now)?;
+    server.store.catalog_set_stock(key, cmd.stock, now)?;
     Ok(Reply::ok())
 }
 
@@ -70,8 +69,8 @@ pub fn get(cmd: CatalogGet, server: &Server) -> Reply {
 }
 
 /// `CATALOG.DEL`: 1 if the variant was known.
-pub fn del(cmd: CatalogDel, server: &Server) -> Reply {
+pub fn del(cmd: CatalogDel, server: &Server, now: u64) -> Reply {
     let removed = known_line(&server.store.names, &cmd.line)
-        .is_some_and(|key| server.store.catalog.remove(key));
+        .is_some_and(|key| server.store.catalog_remove(key, now));
     Reply::Integer(i64::from(removed))
 }

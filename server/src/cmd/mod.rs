@@ -40,11 +40,11 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::CartRestore(cmd) => cart_restore::apply(cmd, server, now),
         Command::CatalogSet(cmd) => catalog::set(cmd, server, now),
         Command::CatalogGet(cmd) => Ok(catalog::get(cmd, server)),
-        Command::CatalogDel(cmd) => Ok(catalog::del(cmd, server)),
+        Command::CatalogDel(cmd) => Ok(catalog::del(cmd, server, now)),
         Command::StockSet(cmd) => catalog::stock_set(cmd, server, now),
-        Command::PromoSet(cmd) => pricing::promo_set(cmd, server),
+        Command::PromoSet(cmd) => pricing::promo_set(cmd, server, now),
         Command::PromoGet(cmd) => pricing::promo_get(cmd, server),
-        Command::PromoDel(cmd) => pricing::promo_del(cmd, server),
+        Command::PromoDel(cmd) => pricing::promo_del(cmd, server, now),
         Command::GiftCardSet(cmd) => pricing::gift_card_set(cmd, server, now),
         Command::GiftCardGet(cmd) => pricing::gift_card_get(cmd, server, now),
         Command::GiftCardDel(cmd) => pricing::gift_card_del(cmd, server, now),
@@ -103,18 +103,12 @@ fn no_item() -> CommandError {
     CommandError::new(ErrorCode::NoItem, "no such line in the cart")
 }
 
-/// The event of a command on one line: product, variant and, where it has one, a quantity,
-/// with its time (the command's clock reading, not a second one). Serialized straight from borrowed fields (one allocation per change: this
-/// runs for every add of a flash sale); the same JSON `store::event` would build.
-fn line_event(
-    kind: EventKind,
-    line: &protocol::cmd::LineId,
-    qty: Option<u32>,
-    now_ms: u64,
-) -> Event {
+/// The event of a command on one line: product, variant and, where it has one, a quantity
+/// (its time is the change's). Serialized straight from borrowed fields (one allocation per
+/// change: this runs for every add of a flash sale); the same JSON `store::event` would build.
+fn line_event(kind: EventKind, line: &protocol::cmd::LineId, qty: Option<u32>) -> Event {
     #[derive(serde::Serialize)]
     struct LineDetail<'a> {
-        at_ms: u64,
         product: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         qty: Option<u32>,
@@ -123,7 +117,6 @@ fn line_event(
     let product = String::from_utf8_lossy(&line.product);
     let variant = String::from_utf8_lossy(&line.variant);
     let detail = LineDetail {
-        at_ms: now_ms,
         product: &product,
         qty,
         variant: &variant,

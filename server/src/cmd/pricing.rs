@@ -14,14 +14,13 @@ pub(super) fn code_text(code: &[u8], kind: ErrorCode) -> Result<&str, CommandErr
 }
 
 /// `PROMO.SET code json`: validates the document, then defines or replaces the promotion.
-pub fn promo_set(cmd: PromoSet, server: &Server) -> Result<Reply, CommandError> {
+pub fn promo_set(cmd: PromoSet, server: &Server, now: u64) -> Result<Reply, CommandError> {
     let code = code_text(&cmd.code, ErrorCode::Promo)?;
     let promo = Promotion::from_json(&cmd.json)
         .map_err(|reason| CommandError::new(ErrorCode::Promo, reason))?;
     server
         .store
-        .promotions
-        .set(code, promo)
+        .promo_set(code, promo, now)
         .map_err(CommandError::limit)?;
     Ok(Reply::ok())
 }
@@ -36,10 +35,10 @@ pub fn promo_get(cmd: PromoGet, server: &Server) -> Result<Reply, CommandError> 
 }
 
 /// `PROMO.DEL code`: 1 if it existed. Carts holding the code keep it, reported not applied.
-pub fn promo_del(cmd: PromoDel, server: &Server) -> Result<Reply, CommandError> {
+pub fn promo_del(cmd: PromoDel, server: &Server, now: u64) -> Result<Reply, CommandError> {
     let code = code_text(&cmd.code, ErrorCode::Promo)?;
     Ok(Reply::Integer(i64::from(
-        server.store.promotions.remove(code),
+        server.store.promo_remove(code, now),
     )))
 }
 
@@ -49,8 +48,7 @@ pub fn gift_card_set(cmd: GiftCardSet, server: &Server, now: u64) -> Result<Repl
     let code = code_text(&cmd.code, ErrorCode::GiftCard)?;
     server
         .store
-        .gift_cards
-        .set(code, cmd.balance, cmd.currency, now)?;
+        .gift_card_set(code, cmd.balance, cmd.currency, now)?;
     Ok(Reply::ok())
 }
 
@@ -84,8 +82,7 @@ pub fn gift_card_del(cmd: GiftCardDel, server: &Server, now: u64) -> Result<Repl
     let code = code_text(&cmd.code, ErrorCode::GiftCard)?;
     let removed = server
         .store
-        .gift_cards
-        .remove(code, now)
+        .gift_card_remove(code, now)
         .map_err(|reason| CommandError::new(ErrorCode::GiftCard, reason))?;
     Ok(Reply::Integer(i64::from(removed)))
 }

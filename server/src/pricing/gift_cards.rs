@@ -162,13 +162,14 @@ impl GiftCards {
     /// `GIFTCARD.SET`: sets the balance and currency of a card, creating it; its holds stay.
     /// Fails, changing nothing, on a code of the wrong length, a balance out of range, a
     /// balance below what checkouts hold (or another currency while they hold anything), or
-    /// when the limit is reached.
+    /// when the limit is reached. `log` runs once it is set, under the registry's lock.
     pub fn set(
         &self,
         code: &str,
         balance: i64,
         currency: Currency,
         now_ms: u64,
+        log: impl FnOnce(),
     ) -> Result<(), CommandError> {
         check_code_length(code).map_err(CommandError::limit)?;
         if !(0..=PROMO_MONEY_MINOR_MAX).contains(&balance) {
@@ -193,6 +194,7 @@ impl GiftCards {
             }
             card.balance = balance;
             card.currency = currency;
+            log();
             return Ok(());
         }
         if inner.cards.len() >= GIFT_CARDS_MAX {
@@ -206,6 +208,7 @@ impl GiftCards {
             holds: Vec::new(),
         };
         inner.cards.insert(code.into(), card);
+        log();
         Ok(())
     }
 
@@ -221,8 +224,9 @@ impl GiftCards {
         })
     }
 
-    /// `GIFTCARD.DEL`: whether there was one. Refused while checkouts hold part of it.
-    pub fn remove(&self, code: &str, now_ms: u64) -> Result<bool, String> {
+    /// `GIFTCARD.DEL`: whether there was one. Refused while checkouts hold part of it. `log`
+    /// runs once it is gone, under the registry's lock.
+    pub fn remove(&self, code: &str, now_ms: u64, log: impl FnOnce()) -> Result<bool, String> {
         let mut inner = self.inner.write();
         inner.prune(code, now_ms);
         let Some(card) = inner.cards.get(code) else {
@@ -232,7 +236,82 @@ impl GiftCards {
             return Err(format!("{busy}; delete it after that"));
         }
         inner.cards.remove(code);
+        log();
         Ok(true)
+    }
+
+    /// Puts a card's balance from the log or a snapshot in place; its holds, if it has any,
+    /// stay (they are rebuilt from the carts frozen for checkout).
+    pub fn load(&self, code: &str, balance: i64, currency: Currency) {
+        let mut inner = self.inner.write();
+        let card = inner.cards.entry(code.into()).or_insert(Card {
+            balance,
+            currency,
+            holds: Vec::new(),
+        });
+        card.balance = balance;
+        card.currency = currency;
+    }
+
+    /// Forgets every card and hold (before another recovery attempt).
+    pub fn clear(&self) {
+        *self.inner.write() = Inner::default();
+    }
+
+    /// Drops a card the log says is gone.
+    pub fn unload(&self, code: &str) {
+        let mut inner = self.inner.write();
+        if let Some(card) = inner.cards.remove(code) {
+            for hold in &card.holds {
+                unlist(&mut inner.cards_by_token, &hold.token, code);
+            }
+        }
+    }
+
+    /// Puts back a hold a checkout had, found in its frozen cart after a restart. It is taken
+    /// whole only if the card still has it available; the error says what is missing.
+    pub fn restore_hold(
+        &self,
+        code: &str,
+        token: &str,
+        amount: i64,
+        until_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), String> {
+        let mut inner = self.inner.write();
+        inner.prune(code, now_ms);
+        let Inner {
+            cards,
+            cards_by_token,
+        } = &mut *inner;
+        let card = cards
+            .get_mut(code)
+            .ok_or_else(|| format!("gift card {code} is gone"))?;
+        let available = card.availability(now_ms).available;
+        if amount > available {
+            return Err(format!(
+                "gift card {code} has {available} available, the checkout held {amount}"
+            ));
+        }
+        card.holds.push(Hold {
+            token: token.into(),
+            amount,
+            until_ms,
+        });
+        cards_by_token
+            .entry(token.into())
+            .or_default()
+            .push(code.into());
+        Ok(())
+    }
+
+    /// Every card's code, balance and currency, for a snapshot.
+    pub fn balances(&self) -> Vec<(Box<str>, i64, Currency)> {
+        let inner = self.inner.read();
+        let cards = inner.cards.iter();
+        cards
+            .map(|(code, card)| (code.clone(), card.balance, card.currency))
+            .collect()
     }
 
     /// What the card can pay now, or `None` for an unknown card.
@@ -302,11 +381,13 @@ impl GiftCards {
     /// `CART.COMPLETE`: takes exactly `paid` (card, amount) off the cards, each from the
     /// unexpired hold `token` has on it for that very amount, and drops the token's holds. If
     /// any card lacks that hold (or its balance), nothing is taken and the error says which.
+    /// `log` sees what was taken while the registry is still locked.
     pub fn complete(
         &self,
         token: &str,
         paid: &[(&str, i64)],
         now_ms: u64,
+        log: impl FnOnce(&[Spent]),
     ) -> Result<Vec<Spent>, String> {
         let mut inner = self.inner.write();
         for &(code, amount) in paid {
@@ -337,6 +418,7 @@ impl GiftCards {
             });
         }
         inner.release(token);
+        log(&spent);
         Ok(spent)
     }
 

@@ -45,8 +45,14 @@ impl Promotions {
     }
 
     /// `PROMO.SET`: defines or replaces the promotion under `code`. Fails, changing nothing, on
-    /// a code of the wrong length or when a limit is reached.
-    pub fn set(&self, code: &str, promo: Promotion) -> Result<(), String> {
+    /// a code of the wrong length or when a limit is reached. `log` sees the promotion while
+    /// the registry is still locked.
+    pub fn set(
+        &self,
+        code: &str,
+        promo: Promotion,
+        log: impl FnOnce(&Promotion),
+    ) -> Result<(), String> {
         check_code_length(code, "promotion")?;
         let mut inner = self.inner.write();
         let replaces = inner.by_code.get(code).map(|old| old.automatic());
@@ -64,6 +70,7 @@ impl Promotions {
                  checked on every cart view); delete one or make this one a code"
             ));
         }
+        log(&promo);
         let promo = Arc::new(promo);
         inner.by_code.insert(code.into(), Arc::clone(&promo));
         if replaces == Some(true) || promo.automatic() {
@@ -76,17 +83,46 @@ impl Promotions {
         Ok(())
     }
 
+    /// Puts a promotion from the log or a snapshot in place, replacing one of the same code.
+    pub fn load(&self, code: &str, promo: Promotion) {
+        let mut inner = self.inner.write();
+        let promo = Arc::new(promo);
+        let old = inner.by_code.insert(code.into(), Arc::clone(&promo));
+        if old.is_some_and(|old| old.automatic()) || promo.automatic() {
+            inner.automatic_by_code.remove(code);
+            if promo.automatic() {
+                inner.automatic_by_code.insert(code.into(), promo);
+            }
+            inner.rebuild_automatic();
+        }
+    }
+
+    /// Forgets every promotion (before another recovery attempt).
+    pub fn clear(&self) {
+        *self.inner.write() = PromotionsInner::default();
+    }
+
+    /// Every promotion with its code, for a snapshot.
+    pub fn entries(&self) -> Vec<(Box<str>, Arc<Promotion>)> {
+        let inner = self.inner.read();
+        let entries = inner.by_code.iter();
+        entries
+            .map(|(code, promo)| (code.clone(), Arc::clone(promo)))
+            .collect()
+    }
+
     /// `PROMO.GET`.
     pub fn get(&self, code: &str) -> Option<Arc<Promotion>> {
         self.inner.read().by_code.get(code).cloned()
     }
 
-    /// `PROMO.DEL`: whether there was one.
-    pub fn remove(&self, code: &str) -> bool {
+    /// `PROMO.DEL`: whether there was one; `log` runs while the registry is still locked.
+    pub fn remove(&self, code: &str, log: impl FnOnce()) -> bool {
         let mut inner = self.inner.write();
         let Some(old) = inner.by_code.remove(code) else {
             return false;
         };
+        log();
         if old.automatic() {
             inner.automatic_by_code.remove(code);
             inner.rebuild_automatic();
@@ -150,24 +186,26 @@ mod tests {
     #[test]
     fn promotions_keep_the_automatic_list_sorted_and_current() {
         let promotions = Promotions::new();
-        promotions.set("zeta", promo(true)).unwrap();
-        promotions.set("SAVE10", promo(false)).unwrap();
-        promotions.set("alpha", promo(true)).unwrap();
+        promotions.set("zeta", promo(true), |_| {}).unwrap();
+        promotions.set("SAVE10", promo(false), |_| {}).unwrap();
+        promotions.set("alpha", promo(true), |_| {}).unwrap();
         assert_eq!(automatic_codes(&promotions), ["alpha", "zeta"]);
         assert_eq!(promotions.len(), 3);
-        promotions.set("zeta", promo(false)).unwrap();
+        promotions.set("zeta", promo(false), |_| {}).unwrap();
         assert_eq!(automatic_codes(&promotions), ["alpha"]);
-        promotions.set("SAVE10", promo(true)).unwrap();
+        promotions.set("SAVE10", promo(true), |_| {}).unwrap();
         assert_eq!(automatic_codes(&promotions), ["SAVE10", "alpha"]);
-        assert!(promotions.remove("alpha"));
-        assert!(!promotions.remove("alpha"));
+        assert!(promotions.remove("alpha", || {}));
+        assert!(!promotions.remove("alpha", || {}));
         assert_eq!(automatic_codes(&promotions), ["SAVE10"]);
         assert!(promotions
             .get("zeta")
             .is_some_and(|promo| !promo.automatic()));
         assert!(promotions.get("alpha").is_none());
-        assert!(promotions.set("", promo(false)).is_err());
-        assert!(promotions.set(&"x".repeat(65), promo(false)).is_err());
+        assert!(promotions.set("", promo(false), |_| {}).is_err());
+        assert!(promotions
+            .set(&"x".repeat(65), promo(false), |_| {})
+            .is_err());
     }
 
     #[test]
@@ -175,13 +213,13 @@ mod tests {
         let promotions = Promotions::new();
         for index in 0..PROMOTIONS_AUTOMATIC_MAX {
             promotions
-                .set(&format!("auto{index}"), promo(true))
+                .set(&format!("auto{index}"), promo(true), |_| {})
                 .unwrap();
         }
-        let refused = promotions.set("one-more", promo(true));
+        let refused = promotions.set("one-more", promo(true), |_| {});
         assert!(refused.is_err_and(|error| error.contains("automatic")));
-        promotions.set("auto0", promo(true)).unwrap(); // a replacement is no new one
-        promotions.set("a-code", promo(false)).unwrap();
+        promotions.set("auto0", promo(true), |_| {}).unwrap(); // a replacement is no new one
+        promotions.set("a-code", promo(false), |_| {}).unwrap();
         assert_eq!(promotions.automatic().len(), PROMOTIONS_AUTOMATIC_MAX);
     }
 }

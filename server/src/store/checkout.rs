@@ -5,61 +5,27 @@
 //! pays, and freezes the cart with a token and the pricing it was frozen at. COMPLETE deletes
 //! the cart and logs a `checkout` event; RELEASE (or the hold running out) makes it active
 //! again. All three may be retried: a frozen cart's CHECKOUT replies the same frozen view, a
-//! completed token's COMPLETE replies `+OK` again (remembered for the idempotency window),
-//! and RELEASE of an active cart replies the cart.
+//! completed token's COMPLETE replies `+OK` again (the token is remembered in the cart's shard
+//! for the idempotency window, and logged with the checkout, so also after a restart), and
+//! RELEASE of an active cart replies the cart.
+//!
+//! COMPLETE is one log record: the cart's tombstone with its token, and the new balance of
+//! each gift card it paid with, so no restart can keep one without the other.
 
-use std::collections::{HashMap, VecDeque};
-
-use persistence::{Event, EventKind, TombstoneReason};
+use persistence::{Event, EventKind, GuardKind, GuardRef, Space, TombstoneReason};
 use protocol::{CommandError, ErrorCode, MutationOptions, Reply};
 use serde_json::json;
+use smallvec::SmallVec;
 
-use super::{check_version, event, Outcome, Store};
+use super::log::{CartChange, CartState};
+use super::reference::{reference_change, spent_image};
+use super::tokens::Remembered;
+use super::{check_version, event, seconds, Outcome, Store};
 use crate::cart::priced::CartPricing;
 use crate::cart::view::Validation;
 use crate::cart::{Cart, Checkout};
 use crate::catalog::apply_plan;
-use crate::limits::COMPLETED_CHECKOUTS_MAX;
 use crate::pricing::Spent;
-
-/// Checkouts completed recently, so a retried COMPLETE succeeds again: token to the hash of
-/// the cart's key and when the memory ends.
-#[derive(Debug, Default)]
-pub struct CompletedCheckouts {
-    by_token: HashMap<Box<str>, (u64, u64)>,
-    order: VecDeque<(Box<str>, u64)>,
-}
-
-impl CompletedCheckouts {
-    fn record(&mut self, token: &str, key_hash: u64, until_ms: u64, now_ms: u64) {
-        self.forget_old(now_ms);
-        if self.order.len() >= COMPLETED_CHECKOUTS_MAX {
-            if let Some((oldest, _)) = self.order.pop_front() {
-                self.by_token.remove(&oldest);
-            }
-        }
-        self.by_token.insert(token.into(), (key_hash, until_ms));
-        self.order.push_back((token.into(), until_ms));
-    }
-
-    fn completed(&self, token: &str, key_hash: u64, now_ms: u64) -> bool {
-        self.by_token
-            .get(token)
-            .is_some_and(|&(hash, until_ms)| hash == key_hash && until_ms > now_ms)
-    }
-
-    fn forget_old(&mut self, now_ms: u64) {
-        while self
-            .order
-            .front()
-            .is_some_and(|(_, until)| *until <= now_ms)
-        {
-            if let Some((token, _)) = self.order.pop_front() {
-                self.by_token.remove(&token);
-            }
-        }
-    }
-}
 
 /// A fresh checkout token: 128 random bits in hex.
 fn new_token() -> Box<str> {
@@ -117,16 +83,20 @@ impl Store {
         let at = self.locate(key);
         let mut shard = self.shards[at.shard].lock();
         let cart = self.live(&mut shard, at, key, now_ms);
-        let done = || self.completed.lock().completed(token, at.hash, now_ms);
+        let done = |shard: &super::shard::Shard| {
+            shard
+                .tokens
+                .completed(at.hash, token.as_bytes(), seconds(now_ms))
+        };
         let Some(cart) = cart else {
-            return if done() {
+            return if done(&shard) {
                 Ok(Reply::ok())
             } else {
                 Err(super::no_cart())
             };
         };
         let Some(checkout) = cart.checkout().filter(|checkout| &*checkout.token == token) else {
-            return if done() {
+            return if done(&shard) {
                 Ok(Reply::ok())
             } else {
                 Err(wrong_token())
@@ -150,21 +120,61 @@ impl Store {
             .filter(|card| card.applied > 0)
             .map(|card| (card.code.as_str(), card.applied))
             .collect();
-        let spent = if paid.is_empty() {
-            Vec::new()
+        let log = |spent: &[Spent]| {
+            let event = checkout_event(token, order_id, &cart, &pricing, spent);
+            self.log_completed(key, &cart, token, &event, spent, now_ms);
+        };
+        if paid.is_empty() {
+            log(&[]);
         } else {
             self.gift_cards
-                .complete(token, &paid, now_ms)
-                .map_err(|reason| CommandError::new(ErrorCode::GiftCard, reason))?
-        };
+                .complete(token, &paid, now_ms, log)
+                .map_err(|reason| CommandError::new(ErrorCode::GiftCard, reason))?;
+        }
         shard.remove(at.hash, key);
-        let event = checkout_event(token, order_id, &cart, &pricing, &spent);
-        self.log_tombstone(key, cart.version, TombstoneReason::CheckedOut, event);
-        let until_ms = now_ms + self.config.idempotency_ttl_ms;
-        self.completed
-            .lock()
-            .record(token, at.hash, until_ms, now_ms);
+        let remembered = Remembered {
+            key_hash: at.hash,
+            kind: GuardKind::Checkout,
+            token: token.as_bytes().into(),
+            fingerprint: 0,
+            version: cart.version,
+            expires_s: seconds(now_ms + self.config.idempotency_ttl_ms),
+        };
+        shard.tokens.remember(&remembered, seconds(now_ms));
         Ok(Reply::ok())
+    }
+
+    /// Logs a completed checkout as one record: the cart gone with its token, and each gift
+    /// card it paid with at its new balance.
+    fn log_completed(
+        &self,
+        key: &[u8],
+        cart: &Cart,
+        token: &str,
+        event: &Event,
+        spent: &[Spent],
+        now_ms: u64,
+    ) {
+        if self.wal().is_none() {
+            return;
+        }
+        let images: SmallVec<[_; 4]> = spent.iter().map(spent_image).collect();
+        let cards: SmallVec<[_; 4]> = images
+            .iter()
+            .map(|(code, image)| reference_change(Space::GiftCard, code, Some(image), now_ms))
+            .collect();
+        let gone = CartChange {
+            key,
+            version: cart.version,
+            state: CartState::Gone(TombstoneReason::CheckedOut),
+            event: Some(event),
+            guard: Some(GuardRef {
+                kind: GuardKind::Checkout,
+                token: token.as_bytes(),
+                fingerprint: 0,
+            }),
+        };
+        self.append_carts(&[gone], &cards, now_ms);
     }
 
     /// `CART.RELEASE`: ends the checkout, returning the gift card reservations.

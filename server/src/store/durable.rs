@@ -1,31 +1,84 @@
-//! The store's side of snapshots and recovery: writing every cart out one shard at a time, and
-//! putting recovered carts back without logging them again.
+//! The store's side of snapshots and recovery: writing everything out (reference data, then
+//! one shard at a time its carts and remembered tokens), and putting recovered state back
+//! without logging it again.
+//!
+//! Replaying a record after a fuzzy snapshot: a cart whose last change (`Cart::lsn`) is at or
+//! after the record already holds it, so the record is skipped; otherwise an image replaces
+//! the cart and a tombstone removes it. Reference data records are whole states, applied in
+//! order. Each change's token is remembered again. Once everything is loaded, the gift card
+//! holds of the carts frozen for checkout are put back ([`Store::rebuild_gift_card_holds`]).
 
 use std::path::Path;
 
-use persistence::snapshot::{SnapshotInfo, SnapshotWriter};
-use persistence::{Change, Lsn, Record};
+use bytes::Bytes;
+use persistence::snapshot::{Entry, EntryKind, EntryRef, SnapshotInfo, SnapshotWriter, SEED_BYTES};
+use persistence::{Change, Lsn, Record, Space, State};
+use tracing::warn;
 
-use super::Store;
+use super::reference::{catalog_key, CatalogImage, GiftCardImage};
+use super::shard::Shard;
+use super::tokens::{Remembered, TokenMemory};
+use super::{seconds, Store};
+use crate::cart::priced::CartPricing;
 use crate::cart::{image, packed, Cart};
 
 /// Carts copied per shard-lock hold while snapshotting, so a snapshot never stalls a shard
 /// for longer than it takes to copy a bounded number of packed carts.
 const SNAPSHOT_CARTS_PER_LOCK_MAX: usize = 4096;
 
+/// The key of a shard's token block: its index and the shard count, little-endian u32s.
+fn block_key(index: usize, count: usize) -> [u8; 8] {
+    let mut key = [0; 8];
+    key[..4].copy_from_slice(&(index as u32).to_le_bytes());
+    key[4..].copy_from_slice(&(count as u32).to_le_bytes());
+    key
+}
+
+fn parse_block_key(key: &[u8]) -> Option<(usize, usize)> {
+    let index = u32::from_le_bytes(key.get(..4)?.try_into().ok()?) as usize;
+    let count = u32::from_le_bytes(key.get(4..8)?.try_into().ok()?) as usize;
+    Some((index, count))
+}
+
+/// A key-hash seed as the bytes a snapshot keeps.
+pub fn seed_bytes(seed: [u64; 4]) -> [u8; SEED_BYTES] {
+    let mut bytes = [0; SEED_BYTES];
+    for (chunk, word) in bytes.chunks_exact_mut(8).zip(seed) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    bytes
+}
+
+/// The seed a snapshot kept.
+pub fn seed_of(bytes: [u8; SEED_BYTES]) -> [u64; 4] {
+    let mut seed = [0; 4];
+    for (word, chunk) in seed.iter_mut().zip(bytes.chunks_exact(8)) {
+        *word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+    }
+    seed
+}
+
 impl Store {
-    /// Writes a snapshot of every cart into `dir` and returns it. The snapshot is fuzzy: it
-    /// starts at the log's current LSN and then visits the shards one at a time, so a cart may
-    /// be newer than that LSN; replaying the log after the LSN over it still ends exactly at
-    /// the logged state, because every later change of a cart is replayed in order.
+    /// Writes a snapshot of everything into `dir` and returns it. The snapshot is fuzzy: it
+    /// starts at the log's current LSN and then visits the registries and the shards one at a
+    /// time, so an entry may be newer than that LSN; replaying the log after the LSN over it
+    /// still ends exactly at the logged state (see the module notes).
     pub fn write_snapshot(&self, dir: &Path) -> std::io::Result<SnapshotInfo> {
         let lsn = self.wal().map_or(0, |wal| wal.last_lsn());
-        let mut writer = SnapshotWriter::create(dir, lsn)?;
+        let mut writer = SnapshotWriter::create(dir, lsn, seed_bytes(self.seed()))?;
+        self.snapshot_reference(&mut writer)?;
         // Under the lock only the packed bytes are copied (tens of microseconds per batch);
         // decoding and encoding the images happens after it, so a snapshot running through a
         // flash sale delays no request by more than a copy.
         let mut batch: Vec<u8> = Vec::new();
-        for shard in self.shards.iter() {
+        for (index, shard) in self.shards.iter().enumerate() {
+            let tokens = shard.lock().tokens.encode();
+            writer.push(EntryRef {
+                kind: EntryKind::Block,
+                key: &block_key(index, self.shards.len()),
+                lsn: 0,
+                body: &tokens,
+            })?;
             let mut from = 0;
             loop {
                 let next = {
@@ -43,8 +96,14 @@ impl Store {
                     next
                 };
                 for entry in packed::entries(&batch) {
-                    let image = image::encode(&entry.cart(), &self.names);
-                    writer.push(entry.key(), &image)?;
+                    let cart = entry.cart();
+                    let image = image::encode(&cart, &self.names);
+                    writer.push(EntryRef {
+                        kind: EntryKind::Cart,
+                        key: entry.key(),
+                        lsn: cart.lsn,
+                        body: &image,
+                    })?;
                 }
                 batch.clear();
                 match next {
@@ -56,44 +115,250 @@ impl Store {
         writer.finish()
     }
 
-    /// Puts a cart from a snapshot or from PostgreSQL in place, replacing any cart under that
-    /// key. Nothing is logged: it is already durable.
+    /// The catalog entries, promotions and gift card balances, into a snapshot.
+    fn snapshot_reference(&self, writer: &mut SnapshotWriter) -> std::io::Result<()> {
+        let mut entries: Vec<(Space, Vec<u8>, Vec<u8>)> = Vec::new();
+        self.catalog.for_each(|key, entry| {
+            let image = postcard::to_allocvec(&CatalogImage::of(entry)).expect("into a Vec");
+            entries.push((Space::Catalog, catalog_key(&self.names, key), image));
+        });
+        for (code, promo) in self.promotions.entries() {
+            let image = promo.to_json().to_string().into_bytes();
+            entries.push((Space::Promotion, code.as_bytes().to_vec(), image));
+        }
+        for (code, balance, currency) in self.gift_cards.balances() {
+            let card = GiftCardImage {
+                balance,
+                currency: currency.0,
+            };
+            let image = postcard::to_allocvec(&card).expect("into a Vec");
+            entries.push((Space::GiftCard, code.as_bytes().to_vec(), image));
+        }
+        for (space, key, image) in &entries {
+            writer.push(EntryRef {
+                kind: EntryKind::Reference(*space),
+                key,
+                lsn: 0,
+                body: image,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Puts one snapshot entry in place. Nothing is logged: it is already durable.
+    pub fn load_entry(&self, entry: Entry, now_ms: u64) -> Result<(), String> {
+        match entry.kind {
+            EntryKind::Cart => {
+                let mut cart = image::decode(&entry.body, &self.names).map_err(|e| e.message)?;
+                cart.lsn = entry.lsn;
+                self.put_recovered(&entry.key, cart);
+                Ok(())
+            }
+            EntryKind::Reference(space) => {
+                self.load_reference(space, &entry.key, Some(&entry.body))
+            }
+            EntryKind::Block => self.load_tokens(&entry.key, &entry.body, now_ms),
+        }
+    }
+
+    /// Takes back a shard's remembered tokens from a snapshot, each into the shard of its key,
+    /// and the traces of its forgotten ones into that same shard (when the shard count is
+    /// still the one the snapshot was written with: a trace carries no key to route it by).
+    fn load_tokens(&self, key: &[u8], block: &[u8], now_ms: u64) -> Result<(), String> {
+        let (tokens, forgotten) = TokenMemory::decode(block)?;
+        let now_s = seconds(now_ms);
+        for token in &tokens {
+            self.shard_of_hash(token.key_hash)
+                .tokens
+                .remember(token, now_s);
+        }
+        match parse_block_key(key) {
+            Some((index, count)) if count == self.shards.len() && index < count => {
+                self.shards[index]
+                    .lock()
+                    .tokens
+                    .restore_forgotten(&forgotten, now_s);
+            }
+            _ if forgotten.is_empty() => {}
+            _ => warn!(
+                traces = forgotten.len(),
+                "the shard count changed since the snapshot: the traces of forgotten request \
+                 tokens are dropped (their retries would be applied again)"
+            ),
+        }
+        Ok(())
+    }
+
+    fn shard_of_hash(&self, hash: u64) -> parking_lot::MutexGuard<'_, Shard> {
+        let index = if self.shard_shift == 63 {
+            0
+        } else {
+            (hash >> self.shard_shift) as usize
+        };
+        self.shards[index.min(self.shards.len() - 1)].lock()
+    }
+
+    /// Applies one replayed log record, all its changes. Returns the record's LSN.
+    pub fn apply_record(&self, record: &Record, now_ms: u64) -> Result<Lsn, String> {
+        for change in &record.changes {
+            match change.space {
+                Space::Cart => self.apply_cart_change(record.lsn, change)?,
+                space => {
+                    let image = match &change.state {
+                        State::Image(image) => Some(&image[..]),
+                        State::Tombstone(_) => None,
+                        State::Delta { .. } => {
+                            return Err(format!("a delta for a {}", space.as_str()))
+                        }
+                    };
+                    self.load_reference(space, &change.key, image)?;
+                }
+            }
+            self.remember_guard(change, now_ms);
+        }
+        Ok(record.lsn)
+    }
+
+    /// Applies one cart change of the record at `lsn` (see the module notes).
+    fn apply_cart_change(&self, lsn: Lsn, change: &Change) -> Result<(), String> {
+        let at = self.locate(&change.key);
+        let mut shard = self.shards[at.shard].lock();
+        let newer = shard
+            .find(at.hash, &change.key)
+            .is_some_and(|cart| cart.lsn >= lsn);
+        if newer {
+            return Ok(()); // The snapshot holds this change already.
+        }
+        match &change.state {
+            State::Image(image) => {
+                let mut cart = image::decode(image, &self.names).map_err(|e| e.message)?;
+                cart.lsn = lsn;
+                drop(shard);
+                self.put_recovered(&change.key, cart);
+            }
+            State::Tombstone(_) => {
+                shard.remove(at.hash, &change.key);
+            }
+            State::Delta { .. } => return Err("cart deltas are not read yet".into()),
+        }
+        Ok(())
+    }
+
+    /// Remembers the token a replayed change carries, if its age has not run out.
+    fn remember_guard(&self, change: &Change, now_ms: u64) {
+        let Some(guard) = &change.guard else {
+            return;
+        };
+        let at = self.locate(&change.key);
+        let remembered = Remembered {
+            key_hash: at.hash,
+            kind: guard.kind,
+            token: guard.token[..].into(),
+            fingerprint: guard.fingerprint,
+            version: change.version,
+            expires_s: seconds(change.at_ms + self.config.idempotency_ttl_ms),
+        };
+        let mut shard = self.shards[at.shard].lock();
+        shard.tokens.remember(&remembered, seconds(now_ms));
+    }
+
+    /// Puts a cart loaded from PostgreSQL in place unless one exists by now (restore-on-miss
+    /// raced with a command that created it), logging it so the local log has it from now on
+    /// (without an event: nothing happened to the cart). Returns whether it was put.
+    pub fn load_if_absent(&self, key: &[u8], image: &[u8], now_ms: u64) -> Result<bool, String> {
+        let mut cart = image::decode(image, &self.names).map_err(|error| error.to_string())?;
+        let at = self.locate(key);
+        let mut shard = self.shards[at.shard].lock();
+        if shard.contains(at.hash, key) {
+            return Ok(false);
+        }
+        self.log_cart(key, &mut cart, None, None, now_ms);
+        shard.insert(at.hash, key, &cart);
+        Ok(true)
+    }
+
+    /// Puts a cart from PostgreSQL in place, replacing any cart under that key. Nothing is
+    /// logged: it is already durable (the restore is followed by a snapshot).
     pub fn load_image(&self, key: &[u8], image: &[u8]) -> Result<(), String> {
         let cart = image::decode(image, &self.names).map_err(|error| error.to_string())?;
         self.put_recovered(key, cart);
         Ok(())
     }
 
-    /// Applies one replayed log record: its after-image replaces the cart, its tombstone
-    /// removes it. Returns the record's LSN.
-    pub fn apply_record(&self, record: &Record) -> Result<Lsn, String> {
-        match &record.change {
-            Change::Image(image) => self.load_image(&record.key, image)?,
-            Change::Tombstone(_) => {
-                let at = self.locate(&record.key);
-                self.shards[at.shard].lock().remove(at.hash, &record.key);
-            }
+    /// Puts a recovered cart in place (replacing any under its key), noting a frozen one.
+    pub fn put_recovered(&self, key: &[u8], cart: Cart) {
+        if cart.checkout().is_some() {
+            self.frozen_at_recovery
+                .lock()
+                .push(Bytes::copy_from_slice(key));
         }
-        Ok(record.lsn)
-    }
-
-    /// Puts a cart loaded from PostgreSQL in place unless one exists by now (restore-on-miss
-    /// raced with a command that created it). Returns whether it was put.
-    pub fn load_if_absent(&self, key: &[u8], image: &[u8]) -> Result<bool, String> {
-        let cart = image::decode(image, &self.names).map_err(|error| error.to_string())?;
-        let at = self.locate(key);
-        let mut shard = self.shards[at.shard].lock();
-        if shard.contains(at.hash, key) {
-            return Ok(false);
-        }
-        shard.insert(at.hash, key, &cart);
-        Ok(true)
-    }
-
-    fn put_recovered(&self, key: &[u8], cart: Cart) {
         let at = self.locate(key);
         let mut shard = self.shards[at.shard].lock();
         shard.remove(at.hash, key);
         shard.insert(at.hash, key, &cart);
+    }
+
+    /// After recovery: puts back the gift card holds of every cart still frozen for checkout,
+    /// as its frozen pricing shows them. A hold that cannot be taken whole (its card gone or
+    /// short) is reported; that checkout's COMPLETE will then be refused, changing nothing.
+    /// Returns how many holds were put back.
+    pub fn rebuild_gift_card_holds(&self, now_ms: u64) -> usize {
+        let mut keys = std::mem::take(&mut *self.frozen_at_recovery.lock());
+        keys.sort();
+        keys.dedup();
+        let mut restored = 0;
+        for key in keys {
+            let at = self.locate(&key);
+            let Some(cart) = self.shards[at.shard].lock().find(at.hash, &key) else {
+                continue;
+            };
+            let Some(checkout) = cart.frozen(now_ms) else {
+                continue;
+            };
+            let pricing = CartPricing::decode(&checkout.pricing).unwrap_or_default();
+            for card in pricing.gift_cards.iter().filter(|card| card.applied > 0) {
+                let held = self.gift_cards.restore_hold(
+                    &card.code,
+                    &checkout.token,
+                    card.applied,
+                    checkout.hold_until_ms,
+                    now_ms,
+                );
+                match held {
+                    Ok(()) => restored += 1,
+                    Err(why) => warn!(
+                        cart = %String::from_utf8_lossy(&key),
+                        %why,
+                        "a checkout's gift card hold could not be put back; its CART.COMPLETE \
+                         will be refused"
+                    ),
+                }
+            }
+        }
+        restored
+    }
+
+    /// Empties the store (carts, tokens, reference data) before another recovery attempt.
+    pub fn clear_for_recovery(&self, now_ms: u64) {
+        let per_shard = self.config.idempotency_max.div_ceil(self.config.shards);
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            let keys: Vec<Box<[u8]>> = shard
+                .buckets_from(0)
+                .flat_map(|(_, entries)| entries.map(|entry| Box::from(entry.key())))
+                .collect();
+            for key in keys {
+                let hash = self.locate(&key).hash;
+                shard.remove(hash, &key);
+            }
+            let mut tokens = TokenMemory::new(per_shard);
+            tokens.seed(self.seed());
+            shard.tokens = tokens;
+        }
+        let _ = now_ms;
+        self.catalog.clear();
+        self.promotions.clear();
+        self.gift_cards.clear();
+        self.frozen_at_recovery.lock().clear();
     }
 }

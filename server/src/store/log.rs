@@ -1,10 +1,15 @@
-//! The store's side of the write-ahead log: every change leaves an after-image or a tombstone
-//! in the log while its shard lock is still held, so log order is apply order for every cart.
+//! The store's side of the write-ahead log: every change leaves a record while the locks of
+//! what it changed are still held, so log order is apply order for every cart, catalog entry,
+//! promotion and gift card. A record holds everything one command changed together (a MERGE's
+//! two carts, a checkout's cart and gift cards), so recovery applies all of it or none.
 
 use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
-use persistence::{Change, Event, EventKind, Lsn, TombstoneReason};
+use persistence::{
+    ChangeRef, Event, EventKind, EventRef, GuardRef, Lsn, Space, StateRef, TombstoneReason,
+};
+use smallvec::SmallVec;
 
 use super::shard::Shard;
 use super::{Location, Store};
@@ -21,15 +26,14 @@ pub fn take_appended_lsn() -> Lsn {
     APPENDED.replace(0)
 }
 
-/// An event with no details but its time.
+/// An event with no details.
 pub fn bare_event(kind: EventKind) -> Event {
     event(kind, serde_json::json!({}))
 }
 
-/// An event whose details are a JSON object; its time (`at_ms`) is added, so PostgreSQL
-/// records when it happened even when the sink catches up later.
-pub fn event(kind: EventKind, mut detail: serde_json::Value) -> Event {
-    detail["at_ms"] = crate::server::now_ms().into();
+/// An event whose details are a JSON object. Its time is the change's (`Change::at_ms`), which
+/// the PostgreSQL sink adds to the payload.
+pub fn event(kind: EventKind, detail: serde_json::Value) -> Event {
     Event {
         kind,
         detail: serde_json::to_vec(&detail)
@@ -38,37 +42,119 @@ pub fn event(kind: EventKind, mut detail: serde_json::Value) -> Event {
     }
 }
 
+/// An event, borrowed for a change.
+pub(super) fn event_ref(event: &Event) -> EventRef<'_> {
+    EventRef {
+        kind: event.kind,
+        detail: &event.detail,
+    }
+}
+
+/// A cart's new state, as one change of a record.
+pub(super) struct CartChange<'a> {
+    pub key: &'a [u8],
+    pub version: u64,
+    /// The cart's image, or why it is gone.
+    pub state: CartState,
+    pub event: Option<&'a Event>,
+    pub guard: Option<GuardRef<'a>>,
+}
+
+/// A cart's image (encoded), or its tombstone.
+pub(super) enum CartState {
+    Image(Vec<u8>),
+    Gone(TombstoneReason),
+}
+
 impl Store {
-    /// Logs `cart` as it now is under `key`.
-    pub(super) fn log_image(&self, key: &[u8], cart: &Cart, event: Event) {
-        if let Some(wal) = self.wal.get() {
-            let image = image::encode(cart, &self.names);
-            let lsn = wal.append(key, cart.version, Change::Image(image.into()), event);
-            APPENDED.set(lsn);
+    /// Appends one record of `changes`, at `now_ms`; returns its LSN (0 without a log).
+    pub(super) fn append(&self, changes: &[ChangeRef<'_>]) -> Lsn {
+        let Some(wal) = self.wal.get() else {
+            return 0;
+        };
+        let lsn = wal.append(changes);
+        APPENDED.set(lsn);
+        lsn
+    }
+
+    /// Appends one record of the carts' changes (and of `others`, reference data changed
+    /// along with them); returns its LSN (0 without a log).
+    pub(super) fn append_carts(
+        &self,
+        carts: &[CartChange<'_>],
+        others: &[ChangeRef<'_>],
+        now_ms: u64,
+    ) -> Lsn {
+        if self.wal.get().is_none() {
+            return 0;
         }
+        let mut changes: SmallVec<[ChangeRef<'_>; 4]> = carts
+            .iter()
+            .map(|cart| ChangeRef {
+                space: Space::Cart,
+                key: cart.key,
+                version: cart.version,
+                at_ms: now_ms,
+                state: match &cart.state {
+                    CartState::Image(image) => StateRef::Image(image),
+                    CartState::Gone(reason) => StateRef::Tombstone(*reason),
+                },
+                event: cart.event.map(event_ref),
+                guard: cart.guard,
+            })
+            .collect();
+        changes.extend_from_slice(others);
+        self.append(&changes)
+    }
+
+    /// Logs `cart` as it now is under `key` and stamps it with the record's LSN.
+    pub(super) fn log_cart(
+        &self,
+        key: &[u8],
+        cart: &mut Cart,
+        event: Option<&Event>,
+        guard: Option<GuardRef<'_>>,
+        now_ms: u64,
+    ) {
+        if self.wal.get().is_none() {
+            return;
+        }
+        let change = CartChange {
+            key,
+            version: cart.version,
+            state: CartState::Image(image::encode(cart, &self.names)),
+            event,
+            guard,
+        };
+        cart.lsn = self.append_carts(&[change], &[], now_ms);
     }
 
     /// Logs that the cart under `key` (last at `version`) is gone.
-    pub(super) fn log_tombstone(
+    pub(super) fn log_gone(
         &self,
         key: &[u8],
         version: u64,
         reason: TombstoneReason,
-        event: Event,
+        event: &Event,
+        now_ms: u64,
     ) {
-        if let Some(wal) = self.wal.get() {
-            let lsn = wal.append(key, version, Change::Tombstone(reason), event);
-            APPENDED.set(lsn);
-        }
+        let change = CartChange {
+            key,
+            version,
+            state: CartState::Gone(reason),
+            event: Some(event),
+            guard: None,
+        };
+        self.append_carts(&[change], &[], now_ms);
     }
 
     /// Logs the expiry of a cart the wheel or an access found past its deadline, and lets go
     /// of what its checkout held on gift cards.
-    pub(super) fn log_expired(&self, key: &[u8], cart: &Cart) {
+    pub(super) fn log_expired(&self, key: &[u8], cart: &Cart, now_ms: u64) {
         self.stats.expired_carts.fetch_add(1, Ordering::Relaxed);
         self.release_holds(cart);
         let event = bare_event(EventKind::Abandon);
-        self.log_tombstone(key, cart.version, TombstoneReason::Expired, event);
+        self.log_gone(key, cart.version, TombstoneReason::Expired, &event, now_ms);
     }
 
     /// Gives back what the checkout of `cart`, now gone, held on gift cards.
@@ -81,7 +167,7 @@ impl Store {
     /// Removes the cart under `key` if its deadline passed, logging the expiry.
     pub(super) fn reap(&self, shard: &mut Shard, at: Location, key: &[u8], now_ms: u64) {
         if let Some(cart) = shard.reap_if_expired(at.hash, key, now_ms) {
-            self.log_expired(key, &cart);
+            self.log_expired(key, &cart, now_ms);
         }
     }
 
@@ -100,7 +186,7 @@ impl Store {
             return Some(cart);
         }
         shard.remove(at.hash, key);
-        self.log_expired(key, &cart);
+        self.log_expired(key, &cart, now_ms);
         None
     }
 }

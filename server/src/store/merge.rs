@@ -9,8 +9,10 @@ use protocol::{CartMerge, CommandError, Reply};
 use persistence::{EventKind, TombstoneReason};
 use serde_json::json;
 
+use super::log::{CartChange, CartState};
 use super::shard::Shard;
-use super::{check_version, event, frozen, Location, Store};
+use super::{check_version, event, frozen, idempotency_guard, Location, Store};
+use crate::cart::image;
 use crate::cart::merge::merge;
 use crate::cart::view::Validation;
 use crate::cart::{Cart, CodeList};
@@ -29,7 +31,11 @@ impl Store {
         let user_at = self.locate(&cmd.user_key);
         let (mut user_guard, mut other_guard) = self.lock_pair(user_at.shard, guest_at.shard);
         let options = &cmd.mutation;
-        if let Some(reply) = self.replayed(&user_guard, user_at.hash, options, now_ms)? {
+        if let Some(version) = self.replayed(&user_guard, user_at.hash, options, now_ms)? {
+            drop(other_guard);
+            let user = self.touch(&mut user_guard, user_at, &cmd.user_key, now_ms);
+            drop(user_guard);
+            let reply = self.replay_reply(&cmd.user_key, version, user.as_ref(), options, now_ms);
             return Ok(reply);
         }
         let mut user_cart = self.live(&mut user_guard, user_at, &cmd.user_key, now_ms);
@@ -59,22 +65,25 @@ impl Store {
         let (user, validation) = match (guest_cart, user_cart) {
             // Nothing to merge: safe to retry, the reply is the user cart as it is.
             (None, None) => return Ok(Reply::Null),
-            (None, Some(user)) => (user, Validation::Skipped),
+            (None, Some(mut user)) => {
+                if let Some(guard) = idempotency_guard(options) {
+                    // Nothing to merge, but a retry must still replay after a restart.
+                    self.log_cart(&cmd.user_key, &mut user, None, Some(guard), now_ms);
+                    user_guard.update(user_at.hash, &cmd.user_key, &user);
+                }
+                (user, Validation::Skipped)
+            }
             (Some(guest), user) => {
                 let user = self.fold_guest(&mut user_guard, user_at, cmd, guest, user, now_ms);
                 (user, Validation::Fresh)
             }
         };
         drop(other_guard);
+        self.remember(&mut user_guard, user_at.hash, options, user.version, now_ms);
+        // The reply is made from the copy, with the shard free (as `Store::mutate_with`).
+        drop(user_guard);
         let (mode, format) = (options.reply, options.format);
-        if options.idempotency.is_none() {
-            // The reply is made from the copy, with the shard free (as `Store::mutate_with`).
-            drop(user_guard);
-            return Ok(self.reply_for(&cmd.user_key, &user, mode, format, now_ms, validation));
-        }
-        let reply = self.reply_for(&cmd.user_key, &user, mode, format, now_ms, validation);
-        self.remember(&mut user_guard, user_at.hash, options, &reply, now_ms);
-        Ok(reply)
+        Ok(self.reply_for(&cmd.user_key, &user, mode, format, now_ms, validation))
     }
 
     /// Locks the user cart's shard and, if different, the guest cart's, lower index first:
@@ -109,7 +118,7 @@ impl Store {
         let user_kind = self.kind_of(&cmd.user_key);
         let expires_at_ms = now_ms + self.ttl_ms(user_kind);
         let guest_version = guest.version;
-        let user = match user {
+        let (mut user, created) = match user {
             None => {
                 let mut guest = guest;
                 guest.kind = user_kind;
@@ -117,8 +126,7 @@ impl Store {
                 guest.updated_at_ms = now_ms;
                 guest.expires_at_ms = expires_at_ms;
                 self.validate_in_place(&mut guest, now_ms);
-                user_shard.insert(user_at.hash, &cmd.user_key, &guest);
-                guest
+                (guest, true)
             }
             Some(mut user) => {
                 let guest_codes = guest.promo_codes().to_vec();
@@ -142,24 +150,45 @@ impl Store {
                     }
                 }
                 user.debug_check(&self.config.limits);
-                user_shard.update(user_at.hash, &cmd.user_key, &user);
-                user
+                (user, false)
             }
         };
-        // The user side first: a log cut between the two records keeps both carts rather than
-        // neither.
+        self.log_merge(cmd, &mut user, guest_version, now_ms);
+        if created {
+            user_shard.insert(user_at.hash, &cmd.user_key, &user);
+        } else {
+            user_shard.update(user_at.hash, &cmd.user_key, &user);
+        }
+        user
+    }
+
+    /// Logs a merge as one record: the user cart as it now is, and the guest cart gone, so
+    /// recovery, PostgreSQL and replicas see both or neither.
+    fn log_merge(&self, cmd: &CartMerge, user: &mut Cart, guest_version: u64, now_ms: u64) {
+        if self.wal().is_none() {
+            return;
+        }
         let guest_key = String::from_utf8_lossy(&cmd.guest_key);
         let user_key = String::from_utf8_lossy(&cmd.user_key);
-        let merged = event(EventKind::Merge, json!({ "guest": guest_key }));
-        self.log_image(&cmd.user_key, &user, merged);
-        let merged = event(EventKind::Merge, json!({ "into": user_key }));
-        self.log_tombstone(
-            &cmd.guest_key,
-            guest_version,
-            TombstoneReason::Merged,
-            merged,
-        );
-        user
+        let into_user = event(EventKind::Merge, json!({ "guest": guest_key }));
+        let out_of_guest = event(EventKind::Merge, json!({ "into": user_key }));
+        let changes = [
+            CartChange {
+                key: &cmd.user_key,
+                version: user.version,
+                state: CartState::Image(image::encode(user, &self.names)),
+                event: Some(&into_user),
+                guard: idempotency_guard(&cmd.mutation),
+            },
+            CartChange {
+                key: &cmd.guest_key,
+                version: guest_version,
+                state: CartState::Gone(TombstoneReason::Merged),
+                event: Some(&out_of_guest),
+                guard: None,
+            },
+        ];
+        user.lsn = self.append_carts(&changes, &[], now_ms);
     }
 
     /// Keeps the promo codes, the user cart's or the guest cart's, that give the merged cart

@@ -1,17 +1,23 @@
 //! The sharded cart store. A key's hash picks its shard; each shard is a `parking_lot::Mutex`
-//! over its carts, wheel and idempotency log. One command locks one shard, MERGE locks two in
-//! shard-index order. Every change goes through [`Store::mutate`] (or MERGE): checked
-//! completely, then applied, then the version moves on and the after-image goes to the
-//! write-ahead log, all under the shard lock.
+//! over its carts, wheel and remembered request tokens. One command locks one shard, MERGE
+//! locks two in shard-index order. Every change goes through [`Store::mutate`] (or MERGE):
+//! checked completely, then applied, then the version moves on and the after-image goes to the
+//! write-ahead log, all under the shard lock. Reference data (catalog, promotions, gift cards)
+//! is changed through the store too (`reference.rs`), so that it is logged.
+//!
+//! Key hashes are seeded: the seed is kept in snapshots and taken back at recovery
+//! ([`Store::set_seed`]), so hashes (SCAN cursors, the remembered tokens' keys) stay the same
+//! across restarts.
 
 mod checkout;
-mod durable;
-mod idempotency;
+pub mod durable;
 mod index;
 mod log;
 mod merge;
 mod pricing;
+pub mod reference;
 mod shard;
+mod tokens;
 mod wheel;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -28,10 +34,10 @@ use crate::catalog::{apply_plan, Catalog};
 use crate::config::Config;
 use crate::limits::{EXPIRE_CHECKS_PER_LOCK_MAX, VALIDATION_ATTEMPTS_MAX};
 use crate::pricing::{GiftCards, Promotions};
-use idempotency::Lookup;
 pub use log::{bare_event, event, take_appended_lsn};
-use persistence::{Event, EventKind, TombstoneReason, Wal};
+use persistence::{Event, EventKind, GuardKind, GuardRef, TombstoneReason, Wal};
 use shard::Shard;
+use tokens::{Lookup, Remembered, TokenMemory};
 
 /// Store settings, from the configuration.
 #[derive(Debug, Clone)]
@@ -91,6 +97,21 @@ pub struct StoreStats {
     pub keyspace_misses: AtomicU64,
 }
 
+/// What the remembered request tokens take, for INFO.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TokenStats {
+    /// Tokens remembered (IDEMPOTENCY tokens and completed checkouts).
+    pub tokens: usize,
+    /// Bytes they take.
+    pub bytes: usize,
+    /// Tokens pushed out early by `max_idempotency_keys`.
+    pub evicted: u64,
+    /// Traces of those kept, so their retries are refused rather than applied again.
+    pub forgotten: usize,
+    /// Bytes the traces take.
+    pub forgotten_bytes: usize,
+}
+
 /// What a mutation did to the cart it was given.
 #[derive(Debug)]
 pub enum Outcome {
@@ -107,7 +128,6 @@ pub struct Store {
     shards: Box<[Mutex<Shard>]>,
     carts: Arc<AtomicUsize>,
     shard_shift: u32,
-    hasher: ahash::RandomState,
     /// Interned product and variant ids.
     pub names: Names,
     /// The catalog cache.
@@ -120,10 +140,15 @@ pub struct Store {
     pub config: StoreConfig,
     /// Counters.
     pub stats: StoreStats,
-    /// Checkouts completed recently (a retried COMPLETE succeeds again).
-    completed: Mutex<checkout::CompletedCheckouts>,
     /// The write-ahead log, once recovery has opened it (unit tests run without one).
     wal: OnceLock<Arc<Wal>>,
+    /// The seed of key hashes (and of the remembered tokens' digests), random unless recovery
+    /// brings one back before anything is hashed.
+    seed: Mutex<[u64; 4]>,
+    hasher: OnceLock<ahash::RandomState>,
+    /// While recovering: the keys of carts loaded frozen for checkout, whose gift card holds
+    /// are put back once everything is loaded.
+    frozen_at_recovery: Mutex<Vec<Bytes>>,
 }
 
 /// Where a key lives: its shard and its 63-bit hash (63 bits so a SCAN cursor fits a signed
@@ -142,23 +167,57 @@ impl Store {
         let carts = Arc::new(AtomicUsize::new(0));
         // A 63-bit hash: the top bits pick the shard, the `shard_shift` below vary within it.
         let shard_shift = 63 - config.shards.trailing_zeros();
+        let seed: [u64; 4] = rand::random();
         let shards = (0..config.shards)
-            .map(|_| Mutex::new(Shard::new(now_ms, shard_shift, per_shard, carts.clone())))
+            .map(|_| {
+                let mut shard = Shard::new(now_ms, shard_shift, per_shard, carts.clone());
+                shard.tokens.seed(seed);
+                Mutex::new(shard)
+            })
             .collect();
         Store {
             shards,
             carts,
             shard_shift,
-            hasher: ahash::RandomState::new(),
             names: Names::default(),
             catalog: Catalog::default(),
             promotions: Promotions::default(),
             gift_cards: GiftCards::default(),
             config,
             stats: StoreStats::default(),
-            completed: Mutex::default(),
             wal: OnceLock::new(),
+            seed: Mutex::new(seed),
+            hasher: OnceLock::new(),
+            frozen_at_recovery: Mutex::default(),
         }
+    }
+
+    /// The seed of key hashes.
+    pub fn seed(&self) -> [u64; 4] {
+        *self.seed.lock()
+    }
+
+    /// Seeds key hashes with what a snapshot kept, before anything is hashed. Returns false
+    /// when hashing had already begun (the seed then stays).
+    pub fn set_seed(&self, seed: [u64; 4]) -> bool {
+        let mut current = self.seed.lock();
+        if self.hasher.get().is_some() {
+            return *current == seed;
+        }
+        *current = seed;
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            shard.tokens = TokenMemory::new(shard.tokens.capacity());
+            shard.tokens.seed(seed);
+        }
+        true
+    }
+
+    fn hasher(&self) -> &ahash::RandomState {
+        self.hasher.get_or_init(|| {
+            let [a, b, c, d] = self.seed();
+            ahash::RandomState::with_seeds(a, b, c, d)
+        })
     }
 
     /// From now on every change is logged to `wal`. Set once, after recovery.
@@ -174,7 +233,7 @@ impl Store {
     }
 
     fn locate(&self, key: &[u8]) -> Location {
-        let hash = self.hasher.hash_one(key) >> 1;
+        let hash = self.hasher().hash_one(key) >> 1;
         // The top bits pick the shard, so hash order is shard order: one cursor walks them all.
         let shard = if self.shard_shift == 63 {
             0
@@ -248,11 +307,14 @@ impl Store {
     ) -> Result<Reply, CommandError> {
         let at = self.locate(key);
         let mut shard = self.shards[at.shard].lock();
-        if let Some(reply) = self.replayed(&shard, at.hash, options, now_ms)? {
-            return Ok(reply);
+        if let Some(version) = self.replayed(&shard, at.hash, options, now_ms)? {
+            let cart = self.touch(&mut shard, at, key, now_ms);
+            drop(shard);
+            return Ok(self.replay_reply(key, version, cart.as_ref(), options, now_ms));
         }
         let kind = self.kind_of(key);
         let expires_at_ms = now_ms + self.ttl_ms(kind);
+        let guard = idempotency_guard(options);
         let cart = self.live(&mut shard, at, key, now_ms);
         check_version(options, cart.as_ref())?;
         let (cart, validation) = match cart {
@@ -267,7 +329,12 @@ impl Store {
                     };
                     cart.debug_check(&self.config.limits);
                     cart.expires_at_ms = expires_at_ms;
-                    self.log_image(key, &cart, event);
+                    self.log_cart(key, &mut cart, Some(&event), guard, now_ms);
+                } else if guard.is_some() {
+                    // Nothing changed, but a retry must still replay after a restart: the
+                    // token goes to the log with the cart as it is.
+                    cart.expires_at_ms = expires_at_ms;
+                    self.log_cart(key, &mut cart, None, guard, now_ms);
                 }
                 cart.expires_at_ms = expires_at_ms;
                 shard.update(at.hash, key, &cart);
@@ -292,66 +359,106 @@ impl Store {
                 cart.expires_at_ms = expires_at_ms;
                 cart.validated_at_ms = 0;
                 cart.debug_check(&self.config.limits);
-                self.log_image(key, &cart, event);
+                self.log_cart(key, &mut cart, Some(&event), guard, now_ms);
                 shard.insert(at.hash, key, &cart);
                 (cart, Validation::Skipped)
             }
         };
+        self.remember(&mut shard, at.hash, options, cart.version, now_ms);
+        // The reply (pricing and rendering) is made from the copy, with the shard free.
+        drop(shard);
         let (mode, format) = (options.reply, options.format);
-        if options.idempotency.is_none() {
-            // The reply (pricing and rendering) is made from the copy, with the shard free.
-            drop(shard);
-            return Ok(self.reply_for(key, &cart, mode, format, now_ms, validation));
-        }
-        // A remembered reply must be in place before a retry can take the shard.
-        let reply = self.reply_for(key, &cart, mode, format, now_ms, validation);
-        self.remember(&mut shard, at.hash, options, &reply, now_ms);
-        Ok(reply)
+        Ok(self.reply_for(key, &cart, mode, format, now_ms, validation))
     }
 
-    /// The remembered reply of an idempotent retry, or an error for a reused token.
+    /// The version an idempotent retry's first request left the cart at, or an error for a
+    /// token reused with other arguments (or used, but forgotten since).
     fn replayed(
         &self,
         shard: &Shard,
         hash: u64,
         options: &MutationOptions,
         now_ms: u64,
-    ) -> Result<Option<Reply>, CommandError> {
+    ) -> Result<Option<u64>, CommandError> {
         let Some(token) = &options.idempotency else {
             return Ok(None);
         };
         match shard
-            .idempotency
-            .lookup(hash, token, options.fingerprint, now_ms)
+            .tokens
+            .lookup(hash, token, options.fingerprint, seconds(now_ms))
         {
-            Lookup::Replay(reply) => Ok(Some(reply)),
+            Lookup::Replay { version } => Ok(Some(version)),
             Lookup::Conflict => Err(CommandError::new(
                 ErrorCode::Idempotency,
                 "token reused with different arguments",
+            )),
+            Lookup::Forgotten => Err(CommandError::new(
+                ErrorCode::Idempotency,
+                "token was used already, but what it did is no longer remembered (more than \
+                 max_idempotency_keys tokens came since); the request is not applied again",
             )),
             Lookup::Miss => Ok(None),
         }
     }
 
-    /// Remembers a mutation's reply under its idempotency token, if it has one.
+    /// The reply to an idempotent retry. `REPLY VERSION`: the version the first request
+    /// left; `REPLY CART`: the cart as it is. While the cart is still at that version this is
+    /// the original reply (the retry renews the TTL as the first request did, and a cart the
+    /// change validated says `fresh` again); if it changed since, the retry shows it as it is
+    /// now, and a cart gone since is a null reply.
+    fn replay_reply(
+        &self,
+        key: &[u8],
+        version: u64,
+        cart: Option<&Cart>,
+        options: &MutationOptions,
+        now_ms: u64,
+    ) -> Reply {
+        match (options.reply, cart) {
+            (ReplyMode::Version, _) => Reply::Integer(i64::try_from(version).unwrap_or(i64::MAX)),
+            (ReplyMode::None, _) => Reply::ok(),
+            (ReplyMode::Cart, Some(cart)) => {
+                // CHECKOUT and MERGE validate as they change the cart: both times are the same.
+                let validated_by_change =
+                    cart.validated_at_ms != 0 && cart.validated_at_ms == cart.updated_at_ms;
+                let validation = if validated_by_change {
+                    Validation::Fresh
+                } else {
+                    Validation::Skipped
+                };
+                self.render(key, cart, options.format, now_ms, validation)
+            }
+            (ReplyMode::Cart, None) => Reply::Null,
+        }
+    }
+
+    /// The live cart under `key` with its TTL renewed (an access), if there is one.
+    fn touch(&self, shard: &mut Shard, at: Location, key: &[u8], now_ms: u64) -> Option<Cart> {
+        let mut cart = self.live(shard, at, key, now_ms)?;
+        cart.expires_at_ms = now_ms + self.ttl_ms(cart.kind);
+        shard.update(at.hash, key, &cart);
+        Some(cart)
+    }
+
+    /// Remembers a mutation's idempotency token, if it has one, with the version it left.
     fn remember(
         &self,
         shard: &mut Shard,
         hash: u64,
         options: &MutationOptions,
-        reply: &Reply,
+        version: u64,
         now_ms: u64,
     ) {
         if let Some(token) = &options.idempotency {
-            let ttl_ms = self.config.idempotency_ttl_ms;
-            shard.idempotency.record(
-                hash,
-                token.clone(),
-                options.fingerprint,
-                reply.clone(),
-                now_ms,
-                ttl_ms,
-            );
+            let remembered = Remembered {
+                key_hash: hash,
+                kind: GuardKind::Idempotency,
+                token: token[..].into(),
+                fingerprint: options.fingerprint,
+                version,
+                expires_s: seconds(now_ms + self.config.idempotency_ttl_ms),
+            };
+            shard.tokens.remember(&remembered, seconds(now_ms));
         }
     }
 
@@ -464,7 +571,7 @@ impl Store {
                     EventKind::Update,
                     serde_json::json!({"reason": "validation"}),
                 );
-                self.log_image(key, &cart, event);
+                self.log_cart(key, &mut cart, Some(&event), None, now_ms);
             }
             let validation = if upstream_stale {
                 Validation::Stale
@@ -493,7 +600,7 @@ impl Store {
         };
         self.release_holds(&cart);
         let event = bare_event(EventKind::Delete);
-        self.log_tombstone(key, cart.version, TombstoneReason::Deleted, event);
+        self.log_gone(key, cart.version, TombstoneReason::Deleted, &event, now_ms);
         true
     }
 
@@ -516,15 +623,18 @@ impl Store {
         self.len() == 0
     }
 
-    /// Idempotency records held and evicted early, over all shards.
-    pub fn idempotency_counts(&self) -> (usize, u64) {
-        self.shards.iter().fold((0, 0), |(held, evicted), shard| {
+    /// Remembered request tokens over all shards.
+    pub fn token_stats(&self) -> TokenStats {
+        let mut stats = TokenStats::default();
+        for shard in self.shards.iter() {
             let shard = shard.lock();
-            (
-                held + shard.idempotency.len(),
-                evicted + shard.idempotency.evicted,
-            )
-        })
+            stats.tokens += shard.tokens.len();
+            stats.bytes += shard.tokens.bytes();
+            stats.evicted += shard.tokens.evicted;
+            stats.forgotten += shard.tokens.forgotten_len();
+            stats.forgotten_bytes += shard.tokens.forgotten_bytes();
+        }
+        stats
     }
 
     /// `SCAN`: visits about `count` carts from `cursor` (a key hash) on, returning the keys
@@ -587,7 +697,7 @@ impl Store {
                     shard
                         .lock()
                         .expire_due(now_ms, EXPIRE_CHECKS_PER_LOCK_MAX, |key, cart| {
-                            self.log_expired(&key, &cart)
+                            self.log_expired(&key, &cart, now_ms)
                         });
                 expired += pass.expired;
                 if !pass.more {
@@ -622,6 +732,20 @@ impl Store {
         }
         Some(cart.lines.iter().map(|line| line.key).collect())
     }
+}
+
+/// Unix milliseconds as the whole seconds remembered tokens keep.
+fn seconds(ms: u64) -> u32 {
+    u32::try_from(ms / 1000).unwrap_or(u32::MAX)
+}
+
+/// The guard a mutation's change carries: its idempotency token and fingerprint.
+fn idempotency_guard(options: &MutationOptions) -> Option<GuardRef<'_>> {
+    options.idempotency.as_ref().map(|token| GuardRef {
+        kind: GuardKind::Idempotency,
+        token,
+        fingerprint: options.fingerprint,
+    })
 }
 
 /// The error for a command on a cart that does not exist.

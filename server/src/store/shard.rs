@@ -1,12 +1,12 @@
 //! One shard: its carts ordered by key hash (so SCAN can resume from a hash and never miss a
-//! cart present for the whole scan), its timing wheel and its idempotency log. Everything here
+//! cart present for the whole scan), its timing wheel and its remembered request tokens. Everything here
 //! runs under the shard's lock.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::idempotency::IdempotencyLog;
 use super::index::HashIndex;
+use super::tokens::TokenMemory;
 use super::wheel::{deadline_tick, tick_of, Wheel};
 use crate::cart::packed::{self, PackedEntry};
 use crate::cart::Cart;
@@ -21,8 +21,8 @@ pub struct Shard {
     scratch: Vec<u8>,
     /// Expiry wheel.
     pub wheel: Wheel,
-    /// Remembered idempotent replies.
-    pub idempotency: IdempotencyLog,
+    /// Remembered request tokens.
+    pub tokens: TokenMemory,
     /// Carts in the whole store, shared by every shard (DBSIZE and `max_carts` read it).
     store_len: Arc<AtomicUsize>,
 }
@@ -41,14 +41,14 @@ impl Shard {
     pub fn new(
         now_ms: u64,
         hash_bits: u32,
-        idempotency_max: usize,
+        tokens_max: usize,
         store_len: Arc<AtomicUsize>,
     ) -> Shard {
         Shard {
             carts: HashIndex::new(hash_bits),
             scratch: Vec::new(),
             wheel: Wheel::new(tick_of(now_ms)),
-            idempotency: IdempotencyLog::new(idempotency_max),
+            tokens: TokenMemory::new(tokens_max),
             store_len,
         }
     }

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
 
-use crate::record::{Change, Event, EventKind, Lsn, Record, RecordSource, TombstoneReason};
+use crate::record::{
+    Change, Event, EventKind, Lsn, Record, RecordSource, Space, State, TombstoneReason,
+};
 use crate::sink::{connect, CartRow, RowCodec, SinkHandle};
 
 /// How long a test waits for the sink before failing.
@@ -181,18 +183,30 @@ pub fn cart(version: i64, updated_at_ms: i64, expires_at_ms: i64) -> CartRow {
     }
 }
 
-/// A record writing `row` as the image of `key`.
-pub fn image(lsn: Lsn, key: &[u8], row: &CartRow, kind: EventKind, detail: Value) -> Record {
+/// A record of one cart change.
+fn cart_change(lsn: Lsn, key: &[u8], version: u64, state: State, event: Event) -> Record {
     Record {
         lsn,
-        key: Bytes::copy_from_slice(key),
-        version: row.version as u64,
-        change: Change::Image(serde_json::to_vec(row).unwrap().into()),
-        event: Event {
-            kind,
-            detail: serde_json::to_vec(&detail).unwrap().into(),
-        },
+        changes: vec![Change {
+            space: Space::Cart,
+            key: Bytes::copy_from_slice(key),
+            version,
+            at_ms: 0,
+            state,
+            event: Some(event),
+            guard: None,
+        }],
     }
+}
+
+/// A record writing `row` as the image of `key`.
+pub fn image(lsn: Lsn, key: &[u8], row: &CartRow, kind: EventKind, detail: Value) -> Record {
+    let image = State::Image(serde_json::to_vec(row).unwrap().into());
+    let event = Event {
+        kind,
+        detail: serde_json::to_vec(&detail).unwrap().into(),
+    };
+    cart_change(lsn, key, row.version as u64, image, event)
 }
 
 /// A record removing `key`, last at `version`.
@@ -203,16 +217,11 @@ pub fn tombstone(lsn: Lsn, key: &[u8], version: u64, reason: TombstoneReason) ->
         TombstoneReason::CheckedOut => EventKind::Checkout,
         TombstoneReason::Deleted => EventKind::Delete,
     };
-    Record {
-        lsn,
-        key: Bytes::copy_from_slice(key),
-        version,
-        change: Change::Tombstone(reason),
-        event: Event {
-            kind,
-            detail: Bytes::new(),
-        },
-    }
+    let event = Event {
+        kind,
+        detail: Bytes::new(),
+    };
+    cart_change(lsn, key, version, State::Tombstone(reason), event)
 }
 
 /// A simple add: cart `key` at `version`, living until far in the future.

@@ -48,7 +48,7 @@ fn balance(cards: &GiftCards, code: &str, now_ms: u64) -> (i64, i64) {
 #[test]
 fn set_get_remove() {
     let cards = GiftCards::new();
-    cards.set("G", 5000, USD, 0).unwrap();
+    cards.set("G", 5000, USD, 0, || {}).unwrap();
     let state = GiftCardBalance {
         balance: 5000,
         currency: USD,
@@ -56,15 +56,17 @@ fn set_get_remove() {
         holds: 0,
     };
     assert_eq!(cards.get("G", 0), Some(state));
-    assert!(cards.set("G", -1, USD, 0).is_err());
-    assert!(cards.set("G", PROMO_MONEY_MINOR_MAX + 1, USD, 0).is_err());
-    assert!(cards.set("", 1, USD, 0).is_err());
+    assert!(cards.set("G", -1, USD, 0, || {}).is_err());
+    assert!(cards
+        .set("G", PROMO_MONEY_MINOR_MAX + 1, USD, 0, || {})
+        .is_err());
+    assert!(cards.set("", 1, USD, 0, || {}).is_err());
     let available = cards.available("G", 0).unwrap();
     assert_eq!((available.available, available.holds_full), (5000, false));
     assert_eq!(cards.available("nope", 0), None);
     assert_eq!(cards.len(), 1);
-    assert_eq!(cards.remove("G", 0), Ok(true));
-    assert_eq!(cards.remove("G", 0), Ok(false));
+    assert_eq!(cards.remove("G", 0, || {}), Ok(true));
+    assert_eq!(cards.remove("G", 0, || {}), Ok(false));
     assert!(cards.is_empty());
 }
 
@@ -73,7 +75,7 @@ fn set_get_remove() {
 #[test]
 fn reserve_holds_what_the_pricing_takes() {
     let cards = GiftCards::new();
-    cards.set("G", 5000, USD, 0).unwrap();
+    cards.set("G", 5000, USD, 0, || {}).unwrap();
     assert_eq!(reserve(&cards, "t1", &["G"], 3000, 100, 0), [(3000, None)]);
     assert_eq!(balance(&cards, "G", 0), (5000, 3000));
     assert_eq!(reserve(&cards, "t2", &["G"], 3000, 200, 0), [(2000, None)]);
@@ -91,8 +93,8 @@ fn reserve_holds_what_the_pricing_takes() {
 #[test]
 fn reserve_splits_over_cards() {
     let cards = GiftCards::new();
-    cards.set("A", 700, USD, 0).unwrap();
-    cards.set("B", 5000, USD, 0).unwrap();
+    cards.set("A", 700, USD, 0, || {}).unwrap();
+    cards.set("B", 5000, USD, 0, || {}).unwrap();
     let uses = reserve(&cards, "t", &["A", "B"], 1000, 100, 0);
     assert_eq!(uses, [(700, None), (300, None)]);
     assert_eq!(balance(&cards, "A", 0), (700, 700));
@@ -104,7 +106,7 @@ fn reserve_splits_over_cards() {
 #[test]
 fn a_card_full_of_holds_pays_nothing_more() {
     let cards = GiftCards::new();
-    cards.set("A", 1_000_000, USD, 0).unwrap();
+    cards.set("A", 1_000_000, USD, 0, || {}).unwrap();
     for index in 0..GIFT_CARD_HOLDS_MAX {
         let token = format!("t{index}");
         assert_eq!(reserve(&cards, &token, &["A"], 1, 100, 0), [(1, None)]);
@@ -124,25 +126,25 @@ fn a_card_full_of_holds_pays_nothing_more() {
 #[test]
 fn held_cards_refuse_to_shrink_change_currency_or_go() {
     let cards = GiftCards::new();
-    cards.set("G", 5000, USD, 0).unwrap();
+    cards.set("G", 5000, USD, 0, || {}).unwrap();
     reserve(&cards, "t", &["G"], 3000, 100, 0);
-    let lowered = cards.set("G", 2999, USD, 0).unwrap_err();
+    let lowered = cards.set("G", 2999, USD, 0, || {}).unwrap_err();
     assert_eq!(lowered.code, ErrorCode::GiftCard);
     assert!(
         lowered.message.contains("3000 held by 1 checkouts"),
         "{lowered:?}"
     );
-    assert!(cards.set("G", 5000, EUR, 0).is_err());
-    assert!(cards.remove("G", 0).unwrap_err().contains("held"));
-    cards.set("G", 3000, USD, 0).unwrap();
-    cards.set("G", 9000, USD, 0).unwrap();
+    assert!(cards.set("G", 5000, EUR, 0, || {}).is_err());
+    assert!(cards.remove("G", 0, || {}).unwrap_err().contains("held"));
+    cards.set("G", 3000, USD, 0, || {}).unwrap();
+    cards.set("G", 9000, USD, 0, || {}).unwrap();
     assert_eq!(balance(&cards, "G", 0), (9000, 3000));
     cards.release("t");
-    cards.set("G", 10, EUR, 0).unwrap();
-    cards.set("G", 10, USD, 0).unwrap();
+    cards.set("G", 10, EUR, 0, || {}).unwrap();
+    cards.set("G", 10, USD, 0, || {}).unwrap();
     assert_eq!(reserve(&cards, "u", &["G"], 5, 100, 0), [(5, None)]);
-    assert!(cards.remove("G", 50).is_err());
-    assert_eq!(cards.remove("G", 100), Ok(true), "the hold ran out");
+    assert!(cards.remove("G", 50, || {}).is_err());
+    assert_eq!(cards.remove("G", 100, || {}), Ok(true), "the hold ran out");
 }
 
 /// COMPLETE takes exactly what was held, once; a mismatch, a hold that ran out or a second
@@ -150,24 +152,34 @@ fn held_cards_refuse_to_shrink_change_currency_or_go() {
 #[test]
 fn complete_spends_exactly_the_holds() {
     let cards = GiftCards::new();
-    cards.set("A", 5000, USD, 0).unwrap();
-    cards.set("B", 1000, USD, 0).unwrap();
+    cards.set("A", 5000, USD, 0, || {}).unwrap();
+    cards.set("B", 1000, USD, 0, || {}).unwrap();
     reserve(&cards, "other", &["A"], 100, 100, 0);
     reserve(&cards, "t", &["A", "B"], 5500, 100, 0);
     assert_eq!(balance(&cards, "A", 0), (5000, 5000));
-    assert!(cards.complete("t", &[("A", 4900), ("B", 500)], 10).is_err());
     assert!(cards
-        .complete("t", &[("A", 4900), ("B", 600)], 100)
+        .complete("t", &[("A", 4900), ("B", 500)], 10, |_| {})
         .is_err());
+    let logged = std::cell::Cell::new(false);
+    let late = cards.complete("t", &[("A", 4900), ("B", 600)], 100, |_| logged.set(true));
+    assert!(
+        late.is_err() && !logged.get(),
+        "the hold ran out: nothing taken, nothing logged"
+    );
     assert_eq!(balance(&cards, "B", 10), (1000, 600), "nothing taken");
-    let spent = cards.complete("t", &[("A", 4900), ("B", 600)], 10).unwrap();
+    let spent = cards
+        .complete("t", &[("A", 4900), ("B", 600)], 10, |_| {})
+        .unwrap();
     let taken: Vec<_> = spent
         .iter()
         .map(|s| (&*s.code, s.amount, s.balance))
         .collect();
     assert_eq!(taken, [("A", 4900, 100), ("B", 600, 400)]);
     assert_eq!(balance(&cards, "A", 10), (100, 100), "other's hold stays");
-    assert!(cards.complete("t", &[("A", 4900)], 10).is_err(), "once");
+    assert!(
+        cards.complete("t", &[("A", 4900)], 10, |_| {}).is_err(),
+        "once"
+    );
     assert!(!cards.inner.read().cards_by_token.contains_key("t"));
 }
 
@@ -212,7 +224,7 @@ proptest! {
         for op in ops {
             match op {
                 Op::Set(card, balance) => {
-                    if cards.set(CODES[card], balance, USD, now_ms).is_ok() {
+                    if cards.set(CODES[card], balance, USD, now_ms, || {}).is_ok() {
                         put_on[card] += (balance - last_balance[card]).max(0);
                         last_balance[card] = balance;
                     }
@@ -232,7 +244,7 @@ proptest! {
                 }
                 Op::Complete(token) => {
                     if shown[token].is_empty() { continue; }
-                    if let Ok(spent) = cards.complete(TOKENS[token], &shown[token], now_ms) {
+                    if let Ok(spent) = cards.complete(TOKENS[token], &shown[token], now_ms, |_| {}) {
                         for (spent, (code, amount)) in spent.iter().zip(&shown[token]) {
                             prop_assert_eq!((&*spent.code, spent.amount), (*code, *amount));
                             let card = CODES.iter().position(|c| c == code).unwrap();
@@ -243,7 +255,7 @@ proptest! {
                     shown[token].clear();
                 }
                 Op::Remove(card) => {
-                    if cards.remove(CODES[card], now_ms) == Ok(true) {
+                    if cards.remove(CODES[card], now_ms, || {}) == Ok(true) {
                         last_balance[card] = 0;
                     }
                 }

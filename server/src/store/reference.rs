@@ -1,0 +1,276 @@
+//! Reference data in the log: catalog entries, promotions and gift cards are changed through
+//! the store, which logs each change under the registry lock that applies it, so the log's
+//! order is the apply order of every entry. Each record holds the entry's whole state (or its
+//! tombstone), so replaying any suffix in order ends at the logged state; recovery and
+//! snapshots put the entries back here without logging them again.
+//!
+//! Keys and images in the log: a catalog entry is keyed by its product and variant
+//! (`len u8 | product | variant`) and imaged as [`CatalogImage`]; a promotion by its code,
+//! imaged as its canonical JSON document; a gift card by its code, imaged as [`GiftCardImage`].
+//! What the upstream catalog and inventory services answer is a cache and is not logged.
+
+use persistence::{ChangeRef, Space, StateRef, TombstoneReason};
+use protocol::{CommandError, Currency};
+use serde::{Deserialize, Serialize};
+
+use super::Store;
+use crate::cart::{LineKey, Names, Price};
+use crate::catalog::CatalogEntry;
+use crate::pricing::promo::Promotion;
+use crate::pricing::Spent;
+
+/// A catalog entry as the log and snapshots hold it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogImage {
+    /// Price in minor units and its currency.
+    pub price: Option<(i64, [u8; 3])>,
+    /// Units in stock.
+    pub stock: Option<u64>,
+    /// Per-cart purchase limit.
+    pub max_qty: Option<u32>,
+    /// Last change.
+    pub updated_at_ms: u64,
+}
+
+/// A gift card as the log and snapshots hold it: its balance (holds are rebuilt from the
+/// carts frozen for checkout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GiftCardImage {
+    /// Balance, minor units.
+    pub balance: i64,
+    /// Its currency.
+    pub currency: [u8; 3],
+}
+
+impl CatalogImage {
+    /// The image of `entry`.
+    pub fn of(entry: &CatalogEntry) -> CatalogImage {
+        CatalogImage {
+            price: entry.price.map(|price| (price.minor, price.currency.0)),
+            stock: entry.stock,
+            max_qty: entry.max_qty,
+            updated_at_ms: entry.updated_at_ms,
+        }
+    }
+
+    /// The entry it holds. Refresh times start at 0: after a restart the upstream services (if
+    /// any) are asked again.
+    pub fn entry(&self) -> CatalogEntry {
+        CatalogEntry {
+            price: self.price.map(|(minor, currency)| Price {
+                minor,
+                currency: Currency(currency),
+            }),
+            stock: self.stock,
+            max_qty: self.max_qty,
+            updated_at_ms: self.updated_at_ms,
+            price_refreshed_at_ms: 0,
+            stock_refreshed_at_ms: 0,
+        }
+    }
+}
+
+/// The log's key of a catalog entry: `len u8 | product | variant`.
+pub fn catalog_key(names: &Names, key: LineKey) -> Vec<u8> {
+    let product = names.resolve(key.product).as_bytes();
+    let variant = names.resolve(key.variant).as_bytes();
+    let mut out = Vec::with_capacity(1 + product.len() + variant.len());
+    out.push(u8::try_from(product.len()).expect("product ids are at most 64 bytes"));
+    out.extend_from_slice(product);
+    out.extend_from_slice(variant);
+    out
+}
+
+/// The product and variant a catalog key names.
+pub fn split_catalog_key(key: &[u8]) -> Result<(&[u8], &[u8]), String> {
+    let (&length, rest) = key.split_first().ok_or("an empty catalog key")?;
+    let length = usize::from(length);
+    if length == 0 || length >= rest.len() {
+        return Err(format!("a catalog key with product length {length}"));
+    }
+    Ok(rest.split_at(length))
+}
+
+fn encode<T: Serialize>(image: &T) -> Vec<u8> {
+    postcard::to_allocvec(image).expect("encoding into a Vec cannot fail")
+}
+
+/// A gift card's change as part of a record (a checkout's spends).
+pub(super) fn spent_image(spent: &Spent) -> (Box<[u8]>, Vec<u8>) {
+    let image = GiftCardImage {
+        balance: spent.balance,
+        currency: spent.currency.0,
+    };
+    (spent.code.as_bytes().into(), encode(&image))
+}
+
+/// The change for a reference entry's new image, or its tombstone.
+pub(super) fn reference_change<'a>(
+    space: Space,
+    key: &'a [u8],
+    image: Option<&'a [u8]>,
+    now_ms: u64,
+) -> ChangeRef<'a> {
+    ChangeRef {
+        space,
+        key,
+        version: 0,
+        at_ms: now_ms,
+        state: match image {
+            Some(image) => StateRef::Image(image),
+            None => StateRef::Tombstone(TombstoneReason::Deleted),
+        },
+        event: None,
+        guard: None,
+    }
+}
+
+impl Store {
+    fn log_reference(&self, space: Space, key: &[u8], image: Option<&[u8]>, now_ms: u64) {
+        self.append(&[reference_change(space, key, image, now_ms)]);
+    }
+
+    /// `CATALOG.SET`, logged.
+    pub fn catalog_set(
+        &self,
+        key: LineKey,
+        price: Price,
+        stock: Option<u64>,
+        max_qty: Option<u32>,
+        now_ms: u64,
+    ) -> Result<(), CommandError> {
+        self.catalog
+            .set(key, price, stock, max_qty, now_ms, |entry| {
+                self.log_catalog(key, Some(entry), now_ms)
+            })
+    }
+
+    /// `STOCK.SET`, logged.
+    pub fn catalog_set_stock(
+        &self,
+        key: LineKey,
+        stock: u64,
+        now_ms: u64,
+    ) -> Result<(), CommandError> {
+        self.catalog.set_stock(key, stock, now_ms, |entry| {
+            self.log_catalog(key, Some(entry), now_ms)
+        })
+    }
+
+    /// `CATALOG.DEL`, logged: whether the variant was known.
+    pub fn catalog_remove(&self, key: LineKey, now_ms: u64) -> bool {
+        self.catalog
+            .remove(key, || self.log_catalog(key, None, now_ms))
+    }
+
+    fn log_catalog(&self, key: LineKey, entry: Option<&CatalogEntry>, now_ms: u64) {
+        if self.wal().is_none() {
+            return;
+        }
+        let image = entry.map(|entry| encode(&CatalogImage::of(entry)));
+        let key = catalog_key(&self.names, key);
+        self.log_reference(Space::Catalog, &key, image.as_deref(), now_ms);
+    }
+
+    /// `PROMO.SET`, logged.
+    pub fn promo_set(&self, code: &str, promo: Promotion, now_ms: u64) -> Result<(), String> {
+        self.promotions.set(code, promo, |promo| {
+            let image = promo.to_json().to_string();
+            self.log_reference(
+                Space::Promotion,
+                code.as_bytes(),
+                Some(image.as_bytes()),
+                now_ms,
+            );
+        })
+    }
+
+    /// `PROMO.DEL`, logged: whether there was one.
+    pub fn promo_remove(&self, code: &str, now_ms: u64) -> bool {
+        self.promotions.remove(code, || {
+            self.log_reference(Space::Promotion, code.as_bytes(), None, now_ms)
+        })
+    }
+
+    /// `GIFTCARD.SET`, logged.
+    pub fn gift_card_set(
+        &self,
+        code: &str,
+        balance: i64,
+        currency: Currency,
+        now_ms: u64,
+    ) -> Result<(), CommandError> {
+        self.gift_cards.set(code, balance, currency, now_ms, || {
+            let image = encode(&GiftCardImage {
+                balance,
+                currency: currency.0,
+            });
+            self.log_reference(Space::GiftCard, code.as_bytes(), Some(&image), now_ms);
+        })
+    }
+
+    /// `GIFTCARD.DEL`, logged: whether there was one.
+    pub fn gift_card_remove(&self, code: &str, now_ms: u64) -> Result<bool, String> {
+        self.gift_cards.remove(code, now_ms, || {
+            self.log_reference(Space::GiftCard, code.as_bytes(), None, now_ms)
+        })
+    }
+
+    /// Puts a reference entry from the log or a snapshot in place (`None`: it is gone).
+    /// Nothing is logged: it is durable already.
+    pub fn load_reference(
+        &self,
+        space: Space,
+        key: &[u8],
+        image: Option<&[u8]>,
+    ) -> Result<(), String> {
+        let undecodable =
+            |error: postcard::Error| format!("undecodable {} image: {error}", space.as_str());
+        match space {
+            Space::Cart => unreachable!("carts are not reference data"),
+            Space::Catalog => {
+                let (product, variant) = split_catalog_key(key)?;
+                let line = LineKey {
+                    product: self.names.intern(product).map_err(|e| e.message)?,
+                    variant: self.names.intern(variant).map_err(|e| e.message)?,
+                };
+                match image {
+                    Some(image) => {
+                        let image: CatalogImage =
+                            postcard::from_bytes(image).map_err(undecodable)?;
+                        self.catalog.load(line, image.entry());
+                    }
+                    None => {
+                        self.catalog.remove(line, || {});
+                    }
+                }
+            }
+            Space::Promotion => {
+                let code = std::str::from_utf8(key).map_err(|_| "a promotion code is not UTF-8")?;
+                match image {
+                    Some(image) => {
+                        let promo = Promotion::from_json(image)
+                            .map_err(|error| format!("promotion {code}: {error}"))?;
+                        self.promotions.load(code, promo);
+                    }
+                    None => {
+                        self.promotions.remove(code, || {});
+                    }
+                }
+            }
+            Space::GiftCard => {
+                let code = std::str::from_utf8(key).map_err(|_| "a gift card code is not UTF-8")?;
+                match image {
+                    Some(image) => {
+                        let image: GiftCardImage =
+                            postcard::from_bytes(image).map_err(undecodable)?;
+                        self.gift_cards
+                            .load(code, image.balance, Currency(image.currency));
+                    }
+                    None => self.gift_cards.unload(code),
+                }
+            }
+        }
+        Ok(())
+    }
+}
