@@ -63,6 +63,8 @@ pub struct RecoverySummary {
     pub replayed_records: u64,
     /// Carts restored from PostgreSQL into an empty data directory.
     pub restored_carts: u64,
+    /// Catalog entries, promotions and gift cards restored with them.
+    pub restored_reference: u64,
     /// Torn-tail bytes cut from the log.
     pub torn_bytes_cut: u64,
     /// How long it took.
@@ -110,14 +112,16 @@ pub async fn start(server: Arc<Server>, repair: bool) -> Result<(), StartError> 
     if let Some(postgres) = &postgres {
         let checkpoint = postgres.checkpoint().await?;
         if local.empty {
-            summary.restored_carts = postgres.restore_all(&server.store).await?;
+            let (carts, reference) = postgres.restore_all(&server.store).await?;
+            summary.restored_carts = carts;
+            summary.restored_reference = reference;
         }
         last_lsn = last_lsn.max(checkpoint);
     }
     let wal = open_log(&server, last_lsn + 1)?;
     server.store.attach_wal(wal.clone());
     let holds = server.store.rebuild_gift_card_holds(now_ms());
-    if summary.restored_carts > 0 {
+    if summary.restored_carts > 0 || summary.restored_reference > 0 {
         // What came from PostgreSQL is in no local file yet: a snapshot makes it durable
         // here before anything is served (a crash would otherwise find a log without it).
         let snapshot = snapshot_now(&server).await?;

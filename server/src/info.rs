@@ -182,12 +182,35 @@ fn persistence_section(server: &Server, out: &mut String) {
         return;
     };
     let wal = durability.wal.stats();
-    let ok = |ok: bool| if ok { "ok" } else { "err" };
+    snapshot_lines(durability, wal.last_lsn, out);
+    log_lines(server, &wal, out);
+    recovery_lines(&durability.recovery, out);
+    line(
+        out,
+        "wal_retained_warning",
+        u8::from(durability.retention_warning.load(Relaxed)),
+    );
+    match &durability.postgres {
+        Some(postgres) => postgres.info(wal.last_lsn, out),
+        None => line(out, "postgres_enabled", 0),
+    }
+}
+
+fn ok_or_err(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "err"
+    }
+}
+
+/// The `rdb_*` fields: snapshots, with Redis's names.
+fn snapshot_lines(durability: &crate::durability::Durability, last_lsn: u64, out: &mut String) {
     let saved_lsn = durability.last_save_lsn.load(Relaxed);
     line(
         out,
         "rdb_changes_since_last_save",
-        wal.last_lsn.saturating_sub(saved_lsn),
+        last_lsn.saturating_sub(saved_lsn),
     );
     line(
         out,
@@ -202,7 +225,7 @@ fn persistence_section(server: &Server, out: &mut String) {
     line(
         out,
         "rdb_last_bgsave_status",
-        ok(durability.last_save_ok.load(Relaxed)),
+        ok_or_err(durability.last_save_ok.load(Relaxed)),
     );
     line(
         out,
@@ -212,9 +235,13 @@ fn persistence_section(server: &Server, out: &mut String) {
     let running = durability.save_running_s().map_or(-1, |s| s as i64);
     line(out, "rdb_current_bgsave_time_sec", running);
     line(out, "rdb_last_save_lsn", saved_lsn);
+}
+
+/// The `aof_*` fields (Redis's names) and the `wal_*` fields: the write-ahead log.
+fn log_lines(server: &Server, wal: &persistence::WalStats, out: &mut String) {
     line(out, "aof_enabled", 1);
     line(out, "aof_fsync", &server.config.persistence.appendfsync);
-    line(out, "aof_last_write_status", ok(wal.last_write_ok));
+    line(out, "aof_last_write_status", ok_or_err(wal.last_write_ok));
     if let Some(error) = &wal.last_error {
         line(
             out,
@@ -229,20 +256,19 @@ fn persistence_section(server: &Server, out: &mut String) {
     line(out, "wal_durable_lsn", wal.durable_lsn);
     line(out, "wal_writes", wal.writes);
     line(out, "wal_fsyncs", wal.fsyncs);
-    let recovery = &durability.recovery;
+}
+
+/// What the start loaded.
+fn recovery_lines(recovery: &crate::durability::RecoverySummary, out: &mut String) {
     line(out, "loaded_snapshot_carts", recovery.snapshot_carts);
     line(out, "loaded_log_records", recovery.replayed_records);
     line(out, "loaded_postgres_carts", recovery.restored_carts);
-    line(out, "loading_time_ms", recovery.millis);
     line(
         out,
-        "wal_retained_warning",
-        u8::from(durability.retention_warning.load(Relaxed)),
+        "loaded_postgres_reference",
+        recovery.restored_reference,
     );
-    match &durability.postgres {
-        Some(postgres) => postgres.info(wal.last_lsn, out),
-        None => line(out, "postgres_enabled", 0),
-    }
+    line(out, "loading_time_ms", recovery.millis);
 }
 
 fn stats_section(server: &Server, out: &mut String) {

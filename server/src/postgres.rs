@@ -68,16 +68,28 @@ impl PostgresLink {
             .map_err(|error| StartError::Postgres(error.to_string()))
     }
 
-    /// Loads every live cart into an empty store.
-    pub async fn restore_all(&self, store: &Store) -> Result<u64, StartError> {
-        info!("empty data directory: restoring live carts from PostgreSQL");
+    /// Loads every live cart, catalog entry, promotion and gift card into an empty store.
+    /// Returns how many carts, and how many reference entries, it loaded.
+    pub async fn restore_all(&self, store: &Store) -> Result<(u64, u64), StartError> {
+        info!("empty data directory: restoring from PostgreSQL");
+        let reference = sink::load_reference(&self.pool)
+            .await
+            .map_err(|error| StartError::Postgres(error.to_string()))?;
+        for (key, value) in &reference {
+            let restored = self
+                .codec
+                .reference_image(key, value)
+                .and_then(|(space, key, image)| store.load_reference(space, &key, Some(&image)));
+            if let Err(error) = restored {
+                return Err(StartError::Apply(format!(
+                    "{key:?} from PostgreSQL: {error}"
+                )));
+            }
+        }
         let mut failure = None;
         let codec = self.codec.clone();
-        let loaded = sink::load_live_carts(&self.pool, now_ms() as i64, |key: Bytes, row| {
-            let restored = codec
-                .from_row(&key, &row)
-                .and_then(|image| store.load_image(&key, &image));
-            if let Err(error) = restored {
+        let loaded = sink::load_live_carts(&self.pool, now_ms() as i64, |key: Bytes, stored| {
+            if let Err(error) = restore_cart(&*codec, store, &key, &stored) {
                 failure.get_or_insert(format!("cart {}: {error}", String::from_utf8_lossy(&key)));
             }
         })
@@ -86,8 +98,12 @@ impl PostgresLink {
         if let Some(error) = failure {
             return Err(StartError::Apply(error));
         }
-        info!(carts = loaded, "restored from PostgreSQL");
-        Ok(loaded)
+        info!(
+            carts = loaded,
+            reference = reference.len(),
+            "restored from PostgreSQL"
+        );
+        Ok((loaded, reference.len() as u64))
     }
 
     /// Starts the sink and the cleanup job.
@@ -120,11 +136,16 @@ impl PostgresLink {
 
     /// Loads a user cart unknown here from PostgreSQL (restore-on-miss). `Ok(false)`: none.
     pub async fn restore_one(&self, store: &Store, key: &[u8]) -> Result<bool, String> {
-        let row = sink::load_cart(&self.pool, key, now_ms() as i64)
+        let stored = sink::load_cart(&self.pool, key, now_ms() as i64)
             .await
             .map_err(|error| error.to_string())?;
-        let Some(row) = row else { return Ok(false) };
-        let image = self.codec.from_row(key, &row)?;
+        let Some(stored) = stored else {
+            return Ok(false);
+        };
+        let image = match stored.image {
+            Some(image) => image,
+            None => self.codec.from_row(key, &stored.row)?,
+        };
         store.load_if_absent(key, &image, now_ms())
     }
 
@@ -195,6 +216,21 @@ impl PostgresLink {
             line(out, "postgres_last_error", error.replace(['\r', '\n'], " "));
         }
     }
+}
+
+/// Puts one cart read back from PostgreSQL in place: its image when the row has one (exact,
+/// a checkout in progress included), else its readable columns; with the LSN of its row.
+fn restore_cart(
+    codec: &dyn RowCodec,
+    store: &Store,
+    key: &[u8],
+    stored: &persistence::sink::StoredCart,
+) -> Result<(), String> {
+    let image = match &stored.image {
+        Some(image) => image.clone(),
+        None => codec.from_row(key, &stored.row)?,
+    };
+    store.load_image_at(key, &image, stored.lsn)
 }
 
 /// Deletes idle carts and old events now and then; warns when PostgreSQL keeps the log long.

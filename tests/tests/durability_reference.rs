@@ -262,3 +262,96 @@ async fn a_format_1_data_directory_still_loads() {
     assert_eq!(json_get(&mut conn, "cart:4").await["items"][0]["qty"], 2);
     assert_eq!(int(&ok(&mut conn, &["DBSIZE"]).await), 3);
 }
+
+/// Waits until PostgreSQL holds every record cartd logged.
+async fn wait_for_sink(conn: &mut MultiplexedConnection) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = info(conn, &["persistence"]).await;
+        if info_number(&text, "postgres_checkpoint_lsn") == info_number(&text, "wal_last_lsn") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sink did not catch up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The catalog, promotions and gift cards reach their PostgreSQL tables, and a node whose data
+/// directory is lost gets them back with its carts: a checkout in progress comes back frozen
+/// (the row keeps the cart's image), its gift card hold is rebuilt from it, and it completes.
+#[tokio::test]
+async fn reference_data_and_checkouts_come_back_from_postgres() {
+    let db = cartd_tests::TestDb::create().await;
+    let config = format!("[postgres]\nurl = \"{}\"\ncoalesce_ms = 10\n", db.url);
+    let mut cartd = Cartd::start_async(&config).await;
+    let mut conn = cartd.client(true).await;
+    ok(
+        &mut conn,
+        &w("CATALOG.SET flash-tv - 49900 USD STOCK 10 MAXQTY 1"),
+    )
+    .await;
+    ok(
+        &mut conn,
+        &w(r#"PROMO.SET TEN {"kind":"percent","percent":10}"#),
+    )
+    .await;
+    ok(&mut conn, &w("GIFTCARD.SET G1 10000 USD")).await;
+    mutate(&mut conn, &w("CART.ADD cart:a flash-tv - 1")).await;
+    mutate(&mut conn, &w("CART.PROMO cart:a ADD TEN")).await;
+    mutate(&mut conn, &w("CART.GIFTCARD cart:a ADD G1")).await;
+    let frozen = mutate(&mut conn, &w("CART.CHECKOUT cart:a")).await;
+    assert_eq!(frozen["totals"]["gift_card"], 10000);
+    let token = frozen["checkout_token"].as_str().unwrap().to_owned();
+    wait_for_sink(&mut conn).await;
+    let row: (i64, i32, i64) =
+        sqlx::query_as("SELECT price, max_qty, stock FROM catalog WHERE product = 'flash-tv'")
+            .fetch_one(&db.pool)
+            .await
+            .expect("the catalog row");
+    assert_eq!(row, (49900, 1, 10));
+    assert_eq!(
+        db.count("SELECT balance FROM gift_cards WHERE code = 'G1'")
+            .await,
+        10000
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM promotions WHERE code = 'TEN'")
+            .await,
+        1
+    );
+    drop(conn);
+    assert!(cartd.stop_gracefully().success());
+    std::fs::remove_dir_all(cartd.data_dir()).expect("wipe the data directory");
+
+    cartd.restart();
+    let mut conn = cartd.client(true).await;
+    let text = info(&mut conn, &["persistence"]).await;
+    assert_eq!(info_number(&text, "loaded_postgres_reference"), 3, "{text}");
+    let cart = json_get(&mut conn, "cart:a").await;
+    assert_eq!(cart["status"], "checkout", "{cart}");
+    assert_eq!(cart["checkout_token"], frozen["checkout_token"]);
+    assert_eq!(cart["totals"], frozen["totals"]);
+    let card = resp3_to_json(&ok(&mut conn, &w("GIFTCARD.GET G1")).await);
+    assert_eq!(
+        (&card["balance"], &card["held"]),
+        (&json!(10000), &json!(10000))
+    );
+    let promo = ok(&mut conn, &w("PROMO.GET TEN")).await;
+    assert!(matches!(promo, redis::Value::BulkString(_)), "{promo:?}");
+    mutate(&mut conn, &w("CART.ADD cart:b flash-tv - 1")).await;
+    assert!(fails(&mut conn, &w("CART.ADD cart:b flash-tv - 1"))
+        .await
+        .starts_with("LIMIT "));
+    ok(&mut conn, &["CART.COMPLETE", "cart:a", &token]).await;
+    let card = resp3_to_json(&ok(&mut conn, &w("GIFTCARD.GET G1")).await);
+    assert_eq!((&card["balance"], &card["held"]), (&json!(0), &json!(0)));
+    wait_for_sink(&mut conn).await;
+    assert_eq!(
+        db.count("SELECT balance FROM gift_cards WHERE code = 'G1'")
+            .await,
+        0
+    );
+}

@@ -1,5 +1,6 @@
-//! One transaction's worth of rows from a run of records: the last record of each cart decides
-//! its row (an upsert or a delete), and every record becomes one event. Column vectors, so the
+//! One transaction's worth of rows from a run of records: the last change of each cart (and of
+//! each catalog entry, promotion and gift card) decides its row (an upsert or a delete), and
+//! every change with an event becomes one event row. Column vectors, so the
 //! writer binds each column once as an array whatever the batch's size.
 
 use std::collections::HashMap;
@@ -9,6 +10,7 @@ use serde_json::{Map, Value};
 use super::columns::{
     json_has_nul, json_without_nul, key_text, lsn_to_db, ms_to_db, version_to_db,
 };
+use super::reference::ReferenceRows;
 use super::{CartRow, RowCodec};
 use crate::record::{Change, Event, EventKind, Lsn, Record, Space, State, TombstoneReason};
 
@@ -25,8 +27,10 @@ pub struct Batch {
     pub upserts: Upserts,
     /// Carts to delete.
     pub deletes: Deletes,
-    /// One event per record.
+    /// One event per change that has one.
     pub events: Events,
+    /// Catalog entries, promotions and gift cards to write or delete.
+    pub reference: ReferenceRows,
     /// Images the codec could not turn into rows, one sentence each: their carts keep the row
     /// they had, the events are still written, and the checkpoint still moves.
     pub codec_errors: Vec<String>,
@@ -48,6 +52,8 @@ pub struct Upserts {
     pub created_at_ms: Vec<i64>,
     pub updated_at_ms: Vec<i64>,
     pub expires_at_ms: Vec<i64>,
+    /// The images themselves, for a restore to take back whole.
+    pub images: Vec<Vec<u8>>,
 }
 
 /// `carts` rows to delete, each only if the row is older than the tombstone.
@@ -80,18 +86,16 @@ impl Batch {
             records: records.len(),
             ..Batch::default()
         };
-        // The last change of each cart decides its row: (record index, change index).
-        let mut last_by_key: HashMap<&[u8], (usize, usize)> = HashMap::with_capacity(records.len());
+        // The last change of each thing decides its row: (record index, change index).
+        let mut last_by_key: HashMap<(Space, &[u8]), (usize, usize)> =
+            HashMap::with_capacity(records.len());
         for (index, record) in records.iter().enumerate() {
             assert!(
                 index == 0 || records[index - 1].lsn < record.lsn,
                 "LSNs must rise"
             );
             for (seq, change) in record.changes.iter().enumerate() {
-                if change.space != Space::Cart {
-                    continue;
-                }
-                last_by_key.insert(&change.key, (index, seq));
+                last_by_key.insert((change.space, &change.key[..]), (index, seq));
                 if let Some(event) = &change.event {
                     batch
                         .events
@@ -102,7 +106,16 @@ impl Batch {
         let mut last_changes: Vec<(usize, usize)> = last_by_key.into_values().collect();
         last_changes.sort_unstable(); // LSN order: the same input always writes in one order
         for (index, seq) in last_changes {
-            batch.push_cart(records[index].lsn, &records[index].changes[seq], codec);
+            let (lsn, change) = (records[index].lsn, &records[index].changes[seq]);
+            if change.space == Space::Cart {
+                batch.push_cart(lsn, change, codec);
+            } else if let Err(reason) = batch.reference.push(lsn, change, codec) {
+                batch.codec_errors.push(format!(
+                    "the {} {:?} at LSN {lsn} does not make a row: {reason}",
+                    change.space.as_str(),
+                    String::from_utf8_lossy(&change.key)
+                ));
+            }
         }
         batch
     }
@@ -121,7 +134,7 @@ impl Batch {
                 self.deletes.lsns.push(lsn_to_db(lsn));
             }
             State::Image(image) => match codec.to_row(&change.key, image).and_then(checked) {
-                Ok(row) => self.upserts.push(lsn, &change.key, row),
+                Ok(row) => self.upserts.push(lsn, &change.key, row, image),
                 Err(reason) => self.codec_errors.push(refused(reason)),
             },
             State::Delta { .. } => self
@@ -151,7 +164,7 @@ fn checked(row: CartRow) -> Result<CartRow, String> {
 }
 
 impl Upserts {
-    fn push(&mut self, lsn: Lsn, key: &[u8], row: CartRow) {
+    fn push(&mut self, lsn: Lsn, key: &[u8], row: CartRow, image: &[u8]) {
         self.keys.push(key_text(key));
         self.kinds.push(row.kind);
         self.user_ids.push(row.user_id);
@@ -165,6 +178,7 @@ impl Upserts {
         self.created_at_ms.push(ms_to_db(row.created_at_ms));
         self.updated_at_ms.push(ms_to_db(row.updated_at_ms));
         self.expires_at_ms.push(ms_to_db(row.expires_at_ms));
+        self.images.push(image.to_vec());
     }
 }
 

@@ -13,6 +13,7 @@
 mod batch;
 mod cleanup;
 mod columns;
+mod reference;
 mod restore;
 mod stats;
 mod task;
@@ -26,10 +27,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;
 
-use crate::record::Lsn;
+use crate::record::{Lsn, Space};
 
 pub use cleanup::{cleanup, last_cleanup_ms, CleanupReport};
-pub use restore::{load_cart, load_live_carts};
+pub use restore::{load_cart, load_live_carts, load_reference};
 pub use sqlx::PgPool;
 pub use stats::{SinkHandle, SinkStats};
 pub use task::{spawn, SinkOptions};
@@ -68,13 +69,84 @@ pub struct CartRow {
     pub expires_at_ms: i64,
 }
 
-/// Converts the server's cart images to rows and back. This crate knows no carts.
+/// A cart as restore reads it back: its row, its image when the row has one (rows written
+/// before the `image` column have none), and the LSN that wrote it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCart {
+    /// The readable columns.
+    pub row: CartRow,
+    /// The cart exactly as cartd held it.
+    pub image: Option<bytes::Bytes>,
+    /// The record that last wrote the row.
+    pub lsn: Lsn,
+}
+
+/// Which row of the reference tables a reference change is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ReferenceKey {
+    /// A `catalog` row.
+    Catalog {
+        /// Product id.
+        product: Vec<u8>,
+        /// Variant id.
+        variant: Vec<u8>,
+    },
+    /// A `promotions` row, by code.
+    Promotion(Vec<u8>),
+    /// A `gift_cards` row, by code.
+    GiftCard(Vec<u8>),
+}
+
+/// What a reference row holds besides its key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReferenceValue {
+    /// A catalog entry.
+    Catalog {
+        /// Price in minor units.
+        price: Option<i64>,
+        /// Its currency.
+        currency: Option<String>,
+        /// Units in stock.
+        stock: Option<i64>,
+        /// Per-cart purchase limit.
+        max_qty: Option<i32>,
+        /// Last change, Unix ms.
+        updated_at_ms: i64,
+    },
+    /// A promotion's canonical document.
+    Promotion {
+        /// The document.
+        document: serde_json::Value,
+        /// Whether it applies without a code.
+        automatic: bool,
+    },
+    /// A gift card's balance.
+    GiftCard {
+        /// Minor units.
+        balance: i64,
+        /// Its currency.
+        currency: String,
+    },
+}
+
+/// Converts the server's images to rows and back. This crate knows no carts, catalog entries,
+/// promotions or gift cards.
 pub trait RowCodec: Send + Sync + 'static {
     /// The row for the cart under `key` whose after-image is `image`.
     fn to_row(&self, key: &[u8], image: &[u8]) -> Result<CartRow, String>;
     /// The image of the cart under `key` that `row` holds.
     #[allow(clippy::wrong_self_convention)] // "from a row", not a conversion of `self`
     fn from_row(&self, key: &[u8], row: &CartRow) -> Result<bytes::Bytes, String>;
+    /// The row a reference change in `space` under the log's `key` is about.
+    fn reference_key(&self, space: Space, key: &[u8]) -> Result<ReferenceKey, String>;
+    /// The row values of a reference image in `space`.
+    fn reference_value(&self, space: Space, image: &[u8]) -> Result<ReferenceValue, String>;
+    /// The log's space, key and image of a reference row, for a restore.
+    fn reference_image(
+        &self,
+        key: &ReferenceKey,
+        value: &ReferenceValue,
+    ) -> Result<(Space, Vec<u8>, Vec<u8>), String>;
 }
 
 /// What went wrong talking to PostgreSQL or reading the log.

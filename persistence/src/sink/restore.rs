@@ -1,13 +1,15 @@
-//! Reading carts back from PostgreSQL: every live cart when a node starts empty, or one cart
-//! on a miss (`restore_on_miss`). Rows come back as [`CartRow`]s for the server's codec.
+//! Reading back from PostgreSQL: every live cart and all reference data when a node starts
+//! empty, or one cart on a miss (`restore_on_miss`). Carts come back as [`StoredCart`]s
+//! (the row, and the image when the row has one), reference data as keys and values, for
+//! the server's codec.
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
-use super::columns::{key_bytes, ms_to_db};
-use super::{CartRow, SinkError};
+use super::columns::{key_bytes, lsn_from_db, ms_to_db};
+use super::{CartRow, ReferenceKey, ReferenceValue, SinkError, StoredCart};
 
 /// Carts between two progress lines in the log while loading.
 const LOAD_PROGRESS_CARTS: u64 = 100_000;
@@ -15,14 +17,15 @@ const LOAD_PROGRESS_CARTS: u64 = 100_000;
 /// The columns of a cart, in [`CartRow`] order after the key, times as Unix milliseconds.
 const CART_COLUMNS: &str = "key, kind, user_id, currency, items, saved, unavailable, metadata, \
      version, cartd_ts_to_ms(created_at) AS created_at_ms, \
-     cartd_ts_to_ms(updated_at) AS updated_at_ms, cartd_ts_to_ms(expires_at) AS expires_at_ms";
+     cartd_ts_to_ms(updated_at) AS updated_at_ms, cartd_ts_to_ms(expires_at) AS expires_at_ms, \
+     image, lsn";
 
 /// Streams every cart that has not expired at `now_ms` to `visit`, and returns how many it
 /// visited. A row whose key cannot be read back is logged and skipped.
 pub async fn load_live_carts(
     pool: &PgPool,
     now_ms: i64,
-    mut visit: impl FnMut(Bytes, CartRow),
+    mut visit: impl FnMut(Bytes, StoredCart),
 ) -> Result<u64, SinkError> {
     let sql = format!("SELECT {CART_COLUMNS} FROM carts WHERE expires_at > cartd_ms_to_ts($1)");
     let mut rows = sqlx::query(&sql).bind(ms_to_db(now_ms)).fetch(pool);
@@ -54,7 +57,7 @@ pub async fn load_cart(
     pool: &PgPool,
     key: &[u8],
     now_ms: i64,
-) -> Result<Option<CartRow>, SinkError> {
+) -> Result<Option<StoredCart>, SinkError> {
     let sql = format!(
         "SELECT {CART_COLUMNS} FROM carts WHERE key = $1 AND expires_at > cartd_ms_to_ts($2)"
     );
@@ -70,7 +73,7 @@ pub async fn load_cart(
 }
 
 /// The stored key and the cart of a row selected with [`CART_COLUMNS`].
-fn cart_row(row: &PgRow) -> Result<(String, CartRow), sqlx::Error> {
+fn cart_row(row: &PgRow) -> Result<(String, StoredCart), sqlx::Error> {
     let cart = CartRow {
         kind: row.try_get("kind")?,
         user_id: row.try_get("user_id")?,
@@ -84,5 +87,100 @@ fn cart_row(row: &PgRow) -> Result<(String, CartRow), sqlx::Error> {
         updated_at_ms: row.try_get("updated_at_ms")?,
         expires_at_ms: row.try_get("expires_at_ms")?,
     };
-    Ok((row.try_get("key")?, cart))
+    let image: Option<Vec<u8>> = row.try_get("image")?;
+    let stored = StoredCart {
+        row: cart,
+        image: image.map(Bytes::from),
+        lsn: lsn_from_db(row.try_get("lsn")?),
+    };
+    Ok((row.try_get("key")?, stored))
+}
+
+/// Every catalog entry, promotion and gift card; a row whose key cannot be read back is
+/// logged and skipped.
+pub async fn load_reference(
+    pool: &PgPool,
+) -> Result<Vec<(ReferenceKey, ReferenceValue)>, SinkError> {
+    let mut loaded = load_catalog(pool).await?;
+    loaded.extend(load_coded(pool, "promotions").await?);
+    loaded.extend(load_coded(pool, "gift_cards").await?);
+    Ok(loaded)
+}
+
+async fn load_catalog(pool: &PgPool) -> Result<Vec<(ReferenceKey, ReferenceValue)>, SinkError> {
+    let rows = sqlx::query(
+        "SELECT product, variant, price, currency, stock, max_qty, \
+         cartd_ts_to_ms(updated_at) AS updated_at_ms FROM catalog",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(SinkError::query("loading the catalog"))?;
+    let mut loaded = Vec::with_capacity(rows.len());
+    for row in rows {
+        let read = || -> Result<_, sqlx::Error> {
+            let product: String = row.try_get("product")?;
+            let variant: String = row.try_get("variant")?;
+            let value = ReferenceValue::Catalog {
+                price: row.try_get("price")?,
+                currency: row.try_get("currency")?,
+                stock: row.try_get("stock")?,
+                max_qty: row.try_get("max_qty")?,
+                updated_at_ms: row.try_get("updated_at_ms")?,
+            };
+            Ok((product, variant, value))
+        };
+        let (product, variant, value) = read().map_err(SinkError::query("reading the catalog"))?;
+        match (key_bytes(&product), key_bytes(&variant)) {
+            (Some(product), Some(variant)) => {
+                loaded.push((ReferenceKey::Catalog { product, variant }, value))
+            }
+            _ => tracing::warn!("restore skips catalog row {product:?}/{variant:?}: bad hex key"),
+        }
+    }
+    Ok(loaded)
+}
+
+/// The rows of `promotions` or `gift_cards`, by code.
+async fn load_coded(
+    pool: &PgPool,
+    table: &'static str,
+) -> Result<Vec<(ReferenceKey, ReferenceValue)>, SinkError> {
+    let sql = match table {
+        "promotions" => "SELECT code, document, automatic FROM promotions",
+        _ => "SELECT code, balance, currency FROM gift_cards",
+    };
+    let rows = sqlx::query(sql)
+        .fetch_all(pool)
+        .await
+        .map_err(SinkError::query("loading promotions or gift cards"))?;
+    let mut loaded = Vec::with_capacity(rows.len());
+    for row in rows {
+        let read = || -> Result<_, sqlx::Error> {
+            let code: String = row.try_get("code")?;
+            let value = if table == "promotions" {
+                ReferenceValue::Promotion {
+                    document: row.try_get("document")?,
+                    automatic: row.try_get("automatic")?,
+                }
+            } else {
+                ReferenceValue::GiftCard {
+                    balance: row.try_get("balance")?,
+                    currency: row.try_get("currency")?,
+                }
+            };
+            Ok((code, value))
+        };
+        let (code, value) = read().map_err(SinkError::query("reading a promotion or gift card"))?;
+        let Some(code_bytes) = key_bytes(&code) else {
+            tracing::warn!("restore skips {table} row {code:?}: bad hex key");
+            continue;
+        };
+        let key = if table == "promotions" {
+            ReferenceKey::Promotion(code_bytes)
+        } else {
+            ReferenceKey::GiftCard(code_bytes)
+        };
+        loaded.push((key, value));
+    }
+    Ok(loaded)
 }

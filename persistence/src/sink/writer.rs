@@ -19,6 +19,8 @@ pub struct Applied {
     pub carts_deleted: u64,
     /// Events inserted (one already there from an earlier run does not count).
     pub events_inserted: u64,
+    /// Catalog, promotion and gift card rows written or deleted.
+    pub reference_rows: u64,
 }
 
 /// Writes `batch` for `node` in one transaction, its checkpoint moving from `checkpoint_lsn`
@@ -44,6 +46,7 @@ pub async fn apply(
         carts_upserted: upsert_carts(&mut tx, &batch.upserts).await?,
         carts_deleted: delete_carts(&mut tx, &batch.deletes).await?,
         events_inserted: insert_events(&mut tx, node, &batch.events).await?,
+        reference_rows: batch.reference.apply(&mut tx).await?,
     };
     tx.commit()
         .await
@@ -97,19 +100,21 @@ async fn upsert_carts(
     }
     let result = sqlx::query(
         "INSERT INTO carts (key, kind, user_id, currency, items, saved, unavailable, metadata, \
-             version, lsn, created_at, updated_at, expires_at) \
+             version, lsn, created_at, updated_at, expires_at, image) \
          SELECT key, kind, user_id, currency, items, saved, unavailable, metadata, version, lsn, \
-             cartd_ms_to_ts(created_ms), cartd_ms_to_ts(updated_ms), cartd_ms_to_ts(expires_ms) \
+             cartd_ms_to_ts(created_ms), cartd_ms_to_ts(updated_ms), cartd_ms_to_ts(expires_ms), \
+             image \
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[], \
              $7::jsonb[], $8::jsonb[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], \
-             $13::int8[]) \
+             $13::int8[], $14::bytea[]) \
            AS cart(key, kind, user_id, currency, items, saved, unavailable, metadata, version, \
-             lsn, created_ms, updated_ms, expires_ms) \
+             lsn, created_ms, updated_ms, expires_ms, image) \
          ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, user_id = excluded.user_id, \
              currency = excluded.currency, items = excluded.items, saved = excluded.saved, \
              unavailable = excluded.unavailable, metadata = excluded.metadata, \
              version = excluded.version, lsn = excluded.lsn, created_at = excluded.created_at, \
-             updated_at = excluded.updated_at, expires_at = excluded.expires_at \
+             updated_at = excluded.updated_at, expires_at = excluded.expires_at, \
+             image = excluded.image \
          WHERE carts.lsn < excluded.lsn",
     )
     .bind(&upserts.keys)
@@ -125,6 +130,7 @@ async fn upsert_carts(
     .bind(&upserts.created_at_ms)
     .bind(&upserts.updated_at_ms)
     .bind(&upserts.expires_at_ms)
+    .bind(&upserts.images)
     .execute(&mut **tx)
     .await
     .map_err(SinkError::query("upserting the batch's carts"))?;

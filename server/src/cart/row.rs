@@ -3,7 +3,8 @@
 
 use std::borrow::Cow;
 
-use persistence::sink::{CartRow, RowCodec};
+use persistence::sink::{CartRow, ReferenceKey, ReferenceValue, RowCodec};
+use persistence::Space;
 use serde::{Deserialize, Serialize};
 
 use super::image::{join, split, CartImage, ImageTail, LineImage, IMAGE_FORMAT};
@@ -171,5 +172,21 @@ impl RowCodec for CartRows {
             unavailable: unavailable.iter().map(RowLine::image).collect(),
         };
         Ok(join(&image, &tail).into())
+    }
+
+    fn reference_key(&self, space: Space, key: &[u8]) -> Result<ReferenceKey, String> {
+        crate::store::reference::row_key(space, key)
+    }
+
+    fn reference_value(&self, space: Space, image: &[u8]) -> Result<ReferenceValue, String> {
+        crate::store::reference::row_value(space, image)
+    }
+
+    fn reference_image(
+        &self,
+        key: &ReferenceKey,
+        value: &ReferenceValue,
+    ) -> Result<(Space, Vec<u8>, Vec<u8>), String> {
+        crate::store::reference::row_image(key, value)
     }
 }

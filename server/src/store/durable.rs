@@ -277,10 +277,12 @@ impl Store {
         Ok(true)
     }
 
-    /// Puts a cart from PostgreSQL in place, replacing any cart under that key. Nothing is
-    /// logged: it is already durable (the restore is followed by a snapshot).
-    pub fn load_image(&self, key: &[u8], image: &[u8]) -> Result<(), String> {
-        let cart = image::decode(image, &self.names).map_err(|error| error.to_string())?;
+    /// Puts a cart from PostgreSQL in place, last changed by the record at `lsn`, replacing
+    /// any cart under that key. Nothing is logged: it is already durable (the restore is
+    /// followed by a snapshot).
+    pub fn load_image_at(&self, key: &[u8], image: &[u8], lsn: Lsn) -> Result<(), String> {
+        let mut cart = image::decode(image, &self.names).map_err(|error| error.to_string())?;
+        cart.lsn = lsn;
         self.put_recovered(key, cart);
         Ok(())
     }

@@ -9,6 +9,7 @@
 //! imaged as its canonical JSON document; a gift card by its code, imaged as [`GiftCardImage`].
 //! What the upstream catalog and inventory services answer is a cache and is not logged.
 
+use persistence::sink::{ReferenceKey, ReferenceValue};
 use persistence::{ChangeRef, Space, StateRef, TombstoneReason};
 use protocol::{CommandError, Currency};
 use serde::{Deserialize, Serialize};
@@ -89,6 +90,124 @@ pub fn split_catalog_key(key: &[u8]) -> Result<(&[u8], &[u8]), String> {
         return Err(format!("a catalog key with product length {length}"));
     }
     Ok(rest.split_at(length))
+}
+
+/// The reference table row a change under the log's `key` is about.
+pub fn row_key(space: Space, key: &[u8]) -> Result<ReferenceKey, String> {
+    Ok(match space {
+        Space::Catalog => {
+            let (product, variant) = split_catalog_key(key)?;
+            ReferenceKey::Catalog {
+                product: product.to_vec(),
+                variant: variant.to_vec(),
+            }
+        }
+        Space::Promotion => ReferenceKey::Promotion(key.to_vec()),
+        Space::GiftCard => ReferenceKey::GiftCard(key.to_vec()),
+        Space::Cart => return Err("a cart is not reference data".into()),
+    })
+}
+
+/// The reference table values of an image in `space`.
+pub fn row_value(space: Space, image: &[u8]) -> Result<ReferenceValue, String> {
+    let undecodable = |error: postcard::Error| format!("undecodable image: {error}");
+    Ok(match space {
+        Space::Catalog => {
+            let image: CatalogImage = postcard::from_bytes(image).map_err(undecodable)?;
+            let (price, currency) = match image.price {
+                Some((minor, currency)) => (
+                    Some(minor),
+                    Some(String::from_utf8_lossy(&currency).into_owned()),
+                ),
+                None => (None, None),
+            };
+            ReferenceValue::Catalog {
+                price,
+                currency,
+                stock: image
+                    .stock
+                    .map(|stock| i64::try_from(stock).unwrap_or(i64::MAX)),
+                max_qty: image
+                    .max_qty
+                    .map(|qty| i32::try_from(qty).unwrap_or(i32::MAX)),
+                updated_at_ms: i64::try_from(image.updated_at_ms).unwrap_or(i64::MAX),
+            }
+        }
+        Space::Promotion => {
+            let document: serde_json::Value =
+                serde_json::from_slice(image).map_err(|error| error.to_string())?;
+            let automatic = document["automatic"].as_bool().unwrap_or(false);
+            ReferenceValue::Promotion {
+                document,
+                automatic,
+            }
+        }
+        Space::GiftCard => {
+            let image: GiftCardImage = postcard::from_bytes(image).map_err(undecodable)?;
+            ReferenceValue::GiftCard {
+                balance: image.balance,
+                currency: String::from_utf8_lossy(&image.currency).into_owned(),
+            }
+        }
+        Space::Cart => return Err("a cart is not reference data".into()),
+    })
+}
+
+/// The log's space, key and image of a reference row read back for a restore.
+pub fn row_image(
+    key: &ReferenceKey,
+    value: &ReferenceValue,
+) -> Result<(Space, Vec<u8>, Vec<u8>), String> {
+    let currency = |text: &str| -> Result<[u8; 3], String> {
+        text.as_bytes()
+            .try_into()
+            .map_err(|_| format!("currency {text:?} is not three letters"))
+    };
+    match (key, value) {
+        (
+            ReferenceKey::Catalog { product, variant },
+            ReferenceValue::Catalog {
+                price,
+                currency: price_currency,
+                stock,
+                max_qty,
+                updated_at_ms,
+            },
+        ) => {
+            let price = match (price, price_currency) {
+                (Some(minor), Some(text)) => Some((*minor, currency(text)?)),
+                _ => None,
+            };
+            let image = CatalogImage {
+                price,
+                stock: stock.map(|stock| stock.max(0) as u64),
+                max_qty: max_qty.map(|qty| qty.max(0) as u32),
+                updated_at_ms: (*updated_at_ms).max(0) as u64,
+            };
+            let length = u8::try_from(product.len()).map_err(|_| "a product id over 255 bytes")?;
+            let key = [&[length][..], product, variant].concat();
+            Ok((Space::Catalog, key, encode(&image)))
+        }
+        (ReferenceKey::Promotion(code), ReferenceValue::Promotion { document, .. }) => Ok((
+            Space::Promotion,
+            code.clone(),
+            document.to_string().into_bytes(),
+        )),
+        (
+            ReferenceKey::GiftCard(code),
+            ReferenceValue::GiftCard {
+                balance,
+                currency: text,
+            },
+        ) => {
+            let image = GiftCardImage {
+                balance: *balance,
+                currency: currency(text)?,
+            };
+            Ok((Space::GiftCard, code.clone(), encode(&image)))
+        }
+        (key, value) => Err(format!("a row {value:?} does not fit {key:?}")),
+    }
 }
 
 fn encode<T: Serialize>(image: &T) -> Vec<u8> {

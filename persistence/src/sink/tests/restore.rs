@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 use super::support::*;
 use crate::record::{EventKind, Record};
 use crate::sink::{cleanup, last_cleanup_ms, load_cart, load_live_carts, spawn, SinkOptions};
+use crate::sink::{CartRow, StoredCart};
 
 const NOW_MS: i64 = 1_800_000_000_000;
 const DAY_MS: i64 = 86_400_000;
@@ -44,21 +45,30 @@ async fn load_live_carts_skips_expired_rows() {
     .await;
 
     let mut loaded = Vec::new();
-    let count = load_live_carts(&pool, NOW_MS, |key, row| loaded.push((key, row)))
+    let count = load_live_carts(&pool, NOW_MS, |key, stored| loaded.push((key, stored)))
         .await
         .unwrap();
     loaded.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(count, 2);
+    let stored = |row: &CartRow, lsn| StoredCart {
+        row: row.clone(),
+        image: Some(serde_json::to_vec(row).unwrap().into()),
+        lsn,
+    };
     assert_eq!(
         loaded,
         [
-            (bytes::Bytes::from_static(b"cart:live"), live.clone()),
-            (bytes::Bytes::from_static(b"\xfe\xffforever"), forever),
-        ]
+            (bytes::Bytes::from_static(b"cart:live"), stored(&live, 1)),
+            (
+                bytes::Bytes::from_static(b"\xfe\xffforever"),
+                stored(&forever, 2)
+            ),
+        ],
+        "the row, the image as logged, and the LSN that wrote them"
     );
     assert_eq!(
         load_cart(&pool, b"cart:live", NOW_MS).await.unwrap(),
-        Some(live)
+        Some(stored(&live, 1))
     );
     assert_eq!(
         load_cart(&pool, b"cart:expired", NOW_MS).await.unwrap(),

@@ -11,7 +11,7 @@ use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
 use crate::record::{
     Change, Event, EventKind, Lsn, Record, RecordSource, Space, State, TombstoneReason,
 };
-use crate::sink::{connect, CartRow, RowCodec, SinkHandle};
+use crate::sink::{connect, CartRow, ReferenceKey, ReferenceValue, RowCodec, SinkHandle};
 
 /// How long a test waits for the sink before failing.
 const WAIT_MS_MAX: u64 = 30_000;
@@ -158,6 +158,88 @@ impl RowCodec for JsonCodec {
         serde_json::to_vec(row)
             .map(Bytes::from)
             .map_err(|error| error.to_string())
+    }
+
+    /// Catalog keys are `product/variant`; codes are themselves.
+    fn reference_key(&self, space: Space, key: &[u8]) -> Result<ReferenceKey, String> {
+        Ok(match space {
+            Space::Catalog => {
+                let text = std::str::from_utf8(key).map_err(|e| e.to_string())?;
+                let (product, variant) = text.split_once('/').ok_or("no / in the key")?;
+                ReferenceKey::Catalog {
+                    product: product.as_bytes().to_vec(),
+                    variant: variant.as_bytes().to_vec(),
+                }
+            }
+            Space::Promotion => ReferenceKey::Promotion(key.to_vec()),
+            Space::GiftCard => ReferenceKey::GiftCard(key.to_vec()),
+            Space::Cart => return Err("a cart is not reference data".into()),
+        })
+    }
+
+    /// Images are JSON: `{"price":..,"stock":..}`, a promotion document, `{"balance":..}`.
+    fn reference_value(&self, space: Space, image: &[u8]) -> Result<ReferenceValue, String> {
+        let json: Value = serde_json::from_slice(image).map_err(|e| e.to_string())?;
+        Ok(match space {
+            Space::Catalog => ReferenceValue::Catalog {
+                price: json["price"].as_i64(),
+                currency: json["currency"].as_str().map(String::from),
+                stock: json["stock"].as_i64(),
+                max_qty: json["max_qty"].as_i64().map(|qty| qty as i32),
+                updated_at_ms: json["updated_at_ms"].as_i64().unwrap_or(0),
+            },
+            Space::Promotion => ReferenceValue::Promotion {
+                automatic: json["automatic"].as_bool().unwrap_or(false),
+                document: json,
+            },
+            Space::GiftCard => ReferenceValue::GiftCard {
+                balance: json["balance"].as_i64().ok_or("no balance")?,
+                currency: json["currency"].as_str().unwrap_or("USD").into(),
+            },
+            Space::Cart => return Err("a cart is not reference data".into()),
+        })
+    }
+
+    fn reference_image(
+        &self,
+        key: &ReferenceKey,
+        value: &ReferenceValue,
+    ) -> Result<(Space, Vec<u8>, Vec<u8>), String> {
+        let (space, key) = match key {
+            ReferenceKey::Catalog { product, variant } => {
+                (Space::Catalog, [&product[..], b"/", variant].concat())
+            }
+            ReferenceKey::Promotion(code) => (Space::Promotion, code.clone()),
+            ReferenceKey::GiftCard(code) => (Space::GiftCard, code.clone()),
+        };
+        let image = match value {
+            ReferenceValue::Catalog { price, stock, .. } => json!({"price": price, "stock": stock}),
+            ReferenceValue::Promotion { document, .. } => document.clone(),
+            ReferenceValue::GiftCard { balance, currency } => {
+                json!({"balance": balance, "currency": currency})
+            }
+        };
+        Ok((space, key, serde_json::to_vec(&image).unwrap()))
+    }
+}
+
+/// A record of one reference change: `image` JSON, or `None` for a tombstone.
+pub fn reference(lsn: Lsn, space: Space, key: &str, image: Option<Value>) -> Record {
+    let state = match image {
+        Some(image) => State::Image(serde_json::to_vec(&image).unwrap().into()),
+        None => State::Tombstone(TombstoneReason::Deleted),
+    };
+    Record {
+        lsn,
+        changes: vec![Change {
+            space,
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            version: 0,
+            at_ms: 1_700_000_000_000 + lsn,
+            state,
+            event: None,
+            guard: None,
+        }],
     }
 }
 

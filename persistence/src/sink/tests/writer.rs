@@ -61,7 +61,11 @@ async fn a_batch_upserts_deletes_and_appends_one_event_per_record() {
     let keys: Vec<String> = carts(&pool).await.into_iter().map(|cart| cart.0).collect();
     assert_eq!(keys, ["\\xff0062696e617279", "cart:a"]);
     let row = load_cart(&pool, b"cart:a", 0).await.unwrap();
-    assert_eq!(row, Some(kept), "a row reads back as it was written");
+    assert_eq!(
+        row.map(|stored| stored.row),
+        Some(kept),
+        "a row reads back as it was written"
+    );
     let kinds: Vec<String> = events(&pool)
         .await
         .into_iter()
@@ -231,5 +235,142 @@ async fn connect_migrates_once_and_a_new_node_starts_at_zero() {
     assert!(known >= 2, "the migrations directory is read");
     assert_eq!(migrations, known, "each migration applied once");
     again.close().await;
+    db.drop(pool).await;
+}
+
+/// The reference changes of the test below: two of `tv/-` (the second wins), `mug/red` set and
+/// deleted, a promotion, two gift cards, G1 changed again.
+fn reference_records() -> Vec<crate::record::Record> {
+    use crate::record::Space;
+    vec![
+        reference(
+            1,
+            Space::Catalog,
+            "tv/-",
+            Some(json!({"price": 100, "currency": "USD", "max_qty": 1, "updated_at_ms": 5})),
+        ),
+        reference(
+            2,
+            Space::Catalog,
+            "tv/-",
+            Some(json!({"price": 90, "currency": "USD", "stock": 3, "updated_at_ms": 6})),
+        ),
+        reference(
+            3,
+            Space::Catalog,
+            "mug/red",
+            Some(json!({"price": 5, "currency": "EUR", "updated_at_ms": 7})),
+        ),
+        reference(
+            4,
+            Space::Promotion,
+            "TEN",
+            Some(json!({"kind": "percent", "percent": 10, "automatic": false})),
+        ),
+        reference(
+            5,
+            Space::GiftCard,
+            "G1",
+            Some(json!({"balance": 10000, "currency": "USD"})),
+        ),
+        reference(
+            6,
+            Space::GiftCard,
+            "G2",
+            Some(json!({"balance": 5, "currency": "USD"})),
+        ),
+        reference(7, Space::Catalog, "mug/red", None),
+        reference(
+            8,
+            Space::GiftCard,
+            "G1",
+            Some(json!({"balance": 4000, "currency": "USD"})),
+        ),
+    ]
+}
+
+/// What the tables hold after [`reference_records`], sorted as the test sorts them.
+fn reference_rows() -> Vec<(crate::sink::ReferenceKey, crate::sink::ReferenceValue)> {
+    use crate::sink::{ReferenceKey, ReferenceValue};
+    vec![
+        (
+            ReferenceKey::Catalog {
+                product: b"tv".to_vec(),
+                variant: b"-".to_vec(),
+            },
+            ReferenceValue::Catalog {
+                price: Some(90),
+                currency: Some("USD".into()),
+                stock: Some(3),
+                max_qty: None,
+                updated_at_ms: 6,
+            },
+        ),
+        (
+            ReferenceKey::GiftCard(b"G1".to_vec()),
+            ReferenceValue::GiftCard {
+                balance: 4000,
+                currency: "USD".into(),
+            },
+        ),
+        (
+            ReferenceKey::GiftCard(b"G2".to_vec()),
+            ReferenceValue::GiftCard {
+                balance: 5,
+                currency: "USD".into(),
+            },
+        ),
+        (
+            ReferenceKey::Promotion(b"TEN".to_vec()),
+            ReferenceValue::Promotion {
+                document: json!({"kind": "percent", "percent": 10, "automatic": false}),
+                automatic: false,
+            },
+        ),
+    ]
+}
+
+/// Catalog entries, promotions and gift cards reach their tables: the last change of each in
+/// a batch decides its row, a tombstone deletes it, an older record never replaces a newer
+/// row, and `load_reference` reads them back.
+#[tokio::test]
+async fn reference_data_reaches_its_tables_exactly_once() {
+    use crate::record::Space;
+    use crate::sink::load_reference;
+    let (db, pool) = TestDb::create().await;
+    let source = VecSource::default();
+    source.push(reference_records());
+    let (handle, cancel) = start(&pool, &source, |_| {});
+    wait_for_checkpoint(&handle, 8).await;
+    stop(handle, cancel).await;
+    let mut loaded = load_reference(&pool).await.unwrap();
+    loaded.sort_by_key(|(key, _)| format!("{key:?}"));
+    assert_eq!(loaded, reference_rows());
+    // A sink of another node, from its own checkpoint 0, with an older state of G1: the row
+    // written at a higher LSN stays.
+    let stale = VecSource::default();
+    stale.push([reference(
+        2,
+        Space::GiftCard,
+        "G1",
+        Some(json!({"balance": 1, "currency": "USD"})),
+    )]);
+    let mut options = SinkOptions::new("n2");
+    options.coalesce_ms = 5;
+    let cancel = CancellationToken::new();
+    let handle = spawn(
+        pool.clone(),
+        stale.clone(),
+        codec(),
+        options,
+        cancel.clone(),
+    );
+    wait_for_checkpoint(&handle, 2).await;
+    stop(handle, cancel).await;
+    let balance: i64 = sqlx::query_scalar("SELECT balance FROM gift_cards WHERE code = 'G1'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(balance, 4000, "an older record never replaces a newer row");
     db.drop(pool).await;
 }
