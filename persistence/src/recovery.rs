@@ -1,19 +1,32 @@
 //! Reading the log back at start: every segment in LSN order, each record's checksum, LSNs
-//! rising by one. A torn tail (the end of the last segment, cut by a crash mid-write) is cut
-//! off with a warning; damage anywhere else stops the start with the file and byte offset,
-//! unless the operator asked for `--repair`, which cuts the log there.
+//! rising by one, segments chained to the one before them, and the log reaching as far as the
+//! tip file says it got. What the start keeps and what it refuses:
+//!
+//! - A **torn tail** (the end of the last segment, cut by a crash mid-write) is cut off, and the
+//!   report says what went: the bytes, where the log now ends, and (from the tip file) how many
+//!   records that had been written are gone with it.
+//! - **Damage the snapshot covers** (every record it makes unreadable is at or below the LSN
+//!   the replay starts after) costs nothing: the segments wholly before that LSN are not even
+//!   read, and a damaged record in the segment that straddles it is stepped over (reported).
+//! - **Other damage** stops the start, naming the file and byte offset, which LSNs are
+//!   unreadable, and how many records after it are still readable. With `repair` only the
+//!   unreadable bytes are dropped: the readable records after them are kept, in a segment of
+//!   their own marked repaired, so nothing written whole is lost.
+//! - A **missing segment** the replay needs (the log from the snapshot on, a segment missing
+//!   from the chain, the newest segment the tip names) stops the start too, unless `repair`.
 //!
 //! What a record means is the caller's business: `replay` hands each one to `visit`.
+
+mod scan;
 
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::record::{Lsn, Record, RecordFormat};
-use crate::wal::segment::{
-    list_segments, sync_dir, SegmentFile, SegmentHeader, SegmentStart, SEGMENT_HEADER_BYTES,
-};
+use crate::record::{Lsn, Record};
+use crate::wal::segment::{list_segments, sync_dir, SegmentFile, SEGMENT_HEADER_V1_BYTES};
+use crate::wal::tip;
 
 #[cfg(test)]
 mod tests;
@@ -24,6 +37,59 @@ const PROGRESS_INTERVAL_MS: u64 = 1000;
 /// ... or after this many more records.
 const PROGRESS_RECORDS: u64 = 1_000_000;
 
+/// A range of LSNs, both ends included (`from > to`: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LsnRange {
+    /// The first.
+    pub from: Lsn,
+    /// The last.
+    pub to: Lsn,
+}
+
+impl LsnRange {
+    /// How many LSNs it holds.
+    pub fn len(&self) -> u64 {
+        (self.to + 1).saturating_sub(self.from)
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Display for LsnRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}..={}", self.from, self.to)
+    }
+}
+
+/// A torn tail that was cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// The last segment.
+    pub file: PathBuf,
+    /// Where it was cut.
+    pub offset: u64,
+    /// Bytes cut.
+    pub bytes: u64,
+}
+
+/// Damage found and stepped over (covered by the snapshot) or dropped (`repair`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// The damaged segment.
+    pub file: PathBuf,
+    /// Where the damage starts.
+    pub offset: u64,
+    /// Unreadable bytes.
+    pub bytes: u64,
+    /// The LSNs it made unreadable.
+    pub lost: LsnRange,
+    /// What was wrong.
+    pub detail: String,
+}
+
 /// What `replay` found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplayReport {
@@ -31,25 +97,50 @@ pub struct ReplayReport {
     pub records: u64,
     /// The highest LSN in the log, visited or not (0 when the log is empty).
     pub last_lsn: Lsn,
-    /// Segment files read.
+    /// Segment files found.
     pub segments: usize,
-    /// Bytes of torn tail cut off the last segment.
-    pub torn_bytes_cut: u64,
-    /// With `repair`: the file and byte offset where damage was cut, everything after it lost.
-    pub repaired: Option<(PathBuf, u64)>,
+    /// Segments not read because the snapshot covers all their records.
+    pub segments_skipped: usize,
+    /// The torn tail cut off the last segment, if any.
+    pub torn: Option<TornTail>,
+    /// Records the tip file says were written after the log's end now: lost with a cut or
+    /// lost file (after a process crash the tip lags by at most ~100 ms, so this is a floor).
+    pub lost_at_end: Option<LsnRange>,
+    /// Damage the snapshot covers, stepped over.
+    pub covered: Vec<Damage>,
+    /// Damage `repair` dropped, keeping the readable records after it.
+    pub repaired: Vec<Damage>,
+    /// Missing segments `repair` went on without, as sentences.
+    pub missing: Vec<String>,
+}
+
+impl ReplayReport {
+    /// Bytes of torn tail cut.
+    pub fn torn_bytes_cut(&self) -> u64 {
+        self.torn.as_ref().map_or(0, |torn| torn.bytes)
+    }
 }
 
 /// Why the log or a snapshot cannot be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
-    /// Damage that is not a torn tail.
+    /// Damage that is neither a torn tail nor covered by the snapshot.
     #[error("{}", describe_corrupt(file, *offset, detail))]
     Corrupt {
         /// The damaged file.
         file: PathBuf,
         /// Byte offset of the damage in it.
         offset: u64,
-        /// What is wrong there.
+        /// What is wrong there (and, for the log, what a repair would keep).
+        detail: String,
+    },
+    /// Part of the log the start needs is not there.
+    #[error(
+        "{detail}; restore the missing files, or move the data directory aside to restore \
+         from PostgreSQL (if configured), or start cartd with --repair to go on without them"
+    )]
+    Missing {
+        /// What is missing.
         detail: String,
     },
     /// A file could not be read, cut or removed.
@@ -68,9 +159,10 @@ fn describe_corrupt(file: &Path, offset: u64, detail: &str) -> String {
         .extension()
         .is_some_and(|extension| extension == "snap");
     let advice = if is_snapshot {
-        "move the snapshot aside to start from the log alone (carts it alone holds are lost)"
+        "move the snapshot aside to start from the one before it, or from the log alone"
     } else {
-        "start cartd with --repair to cut the log there (everything after that point is lost)"
+        "start cartd with --repair to drop only the unreadable bytes (the readable records after \
+         them are kept)"
     };
     format!(
         "{} is damaged at byte {offset}: {detail}; {advice}",
@@ -87,215 +179,114 @@ pub(crate) fn io_error(file: &Path) -> impl FnOnce(io::Error) -> RecoveryError +
 }
 
 /// Reads every segment in `dir` in LSN order and calls `visit` for each record with LSN above
-/// `after`. Cuts a torn tail off the last segment; other damage is an error, or with
-/// `repair` is cut off too (that file truncated, later segments deleted). A missing `dir` is
-/// an empty log.
+/// `after` (the snapshot's LSN, 0 without one). See the module notes for what is cut, stepped
+/// over, refused, or with `repair` dropped. A missing `dir` is an empty log.
 pub fn replay(
     dir: &Path,
     after: Lsn,
     repair: bool,
     mut visit: impl FnMut(Record),
 ) -> Result<ReplayReport, RecoveryError> {
-    let segments = list_segments(dir).map_err(io_error(dir))?;
+    let mut segments = list_segments(dir).map_err(io_error(dir))?;
     let mut report = ReplayReport {
         segments: segments.len(),
         ..ReplayReport::default()
     };
-    let mut scan = Scan {
-        after,
-        last_lsn: None,
-        progress: Progress::new("replaying the log"),
-    };
-    for (index, segment) in segments.iter().enumerate() {
-        let is_last = index + 1 == segments.len();
+    let tip = tip::read(dir);
+    scan::check_present(dir, &segments, tip, after, repair, &mut report)?;
+    let mut scan = scan::Scan::new(after, repair);
+    let mut index = 0;
+    while index < segments.len() {
+        let next_first = segments.get(index + 1).map(|next| next.first_lsn);
+        // Every record of this segment is at or below `after`: not needed, not read.
+        if next_first.is_some_and(|next| next <= after + 1) {
+            scan.skip_to(next_first.expect("checked") - 1);
+            report.segments_skipped += 1;
+            index += 1;
+            continue;
+        }
+        let segment = segments[index].clone();
         let bytes = fs::read(&segment.path).map_err(io_error(&segment.path))?;
-        let outcome = scan.segment(segment, &bytes, is_last, &mut |record| {
+        let outcome = scan.segment(&segment, &bytes, next_first, &mut |record| {
             report.records += 1;
             visit(record);
         });
-        match outcome {
-            Ok(()) => {}
-            Err(Damage::Torn { offset }) => {
-                report.torn_bytes_cut += cut_torn_tail(segment, offset, bytes.len() as u64)?;
-            }
-            Err(Damage::Corrupt { offset, detail }) if repair => {
-                cut_for_repair(&segments[index..], offset, &detail)?;
-                report.repaired = Some((segment.path.clone(), offset));
-                break;
-            }
-            Err(Damage::Corrupt { offset, detail }) => {
-                return Err(RecoveryError::Corrupt {
+        match outcome? {
+            scan::Ended::Clean => {}
+            scan::Ended::Torn { offset } => {
+                let cut = cut_torn_tail(&segment, offset, bytes.len() as u64)?;
+                report.torn = Some(TornTail {
                     file: segment.path.clone(),
                     offset,
-                    detail,
+                    bytes: cut,
                 });
             }
+            scan::Ended::Repaired { damage, salvaged } => {
+                report.repaired.push(damage);
+                if let Some(salvaged) = salvaged {
+                    segments.insert(index + 1, salvaged);
+                }
+            }
+        }
+        index += 1;
+    }
+    report.last_lsn = scan.last_lsn().unwrap_or(0);
+    report.covered = std::mem::take(&mut scan.covered);
+    if let Some(tip) = tip {
+        if tip.written_lsn > report.last_lsn {
+            report.lost_at_end = Some(LsnRange {
+                from: report.last_lsn + 1,
+                to: tip.written_lsn,
+            });
         }
     }
-    report.last_lsn = scan.last_lsn.unwrap_or(0);
-    scan.progress.finish(report.records);
+    scan.finish(report.records);
+    log_report(&report);
     Ok(report)
 }
 
-/// What is wrong at a place in a segment.
-enum Damage {
-    /// The last segment ends in a torn write from here on.
-    Torn { offset: u64 },
-    /// Damage that is not a torn tail.
-    Corrupt { offset: u64, detail: String },
-}
-
-/// Replay's state across segments.
-struct Scan {
-    after: Lsn,
-    /// The LSN of the last record read, if any.
-    last_lsn: Option<Lsn>,
-    progress: Progress,
-}
-
-impl Scan {
-    /// Checks one segment's header and records, visiting those above `after`.
-    fn segment(
-        &mut self,
-        segment: &SegmentFile,
-        bytes: &[u8],
-        is_last: bool,
-        visit: &mut dyn FnMut(Record),
-    ) -> Result<(), Damage> {
-        let header = match SegmentHeader::decode(bytes) {
-            Ok(header) => header,
-            Err(_) if is_last && (bytes.len() < SEGMENT_HEADER_BYTES || is_zeros(bytes)) => {
-                return Err(Damage::Torn { offset: 0 });
-            }
-            Err(detail) => return Err(Damage::Corrupt { offset: 0, detail }),
-        };
-        self.check_start(segment, header)?;
-        let mut offset = SEGMENT_HEADER_BYTES;
-        let mut expected = header.first_lsn;
-        while offset < bytes.len() {
-            let (record, used) = match Record::decode_frame(&bytes[offset..], header.format) {
-                Ok(decoded) => decoded,
-                Err(_)
-                    if is_last
-                        && !valid_frame_after(bytes, offset + 1, expected, header.format) =>
-                {
-                    return Err(Damage::Torn {
-                        offset: offset as u64,
-                    });
-                }
-                Err(error) => {
-                    return Err(Damage::Corrupt {
-                        offset: offset as u64,
-                        detail: error.to_string(),
-                    });
-                }
-            };
-            if record.lsn != expected {
-                let detail = format!("record has LSN {}, expected {expected}", record.lsn);
-                return Err(Damage::Corrupt {
-                    offset: offset as u64,
-                    detail,
-                });
-            }
-            offset += used;
-            expected += 1;
-            self.last_lsn = Some(record.lsn);
-            self.progress.advance(used as u64);
-            if record.lsn > self.after {
-                visit(record);
-            }
-        }
-        Ok(())
+/// Logs what a replay cut or stepped over.
+fn log_report(report: &ReplayReport) {
+    for damage in &report.covered {
+        tracing::warn!(
+            file = %damage.file.display(),
+            offset = damage.offset,
+            lost = %damage.lost,
+            detail = %damage.detail,
+            "damage in records the snapshot covers: stepped over, nothing lost"
+        );
     }
-
-    /// A segment's first LSN must match its name and follow on from the one before: equal
-    /// to the next LSN after a rotation; after a restart it may jump forward. A jump is
-    /// harmless when every record it skips is at or below `after`.
-    fn check_start(&self, segment: &SegmentFile, header: SegmentHeader) -> Result<(), Damage> {
-        let corrupt = |detail: String| Err(Damage::Corrupt { offset: 0, detail });
-        if header.first_lsn != segment.first_lsn {
-            return corrupt(format!(
-                "the header says the first LSN is {}, the file name says {}",
-                header.first_lsn, segment.first_lsn
-            ));
-        }
-        let Some(previous) = self.last_lsn else {
-            return Ok(());
-        };
-        if header.first_lsn <= previous {
-            return corrupt(format!(
-                "starts at LSN {}, but the log before it already reached LSN {previous}",
-                header.first_lsn
-            ));
-        }
-        let skipped_needed = header.first_lsn > previous + 1 && header.first_lsn > self.after + 1;
-        if skipped_needed && header.start == SegmentStart::Rotation {
-            return corrupt(format!(
-                "records {} to {} are missing before it",
-                previous + 1,
-                header.first_lsn - 1
-            ));
-        }
-        Ok(())
+    if let Some(torn) = &report.torn {
+        tracing::warn!(
+            file = %torn.file.display(),
+            offset = torn.offset,
+            cut_bytes = torn.bytes,
+            log_ends_at_lsn = report.last_lsn,
+            "cut a torn tail off the log (a write the crash interrupted)"
+        );
     }
-}
-
-/// Whether every byte is zero: a file the crash left extended but unwritten.
-fn is_zeros(bytes: &[u8]) -> bool {
-    bytes.iter().all(|byte| *byte == 0)
-}
-
-/// Whether any valid frame with an LSN of at least `lsn_min` starts at or after `from`:
-/// if so, damage before it is in the middle of the log, not a torn tail.
-fn valid_frame_after(bytes: &[u8], from: usize, lsn_min: Lsn, format: RecordFormat) -> bool {
-    (from..bytes.len()).any(|start| {
-        matches!(Record::decode_frame(&bytes[start..], format), Ok((record, _)) if record.lsn >= lsn_min)
-    })
+    if let Some(lost) = report.lost_at_end {
+        tracing::warn!(
+            lost = %lost,
+            records = lost.len(),
+            log_ends_at_lsn = report.last_lsn,
+            "the log ends before records that had been written (its tip file says so): they \
+             are lost; under appendfsync everysec or no, a crash of the machine can lose that \
+             much, anything else means the log was cut or a file removed"
+        );
+    }
 }
 
 /// Cuts the torn tail of the last segment at `offset` (the whole file when even its header
 /// is torn) and returns the bytes cut.
 fn cut_torn_tail(segment: &SegmentFile, offset: u64, length: u64) -> Result<u64, RecoveryError> {
     cut_file(&segment.path, offset)?;
-    let cut_bytes = length - offset;
-    tracing::warn!(
-        file = %segment.path.display(),
-        offset,
-        cut_bytes,
-        "cut a torn tail off the log (a write the crash interrupted)"
-    );
-    Ok(cut_bytes)
-}
-
-/// `--repair`: cuts the first of `segments` at `offset` and deletes the rest.
-fn cut_for_repair(
-    segments: &[SegmentFile],
-    offset: u64,
-    detail: &str,
-) -> Result<(), RecoveryError> {
-    let (damaged, later) = segments
-        .split_first()
-        .expect("the damaged segment is listed");
-    cut_file(&damaged.path, offset)?;
-    for segment in later {
-        fs::remove_file(&segment.path).map_err(io_error(&segment.path))?;
-    }
-    if let Some(dir) = damaged.path.parent() {
-        sync_dir(dir).map_err(io_error(dir))?;
-    }
-    tracing::warn!(
-        file = %damaged.path.display(),
-        offset,
-        detail,
-        segments_deleted = later.len(),
-        "repair: cut the log at the damage; every record after it is lost"
-    );
-    Ok(())
+    Ok(length - offset)
 }
 
 /// Truncates `path` at `offset` and syncs it; removes it when not even its header is kept.
-fn cut_file(path: &Path, offset: u64) -> Result<(), RecoveryError> {
-    if offset < SEGMENT_HEADER_BYTES as u64 {
+pub(crate) fn cut_file(path: &Path, offset: u64) -> Result<(), RecoveryError> {
+    if offset < SEGMENT_HEADER_V1_BYTES as u64 {
         fs::remove_file(path).map_err(io_error(path))?;
         if let Some(dir) = path.parent() {
             sync_dir(dir).map_err(io_error(dir))?;

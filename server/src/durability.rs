@@ -67,6 +67,12 @@ pub struct RecoverySummary {
     pub restored_reference: u64,
     /// Torn-tail bytes cut from the log.
     pub torn_bytes_cut: u64,
+    /// Records the log's tip file says were written past where the log now ends: lost.
+    pub lost_records: u64,
+    /// Damaged places in records the snapshot covers, stepped over.
+    pub covered_damage: u64,
+    /// Damaged places `--repair` dropped, and missing files it went on without.
+    pub repaired: u64,
     /// How long it took.
     pub millis: u64,
 }
@@ -118,17 +124,17 @@ pub async fn start(server: Arc<Server>, repair: bool) -> Result<(), StartError> 
         }
         last_lsn = last_lsn.max(checkpoint);
     }
-    let wal = open_log(&server, last_lsn + 1)?;
+    let wal = open_log(&server, last_lsn + 1, local.log_end_lsn)?;
     server.store.attach_wal(wal.clone());
     let holds = server.store.rebuild_gift_card_holds(now_ms());
-    if summary.restored_carts > 0 || summary.restored_reference > 0 {
-        // What came from PostgreSQL is in no local file yet: a snapshot makes it durable
-        // here before anything is served (a crash would otherwise find a log without it).
+    if summary.restored_carts > 0 || summary.restored_reference > 0 || summary.repaired > 0 {
+        // What came from PostgreSQL is in no local file yet, and after a repair the log has
+        // holes: a snapshot makes the state durable here, whole, before anything is served.
         let snapshot = snapshot_now(&server).await?;
         info!(
             carts = snapshot.carts,
             lsn = snapshot.lsn,
-            "restored data snapshotted"
+            "restored or repaired data snapshotted"
         );
     }
     summary.millis = started.elapsed().as_millis() as u64;
@@ -181,7 +187,7 @@ async fn snapshot_now(server: &Arc<Server>) -> Result<SnapshotInfo, StartError> 
 }
 
 /// Opens the log for new records from `next_lsn` on.
-fn open_log(server: &Server, next_lsn: Lsn) -> Result<Arc<Wal>, StartError> {
+fn open_log(server: &Server, next_lsn: Lsn, log_end_lsn: Lsn) -> Result<Arc<Wal>, StartError> {
     let persistence = &server.config.persistence;
     let dir = server.config.server.data_dir.join("wal");
     let options = WalOptions {
@@ -191,7 +197,7 @@ fn open_log(server: &Server, next_lsn: Lsn) -> Result<Arc<Wal>, StartError> {
             .map_err(|error| StartError::Apply(error.to_string()))?,
         segment_bytes: persistence.wal_segment_mb * 1024 * 1024,
     };
-    let wal = Wal::open(options, next_lsn).map_err(|source| StartError::Io {
+    let wal = Wal::open_after(options, next_lsn, log_end_lsn).map_err(|source| StartError::Io {
         what: format!("opening the log in {}", dir.display()),
         source,
     })?;
@@ -202,6 +208,8 @@ struct LocalState {
     summary: RecoverySummary,
     snapshot_lsn: Lsn,
     last_lsn: Lsn,
+    /// The last LSN the log files hold.
+    log_end_lsn: Lsn,
     /// Neither a snapshot nor a log record: a new or wiped data directory.
     empty: bool,
 }
@@ -224,11 +232,15 @@ fn recover_local(server: &Server, repair: bool) -> Result<LocalState, StartError
         return Err(StartError::Apply(format!("a log record: {error}")));
     }
     summary.replayed_records = report.records;
-    summary.torn_bytes_cut = report.torn_bytes_cut;
+    summary.torn_bytes_cut = report.torn_bytes_cut();
+    summary.lost_records = report.lost_at_end.map_or(0, |lost| lost.len());
+    summary.covered_damage = report.covered.len() as u64;
+    summary.repaired = (report.repaired.len() + report.missing.len()) as u64;
     Ok(LocalState {
         summary,
         snapshot_lsn,
         last_lsn: report.last_lsn.max(snapshot_lsn),
+        log_end_lsn: report.last_lsn,
         empty: loaded.is_none() && report.last_lsn == 0,
     })
 }

@@ -269,6 +269,10 @@ fn recovery_lines(recovery: &crate::durability::RecoverySummary, out: &mut Strin
         recovery.restored_reference,
     );
     line(out, "loading_time_ms", recovery.millis);
+    line(out, "loading_torn_bytes_cut", recovery.torn_bytes_cut);
+    line(out, "loading_lost_records", recovery.lost_records);
+    line(out, "loading_covered_damage", recovery.covered_damage);
+    line(out, "loading_repaired", recovery.repaired);
 }
 
 fn stats_section(server: &Server, out: &mut String) {

@@ -218,16 +218,35 @@ impl Cartd {
     /// Runs cartd on the same files (after it stopped), expecting it to refuse to start;
     /// returns its exit status and everything it logged.
     pub fn start_refused(&self) -> (ExitStatus, String) {
-        let output = cartd_command(self.dir.path(), &[])
+        let mut child = cartd_command(self.dir.path(), &[])
             .stderr(Stdio::piped())
-            .output()
+            .spawn()
             .expect("cartd runs");
-        let log = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(
-            !output.status.success(),
-            "cartd started anyway; its log:\n{log}"
-        );
-        (output.status, log)
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (addr_tx, _addr_rx) = mpsc::sync_channel(1);
+        let writer = Arc::clone(&log);
+        let drain = std::thread::spawn(move || drain_stderr(stderr, &writer, &addr_tx));
+        let deadline = Instant::now() + START_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait on cartd") {
+                break status;
+            }
+            // A cartd that should have refused but serves would otherwise be waited for forever.
+            if Instant::now() > deadline || log.lock().expect("log lock").contains(READY) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "cartd started anyway; its log:\n{}",
+                    log.lock().expect("log lock")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let _ = drain.join();
+        let log = log.lock().expect("log lock").clone();
+        assert!(!status.success(), "cartd started anyway; its log:\n{log}");
+        (status, log)
     }
 }
 

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::*;
+use crate::record::RecordFormat;
 use crate::wal::segment::list_segments;
 use crate::wal::tests::{append_nth, assert_nth, small_segments, write_log};
 use crate::wal::{FsyncPolicy, Wal};
@@ -14,7 +15,7 @@ use crate::wal::{FsyncPolicy, Wal};
 fn frame_offsets(path: &Path) -> Vec<u64> {
     let bytes = fs::read(path).unwrap();
     let mut offsets = Vec::new();
-    let mut offset = SEGMENT_HEADER_BYTES;
+    let mut offset = crate::wal::segment::SEGMENT_HEADER_BYTES;
     while offset < bytes.len() {
         offsets.push(offset as u64);
         let (_, used) = Record::decode_frame(&bytes[offset..], RecordFormat::V2).unwrap();
@@ -63,13 +64,23 @@ fn a_torn_tail_is_cut_and_the_log_goes_on() {
     let (lsns, report) = replay_lsns(dir.path(), false).unwrap();
     assert_eq!(lsns, (1..=999).collect::<Vec<_>>());
     assert_eq!(report.last_lsn, 999);
-    assert_eq!(report.torn_bytes_cut, length - 5 + 3000 - last_frame);
-    assert_eq!(report.repaired, None);
+    assert_eq!(report.torn_bytes_cut(), length - 5 + 3000 - last_frame);
+    let torn = report.torn.as_ref().unwrap();
+    assert_eq!((&torn.file, torn.offset), (&last.path, last_frame));
+    assert_eq!(
+        report.lost_at_end,
+        Some(LsnRange {
+            from: 1000,
+            to: 1000
+        }),
+        "the tip file says LSN 1000 had been written"
+    );
+    assert!(report.repaired.is_empty());
     assert_eq!(fs::metadata(&last.path).unwrap().len(), last_frame);
 
     let (lsns, report) = replay_lsns(dir.path(), false).unwrap();
     assert_eq!(lsns.len(), 999);
-    assert_eq!(report.torn_bytes_cut, 0);
+    assert_eq!(report.torn_bytes_cut(), 0);
 
     let wal = Wal::open(small_segments(dir.path(), FsyncPolicy::Always), 1000).unwrap();
     for i in 1000..=1100 {
@@ -94,7 +105,8 @@ fn a_zero_filled_tail_is_torn() {
     (&file).write_all(&[0; 4096]).unwrap();
     let (lsns, report) = replay_lsns(dir.path(), false).unwrap();
     assert_eq!(lsns.len(), 200);
-    assert_eq!(report.torn_bytes_cut, 4096);
+    assert_eq!(report.torn_bytes_cut(), 4096);
+    assert_eq!(report.lost_at_end, None, "nothing written was lost");
 }
 
 /// A last segment whose header the crash cut short is removed.
@@ -106,14 +118,16 @@ fn a_torn_segment_header_removes_the_file() {
     fs::write(&torn, b"CARTD").unwrap();
     let (lsns, report) = replay_lsns(dir.path(), false).unwrap();
     assert_eq!(lsns.len(), 200);
-    assert_eq!(report.torn_bytes_cut, 5);
+    assert_eq!(report.torn_bytes_cut(), 5);
     assert!(!torn.exists());
 }
 
-/// A damaged record in an earlier segment is refused with its file and offset and the
-/// advice to repair; `repair` cuts the log there, and the cut log replays cleanly.
+/// A damaged record in an earlier segment is refused with its file and offset, which LSNs are
+/// unreadable and how many records after them are readable, and the advice to repair;
+/// `repair` drops only the damaged record and keeps every readable one after it (in a segment
+/// of their own), and the repaired log replays cleanly.
 #[test]
-fn damage_mid_log_is_refused_then_repaired() {
+fn damage_mid_log_is_refused_then_repaired_keeping_what_is_readable() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path(), 2000);
     let segments = list_segments(dir.path()).unwrap();
@@ -121,6 +135,7 @@ fn damage_mid_log_is_refused_then_repaired() {
     let damaged = &segments[2];
     let offsets = frame_offsets(&damaged.path);
     let bad_frame = offsets[3];
+    let bad_lsn = damaged.first_lsn + 3;
     flip_byte(&damaged.path, bad_frame + 12);
 
     let error = replay_lsns(dir.path(), false).unwrap_err();
@@ -137,6 +152,18 @@ fn damage_mid_log_is_refused_then_repaired() {
         "{message}"
     );
     assert!(message.contains(&format!("byte {bad_frame}")), "{message}");
+    assert!(
+        message.contains(&format!("LSNs {bad_lsn}..={bad_lsn} (1 records")),
+        "{message}"
+    );
+    let readable = 2000 - bad_lsn;
+    assert!(
+        message.contains(&format!(
+            "{readable} records (LSNs {}..=2000) are still readable",
+            bad_lsn + 1
+        )),
+        "{message}"
+    );
     assert!(message.contains("--repair"), "{message}");
     assert_eq!(
         list_segments(dir.path()).unwrap().len(),
@@ -145,16 +172,63 @@ fn damage_mid_log_is_refused_then_repaired() {
     );
 
     let (lsns, report) = replay_lsns(dir.path(), true).unwrap();
-    let kept = damaged.first_lsn + 2;
-    assert_eq!(lsns, (1..=kept).collect::<Vec<_>>());
-    assert_eq!(report.last_lsn, kept);
-    assert_eq!(report.repaired, Some((damaged.path.clone(), bad_frame)));
-    assert_eq!(list_segments(dir.path()).unwrap(), segments[..=2].to_vec());
+    let expected: Vec<Lsn> = (1..=2000).filter(|lsn| *lsn != bad_lsn).collect();
+    assert_eq!(lsns, expected, "every readable record is kept");
+    assert_eq!(report.last_lsn, 2000);
+    assert_eq!(report.repaired.len(), 1);
+    assert_eq!(
+        report.repaired[0].lost,
+        LsnRange {
+            from: bad_lsn,
+            to: bad_lsn
+        }
+    );
     assert_eq!(fs::metadata(&damaged.path).unwrap().len(), bad_frame);
+    let after_repair = list_segments(dir.path()).unwrap();
+    assert_eq!(
+        after_repair.len(),
+        segments.len() + 1,
+        "the salvaged records' segment"
+    );
+    assert_eq!(after_repair[3].first_lsn, bad_lsn + 1);
 
     let (lsns, report) = replay_lsns(dir.path(), false).unwrap();
-    assert_eq!(lsns.len() as u64, kept);
-    assert_eq!(report.repaired, None);
+    assert_eq!(lsns, expected);
+    assert!(report.repaired.is_empty() && report.missing.is_empty());
+}
+
+/// Damage in records the snapshot covers costs nothing: segments wholly below the snapshot's
+/// LSN are not read, a damaged record in the segment that straddles it is stepped over, and
+/// every record after the snapshot is replayed.
+#[test]
+fn damage_the_snapshot_covers_costs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 2000);
+    let segments = list_segments(dir.path()).unwrap();
+    // A whole early segment ruined, and a record in the straddling one.
+    fs::write(&segments[0].path, b"garbage").unwrap();
+    let straddling = &segments[3];
+    let offsets = frame_offsets(&straddling.path);
+    flip_byte(&straddling.path, offsets[2] + 12);
+    let after = straddling.first_lsn + 5;
+    let mut lsns = Vec::new();
+    let report = replay(dir.path(), after, false, |record| lsns.push(record.lsn)).unwrap();
+    assert_eq!(lsns, (after + 1..=2000).collect::<Vec<_>>());
+    assert_eq!(report.segments_skipped, 3);
+    assert_eq!(report.covered.len(), 1);
+    let lost = straddling.first_lsn + 2;
+    assert_eq!(
+        report.covered[0].lost,
+        LsnRange {
+            from: lost,
+            to: lost
+        }
+    );
+    // The same damage, not covered, is refused.
+    assert!(matches!(
+        replay(dir.path(), lost - 1, false, |_| {}),
+        Err(RecoveryError::Corrupt { .. })
+    ));
 }
 
 /// In the last segment, a damaged record with valid records after it is damage, not a torn
@@ -176,30 +250,67 @@ fn damage_with_valid_records_after_it_is_not_a_torn_tail() {
     }
 }
 
-/// A segment missing from the middle is damage when the records it held are needed, and
+/// A segment missing from the middle is refused when the records it held are needed, and
 /// harmless when a snapshot already covers them.
 #[test]
-fn a_missing_segment_is_damage_only_when_needed() {
+fn a_missing_segment_is_refused_only_when_needed() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path(), 2000);
     let segments = list_segments(dir.path()).unwrap();
     fs::remove_file(&segments[1].path).unwrap();
     match replay_lsns(dir.path(), false).unwrap_err() {
-        RecoveryError::Corrupt {
-            file,
-            offset,
-            detail,
-        } => {
-            assert_eq!(file, segments[2].path);
-            assert_eq!(offset, 0);
-            assert!(detail.contains("missing"), "{detail}");
+        RecoveryError::Missing { detail } => {
+            assert!(detail.contains("is missing"), "{detail}");
+            let name = segments[1]
+                .path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            assert!(detail.contains(&name), "{detail}");
         }
-        other => panic!("expected Corrupt, got {other:?}"),
+        other => panic!("expected Missing, got {other:?}"),
     }
     let after = segments[2].first_lsn - 1;
     let mut lsns = Vec::new();
     replay(dir.path(), after, false, |record| lsns.push(record.lsn)).unwrap();
     assert_eq!(lsns, (after + 1..=2000).collect::<Vec<_>>());
+}
+
+/// The newest segment gone (the tip file names it) is refused; so is an emptied log
+/// directory under a snapshot. `repair` goes on, saying what is missing.
+#[test]
+fn a_lost_end_of_the_log_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), 2000);
+    let newest = list_segments(dir.path()).unwrap().pop().unwrap();
+    fs::remove_file(&newest.path).unwrap();
+    match replay_lsns(dir.path(), false).unwrap_err() {
+        RecoveryError::Missing { detail } => {
+            assert!(detail.contains("newest log segment"), "{detail}");
+            assert!(detail.contains("up to LSN 2000"), "{detail}");
+        }
+        other => panic!("expected Missing, got {other:?}"),
+    }
+    let (lsns, report) = replay_lsns(dir.path(), true).unwrap();
+    assert_eq!(lsns.last(), Some(&(newest.first_lsn - 1)));
+    assert_eq!(report.missing.len(), 1);
+    assert_eq!(
+        report.lost_at_end,
+        Some(LsnRange {
+            from: newest.first_lsn,
+            to: 2000
+        })
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    match replay(empty.path(), 500, false, |_| {}).unwrap_err() {
+        RecoveryError::Missing { detail } => {
+            assert!(detail.contains("after the snapshot"), "{detail}")
+        }
+        other => panic!("expected Missing, got {other:?}"),
+    }
+    assert!(replay(empty.path(), 500, true, |_| {}).is_ok());
 }
 
 /// A record whose LSN does not follow on (a valid frame in the wrong place) is damage.
@@ -243,6 +354,7 @@ fn a_format_1_segment_still_replays_before_new_ones() {
         start: SegmentStart::Open,
         first_lsn: 1,
         format: RecordFormat::V1,
+        previous_first_lsn: 0,
     };
     let (mut file, _) = create_segment(dir.path(), header).unwrap();
     for lsn in 1..=3 {

@@ -8,6 +8,7 @@
 
 mod reader;
 pub(crate) mod segment;
+pub mod tip;
 mod writer;
 
 #[cfg(test)]
@@ -27,7 +28,10 @@ use tokio::sync::watch;
 
 use crate::record::{self, ChangeRef, Lsn, RecordFormat};
 pub use reader::WalReader;
-use segment::{create_segment, list_segments, SegmentHeader, SegmentStart, SEGMENT_HEADER_BYTES};
+use segment::{
+    create_segment, list_segments, SegmentHeader, SegmentStart, SEGMENT_HEADER_BYTES_MAX,
+};
+use tip::{Tip, TipFile};
 
 /// Default size at which the writer starts a new segment.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
@@ -197,20 +201,35 @@ impl Shared {
 }
 
 impl Wal {
-    /// Opens the log in `options.dir` for records numbered from `next_lsn` on: starts a new
-    /// segment named by `next_lsn` and the writer thread. Existing segments are left as they
-    /// are (recovery has read them); one that already holds `next_lsn` or later is refused.
+    /// Opens the log in `options.dir` for records numbered from `next_lsn` on (see
+    /// [`Wal::open_after`]), when the segments on disk hold records up to `next_lsn - 1`.
     pub fn open(options: WalOptions, next_lsn: Lsn) -> io::Result<Wal> {
+        Wal::open_after(options, next_lsn, next_lsn - 1)
+    }
+
+    /// Opens the log in `options.dir` for records numbered from `next_lsn` on: starts a new
+    /// segment named by `next_lsn` (its header names the newest segment before it), notes it
+    /// in the tip file with `log_end_lsn`, the last LSN the segments on disk hold (recovery
+    /// read them), and starts the writer thread. Existing segments are left as they are; one
+    /// that already holds `next_lsn` or later is refused.
+    pub fn open_after(options: WalOptions, next_lsn: Lsn, log_end_lsn: Lsn) -> io::Result<Wal> {
         assert!(next_lsn >= 1, "LSNs start at 1");
+        assert!(log_end_lsn < next_lsn, "new records come after the log's");
         fs::create_dir_all(&options.dir)
             .map_err(|error| segment::with_path(&options.dir, error))?;
-        check_no_later_segment(&options.dir, next_lsn)?;
+        let previous_first_lsn = check_no_later_segment(&options.dir, next_lsn)?;
         let header = SegmentHeader {
             start: SegmentStart::Open,
             first_lsn: next_lsn,
             format: RecordFormat::V2,
+            previous_first_lsn,
         };
         let (file, path) = create_segment(&options.dir, header)?;
+        let tip = Tip {
+            newest_first_lsn: next_lsn,
+            written_lsn: log_end_lsn,
+        };
+        let tip = TipFile::open(&options.dir, tip)?;
         let last_lsn = next_lsn - 1;
         let (durable_watch, _) = watch::channel(last_lsn);
         let shared = Arc::new(Shared {
@@ -236,7 +255,7 @@ impl Wal {
             progress: Mutex::new(Progress::default()),
             progress_changed: Condvar::new(),
         });
-        let thread = writer::spawn(shared.clone(), file, path, next_lsn)?;
+        let thread = writer::spawn(shared.clone(), file, path, next_lsn, tip)?;
         Ok(Wal {
             shared,
             thread: Mutex::new(Some(thread)),
@@ -448,16 +467,24 @@ impl Drop for Wal {
 }
 
 /// Refuses to open at `next_lsn` when a segment already holds records from there on; an
-/// empty segment of that very name (left by the last run) is overwritten.
-fn check_no_later_segment(dir: &Path, next_lsn: Lsn) -> io::Result<()> {
+/// empty segment of that very name (left by the last run) is overwritten. Returns the first
+/// LSN of the newest segment that stays before the new one (0 for none).
+fn check_no_later_segment(dir: &Path, next_lsn: Lsn) -> io::Result<Lsn> {
     let files = list_segments(dir).map_err(|error| segment::with_path(dir, error))?;
     let Some(newest) = files.last() else {
-        return Ok(());
+        return Ok(0);
     };
     let reused = newest.first_lsn == next_lsn
-        && fs::metadata(&newest.path)?.len() <= SEGMENT_HEADER_BYTES as u64;
-    if newest.first_lsn < next_lsn || reused {
-        return Ok(());
+        && fs::metadata(&newest.path)?.len() <= SEGMENT_HEADER_BYTES_MAX as u64;
+    if newest.first_lsn < next_lsn {
+        return Ok(newest.first_lsn);
+    }
+    if reused {
+        let before = files
+            .len()
+            .checked_sub(2)
+            .map_or(0, |at| files[at].first_lsn);
+        return Ok(before);
     }
     Err(io::Error::new(
         io::ErrorKind::AlreadyExists,

@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::segment::{list_segments, with_path, SegmentFile, SegmentHeader, SEGMENT_HEADER_BYTES};
+use super::segment::{
+    list_segments, with_path, SegmentFile, SegmentHeader, SEGMENT_HEADER_BYTES,
+    SEGMENT_HEADER_V1_BYTES,
+};
 use crate::record::{
     Lsn, Record, RecordFormat, RecordSource, FRAME_HEADER_BYTES, PAYLOAD_BYTES_MAX,
 };
@@ -141,9 +144,15 @@ impl Cursor {
     fn open(segment: SegmentFile) -> io::Result<Cursor> {
         let file = File::open(&segment.path).map_err(|error| with_path(&segment.path, error))?;
         let mut file = BufReader::with_capacity(READ_BUFFER_BYTES, file);
+        // Format 1's header is the shorter one: read it, then what format 2 adds.
         let mut header = [0; SEGMENT_HEADER_BYTES];
-        file.read_exact(&mut header)
+        file.read_exact(&mut header[..SEGMENT_HEADER_V1_BYTES])
             .map_err(|error| with_path(&segment.path, error))?;
+        let format_two = header[8..12] != 1u32.to_le_bytes();
+        if format_two {
+            file.read_exact(&mut header[SEGMENT_HEADER_V1_BYTES..])
+                .map_err(|error| with_path(&segment.path, error))?;
+        }
         let header =
             SegmentHeader::decode(&header).map_err(|detail| corrupt(&segment, 0, &detail))?;
         Ok(Cursor {
@@ -151,7 +160,7 @@ impl Cursor {
             format: header.format,
             segment,
             file,
-            offset: SEGMENT_HEADER_BYTES as u64,
+            offset: header.bytes() as u64,
         })
     }
 

@@ -14,8 +14,15 @@ pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"CARTDWAL";
 /// (records of [`RecordFormat::V1`]) are still read.
 pub(crate) const SEGMENT_FORMAT: u32 = 2;
 
-/// Bytes before a segment's first record: magic, format, start kind, first LSN.
-pub(crate) const SEGMENT_HEADER_BYTES: usize = 24;
+/// Bytes before a format-1 segment's first record: magic, format, start kind, first LSN.
+pub(crate) const SEGMENT_HEADER_V1_BYTES: usize = 24;
+
+/// Bytes before a format-2 segment's first record: format 1's, then the first LSN of the
+/// segment before it (0 for none), so a segment missing from the chain is noticed.
+pub(crate) const SEGMENT_HEADER_BYTES: usize = 32;
+
+/// The most header bytes any format has.
+pub(crate) const SEGMENT_HEADER_BYTES_MAX: usize = SEGMENT_HEADER_BYTES;
 
 /// The file name suffix of segments.
 const SEGMENT_SUFFIX: &str = ".wal";
@@ -29,6 +36,9 @@ pub(crate) enum SegmentStart {
     Open,
     /// Started because the previous segment was full: the first LSN follows on exactly.
     Rotation,
+    /// Written by `--repair` in place of a damaged part of the log: the first LSN may jump
+    /// forward over the records that were lost.
+    Repaired,
 }
 
 /// A segment's header.
@@ -40,35 +50,46 @@ pub(crate) struct SegmentHeader {
     pub first_lsn: Lsn,
     /// How its records are laid out.
     pub format: RecordFormat,
+    /// The first LSN of the segment written before it (0: none, or not recorded, as in
+    /// format 1).
+    pub previous_first_lsn: Lsn,
 }
 
 impl SegmentHeader {
+    /// How many bytes the header takes in its format.
+    pub fn bytes(&self) -> usize {
+        match self.format {
+            RecordFormat::V1 => SEGMENT_HEADER_V1_BYTES,
+            RecordFormat::V2 => SEGMENT_HEADER_BYTES,
+        }
+    }
+
     /// The header's bytes.
-    pub fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES] {
-        let mut out = [0; SEGMENT_HEADER_BYTES];
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![0; self.bytes()];
         out[..8].copy_from_slice(&SEGMENT_MAGIC);
         let format: u32 = match self.format {
             RecordFormat::V1 => 1,
             RecordFormat::V2 => SEGMENT_FORMAT,
         };
         out[8..12].copy_from_slice(&format.to_le_bytes());
-        let start: u32 = match self.start {
-            SegmentStart::Open => 0,
-            SegmentStart::Rotation => 1,
-        };
-        out[12..16].copy_from_slice(&start.to_le_bytes());
+        out[12..16].copy_from_slice(&start_code(self.start).to_le_bytes());
         out[16..24].copy_from_slice(&self.first_lsn.to_le_bytes());
+        if self.format == RecordFormat::V2 {
+            out[24..32].copy_from_slice(&self.previous_first_lsn.to_le_bytes());
+        }
         out
     }
 
     /// Reads a header from the start of `bytes`; the error says what is wrong with it.
     pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, String> {
-        let Some(header) = bytes.get(..SEGMENT_HEADER_BYTES) else {
-            return Err(format!(
-                "the segment header is cut short ({} of {SEGMENT_HEADER_BYTES} bytes)",
-                bytes.len()
-            ));
+        let cut = || {
+            format!(
+                "the segment header is cut short ({} bytes)",
+                bytes.len().min(SEGMENT_HEADER_BYTES)
+            )
         };
+        let header = bytes.get(..SEGMENT_HEADER_V1_BYTES).ok_or_else(cut)?;
         if header[..8] != SEGMENT_MAGIC {
             return Err("not a cartd log segment (bad magic)".into());
         }
@@ -81,15 +102,41 @@ impl SegmentHeader {
         let start = match word(12) {
             0 => SegmentStart::Open,
             1 => SegmentStart::Rotation,
+            2 => SegmentStart::Repaired,
             other => return Err(format!("unknown segment start kind {other}")),
         };
         let first_lsn = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
+        let previous_first_lsn = match format {
+            RecordFormat::V1 => 0,
+            RecordFormat::V2 => {
+                let tail = bytes.get(24..SEGMENT_HEADER_BYTES).ok_or_else(cut)?;
+                u64::from_le_bytes(tail.try_into().expect("8 bytes"))
+            }
+        };
         Ok(SegmentHeader {
             start,
             first_lsn,
             format,
+            previous_first_lsn,
         })
     }
+}
+
+fn start_code(start: SegmentStart) -> u32 {
+    match start {
+        SegmentStart::Open => 0,
+        SegmentStart::Rotation => 1,
+        SegmentStart::Repaired => 2,
+    }
+}
+
+/// Rewrites the start kind and the previous segment's first LSN in the header of the segment
+/// at `path` (`--repair`, when the segment before it changed), and syncs it.
+pub(crate) fn rewrite_header(path: &Path, header: SegmentHeader) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = OpenOptions::new().write(true).open(path)?;
+    file.write_all_at(&header.encode(), 0)?;
+    file.sync_data()
 }
 
 /// A segment file found on disk.
@@ -182,19 +229,32 @@ mod tests {
     #[test]
     fn headers_round_trip_and_refuse_garbage() {
         for format in [RecordFormat::V1, RecordFormat::V2] {
-            let header = SegmentHeader {
-                start: SegmentStart::Rotation,
-                first_lsn: 7,
-                format,
-            };
-            assert_eq!(SegmentHeader::decode(&header.encode()), Ok(header));
+            for start in [
+                SegmentStart::Open,
+                SegmentStart::Rotation,
+                SegmentStart::Repaired,
+            ] {
+                let header = SegmentHeader {
+                    start,
+                    first_lsn: 7,
+                    format,
+                    previous_first_lsn: if format == RecordFormat::V2 { 3 } else { 0 },
+                };
+                assert_eq!(SegmentHeader::decode(&header.encode()), Ok(header));
+                assert_eq!(header.encode().len(), header.bytes());
+            }
         }
         let header = SegmentHeader {
             start: SegmentStart::Open,
             first_lsn: 7,
             format: RecordFormat::V2,
+            previous_first_lsn: 0,
         };
         assert!(SegmentHeader::decode(&[0; SEGMENT_HEADER_BYTES]).is_err());
         assert!(SegmentHeader::decode(&header.encode()[..10]).is_err());
+        assert!(
+            SegmentHeader::decode(&header.encode()[..28]).is_err(),
+            "a cut v2 header"
+        );
     }
 }

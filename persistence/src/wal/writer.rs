@@ -11,6 +11,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::segment::{self, create_segment, SegmentHeader, SegmentStart, SEGMENT_HEADER_BYTES};
+use super::tip::{TipFile, TIP_INTERVAL_MS};
 use super::{FsyncPolicy, Shared};
 use crate::record::{Lsn, RecordFormat, FRAME_HEADER_BYTES};
 
@@ -43,6 +44,7 @@ pub(super) fn spawn(
     file: File,
     path: PathBuf,
     next_lsn: Lsn,
+    tip: TipFile,
 ) -> io::Result<JoinHandle<()>> {
     let writer = Writer {
         shared,
@@ -60,6 +62,8 @@ pub(super) fn spawn(
         durable_lsn: next_lsn - 1,
         last_sync: Instant::now(),
         failures: 0,
+        tip,
+        tip_noted: Instant::now(),
     };
     thread::Builder::new()
         .name("cartd-wal".into())
@@ -90,6 +94,10 @@ struct Writer {
     last_sync: Instant,
     /// Consecutive failed attempts.
     failures: u32,
+    /// How far the log got, for the next start to check against.
+    tip: TipFile,
+    /// When the written LSN was last noted in it.
+    tip_noted: Instant,
 }
 
 /// What the writer does next.
@@ -124,7 +132,10 @@ impl Writer {
         let _stop_guard = StopGuard(self.shared.clone());
         loop {
             let (sync_requested, closing) = match self.wait_for_work() {
-                Next::Exit => return,
+                Next::Exit => {
+                    self.note_tip(true);
+                    return;
+                }
                 Next::Work {
                     sync_requested,
                     closing,
@@ -289,6 +300,9 @@ impl Writer {
         self.shared
             .written_lsn
             .store(self.written_lsn, Ordering::Release);
+        if self.tip_noted.elapsed() >= Duration::from_millis(TIP_INTERVAL_MS) {
+            self.note_tip(false);
+        }
         // Clear the failing state before anyone waiting is told: a `sync` that returns Ok
         // must find the log healthy.
         self.succeeded();
@@ -328,8 +342,12 @@ impl Writer {
             start: SegmentStart::Rotation,
             first_lsn: self.written_lsn + 1,
             format: RecordFormat::V2,
+            previous_first_lsn: self.segment.first_lsn,
         };
         let (file, path) = create_segment(&self.shared.dir, header)?;
+        // The tip names the newest segment, synced: a start that cannot find it knows the log
+        // lost its end.
+        self.tip.started_segment(header.first_lsn)?;
         tracing::debug!(path = %path.display(), "log segment started");
         self.segment = Segment {
             file,
@@ -343,6 +361,15 @@ impl Writer {
             .active_first_lsn
             .store(self.segment.first_lsn, Ordering::Release);
         Ok(())
+    }
+
+    /// Notes the written LSN in the tip file (`sync` on close). A failure only costs the next
+    /// start its check of the log's end, so it is logged and the log goes on.
+    fn note_tip(&mut self, sync: bool) {
+        self.tip_noted = Instant::now();
+        if let Err(error) = self.tip.written(self.written_lsn, sync) {
+            tracing::warn!(%error, "cannot note the log's end in its tip file");
+        }
     }
 
     /// Tells INFO how many taken bytes are still unwritten.
