@@ -41,6 +41,9 @@ pub enum ErrorCode {
     Promo,
     /// A gift card that is unknown or cannot be used (`GIFTCARD`).
     GiftCard,
+    /// Writes are refused because the log cannot be written (`MISCONF`, as Redis when its AOF
+    /// or snapshot cannot be written).
+    Misconf,
 }
 
 impl ErrorCode {
@@ -65,6 +68,7 @@ impl ErrorCode {
             ErrorCode::Token => "TOKEN",
             ErrorCode::Promo => "PROMO",
             ErrorCode::GiftCard => "GIFTCARD",
+            ErrorCode::Misconf => "MISCONF",
         }
     }
 }

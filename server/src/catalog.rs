@@ -54,6 +54,13 @@ pub struct ValidationPlan {
     pub out_of_stock: Vec<LineKey>,
 }
 
+impl ValidationPlan {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.prices.is_empty() && self.out_of_stock.is_empty()
+    }
+}
+
 impl Catalog {
     /// One entry.
     pub fn get(&self, key: LineKey) -> Option<CatalogEntry> {

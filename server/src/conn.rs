@@ -93,6 +93,8 @@ enum Stop {
     Restore(bytes::Bytes),
     /// The next request is a view whose lines the upstream services refresh first.
     Upstream(ViewRefresh),
+    /// The next request is a change, and the log's queue is full: wait for the writer.
+    Room,
 }
 
 /// The pre-steps a request may need before it runs, in the order they run: a cart must be
@@ -132,6 +134,12 @@ impl Connection {
                 }
                 Stop::Upstream(refresh) => {
                     self.refresh_upstream(refresh).await;
+                    continue;
+                }
+                Stop::Room => {
+                    if let Some(durability) = self.server.durability.get() {
+                        durability.wal.wait_for_room().await;
+                    }
                     continue;
                 }
                 Stop::NeedInput => {}
@@ -198,6 +206,10 @@ impl Connection {
                     return Stop::Upstream(refresh);
                 }
             }
+            if self.log_queue_full(&args) {
+                self.pending = Some((args, done));
+                return Stop::Room;
+            }
             let started = Instant::now();
             let executed = dispatch::execute(args, &mut self.session, &self.server);
             self.session.upstream_stale = false;
@@ -248,6 +260,16 @@ impl Connection {
             tracing::debug!(client = self.session.handle.id, %error, "view served stale");
             self.session.upstream_stale = true;
         }
+    }
+
+    /// Whether `args` is a change while the log's queue holds more than it may: the change
+    /// then waits (outside the shard locks) until the writer has taken the queue.
+    fn log_queue_full(&self, args: &[bytes::Bytes]) -> bool {
+        let Some(durability) = self.server.durability.get() else {
+            return false;
+        };
+        let full = durability.wal.queued_bytes() > persistence::wal::QUEUE_BYTES_MAX;
+        full && protocol::CommandSpec::lookup(&args[0]).is_some_and(|spec| spec.is_write())
     }
 
     /// Under `appendfsync always`, holds the batch's replies until every change it made is

@@ -59,6 +59,18 @@ fn refused(command: Option<CommandId>, error: CommandError) -> Executed {
     }
 }
 
+/// The refusal of a change while the log cannot be written: the change could not be made
+/// durable, so it is not made; reads go on, and writes resume once the disk takes them again.
+fn misconf(error: &str) -> CommandError {
+    CommandError::new(
+        ErrorCode::Misconf,
+        format!(
+            "Errors writing to the log: {error}. Changes are refused until the disk accepts \
+             writes again (reads go on); see INFO persistence"
+        ),
+    )
+}
+
 /// Runs one request.
 pub fn execute(raw: Vec<Bytes>, session: &mut Session, server: &Server) -> Executed {
     let spec = CommandSpec::lookup(&raw[0]);
@@ -83,6 +95,12 @@ pub fn execute(raw: Vec<Bytes>, session: &mut Session, server: &Server) -> Execu
                 id,
                 CommandError::new(ErrorCode::Loading, "cartd is loading the dataset in memory"),
             );
+        }
+        if spec.is_write() {
+            if let Some(error) = server.log_failure() {
+                server.stats.misconf_refused.fetch_add(1, Ordering::Relaxed);
+                return refused(id, misconf(&error));
+            }
         }
     }
     let command = match Command::parse(raw) {

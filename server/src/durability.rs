@@ -452,6 +452,9 @@ impl Durability {
     }
 }
 
+/// How long automatic snapshots wait after one failed.
+const SNAPSHOT_RETRY_AFTER_FAILURE_S: u64 = 30;
+
 /// Writes background snapshots: on BGSAVE, after enough changes, or after enough time with
 /// changes. One at a time, on a blocking thread.
 async fn snapshot_schedule(server: Arc<Server>) {
@@ -462,6 +465,7 @@ async fn snapshot_schedule(server: Arc<Server>) {
     let mut last_start = Instant::now();
     let durability = server.durable();
     let mut ticks = 0u32;
+    let mut failed_at = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -478,17 +482,26 @@ async fn snapshot_schedule(server: Arc<Server>) {
         let by_count = every_changes > 0 && changes >= every_changes;
         let by_time = every_s > 0 && changes > 0 && last_start.elapsed().as_secs() >= every_s;
         let asked = durability.bgsave_requested.load(Ordering::Acquire);
-        if !(asked || by_count || by_time) {
+        // After a failed snapshot (a full disk, say) automatic ones wait a while: retrying
+        // every second would only write and delete half snapshots.
+        let backing_off = failed_at.is_some_and(|at: Instant| {
+            at.elapsed() < Duration::from_secs(SNAPSHOT_RETRY_AFTER_FAILURE_S)
+        });
+        if !(asked || ((by_count || by_time) && !backing_off)) {
             continue;
         }
         last_start = Instant::now();
         let saver = server.clone();
-        let _ = tokio::task::spawn_blocking(move || {
+        let saved = tokio::task::spawn_blocking(move || {
             let durability = saver.durable();
             let result = durability.save(&saver);
             durability.bgsave_requested.store(false, Ordering::Release);
             result
         })
         .await;
+        failed_at = match saved {
+            Ok(Ok(_)) => None,
+            _ => Some(Instant::now()),
+        };
     }
 }

@@ -256,6 +256,18 @@ fn log_lines(server: &Server, wal: &persistence::WalStats, out: &mut String) {
     line(out, "wal_durable_lsn", wal.durable_lsn);
     line(out, "wal_writes", wal.writes);
     line(out, "wal_fsyncs", wal.fsyncs);
+    line(out, "wal_queue_bytes", wal.queued_bytes);
+    line(
+        out,
+        "wal_queue_bytes_max",
+        persistence::wal::QUEUE_BYTES_MAX,
+    );
+    line(out, "wal_refusing_writes", u8::from(!wal.last_write_ok));
+    line(
+        out,
+        "wal_writes_refused",
+        server.stats.misconf_refused.load(Relaxed),
+    );
 }
 
 /// What the start loaded.

@@ -78,6 +78,18 @@ impl Server {
         }
     }
 
+    /// Why the log cannot be written right now, if it cannot (writes are then refused).
+    pub fn log_failure(&self) -> Option<String> {
+        let wal = self.durability.get()?.wal.as_ref();
+        if !wal.failing() {
+            return None;
+        }
+        Some(
+            wal.failure()
+                .unwrap_or_else(|| "the log cannot be written".into()),
+        )
+    }
+
     /// The durable side. Only commands that cannot run while loading may call it.
     pub fn durable(&self) -> &Durability {
         self.durability
@@ -236,6 +248,10 @@ async fn expire_carts(server: Arc<Server>) {
     loop {
         tokio::select! {
             _ = interval.tick() => {
+                // An expiry is a change: while the log cannot take it, carts wait to expire.
+                if server.log_failure().is_some() {
+                    continue;
+                }
                 let expired = server.store.expire_due(now_ms());
                 if expired > 0 {
                     tracing::debug!(expired, "carts expired");

@@ -64,6 +64,8 @@ pub struct Stats {
     pub connections_received: AtomicU64,
     /// Connections refused (maxclients).
     pub rejected_connections: AtomicU64,
+    /// Changes refused with MISCONF because the log could not be written.
+    pub misconf_refused: AtomicU64,
     /// Commands processed.
     pub commands_processed: AtomicU64,
     /// Error replies sent.
@@ -81,6 +83,7 @@ impl Default for Stats {
         Stats {
             connections_received: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
+            misconf_refused: AtomicU64::new(0),
             commands_processed: AtomicU64::new(0),
             error_replies: AtomicU64::new(0),
             net_input_bytes: AtomicU64::new(0),
@@ -119,6 +122,7 @@ impl Stats {
         for counter in [
             &self.connections_received,
             &self.rejected_connections,
+            &self.misconf_refused,
             &self.commands_processed,
             &self.error_replies,
             &self.net_input_bytes,

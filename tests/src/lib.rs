@@ -12,6 +12,7 @@
 //! - [`cart`]: shorthand for the cart-command suites ([`w`], [`mutate`], [`cart_add`], [`lines`]).
 //! - [`mod@info`]: [`fn@info`] and the `name:value` fields of its text.
 //! - [`pg`]: [`TestDb`], a PostgreSQL database of a test's own.
+//! - [`disk`]: [`SmallDisk`], a small file system to fill up.
 //! - [`mod@upstream`]: [`FakeUpstream`], the HTTP catalog and inventory services `[upstream]`
 //!   points at.
 
@@ -22,6 +23,7 @@ use std::time::Duration;
 pub mod cart;
 pub mod cli;
 pub mod client;
+pub mod disk;
 pub mod info;
 pub mod pg;
 pub mod process;
@@ -34,6 +36,7 @@ pub use cart::{
 };
 pub use cli::{redis_cli, run_redis_cli, CliOutput};
 pub use client::{array, cmd, fails, field, int, ok, pairs, query, text};
+pub use disk::SmallDisk;
 pub use info::{info, info_field, info_number};
 pub use pg::{PgCluster, TestDb};
 pub use process::{cartd_bin, Cartd, START_TIMEOUT};

@@ -26,6 +26,8 @@ pub struct Cartd {
     addr: SocketAddr,
     log: Arc<Mutex<String>>,
     dir: tempfile::TempDir,
+    /// The data directory (`--data-dir`): `dir/data` unless the test chose one.
+    data: PathBuf,
 }
 
 /// The cartd binary: `CARTD_BIN`, else `target/<profile>/cartd` beside this test binary
@@ -61,13 +63,26 @@ impl Cartd {
     /// outside a tokio runtime; in async code [`Cartd::start_async`] keeps the runtime free.
     pub fn start(config_toml: &str) -> Cartd {
         let dir = tempfile::tempdir().expect("a temp dir for cartd");
+        let data = dir.path().join("data");
+        Cartd::start_at(config_toml, dir, data, true)
+    }
+
+    /// Starts cartd like [`Cartd::start`] with its data directory at `data` (on a small file
+    /// system of the test's, say).
+    pub fn start_on(config_toml: &str, data: PathBuf) -> Cartd {
+        let dir = tempfile::tempdir().expect("a temp dir for cartd");
+        Cartd::start_at(config_toml, dir, data, true)
+    }
+
+    fn start_at(config_toml: &str, dir: tempfile::TempDir, data: PathBuf, ready: bool) -> Cartd {
         std::fs::write(dir.path().join("cartd.toml"), config_toml).expect("write cartd.toml");
-        let (child, addr, log) = spawn(dir.path(), String::new(), &[], true);
+        let (child, addr, log) = spawn(dir.path(), &data, String::new(), &[], ready);
         Cartd {
             child,
             addr,
             log,
             dir,
+            data,
         }
     }
 
@@ -75,29 +90,17 @@ impl Cartd {
     /// and `snapshots/`), as an earlier cartd left it.
     pub fn start_with_data(config_toml: &str, data: &Path) -> Cartd {
         let dir = tempfile::tempdir().expect("a temp dir for cartd");
-        std::fs::write(dir.path().join("cartd.toml"), config_toml).expect("write cartd.toml");
-        copy_dir(data, &dir.path().join("data"));
-        let (child, addr, log) = spawn(dir.path(), String::new(), &[], true);
-        Cartd {
-            child,
-            addr,
-            log,
-            dir,
-        }
+        let copy = dir.path().join("data");
+        copy_dir(data, &copy);
+        Cartd::start_at(config_toml, dir, copy, true)
     }
 
     /// Starts cartd like [`Cartd::start`] but returns as soon as it listens, while it may
     /// still be loading (answering `-LOADING`): for tests of the loading state itself.
     pub fn start_loading(config_toml: &str) -> Cartd {
         let dir = tempfile::tempdir().expect("a temp dir for cartd");
-        std::fs::write(dir.path().join("cartd.toml"), config_toml).expect("write cartd.toml");
-        let (child, addr, log) = spawn(dir.path(), String::new(), &[], false);
-        Cartd {
-            child,
-            addr,
-            log,
-            dir,
-        }
+        let data = dir.path().join("data");
+        Cartd::start_at(config_toml, dir, data, false)
     }
 
     /// [`Cartd::start`] on a blocking thread, for async tests that want other tasks to run
@@ -144,7 +147,7 @@ impl Cartd {
 
     /// The process's data directory (`--data-dir`), kept across [`Cartd::restart`].
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data.clone()
     }
 
     /// The configuration file cartd was started with.
@@ -209,7 +212,7 @@ impl Cartd {
             self.kill();
         }
         let previous = self.log() + "---- cartd restarted ----\n";
-        let (child, addr, log) = spawn(self.dir.path(), previous, flags, true);
+        let (child, addr, log) = spawn(self.dir.path(), &self.data, previous, flags, true);
         self.child = child;
         self.addr = addr;
         self.log = log;
@@ -218,7 +221,7 @@ impl Cartd {
     /// Runs cartd on the same files (after it stopped), expecting it to refuse to start;
     /// returns its exit status and everything it logged.
     pub fn start_refused(&self) -> (ExitStatus, String) {
-        let mut child = cartd_command(self.dir.path(), &[])
+        let mut child = cartd_command(self.dir.path(), &self.data, &[])
             .stderr(Stdio::piped())
             .spawn()
             .expect("cartd runs");
@@ -271,14 +274,15 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// The cartd command line for the files in `dir`, with extra `flags`.
-fn cartd_command(dir: &Path, flags: &[&str]) -> Command {
+/// The cartd command line for the config in `dir` and the data directory `data`, with extra
+/// `flags`.
+fn cartd_command(dir: &Path, data: &Path, flags: &[&str]) -> Command {
     let mut command = Command::new(cartd_bin());
     command
         .arg("--config")
         .arg(dir.join("cartd.toml"))
         .args(["--bind", "127.0.0.1", "--port", "0", "--data-dir"])
-        .arg(dir.join("data"))
+        .arg(data)
         .args(flags)
         .env(
             "RUST_LOG",
@@ -297,11 +301,12 @@ fn cartd_command(dir: &Path, flags: &[&str]) -> Command {
 /// child on every failure path: a panic here must not leave a process behind.
 fn spawn(
     dir: &Path,
+    data: &Path,
     log_prefix: String,
     flags: &[&str],
     wait_ready: bool,
 ) -> (Child, SocketAddr, Arc<Mutex<String>>) {
-    let mut child = cartd_command(dir, flags)
+    let mut child = cartd_command(dir, data, flags)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|error| panic!("cannot run {}: {error}", cartd_bin().display()));

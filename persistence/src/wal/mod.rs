@@ -36,6 +36,11 @@ use tip::{Tip, TipFile};
 /// Default size at which the writer starts a new segment.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 
+/// Bytes appended and not yet written past which writers are held back
+/// ([`Wal::wait_for_room`]): the queue is memory, and a disk that cannot keep up must not
+/// turn into an unbounded heap.
+pub const QUEUE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
 /// When the log is synced to disk, as Redis's `appendfsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FsyncPolicy {
@@ -165,6 +170,10 @@ struct Shared {
     progress: Mutex<Progress>,
     /// Wakes `sync` callers: durable LSN moved, an error, or the writer stopped.
     progress_changed: Condvar,
+    /// Whether the last write or sync failed, for writers to check without a lock.
+    failing: std::sync::atomic::AtomicBool,
+    /// Wakes writers held back by a full queue: the writer took the queue.
+    room: tokio::sync::Notify,
 }
 
 /// Records appended but not yet taken by the writer.
@@ -254,6 +263,8 @@ impl Wal {
             fsyncs: AtomicU64::new(0),
             progress: Mutex::new(Progress::default()),
             progress_changed: Condvar::new(),
+            failing: std::sync::atomic::AtomicBool::new(false),
+            room: tokio::sync::Notify::new(),
         });
         let thread = writer::spawn(shared.clone(), file, path, next_lsn, tip)?;
         Ok(Wal {
@@ -307,6 +318,34 @@ impl Wal {
     pub fn queued_bytes(&self) -> u64 {
         let queued = self.shared.queue.lock().buffer.len() as u64;
         queued + self.shared.in_flight_bytes.load(Ordering::Acquire)
+    }
+
+    /// Whether the last write or sync failed (the writer keeps retrying): new changes must be
+    /// refused until it succeeds again.
+    pub fn failing(&self) -> bool {
+        self.shared.failing.load(Ordering::Acquire)
+    }
+
+    /// The last write or sync error, while the log is failing.
+    pub fn failure(&self) -> Option<String> {
+        if !self.failing() {
+            return None;
+        }
+        self.shared.progress.lock().last_error.clone()
+    }
+
+    /// Waits while more than [`QUEUE_BYTES_MAX`] bytes are appended and not yet written, so
+    /// a disk that cannot keep up holds writers back instead of growing the queue.
+    pub async fn wait_for_room(&self) {
+        loop {
+            if self.queued_bytes() <= QUEUE_BYTES_MAX {
+                return;
+            }
+            let room = self.shared.room.notified();
+            // The writer may have taken the queue between the check and the subscription: look
+            // again every few milliseconds whatever happens.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(5), room).await;
+        }
     }
 
     /// The fsync policy the log was opened with.

@@ -205,6 +205,7 @@ impl Writer {
                 queue.buffer.clear();
             }
             self.publish_in_flight();
+            self.shared.room.notify_waiters();
         }
         Next::Work {
             sync_requested: queue.sync_requested,
@@ -388,6 +389,7 @@ impl Writer {
         tracing::info!(failures = self.failures, "the log is being written again");
         self.failures = 0;
         self.shared.progress.lock().failing = false;
+        self.shared.failing.store(false, Ordering::Release);
     }
 
     /// Remembers a failed write or sync for INFO and `sync` callers, and logs it.
@@ -406,6 +408,7 @@ impl Writer {
         progress.errors += 1;
         progress.failing = true;
         progress.last_error = Some(message);
+        self.shared.failing.store(true, Ordering::Release);
         self.shared.progress_changed.notify_all();
     }
 

@@ -564,6 +564,13 @@ impl Store {
             if cart.version != version {
                 continue; // Changed while we priced it: price the new state.
             }
+            let log_failing = self.wal().is_some_and(|wal| wal.failing());
+            if log_failing && !plan.is_empty() {
+                // The validation would be a change the log cannot take: the view is shown
+                // as the cart holds it, marked stale, and validated when the disk recovers.
+                drop(shard);
+                return self.render(key, &cart, format, now_ms, Validation::Stale);
+            }
             if apply_plan(&mut cart, &plan) {
                 cart.version += 1;
                 cart.updated_at_ms = now_ms;
