@@ -225,10 +225,10 @@ fn recover_local(server: &Server, repair: bool) -> Result<LocalState, StartError
     let mut failure = None;
     let report = recovery::replay(&data_dir.join("wal"), snapshot_lsn, repair, |record| {
         if failure.is_none() {
-            failure = store.apply_record(&record, now).err();
+            failure = store.apply_record(&record, now, repair).err();
         }
     })?;
-    if let Some(error) = failure {
+    if let Some(error) = failure.or_else(|| store.finish_replay(repair).err()) {
         return Err(StartError::Apply(format!("a log record: {error}")));
     }
     summary.replayed_records = report.records;

@@ -209,6 +209,11 @@ impl PostgresLink {
         );
         line(
             out,
+            "postgres_rows_refused",
+            stats.codec_errors.load(Ordering::Relaxed),
+        );
+        line(
+            out,
             "postgres_failures",
             stats.failures.load(Ordering::Relaxed),
         );

@@ -139,26 +139,31 @@ async fn merges_and_deletes_survive_restart() {
 async fn snapshots_release_the_log_and_recover_the_same_carts() {
     let mut cartd = Cartd::start_async("[persistence]\nwal_segment_mb = 1\n").await;
     let mut conn = cartd.client(false).await;
-    // Carts of up to 20 long lines: images of about 1 KiB, several 1 MiB segments in all.
-    for i in 0..6000 {
-        let key = format!("cart:{}", i % 300);
-        let product = format!("{}-{}", "x".repeat(50), i / 300);
-        let args = [
-            key.as_str(),
-            &product,
-            "-",
-            "1",
-            "PRICE",
-            "5",
-            "CURRENCY",
-            "USD",
-        ];
-        ok(&mut conn, &[&["CART.ADD"], &args[..]].concat()).await;
+    // Carts of up to 80 long lines, each change a new line (a delta of about 150 bytes, an
+    // image every 32 versions): several 1 MiB segments in all.
+    let variant = "v".repeat(60);
+    for round in 0..80 {
+        let mut pipe = redis::pipe();
+        for i in 0..300 {
+            pipe.cmd("CART.ADD")
+                .arg(format!("cart:{i}"))
+                .arg(format!("{}-{round}", "x".repeat(58)))
+                .arg(&variant)
+                .arg(1)
+                .arg("PRICE")
+                .arg(5)
+                .arg("CURRENCY")
+                .arg("USD")
+                .arg("REPLY")
+                .arg("NONE")
+                .ignore();
+        }
+        let () = pipe.query_async(&mut conn).await.expect("the adds");
     }
     let before = info(&mut conn, &["persistence"]).await;
     assert!(info_number(&before, "wal_segments") >= 3, "{before}");
     assert_eq!(info_number(&before, "aof_enabled"), 1);
-    assert_eq!(info_number(&before, "wal_last_lsn"), 6000);
+    assert_eq!(info_number(&before, "wal_last_lsn"), 24_000);
     ok(&mut conn, &["SAVE"]).await;
     let after = info(&mut conn, &["persistence"]).await;
     assert!(
@@ -168,8 +173,8 @@ async fn snapshots_release_the_log_and_recover_the_same_carts() {
     assert_eq!(info_number(&after, "rdb_changes_since_last_save"), 0);
     let lastsave = int(&ok(&mut conn, &["LASTSAVE"]).await);
     assert!(lastsave > 1_700_000_000, "LASTSAVE {lastsave}");
-    let product = format!("{}-3", "x".repeat(50));
-    ok(&mut conn, &["CART.REMOVE", "cart:5", &product, "-"]).await;
+    let product = format!("{}-3", "x".repeat(58));
+    ok(&mut conn, &["CART.REMOVE", "cart:5", &product, &variant]).await;
     let wanted = [
         view(&mut conn, "cart:5").await,
         view(&mut conn, "cart:299").await,

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::columns::{
@@ -75,10 +76,34 @@ pub struct Events {
     pub at_ms: Vec<i64>,
 }
 
+/// Images of carts as PostgreSQL holds them, with the LSN that wrote each: the base a batch's
+/// deltas apply to when the batch does not hold the cart's earlier state itself.
+pub type Bases = HashMap<Vec<u8>, (Lsn, Bytes)>;
+
+/// The carts of `records` whose first change in them is a delta: their current row's image
+/// is needed to apply it ([`Bases`]).
+pub fn bases_needed(records: &[Record]) -> Vec<Vec<u8>> {
+    let mut seen: HashMap<&[u8], bool> = HashMap::new();
+    for change in records.iter().flat_map(|record| &record.changes) {
+        if change.space == Space::Cart {
+            let is_delta = matches!(change.state, State::Delta { .. });
+            seen.entry(&change.key[..]).or_insert(is_delta);
+        }
+    }
+    let needed = seen.into_iter().filter(|(_, delta)| *delta);
+    needed.map(|(key, _)| key.to_vec()).collect()
+}
+
 impl Batch {
-    /// The batch for `records` (in LSN order, at least one). `read_at_ms` stands in for the
-    /// time of events that carry none.
-    pub fn build(records: &[Record], codec: &dyn RowCodec, read_at_ms: i64) -> Batch {
+    /// The batch for `records` (in LSN order, at least one), with `bases` holding the stored
+    /// image of each cart [`bases_needed`] named. `read_at_ms` stands in for the time of
+    /// events that carry none.
+    pub fn build(
+        records: &[Record],
+        codec: &dyn RowCodec,
+        read_at_ms: i64,
+        bases: &Bases,
+    ) -> Batch {
         assert!(!records.is_empty(), "a batch needs at least one record");
         let mut batch = Batch {
             first_lsn: records[0].lsn,
@@ -86,16 +111,21 @@ impl Batch {
             records: records.len(),
             ..Batch::default()
         };
-        // The last change of each thing decides its row: (record index, change index).
-        let mut last_by_key: HashMap<(Space, &[u8]), (usize, usize)> =
-            HashMap::with_capacity(records.len());
+        // Every change of each cart, in order (deltas build on the ones before); the last
+        // change of each reference entry. As (record index, change index).
+        let mut carts: HashMap<&[u8], Vec<(usize, usize)>> = HashMap::new();
+        let mut last_reference: HashMap<(Space, &[u8]), (usize, usize)> = HashMap::new();
         for (index, record) in records.iter().enumerate() {
             assert!(
                 index == 0 || records[index - 1].lsn < record.lsn,
                 "LSNs must rise"
             );
             for (seq, change) in record.changes.iter().enumerate() {
-                last_by_key.insert((change.space, &change.key[..]), (index, seq));
+                if change.space == Space::Cart {
+                    carts.entry(&change.key[..]).or_default().push((index, seq));
+                } else {
+                    last_reference.insert((change.space, &change.key[..]), (index, seq));
+                }
                 if let Some(event) = &change.event {
                     batch
                         .events
@@ -103,13 +133,17 @@ impl Batch {
                 }
             }
         }
-        let mut last_changes: Vec<(usize, usize)> = last_by_key.into_values().collect();
-        last_changes.sort_unstable(); // LSN order: the same input always writes in one order
-        for (index, seq) in last_changes {
+        // In the order of each one's last change: the same input always writes in one order.
+        let mut chains: Vec<Vec<(usize, usize)>> = carts.into_values().collect();
+        chains.sort_unstable_by_key(|chain| *chain.last().expect("a chain has a change"));
+        for chain in chains {
+            batch.push_cart(records, &chain, codec, bases);
+        }
+        let mut references: Vec<(usize, usize)> = last_reference.into_values().collect();
+        references.sort_unstable();
+        for (index, seq) in references {
             let (lsn, change) = (records[index].lsn, &records[index].changes[seq]);
-            if change.space == Space::Cart {
-                batch.push_cart(lsn, change, codec);
-            } else if let Err(reason) = batch.reference.push(lsn, change, codec) {
+            if let Err(reason) = batch.reference.push(lsn, change, codec) {
                 batch.codec_errors.push(format!(
                     "the {} {:?} at LSN {lsn} does not make a row: {reason}",
                     change.space.as_str(),
@@ -120,27 +154,81 @@ impl Batch {
         batch
     }
 
-    /// The row change of the cart whose last change in the batch is `change`, at `lsn`.
-    fn push_cart(&mut self, lsn: Lsn, change: &Change, codec: &dyn RowCodec) {
-        let refused = |reason: String| {
-            format!(
-                "the image of cart {:?} at LSN {lsn} does not make a row: {reason}",
-                String::from_utf8_lossy(&change.key)
-            )
-        };
-        match &change.state {
-            State::Tombstone(_) => {
-                self.deletes.keys.push(key_text(&change.key));
-                self.deletes.lsns.push(lsn_to_db(lsn));
-            }
-            State::Image(image) => match codec.to_row(&change.key, image).and_then(checked) {
-                Ok(row) => self.upserts.push(lsn, &change.key, row, image),
-                Err(reason) => self.codec_errors.push(refused(reason)),
-            },
-            State::Delta { .. } => self
-                .codec_errors
-                .push(refused("deltas are not streamed yet".into())),
+    /// The row change of one cart from its changes in the batch (`chain`, in order): the last
+    /// decides it, its image built from the deltas on the one before.
+    fn push_cart(
+        &mut self,
+        records: &[Record],
+        chain: &[(usize, usize)],
+        codec: &dyn RowCodec,
+        bases: &Bases,
+    ) {
+        let key = &records[chain[0].0].changes[chain[0].1].key;
+        // The cart's state as of an LSN: `None` once gone, or once a delta found no base.
+        let mut state: Option<(Lsn, Bytes)> = bases.get(&key[..]).cloned();
+        let mut gone = false;
+        let last_lsn = records[chain[chain.len() - 1].0].lsn;
+        if state.as_ref().is_some_and(|(at, _)| *at >= last_lsn) {
+            return; // PostgreSQL already holds this state or a later one.
         }
+        for &(index, seq) in chain {
+            let lsn = records[index].lsn;
+            if state.as_ref().is_some_and(|(at, _)| *at >= lsn) {
+                continue; // Written before (by a restore); the row's state is this or later.
+            }
+            let change = &records[index].changes[seq];
+            match &change.state {
+                State::Tombstone(_) => {
+                    state = None;
+                    gone = true;
+                }
+                State::Image(image) => {
+                    state = Some((lsn, image.clone()));
+                    gone = false;
+                }
+                State::Delta { base_lsn, delta } => {
+                    gone = false;
+                    state = match state.take() {
+                        Some((at, image)) if at == *base_lsn => {
+                            match codec.apply_delta(key, &image, delta, change.version) {
+                                Ok(next) => Some((lsn, Bytes::from(next))),
+                                Err(reason) => {
+                                    self.cart_refused(key, lsn, &reason);
+                                    None
+                                }
+                            }
+                        }
+                        other => {
+                            let had = other.map_or("no stored state".into(), |(at, _)| {
+                                format!("the stored state of LSN {at}")
+                            });
+                            let reason = format!("its delta applies to LSN {base_lsn}, {had}");
+                            self.cart_refused(key, lsn, &reason);
+                            None
+                        }
+                    };
+                }
+            }
+        }
+        if gone {
+            self.deletes.keys.push(key_text(key));
+            self.deletes.lsns.push(lsn_to_db(last_lsn));
+            return;
+        }
+        let Some((lsn, image)) = state.filter(|(lsn, _)| *lsn == last_lsn) else {
+            return; // Refused above: the row stays as it was.
+        };
+        match codec.to_row(key, &image).and_then(checked) {
+            Ok(row) => self.upserts.push(lsn, key, row, &image),
+            Err(reason) => self.cart_refused(key, lsn, &reason),
+        }
+    }
+
+    fn cart_refused(&mut self, key: &[u8], lsn: Lsn, reason: &str) {
+        self.codec_errors.push(format!(
+            "cart {:?} at LSN {lsn} does not make a row: {reason}; its row is left as it was",
+            String::from_utf8_lossy(key)
+        ));
     }
 }
 

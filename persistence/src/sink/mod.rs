@@ -137,6 +137,15 @@ pub trait RowCodec: Send + Sync + 'static {
     /// The image of the cart under `key` that `row` holds.
     #[allow(clippy::wrong_self_convention)] // "from a row", not a conversion of `self`
     fn from_row(&self, key: &[u8], row: &CartRow) -> Result<bytes::Bytes, String>;
+    /// The image of the cart under `key` at `version`, `delta` applied to its image `image`
+    /// (the state the delta was made from).
+    fn apply_delta(
+        &self,
+        key: &[u8],
+        image: &[u8],
+        delta: &[u8],
+        version: u64,
+    ) -> Result<Vec<u8>, String>;
     /// The row a reference change in `space` under the log's `key` is about.
     fn reference_key(&self, space: Space, key: &[u8]) -> Result<ReferenceKey, String>;
     /// The row values of a reference image in `space`.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::batch::Batch;
+use super::batch::{bases_needed, Bases, Batch};
 use super::stats::{SinkHandle, SinkStats};
 use super::writer::{self, Applied};
 use super::{checkpoint, migrate, RowCodec, SinkError};
@@ -125,7 +125,16 @@ impl Sink {
                 self.sleep(poll_ms).await;
                 continue;
             }
-            let batch = Batch::build(&records, &*self.codec, now_ms());
+            let needed = bases_needed(&records);
+            let bases = if needed.is_empty() {
+                Bases::new()
+            } else {
+                let Some(bases) = self.load_bases(&needed).await else {
+                    return;
+                };
+                bases
+            };
+            let batch = Batch::build(&records, &*self.codec, now_ms(), &bases);
             drop(records);
             self.report_codec_errors(&batch);
             if !self.commit(&batch).await {
@@ -220,6 +229,21 @@ impl Sink {
         self.source
             .lock()
             .expect("no code panics holding this lock")
+    }
+
+    /// The stored images the batch's deltas apply to, retried until PostgreSQL answers;
+    /// `None` if the sink must stop instead.
+    async fn load_bases(&mut self, keys: &[Vec<u8>]) -> Option<Bases> {
+        loop {
+            match writer::load_bases(&self.pool, keys).await {
+                Ok(bases) => return Some(bases),
+                Err(error) => {
+                    if !self.failed(error).await {
+                        return None;
+                    }
+                }
+            }
+        }
     }
 
     /// Applies `batch`, retrying until it commits; false if the sink must stop instead.

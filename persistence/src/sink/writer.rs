@@ -5,8 +5,8 @@
 
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::batch::{Batch, Deletes, Events, Upserts};
-use super::columns::{lsn_from_db, lsn_to_db};
+use super::batch::{Bases, Batch, Deletes, Events, Upserts};
+use super::columns::{key_bytes, key_text, lsn_from_db, lsn_to_db};
 use super::SinkError;
 use crate::record::Lsn;
 
@@ -185,4 +185,27 @@ async fn insert_events(
     .await
     .map_err(SinkError::query("appending the batch's events"))?;
     Ok(result.rows_affected())
+}
+
+/// The stored images and LSNs of the carts under `keys` that have a row with an image.
+pub async fn load_bases(pool: &PgPool, keys: &[Vec<u8>]) -> Result<Bases, SinkError> {
+    let texts: Vec<String> = keys.iter().map(|key| key_text(key)).collect();
+    let rows: Vec<(String, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT key, lsn, image FROM carts WHERE key = ANY($1) AND image IS NOT NULL",
+    )
+    .bind(&texts)
+    .fetch_all(pool)
+    .await
+    .map_err(SinkError::query(
+        "reading the carts the batch's deltas apply to",
+    ))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(key, lsn, image)| {
+            Some((
+                key_bytes(&key)?,
+                (lsn_from_db(lsn), bytes::Bytes::from(image)),
+            ))
+        })
+        .collect())
 }

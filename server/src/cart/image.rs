@@ -89,7 +89,7 @@ pub(super) struct LineImage<'a> {
 }
 
 impl<'a> LineImage<'a> {
-    fn of(line: &Line, names: &'a Names) -> LineImage<'a> {
+    pub(super) fn of(line: &Line, names: &'a Names) -> LineImage<'a> {
         LineImage {
             product: Cow::Borrowed(names.resolve(line.key.product)),
             variant: Cow::Borrowed(names.resolve(line.key.variant)),
@@ -101,7 +101,7 @@ impl<'a> LineImage<'a> {
         }
     }
 
-    fn to_line(&self, names: &Names) -> Result<Line, CommandError> {
+    pub(super) fn to_line(&self, names: &Names) -> Result<Line, CommandError> {
         Ok(Line {
             key: LineKey {
                 product: names.intern(self.product.as_bytes())?,
@@ -116,8 +116,86 @@ impl<'a> LineImage<'a> {
     }
 }
 
+/// A cart's out-of-line block as the image stores it: saved and unavailable lines in the
+/// image's body, codes and checkout in its tail.
+pub(super) struct ExtraParts<'a> {
+    pub saved: Vec<(LineImage<'a>, u64)>,
+    pub unavailable: Vec<LineImage<'a>>,
+    pub tail: ImageTail<'a>,
+}
+
+impl<'a> ExtraParts<'a> {
+    /// The parts of `cart`'s extra block (all empty when it has none).
+    pub(super) fn of(cart: &'a Cart, names: &'a Names) -> ExtraParts<'a> {
+        ExtraParts {
+            saved: cart
+                .saved()
+                .iter()
+                .map(|saved| (LineImage::of(&saved.line, names), saved.saved_at_ms))
+                .collect(),
+            unavailable: cart
+                .unavailable()
+                .iter()
+                .map(|line| LineImage::of(line, names))
+                .collect(),
+            tail: ImageTail {
+                promo_codes: cart
+                    .promo_codes()
+                    .iter()
+                    .map(|c| Cow::Borrowed(&**c))
+                    .collect(),
+                gift_cards: cart
+                    .gift_cards()
+                    .iter()
+                    .map(|c| Cow::Borrowed(&**c))
+                    .collect(),
+                checkout: cart.checkout().map(|checkout| CheckoutImage {
+                    token: Cow::Borrowed(&checkout.token),
+                    hold_until_ms: checkout.hold_until_ms,
+                    pricing: checkout.pricing.to_vec(),
+                }),
+            },
+        }
+    }
+
+    /// The extra block these parts make (`None` when empty).
+    pub(super) fn extra(
+        saved: &[(LineImage<'_>, u64)],
+        unavailable: &[LineImage<'_>],
+        tail: &ImageTail<'_>,
+        names: &Names,
+    ) -> Result<Option<Box<CartExtra>>, CommandError> {
+        let saved = saved
+            .iter()
+            .map(|(line, saved_at_ms)| {
+                Ok(SavedLine {
+                    line: line.to_line(names)?,
+                    saved_at_ms: *saved_at_ms,
+                })
+            })
+            .collect::<Result<Vec<_>, CommandError>>()?;
+        let extra = CartExtra {
+            saved,
+            unavailable: decode_lines(unavailable, names)?,
+            promo_codes: tail.promo_codes.iter().map(|c| Box::from(&**c)).collect(),
+            gift_cards: tail.gift_cards.iter().map(|c| Box::from(&**c)).collect(),
+            checkout: tail.checkout.as_ref().map(|checkout| Checkout {
+                token: Box::from(&*checkout.token),
+                hold_until_ms: checkout.hold_until_ms,
+                pricing: checkout.pricing.clone().into(),
+            }),
+        };
+        Ok((!extra.is_empty()).then(|| Box::new(extra)))
+    }
+}
+
 /// Encodes `cart` as an after-image.
 pub fn encode(cart: &Cart, names: &Names) -> Vec<u8> {
+    let ExtraParts {
+        saved,
+        unavailable,
+        tail,
+    } = ExtraParts::of(cart, names);
     let image = CartImage {
         format: IMAGE_FORMAT,
         version: cart.version,
@@ -131,33 +209,8 @@ pub fn encode(cart: &Cart, names: &Names) -> Vec<u8> {
             .iter()
             .map(|line| LineImage::of(line, names))
             .collect(),
-        saved: cart
-            .saved()
-            .iter()
-            .map(|saved| (LineImage::of(&saved.line, names), saved.saved_at_ms))
-            .collect(),
-        unavailable: cart
-            .unavailable()
-            .iter()
-            .map(|line| LineImage::of(line, names))
-            .collect(),
-    };
-    let tail = ImageTail {
-        promo_codes: cart
-            .promo_codes()
-            .iter()
-            .map(|c| Cow::Borrowed(&**c))
-            .collect(),
-        gift_cards: cart
-            .gift_cards()
-            .iter()
-            .map(|c| Cow::Borrowed(&**c))
-            .collect(),
-        checkout: cart.checkout().map(|checkout| CheckoutImage {
-            token: Cow::Borrowed(&checkout.token),
-            hold_until_ms: checkout.hold_until_ms,
-            pricing: checkout.pricing.to_vec(),
-        }),
+        saved,
+        unavailable,
     };
     join(&image, &tail)
 }
@@ -168,29 +221,7 @@ pub fn encode(cart: &Cart, names: &Names) -> Vec<u8> {
 pub fn decode(bytes: &[u8], names: &Names) -> Result<Cart, CommandError> {
     let (image, tail) = split(bytes).map_err(CommandError::err)?;
     let lines = decode_lines(&image.lines, names)?;
-    let saved = image
-        .saved
-        .iter()
-        .map(|(line, saved_at_ms)| {
-            Ok(SavedLine {
-                line: line.to_line(names)?,
-                saved_at_ms: *saved_at_ms,
-            })
-        })
-        .collect::<Result<Vec<_>, CommandError>>()?;
-    let unavailable = decode_lines(&image.unavailable, names)?;
-    let extra = CartExtra {
-        saved,
-        unavailable,
-        promo_codes: tail.promo_codes.iter().map(|c| Box::from(&**c)).collect(),
-        gift_cards: tail.gift_cards.iter().map(|c| Box::from(&**c)).collect(),
-        checkout: tail.checkout.map(|checkout| Checkout {
-            token: Box::from(&*checkout.token),
-            hold_until_ms: checkout.hold_until_ms,
-            pricing: checkout.pricing.into(),
-        }),
-    };
-    let extra = (!extra.is_empty()).then(|| Box::new(extra));
+    let extra = ExtraParts::extra(&image.saved, &image.unavailable, &tail, names)?;
     Ok(Cart {
         version: image.version,
         created_at_ms: image.created_at_ms,

@@ -2,6 +2,7 @@
 //! operation checks everything first and changes nothing when it fails; the store decides
 //! versions, times and TTLs around it.
 
+pub mod delta;
 pub mod image;
 pub mod merge;
 pub mod names;

@@ -131,6 +131,19 @@ impl<'a> PackedEntry<'a> {
         (expires_at_ms, reader.wheel_tick())
     }
 
+    /// The LSN of the cart's last change, read without decoding the cart.
+    pub fn lsn(&self) -> u64 {
+        let mut reader = Reader {
+            bytes: self.bytes,
+            at: self.body_at,
+        };
+        let created_at_ms = reader.varint();
+        reader.time(created_at_ms);
+        reader.wheel_tick();
+        reader.varint(); // version
+        reader.varint()
+    }
+
     /// The cart.
     pub fn cart(&self) -> Cart {
         let mut reader = Reader {

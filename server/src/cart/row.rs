@@ -174,6 +174,16 @@ impl RowCodec for CartRows {
         Ok(join(&image, &tail).into())
     }
 
+    fn apply_delta(
+        &self,
+        _key: &[u8],
+        image: &[u8],
+        delta: &[u8],
+        version: u64,
+    ) -> Result<Vec<u8>, String> {
+        crate::cart::delta::apply_to_image(image, delta, version)
+    }
+
     fn reference_key(&self, space: Space, key: &[u8]) -> Result<ReferenceKey, String> {
         crate::store::reference::row_key(space, key)
     }

@@ -20,7 +20,12 @@ use super::shard::Shard;
 use super::tokens::{Remembered, TokenMemory};
 use super::{seconds, Store};
 use crate::cart::priced::CartPricing;
-use crate::cart::{image, packed, Cart};
+use crate::cart::{delta, image, packed, Cart};
+
+/// A key as text for messages.
+fn shown(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).into_owned()
+}
 
 /// Carts copied per shard-lock hold while snapshotting, so a snapshot never stalls a shard
 /// for longer than it takes to copy a bounded number of packed carts.
@@ -198,11 +203,13 @@ impl Store {
         self.shards[index.min(self.shards.len() - 1)].lock()
     }
 
-    /// Applies one replayed log record, all its changes. Returns the record's LSN.
-    pub fn apply_record(&self, record: &Record, now_ms: u64) -> Result<Lsn, String> {
+    /// Applies one replayed log record, all its changes. Returns the record's LSN. `lenient`
+    /// (a repair): a delta whose base state is gone is skipped with a warning instead of
+    /// stopping the start.
+    pub fn apply_record(&self, record: &Record, now_ms: u64, lenient: bool) -> Result<Lsn, String> {
         for change in &record.changes {
             match change.space {
-                Space::Cart => self.apply_cart_change(record.lsn, change)?,
+                Space::Cart => self.apply_cart_change(record.lsn, change, lenient)?,
                 space => {
                     let image = match &change.state {
                         State::Image(image) => Some(&image[..]),
@@ -220,27 +227,86 @@ impl Store {
     }
 
     /// Applies one cart change of the record at `lsn` (see the module notes).
-    fn apply_cart_change(&self, lsn: Lsn, change: &Change) -> Result<(), String> {
-        let at = self.locate(&change.key);
+    fn apply_cart_change(&self, lsn: Lsn, change: &Change, lenient: bool) -> Result<(), String> {
+        let key = &change.key;
+        let at = self.locate(key);
         let mut shard = self.shards[at.shard].lock();
-        let newer = shard
-            .find(at.hash, &change.key)
-            .is_some_and(|cart| cart.lsn >= lsn);
-        if newer {
+        let present_lsn = shard.lsn_of(at.hash, key);
+        if present_lsn.is_some_and(|present| present >= lsn) {
             return Ok(()); // The snapshot holds this change already.
         }
         match &change.state {
             State::Image(image) => {
+                self.no_longer_awaiting(key);
                 let mut cart = image::decode(image, &self.names).map_err(|e| e.message)?;
                 cart.lsn = lsn;
-                drop(shard);
-                self.put_recovered(&change.key, cart);
+                if cart.checkout().is_some() {
+                    self.frozen_at_recovery.lock().push(key.clone());
+                }
+                shard.put(at.hash, key, &cart);
             }
             State::Tombstone(_) => {
-                shard.remove(at.hash, &change.key);
+                self.no_longer_awaiting(key);
+                shard.discard(at.hash, key);
             }
-            State::Delta { .. } => return Err("cart deltas are not read yet".into()),
+            State::Delta { base_lsn, delta } => match present_lsn {
+                Some(present) if present == *base_lsn => {
+                    let mut cart = shard.find(at.hash, key).expect("the cart is present");
+                    delta::apply(&mut cart, delta, change.version, &self.names)
+                        .map_err(|error| format!("cart {}: {error}", shown(key)))?;
+                    cart.lsn = lsn;
+                    let frozen = cart.checkout().is_some();
+                    shard.update(at.hash, key, &cart);
+                    if frozen {
+                        self.frozen_at_recovery.lock().push(key.clone());
+                    }
+                }
+                Some(present) => {
+                    let why = format!(
+                        "cart {}: the record at LSN {lsn} changes its state of LSN {base_lsn}, \
+                         but the cart is at LSN {present} (a record of it is missing)",
+                        shown(key),
+                    );
+                    if !lenient {
+                        return Err(why);
+                    }
+                    warn!("repair: {why}; the change is skipped");
+                }
+                None => {
+                    // Deleted after this record, as the snapshot has it, or lost: a later
+                    // record must tell (see `finish_replay`).
+                    self.awaiting_base.lock().insert(key.clone(), lsn);
+                }
+            },
         }
+        Ok(())
+    }
+
+    /// A cart written whole or deleted by the replay no longer waits for its base state.
+    fn no_longer_awaiting(&self, key: &[u8]) {
+        let mut awaiting = self.awaiting_base.lock();
+        if !awaiting.is_empty() {
+            awaiting.remove(key);
+        }
+    }
+
+    /// After the replay: a cart a delta found absent that no later record deleted or wrote
+    /// whole lost its state. An error, or with `lenient` (a repair) a warning per cart.
+    pub fn finish_replay(&self, lenient: bool) -> Result<(), String> {
+        let awaiting = std::mem::take(&mut *self.awaiting_base.lock());
+        let Some((key, lsn)) = awaiting.iter().next() else {
+            return Ok(());
+        };
+        let why = format!(
+            "{} carts changed by deltas have no state to apply them to (cart {} at LSN {lsn}, \
+             ...): records of them are missing",
+            awaiting.len(),
+            shown(key)
+        );
+        if !lenient {
+            return Err(why);
+        }
+        warn!("repair: {why}; those carts stay as the snapshot and log left them");
         Ok(())
     }
 
@@ -272,7 +338,7 @@ impl Store {
         if shard.contains(at.hash, key) {
             return Ok(false);
         }
-        self.log_cart(key, &mut cart, None, None, now_ms);
+        self.log_cart(key, None, &mut cart, None, None, now_ms);
         shard.insert(at.hash, key, &cart);
         Ok(true)
     }
@@ -295,9 +361,7 @@ impl Store {
                 .push(Bytes::copy_from_slice(key));
         }
         let at = self.locate(key);
-        let mut shard = self.shards[at.shard].lock();
-        shard.remove(at.hash, key);
-        shard.insert(at.hash, key, &cart);
+        self.shards[at.shard].lock().put(at.hash, key, &cart);
     }
 
     /// After recovery: puts back the gift card holds of every cart still frozen for checkout,
@@ -362,5 +426,6 @@ impl Store {
         self.promotions.clear();
         self.gift_cards.clear();
         self.frozen_at_recovery.lock().clear();
+        self.awaiting_base.lock().clear();
     }
 }

@@ -13,7 +13,7 @@ use smallvec::SmallVec;
 
 use super::shard::Shard;
 use super::{Location, Store};
-use crate::cart::{image, Cart};
+use crate::cart::{delta, image, Cart};
 
 thread_local! {
     /// The last LSN this thread appended: a connection reads it after its batch to know which
@@ -60,9 +60,11 @@ pub(super) struct CartChange<'a> {
     pub guard: Option<GuardRef<'a>>,
 }
 
-/// A cart's image (encoded), or its tombstone.
+/// A cart's image (encoded), a delta from its state after record `base_lsn`, or its
+/// tombstone.
 pub(super) enum CartState {
     Image(Vec<u8>),
+    Delta { base_lsn: Lsn, delta: Vec<u8> },
     Gone(TombstoneReason),
 }
 
@@ -97,6 +99,10 @@ impl Store {
                 at_ms: now_ms,
                 state: match &cart.state {
                     CartState::Image(image) => StateRef::Image(image),
+                    CartState::Delta { base_lsn, delta } => StateRef::Delta {
+                        base_lsn: *base_lsn,
+                        delta,
+                    },
                     CartState::Gone(reason) => StateRef::Tombstone(*reason),
                 },
                 event: cart.event.map(event_ref),
@@ -107,10 +113,13 @@ impl Store {
         self.append(&changes)
     }
 
-    /// Logs `cart` as it now is under `key` and stamps it with the record's LSN.
+    /// Logs `cart` as it now is under `key`, as a delta from `before` (its state before the
+    /// change, `None` for a new cart) where one fits, else as a full image; stamps it with the
+    /// record's LSN.
     pub(super) fn log_cart(
         &self,
         key: &[u8],
+        before: Option<&Cart>,
         cart: &mut Cart,
         event: Option<&Event>,
         guard: Option<GuardRef<'_>>,
@@ -119,10 +128,18 @@ impl Store {
         if self.wal.get().is_none() {
             return;
         }
+        let delta = before.and_then(|before| {
+            let delta = delta::encode(before, cart, &self.names)?;
+            Some(CartState::Delta {
+                base_lsn: before.lsn,
+                delta,
+            })
+        });
+        let state = delta.unwrap_or_else(|| CartState::Image(image::encode(cart, &self.names)));
         let change = CartChange {
             key,
             version: cart.version,
-            state: CartState::Image(image::encode(cart, &self.names)),
+            state,
             event,
             guard,
         };

@@ -68,7 +68,15 @@ impl Store {
             (None, Some(mut user)) => {
                 if let Some(guard) = idempotency_guard(options) {
                     // Nothing to merge, but a retry must still replay after a restart.
-                    self.log_cart(&cmd.user_key, &mut user, None, Some(guard), now_ms);
+                    let before = user.clone();
+                    self.log_cart(
+                        &cmd.user_key,
+                        Some(&before),
+                        &mut user,
+                        None,
+                        Some(guard),
+                        now_ms,
+                    );
                     user_guard.update(user_at.hash, &cmd.user_key, &user);
                 }
                 (user, Validation::Skipped)

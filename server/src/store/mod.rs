@@ -149,6 +149,9 @@ pub struct Store {
     /// While recovering: the keys of carts loaded frozen for checkout, whose gift card holds
     /// are put back once everything is loaded.
     frozen_at_recovery: Mutex<Vec<Bytes>>,
+    /// While recovering: carts a replayed delta found absent; each must be gone or written
+    /// whole by a later record (the snapshot held them deleted), else its state is lost.
+    awaiting_base: Mutex<std::collections::HashMap<Bytes, u64>>,
 }
 
 /// Where a key lives: its shard and its 63-bit hash (63 bits so a SCAN cursor fits a signed
@@ -189,6 +192,7 @@ impl Store {
             seed: Mutex::new(seed),
             hasher: OnceLock::new(),
             frozen_at_recovery: Mutex::default(),
+            awaiting_base: Mutex::default(),
         }
     }
 
@@ -319,6 +323,9 @@ impl Store {
         check_version(options, cart.as_ref())?;
         let (cart, validation) = match cart {
             Some(mut cart) => {
+                // The state before, for the log's delta (a copy of the lines: cheaper than
+                // encoding the whole cart, which the delta replaces).
+                let before = self.wal().is_some().then(|| cart.clone());
                 if let Outcome::Changed = apply(Some(&mut cart))? {
                     cart.version += 1;
                     cart.updated_at_ms = now_ms;
@@ -329,12 +336,12 @@ impl Store {
                     };
                     cart.debug_check(&self.config.limits);
                     cart.expires_at_ms = expires_at_ms;
-                    self.log_cart(key, &mut cart, Some(&event), guard, now_ms);
+                    self.log_cart(key, before.as_ref(), &mut cart, Some(&event), guard, now_ms);
                 } else if guard.is_some() {
                     // Nothing changed, but a retry must still replay after a restart: the
                     // token goes to the log with the cart as it is.
                     cart.expires_at_ms = expires_at_ms;
-                    self.log_cart(key, &mut cart, None, guard, now_ms);
+                    self.log_cart(key, before.as_ref(), &mut cart, None, guard, now_ms);
                 }
                 cart.expires_at_ms = expires_at_ms;
                 shard.update(at.hash, key, &cart);
@@ -359,7 +366,7 @@ impl Store {
                 cart.expires_at_ms = expires_at_ms;
                 cart.validated_at_ms = 0;
                 cart.debug_check(&self.config.limits);
-                self.log_cart(key, &mut cart, Some(&event), guard, now_ms);
+                self.log_cart(key, None, &mut cart, Some(&event), guard, now_ms);
                 shard.insert(at.hash, key, &cart);
                 (cart, Validation::Skipped)
             }
@@ -571,6 +578,7 @@ impl Store {
                 drop(shard);
                 return self.render(key, &cart, format, now_ms, Validation::Stale);
             }
+            let before = (!plan.is_empty()).then(|| cart.clone());
             if apply_plan(&mut cart, &plan) {
                 cart.version += 1;
                 cart.updated_at_ms = now_ms;
@@ -578,7 +586,7 @@ impl Store {
                     EventKind::Update,
                     serde_json::json!({"reason": "validation"}),
                 );
-                self.log_cart(key, &mut cart, Some(&event), None, now_ms);
+                self.log_cart(key, before.as_ref(), &mut cart, Some(&event), None, now_ms);
             }
             let validation = if upstream_stale {
                 Validation::Stale

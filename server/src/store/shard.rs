@@ -100,6 +100,43 @@ impl Shard {
         self.store_len.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The LSN of the last change of the cart under `key`, read without decoding it.
+    pub fn lsn_of(&self, hash: u64, key: &[u8]) -> Option<u64> {
+        self.entry(hash, key).map(|entry| entry.lsn())
+    }
+
+    /// Stores `cart` under `key`, replacing any cart there, with a wheel entry for its
+    /// deadline (a replaced cart's old entry stays and is skipped when it fires).
+    pub fn put(&mut self, hash: u64, key: &[u8], cart: &Cart) {
+        if !self.contains(hash, key) {
+            self.insert(hash, key, cart);
+            return;
+        }
+        let wheel_tick = self.wheel.arm(hash, deadline_tick(cart.expires_at_ms));
+        self.repack(hash, key, |out, _| {
+            packed::encode_entry(out, key, cart, wheel_tick);
+        });
+    }
+
+    /// Removes the cart under `key` without decoding it; whether there was one.
+    pub fn discard(&mut self, hash: u64, key: &[u8]) -> bool {
+        let Some(bucket) = self.carts.get(hash) else {
+            return false;
+        };
+        let Some((at, entry)) = packed::find(bucket, key) else {
+            return false;
+        };
+        let end = at + entry.len();
+        if at == 0 && end == bucket.len() {
+            self.carts.remove(hash);
+        } else {
+            let rest = [&bucket[..at], &bucket[end..]].concat();
+            self.carts.insert(hash, rest.into_boxed_slice());
+        }
+        self.store_len.fetch_sub(1, Ordering::Relaxed);
+        true
+    }
+
     /// Stores `cart` back under `key`, where it must exist. Its wheel entry is the shard's
     /// business: the stored tick is kept, whatever `cart.wheel_tick` says.
     pub fn update(&mut self, hash: u64, key: &[u8], cart: &Cart) {
@@ -129,17 +166,8 @@ impl Shard {
     /// Removes and returns the cart under `key`. Its wheel entry stays and is skipped when it
     /// fires.
     pub fn remove(&mut self, hash: u64, key: &[u8]) -> Option<Cart> {
-        let bucket = self.carts.get(hash)?;
-        let (at, entry) = packed::find(bucket, key)?;
-        let cart = entry.cart();
-        let end = at + entry.len();
-        if at == 0 && end == bucket.len() {
-            self.carts.remove(hash);
-        } else {
-            let rest = [&bucket[..at], &bucket[end..]].concat();
-            self.carts.insert(hash, rest.into_boxed_slice());
-        }
-        self.store_len.fetch_sub(1, Ordering::Relaxed);
+        let cart = self.find(hash, key)?;
+        self.discard(hash, key);
         Some(cart)
     }
 

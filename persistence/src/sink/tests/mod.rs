@@ -2,6 +2,7 @@
 //! databases (scripts/test starts a throwaway cluster and sets it). Each test makes its own
 //! database, so they run in parallel, and drops it when it passes.
 
+mod deltas;
 mod outage;
 mod restore;
 mod support;

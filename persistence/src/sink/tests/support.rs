@@ -160,6 +160,29 @@ impl RowCodec for JsonCodec {
             .map_err(|error| error.to_string())
     }
 
+    /// A delta is a JSON object whose fields replace the image's; `{"refuse": true}` is refused.
+    fn apply_delta(
+        &self,
+        _key: &[u8],
+        image: &[u8],
+        delta: &[u8],
+        version: u64,
+    ) -> Result<Vec<u8>, String> {
+        let mut image: Value = serde_json::from_slice(image).map_err(|e| e.to_string())?;
+        let delta: Value = serde_json::from_slice(delta).map_err(|e| e.to_string())?;
+        if delta["refuse"] == Value::Bool(true) {
+            return Err("refused delta".into());
+        }
+        let (Some(fields), Some(changes)) = (image.as_object_mut(), delta.as_object()) else {
+            return Err("not JSON objects".into());
+        };
+        for (name, value) in changes {
+            fields.insert(name.clone(), value.clone());
+        }
+        fields.insert("version".into(), Value::from(version));
+        serde_json::to_vec(&image).map_err(|e| e.to_string())
+    }
+
     /// Catalog keys are `product/variant`; codes are themselves.
     fn reference_key(&self, space: Space, key: &[u8]) -> Result<ReferenceKey, String> {
         Ok(match space {
@@ -289,6 +312,20 @@ pub fn image(lsn: Lsn, key: &[u8], row: &CartRow, kind: EventKind, detail: Value
         detail: serde_json::to_vec(&detail).unwrap().into(),
     };
     cart_change(lsn, key, row.version as u64, image, event)
+}
+
+/// A record changing `key` to `version` by `fields` (JSON replacing the image's), from its
+/// state as of `base_lsn`.
+pub fn delta(lsn: Lsn, key: &[u8], version: u64, base_lsn: Lsn, fields: Value) -> Record {
+    let state = State::Delta {
+        base_lsn,
+        delta: serde_json::to_vec(&fields).unwrap().into(),
+    };
+    let event = Event {
+        kind: EventKind::Add,
+        detail: Bytes::new(),
+    };
+    cart_change(lsn, key, version, state, event)
 }
 
 /// A record removing `key`, last at `version`.

@@ -10,7 +10,7 @@ use crate::record::{EventKind, TombstoneReason};
 use crate::sink::{checkpoint, connect, load_cart, spawn, SinkHandle, SinkOptions};
 
 /// Starts a sink for node "n1" on `pool` with `options` changed by `tune`.
-fn start(
+pub(super) fn start(
     pool: &sqlx::PgPool,
     source: &VecSource,
     tune: impl FnOnce(&mut SinkOptions),
@@ -30,7 +30,7 @@ fn start(
 }
 
 /// Cancels the sink and waits for it.
-async fn stop(handle: SinkHandle, cancel: CancellationToken) {
+pub(super) async fn stop(handle: SinkHandle, cancel: CancellationToken) {
     cancel.cancel();
     handle.stopped().await;
 }
