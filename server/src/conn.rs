@@ -1,10 +1,12 @@
 //! One client connection: read, decode every complete request (pipelining), run each, encode
 //! the replies into one buffer, write them with one syscall per batch.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use persistence::Lsn;
 use protocol::{decode_request, Protocol, Reply, RequestLimits};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -19,6 +21,7 @@ use crate::postgres::restore;
 use crate::server::{now_ms, Server};
 use crate::stats::Sample;
 use crate::upstream::{self, ViewRefresh};
+use tokio_util::sync::CancellationToken;
 
 /// Tells a client over `maxclients` why it is turned away, then closes.
 pub async fn refuse(mut stream: TcpStream) {
@@ -45,6 +48,8 @@ pub async fn serve(stream: TcpStream, handle: Arc<ClientHandle>, server: Arc<Ser
         server: server.clone(),
         pending: None,
         restore_failure: None,
+        held: VecDeque::new(),
+        held_bytes: 0,
     };
     if let Err(error) = connection.run().await {
         tracing::debug!(client = id, %error, "connection ended with an error");
@@ -79,6 +84,22 @@ struct Connection {
     pending: Option<(Vec<bytes::Bytes>, PreStep)>,
     /// Why that restore failed, answered in place of the request.
     restore_failure: Option<protocol::CommandError>,
+    /// Under `appendfsync always`: reply batches waiting for the log to be durable up to the
+    /// LSN beside each, in order.
+    held: VecDeque<(BytesMut, Lsn)>,
+    held_bytes: usize,
+}
+
+/// Reply batches a connection keeps waiting for the log before it stops running requests.
+const HELD_BATCHES_MAX: usize = 64;
+
+/// Waits until the log is durable up to `lsn`; forever when there is none.
+async fn wait_durable(server: &Server, lsn: Option<Lsn>) {
+    match (lsn, server.durability.get()) {
+        (Some(lsn), Some(durability)) => durability.wal.wait_durable(lsn).await,
+        (Some(_), None) => {}
+        (None, _) => std::future::pending().await,
+    }
 }
 
 /// Why the request loop stopped.
@@ -118,7 +139,21 @@ impl Connection {
         loop {
             crate::store::take_appended_lsn();
             let stop = self.handle_complete_requests(&limits);
-            self.wait_until_durable().await;
+            self.record_stats();
+            self.hold_replies(crate::store::take_appended_lsn());
+            let pipelining = match stop {
+                Stop::NeedInput => self.read.len() <= pending_bytes_max,
+                Stop::BatchFull => true,
+                _ => false,
+            };
+            if pipelining && !self.held_full() {
+                // Replies wait for their changes to be durable while later requests run: a
+                // pipelining client's next requests join the next group commit instead of
+                // waiting for this one's.
+                self.release_durable().await?;
+            } else {
+                self.release_all().await?;
+            }
             if matches!(stop, Stop::NeedInput) && self.read.len() > pending_bytes_max {
                 self.protocol_error("request too large");
                 self.flush().await?;
@@ -144,31 +179,45 @@ impl Connection {
                 }
                 Stop::NeedInput => {}
             }
-            // A connection waiting for input holds no read buffer (100,000 idle connections
-            // must fit): it is made when input arrives, and a fresh one costs one allocation.
-            if self.read.is_empty() && self.read.capacity() > 0 {
-                self.read = BytesMut::new();
+            if !self.read_more(&kill).await? {
+                return Ok(());
             }
-            tokio::select! {
-                ready = self.stream.readable() => ready?,
-                () = kill.cancelled() => return Ok(()),
-            };
-            self.read.reserve(self.read_chunk);
-            let room = self.read.capacity() - self.read.len();
-            let read = match self.stream.try_read_buf(&mut self.read) {
-                Ok(0) => return Ok(()),
-                Ok(read) => read,
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(error) => return Err(error),
-            };
-            if read == room {
-                self.read_chunk = (self.read_chunk * 2).min(READ_CHUNK_BYTES);
-            }
-            self.server
-                .stats
-                .net_input_bytes
-                .fetch_add(read as u64, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// Waits for input (or for held replies to become durable, or a kill) and reads what
+    /// came; false when the connection is to end.
+    async fn read_more(&mut self, kill: &CancellationToken) -> std::io::Result<bool> {
+        // A connection waiting for input holds no read buffer (100,000 idle connections
+        // must fit): it is made when input arrives, and a fresh one costs one allocation.
+        if self.read.is_empty() && self.read.capacity() > 0 {
+            self.read = BytesMut::new();
+        }
+        let held_lsn = self.held.front().map(|(_, lsn)| *lsn);
+        tokio::select! {
+            ready = self.stream.readable() => ready?,
+            () = wait_durable(&self.server, held_lsn) => return Ok(true),
+            () = kill.cancelled() => return Ok(false),
+        };
+        self.read.reserve(self.read_chunk);
+        let room = self.read.capacity() - self.read.len();
+        let read = match self.stream.try_read_buf(&mut self.read) {
+            Ok(0) => {
+                self.release_all().await?;
+                return Ok(false);
+            }
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Ok(true),
+            Err(error) => return Err(error),
+        };
+        if read == room {
+            self.read_chunk = (self.read_chunk * 2).min(READ_CHUNK_BYTES);
+        }
+        self.server
+            .stats
+            .net_input_bytes
+            .fetch_add(read as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(true)
     }
 
     fn handle_complete_requests(&mut self, limits: &RequestLimits) -> Stop {
@@ -272,19 +321,67 @@ impl Connection {
         full && protocol::CommandSpec::lookup(&args[0]).is_some_and(|spec| spec.is_write())
     }
 
-    /// Under `appendfsync always`, holds the batch's replies until every change it made is
-    /// on disk. The log's writer syncs everything queued at once, so concurrent batches share
-    /// one fsync (group commit).
-    async fn wait_until_durable(&self) {
-        let lsn = crate::store::take_appended_lsn();
-        if lsn == 0 {
+    /// Under `appendfsync always`, sets the batch's replies aside until every change it made
+    /// (up to `lsn`, its last) is on disk; so too the replies of a batch that made none while
+    /// earlier ones wait, which must not overtake them. The log's writer syncs everything
+    /// queued at once, so concurrent batches share one fsync (group commit).
+    fn hold_replies(&mut self, lsn: Lsn) {
+        if self.write.is_empty() && lsn == 0 {
             return;
         }
-        if let Some(durability) = self.server.durability.get() {
-            if durability.wait_for_sync {
-                durability.wal.wait_durable(lsn).await;
-            }
+        let waits = self
+            .server
+            .durability
+            .get()
+            .is_some_and(|durability| durability.wait_for_sync);
+        if !waits || (lsn == 0 && self.held.is_empty()) {
+            return;
         }
+        let after = self.held.back().map_or(0, |(_, held)| *held);
+        let replies = std::mem::take(&mut self.write);
+        self.held_bytes += replies.len();
+        self.held.push_back((replies, lsn.max(after)));
+    }
+
+    /// Whether the replies set aside are as many as a connection may keep: it then waits
+    /// for them before it runs more requests.
+    fn held_full(&self) -> bool {
+        self.held.len() >= HELD_BATCHES_MAX || self.held_bytes >= WRITE_BUFFER_BYTES_MAX
+    }
+
+    /// Writes the replies set aside whose changes are durable by now.
+    async fn release_durable(&mut self) -> std::io::Result<()> {
+        let server = self.server.clone();
+        let Some(durability) = server.durability.get() else {
+            return Ok(());
+        };
+        while let Some((_, lsn)) = self.held.front() {
+            if durability.wal.durable_lsn() < *lsn {
+                break;
+            }
+            self.write_front().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every change behind the replies set aside and writes them.
+    async fn release_all(&mut self) -> std::io::Result<()> {
+        while let Some((_, lsn)) = self.held.front() {
+            wait_durable(&self.server, Some(*lsn)).await;
+            self.write_front().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_front(&mut self) -> std::io::Result<()> {
+        let (replies, _) = self.held.pop_front().expect("a reply batch is held");
+        self.held_bytes -= replies.len();
+        self.stream.write_all(&replies).await?;
+        self.server
+            .stats
+            .net_output_bytes
+            .fetch_add(replies.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     fn protocol_error(&mut self, reason: &str) {
@@ -300,7 +397,11 @@ impl Connection {
         );
     }
 
-    async fn flush(&mut self) -> std::io::Result<()> {
+    /// Counts the batch's commands and errors.
+    fn record_stats(&mut self) {
+        if self.samples.is_empty() && self.errors == 0 {
+            return;
+        }
         self.server.stats.record_batch(&self.samples, self.errors);
         if let Some(last) = self.samples.last() {
             self.session.handle.meta.lock().last_command = last.command.spec().name;
@@ -308,6 +409,12 @@ impl Connection {
         }
         self.samples.clear();
         self.errors = 0;
+    }
+
+    /// Writes the replies not set aside (none are while earlier ones are).
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.record_stats();
+        debug_assert!(self.held.is_empty() || self.write.is_empty());
         if self.write.is_empty() {
             return Ok(());
         }

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cartd_tests::{info, info_number, int, ok, view, Cartd};
+use cartd_tests::{
+    encode_command, info, info_number, int, ok, parse_reply, reply_length, view, Cartd,
+};
 use redis::aio::MultiplexedConnection;
 use tokio::task::JoinSet;
 
@@ -102,6 +104,75 @@ async fn kill_nine_under_load_loses_no_acknowledged_write() {
         cartd.restart();
         assert_all_present(&cartd, &all).await;
     }
+}
+
+/// Pipelines CART.ADDs on a raw socket (two chunks of 20 in flight: the next chunk arrives
+/// while the last one's replies wait for the log) until the connection dies, recording each
+/// acknowledged version. Replies come in request order: each version is above the last one
+/// replied for its cart.
+async fn pipelining_writer(addr: std::net::SocketAddr, id: usize) -> Acked {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut acked = Acked::new();
+    let mut in_flight = std::collections::VecDeque::new();
+    let mut buffer = Vec::new();
+    let mut round = 0u64;
+    loop {
+        while in_flight.len() < 40 {
+            let mut chunk = Vec::new();
+            for _ in 0..20 {
+                let key = format!("cart:p{id}-{}", round % 10);
+                let product = format!("p{}", round % 3);
+                chunk.extend(encode_command(&[
+                    "CART.ADD", &key, &product, "-", "1", "PRICE", "100", "CURRENCY", "USD",
+                    "REPLY", "VERSION",
+                ]));
+                in_flight.push_back(key);
+                round += 1;
+            }
+            if stream.write_all(&chunk).await.is_err() {
+                return acked;
+            }
+        }
+        match stream.read_buf(&mut buffer).await {
+            Ok(0) | Err(_) => return acked,
+            Ok(_) => {}
+        }
+        while let Ok(Some(length)) = reply_length(&buffer) {
+            let reply = parse_reply(&buffer[..length]);
+            buffer.drain(..length);
+            let key = in_flight.pop_front().expect("a reply answers a request");
+            let version = int(&reply);
+            let before = acked.insert(key.clone(), version).unwrap_or(0);
+            assert!(
+                version > before,
+                "{key}: version {version} replied after {before}"
+            );
+        }
+    }
+}
+
+/// Pipelining clients under `always`: replies held for the log come back in order, and a
+/// SIGKILL mid-stream loses none of the changes they acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_changes_acknowledged_under_always_survive_a_kill() {
+    let mut cartd = Cartd::start_async(ALWAYS).await;
+    let mut writers = JoinSet::new();
+    for id in 0..4 {
+        writers.spawn(pipelining_writer(cartd.addr(), id));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cartd.kill();
+    let mut acked = Acked::new();
+    while let Some(result) = writers.join_next().await {
+        acked.extend(result.expect("writer task"));
+    }
+    assert!(
+        acked.values().sum::<i64>() > 100,
+        "the writers got replies: {acked:?}"
+    );
+    cartd.restart();
+    assert_all_present(&cartd, &acked).await;
 }
 
 /// A graceful restart keeps every cart; a merged guest cart stays gone, a deleted cart stays
