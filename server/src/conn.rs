@@ -84,8 +84,8 @@ struct Connection {
     pending: Option<(Vec<bytes::Bytes>, PreStep)>,
     /// Why that restore failed, answered in place of the request.
     restore_failure: Option<protocol::CommandError>,
-    /// Under `appendfsync always`: reply batches waiting for the log to be durable up to the
-    /// LSN beside each, in order.
+    /// Reply batches waiting for the log to reach the LSN beside each (written, or synced
+    /// under `appendfsync always`), in order.
     held: VecDeque<(BytesMut, Lsn)>,
     held_bytes: usize,
 }
@@ -93,10 +93,10 @@ struct Connection {
 /// Reply batches a connection keeps waiting for the log before it stops running requests.
 const HELD_BATCHES_MAX: usize = 64;
 
-/// Waits until the log is durable up to `lsn`; forever when there is none.
+/// Waits until the change at `lsn` may be acknowledged; forever when there is none.
 async fn wait_durable(server: &Server, lsn: Option<Lsn>) {
     match (lsn, server.durability.get()) {
-        (Some(lsn), Some(durability)) => durability.wal.wait_durable(lsn).await,
+        (Some(lsn), Some(durability)) => durability.wal.wait_ack(lsn).await,
         (Some(_), None) => {}
         (None, _) => std::future::pending().await,
     }
@@ -138,9 +138,15 @@ impl Connection {
         let kill = self.session.handle.kill.clone();
         loop {
             crate::store::take_appended_lsn();
-            let stop = self.handle_complete_requests(&limits);
+            let stop = crate::store::deferring_writes(|| self.handle_complete_requests(&limits));
+            let appended = crate::store::take_appended_lsn();
+            if appended > 0 {
+                if let Some(durability) = self.server.durability.get() {
+                    durability.wal.write_queued();
+                }
+            }
             self.record_stats();
-            self.hold_replies(crate::store::take_appended_lsn());
+            self.hold_replies(appended);
             let pipelining = match stop {
                 Stop::NeedInput => self.read.len() <= pending_bytes_max,
                 Stop::BatchFull => true,
@@ -321,20 +327,17 @@ impl Connection {
         full && protocol::CommandSpec::lookup(&args[0]).is_some_and(|spec| spec.is_write())
     }
 
-    /// Under `appendfsync always`, sets the batch's replies aside until every change it made
-    /// (up to `lsn`, its last) is on disk; so too the replies of a batch that made none while
-    /// earlier ones wait, which must not overtake them. The log's writer syncs everything
-    /// queued at once, so concurrent batches share one fsync (group commit).
+    /// Sets the batch's replies aside until every change it made (up to `lsn`, its last) may
+    /// be acknowledged: synced under `appendfsync always`, written to the log file under
+    /// `everysec` and `no` ([`persistence::Wal::ack_lsn`]); so too the replies of a batch that
+    /// made none while earlier ones wait, which must not overtake them. The log's writer
+    /// writes (and syncs) everything queued at once, so concurrent batches share one write
+    /// and one fsync (group commit).
     fn hold_replies(&mut self, lsn: Lsn) {
-        if self.write.is_empty() && lsn == 0 {
+        if lsn == 0 && (self.write.is_empty() || self.held.is_empty()) {
             return;
         }
-        let waits = self
-            .server
-            .durability
-            .get()
-            .is_some_and(|durability| durability.wait_for_sync);
-        if !waits || (lsn == 0 && self.held.is_empty()) {
+        if self.server.durability.get().is_none() {
             return;
         }
         let after = self.held.back().map_or(0, |(_, held)| *held);
@@ -356,7 +359,7 @@ impl Connection {
             return Ok(());
         };
         while let Some((_, lsn)) = self.held.front() {
-            if durability.wal.durable_lsn() < *lsn {
+            if durability.wal.ack_lsn() < *lsn {
                 break;
             }
             self.write_front().await?;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use persistence::recovery::{self, RecoveryError};
 use persistence::snapshot::{self, SnapshotInfo};
-use persistence::wal::{FsyncPolicy, Wal, WalOptions};
+use persistence::wal::{Wal, WalOptions};
 use persistence::Lsn;
 use tracing::{info, warn};
 
@@ -47,8 +47,6 @@ pub struct Durability {
     pub save_on_shutdown: AtomicBool,
     /// The log on disk is over `wal_retained_warn_mb` (the sink is far behind).
     pub retention_warning: AtomicBool,
-    /// `appendfsync always`: replies wait for the sync of their changes.
-    pub wait_for_sync: bool,
     /// BGSAVE asked the snapshot task for a snapshot.
     bgsave_requested: AtomicBool,
     wake_snapshot_task: tokio::sync::Notify,
@@ -322,7 +320,6 @@ impl Durability {
         last_save_lsn: Lsn,
     ) -> Durability {
         Durability {
-            wait_for_sync: wal.fsync_policy() == FsyncPolicy::Always,
             wal,
             snapshot_dir: data_dir.join("snapshots"),
             saving: AtomicBool::new(false),

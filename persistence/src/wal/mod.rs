@@ -9,6 +9,7 @@
 mod reader;
 pub(crate) mod segment;
 pub mod tip;
+mod waiters;
 mod writer;
 
 #[cfg(test)]
@@ -146,7 +147,13 @@ pub struct WalStats {
 pub struct Wal {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The writer's state, shared with the thread for inline writes.
+    writer: Arc<Mutex<writer::Writer>>,
 }
+
+/// Rounds of inline writing one `write_queued` call does for others' records before it
+/// leaves a still refilling queue to the thread.
+const INLINE_ROUNDS_MAX: usize = 4;
 
 /// What the appenders, the writer thread and the readers share.
 struct Shared {
@@ -161,6 +168,8 @@ struct Shared {
     durable_lsn: AtomicU64,
     /// The durable LSN for async waiters.
     durable_watch: watch::Sender<Lsn>,
+    /// Connections waiting to acknowledge changes ([`Wal::wait_ack`]).
+    ack_waiters: waiters::Waiters,
     /// Bytes the writer has taken from the queue and not yet written.
     in_flight_bytes: AtomicU64,
     /// The first LSN of the segment being written, which is never removed.
@@ -183,6 +192,8 @@ struct Queue {
     next_lsn: Lsn,
     /// The highest LSN someone called `sync` or `wait_durable` for.
     sync_requested: Lsn,
+    /// When the writer last synced, for the thread's `everysec` deadline.
+    last_sync: std::time::Instant,
     closing: bool,
     warned_after_close: bool,
 }
@@ -200,10 +211,21 @@ struct Progress {
 }
 
 impl Shared {
+    /// Publishes that every record up to `lsn` is written to its file.
+    fn publish_written(&self, lsn: Lsn) {
+        self.written_lsn.store(lsn, Ordering::Release);
+        if self.fsync != FsyncPolicy::Always {
+            self.ack_waiters.wake_up_to(lsn);
+        }
+    }
+
     /// Publishes a new durable LSN to atomic readers, async waiters and `sync` callers.
     fn publish_durable(&self, lsn: Lsn) {
         self.durable_lsn.store(lsn, Ordering::Release);
         self.durable_watch.send_replace(lsn);
+        if self.fsync == FsyncPolicy::Always {
+            self.ack_waiters.wake_up_to(lsn);
+        }
         let _progress = self.progress.lock();
         self.progress_changed.notify_all();
     }
@@ -249,6 +271,7 @@ impl Wal {
                 buffer: Vec::new(),
                 next_lsn,
                 sync_requested: 0,
+                last_sync: std::time::Instant::now(),
                 closing: false,
                 warned_after_close: false,
             }),
@@ -257,6 +280,7 @@ impl Wal {
             written_lsn: Arc::new(AtomicU64::new(last_lsn)),
             durable_lsn: AtomicU64::new(last_lsn),
             durable_watch,
+            ack_waiters: waiters::Waiters::default(),
             in_flight_bytes: AtomicU64::new(0),
             active_first_lsn: AtomicU64::new(next_lsn),
             writes: AtomicU64::new(0),
@@ -266,23 +290,34 @@ impl Wal {
             failing: std::sync::atomic::AtomicBool::new(false),
             room: tokio::sync::Notify::new(),
         });
-        let thread = writer::spawn(shared.clone(), file, path, next_lsn, tip)?;
+        let (thread, writer) = writer::spawn(shared.clone(), file, path, next_lsn, tip)?;
         Ok(Wal {
             shared,
             thread: Mutex::new(Some(thread)),
+            writer,
         })
     }
 
     /// Queues one record of `changes` (applied together) and returns its LSN. No I/O: callers
     /// hold a shard lock. LSNs are consecutive in call order.
     pub fn append(&self, changes: &[ChangeRef<'_>]) -> Lsn {
+        self.queue_record(changes, false)
+    }
+
+    /// As [`Wal::append`], for a caller that calls [`Wal::write_queued`] once its locks are
+    /// released: under `everysec` and `no` the writer thread is not woken for it.
+    pub fn append_deferred(&self, changes: &[ChangeRef<'_>]) -> Lsn {
+        self.queue_record(changes, true)
+    }
+
+    fn queue_record(&self, changes: &[ChangeRef<'_>], deferred: bool) -> Lsn {
         let mut queue = self.shared.queue.lock();
         let lsn = queue.next_lsn;
-        // The writer waits for an empty queue to fill, or lingers over a filling one until it
-        // is full: only those two moments need waking it (no futex call per append).
-        let wake = queue.buffer.is_empty();
+        // The writer sleeps only on an empty queue: only its filling needs waking it (no
+        // futex call per append while it is busy writing).
+        let wake =
+            queue.buffer.is_empty() && !(deferred && self.shared.fsync != FsyncPolicy::Always);
         record::encode_frame(lsn, changes, &mut queue.buffer);
-        let wake = wake || queue.buffer.len() >= writer::LINGER_BYTES_MAX;
         queue.next_lsn = lsn + 1;
         self.shared.last_lsn.store(lsn, Ordering::Release);
         if queue.closing && !queue.warned_after_close {
@@ -371,6 +406,52 @@ impl Wal {
         }
         // The sender lives in `shared`, which `self` keeps alive: this cannot fail.
         let _ = durable.wait_for(|durable_lsn| *durable_lsn >= lsn).await;
+    }
+
+    /// Under `everysec` and `no`, writes what is queued on this thread, unless the writer is
+    /// busy: its holder then writes it. Leaves to the thread what needs it (a rotation, a
+    /// retry, an owed sync) and a queue that keeps refilling. No-op under `always`, whose
+    /// syncs the thread does. Call it with no lock held: it does I/O.
+    pub fn write_queued(&self) {
+        if self.shared.fsync == FsyncPolicy::Always {
+            return;
+        }
+        for _ in 0..INLINE_ROUNDS_MAX {
+            let Some(mut writer) = self.writer.try_lock() else {
+                return;
+            };
+            let outcome = writer.write_inline();
+            let queue = self.shared.queue.lock();
+            if outcome == writer::Inline::NeedsThread {
+                self.shared.queue_ready.notify_one();
+                return;
+            }
+            let more = !queue.buffer.is_empty();
+            // Let go of the writer with the queue locked: what was queued meanwhile is in
+            // `more`, or its appender finds the writer free.
+            drop(writer);
+            drop(queue);
+            if !more {
+                return;
+            }
+        }
+        let _queue = self.shared.queue.lock();
+        self.shared.queue_ready.notify_one();
+    }
+
+    /// The last LSN whose change may be acknowledged to a client: synced under `always`,
+    /// written to its file (so a process crash cannot lose it) under `everysec` and `no`.
+    pub fn ack_lsn(&self) -> Lsn {
+        match self.shared.fsync {
+            FsyncPolicy::Always => self.durable_lsn(),
+            FsyncPolicy::EverySec | FsyncPolicy::No => self.written_lsn(),
+        }
+    }
+
+    /// Returns once the change at `lsn` may be acknowledged ([`Wal::ack_lsn`]), without
+    /// blocking a runtime thread. While writes fail it keeps waiting: the writer retries.
+    pub async fn wait_ack(&self, lsn: Lsn) {
+        self.shared.ack_waiters.wait(lsn, || self.ack_lsn()).await;
     }
 
     /// Blocks until everything appended so far is written and synced; returns that LSN.

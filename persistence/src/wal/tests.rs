@@ -46,12 +46,17 @@ pub(crate) fn event() -> Event {
 
 /// Appends the `i`th test record (version `i`, at `i` ms).
 pub(crate) fn append_nth(wal: &Wal, i: u64) -> Lsn {
+    append_nth_as(wal, i, false)
+}
+
+/// Appends the `i`th test record, deferred (for [`Wal::write_queued`]) or not.
+fn append_nth_as(wal: &Wal, i: u64, deferred: bool) -> Lsn {
     let image = image_of(i);
     let state = match state_of(i) {
         State::Tombstone(reason) => StateRef::Tombstone(reason),
         _ => StateRef::Image(image.as_bytes()),
     };
-    wal.append(&[ChangeRef {
+    let changes = [ChangeRef {
         space: Space::Cart,
         key: &key_of(i),
         version: i,
@@ -62,7 +67,12 @@ pub(crate) fn append_nth(wal: &Wal, i: u64) -> Lsn {
             detail: DETAIL,
         }),
         guard: None,
-    }])
+    }];
+    if deferred {
+        wal.append_deferred(&changes)
+    } else {
+        wal.append(&changes)
+    }
 }
 
 /// Checks that `record` is the `i`th test record at LSN `lsn`.
@@ -239,6 +249,106 @@ async fn wait_durable_from_a_task() {
     };
     waiter.await.unwrap();
     assert!(wal.durable_lsn() >= lsn);
+}
+
+/// Under `everysec` and `no`, appenders on many threads that write the queue themselves
+/// (`append_deferred`, then `write_queued`) get every record written, none left behind for a
+/// writer that never comes (the writer thread is not woken for them), in LSN order, across
+/// the segment rotations the thread does for them. The threads append in rounds, all at
+/// once, so a record left behind is not picked up by a later append.
+#[test]
+fn inline_writes_from_many_threads_leave_nothing_behind() {
+    const THREADS: u64 = 4;
+    const EACH: u64 = 1500;
+    for policy in [FsyncPolicy::EverySec, FsyncPolicy::No] {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Arc::new(Wal::open(small_segments(dir.path(), policy), 1).unwrap());
+        let round = Arc::new(std::sync::Barrier::new(THREADS as usize));
+        let appenders: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let wal = wal.clone();
+                let round = round.clone();
+                thread::spawn(move || {
+                    for n in 0..EACH {
+                        round.wait();
+                        let lsn = append_nth_as(&wal, t * EACH + n + 1, true);
+                        wal.write_queued();
+                        // Written by this thread or by whoever held the writer: a record
+                        // left behind would never be written under `no` (10 s is a hang).
+                        let deadline =
+                            std::time::Instant::now() + std::time::Duration::from_secs(10);
+                        while wal.written_lsn() < lsn {
+                            assert!(
+                                std::time::Instant::now() < deadline,
+                                "{policy}: LSN {lsn} never written (written {})",
+                                wal.written_lsn()
+                            );
+                            thread::yield_now();
+                        }
+                        assert!(wal.ack_lsn() >= lsn, "{policy}");
+                    }
+                })
+            })
+            .collect();
+        for appender in appenders {
+            appender.join().unwrap();
+        }
+        wal.close().unwrap();
+        assert!(
+            list_segments(dir.path()).unwrap().len() > 10,
+            "{policy}: the test must rotate segments"
+        );
+        let mut lsns = Vec::new();
+        let mut versions = Vec::new();
+        replay(dir.path(), 0, false, |record| {
+            lsns.push(record.lsn);
+            versions.push(record.changes[0].version);
+        })
+        .unwrap();
+        assert_eq!(lsns, (1..=THREADS * EACH).collect::<Vec<_>>(), "{policy}");
+        versions.sort_unstable();
+        assert_eq!(
+            versions,
+            (1..=THREADS * EACH).collect::<Vec<_>>(),
+            "{policy}"
+        );
+    }
+}
+
+/// `wait_ack` returns once a change may be acknowledged, under every policy: synced under
+/// `always`, written under the others; many tasks waiting at once are each woken, and none
+/// is left registered (a dropped wait unregisters itself).
+#[tokio::test]
+async fn wait_ack_returns_once_written_or_synced() {
+    for policy in [FsyncPolicy::Always, FsyncPolicy::EverySec, FsyncPolicy::No] {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Arc::new(Wal::open(small_segments(dir.path(), policy), 1).unwrap());
+        let waiters: Vec<_> = (0..200)
+            .map(|i| {
+                let wal = wal.clone();
+                tokio::spawn(async move {
+                    let lsn = append_nth(&wal, i);
+                    wal.wait_ack(lsn).await;
+                    (lsn, wal.ack_lsn())
+                })
+            })
+            .collect();
+        for waiter in waiters {
+            let (lsn, acked) = waiter.await.unwrap();
+            assert!(acked >= lsn, "{policy}: woken at {acked} for {lsn}");
+            assert!(wal.written_lsn() >= lsn, "{policy}");
+            if policy == FsyncPolicy::Always {
+                assert!(wal.durable_lsn() >= lsn, "{policy}");
+            }
+        }
+        // A wait dropped before its LSN came leaves nothing behind.
+        let never = wal.last_lsn() + 1_000;
+        let abandoned =
+            tokio::time::timeout(std::time::Duration::from_millis(20), wal.wait_ack(never)).await;
+        assert!(abandoned.is_err(), "{policy}");
+        assert_eq!(wal.shared.ack_waiters.len(), 0, "{policy}");
+        wal.close().unwrap();
+    }
 }
 
 /// `sync` blocks until everything appended is synced, under every policy; `wait_durable`

@@ -1,6 +1,15 @@
-//! The writer thread: takes the whole queue at once, writes it with one call per segment it
-//! lands in, syncs as the policy says, publishes the written and durable LSNs, rotates
-//! segments, and retries failed writes without ever dropping a queued record.
+//! The writer: takes the whole queue at once, writes it with one call per segment it lands
+//! in, syncs as the policy says, publishes the written and durable LSNs, rotates segments,
+//! and retries failed writes without ever dropping a queued record.
+//!
+//! Its state is behind a lock that two kinds of caller take. The writer thread does every
+//! sync, rotation and retry, and all writing under `always`. Under `everysec` and `no` a
+//! connection that has just queued records writes the queue itself when the lock is free
+//! ([`Writer::write_inline`]), as Redis writes its AOF in its event loop before replying: its
+//! replies need the write, and handing every small write to a thread and back cost a third of
+//! the throughput in thread wake-ups. Whoever holds the lock when records are queued writes
+//! them: an appender that finds it taken leaves them, and the holder looks at the queue again
+//! before it lets go (under the queue's lock, so that look cannot miss them).
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
@@ -12,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use super::segment::{self, create_segment, SegmentHeader, SegmentStart, SEGMENT_HEADER_BYTES};
 use super::tip::{TipFile, TIP_INTERVAL_MS};
-use super::{FsyncPolicy, Shared};
+use parking_lot::Mutex;
+
+use super::{FsyncPolicy, Queue, Shared};
 use crate::record::{Lsn, RecordFormat, FRAME_HEADER_BYTES};
 
 /// How long the writer waits after a failed write or sync before trying again.
@@ -27,27 +38,20 @@ const CLOSE_ATTEMPTS_MAX: u32 = 50;
 /// Failures between two error log lines while writes keep failing (about 10 s).
 const FAILURES_PER_LOG_LINE: u32 = 100;
 
-/// Under `everysec` and `no`, how long the writer lets records gather before writing them.
-/// A process crash can lose acknowledged changes this recent (an OS crash, up to a second
-/// under everysec): the price of one write per millisecond instead of one per change.
-const WRITE_LINGER: Duration = Duration::from_millis(1);
-
-/// Queued bytes that end the linger early (and wake the writer).
-pub(super) const LINGER_BYTES_MAX: usize = 1024 * 1024;
-
 /// A taken queue buffer bigger than this is freed after writing, not kept for reuse.
 const BUFFER_KEEP_BYTES_MAX: usize = 16 * 1024 * 1024;
 
-/// Starts the writer thread on `file`, the fresh segment starting at `next_lsn`.
+/// Starts the writer thread on `file`, the fresh segment starting at `next_lsn`; returns it
+/// and the writer's state, for inline writes.
 pub(super) fn spawn(
     shared: Arc<Shared>,
     file: File,
     path: PathBuf,
     next_lsn: Lsn,
     tip: TipFile,
-) -> io::Result<JoinHandle<()>> {
+) -> io::Result<(JoinHandle<()>, Arc<Mutex<Writer>>)> {
     let writer = Writer {
-        shared,
+        shared: shared.clone(),
         segment: Segment {
             file,
             path,
@@ -65,9 +69,12 @@ pub(super) fn spawn(
         tip,
         tip_noted: Instant::now(),
     };
-    thread::Builder::new()
+    let core = Arc::new(Mutex::new(writer));
+    let thread_core = core.clone();
+    let thread = thread::Builder::new()
         .name("cartd-wal".into())
-        .spawn(move || writer.run())
+        .spawn(move || run(&thread_core, &shared))?;
+    Ok((thread, core))
 }
 
 /// The segment being written.
@@ -82,8 +89,8 @@ struct Segment {
     reposition: bool,
 }
 
-/// The writer thread's state.
-struct Writer {
+/// The writer's state.
+pub(super) struct Writer {
     shared: Arc<Shared>,
     segment: Segment,
     /// Frames taken from the queue; those before `pending_offset` are written.
@@ -100,7 +107,7 @@ struct Writer {
     tip_noted: Instant,
 }
 
-/// What the writer does next.
+/// What the writer thread does next.
 enum Next {
     /// Write what was taken and sync if due.
     Work {
@@ -108,8 +115,20 @@ enum Next {
         sync_requested: Lsn,
         closing: bool,
     },
+    /// Nothing after all: an inline write took care of it.
+    Idle,
     /// Closed, and everything is written and synced.
     Exit,
+}
+
+/// How an inline write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Inline {
+    /// Everything taken is written.
+    Done,
+    /// The thread must go on: a rotation is due, a write failed (or writes are failing),
+    /// or an `everysec` sync is now owed.
+    NeedsThread,
 }
 
 /// Marks the writer stopped however its thread ends, so `sync` callers never wait forever.
@@ -126,90 +145,148 @@ impl Drop for StopGuard {
     }
 }
 
-impl Writer {
-    /// The thread's loop: wait for work, write, sync; retry failures until closed.
-    fn run(mut self) {
-        let _stop_guard = StopGuard(self.shared.clone());
-        loop {
-            let (sync_requested, closing) = match self.wait_for_work() {
-                Next::Exit => {
-                    self.note_tip(true);
+/// The thread's loop: wait for work, write, sync; retry failures until closed.
+fn run(core: &Mutex<Writer>, shared: &Arc<Shared>) {
+    let _stop_guard = StopGuard(shared.clone());
+    let mut held = None;
+    loop {
+        {
+            let mut queue = shared.queue.lock();
+            // Let go of the writer only with the queue locked: records queued while it was
+            // held are seen below.
+            drop(held.take());
+            while !work_visible(shared, &queue) {
+                match sync_deadline(shared, &queue) {
+                    Some(deadline) => {
+                        shared.queue_ready.wait_until(&mut queue, deadline);
+                    }
+                    None => shared.queue_ready.wait(&mut queue),
+                }
+            }
+        }
+        let mut writer = core.lock();
+        let (sync_requested, closing) = match writer.take_work() {
+            Next::Exit => {
+                writer.note_tip(true);
+                return;
+            }
+            Next::Idle => {
+                held = Some(writer);
+                continue;
+            }
+            Next::Work {
+                sync_requested,
+                closing,
+            } => (sync_requested, closing),
+        };
+        match writer.write_and_sync(sync_requested, closing) {
+            Ok(()) => {
+                writer.succeeded();
+                held = Some(writer);
+            }
+            Err(error) => {
+                writer.failed(&error);
+                if closing && writer.failures >= CLOSE_ATTEMPTS_MAX {
+                    writer.give_up(&error);
                     return;
                 }
-                Next::Work {
-                    sync_requested,
-                    closing,
-                } => (sync_requested, closing),
-            };
-            match self.write_and_sync(sync_requested, closing) {
-                Ok(()) => self.succeeded(),
-                Err(error) => {
-                    self.failed(&error);
-                    if closing && self.failures >= CLOSE_ATTEMPTS_MAX {
-                        self.give_up(&error);
-                        return;
-                    }
-                    thread::sleep(Duration::from_millis(RETRY_DELAY_MS));
-                }
+                drop(writer);
+                thread::sleep(Duration::from_millis(RETRY_DELAY_MS));
             }
         }
     }
+}
 
-    /// Waits until there is something to write or sync, then takes the whole queue.
-    fn wait_for_work(&mut self) -> Next {
+/// Whether the thread may have something to do, from what it can see without the writer's
+/// lock: records queued or taken and unwritten, a sync owed, failing writes, or close.
+fn work_visible(shared: &Shared, queue: &Queue) -> bool {
+    let durable = shared.durable_lsn.load(Ordering::Acquire);
+    let unsynced = durable < shared.written_lsn.load(Ordering::Acquire);
+    let has_data = !queue.buffer.is_empty() || shared.in_flight_bytes.load(Ordering::Acquire) > 0;
+    let sync_due = unsynced
+        && (queue.sync_requested > durable
+            || (shared.fsync == FsyncPolicy::EverySec
+                && queue.last_sync.elapsed() >= Duration::from_millis(EVERYSEC_INTERVAL_MS)));
+    has_data || sync_due || queue.closing || shared.failing.load(Ordering::Acquire)
+}
+
+/// When the thread must wake up by itself to sync, if ever.
+fn sync_deadline(shared: &Shared, queue: &Queue) -> Option<Instant> {
+    let unsynced =
+        shared.durable_lsn.load(Ordering::Acquire) < shared.written_lsn.load(Ordering::Acquire);
+    (unsynced && shared.fsync == FsyncPolicy::EverySec)
+        .then(|| queue.last_sync + Duration::from_millis(EVERYSEC_INTERVAL_MS))
+}
+
+impl Writer {
+    /// With the writer's lock held: whether there is anything to write or sync after all,
+    /// taking the whole queue if so.
+    fn take_work(&mut self) -> Next {
         let shared = self.shared.clone();
         let mut queue = shared.queue.lock();
-        loop {
-            let unsynced = self.durable_lsn < self.written_lsn;
-            let has_data = !queue.buffer.is_empty() || self.pending_offset < self.pending.len();
-            let sync_due = unsynced
-                && (queue.sync_requested > self.durable_lsn || queue.closing || self.sync_due());
-            if has_data || sync_due || self.failures > 0 {
-                break;
-            }
-            if queue.closing {
-                return Next::Exit;
-            }
-            match self.sync_deadline() {
-                Some(deadline) => {
-                    shared.queue_ready.wait_until(&mut queue, deadline);
-                }
-                None => shared.queue_ready.wait(&mut queue),
-            }
-        }
-        if self.shared.fsync != FsyncPolicy::Always {
-            // Under everysec and no, no reply waits for this write: let records gather for up
-            // to WRITE_LINGER so one wake-up and one write carry many of them, not one per
-            // append. A sync request, close, a failure or a full buffer ends the wait early.
-            let deadline = Instant::now() + WRITE_LINGER;
-            while queue.buffer.len() < LINGER_BYTES_MAX
-                && !queue.closing
-                && queue.sync_requested <= self.durable_lsn
-                && self.failures == 0
-            {
-                if shared
-                    .queue_ready
-                    .wait_until(&mut queue, deadline)
-                    .timed_out()
-                {
-                    break;
-                }
-            }
-        }
-        if !queue.buffer.is_empty() {
-            if self.pending.is_empty() {
-                // The emptied buffer goes back to the queue with its capacity.
-                std::mem::swap(&mut queue.buffer, &mut self.pending);
+        let unsynced = self.durable_lsn < self.written_lsn;
+        let has_data = !queue.buffer.is_empty() || self.pending_offset < self.pending.len();
+        let sync_due = unsynced
+            && (queue.sync_requested > self.durable_lsn || queue.closing || self.sync_due());
+        if !(has_data || sync_due || self.failures > 0) {
+            return if queue.closing {
+                Next::Exit
             } else {
-                self.pending.extend_from_slice(&queue.buffer);
-                queue.buffer.clear();
-            }
-            self.publish_in_flight();
-            self.shared.room.notify_waiters();
+                Next::Idle
+            };
         }
+        self.take_queue(&mut queue);
         Next::Work {
             sync_requested: queue.sync_requested,
             closing: queue.closing,
+        }
+    }
+
+    /// Moves the queued records behind those taken before.
+    fn take_queue(&mut self, queue: &mut Queue) {
+        if queue.buffer.is_empty() {
+            return;
+        }
+        if self.pending.is_empty() {
+            // The emptied buffer goes back to the queue with its capacity.
+            std::mem::swap(&mut queue.buffer, &mut self.pending);
+        } else {
+            self.pending.extend_from_slice(&queue.buffer);
+            queue.buffer.clear();
+        }
+        self.publish_in_flight();
+        self.shared.room.notify_waiters();
+    }
+
+    /// Under `everysec` and `no`, on an appender's thread: takes the queue and writes it, as
+    /// far as the current segment goes. Rotating, retrying and syncing are left to the thread.
+    pub(super) fn write_inline(&mut self) -> Inline {
+        if self.failures > 0 {
+            return Inline::NeedsThread;
+        }
+        let shared = self.shared.clone();
+        self.take_queue(&mut shared.queue.lock());
+        let was_synced = self.durable_lsn == self.written_lsn;
+        while self.pending_offset < self.pending.len() {
+            let first_frame = frame_bytes(&self.pending, self.pending_offset);
+            if self.needs_rotation(first_frame) {
+                return Inline::NeedsThread;
+            }
+            let (end, frames) = self.fitting_piece();
+            if let Err(error) = self.write_piece(end, frames) {
+                self.failed(&segment::with_path(&self.segment.path, error));
+                return Inline::NeedsThread;
+            }
+            self.succeeded();
+        }
+        self.finish_pending();
+        let owes_sync = self.shared.fsync == FsyncPolicy::EverySec
+            && was_synced
+            && self.durable_lsn < self.written_lsn;
+        if owes_sync {
+            Inline::NeedsThread
+        } else {
+            Inline::Done
         }
     }
 
@@ -219,13 +296,6 @@ impl Writer {
             && self.last_sync.elapsed() >= Duration::from_millis(EVERYSEC_INTERVAL_MS)
     }
 
-    /// When the writer must wake up by itself to sync, if ever.
-    fn sync_deadline(&self) -> Option<Instant> {
-        let unsynced = self.durable_lsn < self.written_lsn;
-        (unsynced && self.shared.fsync == FsyncPolicy::EverySec)
-            .then(|| self.last_sync + Duration::from_millis(EVERYSEC_INTERVAL_MS))
-    }
-
     /// Writes everything taken, then syncs if the policy, a caller or close wants it.
     fn write_and_sync(&mut self, sync_requested: Lsn, closing: bool) -> io::Result<()> {
         while self.pending_offset < self.pending.len() {
@@ -233,11 +303,7 @@ impl Writer {
             self.write_piece(end, frames)
                 .map_err(|error| segment::with_path(&self.segment.path, error))?;
         }
-        self.pending.clear();
-        self.pending_offset = 0;
-        if self.pending.capacity() > BUFFER_KEEP_BYTES_MAX {
-            self.pending = Vec::new();
-        }
+        self.finish_pending();
         let unsynced = self.durable_lsn < self.written_lsn;
         let wanted = self.shared.fsync == FsyncPolicy::Always
             || sync_requested > self.durable_lsn
@@ -251,15 +317,33 @@ impl Writer {
         Ok(())
     }
 
+    /// Empties the taken buffer once all of it is written.
+    fn finish_pending(&mut self) {
+        self.pending.clear();
+        self.pending_offset = 0;
+        if self.pending.capacity() > BUFFER_KEEP_BYTES_MAX {
+            self.pending = Vec::new();
+        }
+    }
+
+    /// Whether a frame of `frame` bytes would take the current segment past its size (a
+    /// segment with no record yet takes it anyway).
+    fn needs_rotation(&self, frame: usize) -> bool {
+        self.segment.records > 0 && self.segment.bytes + frame as u64 > self.shared.segment_bytes
+    }
+
     /// The end offset and frame count of the next write: as many whole frames as fit in the
     /// current segment, at least one; rotates first when not even one fits.
     fn next_piece(&mut self) -> io::Result<(usize, u64)> {
-        let limit = self.shared.segment_bytes;
-        let first_frame = frame_bytes(&self.pending, self.pending_offset);
-        if self.segment.records > 0 && self.segment.bytes + first_frame as u64 > limit {
+        if self.needs_rotation(frame_bytes(&self.pending, self.pending_offset)) {
             self.rotate()?;
         }
-        let room = limit.saturating_sub(self.segment.bytes);
+        Ok(self.fitting_piece())
+    }
+
+    /// As many whole frames from `pending_offset` as fit in the current segment, at least one.
+    fn fitting_piece(&self) -> (usize, u64) {
+        let room = self.shared.segment_bytes.saturating_sub(self.segment.bytes);
         let mut end = self.pending_offset;
         let mut frames = 0;
         while end < self.pending.len() {
@@ -270,7 +354,7 @@ impl Writer {
             end += frame;
             frames += 1;
         }
-        Ok((end, frames))
+        (end, frames)
     }
 
     /// Writes `pending[pending_offset..end]` (`frames` records) with one call; under `always`
@@ -298,15 +382,13 @@ impl Writer {
         self.pending_offset = end;
         self.publish_in_flight();
         self.written_lsn += frames;
-        self.shared
-            .written_lsn
-            .store(self.written_lsn, Ordering::Release);
         if self.tip_noted.elapsed() >= Duration::from_millis(TIP_INTERVAL_MS) {
             self.note_tip(false);
         }
         // Clear the failing state before anyone waiting is told: a `sync` that returns Ok
         // must find the log healthy.
         self.succeeded();
+        self.shared.publish_written(self.written_lsn);
         if self.shared.fsync == FsyncPolicy::Always {
             self.durable_lsn = self.written_lsn;
             self.shared.publish_durable(self.durable_lsn);
@@ -319,6 +401,7 @@ impl Writer {
         self.segment.file.sync_data()?;
         self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.last_sync = Instant::now();
+        self.shared.queue.lock().last_sync = self.last_sync;
         self.succeeded();
         self.durable_lsn = self.written_lsn;
         self.shared.publish_durable(self.durable_lsn);

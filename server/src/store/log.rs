@@ -17,8 +17,24 @@ use crate::cart::{delta, image, Cart};
 
 thread_local! {
     /// The last LSN this thread appended: a connection reads it after its batch to know which
-    /// LSN its replies must wait for under `appendfsync always`.
+    /// LSN its replies must wait for.
     static APPENDED: Cell<Lsn> = const { Cell::new(0) };
+    /// This thread's appends are written by the caller of [`deferring_writes`] afterwards.
+    static DEFERRING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `run` with the log records it appends left for this thread to write once it is done
+/// ([`persistence::Wal::write_queued`]), instead of waking the log's writer thread for them.
+/// A connection uses it around a batch of requests: its replies wait for the write anyway.
+pub fn deferring_writes<R>(run: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            DEFERRING.set(self.0);
+        }
+    }
+    let _reset = Reset(DEFERRING.replace(true));
+    run()
 }
 
 /// The highest LSN appended by this thread since the last call, 0 if none; resets it.
@@ -74,7 +90,11 @@ impl Store {
         let Some(wal) = self.wal.get() else {
             return 0;
         };
-        let lsn = wal.append(changes);
+        let lsn = if DEFERRING.get() {
+            wal.append_deferred(changes)
+        } else {
+            wal.append(changes)
+        };
         APPENDED.set(lsn);
         lsn
     }

@@ -34,7 +34,7 @@ use crate::catalog::{apply_plan, Catalog};
 use crate::config::Config;
 use crate::limits::{EXPIRE_CHECKS_PER_LOCK_MAX, VALIDATION_ATTEMPTS_MAX};
 use crate::pricing::{GiftCards, Promotions};
-pub use log::{bare_event, event, take_appended_lsn};
+pub use log::{bare_event, deferring_writes, event, take_appended_lsn};
 use persistence::{Event, EventKind, GuardKind, GuardRef, TombstoneReason, Wal};
 use shard::Shard;
 use tokens::{Lookup, Remembered, TokenMemory};
