@@ -1,8 +1,11 @@
 //! cartd's wire layer: RESP2/RESP3 framing in, typed [`Command`]s out; [`Reply`] values in,
 //! RESP bytes out. It holds no I/O, no store and no cart logic: the server owns those.
 //!
-//! Decoding uses the `redis-protocol` crate. Replies are encoded here, straight from the
-//! [`Reply`] tree into the connection's write buffer (see `reply.rs` for why).
+//! Requests are decoded here, incrementally and strictly (see `request.rs`: `redis-protocol`'s
+//! decoder starts over on every call and does not check the CRLF after a bulk string, which
+//! made slow requests quadratic and let leftover bytes run as a command). Replies are encoded
+//! here, straight from the [`Reply`] tree into the connection's write buffer (see `reply.rs`
+//! for why); the tests check both against `redis-protocol`.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -23,7 +26,7 @@ pub use cmd::{
 };
 pub use error::{CommandError, ErrorCode};
 pub use reply::{Protocol, Reply};
-pub use request::{decode_request, FramingError, RequestLimits};
+pub use request::{decode_request, FramingError, RequestDecoder, RequestLimits, ARGS_MAX};
 
 /// Longest cart key, in bytes (PROTOCOL.md: keys are 1..=256 bytes).
 pub const KEY_BYTES_MAX: usize = 256;

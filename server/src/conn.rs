@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use persistence::Lsn;
-use protocol::{decode_request, Protocol, Reply, RequestLimits};
+use protocol::{Protocol, Reply, RequestDecoder, RequestLimits};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -40,6 +40,7 @@ pub async fn serve(stream: TcpStream, handle: Arc<ClientHandle>, server: Arc<Ser
     let mut connection = Connection {
         stream,
         read: BytesMut::new(),
+        decoder: RequestDecoder::new(),
         read_chunk: READ_CHUNK_MIN_BYTES,
         write: BytesMut::new(),
         session: Session::new(handle, !server.config.server.requirepass.is_empty()),
@@ -72,6 +73,8 @@ impl Drop for Registered {
 struct Connection {
     stream: TcpStream,
     read: BytesMut,
+    /// What has been parsed of a request still arriving.
+    decoder: RequestDecoder,
     /// Room made before each read: doubles while reads fill it, up to `READ_CHUNK_BYTES`.
     read_chunk: usize,
     write: BytesMut,
@@ -148,7 +151,7 @@ impl Connection {
             self.record_stats();
             self.hold_replies(appended);
             let pipelining = match stop {
-                Stop::NeedInput => self.read.len() <= pending_bytes_max,
+                Stop::NeedInput => self.unparsed_bytes() <= pending_bytes_max,
                 Stop::BatchFull => true,
                 _ => false,
             };
@@ -160,7 +163,7 @@ impl Connection {
             } else {
                 self.release_all().await?;
             }
-            if matches!(stop, Stop::NeedInput) && self.read.len() > pending_bytes_max {
+            if matches!(stop, Stop::NeedInput) && self.unparsed_bytes() > pending_bytes_max {
                 self.protocol_error("request too large");
                 self.flush().await?;
                 return Ok(());
@@ -226,12 +229,17 @@ impl Connection {
         Ok(true)
     }
 
+    /// Bytes of requests received and not yet run: in the read buffer and parsed so far.
+    fn unparsed_bytes(&self) -> usize {
+        self.read.len() + self.decoder.pending_bytes()
+    }
+
     fn handle_complete_requests(&mut self, limits: &RequestLimits) -> Stop {
         let mut handled = 0;
         while handled < REQUESTS_PER_BATCH_MAX && self.write.len() < WRITE_BUFFER_BYTES_MAX {
             let (args, done) = match self.pending.take() {
                 Some(pending) => pending,
-                None => match decode_request(&mut self.read, limits) {
+                None => match self.decoder.decode(&mut self.read, limits) {
                     Ok(Some(args)) => (args, PreStep::None),
                     Ok(None) => return Stop::NeedInput,
                     Err(framing) => {

@@ -1,0 +1,99 @@
+//! An attacker's requests over real sockets: none may run smuggled bytes as a command, cost
+//! the server work out of proportion to what it sent, or hold up the other clients
+//! (docs/SECURITY.md).
+
+use std::time::Duration;
+
+use cartd_tests::{ok, w, Cartd};
+
+/// CPU seconds the process `pid` has used (user + system), from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let after = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// `$3\r\nabcDEL cart:x\r\n`: the bytes after a bulk's declared length used to run as an
+/// inline command (DEL cart:x ran). Now the request is a protocol error that closes the
+/// connection, and the cart is still there.
+#[tokio::test]
+async fn bytes_after_a_bulk_string_never_run_as_a_command() {
+    let cartd = Cartd::start_default();
+    let mut conn = cartd.client(false).await;
+    ok(
+        &mut conn,
+        &w("CART.ADD cart:x sku - 1 PRICE 100 CURRENCY USD"),
+    )
+    .await;
+    let mut raw = cartd.raw().await;
+    raw.send(b"*2\r\n$4\r\nECHO\r\n$3\r\nabcDEL cart:x\r\n")
+        .await;
+    let reply = raw.read_until_closed().await;
+    assert_eq!(
+        String::from_utf8_lossy(&reply),
+        "-ERR Protocol error: expected CRLF after a bulk string\r\n"
+    );
+    assert_eq!(
+        ok(&mut conn, &w("EXISTS cart:x")).await,
+        redis::Value::Int(1),
+        "the smuggled DEL must not have run"
+    );
+}
+
+/// `*200000` then `$0` elements trickled in small pieces used to cost seconds of CPU (the
+/// request was walked again from its start on every read). The server's CPU for the trickled
+/// request is compared with the same bytes sent in a few writes, in the same run.
+#[tokio::test]
+async fn a_trickled_request_costs_no_more_than_a_sent_one() {
+    const ELEMENTS: usize = 150_000;
+    let cartd = Cartd::start_default();
+    let mut request = format!("*{}\r\n$4\r\nECHO\r\n", ELEMENTS + 1).into_bytes();
+    for _ in 0..ELEMENTS {
+        request.extend_from_slice(b"$0\r\n\r\n");
+    }
+    let spend = |pieces: usize| {
+        let request = request.clone();
+        let cartd = &cartd;
+        async move {
+            let mut raw = cartd.raw().await;
+            let before = cpu_seconds(cartd.pid());
+            for piece in request.chunks(request.len().div_ceil(pieces)) {
+                raw.send(piece).await;
+                if pieces > 10 {
+                    tokio::time::sleep(Duration::from_micros(500)).await;
+                }
+            }
+            let reply = raw.read_reply().await;
+            // Over max_args_per_command: refused once it has all arrived.
+            assert!(
+                reply.starts_with(b"-LIMIT "),
+                "{}",
+                String::from_utf8_lossy(&reply)
+            );
+            cpu_seconds(cartd.pid()) - before
+        }
+    };
+    let sent = spend(4).await;
+    let trickled = spend(1_500).await;
+    assert!(
+        trickled < sent + 0.5,
+        "trickled in 1,500 pieces the request cost {trickled:.2} s of CPU, sent at once {sent:.2} s"
+    );
+}
+
+/// The decoder bounds an array's element count as Redis does.
+#[tokio::test]
+async fn an_array_longer_than_redis_allows_is_refused() {
+    let cartd = Cartd::start_default();
+    let mut raw = cartd.raw().await;
+    raw.send(b"*1048577\r\n").await;
+    assert_eq!(
+        String::from_utf8_lossy(&raw.read_until_closed().await),
+        "-ERR Protocol error: invalid multibulk length\r\n"
+    );
+    let mut raw = cartd.raw().await;
+    assert_eq!(raw.call(&["PING"]).await, b"+PONG\r\n");
+}
