@@ -43,7 +43,8 @@ pub fn run(command: Command, server: &Server, now: u64) -> Reply {
             let (next, keys) = if only_other_types {
                 (0, Vec::new())
             } else {
-                store.scan(scan.cursor, scan.count, scan.pattern.as_deref(), now)
+                let pattern = scan.pattern.as_deref().map(protocol::glob::Pattern::new);
+                store.scan(scan.cursor, scan.count, pattern.as_ref(), now)
             };
             Reply::Array(vec![
                 Reply::Bulk(Bytes::from(next.to_string())),

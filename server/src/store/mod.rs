@@ -654,18 +654,26 @@ impl Store {
 
     /// `SCAN`: visits about `count` carts from `cursor` (a key hash) on, returning the keys
     /// that match and the next cursor (0: done). Hash order never changes while a cart exists,
-    /// so a cart present for the whole scan is returned exactly once.
+    /// so a cart present for the whole scan is returned exactly once. Keys are copied under
+    /// each shard's lock and matched after it is released: no pattern holds up the shard.
     pub fn scan(
         &self,
         cursor: u64,
         count: usize,
-        pattern: Option<&[u8]>,
+        pattern: Option<&protocol::glob::Pattern>,
         now_ms: u64,
     ) -> (u64, Vec<Bytes>) {
         let mut keys = Vec::new();
         let mut visited = 0;
         let mut from = cursor;
         let shard_span = 1u64 << self.shard_shift.min(63);
+        let keep = |keys: &mut Vec<Bytes>, candidates: Vec<Bytes>| {
+            keys.extend(
+                candidates
+                    .into_iter()
+                    .filter(|key| pattern.is_none_or(|pattern| pattern.matches(key))),
+            );
+        };
         loop {
             let shard_index = if self.shard_shift == 63 {
                 0
@@ -675,23 +683,27 @@ impl Store {
             if shard_index >= self.shards.len() {
                 return (0, keys);
             }
-            let shard = self.shards[shard_index].lock();
-            for (hash, entries) in shard.buckets_from(from) {
-                if visited >= count {
-                    return (hash, keys);
-                }
-                for entry in entries {
-                    visited += 1;
-                    let live = entry.deadline().0 > now_ms;
-                    if live
-                        && pattern
-                            .is_none_or(|pattern| protocol::glob::matches(pattern, entry.key()))
-                    {
-                        keys.push(Bytes::copy_from_slice(entry.key()));
+            let mut candidates = Vec::new();
+            let mut stopped_at = None;
+            {
+                let shard = self.shards[shard_index].lock();
+                for (hash, entries) in shard.buckets_from(from) {
+                    if visited >= count {
+                        stopped_at = Some(hash);
+                        break;
+                    }
+                    for entry in entries {
+                        visited += 1;
+                        if entry.deadline().0 > now_ms {
+                            candidates.push(Bytes::copy_from_slice(entry.key()));
+                        }
                     }
                 }
             }
-            drop(shard);
+            keep(&mut keys, candidates);
+            if let Some(hash) = stopped_at {
+                return (hash, keys);
+            }
             from = match (shard_index as u64 + 1).checked_mul(shard_span) {
                 Some(next) if next < (1 << 63) => next,
                 _ => return (0, keys),
