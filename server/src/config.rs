@@ -45,6 +45,88 @@ pub struct ServerConfig {
     pub max_bulk_bytes: usize,
     /// Most arguments in one request, command name included.
     pub max_args_per_command: usize,
+    /// Seconds a client may stay idle (nothing read, nothing written) before it is closed;
+    /// 0: never (Redis's `timeout`).
+    pub timeout: u64,
+    /// The listen queue's length (Redis's `tcp-backlog`; the kernel caps it at somaxconn).
+    #[serde(alias = "tcp-backlog")]
+    pub tcp_backlog: u32,
+    /// Redis's `client-output-buffer-limit` for normal clients: `normal <hard> <soft>
+    /// <soft seconds>`, sizes with Redis's units (`32mb`, `1gb`, a bare number of bytes).
+    #[serde(alias = "client-output-buffer-limit")]
+    pub client_output_buffer_limit: OutputBufferLimit,
+}
+
+/// When a client's unsent replies get it closed: over `hard_bytes` at once, or over
+/// `soft_bytes` for `soft_s` seconds in a row; 0 turns a limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputBufferLimit {
+    /// Closed as soon as this much is waiting to be sent.
+    pub hard_bytes: u64,
+    /// Closed when at least this much has waited `soft_s` seconds in a row.
+    pub soft_bytes: u64,
+    /// See `soft_bytes`.
+    pub soft_s: u64,
+}
+
+impl OutputBufferLimit {
+    /// Parses Redis's form, `normal 32mb 1mb 10` (the class may be left out).
+    pub fn parse(text: &str) -> Result<OutputBufferLimit, String> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let words = match words.split_first() {
+            Some((class, rest)) if class.eq_ignore_ascii_case("normal") => rest,
+            Some((class, _)) if parse_memory(class).is_err() => {
+                return Err(format!(
+                    "client-output-buffer-limit: only the normal class is supported, got {class}"
+                ));
+            }
+            _ => &words[..],
+        };
+        let [hard, soft, soft_s] = words else {
+            return Err(format!(
+                "client-output-buffer-limit must be `normal <hard> <soft> <seconds>`, got {text:?}"
+            ));
+        };
+        Ok(OutputBufferLimit {
+            hard_bytes: parse_memory(hard)?,
+            soft_bytes: parse_memory(soft)?,
+            soft_s: soft_s
+                .parse()
+                .map_err(|_| format!("client-output-buffer-limit: bad seconds {soft_s:?}"))?,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for OutputBufferLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        OutputBufferLimit::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A size in Redis's memory units: a number of bytes, or with `k`/`m`/`g` (powers of 1000)
+/// or `kb`/`mb`/`gb` (powers of 1024), in any case.
+pub fn parse_memory(text: &str) -> Result<u64, String> {
+    let lower = text.to_ascii_lowercase();
+    let (digits, unit) = match lower.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => lower.split_at(at),
+        None => (lower.as_str(), ""),
+    };
+    let multiplier: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return Err(format!("bad memory size {text:?} (use e.g. 512mb or 1gb)")),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|number| number.checked_mul(multiplier))
+        .ok_or_else(|| format!("bad memory size {text:?} (use e.g. 512mb or 1gb)"))
 }
 
 impl Default for ServerConfig {
@@ -58,6 +140,13 @@ impl Default for ServerConfig {
             shards: 64,
             max_bulk_bytes: 512 * 1024,
             max_args_per_command: 4096,
+            timeout: 0,
+            tcp_backlog: 511,
+            client_output_buffer_limit: OutputBufferLimit {
+                hard_bytes: 32 * 1024 * 1024,
+                soft_bytes: 1024 * 1024,
+                soft_s: 10,
+            },
         }
     }
 }
@@ -315,6 +404,9 @@ impl Config {
                 crate::limits::BULK_BYTES_MAX_LIMIT,
                 server.max_bulk_bytes
             ));
+        }
+        if server.tcp_backlog == 0 {
+            return invalid("server.tcp_backlog must be at least 1".into());
         }
         if !(8..=1_000_000).contains(&server.max_args_per_command) {
             return invalid("server.max_args_per_command must be 8..=1000000".into());

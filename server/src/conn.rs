@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use persistence::Lsn;
@@ -51,9 +51,27 @@ pub async fn serve(stream: TcpStream, handle: Arc<ClientHandle>, server: Arc<Ser
         restore_failure: None,
         held: VecDeque::new(),
         held_bytes: 0,
+        last_io: Instant::now(),
+        over_soft_since: None,
     };
-    if let Err(error) = connection.run().await {
-        tracing::debug!(client = id, %error, "connection ended with an error");
+    let kill = connection.session.handle.kill.clone();
+    // CLIENT KILL ends the connection at once, whatever it waits for (a client that does not
+    // read its replies, a restore, the log): the task's future is dropped, and the socket
+    // with it. A server shutdown cancels the same token but lets the connection finish its
+    // batch: its own loop sees the token between batches.
+    let killed = async {
+        kill.cancelled().await;
+        if server.shutdown.is_cancelled() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = connection.run() => {
+            if let Err(error) = result {
+                tracing::debug!(client = id, %error, "connection ended with an error");
+            }
+        }
+        () = killed => tracing::debug!(client = id, "connection killed"),
     }
 }
 
@@ -91,6 +109,18 @@ struct Connection {
     /// under `appendfsync always`), in order.
     held: VecDeque<(BytesMut, Lsn)>,
     held_bytes: usize,
+    /// When something was last read or written, for the idle `timeout`.
+    last_io: Instant,
+    /// Since when the replies waiting to be sent have been over the soft output limit.
+    over_soft_since: Option<Instant>,
+}
+
+/// Sleeps until `deadline`; forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Reply batches a connection keeps waiting for the log before it stops running requests.
@@ -203,10 +233,16 @@ impl Connection {
             self.read = BytesMut::new();
         }
         let held_lsn = self.held.front().map(|(_, lsn)| *lsn);
+        let timeout_s = self.server.config.server.timeout;
+        let idle_deadline = self.last_io + Duration::from_secs(timeout_s);
         tokio::select! {
             ready = self.stream.readable() => ready?,
             () = wait_durable(&self.server, held_lsn) => return Ok(true),
             () = kill.cancelled() => return Ok(false),
+            () = tokio::time::sleep_until(idle_deadline.into()), if timeout_s > 0 && held_lsn.is_none() => {
+                tracing::debug!(client = self.session.handle.id, "idle past timeout; closing");
+                return Ok(false);
+            }
         };
         self.read.reserve(self.read_chunk);
         let room = self.read.capacity() - self.read.len();
@@ -219,6 +255,7 @@ impl Connection {
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Ok(true),
             Err(error) => return Err(error),
         };
+        self.last_io = Instant::now();
         if read == room {
             self.read_chunk = (self.read_chunk * 2).min(READ_CHUNK_BYTES);
         }
@@ -387,7 +424,7 @@ impl Connection {
     async fn write_front(&mut self) -> std::io::Result<()> {
         let (replies, _) = self.held.pop_front().expect("a reply batch is held");
         self.held_bytes -= replies.len();
-        self.stream.write_all(&replies).await?;
+        self.send(&replies).await?;
         self.server
             .stats
             .net_output_bytes
@@ -429,17 +466,68 @@ impl Connection {
         if self.write.is_empty() {
             return Ok(());
         }
-        self.stream.write_all(&self.write).await?;
-        let written = self.write.len() as u64;
+        let mut replies = std::mem::take(&mut self.write);
+        self.send(&replies).await?;
         self.server
             .stats
             .net_output_bytes
-            .fetch_add(written, std::sync::atomic::Ordering::Relaxed);
-        if self.write.capacity() > IDLE_BUFFER_BYTES_MAX {
-            self.write = BytesMut::new();
-        } else {
-            self.write.clear();
+            .fetch_add(replies.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if replies.capacity() <= IDLE_BUFFER_BYTES_MAX {
+            replies.clear();
+            self.write = replies;
         }
         Ok(())
+    }
+
+    /// Writes `bytes` as the client takes them, closing it (an error) when what waits to be
+    /// sent (the rest of `bytes`, the held replies, replies not yet sent) passes the
+    /// `client-output-buffer-limit`: its hard limit at once, its soft one for its seconds.
+    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let limit = self.server.config.server.client_output_buffer_limit;
+        let mut sent = 0;
+        while sent < bytes.len() {
+            let waiting = (bytes.len() - sent + self.held_bytes + self.write.len()) as u64;
+            if limit.hard_bytes > 0 && waiting > limit.hard_bytes {
+                return Err(self.over_output_limit("hard", waiting));
+            }
+            let soft_deadline = if limit.soft_bytes > 0 && waiting > limit.soft_bytes {
+                let since = *self.over_soft_since.get_or_insert_with(Instant::now);
+                Some(since + Duration::from_secs(limit.soft_s))
+            } else {
+                self.over_soft_since = None;
+                None
+            };
+            tokio::select! {
+                written = self.stream.write(&bytes[sent..]) => {
+                    match written? {
+                        0 => return Err(std::io::ErrorKind::WriteZero.into()),
+                        written => sent += written,
+                    }
+                    self.last_io = Instant::now();
+                }
+                () = sleep_until(soft_deadline) => {
+                    return Err(self.over_output_limit("soft", waiting));
+                }
+            }
+        }
+        let waiting = (self.held_bytes + self.write.len()) as u64;
+        if limit.soft_bytes == 0 || waiting <= limit.soft_bytes {
+            self.over_soft_since = None;
+        }
+        Ok(())
+    }
+
+    /// Counts and logs a client closed for not reading its replies; the error ends it.
+    fn over_output_limit(&self, which: &str, waiting: u64) -> std::io::Error {
+        self.server
+            .stats
+            .client_output_buffer_limit_disconnections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            client = self.session.handle.id,
+            waiting_bytes = waiting,
+            "client closed: over the {which} client-output-buffer-limit (it does not read its replies)"
+        );
+        std::io::Error::other(format!("over the {which} client-output-buffer-limit"))
     }
 }

@@ -316,6 +316,13 @@ fn stats_section(server: &Server, out: &mut String) {
         "rejected_connections",
         stats.rejected_connections.load(Relaxed),
     );
+    line(
+        out,
+        "client_output_buffer_limit_disconnections",
+        stats
+            .client_output_buffer_limit_disconnections
+            .load(Relaxed),
+    );
     line(out, "expired_keys", store.expired_carts.load(Relaxed));
     line(out, "evicted_keys", 0);
     line(out, "keyspace_hits", store.keyspace_hits.load(Relaxed));

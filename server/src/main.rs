@@ -30,10 +30,48 @@ struct Flags {
     /// Data directory (overrides server.data_dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Password of the `default` user (overrides server.requirepass).
+    #[arg(long)]
+    requirepass: Option<String>,
+    /// Most client connections at once (overrides server.maxclients).
+    #[arg(long)]
+    maxclients: Option<usize>,
+    /// Idle seconds before a client is closed, 0 never (overrides server.timeout).
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Listen queue length (overrides server.tcp_backlog).
+    #[arg(long)]
+    tcp_backlog: Option<u32>,
+    /// `normal <hard> <soft> <seconds>`, as one argument or four, as redis-server takes it
+    /// (overrides server.client_output_buffer_limit).
+    #[arg(long, num_args = 1..=4, value_name = "LIMIT")]
+    client_output_buffer_limit: Option<Vec<String>>,
     /// Start even if the log is corrupt in the middle: cut it at the first bad record, losing
     /// the records after it (the start-up error names the file and offset).
     #[arg(long)]
     repair: bool,
+}
+
+/// The flags named as redis-server's options, over the configuration; checked like it.
+fn apply_server_flags(flags: &Flags, config: &mut Config) -> Result<(), String> {
+    let server = &mut config.server;
+    if let Some(requirepass) = &flags.requirepass {
+        server.requirepass.clone_from(requirepass);
+    }
+    if let Some(maxclients) = flags.maxclients {
+        server.maxclients = maxclients;
+    }
+    if let Some(timeout) = flags.timeout {
+        server.timeout = timeout;
+    }
+    if let Some(tcp_backlog) = flags.tcp_backlog {
+        server.tcp_backlog = tcp_backlog;
+    }
+    if let Some(words) = &flags.client_output_buffer_limit {
+        server.client_output_buffer_limit =
+            cartd_server::config::OutputBufferLimit::parse(&words.join(" "))?;
+    }
+    config.check().map_err(|error| error.to_string())
 }
 
 fn main() -> ExitCode {
@@ -54,8 +92,12 @@ fn main() -> ExitCode {
     if let Some(port) = flags.port {
         config.server.port = port;
     }
-    if let Some(data_dir) = flags.data_dir {
+    if let Some(data_dir) = flags.data_dir.clone() {
         config.server.data_dir = data_dir;
+    }
+    if let Err(error) = apply_server_flags(&flags, &mut config) {
+        eprintln!("cartd: {error}");
+        return ExitCode::from(2);
     }
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));

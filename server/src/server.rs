@@ -147,6 +147,19 @@ fn random_run_id() -> String {
         .to_string()
 }
 
+/// Binds the listener with a listen queue of `backlog` (as Redis's `tcp-backlog`; the
+/// kernel caps it at `net.core.somaxconn`). tokio's `TcpListener::bind` queues 1024.
+fn listen(address: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(backlog)
+}
+
 /// Binds the listener, recovers the data, and serves until shutdown.
 pub async fn run(
     mut config: Config,
@@ -155,9 +168,11 @@ pub async fn run(
 ) -> Result<(), String> {
     fit_maxclients(&mut config);
     let address = (config.server.bind, config.server.port);
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|error| format!("cannot listen on {}:{}: {error}", address.0, address.1))?;
+    let listener = listen(
+        SocketAddr::new(config.server.bind, config.server.port),
+        config.server.tcp_backlog,
+    )
+    .map_err(|error| format!("cannot listen on {}:{}: {error}", address.0, address.1))?;
     let local_addr = listener.local_addr().map_err(|error| error.to_string())?;
     let server = Arc::new(Server::new(config, config_file, local_addr));
     let tracker = TaskTracker::new();

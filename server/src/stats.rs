@@ -64,6 +64,8 @@ pub struct Stats {
     pub connections_received: AtomicU64,
     /// Connections refused (maxclients).
     pub rejected_connections: AtomicU64,
+    /// Clients closed for not reading their replies (`client-output-buffer-limit`).
+    pub client_output_buffer_limit_disconnections: AtomicU64,
     /// Changes refused with MISCONF because the log could not be written.
     pub misconf_refused: AtomicU64,
     /// Commands processed.
@@ -83,6 +85,7 @@ impl Default for Stats {
         Stats {
             connections_received: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
+            client_output_buffer_limit_disconnections: AtomicU64::new(0),
             misconf_refused: AtomicU64::new(0),
             commands_processed: AtomicU64::new(0),
             error_replies: AtomicU64::new(0),
@@ -122,6 +125,7 @@ impl Stats {
         for counter in [
             &self.connections_received,
             &self.rejected_connections,
+            &self.client_output_buffer_limit_disconnections,
             &self.misconf_refused,
             &self.commands_processed,
             &self.error_replies,

@@ -45,11 +45,6 @@ fn parameters(server: &Server) -> Vec<(&'static str, String)> {
         ("appendonly", "yes".into()),
         ("appendfsync", config.persistence.appendfsync.clone()),
         ("save", redis_save_points(config)),
-        ("timeout", "0".into()),
-        (
-            "proto-max-bulk-len",
-            config.server.max_bulk_bytes.to_string(),
-        ),
         ("dir", config.server.data_dir.display().to_string()),
         ("shards", config.server.shards.to_string()),
         ("max_bulk_bytes", config.server.max_bulk_bytes.to_string()),
@@ -102,8 +97,28 @@ fn parameters(server: &Server) -> Vec<(&'static str, String)> {
         ),
     ]
     .into_iter()
+    .chain(limit_parameters(config))
     .chain(pricing_parameters(config))
     .collect()
+}
+
+/// Client limits, by Redis's names.
+fn limit_parameters(config: &crate::config::Config) -> Vec<(&'static str, String)> {
+    vec![
+        ("timeout", config.server.timeout.to_string()),
+        ("tcp-backlog", config.server.tcp_backlog.to_string()),
+        ("client-output-buffer-limit", {
+            let limit = config.server.client_output_buffer_limit;
+            format!(
+                "normal {} {} {} slave 0 0 0 pubsub 0 0 0",
+                limit.hard_bytes, limit.soft_bytes, limit.soft_s
+            )
+        }),
+        (
+            "proto-max-bulk-len",
+            config.server.max_bulk_bytes.to_string(),
+        ),
+    ]
 }
 
 /// The checkout hold and the `[upstream]` settings.

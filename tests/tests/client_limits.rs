@@ -1,0 +1,218 @@
+//! No client can hold the server's resources hostage: one that never reads its replies is
+//! closed by `client-output-buffer-limit` and counted in INFO, CLIENT KILL ends a client at
+//! once even while cartd is blocked writing to it, an idle client goes after `timeout`, and
+//! `tcp-backlog` sets the listen queue (docs/SECURITY.md).
+
+use std::time::{Duration, Instant};
+
+use cartd_tests::{cmd, info, info_number, int, ok, text, w, Cartd};
+use redis::aio::MultiplexedConnection;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// A cart with 150 lines, so that each CART.GET reply is some 20 KB.
+async fn big_cart(conn: &mut MultiplexedConnection) {
+    let mut pipe = redis::pipe();
+    for line in 0..150 {
+        pipe.cmd("CART.ADD")
+            .arg("cart:big")
+            .arg(format!("product-with-a-long-name-{line}"))
+            .arg("-")
+            .arg("1")
+            .arg("PRICE")
+            .arg("1999")
+            .arg("CURRENCY")
+            .arg("USD")
+            .arg("REPLY")
+            .arg("NONE")
+            .ignore();
+    }
+    let () = pipe.query_async(conn).await.expect("fill the cart");
+}
+
+/// Connects a client that sends `requests` CART.GETs of the big cart and never reads a
+/// reply. Returns its client id and the task that holds its socket (abort it to let go).
+async fn non_reader(cartd: &Cartd, requests: usize) -> (i64, tokio::task::JoinHandle<()>) {
+    let mut stream = TcpStream::connect(cartd.addr()).await.expect("connect");
+    stream
+        .write_all(b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    while !reply.ends_with(b"\r\n") {
+        stream.readable().await.unwrap();
+        let mut bytes = [0u8; 64];
+        match stream.try_read(&mut bytes) {
+            Ok(0) => panic!("closed before CLIENT ID"),
+            Ok(read) => reply.extend_from_slice(&bytes[..read]),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) => panic!("{error}"),
+        }
+    }
+    let id: i64 = String::from_utf8_lossy(&reply[1..reply.len() - 2])
+        .parse()
+        .unwrap();
+    let request = b"*2\r\n$8\r\nCART.GET\r\n$8\r\ncart:big\r\n".repeat(requests);
+    // Once cartd cannot write it stops reading, and this write blocks: it has a task of its
+    // own, which then holds the socket without ever reading.
+    let holder = tokio::spawn(async move {
+        let _ = stream.write_all(&request).await;
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        drop(stream);
+    });
+    (id, holder)
+}
+
+/// Whether the client list still shows client `id`.
+async fn listed(conn: &mut MultiplexedConnection, id: i64) -> bool {
+    let list = text(&ok(conn, &w("CLIENT LIST")).await);
+    list.lines()
+        .any(|line| line.starts_with(&format!("id={id} ")))
+}
+
+/// Polls until `check` holds; panics with `what` after `within`.
+async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A client that pipelines CART.GETs and never reads used to be kept forever, holding its
+/// buffers; past the soft limit for its seconds it is now closed, counted in INFO, and the
+/// other clients are served all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_closed_and_counted() {
+    let cartd =
+        Cartd::start_async("[server]\nclient_output_buffer_limit = \"normal 0 256kb 1\"\n").await;
+    let mut conn = cartd.client(false).await;
+    big_cart(&mut conn).await;
+    let (id, holder) = non_reader(&cartd, 5_000).await;
+    eventually(Duration::from_secs(10), "the non-reader is closed", || {
+        let mut conn = conn.clone();
+        async move { !listed(&mut conn, id).await }
+    })
+    .await;
+    let stats = info(&mut conn, &["stats"]).await;
+    assert_eq!(
+        info_number(&stats, "client_output_buffer_limit_disconnections"),
+        1,
+        "{stats}"
+    );
+    assert_eq!(text(&ok(&mut conn, &w("PING")).await), "PONG");
+    holder.abort();
+}
+
+/// Past the hard limit a client is closed at once: replies of 100 big CART.GETs are well
+/// over 1 MB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_the_hard_limit_is_closed_at_once() {
+    let cartd =
+        Cartd::start_async("[server]\nclient_output_buffer_limit = \"normal 1mb 0 0\"\n").await;
+    let mut conn = cartd.client(false).await;
+    big_cart(&mut conn).await;
+    let (id, holder) = non_reader(&cartd, 2_000).await;
+    eventually(
+        Duration::from_secs(5),
+        "the client over the hard limit is closed",
+        || {
+            let mut conn = conn.clone();
+            async move { !listed(&mut conn, id).await }
+        },
+    )
+    .await;
+    let stats = info(&mut conn, &["stats"]).await;
+    assert_eq!(
+        info_number(&stats, "client_output_buffer_limit_disconnections"),
+        1
+    );
+    holder.abort();
+}
+
+/// CLIENT KILL used to report clients killed that stayed connected: a write blocked on a
+/// client that does not read was not raced against the kill. Killed now means gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_kill_ends_a_client_blocked_on_its_replies() {
+    let cartd = Cartd::start_default();
+    let mut conn = cartd.client(false).await;
+    big_cart(&mut conn).await;
+    let mut blocked = Vec::new();
+    for _ in 0..20 {
+        blocked.push(non_reader(&cartd, 5_000).await);
+    }
+    // Give them time to fill their buffers and block cartd's writes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (id, _) in &blocked {
+        assert!(listed(&mut conn, *id).await);
+        let killed = ok(&mut conn, &["CLIENT", "KILL", "ID", &id.to_string()]).await;
+        assert_eq!(int(&killed), 1);
+    }
+    eventually(
+        Duration::from_secs(2),
+        "every killed client is gone",
+        || {
+            let mut conn = conn.clone();
+            let ids: Vec<i64> = blocked.iter().map(|(id, _)| *id).collect();
+            async move {
+                for id in ids {
+                    if listed(&mut conn, id).await {
+                        return false;
+                    }
+                }
+                true
+            }
+        },
+    )
+    .await;
+    for (_, holder) in blocked {
+        holder.abort();
+    }
+}
+
+/// `timeout 1`: a client that says nothing for longer is closed; one that keeps talking
+/// stays.
+#[tokio::test]
+async fn an_idle_client_is_closed_after_timeout() {
+    let cartd = Cartd::start_async("[server]\ntimeout = 1\n").await;
+    let mut idle = cartd.raw().await;
+    let mut busy = cartd.raw().await;
+    assert_eq!(idle.call(&["PING"]).await, b"+PONG\r\n");
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(busy.call(&["PING"]).await, b"+PONG\r\n");
+    }
+    assert!(idle.is_closed().await, "the idle client is closed");
+    assert_eq!(busy.call(&["PING"]).await, b"+PONG\r\n");
+    let mut conn = cartd.client(false).await;
+    assert_eq!(
+        cmd(&mut conn, &w("CONFIG GET timeout"))
+            .await
+            .map(|value| format!("{value:?}")),
+        Ok(format!(
+            "{:?}",
+            redis::Value::Array(vec![
+                redis::Value::BulkString(b"timeout".to_vec()),
+                redis::Value::BulkString(b"1".to_vec()),
+            ])
+        ))
+    );
+}
+
+/// `tcp-backlog` sets the listen queue: `ss` shows a listening socket's backlog as its
+/// Send-Q. It was fixed at tokio's default before.
+#[tokio::test]
+async fn tcp_backlog_sets_the_listen_queue() {
+    let cartd = Cartd::start_async("[server]\ntcp_backlog = 2000\n").await;
+    let listing = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{}", cartd.port())])
+        .output()
+        .expect("run ss");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let send_q: Vec<&str> = listing.split_whitespace().collect();
+    assert_eq!(send_q.get(2).copied(), Some("2000"), "{listing}");
+}
