@@ -43,6 +43,8 @@ pub struct ClientHandle {
     pub last_active: Mutex<Instant>,
     /// Cancelled by `CLIENT KILL`.
     pub kill: CancellationToken,
+    /// Bytes of requests and replies it holds (see [`Clients::account`]).
+    pub memory: AtomicU64,
 }
 
 impl ClientHandle {
@@ -51,13 +53,14 @@ impl ClientHandle {
         let meta = self.meta.lock().clone();
         let idle_s = self.last_active.lock().elapsed().as_secs();
         format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
             String::from_utf8_lossy(&meta.name),
             self.connected_at.elapsed().as_secs(),
             idle_s,
+            self.memory.load(Ordering::Relaxed),
             if meta.last_command.is_empty() { "NULL" } else { meta.last_command },
             meta.protocol,
             String::from_utf8_lossy(&meta.lib_name),
@@ -71,6 +74,10 @@ impl ClientHandle {
 pub struct Clients {
     next_id: AtomicU64,
     clients: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
+    /// What every client holds together (the sum of their `memory`).
+    memory_total: AtomicU64,
+    /// Clients closed to bring `memory_total` back under `maxmemory-clients`.
+    evicted: AtomicU64,
 }
 
 impl Clients {
@@ -98,14 +105,78 @@ impl Clients {
             }),
             last_active: Mutex::new(Instant::now()),
             kill: shutdown.child_token(),
+            memory: AtomicU64::new(0),
         });
         clients.insert(id, handle.clone());
         Some(handle)
     }
 
-    /// Forgets a closed connection.
+    /// Forgets a closed connection, and what it held.
     pub fn unregister(&self, id: u64) {
-        self.clients.lock().remove(&id);
+        if let Some(handle) = self.clients.lock().remove(&id) {
+            self.memory_total
+                .fetch_sub(handle.memory.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    /// Notes that `handle` now holds `bytes` of requests still arriving and replies not yet
+    /// sent; past `limit` (`maxmemory-clients`, 0: none) closes the clients holding the
+    /// most, however many it takes to get back under it (this one too, if it is among them).
+    pub fn account(&self, handle: &ClientHandle, bytes: u64, limit: u64) {
+        let before = handle.memory.swap(bytes, Ordering::Relaxed);
+        let total = if bytes >= before {
+            self.memory_total
+                .fetch_add(bytes - before, Ordering::Relaxed)
+                .wrapping_add(bytes - before)
+        } else {
+            self.memory_total
+                .fetch_sub(before - bytes, Ordering::Relaxed)
+                .wrapping_sub(before - bytes)
+        };
+        if limit > 0 && total > limit {
+            self.evict_biggest(total, limit);
+        }
+    }
+
+    /// Closes the clients holding the most until the rest hold at most `limit`.
+    fn evict_biggest(&self, total: u64, limit: u64) {
+        let mut candidates: Vec<Arc<ClientHandle>> = self
+            .clients
+            .lock()
+            .values()
+            .filter(|handle| !handle.kill.is_cancelled())
+            .cloned()
+            .collect();
+        candidates.sort_by_key(|handle| std::cmp::Reverse(handle.memory.load(Ordering::Relaxed)));
+        let mut left = total;
+        for handle in candidates {
+            if left <= limit {
+                break;
+            }
+            let holds = handle.memory.load(Ordering::Relaxed);
+            if holds == 0 {
+                break;
+            }
+            tracing::info!(
+                client = handle.id,
+                holds_bytes = holds,
+                clients_bytes = left,
+                "client closed: the clients' buffers are over maxmemory-clients and it holds the most"
+            );
+            handle.kill.cancel();
+            self.evicted.fetch_add(1, Ordering::Relaxed);
+            left = left.saturating_sub(holds);
+        }
+    }
+
+    /// What all clients hold together, in bytes.
+    pub fn memory_total(&self) -> u64 {
+        self.memory_total.load(Ordering::Relaxed)
+    }
+
+    /// Clients closed for `maxmemory-clients`.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
     }
 
     /// Connected clients.

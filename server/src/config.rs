@@ -55,6 +55,25 @@ pub struct ServerConfig {
     /// <soft seconds>`, sizes with Redis's units (`32mb`, `1gb`, a bare number of bytes).
     #[serde(alias = "client-output-buffer-limit")]
     pub client_output_buffer_limit: OutputBufferLimit,
+    /// What all clients together may hold of requests still arriving and replies not yet
+    /// sent (Redis's `maxmemory-clients`); past it the clients holding the most are closed.
+    /// 0: no bound.
+    #[serde(alias = "maxmemory-clients", deserialize_with = "memory_size")]
+    pub maxmemory_clients: u64,
+}
+
+/// A size given as a number of bytes or as text with Redis's units (`"256mb"`).
+fn memory_size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(deserializer)? {
+        Size::Bytes(bytes) => Ok(bytes),
+        Size::Text(text) => parse_memory(&text).map_err(serde::de::Error::custom),
+    }
 }
 
 /// When a client's unsent replies get it closed: over `hard_bytes` at once, or over
@@ -147,6 +166,7 @@ impl Default for ServerConfig {
                 soft_bytes: 1024 * 1024,
                 soft_s: 10,
             },
+            maxmemory_clients: 256 * 1024 * 1024,
         }
     }
 }

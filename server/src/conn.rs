@@ -180,6 +180,7 @@ impl Connection {
             }
             self.record_stats();
             self.hold_replies(appended);
+            self.account_memory();
             let pipelining = match stop {
                 Stop::NeedInput => self.unparsed_bytes() <= pending_bytes_max,
                 Stop::BatchFull => true,
@@ -256,6 +257,7 @@ impl Connection {
             Err(error) => return Err(error),
         };
         self.last_io = Instant::now();
+        self.account_memory();
         if read == room {
             self.read_chunk = (self.read_chunk * 2).min(READ_CHUNK_BYTES);
         }
@@ -476,7 +478,19 @@ impl Connection {
             replies.clear();
             self.write = replies;
         }
+        self.account_memory();
         Ok(())
+    }
+
+    /// Tells the client registry what this connection holds (requests still arriving,
+    /// replies not yet sent), which closes the biggest clients past `maxmemory-clients`.
+    fn account_memory(&self) {
+        let bytes = self.unparsed_bytes() + self.write.len() + self.held_bytes;
+        self.server.clients.account(
+            &self.session.handle,
+            bytes as u64,
+            self.server.config.server.maxmemory_clients,
+        );
     }
 
     /// Writes `bytes` as the client takes them, closing it (an error) when what waits to be

@@ -113,6 +113,13 @@ fn clients_section(server: &Server, out: &mut String) {
     line(out, "connected_clients", server.clients.len());
     line(out, "maxclients", server.config.server.maxclients);
     line(out, "blocked_clients", 0);
+    // What the clients hold of requests still arriving and replies not yet sent, and its bound.
+    line(out, "clients_memory_bytes", server.clients.memory_total());
+    line(
+        out,
+        "maxmemory_clients",
+        server.config.server.maxmemory_clients,
+    );
 }
 
 fn human(bytes: u64) -> String {
@@ -316,6 +323,7 @@ fn stats_section(server: &Server, out: &mut String) {
         "rejected_connections",
         stats.rejected_connections.load(Relaxed),
     );
+    line(out, "evicted_clients", server.clients.evicted());
     line(
         out,
         "client_output_buffer_limit_disconnections",

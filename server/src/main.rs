@@ -39,6 +39,9 @@ struct Flags {
     /// Idle seconds before a client is closed, 0 never (overrides server.timeout).
     #[arg(long)]
     timeout: Option<u64>,
+    /// What all clients may hold, e.g. 256mb (overrides server.maxmemory_clients).
+    #[arg(long)]
+    maxmemory_clients: Option<String>,
     /// Listen queue length (overrides server.tcp_backlog).
     #[arg(long)]
     tcp_backlog: Option<u32>,
@@ -63,6 +66,9 @@ fn apply_server_flags(flags: &Flags, config: &mut Config) -> Result<(), String> 
     }
     if let Some(timeout) = flags.timeout {
         server.timeout = timeout;
+    }
+    if let Some(size) = &flags.maxmemory_clients {
+        server.maxmemory_clients = cartd_server::config::parse_memory(size)?;
     }
     if let Some(tcp_backlog) = flags.tcp_backlog {
         server.tcp_backlog = tcp_backlog;

@@ -216,3 +216,38 @@ async fn tcp_backlog_sets_the_listen_queue() {
     let send_q: Vec<&str> = listing.split_whitespace().collect();
     assert_eq!(send_q.get(2).copied(), Some("2000"), "{listing}");
 }
+
+/// Slowloris: connections that each send most of a large request and never finish it used
+/// to hold their buffers indefinitely (300 of them 250 MB). Past `maxmemory-clients` the
+/// clients holding the most are closed until the rest fit; everyone else is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_requests_are_bounded_across_all_clients() {
+    let cartd = Cartd::start_async("[server]\nmaxmemory_clients = \"8mb\"\n").await;
+    let mut conn = cartd.client(false).await;
+    let mut slow = Vec::new();
+    for _ in 0..40 {
+        let mut raw = cartd.raw().await;
+        raw.send(b"*2\r\n$4\r\nECHO\r\n$500000\r\n").await;
+        raw.send(&vec![b'x'; 400_000]).await;
+        slow.push(raw);
+    }
+    eventually(Duration::from_secs(5), "clients are evicted", || {
+        let mut conn = conn.clone();
+        async move { info_number(&info(&mut conn, &["stats"]).await, "evicted_clients") >= 10 }
+    })
+    .await;
+    let clients = info(&mut conn, &["clients"]).await;
+    assert!(
+        info_number(&clients, "clients_memory_bytes") <= 8 * 1024 * 1024,
+        "{clients}"
+    );
+    let mut closed = 0;
+    for raw in &mut slow {
+        closed += usize::from(raw.is_closed().await);
+        if closed >= 10 {
+            break;
+        }
+    }
+    assert!(closed >= 10, "{closed} of 40 slow clients closed");
+    assert_eq!(text(&ok(&mut conn, &w("PING")).await), "PONG");
+}

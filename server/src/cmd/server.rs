@@ -107,6 +107,10 @@ fn limit_parameters(config: &crate::config::Config) -> Vec<(&'static str, String
     vec![
         ("timeout", config.server.timeout.to_string()),
         ("tcp-backlog", config.server.tcp_backlog.to_string()),
+        (
+            "maxmemory-clients",
+            config.server.maxmemory_clients.to_string(),
+        ),
         ("client-output-buffer-limit", {
             let limit = config.server.client_output_buffer_limit;
             format!(
