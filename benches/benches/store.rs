@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use cartd_server::config::Config;
-use cartd_server::dispatch::{execute, Session};
+use cartd_server::dispatch::{admit, execute, Session};
 use cartd_server::server::Server;
 use criterion::{criterion_main, BatchSize, Criterion};
 use protocol::Protocol;
@@ -40,7 +40,11 @@ fn args(parts: &[&str]) -> Vec<Bytes> {
 
 /// Runs one request and encodes its reply; panics on an error reply (a broken benchmark).
 fn run(server: &Server, session: &mut Session, request: Vec<Bytes>, out: &mut BytesMut) {
-    let executed = execute(request, session, server);
+    let spec = match admit(&request, session, server) {
+        Ok(spec) => spec,
+        Err(refused) => panic!("the benchmark's request was refused: {:?}", refused.reply),
+    };
+    let executed = execute(request, spec, session, server);
     let reply = executed
         .reply
         .expect("no benchmarked command closes the connection");

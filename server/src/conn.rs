@@ -143,8 +143,8 @@ enum Stop {
     NeedInput,
     /// The batch limit was reached with requests still waiting.
     BatchFull,
-    /// The next request needs this user cart loaded from PostgreSQL first.
-    Restore(bytes::Bytes),
+    /// The next request needs these user carts loaded from PostgreSQL first.
+    Restore(Vec<bytes::Bytes>),
     /// The next request is a view whose lines the upstream services refresh first.
     Upstream(ViewRefresh),
     /// The next request is a change, and the log's queue is full: wait for the writer.
@@ -203,8 +203,8 @@ impl Connection {
             match stop {
                 Stop::Close => return Ok(()),
                 Stop::BatchFull => continue,
-                Stop::Restore(key) => {
-                    self.restore_on_miss(key).await;
+                Stop::Restore(keys) => {
+                    self.restore_on_miss(keys).await;
                     continue;
                 }
                 Stop::Upstream(refresh) => {
@@ -291,42 +291,45 @@ impl Connection {
             if args.is_empty() {
                 continue;
             }
-            if done < PreStep::Restore {
-                if let Some(key) = restore::missing_user_cart(&args, &self.server) {
-                    self.pending = Some((args, PreStep::Restore));
-                    return Stop::Restore(key);
-                }
-            }
-            if let Some(error) = self.restore_failure.take() {
-                Reply::Error(error).encode(self.session.protocol, &mut self.write);
-                self.errors += 1;
-                continue;
-            }
-            if done < PreStep::Upstream && self.session.authenticated {
-                if let Some(refresh) = upstream::before_view(&args, &self.server, now_ms()) {
-                    self.pending = Some((args, PreStep::Upstream));
-                    return Stop::Upstream(refresh);
-                }
-            }
-            if self.log_queue_full(&args) {
-                self.pending = Some((args, done));
-                return Stop::Room;
-            }
+            // Admission comes first: a request refused here starts no pre-step (no
+            // PostgreSQL query, no upstream call for an unauthenticated client).
             let started = Instant::now();
-            let executed = dispatch::execute(args, &mut self.session, &self.server);
+            let spec = match dispatch::admit(&args, &self.session, &self.server) {
+                Ok(spec) => spec,
+                Err(refused) => {
+                    self.answer(refused, started);
+                    continue;
+                }
+            };
+            if let Some(spec) = spec {
+                if done < PreStep::Restore {
+                    let keys = restore::missing_user_carts(&args, spec, &self.server);
+                    if !keys.is_empty() {
+                        self.pending = Some((args, PreStep::Restore));
+                        return Stop::Restore(keys);
+                    }
+                }
+                if let Some(error) = self.restore_failure.take() {
+                    Reply::Error(error).encode(self.session.protocol, &mut self.write);
+                    self.errors += 1;
+                    continue;
+                }
+                if done < PreStep::Upstream {
+                    if let Some(refresh) =
+                        upstream::before_view(&args, spec, &self.server, now_ms())
+                    {
+                        self.pending = Some((args, PreStep::Upstream));
+                        return Stop::Upstream(refresh);
+                    }
+                }
+                if self.log_queue_full(spec) {
+                    self.pending = Some((args, done));
+                    return Stop::Room;
+                }
+            }
+            let executed = dispatch::execute(args, spec, &mut self.session, &self.server);
             self.session.upstream_stale = false;
-            if let Some(command) = executed.command {
-                let nanos = started.elapsed().as_nanos() as u64;
-                self.samples.push(Sample {
-                    command,
-                    nanos,
-                    result: executed.result,
-                });
-            }
-            if let Some(reply) = executed.reply {
-                self.errors += u64::from(reply.is_error());
-                reply.encode(self.session.protocol, &mut self.write);
-            }
+            self.answer(executed, started);
             if self.session.close {
                 return Stop::Close;
             }
@@ -334,11 +337,30 @@ impl Connection {
         Stop::BatchFull
     }
 
-    /// Loads a user cart from PostgreSQL before the request that needs it runs; if that
+    /// Counts a request that ran (or was refused) and encodes its reply.
+    fn answer(&mut self, executed: dispatch::Executed, started: Instant) {
+        if let Some(command) = executed.command {
+            let nanos = started.elapsed().as_nanos() as u64;
+            self.samples.push(Sample {
+                command,
+                nanos,
+                result: executed.result,
+            });
+        }
+        if let Some(reply) = executed.reply {
+            self.errors += u64::from(reply.is_error());
+            reply.encode(self.session.protocol, &mut self.write);
+        }
+    }
+
+    /// Loads user carts from PostgreSQL before the request that needs them runs; if that
     /// fails, the request is answered with the error instead of running on a missing cart.
-    async fn restore_on_miss(&mut self, key: bytes::Bytes) {
-        if let Err(error) = restore::load(&key, &self.server).await {
-            self.restore_failure = Some(error);
+    async fn restore_on_miss(&mut self, keys: Vec<bytes::Bytes>) {
+        for key in keys {
+            if let Err(error) = restore::load(&key, &self.server).await {
+                self.restore_failure = Some(error);
+                return;
+            }
         }
     }
 
@@ -366,12 +388,11 @@ impl Connection {
 
     /// Whether `args` is a change while the log's queue holds more than it may: the change
     /// then waits (outside the shard locks) until the writer has taken the queue.
-    fn log_queue_full(&self, args: &[bytes::Bytes]) -> bool {
+    fn log_queue_full(&self, spec: &protocol::CommandSpec) -> bool {
         let Some(durability) = self.server.durability.get() else {
             return false;
         };
-        let full = durability.wal.queued_bytes() > persistence::wal::QUEUE_BYTES_MAX;
-        full && protocol::CommandSpec::lookup(&args[0]).is_some_and(|spec| spec.is_write())
+        spec.is_write() && durability.wal.queued_bytes() > persistence::wal::QUEUE_BYTES_MAX
     }
 
     /// Sets the batch's replies aside until every change it made (up to `lsn`, its last) may

@@ -71,8 +71,16 @@ fn misconf(error: &str) -> CommandError {
     )
 }
 
-/// Runs one request.
-pub fn execute(raw: Vec<Bytes>, session: &mut Session, server: &Server) -> Executed {
+/// The admission step every request passes before any pre-step or handler runs, in Redis's
+/// order: the request's size, the command's name and arity, authentication, then the
+/// LOADING state (ACL and, in a cluster, the slot check take their places here). Returns the
+/// command's table row (`None` for a name cartd does not know, which [`execute`] answers), or
+/// the refusal to reply instead.
+pub fn admit(
+    raw: &[Bytes],
+    session: &Session,
+    server: &Server,
+) -> Result<Option<&'static CommandSpec>, Executed> {
     let spec = CommandSpec::lookup(&raw[0]);
     let id = spec.map(|spec| spec.id);
     let args_max = server.config.server.max_args_per_command;
@@ -81,26 +89,44 @@ pub fn execute(raw: Vec<Bytes>, session: &mut Session, server: &Server) -> Execu
             "request has {} arguments, max_args_per_command is {args_max}",
             raw.len()
         );
-        return refused(id, CommandError::limit(message));
+        return Err(refused(id, CommandError::limit(message)));
     }
-    if let Some(spec) = spec {
-        if !session.authenticated && !spec.flags.contains(&"no_auth") {
-            return refused(
-                id,
-                CommandError::new(ErrorCode::NoAuth, "Authentication required."),
-            );
-        }
-        if server.loading.load(Ordering::Acquire) && !spec.flags.contains(&"loading") {
-            return refused(
-                id,
-                CommandError::new(ErrorCode::Loading, "cartd is loading the dataset in memory"),
-            );
-        }
-        if spec.is_write() {
-            if let Some(error) = server.log_failure() {
-                server.stats.misconf_refused.fetch_add(1, Ordering::Relaxed);
-                return refused(id, misconf(&error));
-            }
+    let Some(spec) = spec else {
+        return Ok(None);
+    };
+    if !spec.arity_allows(raw.len()) {
+        return Err(refused(id, CommandError::arity(spec.name)));
+    }
+    if !session.authenticated && !spec.has_flag("no_auth") {
+        return Err(refused(
+            id,
+            CommandError::new(ErrorCode::NoAuth, "Authentication required."),
+        ));
+    }
+    if server.loading.load(Ordering::Acquire) && !spec.has_flag("loading") {
+        return Err(refused(
+            id,
+            CommandError::new(ErrorCode::Loading, "cartd is loading the dataset in memory"),
+        ));
+    }
+    Ok(Some(spec))
+}
+
+/// Runs one admitted request ([`admit`]): refuses a change while the log cannot be
+/// written, parses, and runs the handler.
+pub fn execute(
+    raw: Vec<Bytes>,
+    spec: Option<&'static CommandSpec>,
+    session: &mut Session,
+    server: &Server,
+) -> Executed {
+    let id = spec.map(|spec| spec.id);
+    // A validating CART.GET under MISCONF is served from the cache, marked stale, rather
+    // than refused: reads go on.
+    if let Some(spec) = spec.filter(|spec| spec.is_write() && spec.id != CommandId::CartGet) {
+        if let Some(error) = server.log_failure() {
+            server.stats.misconf_refused.fetch_add(1, Ordering::Relaxed);
+            return refused(Some(spec.id), misconf(&error));
         }
     }
     let command = match Command::parse(raw) {

@@ -33,6 +33,8 @@ pub struct PostgresLink {
     codec: Arc<CartRows>,
     sink: Mutex<Option<SinkHandle>>,
     cancel: CancellationToken,
+    /// Carts looked up by restore-on-miss.
+    restore_lookups: std::sync::atomic::AtomicU64,
 }
 
 impl PostgresLink {
@@ -58,6 +60,7 @@ impl PostgresLink {
             }),
             sink: Mutex::new(None),
             cancel: CancellationToken::new(),
+            restore_lookups: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -136,6 +139,7 @@ impl PostgresLink {
 
     /// Loads a user cart unknown here from PostgreSQL (restore-on-miss). `Ok(false)`: none.
     pub async fn restore_one(&self, store: &Store, key: &[u8]) -> Result<bool, String> {
+        self.restore_lookups.fetch_add(1, Ordering::Relaxed);
         let stored = sink::load_cart(&self.pool, key, now_ms() as i64)
             .await
             .map_err(|error| error.to_string())?;
@@ -214,6 +218,11 @@ impl PostgresLink {
         );
         line(
             out,
+            "postgres_restore_lookups",
+            self.restore_lookups.load(Ordering::Relaxed),
+        );
+        line(
+            out,
             "postgres_failures",
             stats.failures.load(Ordering::Relaxed),
         );
@@ -271,38 +280,36 @@ async fn cleanup_job(server: Arc<Server>) {
 /// Restore-on-miss: which requests need a cart from PostgreSQL, and loading it.
 pub mod restore {
     use bytes::Bytes;
-    use protocol::{CommandError, ErrorCode};
+    use protocol::{CommandError, CommandSpec, ErrorCode};
 
     use crate::server::{now_ms, Server};
 
-    /// Cart commands and the position of the user cart's key among their arguments.
-    const KEYED: [(&str, usize); 8] = [
-        ("CART.ADD", 1),
-        ("CART.SET", 1),
-        ("CART.REMOVE", 1),
-        ("CART.GET", 1),
-        ("CART.CLEAR", 1),
-        ("CART.SAVE", 1),
-        ("CART.RESTORE", 1),
-        ("CART.MERGE", 2),
-    ];
-
-    /// The key of a user cart this request acts on, when restore-on-miss is on and the cart
-    /// is not here.
-    pub fn missing_user_cart(args: &[Bytes], server: &Server) -> Option<Bytes> {
-        if !server.config.postgres.restore_on_miss
+    /// The user carts among the admitted command's keys (its table row says where they are)
+    /// that are not here, when restore-on-miss is on: each is looked up in PostgreSQL before
+    /// the command runs. Guest carts are never looked up.
+    pub fn missing_user_carts(args: &[Bytes], spec: &CommandSpec, server: &Server) -> Vec<Bytes> {
+        if spec.keys == protocol::Keys::NONE
+            || !server.config.postgres.restore_on_miss
             || server.loading.load(std::sync::atomic::Ordering::Relaxed)
+            || server
+                .durability
+                .get()
+                .and_then(|durability| durability.postgres.as_ref())
+                .is_none()
         {
-            return None;
+            return Vec::new();
         }
-        server.durability.get()?.postgres.as_ref()?;
-        let (_, at) = KEYED
-            .iter()
-            .find(|(name, _)| args[0].eq_ignore_ascii_case(name.as_bytes()))?;
-        let key = args.get(*at)?;
         let store = &server.store;
-        let guest = store.kind_of(key) == crate::cart::CartKind::Guest;
-        (!guest && store.ttl_left_ms(key, now_ms()).is_none()).then(|| key.clone())
+        let now = now_ms();
+        let mut missing: Vec<Bytes> = Vec::new();
+        for at in spec.keys.positions(args.len()) {
+            let key = &args[at];
+            let guest = store.kind_of(key) == crate::cart::CartKind::Guest;
+            if !guest && store.ttl_left_ms(key, now).is_none() && !missing.contains(key) {
+                missing.push(key.clone());
+            }
+        }
+        missing
     }
 
     /// Loads `key` from PostgreSQL if it is there.

@@ -40,7 +40,7 @@ pub use keyspace::Scan;
 pub use options::{Currency, Format, LineId, MutationOptions, ReplyMode};
 pub use pricing::{GiftCardDel, GiftCardGet, GiftCardSet, PromoDel, PromoGet, PromoSet};
 pub use server::{CommandCommand, Shutdown};
-pub use table::{CommandId, CommandSpec, COMMANDS};
+pub use table::{CommandId, CommandSpec, Keys, COMMANDS};
 
 use crate::args::Args;
 use crate::error::CommandError;

@@ -877,7 +877,7 @@ fn new_commands_map_to_their_rows_and_new_mutations_carry_a_fingerprint() {
             !words[0].ends_with(".GET"),
             "{words:?}"
         );
-        let cart_command = id.spec().first_key == 1;
+        let cart_command = id.spec().keys.first == 1;
         assert_eq!(command.mutation_mut().is_some(), cart_command, "{words:?}");
         if let Some(mutation) = command.mutation_mut() {
             assert_ne!(mutation.fingerprint, 0, "{words:?}");

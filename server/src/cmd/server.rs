@@ -213,17 +213,11 @@ fn command_command(sub: CommandCommand) -> Reply {
 
 /// A `COMMAND INFO` entry, in Redis 7's ten-field shape.
 fn command_info(spec: &CommandSpec) -> Reply {
-    let categories: Vec<Reply> = [
-        if spec.is_write() { "@write" } else { "@read" },
-        if spec.flags.contains(&"fast") {
-            "@fast"
-        } else {
-            "@slow"
-        },
-    ]
-    .into_iter()
-    .map(|category| Reply::Simple(category.into()))
-    .collect();
+    let categories: Vec<Reply> = spec
+        .categories()
+        .into_iter()
+        .map(|category| Reply::Simple(format!("@{category}").into()))
+        .collect();
     Reply::Array(vec![
         Reply::from_static(spec.name),
         Reply::Integer(i64::from(spec.arity)),
@@ -233,9 +227,9 @@ fn command_info(spec: &CommandSpec) -> Reply {
                 .map(|flag| Reply::Simple((*flag).into()))
                 .collect(),
         ),
-        Reply::Integer(i64::from(spec.first_key)),
-        Reply::Integer(i64::from(spec.last_key)),
-        Reply::Integer(i64::from(spec.step)),
+        Reply::Integer(i64::from(spec.keys.first)),
+        Reply::Integer(i64::from(spec.keys.last)),
+        Reply::Integer(i64::from(spec.keys.step)),
         Reply::Array(categories),
         Reply::Array(Vec::new()),
         Reply::Array(Vec::new()),

@@ -142,27 +142,32 @@ pub fn parse_url(url: &str) -> Result<Uri, String> {
 /// `CART.CHECKOUT key ...` (every line, `force`). `None` without an upstream, while loading,
 /// for other commands, and when no line is due (so a view with nothing to fetch is not held
 /// back, and its pipelined batch is not cut in two).
-pub fn before_view(args: &[Bytes], server: &Server, now_ms: u64) -> Option<ViewRefresh> {
+pub fn before_view(
+    args: &[Bytes],
+    spec: &protocol::CommandSpec,
+    server: &Server,
+    now_ms: u64,
+) -> Option<ViewRefresh> {
     let upstream = server.upstream.as_ref()?;
     if server.loading.load(Relaxed) {
         return None;
     }
-    let (name, rest) = args.split_first()?;
-    let force = if name.eq_ignore_ascii_case(b"CART.CHECKOUT") {
-        true
-    } else if name.eq_ignore_ascii_case(b"CART.GET") {
-        if rest
-            .iter()
-            .any(|arg| arg.eq_ignore_ascii_case(b"NOVALIDATE"))
-        {
-            return None;
+    let force = match spec.id {
+        protocol::CommandId::CartCheckout => true,
+        protocol::CommandId::CartGet => {
+            if args[1..]
+                .iter()
+                .any(|arg| arg.eq_ignore_ascii_case(b"NOVALIDATE"))
+            {
+                return None;
+            }
+            false
         }
-        false
-    } else {
-        return None;
+        _ => return None,
     };
+    let key = &args[spec.keys.positions(args.len()).next()?];
     let store = &server.store;
-    let keys = store.line_keys_to_validate(rest.first()?, now_ms, force)?;
+    let keys = store.line_keys_to_validate(key, now_ms, force)?;
     let wanted = upstream.wants(&store.catalog, &keys, force, now_ms);
     wanted.then_some(ViewRefresh { keys, force })
 }
