@@ -13,6 +13,8 @@ pub enum ErrorCode {
     NoAuth,
     /// Wrong password (`WRONGPASS`).
     WrongPass,
+    /// The user may not run the command or touch the key (`NOPERM`).
+    NoPerm,
     /// Unsupported protocol version in HELLO (`NOPROTO`).
     NoProto,
     /// Out of room: a configured capacity is reached (`OOM`).
@@ -54,6 +56,7 @@ impl ErrorCode {
             ErrorCode::WrongType => "WRONGTYPE",
             ErrorCode::NoAuth => "NOAUTH",
             ErrorCode::WrongPass => "WRONGPASS",
+            ErrorCode::NoPerm => "NOPERM",
             ErrorCode::NoProto => "NOPROTO",
             ErrorCode::Oom => "OOM",
             ErrorCode::NoCart => "NOCART",

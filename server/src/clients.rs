@@ -24,6 +24,8 @@ pub struct ClientMeta {
     pub last_command: &'static str,
     /// RESP version.
     pub protocol: i64,
+    /// The ACL user it runs as.
+    pub user: String,
 }
 
 /// One connected client.
@@ -53,7 +55,7 @@ impl ClientHandle {
         let meta = self.meta.lock().clone();
         let idle_s = self.last_active.lock().elapsed().as_secs();
         format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -62,6 +64,7 @@ impl ClientHandle {
             idle_s,
             self.memory.load(Ordering::Relaxed),
             if meta.last_command.is_empty() { "NULL" } else { meta.last_command },
+            meta.user,
             meta.protocol,
             String::from_utf8_lossy(&meta.lib_name),
             String::from_utf8_lossy(&meta.lib_ver),
@@ -101,6 +104,7 @@ impl Clients {
             connected_at: Instant::now(),
             meta: Mutex::new(ClientMeta {
                 protocol: 2,
+                user: "default".into(),
                 ..ClientMeta::default()
             }),
             last_active: Mutex::new(Instant::now()),

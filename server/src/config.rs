@@ -21,8 +21,21 @@ pub struct Config {
     pub postgres: PostgresConfig,
     /// The HTTP catalog and inventory services.
     pub upstream: UpstreamConfig,
+    /// Users beside `default`.
+    pub acl: AclConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// `[acl]`: users in ACL file syntax (`user storefront on >pw ~cart:* +@cart`), and Redis's
+/// `aclfile`, which ACL SAVE writes and ACL LOAD reads (its users override these).
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AclConfig {
+    /// Lines of an ACL file.
+    pub users: Vec<String>,
+    /// The ACL file; empty: none.
+    pub aclfile: PathBuf,
 }
 
 /// `[server]`.
@@ -424,6 +437,9 @@ impl Config {
                 crate::limits::BULK_BYTES_MAX_LIMIT,
                 server.max_bulk_bytes
             ));
+        }
+        if let Err(error) = crate::acl::parse_users(&self.acl.users.join("\n"), "acl.users") {
+            return invalid(error);
         }
         if server.tcp_backlog == 0 {
             return invalid("server.tcp_backlog must be at least 1".into());

@@ -43,7 +43,7 @@ pub async fn serve(stream: TcpStream, handle: Arc<ClientHandle>, server: Arc<Ser
         decoder: RequestDecoder::new(),
         read_chunk: READ_CHUNK_MIN_BYTES,
         write: BytesMut::new(),
-        session: Session::new(handle, !server.config.server.requirepass.is_empty()),
+        session: Session::new(handle, &server.acl),
         samples: Vec::new(),
         errors: 0,
         server: server.clone(),
@@ -294,7 +294,7 @@ impl Connection {
             // Admission comes first: a request refused here starts no pre-step (no
             // PostgreSQL query, no upstream call for an unauthenticated client).
             let started = Instant::now();
-            let spec = match dispatch::admit(&args, &self.session, &self.server) {
+            let spec = match dispatch::admit(&args, &mut self.session, &self.server) {
                 Ok(spec) => spec,
                 Err(refused) => {
                     self.answer(refused, started);

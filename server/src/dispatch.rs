@@ -16,8 +16,13 @@ use crate::stats::SampleResult;
 pub struct Session {
     /// RESP version in use.
     pub protocol: Protocol,
-    /// Whether the client may run commands (always, without `requirepass`).
+    /// Whether the client may run commands: it authenticated, or the `default` user needs
+    /// no password.
     pub authenticated: bool,
+    /// The user it runs as (`default` until AUTH).
+    pub user: Arc<crate::acl::User>,
+    /// The ACL generation `user` was read at; a newer one reads it again.
+    pub user_generation: u64,
     /// Close after this batch's replies are written.
     pub close: bool,
     /// This connection in the registry.
@@ -28,15 +33,27 @@ pub struct Session {
 }
 
 impl Session {
-    /// A new connection's session.
-    pub fn new(handle: Arc<ClientHandle>, password_required: bool) -> Session {
+    /// A new connection's session: as the `default` user, authenticated if that user needs
+    /// no password.
+    pub fn new(handle: Arc<ClientHandle>, acl: &crate::acl::Acl) -> Session {
+        let generation = acl.generation();
+        let user = acl.user("default").expect("the default user always exists");
         Session {
             protocol: Protocol::Resp2,
-            authenticated: !password_required,
+            authenticated: user.open_to_all(),
+            user,
+            user_generation: generation,
             close: false,
             handle,
             upstream_stale: false,
         }
+    }
+
+    /// Runs as `user` from now on (AUTH, HELLO AUTH, RESET).
+    pub fn log_in(&mut self, user: Arc<crate::acl::User>, generation: u64) {
+        self.handle.meta.lock().user.clone_from(&user.name);
+        self.user = user;
+        self.user_generation = generation;
     }
 }
 
@@ -78,7 +95,7 @@ fn misconf(error: &str) -> CommandError {
 /// the refusal to reply instead.
 pub fn admit(
     raw: &[Bytes],
-    session: &Session,
+    session: &mut Session,
     server: &Server,
 ) -> Result<Option<&'static CommandSpec>, Executed> {
     let spec = CommandSpec::lookup(&raw[0]);
@@ -103,6 +120,9 @@ pub fn admit(
             CommandError::new(ErrorCode::NoAuth, "Authentication required."),
         ));
     }
+    if !spec.has_flag("no_auth") {
+        check_acl(raw, spec, session, server)?;
+    }
     if server.loading.load(Ordering::Acquire) && !spec.has_flag("loading") {
         return Err(refused(
             id,
@@ -110,6 +130,68 @@ pub fn admit(
         ));
     }
     Ok(Some(spec))
+}
+
+/// The ACL step of admission: the session's user (read again if the users changed; a
+/// client whose user was deleted or turned off is closed) may run the command, and may touch
+/// every key the command table declares for it.
+fn check_acl(
+    raw: &[Bytes],
+    spec: &'static CommandSpec,
+    session: &mut Session,
+    server: &Server,
+) -> Result<(), Executed> {
+    let acl = &server.acl;
+    let generation = acl.generation();
+    if session.user_generation != generation {
+        match acl.user(&session.user.name) {
+            Some(user) if user.enabled() => {
+                session.user = user;
+                session.user_generation = generation;
+            }
+            _ => {
+                session.close = true;
+                return Err(refused(
+                    Some(spec.id),
+                    CommandError::new(ErrorCode::NoAuth, "Authentication required."),
+                ));
+            }
+        }
+    }
+    let user = session.user.clone();
+    if !user.may_run(spec.id) {
+        acl.log_denial(
+            crate::acl::Denial::Command,
+            spec.name,
+            &user.name,
+            session.handle.describe(),
+        );
+        return Err(refused(
+            Some(spec.id),
+            CommandError::new(
+                ErrorCode::NoPerm,
+                format!(
+                    "User {} has no permissions to run the '{}' command",
+                    user.name, spec.name
+                ),
+            ),
+        ));
+    }
+    for at in spec.keys.positions(raw.len()) {
+        if !user.may_access(&raw[at]) {
+            acl.log_denial(
+                crate::acl::Denial::Key,
+                &String::from_utf8_lossy(&raw[at]),
+                &user.name,
+                session.handle.describe(),
+            );
+            return Err(refused(
+                Some(spec.id),
+                CommandError::new(ErrorCode::NoPerm, "No permissions to access a key"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Runs one admitted request ([`admit`]): refuses a change while the log cannot be

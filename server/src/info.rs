@@ -324,6 +324,19 @@ fn stats_section(server: &Server, out: &mut String) {
         stats.rejected_connections.load(Relaxed),
     );
     line(out, "evicted_clients", server.clients.evicted());
+    // Redis's names; failed AUTHs are also in the ACL LOG.
+    let acl = &server.acl;
+    line(
+        out,
+        "acl_access_denied_auth",
+        acl.auth_failures.load(Relaxed),
+    );
+    line(
+        out,
+        "acl_access_denied_cmd",
+        acl.denied_commands.load(Relaxed),
+    );
+    line(out, "acl_access_denied_key", acl.denied_keys.load(Relaxed));
     line(
         out,
         "client_output_buffer_limit_disconnections",

@@ -1,6 +1,7 @@
 //! The cartd server as a library: the binary `cartd` (main.rs) is a thin start-up around it, and
 //! the benchmarks in `benches/` drive the store directly through it.
 
+pub mod acl;
 pub mod cart;
 pub mod catalog;
 pub mod clients;

@@ -55,13 +55,28 @@ pub struct Server {
     pub durability: OnceLock<Durability>,
     /// The HTTP catalog and inventory services, when `[upstream]` names any.
     pub upstream: Option<Upstream>,
+    /// Users and their permissions.
+    pub acl: crate::acl::Acl,
 }
 
 impl Server {
     /// A server that is still loading: no log, no PostgreSQL, an empty store. [`run`] starts
     /// recovery on it; the store's micro-benchmarks use it as it is, with `loading` cleared.
     pub fn new(config: Config, config_file: Option<PathBuf>, local_addr: SocketAddr) -> Server {
+        let acl = crate::acl::Acl::new(&config.server.requirepass, &config.acl.users, None)
+            .expect("the configuration's users were checked");
+        Server::with_acl(config, config_file, local_addr, acl)
+    }
+
+    /// As [`Server::new`], with the users loaded already (from the ACL file too).
+    pub fn with_acl(
+        config: Config,
+        config_file: Option<PathBuf>,
+        local_addr: SocketAddr,
+        acl: crate::acl::Acl,
+    ) -> Server {
         Server {
+            acl,
             store: Store::new(StoreConfig::from(&config), now_ms()),
             upstream: Upstream::new(&config.upstream),
             config,
@@ -174,7 +189,9 @@ pub async fn run(
     )
     .map_err(|error| format!("cannot listen on {}:{}: {error}", address.0, address.1))?;
     let local_addr = listener.local_addr().map_err(|error| error.to_string())?;
-    let server = Arc::new(Server::new(config, config_file, local_addr));
+    let aclfile = (!config.acl.aclfile.as_os_str().is_empty()).then(|| config.acl.aclfile.clone());
+    let acl = crate::acl::Acl::new(&config.server.requirepass, &config.acl.users, aclfile)?;
+    let server = Arc::new(Server::with_acl(config, config_file, local_addr, acl));
     let tracker = TaskTracker::new();
     tracker.spawn(watch_signals(server.shutdown.clone()));
     info!("cartd listening on {local_addr}");

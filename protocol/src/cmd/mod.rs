@@ -83,6 +83,8 @@ pub enum Command {
     Quit,
     Reset,
     Client(ClientCommand),
+    /// `ACL subcommand ...`: its words after ACL (the server parses them).
+    Acl(Vec<Bytes>),
     Command(CommandCommand),
     Info(Vec<String>),
     ConfigGet(Vec<Bytes>),
@@ -166,6 +168,7 @@ impl Command {
             Command::Quit => CommandId::Quit,
             Command::Reset => CommandId::Reset,
             Command::Client(_) => CommandId::Client,
+            Command::Acl(_) => CommandId::Acl,
             Command::Command(_) => CommandId::Command,
             Command::Info(_) => CommandId::Info,
             Command::ConfigGet(_) | Command::ConfigResetStat => CommandId::Config,
@@ -267,6 +270,7 @@ fn parse_known(id: CommandId, args: &mut Args) -> Result<Command, CommandError> 
             Command::BgSave
         }
         CommandId::LastSave => Command::LastSave,
+        CommandId::Acl => Command::Acl(args.rest()),
         CommandId::Shutdown => Command::Shutdown(Shutdown::parse(args)?),
     })
 }

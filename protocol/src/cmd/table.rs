@@ -51,6 +51,7 @@ pub enum CommandId {
     Save,
     BgSave,
     LastSave,
+    Acl,
 }
 
 impl CommandId {
@@ -683,6 +684,17 @@ pub static COMMANDS: &[CommandSpec] = &[
         group: "server",
         summary: "Returns the Unix time of the last successful snapshot.",
         syntax: "",
+    },
+    CommandSpec {
+        id: CommandId::Acl,
+        name: "acl",
+        arity: -2,
+        flags: &["admin", "noscript", "loading", "stale"],
+        categories: &[],
+        keys: Keys::NONE,
+        group: "server",
+        summary: "Users and their permissions: SETUSER, GETUSER, DELUSER, LIST, USERS, WHOAMI, CAT, LOG, SAVE, LOAD.",
+        syntax: "subcommand [argument ...]",
     },
 ];
 

@@ -32,7 +32,13 @@ pub fn run(
         }
         Command::Reset => {
             session.protocol = Protocol::Resp2;
-            session.authenticated = server.config.server.requirepass.is_empty();
+            let generation = server.acl.generation();
+            let default = server
+                .acl
+                .user("default")
+                .expect("the default user always exists");
+            session.authenticated = default.open_to_all();
+            session.log_in(default, generation);
             let mut meta = session.handle.meta.lock();
             meta.name = bytes::Bytes::new();
             meta.protocol = 2;
@@ -49,19 +55,34 @@ fn authenticate(
     user: Option<&[u8]>,
     password: &[u8],
 ) -> Result<(), CommandError> {
-    let required = &server.config.server.requirepass;
-    if required.is_empty() {
+    let acl = &server.acl;
+    let name = user.map_or_else(
+        || "default".to_owned(),
+        |user| String::from_utf8_lossy(user).into_owned(),
+    );
+    if user.is_none()
+        && acl
+            .user("default")
+            .is_some_and(|default| default.open_to_all())
+    {
         return Err(CommandError::err(
             "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
         ));
     }
-    let user_ok = user.is_none_or(|user| user == b"default");
-    if !user_ok || password != required.as_bytes() {
+    let generation = acl.generation();
+    let Some(found) = acl.authenticate(&name, password) else {
+        acl.log_denial(
+            crate::acl::Denial::Auth,
+            "AUTH",
+            &name,
+            session.handle.describe(),
+        );
         return Err(CommandError::new(
             ErrorCode::WrongPass,
             "invalid username-password pair or user is disabled.",
         ));
-    }
+    };
+    session.log_in(found, generation);
     session.authenticated = true;
     Ok(())
 }

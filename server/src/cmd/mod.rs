@@ -1,6 +1,7 @@
 //! Command handlers: what cartd does with each parsed command. `CART.ADD` is
 //! `cmd/cart_add.rs`; the connection, keyspace and server commands share a file per group.
 
+mod acl;
 mod cart_add;
 mod cart_checkout;
 mod cart_clear;
@@ -55,6 +56,7 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         }
         Command::CartComplete(cmd) => cart_checkout::complete(cmd, server, now),
         Command::CartRelease(cmd) => cart_checkout::release(cmd, server, now),
+        Command::Acl(args) => acl::run(args, session, server),
         Command::Shutdown(shutdown) => {
             tracing::info!(client = session.handle.id, "SHUTDOWN received");
             if let (Some(true), Some(durability)) = (shutdown.save, server.durability.get()) {
