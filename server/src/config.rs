@@ -73,6 +73,10 @@ pub struct ServerConfig {
     /// 0: no bound.
     #[serde(alias = "maxmemory-clients", deserialize_with = "memory_size")]
     pub maxmemory_clients: u64,
+    /// Redis's `protected-mode`: refuse to start on an address other clients can reach
+    /// while no password and no ACL user protects it.
+    #[serde(alias = "protected-mode")]
+    pub protected_mode: bool,
 }
 
 /// A size given as a number of bytes or as text with Redis's units (`"256mb"`).
@@ -180,6 +184,7 @@ impl Default for ServerConfig {
                 soft_s: 10,
             },
             maxmemory_clients: 256 * 1024 * 1024,
+            protected_mode: true,
         }
     }
 }
@@ -414,6 +419,26 @@ impl Config {
         })?;
         config.check()?;
         Ok(config)
+    }
+
+    /// Protected mode (Redis's `protected-mode`): checked once the flags are applied, since
+    /// `--requirepass` may protect an exposed `bind` from the file.
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        let server = &self.server;
+        let unprotected = server.requirepass.is_empty()
+            && self.acl.users.is_empty()
+            && self.acl.aclfile.as_os_str().is_empty();
+        if server.protected_mode && unprotected && !server.bind.is_loopback() {
+            return invalid(format!(
+                "protected mode: server.bind is {}, which other hosts can reach, and no password \
+                 or ACL user protects cartd. Set server.requirepass (or --requirepass), define \
+                 users in [acl], bind a loopback address, or set server.protected_mode = false \
+                 (--protected-mode no) if a firewall protects it",
+                server.bind
+            ));
+        }
+        Ok(())
     }
 
     /// Checks every value's range.

@@ -42,6 +42,9 @@ struct Flags {
     /// What all clients may hold, e.g. 256mb (overrides server.maxmemory_clients).
     #[arg(long)]
     maxmemory_clients: Option<String>,
+    /// `yes` or `no` (overrides server.protected_mode).
+    #[arg(long)]
+    protected_mode: Option<String>,
     /// Listen queue length (overrides server.tcp_backlog).
     #[arg(long)]
     tcp_backlog: Option<u32>,
@@ -70,6 +73,13 @@ fn apply_server_flags(flags: &Flags, config: &mut Config) -> Result<(), String> 
     if let Some(size) = &flags.maxmemory_clients {
         server.maxmemory_clients = cartd_server::config::parse_memory(size)?;
     }
+    if let Some(mode) = &flags.protected_mode {
+        server.protected_mode = match mode.to_ascii_lowercase().as_str() {
+            "yes" | "true" => true,
+            "no" | "false" => false,
+            _ => return Err(format!("--protected-mode takes yes or no, got {mode}")),
+        };
+    }
     if let Some(tcp_backlog) = flags.tcp_backlog {
         server.tcp_backlog = tcp_backlog;
     }
@@ -77,7 +87,8 @@ fn apply_server_flags(flags: &Flags, config: &mut Config) -> Result<(), String> 
         server.client_output_buffer_limit =
             cartd_server::config::OutputBufferLimit::parse(&words.join(" "))?;
     }
-    config.check().map_err(|error| error.to_string())
+    config.check().map_err(|error| error.to_string())?;
+    config.check_exposure().map_err(|error| error.to_string())
 }
 
 fn main() -> ExitCode {

@@ -97,3 +97,36 @@ async fn an_array_longer_than_redis_allows_is_refused() {
     let mut raw = cartd.raw().await;
     assert_eq!(raw.call(&["PING"]).await, b"+PONG\r\n");
 }
+
+/// Protected mode: binding an address other hosts can reach with no password and no ACL
+/// user refuses to start, saying how to fix it (before, cartd served anyone who could reach
+/// it). Only the refusal is tested: nothing here may listen beyond 127.0.0.1.
+#[test]
+fn an_exposed_unprotected_bind_refuses_to_start() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(cartd_tests::cartd_bin())
+        .args(["--bind", "0.0.0.0", "--port", "0", "--data-dir"])
+        .arg(data.path())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start cartd");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("cartd started on 0.0.0.0 without a password");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("protected mode") && stderr.contains("requirepass"),
+        "{stderr}"
+    );
+}
