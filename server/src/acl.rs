@@ -485,6 +485,13 @@ pub fn parse_users(text: &str, source: &str) -> Result<Vec<User>, String> {
 }
 
 impl Acl {
+    /// The users `config` names (`requirepass`, `[acl] users`, `[acl] aclfile`).
+    pub fn from_config(config: &crate::config::Config) -> Result<Acl, String> {
+        let aclfile = &config.acl.aclfile;
+        let aclfile = (!aclfile.as_os_str().is_empty()).then(|| aclfile.clone());
+        Acl::new(&config.server.requirepass, &config.acl.users, aclfile)
+    }
+
     /// The users of the configuration: `default` (with `requirepass`), then `users` (ACL
     /// file lines from config.toml), then the `aclfile`'s, later lines replacing earlier
     /// users of the same name.

@@ -77,6 +77,25 @@ pub struct ServerConfig {
     /// while no password and no ACL user protects it.
     #[serde(alias = "protected-mode")]
     pub protected_mode: bool,
+    /// TLS port (Redis's `tls-port`); 0: none. With it set, `port = 0` means no plain
+    /// listener, as in Redis.
+    #[serde(alias = "tls-port")]
+    pub tls_port: u16,
+    /// The server's certificate chain, PEM.
+    #[serde(alias = "tls-cert-file")]
+    pub tls_cert_file: PathBuf,
+    /// The server's private key, PEM.
+    #[serde(alias = "tls-key-file")]
+    pub tls_key_file: PathBuf,
+    /// The CA that signs client certificates, PEM.
+    #[serde(alias = "tls-ca-cert-file")]
+    pub tls_ca_cert_file: PathBuf,
+    /// `yes` (client certificates required, Redis's default), `optional` or `no`.
+    #[serde(alias = "tls-auth-clients")]
+    pub tls_auth_clients: String,
+    /// `TLSv1.2`, `TLSv1.3` or both.
+    #[serde(alias = "tls-protocols")]
+    pub tls_protocols: String,
 }
 
 /// A size given as a number of bytes or as text with Redis's units (`"256mb"`).
@@ -185,6 +204,12 @@ impl Default for ServerConfig {
             },
             maxmemory_clients: 256 * 1024 * 1024,
             protected_mode: true,
+            tls_port: 0,
+            tls_cert_file: PathBuf::new(),
+            tls_key_file: PathBuf::new(),
+            tls_ca_cert_file: PathBuf::new(),
+            tls_auth_clients: "yes".into(),
+            tls_protocols: "TLSv1.2 TLSv1.3".into(),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use persistence::Lsn;
 use protocol::{Protocol, Reply, RequestDecoder, RequestLimits};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::clients::ClientHandle;
@@ -31,7 +31,7 @@ pub async fn refuse(mut stream: TcpStream) {
 }
 
 /// Serves one connection until it closes, is killed, or the server stops.
-pub async fn serve(stream: TcpStream, handle: Arc<ClientHandle>, server: Arc<Server>) {
+pub async fn serve(stream: ClientStream, handle: Arc<ClientHandle>, server: Arc<Server>) {
     let id = handle.id;
     let _registered = Registered {
         server: server.clone(),
@@ -88,8 +88,25 @@ impl Drop for Registered {
     }
 }
 
+/// A client's socket: plain TCP, or TLS over it.
+pub enum ClientStream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS (rustls) over TCP.
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl ClientStream {
+    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self {
+            ClientStream::Plain(stream) => stream.write(bytes).await,
+            ClientStream::Tls(stream) => stream.write(bytes).await,
+        }
+    }
+}
+
 struct Connection {
-    stream: TcpStream,
+    stream: ClientStream,
     read: BytesMut,
     /// What has been parsed of a request still arriving.
     decoder: RequestDecoder,
@@ -236,26 +253,55 @@ impl Connection {
         let held_lsn = self.held.front().map(|(_, lsn)| *lsn);
         let timeout_s = self.server.config.server.timeout;
         let idle_deadline = self.last_io + Duration::from_secs(timeout_s);
-        tokio::select! {
-            ready = self.stream.readable() => ready?,
-            () = wait_durable(&self.server, held_lsn) => return Ok(true),
-            () = kill.cancelled() => return Ok(false),
-            () = tokio::time::sleep_until(idle_deadline.into()), if timeout_s > 0 && held_lsn.is_none() => {
-                tracing::debug!(client = self.session.handle.id, "idle past timeout; closing");
-                return Ok(false);
+        let idle = async {
+            if timeout_s > 0 && held_lsn.is_none() {
+                tokio::time::sleep_until(idle_deadline.into()).await;
+            } else {
+                std::future::pending::<()>().await;
             }
         };
-        self.read.reserve(self.read_chunk);
-        let room = self.read.capacity() - self.read.len();
-        let read = match self.stream.try_read_buf(&mut self.read) {
-            Ok(0) => {
-                self.release_all().await?;
-                return Ok(false);
+        let room;
+        let read = match &mut self.stream {
+            ClientStream::Plain(stream) => {
+                tokio::select! {
+                    ready = stream.readable() => ready?,
+                    () = wait_durable(&self.server, held_lsn) => return Ok(true),
+                    () = kill.cancelled() => return Ok(false),
+                    () = idle => {
+                        tracing::debug!(client = self.session.handle.id, "idle past timeout; closing");
+                        return Ok(false);
+                    }
+                };
+                self.read.reserve(self.read_chunk);
+                room = self.read.capacity() - self.read.len();
+                match stream.try_read_buf(&mut self.read) {
+                    Ok(read) => read,
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                        return Ok(true)
+                    }
+                    Err(error) => return Err(error),
+                }
             }
-            Ok(read) => read,
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Ok(true),
-            Err(error) => return Err(error),
+            ClientStream::Tls(stream) => {
+                // rustls may hold decrypted bytes the socket no longer signals: read directly
+                // (read_buf is cancel-safe), with the buffer made before.
+                self.read.reserve(self.read_chunk);
+                room = self.read.capacity() - self.read.len();
+                tokio::select! {
+                    read = stream.read_buf(&mut self.read) => read?,
+                    () = wait_durable(&self.server, held_lsn) => return Ok(true),
+                    () = kill.cancelled() => return Ok(false),
+                    () = idle => {
+                        tracing::debug!(client = self.session.handle.id, "idle past timeout; closing");
+                        return Ok(false);
+                    }
+                }
+            }
         };
+        if read == 0 {
+            self.release_all().await?;
+            return Ok(false);
+        }
         self.last_io = Instant::now();
         self.account_memory();
         if read == room {
@@ -542,6 +588,19 @@ impl Connection {
                 }
                 () = sleep_until(soft_deadline) => {
                     return Err(self.over_output_limit("soft", waiting));
+                }
+            }
+        }
+        if let ClientStream::Tls(stream) = &mut self.stream {
+            // rustls keeps what the socket did not take: push it out, under the same limit.
+            let soft_deadline = self
+                .over_soft_since
+                .filter(|_| limit.soft_bytes > 0)
+                .map(|since| since + Duration::from_secs(limit.soft_s));
+            tokio::select! {
+                flushed = stream.flush() => flushed?,
+                () = sleep_until(soft_deadline) => {
+                    return Err(self.over_output_limit("soft", bytes.len() as u64));
                 }
             }
         }

@@ -17,4 +17,5 @@ pub mod pricing;
 pub mod server;
 pub mod stats;
 pub mod store;
+pub mod tls;
 pub mod upstream;

@@ -45,6 +45,24 @@ struct Flags {
     /// `yes` or `no` (overrides server.protected_mode).
     #[arg(long)]
     protected_mode: Option<String>,
+    /// TLS port, 0 none (overrides server.tls_port).
+    #[arg(long)]
+    tls_port: Option<u16>,
+    /// Server certificate chain, PEM (overrides server.tls_cert_file).
+    #[arg(long)]
+    tls_cert_file: Option<PathBuf>,
+    /// Server private key, PEM (overrides server.tls_key_file).
+    #[arg(long)]
+    tls_key_file: Option<PathBuf>,
+    /// CA of client certificates, PEM (overrides server.tls_ca_cert_file).
+    #[arg(long)]
+    tls_ca_cert_file: Option<PathBuf>,
+    /// yes, optional or no (overrides server.tls_auth_clients).
+    #[arg(long)]
+    tls_auth_clients: Option<String>,
+    /// "TLSv1.2 TLSv1.3" or one of them (overrides server.tls_protocols).
+    #[arg(long)]
+    tls_protocols: Option<String>,
     /// Listen queue length (overrides server.tcp_backlog).
     #[arg(long)]
     tcp_backlog: Option<u32>,
@@ -79,6 +97,24 @@ fn apply_server_flags(flags: &Flags, config: &mut Config) -> Result<(), String> 
             "no" | "false" => false,
             _ => return Err(format!("--protected-mode takes yes or no, got {mode}")),
         };
+    }
+    if let Some(port) = flags.tls_port {
+        server.tls_port = port;
+    }
+    for (flag, field) in [
+        (&flags.tls_cert_file, &mut server.tls_cert_file),
+        (&flags.tls_key_file, &mut server.tls_key_file),
+        (&flags.tls_ca_cert_file, &mut server.tls_ca_cert_file),
+    ] {
+        if let Some(path) = flag {
+            field.clone_from(path);
+        }
+    }
+    if let Some(auth) = &flags.tls_auth_clients {
+        server.tls_auth_clients.clone_from(auth);
+    }
+    if let Some(protocols) = &flags.tls_protocols {
+        server.tls_protocols.clone_from(protocols);
     }
     if let Some(tcp_backlog) = flags.tcp_backlog {
         server.tcp_backlog = tcp_backlog;

@@ -175,6 +175,57 @@ fn listen(address: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.listen(backlog)
 }
 
+/// Logs where cartd listens: the plain address first (tests read the first such line).
+fn log_listening(plain: Option<&TcpListener>, tls: Option<&TcpListener>) {
+    if let Some(addr) = plain.and_then(|listener| listener.local_addr().ok()) {
+        info!("cartd listening on {addr}");
+    }
+    if let Some(addr) = tls.and_then(|listener| listener.local_addr().ok()) {
+        info!("cartd listening on {addr} (TLS)");
+    }
+}
+
+/// The plain and TLS listeners the configuration asks for, and the address to report.
+struct Listeners {
+    listener: Option<TcpListener>,
+    tls_listener: Option<TcpListener>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    local_addr: SocketAddr,
+}
+
+fn listeners(config: &Config) -> Result<Listeners, String> {
+    let tls = crate::tls::acceptor(&config.server)?;
+    let bind = config.server.bind;
+    let backlog = config.server.tcp_backlog;
+    let listen_on = |port: u16| {
+        listen(SocketAddr::new(bind, port), backlog)
+            .map_err(|error| format!("cannot listen on {bind}:{port}: {error}"))
+    };
+    // As in Redis, with a TLS port `port 0` means no plain listener.
+    let listener = if tls.is_some() && config.server.port == 0 {
+        None
+    } else {
+        Some(listen_on(config.server.port)?)
+    };
+    let tls_listener = match &tls {
+        Some(_) => Some(listen_on(config.server.tls_port)?),
+        None => None,
+    };
+    let local_addr = listener
+        .as_ref()
+        .or(tls_listener.as_ref())
+        .expect("a plain or a TLS listener")
+        .local_addr()
+        .map_err(|error| error.to_string())?;
+
+    Ok(Listeners {
+        listener,
+        tls_listener,
+        tls,
+        local_addr,
+    })
+}
+
 /// Binds the listener, recovers the data, and serves until shutdown.
 pub async fn run(
     mut config: Config,
@@ -182,19 +233,17 @@ pub async fn run(
     repair: bool,
 ) -> Result<(), String> {
     fit_maxclients(&mut config);
-    let address = (config.server.bind, config.server.port);
-    let listener = listen(
-        SocketAddr::new(config.server.bind, config.server.port),
-        config.server.tcp_backlog,
-    )
-    .map_err(|error| format!("cannot listen on {}:{}: {error}", address.0, address.1))?;
-    let local_addr = listener.local_addr().map_err(|error| error.to_string())?;
-    let aclfile = (!config.acl.aclfile.as_os_str().is_empty()).then(|| config.acl.aclfile.clone());
-    let acl = crate::acl::Acl::new(&config.server.requirepass, &config.acl.users, aclfile)?;
+    let Listeners {
+        listener,
+        tls_listener,
+        tls,
+        local_addr,
+    } = listeners(&config)?;
+    let acl = crate::acl::Acl::from_config(&config)?;
     let server = Arc::new(Server::with_acl(config, config_file, local_addr, acl));
     let tracker = TaskTracker::new();
     tracker.spawn(watch_signals(server.shutdown.clone()));
-    info!("cartd listening on {local_addr}");
+    log_listening(listener.as_ref(), tls_listener.as_ref());
     let mut recovery = tokio::spawn(durability::start(server.clone(), repair));
     let mut recovering = true;
     let mut failure = None;
@@ -212,10 +261,17 @@ pub async fn run(
                     }
                 }
             }
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => accept(&server, &tracker, stream, peer),
+            accepted = accept_on(listener.as_ref()) => match accepted {
+                Ok((stream, peer)) => accept(&server, &tracker, stream, peer, None),
                 Err(error) => {
                     // Out of file descriptors and the like: wait a little rather than spin.
+                    warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            accepted = accept_on(tls_listener.as_ref()) => match accepted {
+                Ok((stream, peer)) => accept(&server, &tracker, stream, peer, tls.clone()),
+                Err(error) => {
                     warn!(%error, "accept failed");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
@@ -224,6 +280,7 @@ pub async fn run(
         }
     }
     drop(listener);
+    drop(tls_listener);
     drain_connections(&server, &tracker).await;
     if let Some(error) = failure {
         return Err(error);
@@ -253,7 +310,24 @@ async fn drain_connections(server: &Server, tracker: &TaskTracker) {
     }
 }
 
-fn accept(server: &Arc<Server>, tracker: &TaskTracker, stream: TcpStream, peer: SocketAddr) {
+/// The next connection on `listener`; never, without one.
+async fn accept_on(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long a TLS client has to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn accept(
+    server: &Arc<Server>,
+    tracker: &TaskTracker,
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     use std::sync::atomic::Ordering::Relaxed;
     server.stats.connections_received.fetch_add(1, Relaxed);
     let _ = stream.set_nodelay(true);
@@ -263,12 +337,42 @@ fn accept(server: &Arc<Server>, tracker: &TaskTracker, stream: TcpStream, peer: 
         .clients
         .register(peer, local, maxclients, &server.shutdown)
     {
-        Some(handle) => {
-            tracker.spawn(conn::serve(stream, handle, server.clone()));
-        }
+        Some(handle) => match tls {
+            None => {
+                tracker.spawn(conn::serve(
+                    conn::ClientStream::Plain(stream),
+                    handle,
+                    server.clone(),
+                ));
+            }
+            Some(tls) => {
+                // The handshake runs in the connection's task, bounded in time; the client is
+                // registered (and counted against maxclients) from the start.
+                let server = server.clone();
+                tracker.spawn(async move {
+                    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            let stream = conn::ClientStream::Tls(Box::new(stream));
+                            conn::serve(stream, handle, server).await;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                            server.clients.unregister(handle.id);
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            server.clients.unregister(handle.id);
+                        }
+                    }
+                });
+            }
+        },
         None => {
             server.stats.rejected_connections.fetch_add(1, Relaxed);
-            tracker.spawn(conn::refuse(stream));
+            if tls.is_none() {
+                tracker.spawn(conn::refuse(stream));
+            }
         }
     }
 }
