@@ -265,3 +265,30 @@ async fn checkout_survives_restart() {
     assert_eq!(seen["totals"], frozen["totals"]);
     assert_eq!(seen["promo_codes"], json!(["TEN"]));
 }
+
+/// A retried COMPLETE naming another ORDER id than the completion did used to reply OK and
+/// drop the new id; it is a conflict now (as an IDEMPOTENCY token reused with other
+/// arguments), also after a kill -9 and restart. The same ORDER id, or none given at first,
+/// still replies OK.
+#[tokio::test]
+async fn a_retried_complete_with_another_order_id_is_a_conflict() {
+    let mut cartd = Cartd::start_default();
+    let mut conn = cartd.client(true).await;
+    seed(&mut conn).await;
+    let token = checkout_token(&checkout(&mut conn, &format!("CART.CHECKOUT {CART}")).await);
+    ok(&mut conn, &["CART.COMPLETE", CART, &token, "ORDER", "A-1"]).await;
+    for _ in 0..2 {
+        let refused = fails(&mut conn, &["CART.COMPLETE", CART, &token, "ORDER", "B-2"]).await;
+        assert_eq!(
+            refused,
+            "IDEMPOTENCY the checkout was completed with another ORDER id"
+        );
+        assert_eq!(
+            ok(&mut conn, &["CART.COMPLETE", CART, &token, "ORDER", "A-1"]).await,
+            Value::Okay
+        );
+        cartd.kill();
+        cartd.restart();
+        conn = cartd.client(true).await;
+    }
+}

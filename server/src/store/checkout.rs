@@ -83,24 +83,25 @@ impl Store {
         let at = self.locate(key);
         let mut shard = self.shards[at.shard].lock();
         let cart = self.live(&mut shard, at, key, now_ms);
-        let done = |shard: &super::shard::Shard| {
-            shard
-                .tokens
-                .completed(at.hash, token.as_bytes(), seconds(now_ms))
+        let order = order_fingerprint(order_id);
+        // A retry of a completed checkout replies +OK again, unless it names another ORDER id
+        // than the completion did (0: the completion named none, or it is no longer known).
+        let retried = |shard: &super::shard::Shard, otherwise: CommandError| match shard
+            .tokens
+            .completed_order(at.hash, token.as_bytes(), seconds(now_ms))
+        {
+            Some(done) if done == 0 || done == order => Ok(Reply::ok()),
+            Some(_) => Err(CommandError::new(
+                ErrorCode::Idempotency,
+                "the checkout was completed with another ORDER id",
+            )),
+            None => Err(otherwise),
         };
         let Some(cart) = cart else {
-            return if done(&shard) {
-                Ok(Reply::ok())
-            } else {
-                Err(super::no_cart())
-            };
+            return retried(&shard, super::no_cart());
         };
         let Some(checkout) = cart.checkout().filter(|checkout| &*checkout.token == token) else {
-            return if done(&shard) {
-                Ok(Reply::ok())
-            } else {
-                Err(wrong_token())
-            };
+            return retried(&shard, wrong_token());
         };
         if checkout.hold_until_ms <= now_ms {
             return Err(CommandError::new(
@@ -122,7 +123,7 @@ impl Store {
             .collect();
         let log = |spent: &[Spent]| {
             let event = checkout_event(token, order_id, &cart, &pricing, spent);
-            self.log_completed(key, &cart, token, &event, spent, now_ms);
+            self.log_completed(key, &cart, (token, order), &event, spent, now_ms);
         };
         if paid.is_empty() {
             log(&[]);
@@ -136,7 +137,7 @@ impl Store {
             key_hash: at.hash,
             kind: GuardKind::Checkout,
             token: token.as_bytes().into(),
-            fingerprint: 0,
+            fingerprint: order,
             version: cart.version,
             expires_s: seconds(now_ms + self.config.idempotency_ttl_ms),
         };
@@ -150,7 +151,7 @@ impl Store {
         &self,
         key: &[u8],
         cart: &Cart,
-        token: &str,
+        (token, order): (&str, u64),
         event: &Event,
         spent: &[Spent],
         now_ms: u64,
@@ -171,7 +172,7 @@ impl Store {
             guard: Some(GuardRef {
                 kind: GuardKind::Checkout,
                 token: token.as_bytes(),
-                fingerprint: 0,
+                fingerprint: order,
             }),
         };
         self.append_carts(&[gone], &cards, now_ms);
@@ -263,4 +264,15 @@ fn check_buyable(cart: &Cart, names: &crate::cart::Names) -> Result<(), CommandE
         )));
     }
     Ok(())
+}
+
+/// The fingerprint of a completion's ORDER id, remembered with its token: 0 for none, never 0
+/// for one.
+fn order_fingerprint(order_id: Option<&[u8]>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    order_id.map_or(0, |order_id| {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        order_id.hash(&mut hasher);
+        hasher.finish() | 1
+    })
 }

@@ -270,12 +270,18 @@ impl TokenMemory {
     }
 
     /// Whether the checkout `token` of the cart with key hash `key_hash` was completed (and
-    /// is still remembered, or known to have been).
-    pub fn completed(&self, key_hash: u64, token: &[u8], now_s: u32) -> bool {
+    /// is still remembered, or known to have been): the fingerprint of the ORDER id it was
+    /// completed with (0: none, or no longer known), or `None`.
+    pub fn completed_order(&self, key_hash: u64, token: &[u8], now_s: u32) -> Option<u64> {
         let kind = GuardKind::Checkout;
         match self.find(key_hash, kind, token) {
-            Some(at) => self.slot(at).expires_s > now_s,
-            None => self.was_forgotten(self.digest(key_hash, kind, token), now_s),
+            Some(at) => {
+                let slot = self.slot(at);
+                (slot.expires_s > now_s).then_some(slot.fingerprint)
+            }
+            None => self
+                .was_forgotten(self.digest(key_hash, kind, token), now_s)
+                .then_some(0),
         }
     }
 

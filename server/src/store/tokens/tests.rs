@@ -47,13 +47,13 @@ fn replays_conflicts_and_expiry() {
         ..token(3, "x", 0, 2, 300)
     };
     memory.remember(&checkout, 150);
-    assert!(memory.completed(3, b"x", 150));
+    assert!(memory.completed_order(3, b"x", 150).is_some());
     assert_eq!(
         memory.lookup(3, b"x", 1, 150),
         Lookup::Replay { version: 1 },
         "kinds apart"
     );
-    assert!(!memory.completed(3, b"y", 150));
+    assert!(memory.completed_order(3, b"y", 150).is_none());
 }
 
 /// A token pushed out by count before its age leaves a trace: its retry is Forgotten, not a
