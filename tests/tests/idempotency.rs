@@ -112,3 +112,19 @@ async fn an_evicted_token_is_refused_not_applied_again() {
         conn = cartd.client(false).await;
     }
 }
+
+/// An idempotent retry after the cart was deleted used to reply the version of a cart that
+/// no longer existed; it is a null reply now, as with REPLY CART.
+#[tokio::test]
+async fn a_retry_after_del_names_no_version() {
+    let cartd = cartd_tests::Cartd::start_default();
+    let mut conn = cartd.client(false).await;
+    let add = [
+        "CART.ADD", "cart:gone", "sku", "-", "1", "PRICE", "5", "CURRENCY", "USD", "IDEMPOTENCY",
+        "t-gone", "REPLY", "VERSION",
+    ];
+    assert_eq!(cartd_tests::ok(&mut conn, &add).await, redis::Value::Int(1));
+    assert_eq!(cartd_tests::ok(&mut conn, &add).await, redis::Value::Int(1));
+    cartd_tests::ok(&mut conn, &["DEL", "cart:gone"]).await;
+    assert_eq!(cartd_tests::ok(&mut conn, &add).await, redis::Value::Nil);
+}

@@ -409,7 +409,8 @@ impl Store {
     }
 
     /// The reply to an idempotent retry. `REPLY VERSION`: the version the first request
-    /// left; `REPLY CART`: the cart as it is. While the cart is still at that version this is
+    /// left (null if the cart is gone since: no version of it exists); `REPLY CART`: the cart
+    /// as it is. While the cart is still at that version this is
     /// the original reply (the retry renews the TTL as the first request did, and a cart the
     /// change validated says `fresh` again); if it changed since, the retry shows it as it is
     /// now, and a cart gone since is a null reply.
@@ -422,7 +423,10 @@ impl Store {
         now_ms: u64,
     ) -> Reply {
         match (options.reply, cart) {
-            (ReplyMode::Version, _) => Reply::Integer(i64::try_from(version).unwrap_or(i64::MAX)),
+            (ReplyMode::Version, Some(_)) => {
+                Reply::Integer(i64::try_from(version).unwrap_or(i64::MAX))
+            }
+            (ReplyMode::Version, None) => Reply::Null,
             (ReplyMode::None, _) => Reply::ok(),
             (ReplyMode::Cart, Some(cart)) => {
                 // CHECKOUT and MERGE validate as they change the cart: both times are the same.
