@@ -130,3 +130,39 @@ fn an_exposed_unprotected_bind_refuses_to_start() {
         "{stderr}"
     );
 }
+
+/// The JSON view's `id` rendered distinct keys that are not UTF-8 identically (each bad
+/// byte became U+FFFD); such a key now also comes in hex, so no two look alike.
+#[tokio::test]
+async fn keys_that_are_not_utf8_stay_distinct_in_json() {
+    let cartd = Cartd::start_default();
+    let mut conn = cartd.client(false).await;
+    let mut ids = Vec::new();
+    for key in [b"cart:\xff".to_vec(), b"cart:\xfe".to_vec()] {
+        let () = redis::cmd("CART.ADD")
+            .arg(&key)
+            .arg("sku")
+            .arg("-")
+            .arg("1")
+            .arg("PRICE")
+            .arg("5")
+            .arg("CURRENCY")
+            .arg("USD")
+            .arg("REPLY")
+            .arg("NONE")
+            .query_async(&mut conn)
+            .await
+            .expect("CART.ADD");
+        let view: String = redis::cmd("CART.GET")
+            .arg(&key)
+            .arg("FORMAT")
+            .arg("JSON")
+            .query_async(&mut conn)
+            .await
+            .expect("CART.GET");
+        let view: serde_json::Value = serde_json::from_str(&view).unwrap();
+        ids.push(view["id_hex"].clone());
+    }
+    assert_eq!(ids[0], "636172743aff");
+    assert_eq!(ids[1], "636172743afe");
+}

@@ -120,8 +120,19 @@ async fn a_retry_after_del_names_no_version() {
     let cartd = cartd_tests::Cartd::start_default();
     let mut conn = cartd.client(false).await;
     let add = [
-        "CART.ADD", "cart:gone", "sku", "-", "1", "PRICE", "5", "CURRENCY", "USD", "IDEMPOTENCY",
-        "t-gone", "REPLY", "VERSION",
+        "CART.ADD",
+        "cart:gone",
+        "sku",
+        "-",
+        "1",
+        "PRICE",
+        "5",
+        "CURRENCY",
+        "USD",
+        "IDEMPOTENCY",
+        "t-gone",
+        "REPLY",
+        "VERSION",
     ];
     assert_eq!(cartd_tests::ok(&mut conn, &add).await, redis::Value::Int(1));
     assert_eq!(cartd_tests::ok(&mut conn, &add).await, redis::Value::Int(1));

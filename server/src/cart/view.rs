@@ -70,8 +70,13 @@ pub fn render(
         .iter()
         .map(|line| render_unavailable(line, names))
         .collect();
-    let mut fields = vec![
-        field("id", Reply::Bulk(bytes::Bytes::copy_from_slice(key))),
+    let mut fields = vec![field("id", Reply::Bulk(bytes::Bytes::copy_from_slice(key)))];
+    // JSON text cannot carry bytes that are not UTF-8: such a key's `id` in FORMAT JSON is
+    // lossy, so the exact key comes beside it in hex (two such keys never look alike).
+    if std::str::from_utf8(key).is_err() {
+        fields.push(field("id_hex", Reply::text(hex::encode(key))));
+    }
+    fields.extend([
         field("kind", Reply::from_static(cart.kind.as_str())),
         field("version", int(cart.version)),
         field(
@@ -89,7 +94,7 @@ pub fn render(
         field("items", Reply::Array(items)),
         field("unavailable", Reply::Array(unavailable)),
         field("saved", Reply::Array(saved)),
-    ];
+    ]);
     fields.extend(money_fields(pricing, item_count));
     fields.push(field("validation", Reply::from_static(validation.as_str())));
     fields.push(field("validated_at_ms", validated_at));
