@@ -395,3 +395,34 @@ async fn too_many_arguments_is_a_limit() {
     echo[1] = "x";
     refused(&mut conn, &echo, "LIMIT ").await;
 }
+
+/// Any three letters used to pass as a currency; only ISO 4217 codes do now (lower case
+/// accepted).
+#[tokio::test]
+async fn a_currency_must_be_an_iso_4217_code() {
+    let cartd = Cartd::start_default();
+    let mut conn = cartd.client(false).await;
+    for code in ["ZZZ", "QQQ", "US", "USDX"] {
+        let refused = cartd_tests::fails(
+            &mut conn,
+            &[
+                "CART.ADD", "cart:ccy", "sku", "-", "1", "PRICE", "5", "CURRENCY", code,
+            ],
+        )
+        .await;
+        assert_eq!(
+            refused,
+            format!("ERR currency must be an ISO 4217 code such as USD or EUR, got '{code}'")
+        );
+    }
+    for code in ["usd", "EUR", "JPY"] {
+        let key = format!("cart:{code}");
+        cartd_tests::ok(
+            &mut conn,
+            &[
+                "CART.ADD", &key, "sku", "-", "1", "PRICE", "5", "CURRENCY", code,
+            ],
+        )
+        .await;
+    }
+}

@@ -23,19 +23,30 @@ pub struct LineId {
 pub struct Currency(pub [u8; 3]);
 
 impl Currency {
-    /// Parses a three-letter code, accepting lower case.
+    /// Parses an ISO 4217 code (the `iso_currency` crate's list), accepting lower case.
     pub fn parse(bytes: &[u8]) -> Result<Currency, CommandError> {
-        match bytes {
-            [a, b, c] if bytes.iter().all(u8::is_ascii_alphabetic) => Ok(Currency([
-                a.to_ascii_uppercase(),
-                b.to_ascii_uppercase(),
-                c.to_ascii_uppercase(),
-            ])),
-            _ => Err(CommandError::err(format!(
-                "currency must be a three-letter ISO 4217 code, got '{}'",
+        let refused = || {
+            CommandError::err(format!(
+                "currency must be an ISO 4217 code such as USD or EUR, got '{}'",
                 String::from_utf8_lossy(bytes)
-            ))),
+            ))
+        };
+        let [a, b, c] = bytes else {
+            return Err(refused());
+        };
+        let code = [
+            a.to_ascii_uppercase(),
+            b.to_ascii_uppercase(),
+            c.to_ascii_uppercase(),
+        ];
+        let known = std::str::from_utf8(&code)
+            .ok()
+            .and_then(iso_currency::Currency::from_code)
+            .is_some();
+        if !known {
+            return Err(refused());
         }
+        Ok(Currency(code))
     }
 
     /// The code as text.
