@@ -73,6 +73,13 @@ pub struct ServerConfig {
     /// 0: no bound.
     #[serde(alias = "maxmemory-clients", deserialize_with = "memory_size")]
     pub maxmemory_clients: u64,
+    /// Redis's `maxmemory`: past this resident memory, commands that add data get `-OOM`
+    /// (reads and deletes go on). 0: no bound.
+    #[serde(deserialize_with = "memory_size")]
+    pub maxmemory: u64,
+    /// Redis's `maxmemory-policy`: only `noeviction` (refuse writes) is supported.
+    #[serde(alias = "maxmemory-policy")]
+    pub maxmemory_policy: String,
     /// Redis's `protected-mode`: refuse to start on an address other clients can reach
     /// while no password and no ACL user protects it.
     #[serde(alias = "protected-mode")]
@@ -203,6 +210,8 @@ impl Default for ServerConfig {
                 soft_s: 10,
             },
             maxmemory_clients: 256 * 1024 * 1024,
+            maxmemory: 0,
+            maxmemory_policy: "noeviction".into(),
             protected_mode: true,
             tls_port: 0,
             tls_cert_file: PathBuf::new(),
@@ -490,6 +499,13 @@ impl Config {
         }
         if let Err(error) = crate::acl::parse_users(&self.acl.users.join("\n"), "acl.users") {
             return invalid(error);
+        }
+        if !server.maxmemory_policy.eq_ignore_ascii_case("noeviction") {
+            return invalid(format!(
+                "server.maxmemory_policy {:?} is not supported: cartd has noeviction only (writes \
+                 get -OOM past maxmemory; carts are never dropped to make room)",
+                server.maxmemory_policy
+            ));
         }
         if server.tcp_backlog == 0 {
             return invalid("server.tcp_backlog must be at least 1".into());

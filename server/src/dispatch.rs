@@ -123,6 +123,15 @@ pub fn admit(
     if !spec.has_flag("no_auth") {
         check_acl(raw, spec, session, server)?;
     }
+    if spec.has_flag("denyoom") && server.over_maxmemory.load(Ordering::Relaxed) {
+        return Err(refused(
+            id,
+            CommandError::new(
+                ErrorCode::Oom,
+                "command not allowed when used memory > 'maxmemory'.",
+            ),
+        ));
+    }
     if server.loading.load(Ordering::Acquire) && !spec.has_flag("loading") {
         return Err(refused(
             id,

@@ -144,8 +144,17 @@ fn memory_section(server: &Server, out: &mut String) {
     line(out, "used_memory_rss", rss);
     line(out, "used_memory_rss_human", human(rss));
     line(out, "used_memory_startup", server.rss_baseline_bytes);
-    line(out, "maxmemory", 0);
-    line(out, "maxmemory_policy", "noeviction");
+    line(out, "maxmemory", server.config.server.maxmemory);
+    line(
+        out,
+        "maxmemory_human",
+        human(server.config.server.maxmemory),
+    );
+    line(
+        out,
+        "maxmemory_policy",
+        &server.config.server.maxmemory_policy,
+    );
     line(out, "carts", carts);
     line(out, "carts_max", server.config.carts.max_carts);
     line(

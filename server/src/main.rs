@@ -39,6 +39,12 @@ struct Flags {
     /// Idle seconds before a client is closed, 0 never (overrides server.timeout).
     #[arg(long)]
     timeout: Option<u64>,
+    /// Resident memory past which writes get -OOM, e.g. 2gb (overrides server.maxmemory).
+    #[arg(long)]
+    maxmemory: Option<String>,
+    /// noeviction (overrides server.maxmemory_policy).
+    #[arg(long)]
+    maxmemory_policy: Option<String>,
     /// What all clients may hold, e.g. 256mb (overrides server.maxmemory_clients).
     #[arg(long)]
     maxmemory_clients: Option<String>,
@@ -87,6 +93,12 @@ fn apply_server_flags(flags: &Flags, config: &mut Config) -> Result<(), String> 
     }
     if let Some(timeout) = flags.timeout {
         server.timeout = timeout;
+    }
+    if let Some(size) = &flags.maxmemory {
+        server.maxmemory = cartd_server::config::parse_memory(size)?;
+    }
+    if let Some(policy) = &flags.maxmemory_policy {
+        server.maxmemory_policy.clone_from(policy);
     }
     if let Some(size) = &flags.maxmemory_clients {
         server.maxmemory_clients = cartd_server::config::parse_memory(size)?;

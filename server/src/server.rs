@@ -57,6 +57,9 @@ pub struct Server {
     pub upstream: Option<Upstream>,
     /// Users and their permissions.
     pub acl: crate::acl::Acl,
+    /// Resident memory is over `maxmemory` (sampled every 100 ms): data-adding commands get
+    /// `-OOM`.
+    pub over_maxmemory: AtomicBool,
 }
 
 impl Server {
@@ -75,8 +78,11 @@ impl Server {
         local_addr: SocketAddr,
         acl: crate::acl::Acl,
     ) -> Server {
+        let over_maxmemory =
+            AtomicBool::new(config.server.maxmemory > 0 && rss_bytes() > config.server.maxmemory);
         Server {
             acl,
+            over_maxmemory,
             store: Store::new(StoreConfig::from(&config), now_ms()),
             upstream: Upstream::new(&config.upstream),
             config,
@@ -243,6 +249,9 @@ pub async fn run(
     let server = Arc::new(Server::with_acl(config, config_file, local_addr, acl));
     let tracker = TaskTracker::new();
     tracker.spawn(watch_signals(server.shutdown.clone()));
+    if server.config.server.maxmemory > 0 {
+        tracker.spawn(sample_memory(server.clone()));
+    }
     log_listening(listener.as_ref(), tls_listener.as_ref());
     let mut recovery = tokio::spawn(durability::start(server.clone(), repair));
     let mut recovering = true;
@@ -373,6 +382,25 @@ fn accept(
             if tls.is_none() {
                 tracker.spawn(conn::refuse(stream));
             }
+        }
+    }
+}
+
+/// Compares resident memory with `maxmemory` every 100 ms (reading /proc is too slow for
+/// every command).
+async fn sample_memory(server: Arc<Server>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(100));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                let over = rss_bytes() > server.config.server.maxmemory;
+                let was = server.over_maxmemory.swap(over, std::sync::atomic::Ordering::Relaxed);
+                if over != was {
+                    tracing::warn!(over, maxmemory = server.config.server.maxmemory, "resident memory crossed maxmemory");
+                }
+            }
+            () = server.shutdown.cancelled() => return,
         }
     }
 }

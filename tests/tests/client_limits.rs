@@ -251,3 +251,35 @@ async fn half_sent_requests_are_bounded_across_all_clients() {
     assert!(closed >= 10, "{closed} of 40 slow clients closed");
     assert_eq!(text(&ok(&mut conn, &w("PING")).await), "PONG");
 }
+
+/// `maxmemory` with noeviction: past it, commands that add data get Redis's -OOM while
+/// reads and deletes go on (before, only max_carts bounded anything, and a 200-line cart
+/// costs ~10 KB). cartd's resident memory is well over 1 MB from the start.
+#[tokio::test]
+async fn past_maxmemory_writes_get_oom_and_reads_go_on() {
+    let cartd = Cartd::start_async("").await;
+    let mut conn = cartd.client(false).await;
+    ok(
+        &mut conn,
+        &w("CART.ADD cart:1 sku - 1 PRICE 5 CURRENCY USD"),
+    )
+    .await;
+    drop(conn);
+    let mut cartd = cartd;
+    cartd.stop_gracefully();
+    std::fs::write(cartd.config_path(), "[server]\nmaxmemory = \"1mb\"\n").unwrap();
+    cartd.restart();
+    let mut conn = cartd.client(false).await;
+    assert_eq!(
+        cmd(
+            &mut conn,
+            &w("CART.ADD cart:2 sku - 1 PRICE 5 CURRENCY USD")
+        )
+        .await,
+        Err("OOM command not allowed when used memory > 'maxmemory'.".into())
+    );
+    assert!(cmd(&mut conn, &w("CART.GET cart:1")).await.is_ok());
+    assert_eq!(int(&ok(&mut conn, &w("DEL cart:1")).await), 1);
+    let memory = info(&mut conn, &["memory"]).await;
+    assert_eq!(info_number(&memory, "maxmemory"), 1024 * 1024, "{memory}");
+}

@@ -107,6 +107,8 @@ fn limit_parameters(config: &crate::config::Config) -> Vec<(&'static str, String
     vec![
         ("timeout", config.server.timeout.to_string()),
         ("tcp-backlog", config.server.tcp_backlog.to_string()),
+        ("maxmemory", config.server.maxmemory.to_string()),
+        ("maxmemory-policy", config.server.maxmemory_policy.clone()),
         (
             "maxmemory-clients",
             config.server.maxmemory_clients.to_string(),
