@@ -166,3 +166,32 @@ async fn keys_that_are_not_utf8_stay_distinct_in_json() {
     assert_eq!(ids[0], "636172743aff");
     assert_eq!(ids[1], "636172743afe");
 }
+
+/// Failed adds used to intern their product ids: 10M NOPRICE adds took 2.9 GB and then
+/// locked every new product out (the id table is bounded). An add that cannot be priced is
+/// refused before its ids are interned now.
+#[tokio::test]
+async fn failed_adds_do_not_fill_the_id_table() {
+    let cartd = Cartd::start_default();
+    let mut conn = cartd.client(false).await;
+    let ids = |text: String| cartd_tests::info_number(&text, "interned_ids");
+    let before = ids(cartd_tests::info(&mut conn, &["memory"]).await);
+    let mut pipe = redis::pipe();
+    for index in 0..5_000 {
+        pipe.cmd("CART.ADD")
+            .arg("cart:x")
+            .arg(format!("never-priced-{index}"))
+            .arg("-")
+            .arg("1");
+    }
+    let replies: Vec<redis::RedisResult<redis::Value>> = pipe
+        .query_async::<Vec<redis::Value>>(&mut conn)
+        .await
+        .map(|values| values.into_iter().map(Ok).collect())
+        .unwrap_or_else(|error| vec![Err(error)]);
+    assert!(!replies.is_empty());
+    let after = ids(cartd_tests::info(&mut conn, &["memory"]).await);
+    assert_eq!(after, before, "NOPRICE adds interned ids");
+    let refused = cartd_tests::cmd(&mut conn, &w("CART.ADD cart:x brand-new - 1")).await;
+    assert!(refused.unwrap_err().starts_with("NOPRICE"));
+}

@@ -12,6 +12,13 @@ use crate::store::Outcome;
 /// Runs `CART.ADD`.
 pub fn apply(cmd: CartAdd, server: &Server, now: u64) -> Result<Reply, CommandError> {
     let store = &server.store;
+    // Without a PRICE, an id never seen cannot be priced: neither the catalog nor a line can
+    // hold it. Refused before interning, so failed adds cannot fill the id table.
+    let known = store.names.get(&cmd.line.product).is_some()
+        && store.names.get(&cmd.line.variant).is_some();
+    if cmd.price.is_none() && !known {
+        return Err(no_price());
+    }
     let line = LineKey {
         product: store.names.intern(&cmd.line.product)?,
         variant: store.names.intern(&cmd.line.variant)?,
@@ -29,15 +36,17 @@ pub fn apply(cmd: CartAdd, server: &Server, now: u64) -> Result<Reply, CommandEr
             Ok(Outcome::Changed)
         }
         None => {
-            let price = explicit.or(catalog_price).ok_or_else(|| {
-                CommandError::new(
-                    ErrorCode::NoPrice,
-                    "no price given and none in the catalog for this product variant",
-                )
-            })?;
+            let price = explicit.or(catalog_price).ok_or_else(no_price)?;
             let mut cart = Cart::new(kind, price.currency, now);
             cart.add(line, cmd.qty, Some(price), cap, &limits, now)?;
             Ok(Outcome::Create(cart))
         }
     })
+}
+
+fn no_price() -> CommandError {
+    CommandError::new(
+        ErrorCode::NoPrice,
+        "no price given and none in the catalog for this product variant",
+    )
 }
