@@ -144,15 +144,19 @@ impl Clients {
 
     /// Closes the clients holding the most until the rest hold at most `limit`.
     fn evict_biggest(&self, total: u64, limit: u64) {
-        let mut candidates: Vec<Arc<ClientHandle>> = self
+        let (going, mut candidates): (Vec<Arc<ClientHandle>>, Vec<Arc<ClientHandle>>) = self
             .clients
             .lock()
             .values()
-            .filter(|handle| !handle.kill.is_cancelled())
             .cloned()
-            .collect();
+            .partition(|handle| handle.kill.is_cancelled());
+        // Clients closed already still count until their tasks end: what they hold is going.
+        let going: u64 = going
+            .iter()
+            .map(|handle| handle.memory.load(Ordering::Relaxed))
+            .sum();
         candidates.sort_by_key(|handle| std::cmp::Reverse(handle.memory.load(Ordering::Relaxed)));
-        let mut left = total;
+        let mut left = total.saturating_sub(going);
         for handle in candidates {
             if left <= limit {
                 break;

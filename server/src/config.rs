@@ -132,7 +132,7 @@ pub struct OutputBufferLimit {
 }
 
 impl OutputBufferLimit {
-    /// Parses Redis's form, `normal 32mb 1mb 10` (the class may be left out).
+    /// Parses Redis's form, `normal 32mb 128kb 10` (the class may be left out).
     pub fn parse(text: &str) -> Result<OutputBufferLimit, String> {
         let words: Vec<&str> = text.split_whitespace().collect();
         let words = match words.split_first() {
@@ -206,7 +206,7 @@ impl Default for ServerConfig {
             tcp_backlog: 511,
             client_output_buffer_limit: OutputBufferLimit {
                 hard_bytes: 32 * 1024 * 1024,
-                soft_bytes: 1024 * 1024,
+                soft_bytes: 128 * 1024,
                 soft_s: 10,
             },
             maxmemory_clients: 256 * 1024 * 1024,

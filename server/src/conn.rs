@@ -15,7 +15,7 @@ use crate::clients::ClientHandle;
 use crate::dispatch::{self, Session};
 use crate::limits::{
     IDLE_BUFFER_BYTES_MAX, READ_CHUNK_BYTES, READ_CHUNK_MIN_BYTES, REQUESTS_PER_BATCH_MAX,
-    WRITE_BUFFER_BYTES_MAX,
+    TURN_REPLY_BYTES_MAX, WRITE_BUFFER_BYTES_MAX,
 };
 use crate::postgres::restore;
 use crate::server::{now_ms, Server};
@@ -53,7 +53,10 @@ pub async fn serve(stream: ClientStream, handle: Arc<ClientHandle>, server: Arc<
         held_bytes: 0,
         last_io: Instant::now(),
         over_soft_since: None,
+        write_blocked: false,
+        send_buffer_bytes: 0,
     };
+    connection.send_buffer_bytes = connection.stream.send_buffer_bytes();
     let kill = connection.session.handle.kill.clone();
     // CLIENT KILL ends the connection at once, whatever it waits for (a client that does not
     // read its replies, a restore, the log): the task's future is dropped, and the socket
@@ -97,6 +100,15 @@ pub enum ClientStream {
 }
 
 impl ClientStream {
+    /// The kernel's send buffer for this socket (SO_SNDBUF), 0 if it cannot be read.
+    fn send_buffer_bytes(&self) -> usize {
+        let tcp = match self {
+            ClientStream::Plain(stream) => stream,
+            ClientStream::Tls(stream) => stream.get_ref().0,
+        };
+        socket2::SockRef::from(tcp).send_buffer_size().unwrap_or(0)
+    }
+
     async fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         match self {
             ClientStream::Plain(stream) => stream.write(bytes).await,
@@ -130,6 +142,11 @@ struct Connection {
     last_io: Instant,
     /// Since when the replies waiting to be sent have been over the soft output limit.
     over_soft_since: Option<Instant>,
+    /// The last write waited (the kernel's send buffer is full, so the client holds that
+    /// much unread besides what cartd still has).
+    write_blocked: bool,
+    /// The socket's send buffer (SO_SNDBUF).
+    send_buffer_bytes: usize,
 }
 
 /// Sleeps until `deadline`; forever without one.
@@ -139,6 +156,9 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// A write to a client that has not gone through after this long counts as blocked.
+const WRITE_BLOCKED_AFTER: Duration = Duration::from_millis(100);
 
 /// Reply batches a connection keeps waiting for the log before it stops running requests.
 const HELD_BATCHES_MAX: usize = 64;
@@ -217,6 +237,10 @@ impl Connection {
                 return Ok(());
             }
             self.flush().await?;
+            // One batch per turn: a client whose socket always has input and room would
+            // otherwise run batch after batch (until tokio's budget runs out) while every
+            // other client waits, so a flood of big pipelined reads delayed a PING by seconds.
+            tokio::task::yield_now().await;
             match stop {
                 Stop::Close => return Ok(()),
                 Stop::BatchFull => continue,
@@ -321,7 +345,7 @@ impl Connection {
 
     fn handle_complete_requests(&mut self, limits: &RequestLimits) -> Stop {
         let mut handled = 0;
-        while handled < REQUESTS_PER_BATCH_MAX && self.write.len() < WRITE_BUFFER_BYTES_MAX {
+        while handled < REQUESTS_PER_BATCH_MAX && self.write.len() < TURN_REPLY_BYTES_MAX {
             let (args, done) = match self.pending.take() {
                 Some(pending) => pending,
                 None => match self.decoder.decode(&mut self.read, limits) {
@@ -567,7 +591,15 @@ impl Connection {
         let limit = self.server.config.server.client_output_buffer_limit;
         let mut sent = 0;
         while sent < bytes.len() {
-            let waiting = (bytes.len() - sent + self.held_bytes + self.write.len()) as u64;
+            // A write that waits means the kernel's send buffer is full: the client holds
+            // that much unread on top of what is still here.
+            let in_kernel = if self.write_blocked {
+                self.send_buffer_bytes
+            } else {
+                0
+            };
+            let waiting =
+                (bytes.len() - sent + self.held_bytes + self.write.len() + in_kernel) as u64;
             if limit.hard_bytes > 0 && waiting > limit.hard_bytes {
                 return Err(self.over_output_limit("hard", waiting));
             }
@@ -578,13 +610,18 @@ impl Connection {
                 self.over_soft_since = None;
                 None
             };
+            let blocked = !self.write_blocked;
             tokio::select! {
                 written = self.stream.write(&bytes[sent..]) => {
                     match written? {
                         0 => return Err(std::io::ErrorKind::WriteZero.into()),
                         written => sent += written,
                     }
+                    self.write_blocked = false;
                     self.last_io = Instant::now();
+                }
+                () = tokio::time::sleep(WRITE_BLOCKED_AFTER), if blocked => {
+                    self.write_blocked = true;
                 }
                 () = sleep_until(soft_deadline) => {
                     return Err(self.over_output_limit("soft", waiting));
