@@ -140,6 +140,16 @@ fn as_postgres(program: &std::path::Path, args: &[&str]) -> bool {
 impl PgCluster {
     /// initdb and start on a free port.
     pub fn start() -> PgCluster {
+        PgCluster::start_with(None)
+    }
+
+    /// initdb and start accepting TLS connections only (`hostssl` trust, `hostnossl`
+    /// reject), serving the certificate `cert` with `key`.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> PgCluster {
+        PgCluster::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&std::path::Path, &std::path::Path)>) -> PgCluster {
         let bin = pg_bin_dir();
         let dir = tempfile::tempdir().expect("a temp dir");
         let chown = std::process::Command::new("chown")
@@ -151,6 +161,40 @@ impl PgCluster {
         let data = data.to_str().expect("utf-8 path");
         let initdb = ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"];
         assert!(as_postgres(&bin.join("initdb"), &initdb), "initdb failed");
+        if let Some((cert, key)) = tls {
+            let data = std::path::Path::new(data);
+            std::fs::copy(cert, data.join("server.crt")).expect("copy the certificate");
+            std::fs::copy(key, data.join("server.key")).expect("copy the key");
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n\
+                 hostnossl all all 127.0.0.1/32 reject\n",
+            )
+            .expect("write pg_hba.conf");
+            std::fs::write(
+                data.join("postgresql.auto.conf"),
+                "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+            )
+            .expect("turn ssl on");
+            for file in [
+                "server.crt",
+                "server.key",
+                "pg_hba.conf",
+                "postgresql.auto.conf",
+            ] {
+                let status = std::process::Command::new("chown")
+                    .args(["postgres:"])
+                    .arg(data.join(file))
+                    .status();
+                assert!(status.is_ok_and(|s| s.success()), "chown {file}");
+            }
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                data.join("server.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .expect("chmod the key");
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port")

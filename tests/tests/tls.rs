@@ -213,3 +213,46 @@ async fn tls_without_client_certificates_and_only_the_protocols_configured() {
     }
     drop(cartd);
 }
+
+/// TLS to PostgreSQL: `sslmode` in the URL. The cluster here takes TLS connections only
+/// (`hostnossl` rejects); cartd streams to it with `sslmode=verify-full` against the test's
+/// CA. cartd was built without a TLS backend for PostgreSQL before, so it could not connect.
+#[tokio::test]
+async fn cartd_streams_to_postgres_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let cluster = cartd_tests::PgCluster::start_tls(
+        &dir.path().join("server.crt"),
+        &dir.path().join("server.key"),
+    );
+    let plain = sqlx::PgPool::connect(&format!("{}?sslmode=disable", cluster.url())).await;
+    assert!(
+        plain.is_err(),
+        "the cluster must refuse connections without TLS"
+    );
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        cluster.url(),
+        dir.path().join("ca.crt").display()
+    );
+    let cartd =
+        Cartd::start_async(&format!("[postgres]\nurl = \"{url}\"\ncoalesce_ms = 10\n")).await;
+    let mut conn = cartd.client(false).await;
+    cartd_tests::ok(
+        &mut conn,
+        &cartd_tests::w("CART.ADD cart:pg sku - 1 PRICE 5 CURRENCY USD"),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = cartd_tests::info(&mut conn, &["persistence"]).await;
+        let done = cartd_tests::info_number(&text, "postgres_connected") == 1
+            && cartd_tests::info_number(&text, "postgres_checkpoint_lsn")
+                == cartd_tests::info_number(&text, "wal_last_lsn");
+        if done {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
