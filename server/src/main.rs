@@ -36,6 +36,9 @@ struct Flags {
     /// Most client connections at once (overrides server.maxclients).
     #[arg(long)]
     maxclients: Option<usize>,
+    /// ACL file that ACL SAVE writes and ACL LOAD reads (overrides acl.aclfile).
+    #[arg(long)]
+    aclfile: Option<PathBuf>,
     /// Idle seconds before a client is closed, 0 never (overrides server.timeout).
     #[arg(long)]
     timeout: Option<u64>,
@@ -84,6 +87,9 @@ struct Flags {
 
 /// The flags named as redis-server's options, over the configuration; checked like it.
 fn apply_server_flags(flags: &Flags, config: &mut Config) -> Result<(), String> {
+    if let Some(aclfile) = &flags.aclfile {
+        config.acl.aclfile.clone_from(aclfile);
+    }
     let server = &mut config.server;
     if let Some(requirepass) = &flags.requirepass {
         server.requirepass.clone_from(requirepass);

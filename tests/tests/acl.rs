@@ -296,3 +296,19 @@ fn run_script(program: &str, args: &[&str], env: (&str, PathBuf)) -> serde_json:
     );
     serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("a JSON line")
 }
+
+/// `--aclfile F` as redis-server takes it: its users are loaded at start.
+#[tokio::test]
+async fn the_aclfile_flag_loads_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let aclfile = dir.path().join("users.acl");
+    std::fs::write(&aclfile, "user flagged on >f1 ~cart:* +@cart\n").unwrap();
+    let mut cartd = Cartd::start_async("[server]\nrequirepass = \"root\"\n").await;
+    cartd.restart_with(&["--aclfile", aclfile.to_str().unwrap()]);
+    let mut conn = as_user(&cartd, "flagged", "f1").await;
+    ok(
+        &mut conn,
+        &w("CART.ADD cart:1 sku - 1 PRICE 1 CURRENCY USD"),
+    )
+    .await;
+}
