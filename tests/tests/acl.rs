@@ -80,11 +80,17 @@ async fn each_user_runs_only_what_it_is_allowed() {
     .unwrap_err()
     .starts_with("NOPERM"));
 
+    // Every user may ask who it is; only admins may change users.
+    assert_eq!(text(&ok(&mut shop, &w("ACL WHOAMI")).await), "storefront");
+    assert_eq!(
+        cmd(&mut shop, &w("ACL SETUSER storefront +@all")).await,
+        Err("NOPERM User storefront has no permissions to run the 'acl' command".into())
+    );
     let mut ops = as_user(&cartd, "ops", "ops-secret").await;
     ok(&mut ops, &w("CONFIG GET maxclients")).await;
     assert_eq!(text(&ok(&mut ops, &w("ACL WHOAMI")).await), "ops");
     let stats = info(&mut ops, &["stats"]).await;
-    assert_eq!(info_number(&stats, "acl_access_denied_cmd"), 6, "{stats}");
+    assert_eq!(info_number(&stats, "acl_access_denied_cmd"), 7, "{stats}");
     assert_eq!(info_number(&stats, "acl_access_denied_key"), 1, "{stats}");
 }
 
