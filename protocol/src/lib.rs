@@ -27,7 +27,7 @@ pub use cmd::{
 };
 pub use error::{CommandError, ErrorCode};
 pub use reply::{Protocol, Reply};
-pub use request::{decode_request, FramingError, RequestDecoder, RequestLimits, ARGS_MAX};
+pub use request::{FramingError, RequestDecoder, RequestLimits, ARGS_MAX};
 
 /// Longest cart key, in bytes (PROTOCOL.md: keys are 1..=256 bytes).
 pub const KEY_BYTES_MAX: usize = 256;

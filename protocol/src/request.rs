@@ -156,24 +156,6 @@ impl RequestDecoder {
     }
 }
 
-/// Takes one complete request off the front of `buffer` with a fresh decoder: for callers
-/// that hold the whole input (tests, tools).
-pub fn decode_request(
-    buffer: &mut BytesMut,
-    limits: &RequestLimits,
-) -> Result<Option<Vec<Bytes>>, FramingError> {
-    let mut decoder = RequestDecoder::new();
-    let before = buffer.clone();
-    match decoder.decode(buffer, limits)? {
-        Some(args) => Ok(Some(args)),
-        None => {
-            // Incomplete: leave the input as it was.
-            *buffer = before;
-            Ok(None)
-        }
-    }
-}
-
 /// Reads the number of the `*N\r\n` or `$N\r\n` header at the front of `buffer` and the bytes
 /// the header takes; `None` while the line is incomplete.
 fn header_number(buffer: &[u8]) -> Result<Option<(i64, usize)>, FramingError> {
@@ -259,8 +241,9 @@ mod tests {
 
     fn decode_all(input: &[u8]) -> Result<Vec<Vec<Bytes>>, FramingError> {
         let mut buffer = BytesMut::from(input);
+        let mut decoder = RequestDecoder::new();
         let mut requests = Vec::new();
-        while let Some(args) = decode_request(&mut buffer, &LIMITS)? {
+        while let Some(args) = decoder.decode(&mut buffer, &LIMITS)? {
             requests.push(args);
         }
         Ok(requests)
@@ -282,10 +265,11 @@ mod tests {
     #[test]
     fn incomplete_frame_waits_for_more() {
         let mut buffer = BytesMut::from(&b"*2\r\n$4\r\nECHO\r\n$5\r\nhel"[..]);
-        assert_eq!(decode_request(&mut buffer, &LIMITS), Ok(None));
+        let mut decoder = RequestDecoder::new();
+        assert_eq!(decoder.decode(&mut buffer, &LIMITS), Ok(None));
         buffer.extend_from_slice(b"lo\r\n");
         assert_eq!(
-            decode_request(&mut buffer, &LIMITS).unwrap().unwrap().len(),
+            decoder.decode(&mut buffer, &LIMITS).unwrap().unwrap().len(),
             2
         );
         assert!(buffer.is_empty());
@@ -473,6 +457,6 @@ mod tests {
     #[test]
     fn endless_inline_line_is_refused() {
         let mut buffer = BytesMut::from(vec![b'a'; INLINE_BYTES_MAX + 1].as_slice());
-        assert!(decode_request(&mut buffer, &LIMITS).is_err());
+        assert!(RequestDecoder::new().decode(&mut buffer, &LIMITS).is_err());
     }
 }

@@ -167,7 +167,7 @@ fn check_acl(
             }
         }
     }
-    let user = session.user.clone();
+    let user = &session.user;
     // ACL WHOAMI, CAT and HELP reveal nothing but the caller's own name and the categories:
     // every user may run them (Redis allows them per subcommand, which cartd has no rules for).
     let harmless = spec.id == CommandId::Acl

@@ -26,3 +26,21 @@ pub fn info_number(info: &str, name: &str) -> u64 {
         .parse()
         .unwrap_or_else(|_| panic!("{name} is not a number"))
 }
+
+/// Waits (up to 30 s) until PostgreSQL holds every record cartd has logged (its sink's
+/// checkpoint reaches the last LSN); returns that LSN. Panics with the INFO text if not.
+pub async fn wait_for_sink(conn: &mut MultiplexedConnection) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = info(conn, &["persistence"]).await;
+        let last = info_number(&text, "wal_last_lsn");
+        if info_number(&text, "postgres_checkpoint_lsn") == last {
+            return last;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sink did not catch up:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

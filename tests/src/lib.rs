@@ -28,6 +28,7 @@ pub mod info;
 pub mod pg;
 pub mod process;
 pub mod raw;
+pub mod scripts;
 pub mod upstream;
 pub mod view;
 
@@ -37,10 +38,11 @@ pub use cart::{
 pub use cli::{redis_cli, run_redis_cli, CliOutput};
 pub use client::{array, cmd, fails, field, int, ok, pairs, query, text};
 pub use disk::SmallDisk;
-pub use info::{info, info_field, info_number};
+pub use info::{info, info_field, info_number, wait_for_sink};
 pub use pg::{PgCluster, TestDb};
 pub use process::{cartd_bin, Cartd, START_TIMEOUT};
 pub use raw::{encode_command, parse_reply, reply_length, RawConn, CLOSE_WAIT, RAW_WAIT};
+pub use scripts::{client_libs, run_script};
 pub use upstream::{Behaviour, FakeUpstream, Service};
 pub use view::{
     cart_view, json_reply, resp2_view_to_json, resp3_to_json, view, view_json, CartLine, CartView,

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use cartd_tests::{cmd, info, info_number, ok, redis_cli, text, w, Cartd};
+use cartd_tests::{client_libs, cmd, info, info_number, ok, redis_cli, run_script, text, w, Cartd};
 use redis::aio::MultiplexedConnection;
 
 /// The docs' example users (docs/SECURITY.md), as config.toml lines.
@@ -274,33 +274,6 @@ async fn real_clients_log_in_with_a_user_name() {
         out["denied"].as_str().unwrap().starts_with("NOPERM"),
         "{out}"
     );
-}
-
-fn client_libs() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CARTD_CLIENT_LIBS") {
-        return PathBuf::from(dir);
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.ancestors()
-        .nth(3)
-        .expect("target/<profile>/deps/<test>")
-        .join("client-libs")
-}
-
-/// Runs a script and parses the one JSON line it prints last.
-fn run_script(program: &str, args: &[&str], env: (&str, PathBuf)) -> serde_json::Value {
-    let output = Command::new(program)
-        .args(args)
-        .env(env.0, env.1)
-        .output()
-        .unwrap_or_else(|error| panic!("{program} runs: {error}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{program} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("a JSON line")
 }
 
 /// `--aclfile F` as redis-server takes it: its users are loaded at start.

@@ -3,23 +3,9 @@
 //! command table, so every cart command finds a user cart that only PostgreSQL holds; the
 //! table says what each command does (CART.GET writes). Needs the suite's PostgreSQL.
 
-use std::time::{Duration, Instant};
-
-use cartd_tests::{cmd, fails, info, info_number, int, ok, resp3_to_json, w, Cartd, TestDb};
-use redis::aio::MultiplexedConnection;
-
-/// Waits (up to 30 s) until PostgreSQL holds every record cartd has logged.
-async fn wait_for_sink(conn: &mut MultiplexedConnection) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = info(conn, &["persistence"]).await;
-        if info_number(&text, "postgres_checkpoint_lsn") == info_number(&text, "wal_last_lsn") {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the sink did not catch up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use cartd_tests::{
+    cmd, fails, info_number, int, ok, resp3_to_json, w, wait_for_sink, Cartd, TestDb,
+};
 
 /// A node that has never seen the user carts `cart:u1..=cart:u8`, which PostgreSQL holds
 /// (written by another node), with restore-on-miss on and `extra` in its `[server]`.

@@ -2,43 +2,8 @@
 //! parser and the CLIENT SETINFO it sends on connect) and ioredis (its ready check reads INFO).
 //! `scripts/test` installs both under `target/client-libs`.
 
-use std::path::PathBuf;
-use std::process::Command;
-
-use cartd_tests::Cartd;
+use cartd_tests::{client_libs, run_script, Cartd};
 use serde_json::Value as Json;
-
-fn client_libs() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CARTD_CLIENT_LIBS") {
-        return PathBuf::from(dir);
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    let target = exe
-        .ancestors()
-        .nth(3)
-        .expect("target/<profile>/deps/<test>");
-    target.join("client-libs")
-}
-
-/// Runs a script with an interpreter and parses the one JSON line it prints.
-fn run_script(program: &str, args: &[&str], env: (&str, PathBuf)) -> Json {
-    let output = Command::new(program)
-        .args(args)
-        .env(env.0, env.1)
-        .output()
-        .unwrap_or_else(|error| panic!("{program} runs: {error}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "{program} failed:\n{stdout}\n{stderr}"
-    );
-    let last = stdout
-        .lines()
-        .last()
-        .unwrap_or_else(|| panic!("{program} printed nothing; stderr:\n{stderr}"));
-    serde_json::from_str(last).unwrap_or_else(|error| panic!("not JSON ({error}): {last}"))
-}
 
 const REDIS_PY: &str = r#"
 import json, sys, redis

@@ -4,9 +4,8 @@
 //! exactly the cart that was acknowledged.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
-use cartd_tests::{cmd, info, info_number, int, ok, stored, Cartd, TestDb};
+use cartd_tests::{cmd, info, info_number, int, ok, stored, wait_for_sink, Cartd, TestDb};
 use redis::aio::MultiplexedConnection;
 use serde_json::Value as Json;
 
@@ -106,22 +105,6 @@ async fn every_cart(conn: &mut MultiplexedConnection) -> BTreeMap<String, Json> 
         }
     }
     carts
-}
-
-/// Waits (up to 30 s) until PostgreSQL holds every record cartd has logged.
-async fn wait_for_sink(conn: &mut MultiplexedConnection) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = info(conn, &["persistence"]).await;
-        if info_number(&text, "postgres_checkpoint_lsn") == info_number(&text, "wal_last_lsn") {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sink did not catch up:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Thousands of deltas over a dozen carts, a snapshot in the middle (so the replay starts

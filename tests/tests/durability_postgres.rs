@@ -2,9 +2,7 @@
 //! that lost its disk restores every cart from PostgreSQL; `restore_on_miss` loads a user
 //! cart on first access. Needs the suite's PostgreSQL (`scripts/test`).
 
-use std::time::{Duration, Instant};
-
-use cartd_tests::{info, info_number, int, ok, view, Cartd, TestDb};
+use cartd_tests::{info, info_number, int, ok, view, wait_for_sink, Cartd, TestDb};
 use redis::aio::MultiplexedConnection;
 use serde_json::Value as Json;
 
@@ -13,23 +11,6 @@ fn config(db: &TestDb, extra: &str) -> String {
         "[postgres]\nurl = \"{}\"\ncoalesce_ms = 10\n{extra}",
         db.url
     )
-}
-
-/// Waits (up to 30 s) until PostgreSQL holds every record cartd has logged; returns that LSN.
-async fn wait_for_sink(conn: &mut MultiplexedConnection) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = info(conn, &["persistence"]).await;
-        let last = info_number(&text, "wal_last_lsn");
-        if info_number(&text, "postgres_checkpoint_lsn") == last {
-            return last;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sink did not catch up:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A varied history: adds, a quantity change, a removal, save, a merge, a delete.

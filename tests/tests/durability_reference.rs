@@ -5,7 +5,9 @@
 
 use std::path::PathBuf;
 
-use cartd_tests::{fails, info, info_number, int, mutate, ok, resp3_to_json, w, Cartd};
+use cartd_tests::{
+    fails, info, info_number, int, mutate, ok, resp3_to_json, w, wait_for_sink, Cartd,
+};
 use redis::aio::MultiplexedConnection;
 use serde_json::{json, Value as Json};
 
@@ -261,22 +263,6 @@ async fn a_format_1_data_directory_still_loads() {
     let mut conn = cartd.client(true).await;
     assert_eq!(json_get(&mut conn, "cart:4").await["items"][0]["qty"], 2);
     assert_eq!(int(&ok(&mut conn, &["DBSIZE"]).await), 3);
-}
-
-/// Waits until PostgreSQL holds every record cartd logged.
-async fn wait_for_sink(conn: &mut MultiplexedConnection) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let text = info(conn, &["persistence"]).await;
-        if info_number(&text, "postgres_checkpoint_lsn") == info_number(&text, "wal_last_lsn") {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the sink did not catch up"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
 }
 
 /// The catalog, promotions and gift cards reach their PostgreSQL tables, and a node whose data

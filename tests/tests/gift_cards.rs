@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use cartd_tests::{fails, info, info_number, mutate, ok, resp3_to_json, w, Cartd, TestDb};
+use cartd_tests::{fails, mutate, ok, resp3_to_json, w, wait_for_sink, Cartd, TestDb};
 use redis::aio::MultiplexedConnection;
 use serde_json::{json, Value as Json};
 
@@ -31,19 +31,6 @@ fn token(view: &Json) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no checkout_token in {view}"))
         .to_owned()
-}
-
-/// Waits until PostgreSQL holds every record cartd logged.
-async fn wait_for_sink(conn: &mut MultiplexedConnection) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = info(conn, &["persistence"]).await;
-        if info_number(&text, "postgres_checkpoint_lsn") == info_number(&text, "wal_last_lsn") {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the sink did not catch up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The reproduction: a card with 64 one-unit checkouts (GIFT_CARD_HOLDS_MAX) used to

@@ -155,30 +155,12 @@ r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]), ssl=True, ssl_ca_certs=
 v = r.execute_command("CART.ADD", "cart:tls", "sku", "-", "1", "PRICE", "5", "CURRENCY", "USD", "REPLY", "VERSION")
 print(json.dumps({"version": v, "ping": r.ping()}))
 "#;
-    let libs = std::env::var_os("CARTD_CLIENT_LIBS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::current_exe()
-                .unwrap()
-                .ancestors()
-                .nth(3)
-                .unwrap()
-                .join("client-libs")
-        })
-        .join("python");
-    let output = Command::new("python3")
-        .args(["-c", python, &port.to_string()])
-        .arg(dir.path())
-        .env("PYTHONPATH", libs)
-        .output()
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
+    let dir_arg = dir.path().to_str().expect("a UTF-8 temp dir");
+    let out = cartd_tests::run_script(
+        "python3",
+        &["-c", python, &port.to_string(), dir_arg],
+        ("PYTHONPATH", cartd_tests::client_libs().join("python")),
     );
-    let out: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(out["version"], 2);
     assert_eq!(out["ping"], true);
 }
