@@ -43,9 +43,11 @@ async fn bytes_after_a_bulk_string_never_run_as_a_command() {
     );
 }
 
-/// `*200000` then `$0` elements trickled in small pieces used to cost seconds of CPU (the
-/// request was walked again from its start on every read). The server's CPU for the trickled
-/// request is compared with the same bytes sent in a few writes, in the same run.
+/// `*150000` then `$0` elements trickled in small pieces used to cost seconds of CPU (the
+/// request was walked again from its start on every read: 2.78 s against 0.17 s sent at
+/// once). The server's CPU for it is compared, in the same run, with the same bytes sent in a
+/// few writes and with a request of the same size and as many pieces made of two bulk strings
+/// (what the reads and wake-ups alone cost).
 #[tokio::test]
 async fn a_trickled_request_costs_no_more_than_a_sent_one() {
     const ELEMENTS: usize = 150_000;
@@ -54,8 +56,16 @@ async fn a_trickled_request_costs_no_more_than_a_sent_one() {
     for _ in 0..ELEMENTS {
         request.extend_from_slice(b"$0\r\n\r\n");
     }
-    let spend = |pieces: usize| {
-        let request = request.clone();
+    // Two bulk strings (one would pass max_bulk_bytes); ECHO of two is an arity error.
+    let payload = 3 * ELEMENTS;
+    let mut two_bulks = b"*3\r\n$4\r\nECHO\r\n".to_vec();
+    for _ in 0..2 {
+        two_bulks.extend_from_slice(format!("${payload}\r\n").as_bytes());
+        two_bulks.resize(two_bulks.len() + payload, b'x');
+        two_bulks.extend_from_slice(b"\r\n");
+    }
+    let spend = |request: &[u8], pieces: usize, expect: &'static [u8]| {
+        let request = request.to_vec();
         let cartd = &cartd;
         async move {
             let mut raw = cartd.raw().await;
@@ -67,20 +77,22 @@ async fn a_trickled_request_costs_no_more_than_a_sent_one() {
                 }
             }
             let reply = raw.read_reply().await;
-            // Over max_args_per_command: refused once it has all arrived.
             assert!(
-                reply.starts_with(b"-LIMIT "),
+                reply.starts_with(expect),
                 "{}",
-                String::from_utf8_lossy(&reply)
+                String::from_utf8_lossy(&reply[..reply.len().min(200)])
             );
             cpu_seconds(cartd.pid()) - before
         }
     };
-    let sent = spend(4).await;
-    let trickled = spend(1_500).await;
+    // Over max_args_per_command: refused once it has all arrived.
+    let sent = spend(&request, 4, b"-LIMIT ").await;
+    let trickled = spend(&request, 1_500, b"-LIMIT ").await;
+    let wakeups = spend(&two_bulks, 1_500, b"-ERR ").await;
     assert!(
-        trickled < sent + 0.5,
-        "trickled in 1,500 pieces the request cost {trickled:.2} s of CPU, sent at once {sent:.2} s"
+        trickled < sent + 2.0 * wakeups + 0.2,
+        "trickled in 1,500 pieces the request cost {trickled:.2} s of CPU; sent at once \
+         {sent:.2} s; a two-bulk request as trickled {wakeups:.2} s"
     );
 }
 
