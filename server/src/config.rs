@@ -243,8 +243,11 @@ pub struct CartsConfig {
     pub validation_cache_s: u64,
     /// How long an idempotency token is remembered.
     pub idempotency_ttl_s: u64,
-    /// Most idempotency tokens remembered server-wide; the oldest go first past it.
+    /// Most idempotency tokens remembered server-wide (each shard its share); at it a request
+    /// with a new token is refused with `OOM`, no other cart's token is pushed out.
     pub max_idempotency_keys: usize,
+    /// Most idempotency tokens remembered for one cart; past it that cart's oldest go first.
+    pub max_idempotency_keys_per_cart: usize,
     /// Most carts the node holds; creating one more fails with `OOM` (about 140 bytes each).
     pub max_carts: usize,
     /// How long CART.CHECKOUT freezes a cart when the command names no HOLD.
@@ -262,7 +265,8 @@ impl Default for CartsConfig {
             max_qty_per_line: 999,
             validation_cache_s: 60,
             idempotency_ttl_s: 24 * 3600,
-            max_idempotency_keys: 1_000_000,
+            max_idempotency_keys: 10_000_000,
+            max_idempotency_keys_per_cart: 1_000,
             max_carts: 30_000_000,
             checkout_hold_s: 900,
         }
@@ -479,7 +483,6 @@ impl Config {
     pub fn check(&self) -> Result<(), ConfigError> {
         let invalid = |message: String| Err(ConfigError::Invalid(message));
         let server = &self.server;
-        let carts = &self.carts;
         if !server.shards.is_power_of_two() || server.shards > crate::limits::SHARDS_MAX {
             return invalid(format!(
                 "server.shards must be a power of two up to {}, got {}",
@@ -513,6 +516,13 @@ impl Config {
         if !(8..=1_000_000).contains(&server.max_args_per_command) {
             return invalid("server.max_args_per_command must be 8..=1000000".into());
         }
+        self.check_carts()?;
+        self.check_persistence()
+    }
+
+    fn check_carts(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        let carts = &self.carts;
         if carts.guest_prefix.is_empty() || carts.guest_prefix.len() > protocol::KEY_BYTES_MAX {
             return invalid("carts.guest_prefix must be 1..=256 bytes".into());
         }
@@ -545,7 +555,10 @@ impl Config {
         if carts.max_idempotency_keys > 100_000_000 {
             return invalid("carts.max_idempotency_keys must be at most 100000000".into());
         }
-        self.check_persistence()
+        if !(1..=1_000_000).contains(&carts.max_idempotency_keys_per_cart) {
+            return invalid("carts.max_idempotency_keys_per_cart must be 1..=1000000".into());
+        }
+        Ok(())
     }
 
     fn check_persistence(&self) -> Result<(), ConfigError> {

@@ -178,6 +178,11 @@ fn memory_section(server: &Server, out: &mut String) {
         "idempotency_keys_max",
         server.config.carts.max_idempotency_keys,
     );
+    line(
+        out,
+        "idempotency_keys_per_cart_max",
+        server.config.carts.max_idempotency_keys_per_cart,
+    );
     line(out, "idempotency_bytes", tokens.bytes);
     line(
         out,
@@ -185,6 +190,7 @@ fn memory_section(server: &Server, out: &mut String) {
         tokens.bytes.checked_div(tokens.tokens).unwrap_or(0),
     );
     line(out, "idempotency_evicted", tokens.evicted);
+    line(out, "idempotency_refused", tokens.refused);
     line(out, "idempotency_forgotten", tokens.forgotten);
     line(out, "idempotency_forgotten_bytes", tokens.forgotten_bytes);
 }

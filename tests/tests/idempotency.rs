@@ -1,10 +1,11 @@
 //! What remembering IDEMPOTENCY tokens costs and how it ends: a token costs tens of bytes
 //! whatever the size of the reply it guards (it used to keep a copy of the reply: 20,000
 //! tokens on a 200-line cart took 3.9 GB), and a token pushed out early by
-//! `max_idempotency_keys` refuses its retry instead of applying it a second time, also after a
-//! restart.
+//! its cart's `max_idempotency_keys_per_cart` refuses its retry instead of applying it a second
+//! time, also after a restart; and no count of tokens on other carts pushes a cart's token out
+//! (a full memory refuses new tokens with -OOM instead).
 
-use cartd_tests::{fails, info, info_number, int, ok, w, Cartd};
+use cartd_tests::{cmd, fails, info, info_number, int, ok, w, Cartd};
 
 /// 1,000 idempotent changes of a 200-line cart, each replying the whole cart (about 40 KB):
 /// the memory INFO reports per remembered token stays within 64 bytes plus the token, and
@@ -70,11 +71,12 @@ async fn a_remembered_token_costs_little_whatever_its_reply() {
     assert_eq!(int(&again), first_version);
 }
 
-/// With room for three tokens, a fourth pushes the first out: the first one's retry is refused
-/// with -IDEMPOTENCY (it was applied once; it is not applied again), after a restart too.
+/// With room for three tokens per cart, a fourth pushes the cart's first out: the first one's
+/// retry is refused with -IDEMPOTENCY (it was applied once; it is not applied again), after a
+/// restart too.
 #[tokio::test]
 async fn an_evicted_token_is_refused_not_applied_again() {
-    let config = "[server]\nshards = 1\n[carts]\nmax_idempotency_keys = 3\n";
+    let config = "[server]\nshards = 1\n[carts]\nmax_idempotency_keys_per_cart = 3\n";
     let mut cartd = Cartd::start_async(config).await;
     let mut conn = cartd.client(false).await;
     let add = |token: &str| {
@@ -138,4 +140,59 @@ async fn a_retry_after_del_names_no_version() {
     assert_eq!(cartd_tests::ok(&mut conn, &add).await, redis::Value::Int(1));
     cartd_tests::ok(&mut conn, &["DEL", "cart:gone"]).await;
     assert_eq!(cartd_tests::ok(&mut conn, &add).await, redis::Value::Nil);
+}
+
+/// One client flooding tokens, on its own cart and on thousands of new carts, used to push
+/// every other cart's token out of memory and out of the traces that refuse retries, so a
+/// victim's retried add was applied twice. Now a full memory refuses new tokens (-OOM) instead
+/// of pushing out anyone's (a cart past its own bound pushes out only its own: the test above).
+#[tokio::test]
+async fn a_flood_of_tokens_cannot_make_another_carts_retry_apply_twice() {
+    let config = "[server]\nshards = 1\n[carts]\nmax_idempotency_keys = 64\n";
+    let cartd = Cartd::start_async(config).await;
+    let mut victim = cartd.client(false).await;
+    let mut attacker = cartd.client(false).await;
+    let pay =
+        w("CART.ADD cart:victim gift - 1 PRICE 5000 CURRENCY USD IDEMPOTENCY pay-1 REPLY VERSION");
+    assert_eq!(int(&ok(&mut victim, &pay).await), 1);
+    ok(
+        &mut attacker,
+        &w("CART.ADD cart:attacker sku - 1 PRICE 1 CURRENCY USD"),
+    )
+    .await;
+    let mut refused = 0;
+    for index in 0..3_000 {
+        let own = format!(
+            "CART.SET cart:attacker sku - {} IDEMPOTENCY own-{index} REPLY NONE",
+            1 + index % 2
+        );
+        let other = format!(
+            "CART.ADD cart:flood-{index} sku - 1 PRICE 1 CURRENCY USD IDEMPOTENCY t REPLY NONE"
+        );
+        for request in [own, other] {
+            if let Err(error) = cmd(&mut attacker, &w(&request)).await {
+                assert!(error.starts_with("OOM "), "{error}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(
+        int(&ok(&mut victim, &pay).await),
+        1,
+        "the retry replays; it is not applied a second time"
+    );
+    let view = cartd_tests::stored(&mut victim, "cart:victim").await;
+    assert_eq!(view["items"][0]["qty"], 1);
+    let memory = info(&mut victim, &["memory"]).await;
+    assert_eq!(
+        refused,
+        6_000 - 63,
+        "all but what fitted beside the victim's token"
+    );
+    assert_eq!(
+        info_number(&memory, "idempotency_refused"),
+        refused,
+        "{memory}"
+    );
+    assert_eq!(info_number(&memory, "idempotency_keys"), 64, "{memory}");
 }

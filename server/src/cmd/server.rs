@@ -80,6 +80,10 @@ fn parameters(server: &Server) -> Vec<(&'static str, String)> {
             config.carts.max_idempotency_keys.to_string(),
         ),
         (
+            "max_idempotency_keys_per_cart",
+            config.carts.max_idempotency_keys_per_cart.to_string(),
+        ),
+        (
             "wal_segment_mb",
             config.persistence.wal_segment_mb.to_string(),
         ),

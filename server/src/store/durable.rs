@@ -406,7 +406,6 @@ impl Store {
 
     /// Empties the store (carts, tokens, reference data) before another recovery attempt.
     pub fn clear_for_recovery(&self, now_ms: u64) {
-        let per_shard = self.config.idempotency_max.div_ceil(self.config.shards);
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
             let keys: Vec<Box<[u8]>> = shard
@@ -417,7 +416,7 @@ impl Store {
                 let hash = self.locate(&key).hash;
                 shard.remove(hash, &key);
             }
-            let mut tokens = TokenMemory::new(per_shard);
+            let mut tokens = TokenMemory::new(self.config.token_bounds());
             tokens.seed(self.seed());
             shard.tokens = tokens;
         }

@@ -31,7 +31,7 @@ impl Store {
         let user_at = self.locate(&cmd.user_key);
         let (mut user_guard, mut other_guard) = self.lock_pair(user_at.shard, guest_at.shard);
         let options = &cmd.mutation;
-        if let Some(version) = self.replayed(&user_guard, user_at.hash, options, now_ms)? {
+        if let Some(version) = self.replayed(&mut user_guard, user_at.hash, options, now_ms)? {
             drop(other_guard);
             let user = self.touch(&mut user_guard, user_at, &cmd.user_key, now_ms);
             drop(user_guard);

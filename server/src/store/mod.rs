@@ -37,7 +37,7 @@ use crate::pricing::{GiftCards, Promotions};
 pub use log::{bare_event, deferring_writes, event, take_appended_lsn};
 use persistence::{Event, EventKind, GuardKind, GuardRef, TombstoneReason, Wal};
 use shard::Shard;
-use tokens::{Lookup, Remembered, TokenMemory};
+use tokens::{Lookup, Remembered, TokenBounds, TokenMemory};
 
 /// Store settings, from the configuration.
 #[derive(Debug, Clone)]
@@ -58,10 +58,22 @@ pub struct StoreConfig {
     pub idempotency_ttl_ms: u64,
     /// Idempotency records server-wide.
     pub idempotency_max: usize,
+    /// Idempotency records of one cart.
+    pub idempotency_per_cart: usize,
     /// Carts the store holds at most; creating one more fails with `OOM`.
     pub carts_max: usize,
     /// Checkout hold when CART.CHECKOUT names none.
     pub checkout_hold_ms: u64,
+}
+
+impl StoreConfig {
+    /// What one shard's token memory holds: its share of the server-wide bound.
+    pub fn token_bounds(&self) -> TokenBounds {
+        TokenBounds {
+            total: self.idempotency_max.div_ceil(self.shards),
+            per_cart: self.idempotency_per_cart,
+        }
+    }
 }
 
 impl From<&Config> for StoreConfig {
@@ -80,6 +92,7 @@ impl From<&Config> for StoreConfig {
             validation_cache_ms: carts.validation_cache_s * 1000,
             idempotency_ttl_ms: carts.idempotency_ttl_s * 1000,
             idempotency_max: carts.max_idempotency_keys,
+            idempotency_per_cart: carts.max_idempotency_keys_per_cart,
             carts_max: carts.max_carts,
             checkout_hold_ms: carts.checkout_hold_s * 1000,
         }
@@ -104,8 +117,10 @@ pub struct TokenStats {
     pub tokens: usize,
     /// Bytes they take.
     pub bytes: usize,
-    /// Tokens pushed out early by `max_idempotency_keys`.
+    /// Tokens pushed out early by their cart's `max_idempotency_keys_per_cart`.
     pub evicted: u64,
+    /// Requests refused because the token memory was full (`max_idempotency_keys`).
+    pub refused: u64,
     /// Traces of those kept, so their retries are refused rather than applied again.
     pub forgotten: usize,
     /// Bytes the traces take.
@@ -166,14 +181,14 @@ impl Store {
     /// An empty store.
     pub fn new(config: StoreConfig, now_ms: u64) -> Store {
         assert!(config.shards.is_power_of_two());
-        let per_shard = config.idempotency_max.div_ceil(config.shards);
+        let bounds = config.token_bounds();
         let carts = Arc::new(AtomicUsize::new(0));
         // A 63-bit hash: the top bits pick the shard, the `shard_shift` below vary within it.
         let shard_shift = 63 - config.shards.trailing_zeros();
         let seed: [u64; 4] = rand::random();
         let shards = (0..config.shards)
             .map(|_| {
-                let mut shard = Shard::new(now_ms, shard_shift, per_shard, carts.clone());
+                let mut shard = Shard::new(now_ms, shard_shift, bounds, carts.clone());
                 shard.tokens.seed(seed);
                 Mutex::new(shard)
             })
@@ -211,7 +226,7 @@ impl Store {
         *current = seed;
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
-            shard.tokens = TokenMemory::new(shard.tokens.capacity());
+            shard.tokens = TokenMemory::new(shard.tokens.bounds());
             shard.tokens.seed(seed);
         }
         true
@@ -311,7 +326,7 @@ impl Store {
     ) -> Result<Reply, CommandError> {
         let at = self.locate(key);
         let mut shard = self.shards[at.shard].lock();
-        if let Some(version) = self.replayed(&shard, at.hash, options, now_ms)? {
+        if let Some(version) = self.replayed(&mut shard, at.hash, options, now_ms)? {
             let cart = self.touch(&mut shard, at, key, now_ms);
             drop(shard);
             return Ok(self.replay_reply(key, version, cart.as_ref(), options, now_ms));
@@ -382,7 +397,7 @@ impl Store {
     /// token reused with other arguments (or used, but forgotten since).
     fn replayed(
         &self,
-        shard: &Shard,
+        shard: &mut Shard,
         hash: u64,
         options: &MutationOptions,
         now_ms: u64,
@@ -401,8 +416,17 @@ impl Store {
             )),
             Lookup::Forgotten => Err(CommandError::new(
                 ErrorCode::Idempotency,
-                "token was used already, but what it did is no longer remembered (more than \
-                 max_idempotency_keys tokens came since); the request is not applied again",
+                "token was used already, but what it did is no longer remembered (this cart \
+                 took more than max_idempotency_keys_per_cart tokens since); the request is \
+                 not applied again",
+            )),
+            Lookup::Miss if !shard.tokens.admits(hash, seconds(now_ms)) => Err(CommandError::new(
+                ErrorCode::Oom,
+                format!(
+                    "command not allowed: max_idempotency_keys ({}) tokens are remembered, each \
+                     for idempotency_ttl_s; the request was not applied",
+                    self.config.idempotency_max
+                ),
             )),
             Lookup::Miss => Ok(None),
         }
@@ -650,6 +674,7 @@ impl Store {
             stats.tokens += shard.tokens.len();
             stats.bytes += shard.tokens.bytes();
             stats.evicted += shard.tokens.evicted;
+            stats.refused += shard.tokens.refused;
             stats.forgotten += shard.tokens.forgotten_len();
             stats.forgotten_bytes += shard.tokens.forgotten_bytes();
         }

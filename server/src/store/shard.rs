@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::index::HashIndex;
-use super::tokens::TokenMemory;
+use super::tokens::{TokenBounds, TokenMemory};
 use super::wheel::{deadline_tick, tick_of, Wheel};
 use crate::cart::packed::{self, PackedEntry};
 use crate::cart::Cart;
@@ -41,14 +41,14 @@ impl Shard {
     pub fn new(
         now_ms: u64,
         hash_bits: u32,
-        tokens_max: usize,
+        tokens: TokenBounds,
         store_len: Arc<AtomicUsize>,
     ) -> Shard {
         Shard {
             carts: HashIndex::new(hash_bits),
             scratch: Vec::new(),
             wheel: Wheel::new(tick_of(now_ms)),
-            tokens: TokenMemory::new(tokens_max),
+            tokens: TokenMemory::new(tokens),
             store_len,
         }
     }
@@ -277,7 +277,15 @@ mod tests {
     /// on its own.
     #[test]
     fn colliding_keys_live_side_by_side() {
-        let mut shard = Shard::new(1_000, 63, 16, Arc::new(AtomicUsize::new(0)));
+        let mut shard = Shard::new(
+            1_000,
+            63,
+            TokenBounds {
+                total: 16,
+                per_cart: 16,
+            },
+            Arc::new(AtomicUsize::new(0)),
+        );
         shard.insert(7, b"a", &cart(1, 5_000));
         shard.insert(7, b"bb", &cart(2, 9_000));
         shard.insert(8, b"c", &cart(3, 5_000));
@@ -308,7 +316,15 @@ mod tests {
     /// A cart whose deadline moved on is re-armed when its entry fires, not expired.
     #[test]
     fn a_renewed_cart_is_rearmed() {
-        let mut shard = Shard::new(1_000, 63, 16, Arc::new(AtomicUsize::new(0)));
+        let mut shard = Shard::new(
+            1_000,
+            63,
+            TokenBounds {
+                total: 16,
+                per_cart: 16,
+            },
+            Arc::new(AtomicUsize::new(0)),
+        );
         shard.insert(1, b"k", &cart(1, 3_000));
         let mut renewed = shard.find(1, b"k").expect("inserted");
         renewed.expires_at_ms = 20_000;
