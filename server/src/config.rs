@@ -248,6 +248,10 @@ pub struct CartsConfig {
     pub max_idempotency_keys: usize,
     /// Most idempotency tokens remembered for one cart; past it that cart's oldest go first.
     pub max_idempotency_keys_per_cart: usize,
+    /// Most distinct product and variant ids held at once (by carts and catalog entries).
+    pub max_interned_ids: usize,
+    /// Seconds between sweeps that free ids nothing holds any more (at least this long).
+    pub interned_ids_sweep_s: u64,
     /// Most carts the node holds; creating one more fails with `OOM` (about 140 bytes each).
     pub max_carts: usize,
     /// How long CART.CHECKOUT freezes a cart when the command names no HOLD.
@@ -267,6 +271,8 @@ impl Default for CartsConfig {
             idempotency_ttl_s: 24 * 3600,
             max_idempotency_keys: 10_000_000,
             max_idempotency_keys_per_cart: 1_000,
+            max_interned_ids: crate::limits::NAMES_MAX,
+            interned_ids_sweep_s: 60,
             max_carts: 30_000_000,
             checkout_hold_s: 900,
         }
@@ -557,6 +563,15 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&carts.max_idempotency_keys_per_cart) {
             return invalid("carts.max_idempotency_keys_per_cart must be 1..=1000000".into());
+        }
+        if !(1..=crate::limits::NAMES_MAX_LIMIT).contains(&carts.max_interned_ids) {
+            return invalid(format!(
+                "carts.max_interned_ids must be 1..={}",
+                crate::limits::NAMES_MAX_LIMIT
+            ));
+        }
+        if !(1..=3600).contains(&carts.interned_ids_sweep_s) {
+            return invalid("carts.interned_ids_sweep_s must be 1..=3600".into());
         }
         Ok(())
     }

@@ -163,7 +163,10 @@ fn memory_section(server: &Server, out: &mut String) {
         cart_bytes.checked_div(carts).unwrap_or(0),
     );
     line(out, "interned_ids", server.store.names.len());
-    line(out, "interned_ids_max", crate::limits::NAMES_MAX);
+    line(out, "interned_ids_max", server.store.names.max());
+    let swept = server.store.names.sweep_stats();
+    line(out, "interned_ids_sweeps", swept.sweeps);
+    line(out, "interned_ids_freed", swept.freed);
     line(out, "catalog_entries", server.store.catalog.len());
     line(
         out,

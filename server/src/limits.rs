@@ -22,8 +22,11 @@ pub const WRITE_BUFFER_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// clients run: with 4 MiB turns, 500 clients pipelining big CART.GETs delayed a PING by
 /// 7.4 s; with 256 KiB turns, 1.7 s.
 pub const TURN_REPLY_BYTES_MAX: usize = 256 * 1024;
-/// Distinct product and variant ids the server interns; past it new ids are refused.
+/// Default `max_interned_ids`: distinct product and variant ids held at once by carts and
+/// catalog entries; past it new ids are refused (ids nothing holds are freed by sweeps).
 pub const NAMES_MAX: usize = 20_000_000;
+/// Highest `max_interned_ids` a config may set.
+pub const NAMES_MAX_LIMIT: usize = 1_000_000_000;
 /// Product variants the catalog cache holds.
 pub const CATALOG_ENTRIES_MAX: usize = 10_000_000;
 /// Completed checkout tokens remembered so a retried CART.COMPLETE succeeds again.

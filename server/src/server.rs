@@ -263,6 +263,7 @@ pub async fn run(
                 match finished.expect("recovery does not panic") {
                     Ok(()) => {
                         tracker.spawn(expire_carts(server.clone()));
+                        tracker.spawn(sweep_names(server.clone()));
                     }
                     Err(error) => {
                         failure = Some(error.to_string());
@@ -420,6 +421,26 @@ async fn expire_carts(server: Arc<Server>) {
                 if expired > 0 {
                     tracing::debug!(expired, "carts expired");
                 }
+            }
+            () = server.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Frees interned ids that no cart or catalog entry holds, at most once per
+/// `interned_ids_sweep_s`, when ids grew or the last sweep left some to free.
+async fn sweep_names(server: Arc<Server>) {
+    let period = Duration::from_secs(server.config.carts.interned_ids_sweep_s);
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                if !server.store.wants_names_sweep() {
+                    continue;
+                }
+                let sweeper = server.clone();
+                let _ = tokio::task::spawn_blocking(move || sweeper.store.sweep_names()).await;
             }
             () = server.shutdown.cancelled() => return,
         }

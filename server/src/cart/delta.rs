@@ -15,6 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::image::{ExtraParts, ImageTail, LineImage};
+use super::names::NamesRead;
 use super::{Cart, Names};
 use protocol::Currency;
 
@@ -62,6 +63,7 @@ struct ExtraImage<'a> {
 /// The delta from `before` to `after` (the same cart, `after` its next state), or `None` when a
 /// full image should be logged instead (see the module notes).
 pub fn encode(before: &Cart, after: &Cart, names: &Names) -> Option<Vec<u8>> {
+    let names = &names.read();
     let fits = before.lsn != 0
         && !after.version.is_multiple_of(IMAGE_EVERY_VERSIONS)
         && before.kind == after.kind
@@ -95,7 +97,7 @@ pub fn encode(before: &Cart, after: &Cart, names: &Names) -> Option<Vec<u8>> {
 /// The operations that turn `before`'s lines into `after`'s: the lines that differ between
 /// the longest common prefix and suffix are replaced one for one, then the surplus removed or
 /// the rest inserted.
-fn line_ops<'a>(before: &Cart, after: &'a Cart, names: &'a Names) -> Vec<LineOp<'a>> {
+fn line_ops<'a>(before: &Cart, after: &'a Cart, names: &'a NamesRead<'_>) -> Vec<LineOp<'a>> {
     let (old, new) = (&before.lines, &after.lines);
     let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
     let room = old.len().min(new.len()) - prefix;
@@ -189,6 +191,18 @@ pub fn apply_to_image(image: &[u8], bytes: &[u8], version: u64) -> Result<Vec<u8
         postcard::from_bytes(bytes).map_err(|error| format!("undecodable delta: {error}"))?;
     if delta.format != DELTA_FORMAT {
         return Err(format!("cart delta format {} is not known", delta.format));
+    }
+    // The lines a cart refuses to decode are refused here too (see `LineImage::check`).
+    let op_lines = delta.ops.iter().filter_map(|op| match op {
+        LineOp::Replace(_, line) | LineOp::Insert(_, line) => Some(line),
+        LineOp::Remove(_) => None,
+    });
+    let extra_lines = delta.extra.iter().flat_map(|extra| {
+        let saved = extra.saved.iter().map(|(line, _)| line);
+        saved.chain(&extra.unavailable)
+    });
+    for line in op_lines.chain(extra_lines) {
+        line.check()?;
     }
     let (mut cart, mut tail) = super::image::split(image)?;
     for op in delta.ops {

@@ -6,12 +6,16 @@ use std::borrow::Cow;
 use protocol::{CommandError, Currency};
 use serde::{Deserialize, Serialize};
 
+use super::names::NamesRead;
 use super::{Cart, CartExtra, CartKind, Checkout, Line, LineKey, Names, SavedLine};
 
 /// The encoding's own version, first in every image, so a later layout can still read this one.
 /// Format 1 is a [`CartImage`] alone; format 2 (promotions, gift cards, checkout) is a
 /// [`CartImage`] followed by an [`ImageTail`]. Both are read.
 pub(super) const IMAGE_FORMAT: u8 = 2;
+
+/// The highest quantity a line holds (the highest `max_qty_per_line` a configuration may set).
+const QTY_MAX: u32 = 1_000_000;
 
 /// What format 2 added after the format-1 layout.
 #[derive(Serialize, Deserialize, Default)]
@@ -89,7 +93,7 @@ pub(super) struct LineImage<'a> {
 }
 
 impl<'a> LineImage<'a> {
-    pub(super) fn of(line: &Line, names: &'a Names) -> LineImage<'a> {
+    pub(super) fn of(line: &Line, names: &'a NamesRead<'_>) -> LineImage<'a> {
         LineImage {
             product: Cow::Borrowed(names.resolve(line.key.product)),
             variant: Cow::Borrowed(names.resolve(line.key.variant)),
@@ -101,7 +105,25 @@ impl<'a> LineImage<'a> {
         }
     }
 
+    /// Refuses a line no cartd writes: a quantity outside 1..=1,000,000 (the highest
+    /// `max_qty_per_line`) or a price outside 0..=`PRICE_MINOR_MAX`. Pricing and the view rely
+    /// on those bounds (a zero quantity divides by zero, a larger product overflows).
+    pub(super) fn check(&self) -> Result<(), String> {
+        let price_ok = |price: i64| (0..=protocol::PRICE_MINOR_MAX).contains(&price);
+        if !(1..=QTY_MAX).contains(&self.qty)
+            || !price_ok(self.unit_price)
+            || !price_ok(self.price_at_add)
+        {
+            return Err(format!(
+                "a line of {} at {} (added at {}) is out of bounds",
+                self.qty, self.unit_price, self.price_at_add
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) fn to_line(&self, names: &Names) -> Result<Line, CommandError> {
+        self.check().map_err(CommandError::err)?;
         Ok(Line {
             key: LineKey {
                 product: names.intern(self.product.as_bytes())?,
@@ -126,7 +148,7 @@ pub(super) struct ExtraParts<'a> {
 
 impl<'a> ExtraParts<'a> {
     /// The parts of `cart`'s extra block (all empty when it has none).
-    pub(super) fn of(cart: &'a Cart, names: &'a Names) -> ExtraParts<'a> {
+    pub(super) fn of(cart: &'a Cart, names: &'a NamesRead<'_>) -> ExtraParts<'a> {
         ExtraParts {
             saved: cart
                 .saved()
@@ -191,6 +213,7 @@ impl<'a> ExtraParts<'a> {
 
 /// Encodes `cart` as an after-image.
 pub fn encode(cart: &Cart, names: &Names) -> Vec<u8> {
+    let names = &names.read();
     let ExtraParts {
         saved,
         unavailable,
@@ -291,7 +314,9 @@ mod tests {
         assert_eq!(decoded.gift_cards(), [Box::<str>::from("GC-1")]);
         assert_eq!(decoded.checkout(), cart.checkout());
         assert_eq!(
-            other_names.resolve(decoded.saved()[0].line.key.product),
+            other_names
+                .read()
+                .resolve(decoded.saved()[0].line.key.product),
             "s"
         );
     }

@@ -133,7 +133,6 @@ fn add_unavailable(user: &mut Cart, line: Line, limits: &CartLimits) -> bool {
 mod tests {
     use std::collections::HashMap;
 
-    use lasso::Key;
     use proptest::prelude::*;
     use protocol::Currency;
 

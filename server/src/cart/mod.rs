@@ -582,7 +582,7 @@ fn remove_where<T>(items: &mut Vec<T>, matches: impl Fn(&T) -> bool) -> bool {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use lasso::{Key, Spur};
+
     use proptest::prelude::*;
 
     use super::*;
@@ -595,7 +595,7 @@ pub(crate) mod tests {
 
     /// A line key for a small number, for tests of the cart rules.
     pub(crate) fn key(product: usize) -> LineKey {
-        let id = Spur::try_from_usize(product).expect("small ids fit");
+        let id = NameId::try_from_usize(product).expect("small ids fit");
         LineKey {
             product: id,
             variant: id,

@@ -12,7 +12,6 @@
 //! They are only ever read back by this module, from bytes it wrote, so a malformed entry is
 //! a bug here and decoding `expect`s rather than returning errors.
 
-use lasso::Key;
 use protocol::Currency;
 
 use super::{Cart, CartExtra, CartKind, Checkout, Line, LineKey, NameId, SavedLine};

@@ -3,6 +3,7 @@
 
 use protocol::Reply;
 
+use super::names::NamesRead;
 use super::priced::CartPricing;
 use super::{Cart, Checkout, Line, Names, SavedLine};
 
@@ -49,6 +50,7 @@ pub fn render(
     pricing: &CartPricing,
     checkout: Option<&Checkout>,
 ) -> Reply {
+    let names = &names.read();
     let item_count: u64 = cart.lines.iter().map(|line| u64::from(line.qty)).sum();
     let saved = cart
         .saved()
@@ -167,7 +169,7 @@ fn money_fields(pricing: &CartPricing, item_count: u64) -> Vec<(Reply, Reply)> {
     ]
 }
 
-fn render_saved(saved: &SavedLine, names: &Names) -> Reply {
+fn render_saved(saved: &SavedLine, names: &NamesRead<'_>) -> Reply {
     Reply::Map(vec![
         field(
             "product",
@@ -184,7 +186,7 @@ fn render_saved(saved: &SavedLine, names: &Names) -> Reply {
 
 /// An unavailable line is a line plus why it is aside: out of stock, or priced in another
 /// currency (merged from a guest cart).
-fn render_unavailable(line: &Line, names: &Names) -> Reply {
+fn render_unavailable(line: &Line, names: &NamesRead<'_>) -> Reply {
     let mut fields = line_fields(line, names, 0);
     let reason = if line.foreign_price {
         "currency"
@@ -195,7 +197,7 @@ fn render_unavailable(line: &Line, names: &Names) -> Reply {
     Reply::Map(fields)
 }
 
-fn line_fields(line: &Line, names: &Names, discount: i64) -> Vec<(Reply, Reply)> {
+fn line_fields(line: &Line, names: &NamesRead<'_>, discount: i64) -> Vec<(Reply, Reply)> {
     vec![
         field("product", Reply::text(names.resolve(line.key.product))),
         field("variant", Reply::text(names.resolve(line.key.variant))),

@@ -243,6 +243,7 @@ fn check_buyable(cart: &Cart, names: &crate::cart::Names) -> Result<(), CommandE
     }
     let unavailable = cart.unavailable();
     if !unavailable.is_empty() {
+        let names = names.read();
         let lines: Vec<String> = unavailable
             .iter()
             .map(|line| {

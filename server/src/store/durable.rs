@@ -29,7 +29,7 @@ fn shown(key: &[u8]) -> String {
 
 /// Carts copied per shard-lock hold while snapshotting, so a snapshot never stalls a shard
 /// for longer than it takes to copy a bounded number of packed carts.
-const SNAPSHOT_CARTS_PER_LOCK_MAX: usize = 4096;
+pub(super) const SNAPSHOT_CARTS_PER_LOCK_MAX: usize = 4096;
 
 /// The key of a shard's token block: its index and the shard count, little-endian u32s.
 fn block_key(index: usize, count: usize) -> [u8; 8] {

@@ -14,6 +14,7 @@ pub mod durable;
 mod index;
 mod log;
 mod merge;
+mod names_sweep;
 mod pricing;
 pub mod reference;
 mod shard;
@@ -60,6 +61,8 @@ pub struct StoreConfig {
     pub idempotency_max: usize,
     /// Idempotency records of one cart.
     pub idempotency_per_cart: usize,
+    /// Distinct product and variant ids held at most.
+    pub names_max: usize,
     /// Carts the store holds at most; creating one more fails with `OOM`.
     pub carts_max: usize,
     /// Checkout hold when CART.CHECKOUT names none.
@@ -93,6 +96,7 @@ impl From<&Config> for StoreConfig {
             idempotency_ttl_ms: carts.idempotency_ttl_s * 1000,
             idempotency_max: carts.max_idempotency_keys,
             idempotency_per_cart: carts.max_idempotency_keys_per_cart,
+            names_max: carts.max_interned_ids,
             carts_max: carts.max_carts,
             checkout_hold_ms: carts.checkout_hold_s * 1000,
         }
@@ -144,7 +148,7 @@ pub struct Store {
     carts: Arc<AtomicUsize>,
     shard_shift: u32,
     /// Interned product and variant ids.
-    pub names: Names,
+    pub names: Arc<Names>,
     /// The catalog cache.
     pub catalog: Catalog,
     /// Promotions by code (`PROMO.SET`).
@@ -186,9 +190,11 @@ impl Store {
         // A 63-bit hash: the top bits pick the shard, the `shard_shift` below vary within it.
         let shard_shift = 63 - config.shards.trailing_zeros();
         let seed: [u64; 4] = rand::random();
+        let names = Arc::new(Names::with_max(config.names_max));
         let shards = (0..config.shards)
             .map(|_| {
-                let mut shard = Shard::new(now_ms, shard_shift, bounds, carts.clone());
+                let mut shard =
+                    Shard::new(now_ms, shard_shift, bounds, carts.clone(), names.clone());
                 shard.tokens.seed(seed);
                 Mutex::new(shard)
             })
@@ -197,7 +203,7 @@ impl Store {
             shards,
             carts,
             shard_shift,
-            names: Names::default(),
+            names,
             catalog: Catalog::default(),
             promotions: Promotions::default(),
             gift_cards: GiftCards::default(),

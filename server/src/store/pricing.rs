@@ -88,12 +88,13 @@ impl Store {
         now_ms: u64,
         run: impl FnOnce(&PriceInput) -> R,
     ) -> R {
+        let names = self.names.read();
         let lines: SmallVec<[PricedLine; 8]> = cart
             .lines
             .iter()
             .map(|line| PricedLine {
-                product: self.names.resolve(line.key.product),
-                variant: self.names.resolve(line.key.variant),
+                product: names.resolve(line.key.product),
+                variant: names.resolve(line.key.variant),
                 qty: line.qty,
                 unit_price: line.unit_price,
             })

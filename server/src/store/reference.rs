@@ -73,6 +73,7 @@ impl CatalogImage {
 
 /// The log's key of a catalog entry: `len u8 | product | variant`.
 pub fn catalog_key(names: &Names, key: LineKey) -> Vec<u8> {
+    let names = names.read();
     let product = names.resolve(key.product).as_bytes();
     let variant = names.resolve(key.variant).as_bytes();
     let mut out = Vec::with_capacity(1 + product.len() + variant.len());

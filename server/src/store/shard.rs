@@ -9,7 +9,7 @@ use super::index::HashIndex;
 use super::tokens::{TokenBounds, TokenMemory};
 use super::wheel::{deadline_tick, tick_of, Wheel};
 use crate::cart::packed::{self, PackedEntry};
-use crate::cart::Cart;
+use crate::cart::{Cart, Names};
 
 /// One shard's state.
 #[derive(Debug)]
@@ -25,6 +25,8 @@ pub struct Shard {
     pub tokens: TokenMemory,
     /// Carts in the whole store, shared by every shard (DBSIZE and `max_carts` read it).
     store_len: Arc<AtomicUsize>,
+    /// The store's interner: carts read and written while it sweeps stamp their ids.
+    names: Arc<Names>,
 }
 
 /// What one expiry pass did.
@@ -43,6 +45,7 @@ impl Shard {
         hash_bits: u32,
         tokens: TokenBounds,
         store_len: Arc<AtomicUsize>,
+        names: Arc<Names>,
     ) -> Shard {
         Shard {
             carts: HashIndex::new(hash_bits),
@@ -50,6 +53,7 @@ impl Shard {
             wheel: Wheel::new(tick_of(now_ms)),
             tokens: TokenMemory::new(tokens),
             store_len,
+            names,
         }
     }
 
@@ -61,7 +65,9 @@ impl Shard {
     /// A copy of the cart under `key`, expired or not. A change to it is kept only once
     /// [`Shard::update`] stores it back.
     pub fn find(&self, hash: u64, key: &[u8]) -> Option<Cart> {
-        self.entry(hash, key).map(|entry| entry.cart())
+        let cart = self.entry(hash, key).map(|entry| entry.cart())?;
+        self.names.stamp_cart(&cart);
+        Some(cart)
     }
 
     /// Whether a cart, expired or not, is stored under `key`.
@@ -96,6 +102,7 @@ impl Shard {
             self.scratch.extend_from_slice(bucket);
         }
         packed::encode_entry(&mut self.scratch, key, cart, wheel_tick);
+        self.names.stamp_cart(cart);
         self.carts.insert(hash, self.scratch[..].into());
         self.store_len.fetch_add(1, Ordering::Relaxed);
     }
@@ -113,6 +120,7 @@ impl Shard {
             return;
         }
         let wheel_tick = self.wheel.arm(hash, deadline_tick(cart.expires_at_ms));
+        self.names.stamp_cart(cart);
         self.repack(hash, key, |out, _| {
             packed::encode_entry(out, key, cart, wheel_tick);
         });
@@ -134,12 +142,14 @@ impl Shard {
             self.carts.insert(hash, rest.into_boxed_slice());
         }
         self.store_len.fetch_sub(1, Ordering::Relaxed);
+        self.names.cart_removed();
         true
     }
 
     /// Stores `cart` back under `key`, where it must exist. Its wheel entry is the shard's
     /// business: the stored tick is kept, whatever `cart.wheel_tick` says.
     pub fn update(&mut self, hash: u64, key: &[u8], cart: &Cart) {
+        self.names.stamp_cart(cart);
         self.repack(hash, key, |out, entry| {
             packed::encode_entry(out, key, cart, entry.deadline().1);
         });
@@ -285,6 +295,7 @@ mod tests {
                 per_cart: 16,
             },
             Arc::new(AtomicUsize::new(0)),
+            Arc::default(),
         );
         shard.insert(7, b"a", &cart(1, 5_000));
         shard.insert(7, b"bb", &cart(2, 9_000));
@@ -324,6 +335,7 @@ mod tests {
                 per_cart: 16,
             },
             Arc::new(AtomicUsize::new(0)),
+            Arc::default(),
         );
         shard.insert(1, b"k", &cart(1, 3_000));
         let mut renewed = shard.find(1, b"k").expect("inserted");

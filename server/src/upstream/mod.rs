@@ -336,12 +336,21 @@ impl Service {
         names: &Names,
     ) -> Result<(), UpstreamError> {
         let keys = claim.keys();
-        let items: Vec<ItemRef<'_>> = keys
+        // Copied out: the names' read guard is not held across the requests.
+        let owned: Vec<(Box<str>, Box<str>)> = {
+            let names = names.read();
+            keys.iter()
+                .map(|key| {
+                    (
+                        names.resolve(key.product).into(),
+                        names.resolve(key.variant).into(),
+                    )
+                })
+                .collect()
+        };
+        let items: Vec<ItemRef<'_>> = owned
             .iter()
-            .map(|key| ItemRef {
-                product: names.resolve(key.product),
-                variant: names.resolve(key.variant),
-            })
+            .map(|(product, variant)| ItemRef { product, variant })
             .collect();
         let requests = keys
             .chunks(self.batch_max)
