@@ -46,6 +46,8 @@ pub enum ErrorCode {
     /// Writes are refused because the log cannot be written (`MISCONF`, as Redis when its AOF
     /// or snapshot cannot be written).
     Misconf,
+    /// EXEC of a transaction a queued command was refused in (`EXECABORT`).
+    ExecAbort,
 }
 
 impl ErrorCode {
@@ -72,6 +74,7 @@ impl ErrorCode {
             ErrorCode::Promo => "PROMO",
             ErrorCode::GiftCard => "GIFTCARD",
             ErrorCode::Misconf => "MISCONF",
+            ErrorCode::ExecAbort => "EXECABORT",
         }
     }
 }

@@ -46,6 +46,8 @@ pub enum Reply {
     Bulk(Bytes),
     /// The null reply.
     Null,
+    /// The null array (RESP2 `*-1`, as EXEC replies when a WATCHed key changed; RESP3 null).
+    NullArray,
     /// A boolean (RESP2: integer 0/1).
     Bool(bool),
     /// An array.
@@ -98,6 +100,10 @@ impl Reply {
                 Protocol::Resp2 => out.put_slice(b"$-1\r\n"),
                 Protocol::Resp3 => out.put_slice(b"_\r\n"),
             },
+            Reply::NullArray => match protocol {
+                Protocol::Resp2 => out.put_slice(b"*-1\r\n"),
+                Protocol::Resp3 => out.put_slice(b"_\r\n"),
+            },
             Reply::Bool(value) => match protocol {
                 Protocol::Resp2 => put_header(out, b':', i64::from(*value)),
                 Protocol::Resp3 => out.put_slice(if *value { b"#t\r\n" } else { b"#f\r\n" }),
@@ -130,7 +136,7 @@ impl Reply {
             Reply::Error(error) => Value::String(error.to_string()),
             Reply::Integer(value) => Value::from(*value),
             Reply::Bulk(data) => Value::String(String::from_utf8_lossy(data).into_owned()),
-            Reply::Null => Value::Null,
+            Reply::Null | Reply::NullArray => Value::Null,
             Reply::Bool(value) => Value::Bool(*value),
             Reply::Array(items) => Value::Array(items.iter().map(Reply::to_json).collect()),
             Reply::Map(pairs) => Value::Object(

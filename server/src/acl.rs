@@ -30,8 +30,9 @@ const USER_RULES_MAX: usize = 1_000;
 pub const CARTD_CATEGORIES: [&str; 5] = ["cart", "catalog", "promo", "giftcard", "checkout"];
 
 /// Redis's categories that cartd's commands use.
-pub const REDIS_CATEGORIES: [&str; 9] = [
+pub const REDIS_CATEGORIES: [&str; 10] = [
     "keyspace",
+    "transaction",
     "read",
     "write",
     "admin",

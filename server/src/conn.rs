@@ -20,6 +20,7 @@ use crate::limits::{
 use crate::postgres::restore;
 use crate::server::{now_ms, Server};
 use crate::stats::Sample;
+use crate::transaction;
 use crate::upstream::{self, ViewRefresh};
 use tokio_util::sync::CancellationToken;
 
@@ -367,21 +368,28 @@ impl Connection {
             let spec = match dispatch::admit(&args, &mut self.session, &self.server) {
                 Ok(spec) => spec,
                 Err(refused) => {
+                    if !refused.command.is_some_and(transaction::runs_at_once) {
+                        transaction::abort_queue(&mut self.session);
+                    }
                     self.answer(refused, started);
                     continue;
                 }
             };
+            let at_once = spec.is_some_and(|spec| transaction::runs_at_once(spec.id));
+            if self.session.transaction.is_some() && !at_once {
+                self.queue(args, spec, started);
+                continue;
+            }
             if let Some(spec) = spec {
                 if done < PreStep::Restore {
-                    let keys = restore::missing_user_carts(&args, spec, &self.server);
+                    let keys = self.carts_to_restore(&args, spec);
                     if !keys.is_empty() {
                         self.pending = Some((args, PreStep::Restore));
                         return Stop::Restore(keys);
                     }
                 }
                 if let Some(error) = self.restore_failure.take() {
-                    Reply::Error(error).encode(self.session.protocol, &mut self.write);
-                    self.errors += 1;
+                    self.refuse_after_restore(error, spec);
                     continue;
                 }
                 if done < PreStep::Upstream {
@@ -405,6 +413,67 @@ impl Connection {
             }
         }
         Stop::BatchFull
+    }
+
+    /// Answers a request whose carts could not be restored from PostgreSQL with the error;
+    /// an EXEC's transaction ends with it (it cannot run on carts it could not load).
+    fn refuse_after_restore(
+        &mut self,
+        error: protocol::CommandError,
+        spec: &protocol::CommandSpec,
+    ) {
+        if spec.id == protocol::CommandId::Exec {
+            self.session.transaction = None;
+            self.session.watched.clear();
+        }
+        Reply::Error(error).encode(self.session.protocol, &mut self.write);
+        self.errors += 1;
+    }
+
+    /// Queues a request inside MULTI (an unknown command is refused and aborts the
+    /// transaction, as in Redis).
+    fn queue(
+        &mut self,
+        args: Vec<bytes::Bytes>,
+        spec: Option<&'static protocol::CommandSpec>,
+        started: Instant,
+    ) {
+        let executed = match spec {
+            None => {
+                transaction::abort_queue(&mut self.session);
+                dispatch::execute(args, None, &mut self.session, &self.server)
+            }
+            Some(spec) => dispatch::Executed {
+                reply: Some(transaction::queue(&mut self.session, args, Some(spec))),
+                command: Some(spec.id),
+                result: crate::stats::SampleResult::Ok,
+            },
+        };
+        self.answer(executed, started);
+    }
+
+    /// User carts that only PostgreSQL holds and the request needs: its own, or for EXEC
+    /// those of every queued command.
+    fn carts_to_restore(
+        &self,
+        args: &[bytes::Bytes],
+        spec: &'static protocol::CommandSpec,
+    ) -> Vec<bytes::Bytes> {
+        let queued = match (&self.session.transaction, spec.id) {
+            (Some(transaction), protocol::CommandId::Exec) => &transaction.queued,
+            _ => return restore::missing_user_carts(args, spec, &self.server),
+        };
+        let mut keys: Vec<bytes::Bytes> = Vec::new();
+        for (args, spec) in queued {
+            if let Some(spec) = spec {
+                for key in restore::missing_user_carts(args, spec, &self.server) {
+                    if !keys.contains(&key) {
+                        keys.push(key);
+                    }
+                }
+            }
+        }
+        keys
     }
 
     /// Counts a request that ran (or was refused) and encodes its reply.

@@ -30,6 +30,10 @@ pub struct Session {
     /// The upstream refresh run before the current request failed: its view is served from
     /// the cache, marked stale. Set by the connection for one request, cleared after it.
     pub upstream_stale: bool,
+    /// Between MULTI and EXEC: what is queued.
+    pub transaction: Option<crate::transaction::Transaction>,
+    /// WATCHed carts, each with what it was when watched.
+    pub watched: Vec<(Bytes, crate::transaction::Watched)>,
 }
 
 impl Session {
@@ -46,6 +50,8 @@ impl Session {
             close: false,
             handle,
             upstream_stale: false,
+            transaction: None,
+            watched: Vec::new(),
         }
     }
 
@@ -212,8 +218,24 @@ fn check_acl(
 }
 
 /// Runs one admitted request ([`admit`]): refuses a change while the log cannot be
-/// written, parses, and runs the handler.
+/// written, parses, and runs the handler, with the store's transaction lock held shared (so
+/// it never runs inside another connection's EXEC). EXEC takes it exclusively itself.
 pub fn execute(
+    raw: Vec<Bytes>,
+    spec: Option<&'static CommandSpec>,
+    session: &mut Session,
+    server: &Server,
+) -> Executed {
+    if spec.is_some_and(|spec| spec.id == CommandId::Exec) {
+        return execute_alone(raw, spec, session, server);
+    }
+    let _shared = server.store.shared();
+    execute_alone(raw, spec, session, server)
+}
+
+/// [`execute`] without taking the transaction lock: for EXEC, and the commands EXEC runs
+/// while it holds the lock exclusively.
+pub fn execute_alone(
     raw: Vec<Bytes>,
     spec: Option<&'static CommandSpec>,
     session: &mut Session,

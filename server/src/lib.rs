@@ -18,4 +18,5 @@ pub mod server;
 pub mod stats;
 pub mod store;
 pub mod tls;
+pub mod transaction;
 pub mod upstream;

@@ -62,6 +62,29 @@ impl RawConn {
             .expect("write to cartd");
     }
 
+    /// Writes all of `bytes`; false if the connection is gone (a server killed on purpose).
+    pub async fn try_send(&mut self, bytes: &[u8]) -> bool {
+        matches!(
+            tokio::time::timeout(RAW_WAIT, self.stream.write_all(bytes)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Reads one reply; `None` if the connection closes (or stays silent for [`RAW_WAIT`])
+    /// first.
+    pub async fn try_read_reply(&mut self) -> Option<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + RAW_WAIT;
+        loop {
+            if let Ok(Some(length)) = reply_length(&self.buffer) {
+                return Some(self.buffer.drain(..length).collect());
+            }
+            match self.read_some(deadline).await {
+                Read::Data => {}
+                Read::Closed | Read::TimedOut => return None,
+            }
+        }
+    }
+
     /// Sends a command as a RESP array of bulk strings and reads one reply.
     pub async fn call(&mut self, args: &[&str]) -> Vec<u8> {
         self.send(&encode_command(args)).await;

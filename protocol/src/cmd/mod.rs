@@ -104,6 +104,16 @@ pub enum Command {
     /// `LASTSAVE`.
     LastSave,
     Shutdown(Shutdown),
+    /// `MULTI`.
+    Multi,
+    /// `EXEC`.
+    Exec,
+    /// `DISCARD`.
+    Discard,
+    /// `WATCH key [key ...]`.
+    Watch(Vec<Bytes>),
+    /// `UNWATCH`.
+    Unwatch,
 }
 
 impl Command {
@@ -169,6 +179,11 @@ impl Command {
             Command::Reset => CommandId::Reset,
             Command::Client(_) => CommandId::Client,
             Command::Acl(_) => CommandId::Acl,
+            Command::Multi => CommandId::Multi,
+            Command::Exec => CommandId::Exec,
+            Command::Discard => CommandId::Discard,
+            Command::Watch(_) => CommandId::Watch,
+            Command::Unwatch => CommandId::Unwatch,
             Command::Command(_) => CommandId::Command,
             Command::Info(_) => CommandId::Info,
             Command::ConfigGet(_) | Command::ConfigResetStat => CommandId::Config,
@@ -271,6 +286,11 @@ fn parse_known(id: CommandId, args: &mut Args) -> Result<Command, CommandError> 
         }
         CommandId::LastSave => Command::LastSave,
         CommandId::Acl => Command::Acl(args.rest()),
+        CommandId::Multi => Command::Multi,
+        CommandId::Exec => Command::Exec,
+        CommandId::Discard => Command::Discard,
+        CommandId::Watch => Command::Watch(args.rest()),
+        CommandId::Unwatch => Command::Unwatch,
         CommandId::Shutdown => Command::Shutdown(Shutdown::parse(args)?),
     })
 }

@@ -31,6 +31,8 @@ pub fn run(
             Ok(Reply::ok())
         }
         Command::Reset => {
+            session.transaction = None;
+            session.watched.clear();
             session.protocol = Protocol::Resp2;
             let generation = server.acl.generation();
             let default = server

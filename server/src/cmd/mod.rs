@@ -57,6 +57,11 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::CartComplete(cmd) => cart_checkout::complete(cmd, server, now),
         Command::CartRelease(cmd) => cart_checkout::release(cmd, server, now),
         Command::Acl(args) => acl::run(args, session, server),
+        Command::Multi => crate::transaction::multi(session),
+        Command::Exec => crate::transaction::exec(session, server),
+        Command::Discard => crate::transaction::discard(session),
+        Command::Watch(keys) => crate::transaction::watch(keys, session, server),
+        Command::Unwatch => Ok(crate::transaction::unwatch(session)),
         Command::Shutdown(shutdown) => {
             tracing::info!(client = session.handle.id, "SHUTDOWN received");
             if let (Some(true), Some(durability)) = (shutdown.save, server.durability.get()) {

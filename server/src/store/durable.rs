@@ -232,7 +232,15 @@ impl Store {
         let at = self.locate(key);
         let mut shard = self.shards[at.shard].lock();
         let present_lsn = shard.lsn_of(at.hash, key);
-        if present_lsn.is_some_and(|present| present >= lsn) {
+        // A cart at this very LSN holds this record already (the snapshot) or an earlier
+        // change of it: a transaction's record changes a cart several times, each a whole
+        // image or tombstone, so those are applied again in order and end where the record
+        // does. A delta at its own record's LSN is always covered.
+        let covered = match &change.state {
+            State::Delta { .. } => present_lsn.is_some_and(|present| present >= lsn),
+            _ => present_lsn.is_some_and(|present| present > lsn),
+        };
+        if covered {
             return Ok(()); // The snapshot holds this change already.
         }
         match &change.state {
@@ -332,6 +340,7 @@ impl Store {
     /// raced with a command that created it), logging it so the local log has it from now on
     /// (without an event: nothing happened to the cart). Returns whether it was put.
     pub fn load_if_absent(&self, key: &[u8], image: &[u8], now_ms: u64) -> Result<bool, String> {
+        let _shared = self.shared();
         let mut cart = image::decode(image, &self.names).map_err(|error| error.to_string())?;
         let at = self.locate(key);
         let mut shard = self.shards[at.shard].lock();

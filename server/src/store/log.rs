@@ -90,6 +90,10 @@ impl Store {
         let Some(wal) = self.wal.get() else {
             return 0;
         };
+        if super::transaction::in_transaction() {
+            super::transaction::keep(changes);
+            return self.transaction_lsn();
+        }
         let lsn = if DEFERRING.get() {
             wal.append_deferred(changes)
         } else {
@@ -148,13 +152,17 @@ impl Store {
         if self.wal.get().is_none() {
             return;
         }
-        let delta = before.and_then(|before| {
-            let delta = delta::encode(before, cart, &self.names)?;
-            Some(CartState::Delta {
-                base_lsn: before.lsn,
-                delta,
-            })
-        });
+        // Inside a transaction a cart changed twice would need a delta from its own record:
+        // full images keep every change of the record independent.
+        let delta = before
+            .filter(|_| !super::transaction::in_transaction())
+            .and_then(|before| {
+                let delta = delta::encode(before, cart, &self.names)?;
+                Some(CartState::Delta {
+                    base_lsn: before.lsn,
+                    delta,
+                })
+            });
         let state = delta.unwrap_or_else(|| CartState::Image(image::encode(cart, &self.names)));
         let change = CartChange {
             key,

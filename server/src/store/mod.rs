@@ -19,6 +19,7 @@ mod pricing;
 pub mod reference;
 mod shard;
 mod tokens;
+mod transaction;
 mod wheel;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -171,6 +172,9 @@ pub struct Store {
     /// While recovering: carts a replayed delta found absent; each must be gone or written
     /// whole by a later record (the snapshot held them deleted), else its state is lost.
     awaiting_base: Mutex<std::collections::HashMap<Bytes, u64>>,
+    /// Taken shared by every command and background change, exclusively by EXEC
+    /// ([`Store::transaction`]); per-thread shards, so the shared side costs no contention.
+    transactions: crossbeam_utils::sync::ShardedLock<()>,
 }
 
 /// Where a key lives: its shard and its 63-bit hash (63 bits so a SCAN cursor fits a signed
@@ -214,6 +218,7 @@ impl Store {
             hasher: OnceLock::new(),
             frozen_at_recovery: Mutex::default(),
             awaiting_base: Mutex::default(),
+            transactions: crossbeam_utils::sync::ShardedLock::new(()),
         }
     }
 
@@ -752,6 +757,7 @@ impl Store {
     /// Expires every cart whose deadline has passed, shard by shard, never holding a shard lock
     /// for more than a bounded number of carts. Returns how many expired.
     pub fn expire_due(&self, now_ms: u64) -> usize {
+        let _shared = self.shared();
         let mut expired = 0;
         for shard in self.shards.iter() {
             loop {
