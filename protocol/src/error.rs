@@ -51,6 +51,31 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order (`code as usize` indexes it).
+    pub const ALL: [ErrorCode; 21] = [
+        ErrorCode::Err,
+        ErrorCode::WrongType,
+        ErrorCode::NoAuth,
+        ErrorCode::WrongPass,
+        ErrorCode::NoPerm,
+        ErrorCode::NoProto,
+        ErrorCode::Oom,
+        ErrorCode::NoCart,
+        ErrorCode::NoItem,
+        ErrorCode::NoPrice,
+        ErrorCode::Limit,
+        ErrorCode::Version,
+        ErrorCode::Idempotency,
+        ErrorCode::Frozen,
+        ErrorCode::Loading,
+        ErrorCode::TryAgain,
+        ErrorCode::Token,
+        ErrorCode::Promo,
+        ErrorCode::GiftCard,
+        ErrorCode::Misconf,
+        ErrorCode::ExecAbort,
+    ];
+
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -131,3 +156,15 @@ impl fmt::Display for CommandError {
 }
 
 impl std::error::Error for CommandError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_code_at_its_index() {
+        for (index, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(*code as usize, index, "{}", code.as_str());
+        }
+    }
+}

@@ -426,6 +426,7 @@ impl Connection {
             self.session.transaction = None;
             self.session.watched.clear();
         }
+        self.server.stats.count_error(error.code);
         Reply::Error(error).encode(self.session.protocol, &mut self.write);
         self.errors += 1;
     }
@@ -487,7 +488,10 @@ impl Connection {
             });
         }
         if let Some(reply) = executed.reply {
-            self.errors += u64::from(reply.is_error());
+            if let Reply::Error(error) = &reply {
+                self.errors += 1;
+                self.server.stats.count_error(error.code);
+            }
             reply.encode(self.session.protocol, &mut self.write);
         }
     }
@@ -600,6 +604,7 @@ impl Connection {
         )));
         reply.encode(Protocol::Resp2, &mut self.write);
         self.errors += 1;
+        self.server.stats.count_error(protocol::ErrorCode::Err);
         tracing::debug!(
             client = self.session.handle.id,
             reason,

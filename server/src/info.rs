@@ -16,6 +16,7 @@ const DEFAULT_SECTIONS: &[&str] = &[
     "persistence",
     "stats",
     "replication",
+    "errorstats",
     "keyspace",
 ];
 const ALL_SECTIONS: &[&str] = &[
@@ -27,6 +28,7 @@ const ALL_SECTIONS: &[&str] = &[
     "replication",
     "commandstats",
     "latencystats",
+    "errorstats",
     "keyspace",
     "upstream",
 ];
@@ -62,6 +64,7 @@ pub fn render(server: &Server, requested: &[String]) -> String {
             "replication" => replication_section(&mut out),
             "commandstats" => commandstats_section(server, &mut out),
             "latencystats" => latencystats_section(server, &mut out),
+            "errorstats" => errorstats_section(server, &mut out),
             "keyspace" => keyspace_section(server, &mut out),
             "upstream" => upstream_section(server, &mut out),
             _ => {}
@@ -377,6 +380,18 @@ fn replication_section(out: &mut String) {
     out.push_str("# Replication\r\n");
     line(out, "role", "master");
     line(out, "connected_slaves", 0);
+}
+
+/// Redis's `errorstat_<CODE>:count=<n>`, for the codes replied at least once (what the
+/// Prometheus exporter turns into `redis_errors_total`).
+fn errorstats_section(server: &Server, out: &mut String) {
+    out.push_str("# Errorstats\r\n");
+    for code in protocol::ErrorCode::ALL {
+        let count = server.stats.error_codes[code as usize].load(Relaxed);
+        if count > 0 {
+            let _ = write!(out, "errorstat_{}:count={count}\r\n", code.as_str());
+        }
+    }
 }
 
 fn commandstats_section(server: &Server, out: &mut String) {

@@ -72,6 +72,8 @@ pub struct Stats {
     pub commands_processed: AtomicU64,
     /// Error replies sent.
     pub error_replies: AtomicU64,
+    /// Error replies by code (`INFO errorstats`), indexed by `ErrorCode as usize`.
+    pub error_codes: [AtomicU64; protocol::ErrorCode::ALL.len()],
     /// Bytes read from clients.
     pub net_input_bytes: AtomicU64,
     /// Bytes written to clients.
@@ -89,6 +91,7 @@ impl Default for Stats {
             misconf_refused: AtomicU64::new(0),
             commands_processed: AtomicU64::new(0),
             error_replies: AtomicU64::new(0),
+            error_codes: std::array::from_fn(|_| AtomicU64::new(0)),
             net_input_bytes: AtomicU64::new(0),
             net_output_bytes: AtomicU64::new(0),
             commands: Mutex::new(COMMANDS.iter().map(|_| CommandStats::new()).collect()),
@@ -120,6 +123,11 @@ impl Stats {
         }
     }
 
+    /// Counts an error reply by its code.
+    pub fn count_error(&self, code: protocol::ErrorCode) {
+        self.error_codes[code as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// `CONFIG RESETSTAT`.
     pub fn reset(&self) {
         for counter in [
@@ -132,6 +140,9 @@ impl Stats {
             &self.net_input_bytes,
             &self.net_output_bytes,
         ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        for counter in &self.error_codes {
             counter.store(0, Ordering::Relaxed);
         }
         *self.commands.lock() = COMMANDS.iter().map(|_| CommandStats::new()).collect();

@@ -145,9 +145,13 @@ pub fn exec(session: &mut Session, server: &Server) -> Result<Reply, CommandErro
             .queued
             .into_iter()
             .map(|(args, spec)| {
-                dispatch::execute_alone(args, spec, session, server)
+                let reply = dispatch::execute_alone(args, spec, session, server)
                     .reply
-                    .unwrap_or(Reply::Null)
+                    .unwrap_or(Reply::Null);
+                if let Reply::Error(error) = &reply {
+                    server.stats.count_error(error.code);
+                }
+                reply
             })
             .collect();
         Reply::Array(replies)
