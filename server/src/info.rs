@@ -136,14 +136,24 @@ fn human(bytes: u64) -> String {
     format!("{value:.2}{}", UNITS[unit])
 }
 
+/// What the allocator has handed out and not had back (jemalloc's `stats.allocated`), as
+/// Redis reports `used_memory`; `None` when jemalloc is not the allocator (it then has
+/// handed out nothing), so the caller falls back to the resident size.
+fn allocated_bytes() -> Option<u64> {
+    tikv_jemalloc_ctl::epoch::advance().ok()?;
+    let allocated = tikv_jemalloc_ctl::stats::allocated::read().ok()? as u64;
+    (allocated > 0).then_some(allocated)
+}
+
 fn memory_section(server: &Server, out: &mut String) {
     let rss = rss_bytes();
     let carts = server.store.len() as u64;
     let cart_bytes = rss.saturating_sub(server.rss_baseline_bytes);
     let tokens = server.store.token_stats();
+    let used = allocated_bytes().unwrap_or(rss);
     out.push_str("# Memory\r\n");
-    line(out, "used_memory", rss);
-    line(out, "used_memory_human", human(rss));
+    line(out, "used_memory", used);
+    line(out, "used_memory_human", human(used));
     line(out, "used_memory_rss", rss);
     line(out, "used_memory_rss_human", human(rss));
     line(out, "used_memory_startup", server.rss_baseline_bytes);
