@@ -1,4 +1,4 @@
-//! `CART.GET key [NOVALIDATE] [FORMAT RESP|JSON]`
+//! `CART.GET key [NOVALIDATE] [FORMAT RESP|JSON] [IFCHANGED version]`
 
 use bytes::Bytes;
 
@@ -15,6 +15,9 @@ pub struct CartGet {
     pub novalidate: bool,
     /// Encoding of the view.
     pub format: Format,
+    /// `IFCHANGED version`: a null reply while the cart is still at this version (and
+    /// NOCART once it is gone, so the null is never ambiguous).
+    pub if_changed: Option<u64>,
 }
 
 impl CartGet {
@@ -23,10 +26,14 @@ impl CartGet {
         let key = args.next_key()?;
         let mut novalidate = false;
         let mut format = None;
+        let mut if_changed = None;
         while let Some(name) = args.next_if_any() {
             if name.eq_ignore_ascii_case(b"NOVALIDATE") {
                 reject_repeat(novalidate)?;
                 novalidate = true;
+            } else if name.eq_ignore_ascii_case(b"IFCHANGED") {
+                reject_repeat(if_changed.is_some())?;
+                if_changed = Some(args.next_u64()?);
             } else if name.eq_ignore_ascii_case(b"FORMAT") {
                 reject_repeat(format.is_some())?;
                 format = Some(Format::parse(args)?);
@@ -38,6 +45,7 @@ impl CartGet {
             key,
             novalidate,
             format: format.unwrap_or_default(),
+            if_changed,
         })
     }
 }

@@ -226,7 +226,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         keys: Keys { first: 1, last: 1, step: 1 },
         group: "cart",
         summary: "Returns the validated cart view, or null for a missing cart.",
-        syntax: "key [NOVALIDATE] [FORMAT RESP|JSON]",
+        syntax: "key [NOVALIDATE] [FORMAT RESP|JSON] [IFCHANGED version]",
     },
     CommandSpec {
         id: CommandId::CartClear,

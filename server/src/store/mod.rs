@@ -557,6 +557,16 @@ impl Store {
         }
     }
 
+    /// The version of the live cart under `key`, its TTL renewed (a read, as CART.GET's);
+    /// `None` when there is none.
+    pub fn version_of(&self, key: &[u8], now_ms: u64) -> Option<u64> {
+        let at = self.locate(key);
+        let mut shard = self.shards[at.shard].lock();
+        let cart = self.touch(&mut shard, at, key, now_ms);
+        self.count_read(cart.is_some());
+        cart.map(|cart| cart.version)
+    }
+
     /// `CART.GET`: renews the TTL and returns the view, validated unless `novalidate` or
     /// cached. Pricing runs on a copy of the lines with no lock held; the result is applied
     /// only if the cart did not change meanwhile. `upstream_stale`: the upstream services
