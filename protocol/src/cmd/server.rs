@@ -48,6 +48,10 @@ pub enum CommandCommand {
     Docs(Vec<Bytes>),
     /// `COMMAND LIST [FILTERBY PATTERN p]`.
     List(Option<Bytes>),
+    /// `COMMAND GETKEYS command [arg ...]`: the command and its arguments.
+    GetKeys(Vec<Bytes>),
+    /// `COMMAND HELP`.
+    Help,
 }
 
 impl CommandCommand {
@@ -62,6 +66,13 @@ impl CommandCommand {
             Ok(CommandCommand::Info(args.rest()))
         } else if sub.eq_ignore_ascii_case(b"DOCS") {
             Ok(CommandCommand::Docs(args.rest()))
+        } else if sub.eq_ignore_ascii_case(b"GETKEYS") {
+            if args.remaining() == 0 {
+                return Err(CommandError::arity("command|getkeys"));
+            }
+            Ok(CommandCommand::GetKeys(args.rest()))
+        } else if sub.eq_ignore_ascii_case(b"HELP") {
+            Ok(CommandCommand::Help)
         } else if sub.eq_ignore_ascii_case(b"LIST") {
             if args.remaining() == 0 {
                 return Ok(CommandCommand::List(None));

@@ -179,6 +179,47 @@ fn config_get(server: &Server, patterns: &[Bytes]) -> Reply {
     Reply::Map(pairs)
 }
 
+/// `COMMAND GETKEYS`: the keys of a request, from the command table, with Redis's errors.
+fn command_getkeys(request: &[Bytes]) -> Reply {
+    let Some(spec) = CommandSpec::lookup(&request[0]) else {
+        return Reply::Error(protocol::CommandError::err("Invalid command specified"));
+    };
+    if !spec.arity_allows(request.len()) {
+        return Reply::Error(protocol::CommandError::err(
+            "Invalid number of arguments specified for command",
+        ));
+    }
+    let keys: Vec<Reply> = spec
+        .keys
+        .positions(request.len())
+        .map(|at| Reply::Bulk(request[at].clone()))
+        .collect();
+    if keys.is_empty() {
+        return Reply::Error(protocol::CommandError::err(
+            "The command has no key arguments",
+        ));
+    }
+    Reply::Array(keys)
+}
+
+const COMMAND_HELP: &[&str] = &[
+    "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "(no subcommand)",
+    "    Return details about all commands.",
+    "COUNT",
+    "    Return the total number of commands.",
+    "GETKEYS <full-command>",
+    "    Return the keys from a full command.",
+    "INFO [<command-name> ...]",
+    "    Return details about the given commands, or all of them.",
+    "DOCS [<command-name> ...]",
+    "    Return documentation details about the given commands, or all of them.",
+    "LIST [FILTERBY PATTERN <pattern>]",
+    "    Return the names of the commands, or those matching the pattern.",
+    "HELP",
+    "    Print this help.",
+];
+
 fn command_command(sub: CommandCommand) -> Reply {
     let named = |names: &[Bytes]| -> Vec<Option<&'static CommandSpec>> {
         if names.is_empty() {
@@ -190,6 +231,13 @@ fn command_command(sub: CommandCommand) -> Reply {
     match sub {
         CommandCommand::All => Reply::Array(COMMANDS.iter().map(command_info).collect()),
         CommandCommand::Count => Reply::Integer(COMMANDS.len() as i64),
+        CommandCommand::GetKeys(request) => command_getkeys(&request),
+        CommandCommand::Help => Reply::Array(
+            COMMAND_HELP
+                .iter()
+                .map(|line| Reply::Simple((*line).into()))
+                .collect(),
+        ),
         CommandCommand::Info(names) => Reply::Array(
             named(&names)
                 .into_iter()
