@@ -7,6 +7,8 @@
 //! everything live as of an LSN; recovery is the newest valid snapshot plus the log after it.
 //! Nothing here knows what a cart is.
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod record;
 pub mod recovery;
 pub mod sink;

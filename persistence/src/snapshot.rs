@@ -188,12 +188,7 @@ impl SnapshotWriter {
             entries: 0,
             bytes: 0,
         };
-        let mut header = [0; HEADER_BYTES];
-        header[..8].copy_from_slice(&SNAPSHOT_MAGIC);
-        header[8..12].copy_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
-        header[12..20].copy_from_slice(&lsn.to_le_bytes());
-        header[20..].copy_from_slice(&seed);
-        writer.write(&header)?;
+        writer.write(&header_bytes(lsn, seed))?;
         Ok(writer)
     }
 
@@ -210,15 +205,7 @@ impl SnapshotWriter {
                 ),
             ));
         }
-        let mut head = [0; ENTRY_HEADER_BYTES];
-        head[0] = TAG_ENTRY;
-        head[1] = entry.kind.code();
-        head[2..6].copy_from_slice(&(key.len() as u32).to_le_bytes());
-        head[6..10].copy_from_slice(&(body.len() as u32).to_le_bytes());
-        head[10..18].copy_from_slice(&entry.lsn.to_le_bytes());
-        let crc = entry_crc(&head[..18], key, body);
-        head[18..22].copy_from_slice(&crc.to_le_bytes());
-        self.write(&head)?;
+        self.write(&entry_head(&entry))?;
         self.write(key)?;
         self.write(body)?;
         self.entries += 1;
@@ -230,10 +217,7 @@ impl SnapshotWriter {
     /// file back to check it, and only then deletes snapshots older than the one before it
     /// and stale `.tmp` files. A snapshot that does not read back is deleted and is an error.
     pub fn finish(mut self) -> io::Result<SnapshotInfo> {
-        let mut trailer = [0; 9];
-        trailer[0] = TAG_TRAILER;
-        trailer[1..9].copy_from_slice(&self.entries.to_le_bytes());
-        self.write(&trailer)?;
+        self.write(&trailer_bytes(self.entries))?;
         let crc = self.crc;
         self.write(&crc.to_le_bytes())?;
         let out = self
@@ -289,6 +273,53 @@ impl Drop for SnapshotWriter {
             let _ = fs::remove_file(&self.tmp_path);
         }
     }
+}
+
+/// The format-2 header of the snapshot at `lsn` written with `seed`.
+fn header_bytes(lsn: Lsn, seed: [u8; SEED_BYTES]) -> [u8; HEADER_BYTES] {
+    let mut header = [0; HEADER_BYTES];
+    header[..8].copy_from_slice(&SNAPSHOT_MAGIC);
+    header[8..12].copy_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
+    header[12..20].copy_from_slice(&lsn.to_le_bytes());
+    header[20..].copy_from_slice(&seed);
+    header
+}
+
+/// The format-2 header of `entry`, its CRC included; its key and body follow it. The lengths
+/// must be checked against [`PAYLOAD_BYTES_MAX`] first.
+fn entry_head(entry: &EntryRef<'_>) -> [u8; ENTRY_HEADER_BYTES] {
+    let mut head = [0; ENTRY_HEADER_BYTES];
+    head[0] = TAG_ENTRY;
+    head[1] = entry.kind.code();
+    head[2..6].copy_from_slice(&(entry.key.len() as u32).to_le_bytes());
+    head[6..10].copy_from_slice(&(entry.body.len() as u32).to_le_bytes());
+    head[10..18].copy_from_slice(&entry.lsn.to_le_bytes());
+    let crc = entry_crc(&head[..18], entry.key, entry.body);
+    head[18..22].copy_from_slice(&crc.to_le_bytes());
+    head
+}
+
+/// The trailer's tag and entry count; the CRC of every byte before it follows.
+fn trailer_bytes(entries: u64) -> [u8; 9] {
+    let mut trailer = [0; 9];
+    trailer[0] = TAG_TRAILER;
+    trailer[1..9].copy_from_slice(&entries.to_le_bytes());
+    trailer
+}
+
+/// A whole format-2 snapshot in memory, byte for byte what [`SnapshotWriter`] writes for the
+/// same entries (the fuzz harnesses re-encode what they decode with it).
+pub(crate) fn encode(lsn: Lsn, seed: [u8; SEED_BYTES], entries: &[EntryRef<'_>]) -> Vec<u8> {
+    let mut out = header_bytes(lsn, seed).to_vec();
+    for entry in entries {
+        out.extend_from_slice(&entry_head(entry));
+        out.extend_from_slice(entry.key);
+        out.extend_from_slice(entry.body);
+    }
+    out.extend_from_slice(&trailer_bytes(entries.len() as u64));
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
 }
 
 /// The CRC of an entry: its header without the CRC, key and body.
@@ -384,17 +415,40 @@ pub fn load(path: &Path, mut visit: impl FnMut(Entry)) -> Result<SnapshotInfo, R
             detail: "not named as a snapshot ({lsn:020}.snap)".into(),
         })?;
     let file = File::open(path).map_err(io_error(path))?;
+    let input = BufReader::with_capacity(WRITE_BUFFER_BYTES, file);
+    load_from(path, input, lsn, &mut visit)
+}
+
+/// Loads a snapshot from `input` as [`load`] loads a file: `path` is what errors name, `lsn`
+/// what its file name says.
+fn load_from(
+    path: &Path,
+    input: impl Read,
+    lsn: Lsn,
+    visit: &mut dyn FnMut(Entry),
+) -> Result<SnapshotInfo, RecoveryError> {
     let mut loader = Loader {
         path,
-        input: BufReader::with_capacity(WRITE_BUFFER_BYTES, file),
+        input,
         offset: 0,
         crc: 0,
         progress: Progress::new("loading the snapshot"),
     };
-    let mut info = loader.load(lsn, &mut visit)?;
+    let mut info = loader.load(lsn, visit)?;
     loader.progress.finish(info.entries);
     info.bytes = loader.offset;
     Ok(info)
+}
+
+/// Loads the snapshot held in `bytes`, exactly as [`load`] loads a file of these bytes named
+/// for `lsn` (the fuzz harnesses read snapshots with it, without files).
+pub(crate) fn load_bytes(
+    bytes: &[u8],
+    lsn: Lsn,
+    visit: &mut dyn FnMut(Entry),
+) -> Result<SnapshotInfo, RecoveryError> {
+    let path = PathBuf::from(snapshot_name(lsn));
+    load_from(&path, bytes, lsn, visit)
 }
 
 /// The key-hash seed in the header of the snapshot at `path` (format 1 has none), read
@@ -445,9 +499,9 @@ pub fn load_latest(
 }
 
 /// Reads one snapshot file front to back, checking as it goes.
-struct Loader<'a> {
+struct Loader<'a, R> {
     path: &'a Path,
-    input: BufReader<File>,
+    input: R,
     /// Bytes read so far: the offset of what comes next.
     offset: u64,
     /// CRC32C of every byte read so far.
@@ -455,7 +509,7 @@ struct Loader<'a> {
     progress: Progress,
 }
 
-impl Loader<'_> {
+impl<R: Read> Loader<'_, R> {
     /// Checks the header, visits every entry, checks the trailer.
     fn load(
         &mut self,

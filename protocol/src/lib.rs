@@ -12,6 +12,8 @@
 mod args;
 pub mod cmd;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod glob;
 mod reply;
 mod request;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod conn;
 pub mod dispatch;
 pub mod durability;
+pub mod fuzzing;
 pub mod info;
 pub mod limits;
 pub mod postgres;

@@ -107,7 +107,7 @@ impl<'a> LineImage<'a> {
 
     /// Refuses a line no cartd writes: a quantity outside 1..=1,000,000 (the highest
     /// `max_qty_per_line`) or a price outside 0..=`PRICE_MINOR_MAX`. Pricing and the view rely
-    /// on those bounds (a zero quantity divides by zero, a larger product overflows).
+    /// on those bounds (a zero quantity trips the engine's asserts, a larger product overflows).
     pub(super) fn check(&self) -> Result<(), String> {
         let price_ok = |price: i64| (0..=protocol::PRICE_MINOR_MAX).contains(&price);
         if !(1..=QTY_MAX).contains(&self.qty)

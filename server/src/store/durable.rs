@@ -323,6 +323,15 @@ impl Store {
         let Some(guard) = &change.guard else {
             return;
         };
+        if guard.token.len() > protocol::TOKEN_BYTES_MAX {
+            // Only a damaged or crafted log holds one (the server never logs such a token).
+            warn!(
+                key = %shown(&change.key),
+                bytes = guard.token.len(),
+                "a logged request token is longer than tokens may be; it is not remembered"
+            );
+            return;
+        }
         let at = self.locate(&change.key);
         let remembered = Remembered {
             key_hash: at.hash,
@@ -330,7 +339,7 @@ impl Store {
             token: guard.token[..].into(),
             fingerprint: guard.fingerprint,
             version: change.version,
-            expires_s: seconds(change.at_ms + self.config.idempotency_ttl_ms),
+            expires_s: seconds(change.at_ms.saturating_add(self.config.idempotency_ttl_ms)),
         };
         let mut shard = self.shards[at.shard].lock();
         shard.tokens.remember(&remembered, seconds(now_ms));
