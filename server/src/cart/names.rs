@@ -112,6 +112,8 @@ pub struct Names {
     carts_at_last: AtomicUsize,
     /// Sweeps still to run to finish freeing ids the last one found unheld.
     follow_ups: AtomicU32,
+    /// Ids the last sweep found unheld but could not free yet.
+    pending_at_last: AtomicUsize,
     /// Sweep periods since the last sweep (counted by [`Names::wants_sweep`]).
     idle_periods: AtomicU32,
 }
@@ -204,6 +206,7 @@ impl Names {
             removed_at_last: AtomicU64::new(0),
             carts_at_last: AtomicUsize::new(0),
             follow_ups: AtomicU32::new(0),
+            pending_at_last: AtomicUsize::new(0),
             idle_periods: AtomicU32::new(0),
         }
     }
@@ -398,13 +401,16 @@ impl Names {
     pub fn finish_sweep(&self, sweep: Sweep) -> usize {
         let freed = self.free_buried();
         let (buried, unheld) = self.bury_unused(&sweep);
-        // Ids nothing held but still too recent, or buried now: sweep again to free them;
-        // ids kept alive by lookups alone stop the follow-ups after three.
+        // Ids nothing held but still too recent: sweep again (three more times whenever
+        // their count changes, so ids kept alive by lookups alone stop the follow-ups); ids
+        // buried now: once more, to free them.
+        let pending = unheld - buried.len();
+        let changed = pending != self.pending_at_last.swap(pending, Ordering::Relaxed);
         let follow_ups = self.follow_ups.load(Ordering::Relaxed);
-        let mut next = match (unheld > buried.len(), follow_ups) {
+        let mut next = match (pending > 0, changed) {
             (false, _) => 0,
-            (true, 0) => 3,
-            (true, left) => left - 1,
+            (true, true) => 3,
+            (true, false) => follow_ups.saturating_sub(1),
         };
         if !buried.is_empty() {
             next = next.max(1); // what it buried is freed by the next one
@@ -559,5 +565,37 @@ mod tests {
         let sweep = names.begin_sweep(0);
         names.finish_sweep(sweep);
         assert_eq!(names.read().resolve(id), "");
+    }
+
+    /// Follow-up sweeps run until ids their carts let go of are freed, whatever follow-ups
+    /// were left from before; ids kept alive by lookups alone stop them after three.
+    #[test]
+    fn follow_ups_run_until_let_go_ids_are_freed() {
+        let names = Names::with_max(1_000);
+        let looked_up = names.intern(b"looked-up").unwrap();
+        let held: Vec<NameId> = (0..100)
+            .map(|index| names.intern(format!("held-{index}").as_bytes()).unwrap())
+            .collect();
+        let sweep_holding = |hold: bool| {
+            let mut sweep = names.begin_sweep(0);
+            if hold {
+                held.iter().for_each(|&id| sweep.mark(id));
+            }
+            assert_eq!(names.get(b"looked-up"), Some(looked_up));
+            names.finish_sweep(sweep);
+        };
+        for _ in 0..2 {
+            sweep_holding(true);
+        }
+        assert!(names.wants_sweep(0), "the looked-up id is pending");
+        sweep_holding(true); // follow-ups now left: fewer than three
+        sweep_holding(false); // the carts went
+        let mut sweeps = 0;
+        while names.wants_sweep(0) && sweeps < 10 {
+            sweep_holding(false);
+            sweeps += 1;
+        }
+        assert_eq!(names.len(), 1, "only the looked-up id stays");
+        assert!(!names.wants_sweep(0), "lookups alone stop the follow-ups");
     }
 }
