@@ -114,6 +114,8 @@ pub enum Command {
     Watch(Vec<Bytes>),
     /// `UNWATCH`.
     Unwatch,
+    /// `ROLE`.
+    Role,
 }
 
 impl Command {
@@ -184,6 +186,7 @@ impl Command {
             Command::Discard => CommandId::Discard,
             Command::Watch(_) => CommandId::Watch,
             Command::Unwatch => CommandId::Unwatch,
+            Command::Role => CommandId::Role,
             Command::Command(_) => CommandId::Command,
             Command::Info(_) => CommandId::Info,
             Command::ConfigGet(_) | Command::ConfigResetStat => CommandId::Config,
@@ -291,6 +294,7 @@ fn parse_known(id: CommandId, args: &mut Args) -> Result<Command, CommandError> 
         CommandId::Discard => Command::Discard,
         CommandId::Watch => Command::Watch(args.rest()),
         CommandId::Unwatch => Command::Unwatch,
+        CommandId::Role => Command::Role,
         CommandId::Shutdown => Command::Shutdown(Shutdown::parse(args)?),
     })
 }

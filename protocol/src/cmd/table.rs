@@ -57,6 +57,7 @@ pub enum CommandId {
     Discard,
     Watch,
     Unwatch,
+    Role,
 }
 
 impl CommandId {
@@ -754,6 +755,17 @@ pub static COMMANDS: &[CommandSpec] = &[
         keys: Keys::NONE,
         group: "transactions",
         summary: "Forgets every WATCHed cart.",
+        syntax: "",
+    },
+    CommandSpec {
+        id: CommandId::Role,
+        name: "role",
+        arity: 1,
+        flags: &["noscript", "loading", "stale", "fast"],
+        categories: &["admin", "dangerous"],
+        keys: Keys::NONE,
+        group: "server",
+        summary: "This node's replication role: master, its log position, no replicas yet.",
         syntax: "",
     },
 ];

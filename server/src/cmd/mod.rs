@@ -62,6 +62,7 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::Discard => crate::transaction::discard(session),
         Command::Watch(keys) => crate::transaction::watch(keys, session, server),
         Command::Unwatch => Ok(crate::transaction::unwatch(session)),
+        Command::Role => Ok(role(server)),
         Command::Shutdown(shutdown) => {
             tracing::info!(client = session.handle.id, "SHUTDOWN received");
             if let (Some(true), Some(durability)) = (shutdown.save, server.durability.get()) {
@@ -96,6 +97,20 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::Save | Command::BgSave | Command::LastSave => snapshots::run(command, server),
     };
     Some(result.unwrap_or_else(Reply::Error))
+}
+
+/// `ROLE`: a master (every node is one until replicas land), at its log's last LSN as the
+/// replication offset, with no replicas.
+fn role(server: &Server) -> Reply {
+    let offset = server
+        .durability
+        .get()
+        .map_or(0, |durability| durability.wal.last_lsn());
+    Reply::Array(vec![
+        Reply::from_static("master"),
+        Reply::Integer(i64::try_from(offset).unwrap_or(i64::MAX)),
+        Reply::Array(Vec::new()),
+    ])
 }
 
 /// A line's interned ids if both were ever seen; a line never seen cannot be in any cart.
