@@ -84,12 +84,17 @@ async fn ids_of_carts_that_went_are_freed_and_never_fill_the_table() {
     .await;
     let (baseline_ids, baseline_rss) = memory(&mut conn).await;
     assert_eq!(baseline_ids, 2, "mug and -");
-    let mut peak_rss = baseline_rss;
+    let baseline_used = info_number(&info(&mut conn, &["memory"]).await, "used_memory");
+    let (mut peak_rss, mut peak_used) = (baseline_rss, baseline_used);
     for round in 0..3 {
         let carts = add_new_products(&mut conn, &format!("cart:r{round}-"), IDS_PER_ROUND).await;
         let (ids, rss) = memory(&mut conn).await;
         assert_eq!(ids, baseline_ids + IDS_PER_ROUND as u64, "round {round}");
         peak_rss = peak_rss.max(rss);
+        peak_used = peak_used.max(info_number(
+            &info(&mut conn, &["memory"]).await,
+            "used_memory",
+        ));
         let mut del = redis::cmd("DEL");
         for cart in &carts {
             del.arg(cart);
@@ -108,19 +113,23 @@ async fn ids_of_carts_that_went_are_freed_and_never_fill_the_table() {
         info_number(&text, "interned_ids_freed") >= 3 * IDS_PER_ROUND as u64,
         "{text}"
     );
-    // The allocator gives freed pages back within seconds.
-    let grown = peak_rss.saturating_sub(baseline_rss);
+    // What the allocator holds falls back under half its growth; the resident size falls
+    // below its peak as jemalloc gives the pages back (glibc's malloc kept all of it: 10.7
+    // MB over the baseline after a 10.4 MB peak). At 40,000 ids the resident size moves in
+    // arena-sized steps, so the exact share is measured in the note, at 300,000 ids.
+    let grown = peak_used.saturating_sub(baseline_used);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (_, rss) = memory(&mut conn).await;
-        let kept = rss.saturating_sub(baseline_rss);
-        if kept * 2 < grown {
+        let text = info(&mut conn, &["memory"]).await;
+        let kept = info_number(&text, "used_memory").saturating_sub(baseline_used);
+        let rss = info_number(&text, "used_memory_rss");
+        if kept * 2 < grown && rss < peak_rss {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "resident memory still {kept} bytes over its baseline 30 s after the ids were \
-             freed (at its peak {grown} over it)"
+            "30 s after the ids were freed the allocator still holds {kept} bytes over its \
+             baseline (at its peak {grown} over it); resident {rss}, at its peak {peak_rss}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
