@@ -30,21 +30,17 @@ const NOW_MS: u64 = 1_764_000_000_000;
 /// The key-hash seed of the harnesses' stores.
 const SEED: [u64; 4] = [1, 2, 3, 4];
 
-/// A small deterministic generator (SplitMix64), for values derived from the input.
-struct SplitMix(u64);
+/// Values derived from the input, deterministically (a seeded `rand` generator).
+struct Derived(rand::rngs::StdRng);
 
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+impl Derived {
+    fn new(seed: u64) -> Derived {
+        Derived(rand::SeedableRng::seed_from_u64(seed))
     }
 
     /// A number in `0..bound` (`bound` > 0).
     fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
+        rand::Rng::random_range(&mut self.0, 0..bound)
     }
 }
 
@@ -141,7 +137,7 @@ fn line_ids(document: &Value) -> Vec<(String, String)> {
 
 /// Most of `ids` as priced lines, quantities and prices drawn from `random` (mostly small,
 /// sometimes at the limits).
-fn priced_lines<'a>(ids: &'a [(String, String)], random: &mut SplitMix) -> Vec<PricedLine<'a>> {
+fn priced_lines<'a>(ids: &'a [(String, String)], random: &mut Derived) -> Vec<PricedLine<'a>> {
     let prices = [
         0,
         1,
@@ -170,7 +166,7 @@ fn priced_lines<'a>(ids: &'a [(String, String)], random: &mut SplitMix) -> Vec<P
 /// Prices `promo` (canonically `document`) on a cart derived from `seed` (see
 /// [`promo_document`]).
 fn price_promotion(promo: &Promotion, document: &Value, seed: u64) {
-    let mut random = SplitMix(seed);
+    let mut random = Derived::new(seed);
     let ids = line_ids(document);
     let lines = priced_lines(&ids, &mut random);
     let currency = promo.currency().unwrap_or(Currency(*b"USD"));

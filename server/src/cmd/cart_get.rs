@@ -7,12 +7,11 @@ use crate::server::Server;
 /// Runs `CART.GET`. `upstream_stale`: the upstream services could not refresh this cart's
 /// lines just before (see `crate::upstream`), so a validating view is marked stale.
 pub fn apply(cmd: CartGet, server: &Server, now: u64, upstream_stale: bool) -> Reply {
-    if let Some(version) = cmd.if_changed {
-        match server.store.version_of(&cmd.key, now) {
-            None => return Reply::Error(crate::store::no_cart()),
-            Some(current) if current == version => return Reply::Null,
-            Some(_) => {}
-        }
+    if let Some(reply) = cmd
+        .if_changed
+        .and_then(|version| server.store.unchanged(&cmd.key, version, now))
+    {
+        return reply;
     }
     server
         .store

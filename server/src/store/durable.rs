@@ -29,7 +29,7 @@ fn shown(key: &[u8]) -> String {
 
 /// Carts copied per shard-lock hold while snapshotting, so a snapshot never stalls a shard
 /// for longer than it takes to copy a bounded number of packed carts.
-pub(super) const SNAPSHOT_CARTS_PER_LOCK_MAX: usize = 4096;
+const SNAPSHOT_CARTS_PER_LOCK_MAX: usize = 4096;
 
 /// The key of a shard's token block: its index and the shard count, little-endian u32s.
 fn block_key(index: usize, count: usize) -> [u8; 8] {
@@ -72,10 +72,6 @@ impl Store {
         let lsn = self.wal().map_or(0, |wal| wal.last_lsn());
         let mut writer = SnapshotWriter::create(dir, lsn, seed_bytes(self.seed()))?;
         self.snapshot_reference(&mut writer)?;
-        // Under the lock only the packed bytes are copied (tens of microseconds per batch);
-        // decoding and encoding the images happens after it, so a snapshot running through a
-        // flash sale delays no request by more than a copy.
-        let mut batch: Vec<u8> = Vec::new();
         for (index, shard) in self.shards.iter().enumerate() {
             let tokens = shard.lock().tokens.encode();
             writer.push(EntryRef {
@@ -84,40 +80,54 @@ impl Store {
                 lsn: 0,
                 body: &tokens,
             })?;
-            let mut from = 0;
-            loop {
-                let next = {
-                    let shard = shard.lock();
-                    let mut next = None;
-                    let mut carts = 0;
-                    for (hash, bucket) in shard.packed_buckets_from(from) {
-                        if carts >= SNAPSHOT_CARTS_PER_LOCK_MAX {
-                            next = Some(hash);
-                            break;
-                        }
-                        carts += packed::entries(bucket).count();
-                        batch.extend_from_slice(bucket);
-                    }
-                    next
-                };
-                for entry in packed::entries(&batch) {
-                    let cart = entry.cart();
-                    let image = image::encode(&cart, &self.names);
-                    writer.push(EntryRef {
-                        kind: EntryKind::Cart,
-                        key: entry.key(),
-                        lsn: cart.lsn,
-                        body: &image,
-                    })?;
-                }
-                batch.clear();
-                match next {
-                    Some(hash) => from = hash,
-                    None => break,
-                }
-            }
+            self.walk_shard(index, |entry| {
+                let cart = entry.cart();
+                let image = image::encode(&cart, &self.names);
+                writer.push(EntryRef {
+                    kind: EntryKind::Cart,
+                    key: entry.key(),
+                    lsn: cart.lsn,
+                    body: &image,
+                })
+            })?;
         }
         writer.finish()
+    }
+
+    /// Visits every cart of shard `index`: under the lock only the packed bytes of a batch
+    /// are copied (tens of microseconds); `visit` decodes them after it, so a walk running
+    /// through a flash sale delays no request by more than a copy. Stops at `visit`'s error.
+    pub(super) fn walk_shard<E>(
+        &self,
+        index: usize,
+        mut visit: impl FnMut(packed::PackedEntry<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut batch: Vec<u8> = Vec::new();
+        let mut from = 0;
+        loop {
+            let next = {
+                let shard = self.shards[index].lock();
+                let mut next = None;
+                let mut carts = 0;
+                for (hash, bucket) in shard.packed_buckets_from(from) {
+                    if carts >= SNAPSHOT_CARTS_PER_LOCK_MAX {
+                        next = Some(hash);
+                        break;
+                    }
+                    carts += packed::entries(bucket).count();
+                    batch.extend_from_slice(bucket);
+                }
+                next
+            };
+            for entry in packed::entries(&batch) {
+                visit(entry)?;
+            }
+            batch.clear();
+            match next {
+                Some(hash) => from = hash,
+                None => return Ok(()),
+            }
+        }
     }
 
     /// The catalog entries, promotions and gift card balances, into a snapshot.

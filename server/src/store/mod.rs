@@ -557,14 +557,23 @@ impl Store {
         }
     }
 
-    /// The version of the live cart under `key`, its TTL renewed (a read, as CART.GET's);
-    /// `None` when there is none.
-    pub fn version_of(&self, key: &[u8], now_ms: u64) -> Option<u64> {
+    /// `CART.GET ... IFCHANGED version`'s first step: `Some(reply)` (null: still at
+    /// `version`; NOCART: gone) when the view is not needed, counted as a read with the TTL
+    /// renewed; `None` when the cart moved on and [`Store::get`] renders it (and counts it).
+    pub fn unchanged(&self, key: &[u8], version: u64, now_ms: u64) -> Option<Reply> {
         let at = self.locate(key);
         let mut shard = self.shards[at.shard].lock();
-        let cart = self.touch(&mut shard, at, key, now_ms);
-        self.count_read(cart.is_some());
-        cart.map(|cart| cart.version)
+        let Some(mut cart) = self.live(&mut shard, at, key, now_ms) else {
+            self.count_read(false);
+            return Some(Reply::Error(no_cart()));
+        };
+        if cart.version != version {
+            return None;
+        }
+        self.count_read(true);
+        cart.expires_at_ms = now_ms + self.ttl_ms(cart.kind);
+        shard.update(at.hash, key, &cart);
+        Some(Reply::Null)
     }
 
     /// `CART.GET`: renews the TTL and returns the view, validated unless `novalidate` or

@@ -1,14 +1,12 @@
-//! The sweep that frees interned ids nothing holds (see `cart::names`): it walks every cart,
-//! a bounded batch of carts per shard lock (their packed bytes are copied under the lock and
-//! decoded after it, as a snapshot does), and every catalog entry, marking the ids they hold.
+//! The sweep that frees interned ids nothing holds (see `cart::names`): it walks every cart
+//! (`Store::walk_shard`, as a snapshot does) and every catalog entry, marking the ids they
+//! hold.
 
 use std::time::Instant;
 
 use tracing::{debug, info};
 
-use super::durable::SNAPSHOT_CARTS_PER_LOCK_MAX;
 use super::Store;
-use crate::cart::packed;
 
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,34 +32,13 @@ impl Store {
         let started = Instant::now();
         let mut sweep = self.names.begin_sweep(self.len());
         let mut carts = 0;
-        let mut batch: Vec<u8> = Vec::new();
-        for shard in self.shards.iter() {
-            let mut from = 0;
-            loop {
-                let next = {
-                    let shard = shard.lock();
-                    let mut next = None;
-                    let mut taken = 0;
-                    for (hash, bucket) in shard.packed_buckets_from(from) {
-                        if taken >= SNAPSHOT_CARTS_PER_LOCK_MAX {
-                            next = Some(hash);
-                            break;
-                        }
-                        taken += packed::entries(bucket).count();
-                        batch.extend_from_slice(bucket);
-                    }
-                    next
-                };
-                for entry in packed::entries(&batch) {
-                    sweep.mark_cart(&entry.cart());
-                    carts += 1;
-                }
-                batch.clear();
-                match next {
-                    Some(hash) => from = hash,
-                    None => break,
-                }
-            }
+        for index in 0..self.shards.len() {
+            let walked: Result<(), std::convert::Infallible> = self.walk_shard(index, |entry| {
+                sweep.mark_cart(&entry.cart());
+                carts += 1;
+                Ok(())
+            });
+            let Ok(()) = walked;
         }
         self.catalog.for_each(|key, _| {
             sweep.mark(key.product);
