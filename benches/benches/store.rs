@@ -28,7 +28,7 @@ fn session(server: &Server) -> Session {
         .clients
         .register(server.local_addr, server.local_addr, 16, &server.shutdown)
         .expect("a benchmark registers only a few clients");
-    Session::new(handle, &server.acl)
+    Session::new(handle, server)
 }
 
 fn args(parts: &[&str]) -> Vec<Bytes> {

@@ -54,6 +54,12 @@ pub enum Reply {
     Array(Vec<Reply>),
     /// A map (RESP2: flat array of alternating keys and values, as HGETALL replies).
     Map(Vec<(Reply, Reply)>),
+    /// Out-of-band data (a pub/sub message, an invalidation): a RESP3 push, a plain array in
+    /// RESP2 (where a subscribed connection reads nothing else).
+    Push(Vec<Reply>),
+    /// Several replies to one request, one after another: SUBSCRIBE confirms each channel
+    /// with its own reply, as Redis does.
+    Sequence(Vec<Reply>),
 }
 
 impl Reply {
@@ -114,6 +120,21 @@ impl Reply {
                     item.encode(protocol, out);
                 }
             }
+            Reply::Push(items) => {
+                let kind = match protocol {
+                    Protocol::Resp2 => b'*',
+                    Protocol::Resp3 => b'>',
+                };
+                put_header(out, kind, items.len() as i64);
+                for item in items {
+                    item.encode(protocol, out);
+                }
+            }
+            Reply::Sequence(replies) => {
+                for reply in replies {
+                    reply.encode(protocol, out);
+                }
+            }
             Reply::Map(pairs) => {
                 match protocol {
                     Protocol::Resp2 => put_header(out, b'*', 2 * pairs.len() as i64),
@@ -138,7 +159,9 @@ impl Reply {
             Reply::Bulk(data) => Value::String(String::from_utf8_lossy(data).into_owned()),
             Reply::Null | Reply::NullArray => Value::Null,
             Reply::Bool(value) => Value::Bool(*value),
-            Reply::Array(items) => Value::Array(items.iter().map(Reply::to_json).collect()),
+            Reply::Array(items) | Reply::Push(items) | Reply::Sequence(items) => {
+                Value::Array(items.iter().map(Reply::to_json).collect())
+            }
             Reply::Map(pairs) => Value::Object(
                 pairs
                     .iter()
@@ -239,6 +262,29 @@ mod tests {
         let error = Reply::Error(CommandError::new(ErrorCode::Limit, "two\r\nlines"));
         assert_eq!(encoded(&error, Protocol::Resp2), b"-LIMIT two  lines\r\n");
         assert_eq!(encoded(&Reply::ok(), Protocol::Resp3), b"+OK\r\n");
+    }
+
+    #[test]
+    fn pushes_are_arrays_in_resp2_and_pushes_in_resp3() {
+        let push = Reply::Push(vec![
+            Reply::from_static("message"),
+            Reply::from_static("ch"),
+            Reply::from_static("hi"),
+        ]);
+        let resp2 = encoded(&push, Protocol::Resp2);
+        assert_eq!(resp2, b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n");
+        let resp3 = encoded(&push, Protocol::Resp3);
+        assert_eq!(&resp3[..1], b">");
+        assert_eq!(&resp3[1..], &resp2[1..]);
+        let decoded = redis_protocol::resp3::decode::complete::decode(&resp3)
+            .expect("valid RESP3")
+            .expect("complete");
+        assert!(matches!(
+            decoded.0,
+            redis_protocol::resp3::types::OwnedFrame::Push { .. }
+        ));
+        let two = Reply::Sequence(vec![Reply::ok(), Reply::Integer(1)]);
+        assert_eq!(encoded(&two, Protocol::Resp3), b"+OK\r\n:1\r\n");
     }
 
     #[test]

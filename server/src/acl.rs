@@ -58,6 +58,10 @@ pub struct User {
     command_rules: Vec<String>,
     allkeys: bool,
     key_patterns: Vec<(String, Pattern)>,
+    /// `allchannels` (`&*`): every pub/sub channel and pattern.
+    allchannels: bool,
+    /// `&pattern` rules: channels it may subscribe and publish to.
+    channel_patterns: Vec<(String, Pattern)>,
 }
 
 const _: () = assert!(COMMANDS.len() <= 128);
@@ -78,6 +82,9 @@ impl User {
             command_rules: Vec::new(),
             allkeys: false,
             key_patterns: Vec::new(),
+            // Redis 7's acl-pubsub-default: a new user has no channels until granted.
+            allchannels: false,
+            channel_patterns: Vec::new(),
         }
     }
 
@@ -122,8 +129,14 @@ impl User {
             }
             "allcommands" => self.apply("+@all")?,
             "nocommands" => self.apply("-@all")?,
-            // Pub/sub channels: cartd has none yet; the rules clients send are accepted.
-            "allchannels" | "resetchannels" => {}
+            "allchannels" => {
+                self.allchannels = true;
+                self.channel_patterns.clear();
+            }
+            "resetchannels" => {
+                self.allchannels = false;
+                self.channel_patterns.clear();
+            }
             "reset" => {
                 *self = User::new(&self.name);
                 self.apply("resetchannels")?;
@@ -179,7 +192,7 @@ impl User {
                         .push((value.to_owned(), Pattern::new(value.as_bytes())));
                 }
             }
-            "&" => {}
+            "&" => self.grant_channels(value),
             "+" | "-" => {
                 let allow = first == "+";
                 let ids = command_set(value)?;
@@ -233,6 +246,42 @@ impl User {
         self.allowed & bit(id) != 0
     }
 
+    /// `&pattern`: channels it may use (`&*`: all of them).
+    fn grant_channels(&mut self, pattern: &str) {
+        if pattern == "*" {
+            self.allchannels = true;
+            self.channel_patterns.clear();
+        } else if !self.allchannels {
+            self.channel_patterns
+                .push((pattern.to_owned(), Pattern::new(pattern.as_bytes())));
+        }
+    }
+
+    /// Whether it may touch every key (`allkeys`): the server-wide cart event channels
+    /// carry every cart's changes.
+    pub fn may_access_all_keys(&self) -> bool {
+        self.allkeys
+    }
+
+    /// Whether it may subscribe or publish to `channel`.
+    pub fn may_use_channel(&self, channel: &[u8]) -> bool {
+        self.allchannels
+            || self
+                .channel_patterns
+                .iter()
+                .any(|(_, pattern)| pattern.matches(channel))
+    }
+
+    /// Whether it may PSUBSCRIBE to `pattern`: as in Redis, only a pattern it was granted,
+    /// word for word (a pattern may match channels a narrower grant would not).
+    pub fn may_use_pattern(&self, pattern: &[u8]) -> bool {
+        self.allchannels
+            || self
+                .channel_patterns
+                .iter()
+                .any(|(text, _)| text.as_bytes() == pattern)
+    }
+
     /// Whether it may touch `key`.
     pub fn may_access(&self, key: &[u8]) -> bool {
         self.allkeys
@@ -256,7 +305,22 @@ impl User {
         if self.allkeys {
             flags.push("allkeys");
         }
+        if self.allchannels {
+            flags.push("allchannels");
+        }
         flags
+    }
+
+    fn channels_text(&self) -> String {
+        if self.allchannels {
+            "&*".into()
+        } else {
+            self.channel_patterns
+                .iter()
+                .map(|(text, _)| format!("&{text}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
     }
 
     fn commands_text(&self) -> String {
@@ -295,7 +359,12 @@ impl User {
         } else {
             words.push("resetkeys".into());
         }
-        words.push("&*".into());
+        let channels = self.channels_text();
+        if channels.is_empty() {
+            words.push("resetchannels".into());
+        } else {
+            words.push(channels);
+        }
         words.push(self.commands_text());
         words.join(" ")
     }
@@ -307,7 +376,7 @@ impl User {
             passwords: self.passwords.iter().map(hex::encode).collect(),
             commands: self.commands_text(),
             keys: self.keys_text(),
-            channels: "&*".into(),
+            channels: self.channels_text(),
         }
     }
 }
@@ -323,7 +392,7 @@ pub struct UserDetails {
     pub commands: String,
     /// The key patterns.
     pub keys: String,
-    /// The channel patterns (cartd has no channels yet).
+    /// The channel patterns (`&*` for every channel).
     pub channels: String,
 }
 
@@ -393,6 +462,8 @@ pub enum Denial {
     Key,
     /// AUTH failed.
     Auth,
+    /// A pub/sub channel is not allowed.
+    Channel,
 }
 
 impl Denial {
@@ -401,6 +472,7 @@ impl Denial {
             Denial::Command => "command",
             Denial::Key => "key",
             Denial::Auth => "auth",
+            Denial::Channel => "channel",
         }
     }
 }
@@ -448,6 +520,8 @@ pub struct Acl {
     pub denied_commands: AtomicU64,
     /// Commands refused for a key permission.
     pub denied_keys: AtomicU64,
+    /// Subscriptions and publishes refused for a channel.
+    pub denied_channels: AtomicU64,
     /// Where ACL SAVE writes and ACL LOAD reads, if anywhere.
     pub aclfile: Option<PathBuf>,
     requirepass: String,
@@ -509,6 +583,7 @@ impl Acl {
             auth_failures: AtomicU64::new(0),
             denied_commands: AtomicU64::new(0),
             denied_keys: AtomicU64::new(0),
+            denied_channels: AtomicU64::new(0),
             aclfile,
             requirepass: requirepass.to_owned(),
         };
@@ -631,6 +706,7 @@ impl Acl {
             Denial::Auth => self.auth_failures.fetch_add(1, Ordering::Relaxed),
             Denial::Command => self.denied_commands.fetch_add(1, Ordering::Relaxed),
             Denial::Key => self.denied_keys.fetch_add(1, Ordering::Relaxed),
+            Denial::Channel => self.denied_channels.fetch_add(1, Ordering::Relaxed),
         };
         let now = now_unix_ms();
         let mut log = self.log.lock();
@@ -697,10 +773,16 @@ mod tests {
         assert_eq!(
             user.describe(),
             format!(
-                "user storefront on #{} ~cart:* &* +@cart -cart.checkout",
+                "user storefront on #{} ~cart:* resetchannels +@cart -cart.checkout",
                 hex::encode(Sha256::digest(b"pw"))
             )
         );
+        // No channel until granted, as Redis 7's acl-pubsub-default.
+        assert!(!user.may_use_channel(b"__cart__:cart:1"));
+        user.apply("&__cart__:*").unwrap();
+        assert!(user.may_use_channel(b"__cart__:cart:1"));
+        assert!(!user.may_use_pattern(b"__cart__:cart:*"));
+        assert!(user.may_use_pattern(b"__cart__:*"));
         assert!(user.apply("+nosuch").is_err());
         assert!(user.apply("bogus").is_err());
         user.apply("reset").unwrap();

@@ -26,6 +26,14 @@ pub struct ClientMeta {
     pub protocol: i64,
     /// The ACL user it runs as.
     pub user: String,
+    /// Channels it subscribes to.
+    pub subscriptions: usize,
+    /// Patterns it subscribes to.
+    pub patterns: usize,
+    /// While tracking: the client its invalidations go to (0: itself).
+    pub tracking_redirect: Option<u64>,
+    /// It runs MONITOR.
+    pub monitor: bool,
 }
 
 /// One connected client.
@@ -54,14 +62,33 @@ impl ClientHandle {
     pub fn describe(&self) -> String {
         let meta = self.meta.lock().clone();
         let idle_s = self.last_active.lock().elapsed().as_secs();
+        let mut flags = String::new();
+        if meta.monitor {
+            flags.push('O');
+        }
+        if meta.subscriptions + meta.patterns > 0 {
+            flags.push('P');
+        }
+        if meta.tracking_redirect.is_some() {
+            flags.push('t');
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
+        let redirect = meta
+            .tracking_redirect
+            .filter(|id| *id != 0)
+            .map_or(-1, |id| id as i64);
         format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={flags} db=0 sub={} psub={} ssub=0 multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user={} redir={redirect} resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
             String::from_utf8_lossy(&meta.name),
             self.connected_at.elapsed().as_secs(),
             idle_s,
+            meta.subscriptions,
+            meta.patterns,
             self.memory.load(Ordering::Relaxed),
             if meta.last_command.is_empty() { "NULL" } else { meta.last_command },
             meta.user,

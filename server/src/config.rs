@@ -68,6 +68,15 @@ pub struct ServerConfig {
     /// <soft seconds>`, sizes with Redis's units (`32mb`, `1gb`, a bare number of bytes).
     #[serde(alias = "client-output-buffer-limit")]
     pub client_output_buffer_limit: OutputBufferLimit,
+    /// The same for clients that listen (SUBSCRIBE, PSUBSCRIBE, MONITOR, CLIENT TRACKING's
+    /// invalidations): Redis's `pubsub` class, `pubsub 32mb 8mb 60` by default. What waits in
+    /// a listener's mailbox counts against it.
+    #[serde(alias = "client-output-buffer-limit-pubsub")]
+    pub client_output_buffer_limit_pubsub: OutputBufferLimit,
+    /// Most keys the client-side caching table remembers (Redis's `tracking-table-max-keys`,
+    /// 1,000,000); past it, keys are invalidated and forgotten to make room. 0 takes 1.
+    #[serde(alias = "tracking-table-max-keys")]
+    pub tracking_table_max_keys: usize,
     /// What all clients together may hold of requests still arriving and replies not yet
     /// sent (Redis's `maxmemory-clients`); past it the clients holding the most are closed.
     /// 0: no bound.
@@ -132,14 +141,19 @@ pub struct OutputBufferLimit {
 }
 
 impl OutputBufferLimit {
-    /// Parses Redis's form, `normal 32mb 128kb 10` (the class may be left out).
+    /// Parses Redis's form, `normal 32mb 128kb 10` (the class, `normal` or `pubsub`, may be
+    /// left out: the setting it is given for says which class it is).
     pub fn parse(text: &str) -> Result<OutputBufferLimit, String> {
         let words: Vec<&str> = text.split_whitespace().collect();
         let words = match words.split_first() {
-            Some((class, rest)) if class.eq_ignore_ascii_case("normal") => rest,
+            Some((class, rest))
+                if class.eq_ignore_ascii_case("normal") || class.eq_ignore_ascii_case("pubsub") =>
+            {
+                rest
+            }
             Some((class, _)) if parse_memory(class).is_err() => {
                 return Err(format!(
-                    "client-output-buffer-limit: only the normal class is supported, got {class}"
+                    "client-output-buffer-limit: the normal and pubsub classes are supported, got {class}"
                 ));
             }
             _ => &words[..],
@@ -209,6 +223,12 @@ impl Default for ServerConfig {
                 soft_bytes: 128 * 1024,
                 soft_s: 10,
             },
+            client_output_buffer_limit_pubsub: OutputBufferLimit {
+                hard_bytes: 32 * 1024 * 1024,
+                soft_bytes: 8 * 1024 * 1024,
+                soft_s: 60,
+            },
+            tracking_table_max_keys: 1_000_000,
             maxmemory_clients: 256 * 1024 * 1024,
             maxmemory: 0,
             maxmemory_policy: "noeviction".into(),

@@ -44,7 +44,7 @@ pub async fn serve(stream: ClientStream, handle: Arc<ClientHandle>, server: Arc<
         decoder: RequestDecoder::new(),
         read_chunk: READ_CHUNK_MIN_BYTES,
         write: BytesMut::new(),
-        session: Session::new(handle, &server.acl),
+        session: Session::new(handle, &server),
         samples: Vec::new(),
         errors: 0,
         server: server.clone(),
@@ -173,6 +173,14 @@ async fn wait_durable(server: &Server, lsn: Option<Lsn>) {
     }
 }
 
+/// Waits until something is posted to the mailbox; forever without one.
+async fn mail(mailbox: Option<&crate::pubsub::Mailbox>) {
+    match mailbox {
+        Some(mailbox) => mailbox.ready().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Why the request loop stopped.
 enum Stop {
     /// The client or the server asked to close.
@@ -276,6 +284,10 @@ impl Connection {
             self.read = BytesMut::new();
         }
         let held_lsn = self.held.front().map(|(_, lsn)| *lsn);
+        let mailbox = self.session.mailbox.clone();
+        if mailbox.as_ref().is_some_and(|mailbox| mailbox.has_mail()) {
+            return Ok(true);
+        }
         let timeout_s = self.server.config.server.timeout;
         let idle_deadline = self.last_io + Duration::from_secs(timeout_s);
         let idle = async {
@@ -290,6 +302,7 @@ impl Connection {
             ClientStream::Plain(stream) => {
                 tokio::select! {
                     ready = stream.readable() => ready?,
+                    () = mail(mailbox.as_deref()) => return Ok(true),
                     () = wait_durable(&self.server, held_lsn) => return Ok(true),
                     () = kill.cancelled() => return Ok(false),
                     () = idle => {
@@ -314,6 +327,7 @@ impl Connection {
                 room = self.read.capacity() - self.read.len();
                 tokio::select! {
                     read = stream.read_buf(&mut self.read) => read?,
+                    () = mail(mailbox.as_deref()) => return Ok(true),
                     () = wait_durable(&self.server, held_lsn) => return Ok(true),
                     () = kill.cancelled() => return Ok(false),
                     () = idle => {
@@ -327,6 +341,13 @@ impl Connection {
             self.release_all().await?;
             return Ok(false);
         }
+        self.took_input(read, room);
+        Ok(true)
+    }
+
+    /// Notes `read` bytes just read into `room` bytes of space: activity for the idle
+    /// timeout, memory, a bigger next read if this one filled its space, and INFO.
+    fn took_input(&mut self, read: usize, room: usize) {
         self.last_io = Instant::now();
         self.account_memory();
         if read == room {
@@ -336,7 +357,6 @@ impl Connection {
             .stats
             .net_input_bytes
             .fetch_add(read as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok(true)
     }
 
     /// Bytes of requests received and not yet run: in the read buffer and parsed so far.
@@ -346,6 +366,7 @@ impl Connection {
 
     fn handle_complete_requests(&mut self, limits: &RequestLimits) -> Stop {
         let mut handled = 0;
+        self.collect_mail();
         while handled < REQUESTS_PER_BATCH_MAX && self.write.len() < TURN_REPLY_BYTES_MAX {
             let (args, done) = match self.pending.take() {
                 Some(pending) => pending,
@@ -405,14 +426,44 @@ impl Connection {
                     return Stop::Room;
                 }
             }
-            let executed = dispatch::execute(args, spec, &mut self.session, &self.server);
-            self.session.upstream_stale = false;
-            self.answer(executed, started);
+            self.run_admitted(args, spec, started);
             if self.session.close {
                 return Stop::Close;
             }
         }
         Stop::BatchFull
+    }
+
+    /// Runs an admitted request whose pre-steps are done, and answers it.
+    fn run_admitted(
+        &mut self,
+        args: Vec<bytes::Bytes>,
+        spec: Option<&'static protocol::CommandSpec>,
+        started: Instant,
+    ) {
+        let tracked = match (spec, &self.session.tracking) {
+            (Some(spec), Some(_)) => Some((args.clone(), spec)),
+            _ => None,
+        };
+        let executed = dispatch::execute(args, spec, &mut self.session, &self.server);
+        self.session.upstream_stale = false;
+        if let Some((args, spec)) = tracked {
+            crate::cmd::pubsub::after_command(&args, spec, &mut self.session, &self.server);
+        }
+        // What the command posted to this client itself (its own message, the invalidation
+        // of a cart it tracks and just changed) comes before its reply, as in Redis.
+        self.collect_mail();
+        self.answer(executed, started);
+    }
+
+    /// Moves what waits in the mailbox (messages, invalidations, the MONITOR feed) behind the
+    /// replies so far, in the order it was posted.
+    fn collect_mail(&mut self) {
+        if let Some(mailbox) = &self.session.mailbox {
+            if mailbox.has_mail() {
+                mailbox.take_into(&mut self.write, TURN_REPLY_BYTES_MAX);
+            }
+        }
     }
 
     /// Answers a request whose carts could not be restored from PostgreSQL with the error;
@@ -662,7 +713,12 @@ impl Connection {
     /// sent (the rest of `bytes`, the held replies, replies not yet sent) passes the
     /// `client-output-buffer-limit`: its hard limit at once, its soft one for its seconds.
     async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let limit = self.server.config.server.client_output_buffer_limit;
+        // A client that listens is held to the pubsub class, as in Redis.
+        let limit = if self.session.mailbox.is_some() {
+            self.server.config.server.client_output_buffer_limit_pubsub
+        } else {
+            self.server.config.server.client_output_buffer_limit
+        };
         let mut sent = 0;
         while sent < bytes.len() {
             // A write that waits means the kernel's send buffer is full: the client holds

@@ -1,5 +1,6 @@
 //! From arguments to a reply: limits on the request, authentication, parsing, and the handler.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use protocol::{Command, CommandError, CommandId, CommandSpec, ErrorCode, Protoco
 
 use crate::clients::ClientHandle;
 use crate::cmd;
+use crate::pubsub::{Mailbox, PubSub};
 use crate::server::Server;
 use crate::stats::SampleResult;
 
@@ -34,12 +36,33 @@ pub struct Session {
     pub transaction: Option<crate::transaction::Transaction>,
     /// WATCHed carts, each with what it was when watched.
     pub watched: Vec<(Bytes, crate::transaction::Watched)>,
+    /// Channels it subscribes to.
+    pub channels: HashSet<Bytes>,
+    /// Patterns it subscribes to.
+    pub patterns: HashSet<Bytes>,
+    /// Where messages for it wait, once it listens (subscriptions, tracking, MONITOR).
+    pub mailbox: Option<Arc<Mailbox>>,
+    /// Client-side caching, while `CLIENT TRACKING` is on.
+    pub tracking: Option<crate::cmd::pubsub::TrackingSession>,
+    /// The registry its subscriptions are in, left when the session ends.
+    pubsub: Arc<PubSub>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.mailbox.is_some() {
+            let channels: Vec<Bytes> = self.channels.drain().collect();
+            let patterns: Vec<Bytes> = self.patterns.drain().collect();
+            self.pubsub.close(self.handle.id, &channels, &patterns);
+        }
+    }
 }
 
 impl Session {
     /// A new connection's session: as the `default` user, authenticated if that user needs
     /// no password.
-    pub fn new(handle: Arc<ClientHandle>, acl: &crate::acl::Acl) -> Session {
+    pub fn new(handle: Arc<ClientHandle>, server: &Server) -> Session {
+        let acl = &server.acl;
         let generation = acl.generation();
         let user = acl.user("default").expect("the default user always exists");
         Session {
@@ -52,7 +75,33 @@ impl Session {
             upstream_stale: false,
             transaction: None,
             watched: Vec::new(),
+            channels: HashSet::new(),
+            patterns: HashSet::new(),
+            mailbox: None,
+            tracking: None,
+            pubsub: server.pubsub.clone(),
         }
+    }
+
+    /// Channels and patterns it subscribes to (what SUBSCRIBE's replies count).
+    pub fn subscriptions(&self) -> usize {
+        self.channels.len() + self.patterns.len()
+    }
+
+    /// Its mailbox, made (and registered) the first time it listens.
+    pub fn open_mailbox(&mut self, server: &Server) -> Arc<Mailbox> {
+        if let Some(mailbox) = &self.mailbox {
+            return mailbox.clone();
+        }
+        let mailbox = Arc::new(Mailbox::new(
+            self.handle.id,
+            self.protocol,
+            self.handle.kill.clone(),
+            server.config.server.client_output_buffer_limit_pubsub,
+        ));
+        server.pubsub.open_mailbox(mailbox.clone());
+        self.mailbox = Some(mailbox.clone());
+        mailbox
     }
 
     /// Runs as `user` from now on (AUTH, HELLO AUTH, RESET).
@@ -129,6 +178,18 @@ pub fn admit(
     if !spec.has_flag("no_auth") {
         check_acl(raw, spec, session, server)?;
     }
+    if session.protocol == Protocol::Resp2
+        && session.subscriptions() > 0
+        && !allowed_while_subscribed(spec.id)
+    {
+        return Err(refused(
+            id,
+            CommandError::err(format!(
+                "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                spec.name
+            )),
+        ));
+    }
     if spec.has_flag("denyoom") && server.over_maxmemory.load(Ordering::Relaxed) {
         return Err(refused(
             id,
@@ -145,6 +206,21 @@ pub fn admit(
         ));
     }
     Ok(Some(spec))
+}
+
+/// What a RESP2 connection may run while it subscribes (its replies would be mistaken for
+/// messages otherwise).
+fn allowed_while_subscribed(id: CommandId) -> bool {
+    matches!(
+        id,
+        CommandId::Subscribe
+            | CommandId::Unsubscribe
+            | CommandId::PSubscribe
+            | CommandId::PUnsubscribe
+            | CommandId::Ping
+            | CommandId::Quit
+            | CommandId::Reset
+    )
 }
 
 /// The ACL step of admission: the session's user (read again if the users changed; a
@@ -242,6 +318,9 @@ pub fn execute_alone(
     server: &Server,
 ) -> Executed {
     let id = spec.map(|spec| spec.id);
+    if spec.is_some() && server.pubsub.monitored() {
+        server.pubsub.feed_monitors(&session.handle.addr, &raw);
+    }
     // A validating CART.GET under MISCONF is served from the cache, marked stale, rather
     // than refused: reads go on.
     if let Some(spec) = spec.filter(|spec| spec.is_write() && spec.id != CommandId::CartGet) {
@@ -254,7 +333,7 @@ pub fn execute_alone(
         Ok(command) => command,
         Err(error) => return refused(id, error),
     };
-    let reply = cmd::run(command, session, server);
+    let reply = crate::pubsub::acting_as(session.handle.id, || cmd::run(command, session, server));
     let result = match &reply {
         Some(reply) if reply.is_error() => SampleResult::Failed,
         _ => SampleResult::Ok,

@@ -116,6 +116,18 @@ fn clients_section(server: &Server, out: &mut String) {
     line(out, "connected_clients", server.clients.len());
     line(out, "maxclients", server.config.server.maxclients);
     line(out, "blocked_clients", 0);
+    let (tracking_clients, _, _, _) = server.pubsub.tracking_figures();
+    line(out, "tracking_clients", tracking_clients);
+    let listening = server
+        .clients
+        .all()
+        .iter()
+        .filter(|client| {
+            let meta = client.meta.lock();
+            meta.subscriptions + meta.patterns > 0
+        })
+        .count();
+    line(out, "pubsub_clients", listening);
     // What the clients hold of requests still arriving and replies not yet sent, and its bound.
     line(out, "clients_memory_bytes", server.clients.memory_total());
     line(
@@ -325,6 +337,34 @@ fn recovery_lines(recovery: &crate::durability::RecoverySummary, out: &mut Strin
     line(out, "loading_repaired", recovery.repaired);
 }
 
+/// The stats section's pub/sub and client-side caching lines, with Redis's names where
+/// Redis has them.
+fn pubsub_stats(server: &Server, out: &mut String) {
+    let pubsub = &server.pubsub;
+    line(out, "pubsub_channels", pubsub.channel_count());
+    line(out, "pubsub_patterns", pubsub.pattern_count());
+    line(out, "pubsubshard_channels", 0);
+    line(
+        out,
+        "pubsub_messages_delivered",
+        pubsub.stats.delivered.load(Relaxed),
+    );
+    line(
+        out,
+        "pubsub_clients_closed_over_limit",
+        pubsub.stats.closed_over_limit.load(Relaxed),
+    );
+    let (_, keys, items, prefixes) = pubsub.tracking_figures();
+    line(out, "tracking_total_keys", keys);
+    line(out, "tracking_total_items", items);
+    line(out, "tracking_total_prefixes", prefixes);
+    line(
+        out,
+        "tracking_invalidations_sent",
+        pubsub.stats.invalidations.load(Relaxed),
+    );
+}
+
 fn stats_section(server: &Server, out: &mut String) {
     let stats = &server.stats;
     let store = &server.store.stats;
@@ -370,13 +410,21 @@ fn stats_section(server: &Server, out: &mut String) {
     line(out, "acl_access_denied_key", acl.denied_keys.load(Relaxed));
     line(
         out,
+        "acl_access_denied_channel",
+        acl.denied_channels.load(Relaxed),
+    );
+    line(
+        out,
         "client_output_buffer_limit_disconnections",
+        // Listeners closed while their messages still waited in the mailbox count too.
         stats
             .client_output_buffer_limit_disconnections
-            .load(Relaxed),
+            .load(Relaxed)
+            + server.pubsub.stats.closed_over_limit.load(Relaxed),
     );
     line(out, "expired_keys", store.expired_carts.load(Relaxed));
     line(out, "evicted_keys", 0);
+    pubsub_stats(server, out);
     line(out, "keyspace_hits", store.keyspace_hits.load(Relaxed));
     line(out, "keyspace_misses", store.keyspace_misses.load(Relaxed));
     line(

@@ -15,6 +15,7 @@ pub mod info;
 pub mod limits;
 pub mod postgres;
 pub mod pricing;
+pub mod pubsub;
 pub mod server;
 pub mod stats;
 pub mod store;

@@ -82,3 +82,5 @@ pub const PROMO_MONEY_MINOR_MAX: i64 = protocol::PRICE_MINOR_MAX;
 pub const PROMO_QTY_MAX: u32 = 100_000;
 
 const _: () = assert!(PROMOTIONS_AUTOMATIC_MAX <= PROMOTIONS_MAX);
+/// Channels and patterns one client subscribes to at most (each costs a registry entry).
+pub const SUBSCRIPTIONS_PER_CLIENT_MAX: usize = 100_000;

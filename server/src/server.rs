@@ -60,6 +60,8 @@ pub struct Server {
     /// Resident memory is over `maxmemory` (sampled every 100 ms): data-adding commands get
     /// `-OOM`.
     pub over_maxmemory: AtomicBool,
+    /// Pub/sub channels, client-side caching and monitors; the store tells it every change.
+    pub pubsub: Arc<crate::pubsub::PubSub>,
 }
 
 impl Server {
@@ -80,10 +82,16 @@ impl Server {
     ) -> Server {
         let over_maxmemory =
             AtomicBool::new(config.server.maxmemory > 0 && rss_bytes() > config.server.maxmemory);
+        let store = Store::new(StoreConfig::from(&config), now_ms());
+        let pubsub = Arc::new(crate::pubsub::PubSub::new(
+            config.server.tracking_table_max_keys,
+        ));
+        store.set_listener(pubsub.clone());
         Server {
             acl,
             over_maxmemory,
-            store: Store::new(StoreConfig::from(&config), now_ms()),
+            pubsub,
+            store,
             upstream: Upstream::new(&config.upstream),
             config,
             config_file,

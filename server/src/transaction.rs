@@ -48,8 +48,31 @@ pub fn runs_at_once(id: CommandId) -> bool {
     )
 }
 
+/// Whether the command makes the connection listen (or stop): not queued in a transaction.
+fn listens(id: CommandId) -> bool {
+    matches!(
+        id,
+        CommandId::Subscribe
+            | CommandId::PSubscribe
+            | CommandId::Unsubscribe
+            | CommandId::PUnsubscribe
+            | CommandId::Monitor
+    )
+}
+
 /// Queues an admitted command; `+QUEUED`, or an error that also aborts the transaction.
 pub fn queue(session: &mut Session, args: Vec<Bytes>, spec: Option<&'static CommandSpec>) -> Reply {
+    if let Some(spec) = spec.filter(|spec| listens(spec.id)) {
+        session
+            .transaction
+            .as_mut()
+            .expect("queueing inside MULTI")
+            .aborted = true;
+        return Reply::Error(CommandError::err(format!(
+            "{} is not allowed inside MULTI: its replies would be mixed with EXEC's",
+            spec.name.to_ascii_uppercase()
+        )));
+    }
     let transaction = session.transaction.as_mut().expect("queueing inside MULTI");
     let bytes: usize = args.iter().map(Bytes::len).sum();
     if transaction.queued.len() >= QUEUED_MAX || transaction.bytes + bytes > QUEUED_BYTES_MAX {

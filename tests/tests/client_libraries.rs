@@ -48,7 +48,7 @@ async fn redis_py_works_unchanged() {
         assert_eq!(view["id"], format!("cart:py{proto}"));
         assert_eq!(view["version"], 1);
         assert_eq!(out[format!("json{proto}")]["items"][0]["qty"], 2);
-        assert_eq!(out[format!("info{proto}")]["redis_version"], "7.2.0");
+        assert_eq!(out[format!("info{proto}")]["redis_version"], "7.4.0");
         assert_eq!(out[format!("info{proto}")]["loading"], 0);
         assert!(out[format!("cmdstat{proto}")].as_i64().unwrap() >= 1);
         assert_eq!(
@@ -107,5 +107,5 @@ async fn ioredis_works_unchanged() {
     assert_eq!(out["qty"], 3);
     assert_eq!(out["last"], 101);
     assert_eq!(out["error"], "NOITEM no such line in the cart");
-    assert_eq!(out["serverVersion"], "7.2.0");
+    assert_eq!(out["serverVersion"], "7.4.0");
 }

@@ -131,7 +131,7 @@ async fn reset_requires_authentication_again() {
 // HELLO and AUTH
 // ---------------------------------------------------------------------------------------------
 
-/// HELLO 3 switches to RESP3 and replies a map: server cartd, version 7.2.0, proto 3, the
+/// HELLO 3 switches to RESP3 and replies a map: server redis, version 7.4.0, proto 3, the
 /// client id, mode standalone, role master, modules [].
 #[tokio::test]
 async fn hello_3_replies_the_server_map() {
@@ -146,8 +146,8 @@ async fn hello_3_replies_the_server_map() {
         names,
         ["server", "version", "proto", "id", "mode", "role", "modules"]
     );
-    assert_eq!(text(&field(&hello, "server")), "cartd");
-    assert_eq!(text(&field(&hello, "version")), "7.2.0");
+    assert_eq!(text(&field(&hello, "server")), "redis");
+    assert_eq!(text(&field(&hello, "version")), "7.4.0");
     assert_eq!(field(&hello, "proto"), Value::Int(3));
     assert_eq!(field(&hello, "id"), Value::Int(id));
     assert_eq!(text(&field(&hello, "mode")), "standalone");
@@ -165,7 +165,7 @@ async fn hello_2_replies_a_flat_array() {
     let reply = raw.call(&["HELLO", "2"]).await;
     assert!(reply.starts_with(b"*14\r\n"), "a flat array: {reply:?}");
     let hello = parse_reply(&reply);
-    assert_eq!(text(&field(&hello, "server")), "cartd");
+    assert_eq!(text(&field(&hello, "server")), "redis");
     assert_eq!(field(&hello, "proto"), Value::Int(2));
     assert_eq!(raw.call(&["CART.GET", "cart:none"]).await, b"$-1\r\n");
 }
@@ -470,8 +470,8 @@ async fn redis_cli_talks_to_cartd() {
     // redis-cli prints a map one `key value` pair per line when not on a terminal.
     let lines: Vec<&str> = hello.lines().collect();
     for pair in [
-        "server cartd",
-        "version 7.2.0",
+        "server redis",
+        "version 7.4.0",
         "proto 3",
         "mode standalone",
     ] {

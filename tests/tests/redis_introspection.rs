@@ -124,7 +124,7 @@ async fn info_default_sections_are_key_value_lines() {
             "bad key in {line:?}"
         );
     }
-    assert_eq!(info_field(&text, "redis_version").as_deref(), Some("7.2.0"));
+    assert_eq!(info_field(&text, "redis_version").as_deref(), Some("7.4.0"));
     assert!(info_field(&text, "cartd_version").is_some());
     let all = info(&mut conn, &["everything"]).await;
     assert!(all.contains("# Commandstats") && all.contains("# Latencystats"));

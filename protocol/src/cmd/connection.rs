@@ -125,6 +125,33 @@ pub enum ClientCommand {
     Info,
     /// `CLIENT KILL ...`.
     Kill(ClientKill),
+    /// `CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX p ...] [BCAST] [OPTIN] [OPTOUT] [NOLOOP]`.
+    Tracking(Tracking),
+    /// `CLIENT CACHING YES|NO`: whether the next read is tracked (OPTIN / OPTOUT modes).
+    Caching(bool),
+    /// `CLIENT GETREDIR`.
+    GetRedir,
+    /// `CLIENT TRACKINGINFO`.
+    TrackingInfo,
+}
+
+/// `CLIENT TRACKING` and its options.
+#[derive(Debug, PartialEq, Default, Clone)]
+pub struct Tracking {
+    /// ON (true) or OFF.
+    pub on: bool,
+    /// `REDIRECT client-id`: invalidations go to that client instead.
+    pub redirect: Option<u64>,
+    /// `PREFIX prefix` (BCAST only): keys it announces; none announces every key.
+    pub prefixes: Vec<Bytes>,
+    /// `BCAST`: every change of a key under a prefix is announced, read or not.
+    pub bcast: bool,
+    /// `OPTIN`: only reads after `CLIENT CACHING YES` are tracked.
+    pub optin: bool,
+    /// `OPTOUT`: reads after `CLIENT CACHING NO` are not tracked.
+    pub optout: bool,
+    /// `NOLOOP`: changes this client makes itself are not announced to it.
+    pub noloop: bool,
 }
 
 impl ClientCommand {
@@ -158,6 +185,24 @@ impl ClientCommand {
             ClientCommand::Info
         } else if is("KILL") {
             ClientCommand::Kill(parse_kill(args)?)
+        } else if is("TRACKING") {
+            ClientCommand::Tracking(parse_tracking(args)?)
+        } else if is("CACHING") {
+            let value = args.next_bytes()?;
+            if args.remaining() > 0 {
+                return Err(CommandError::syntax());
+            }
+            if value.eq_ignore_ascii_case(b"YES") {
+                ClientCommand::Caching(true)
+            } else if value.eq_ignore_ascii_case(b"NO") {
+                ClientCommand::Caching(false)
+            } else {
+                return Err(CommandError::syntax());
+            }
+        } else if is("GETREDIR") {
+            ClientCommand::GetRedir
+        } else if is("TRACKINGINFO") {
+            ClientCommand::TrackingInfo
         } else {
             return Err(CommandError::err(format!(
                 "unknown subcommand '{}'. Try CLIENT HELP.",
@@ -225,4 +270,40 @@ fn parse_kill(args: &mut Args) -> Result<ClientKill, CommandError> {
         }
     }
     Ok(kill)
+}
+
+fn parse_tracking(args: &mut Args) -> Result<Tracking, CommandError> {
+    let switch = args.next_bytes()?;
+    let mut tracking = Tracking::default();
+    if switch.eq_ignore_ascii_case(b"ON") {
+        tracking.on = true;
+    } else if !switch.eq_ignore_ascii_case(b"OFF") {
+        return Err(CommandError::syntax());
+    }
+    while let Some(option) = args.next_if_any() {
+        let is = |name: &str| option.eq_ignore_ascii_case(name.as_bytes());
+        if is("REDIRECT") {
+            if tracking.redirect.is_some() {
+                return Err(CommandError::err(
+                    "A client can only redirect to a single other client",
+                ));
+            }
+            let id = crate::args::parse_i64(&args.next_bytes()?)?;
+            tracking.redirect =
+                Some(u64::try_from(id).map_err(|_| CommandError::err("Invalid client ID"))?);
+        } else if is("PREFIX") {
+            tracking.prefixes.push(args.next_bytes()?);
+        } else if is("BCAST") {
+            tracking.bcast = true;
+        } else if is("OPTIN") {
+            tracking.optin = true;
+        } else if is("OPTOUT") {
+            tracking.optout = true;
+        } else if is("NOLOOP") {
+            tracking.noloop = true;
+        } else {
+            return Err(CommandError::syntax());
+        }
+    }
+    Ok(tracking)
 }

@@ -17,6 +17,7 @@ pub mod docs;
 mod keyspace;
 mod options;
 mod pricing;
+mod pubsub;
 mod server;
 mod table;
 
@@ -35,10 +36,11 @@ pub use cart_restore::CartRestore;
 pub use cart_save::CartSave;
 pub use cart_set::CartSet;
 pub use catalog::{CatalogDel, CatalogGet, CatalogSet, StockSet};
-pub use connection::{ClientCommand, ClientKill, Hello};
+pub use connection::{ClientCommand, ClientKill, Hello, Tracking};
 pub use keyspace::Scan;
 pub use options::{Currency, Format, LineId, MutationOptions, ReplyMode};
 pub use pricing::{GiftCardDel, GiftCardGet, GiftCardSet, PromoDel, PromoGet, PromoSet};
+pub use pubsub::{PubSubCommand, Publish};
 pub use server::{CommandCommand, Shutdown};
 pub use table::{CommandId, CommandSpec, Keys, COMMANDS};
 
@@ -116,6 +118,18 @@ pub enum Command {
     Unwatch,
     /// `ROLE`.
     Role,
+    /// `SUBSCRIBE channel [channel ...]`.
+    Subscribe(Vec<Bytes>),
+    /// `UNSUBSCRIBE [channel ...]` (none: every channel).
+    Unsubscribe(Vec<Bytes>),
+    /// `PSUBSCRIBE pattern [pattern ...]`.
+    PSubscribe(Vec<Bytes>),
+    /// `PUNSUBSCRIBE [pattern ...]` (none: every pattern).
+    PUnsubscribe(Vec<Bytes>),
+    Publish(Publish),
+    PubSub(PubSubCommand),
+    /// `MONITOR`.
+    Monitor,
 }
 
 impl Command {
@@ -187,6 +201,13 @@ impl Command {
             Command::Watch(_) => CommandId::Watch,
             Command::Unwatch => CommandId::Unwatch,
             Command::Role => CommandId::Role,
+            Command::Subscribe(_) => CommandId::Subscribe,
+            Command::Unsubscribe(_) => CommandId::Unsubscribe,
+            Command::PSubscribe(_) => CommandId::PSubscribe,
+            Command::PUnsubscribe(_) => CommandId::PUnsubscribe,
+            Command::Publish(_) => CommandId::Publish,
+            Command::PubSub(_) => CommandId::PubSub,
+            Command::Monitor => CommandId::Monitor,
             Command::Command(_) => CommandId::Command,
             Command::Info(_) => CommandId::Info,
             Command::ConfigGet(_) | Command::ConfigResetStat => CommandId::Config,
@@ -231,6 +252,8 @@ impl Command {
     }
 }
 
+// One arm per command: a table more than logic, and the match keeps it exhaustive.
+#[allow(clippy::too_many_lines)]
 fn parse_known(id: CommandId, args: &mut Args) -> Result<Command, CommandError> {
     Ok(match id {
         CommandId::CartAdd => Command::CartAdd(CartAdd::parse(args)?),
@@ -295,6 +318,13 @@ fn parse_known(id: CommandId, args: &mut Args) -> Result<Command, CommandError> 
         CommandId::Watch => Command::Watch(args.rest()),
         CommandId::Unwatch => Command::Unwatch,
         CommandId::Role => Command::Role,
+        CommandId::Subscribe
+        | CommandId::Unsubscribe
+        | CommandId::PSubscribe
+        | CommandId::PUnsubscribe
+        | CommandId::Publish
+        | CommandId::PubSub
+        | CommandId::Monitor => pubsub::parse(id, args)?,
         CommandId::Shutdown => Command::Shutdown(Shutdown::parse(args)?),
     })
 }

@@ -7,8 +7,11 @@ use protocol::{
 use crate::dispatch::Session;
 use crate::server::Server;
 
-/// The Redis version cartd's command set and replies follow (INFO, HELLO).
-pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
+/// The Redis version cartd's command set and replies follow (INFO, HELLO). HELLO also names
+/// the server `redis`, as Redis-compatible servers do: clients gate features on both
+/// (redis-py's client-side caching needs `redis` at 7.4 or later). INFO's `cartd_version`
+/// says what it really is.
+pub const REDIS_COMPAT_VERSION: &str = "7.4.0";
 
 /// Runs a connection command.
 pub fn run(
@@ -17,6 +20,14 @@ pub fn run(
     server: &Server,
 ) -> Result<Reply, CommandError> {
     match command {
+        Command::Ping(message) if session.subscriptions() > 0 => Ok(
+            super::pubsub::subscribed_ping(message.clone(), session).unwrap_or_else(
+                || match message {
+                    Some(message) => Reply::Bulk(message),
+                    None => Reply::Simple("PONG".into()),
+                },
+            ),
+        ),
         Command::Ping(None) => Ok(Reply::Simple("PONG".into())),
         Command::Ping(Some(message)) | Command::Echo(message) => Ok(Reply::Bulk(message)),
         Command::Hello(hello) => hello_reply(hello, session, server),
@@ -31,6 +42,7 @@ pub fn run(
             Ok(Reply::ok())
         }
         Command::Reset => {
+            super::pubsub::reset(session, server);
             session.transaction = None;
             session.watched.clear();
             session.protocol = Protocol::Resp2;
@@ -105,6 +117,9 @@ fn hello_reply(
     }
     if let Some(protocol) = hello.protocol {
         session.protocol = protocol;
+        if let Some(mailbox) = &session.mailbox {
+            mailbox.set_protocol(protocol);
+        }
     }
     let mut meta = session.handle.meta.lock();
     meta.protocol = session.protocol.number();
@@ -113,7 +128,7 @@ fn hello_reply(
     }
     drop(meta);
     Ok(Reply::Map(vec![
-        (Reply::from_static("server"), Reply::from_static("cartd")),
+        (Reply::from_static("server"), Reply::from_static("redis")),
         (
             Reply::from_static("version"),
             Reply::from_static(REDIS_COMPAT_VERSION),
@@ -137,7 +152,7 @@ fn client_command(
     session: &mut Session,
     server: &Server,
 ) -> Result<Reply, CommandError> {
-    let handle = &session.handle;
+    let handle = session.handle.clone();
     Ok(match client {
         ClientCommand::Id => Reply::Integer(handle.id as i64),
         ClientCommand::GetName => {
@@ -173,6 +188,10 @@ fn client_command(
         }
         ClientCommand::Info => Reply::text(handle.describe() + "\n"),
         ClientCommand::Kill(filter) => kill(filter, session, server)?,
+        ClientCommand::Tracking(options) => super::pubsub::tracking(options, session, server)?,
+        ClientCommand::Caching(yes) => super::pubsub::caching(yes, session)?,
+        ClientCommand::GetRedir => super::pubsub::get_redir(session),
+        ClientCommand::TrackingInfo => super::pubsub::tracking_info(session, server),
     })
 }
 

@@ -16,6 +16,7 @@ mod catalog;
 pub mod connection;
 mod keyspace;
 mod pricing;
+pub mod pubsub;
 mod server;
 mod snapshots;
 
@@ -63,17 +64,14 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::Watch(keys) => crate::transaction::watch(keys, session, server),
         Command::Unwatch => Ok(crate::transaction::unwatch(session)),
         Command::Role => Ok(role(server)),
-        Command::Shutdown(shutdown) => {
-            tracing::info!(client = session.handle.id, "SHUTDOWN received");
-            if let (Some(true), Some(durability)) = (shutdown.save, server.durability.get()) {
-                durability
-                    .save_on_shutdown
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            server.shutdown.cancel();
-            session.close = true;
-            return None;
-        }
+        Command::Subscribe(_)
+        | Command::PSubscribe(_)
+        | Command::Unsubscribe(_)
+        | Command::PUnsubscribe(_)
+        | Command::Publish(_)
+        | Command::PubSub(_)
+        | Command::Monitor => pubsub::run(command, session, server),
+        Command::Shutdown(shutdown) => return shutdown_now(&shutdown, session, server),
         Command::Ping(_)
         | Command::Echo(_)
         | Command::Hello(_)
@@ -97,6 +95,24 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::Save | Command::BgSave | Command::LastSave => snapshots::run(command, server),
     };
     Some(result.unwrap_or_else(Reply::Error))
+}
+
+/// `SHUTDOWN`: stops the server (saving a snapshot first with SAVE); no reply, the
+/// connection closes.
+fn shutdown_now(
+    shutdown: &protocol::Shutdown,
+    session: &mut Session,
+    server: &Server,
+) -> Option<Reply> {
+    tracing::info!(client = session.handle.id, "SHUTDOWN received");
+    if let (Some(true), Some(durability)) = (shutdown.save, server.durability.get()) {
+        durability
+            .save_on_shutdown
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    server.shutdown.cancel();
+    session.close = true;
+    None
 }
 
 /// `ROLE`: a master (every node is one until replicas land), at its log's last LSN as the

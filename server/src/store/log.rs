@@ -87,10 +87,15 @@ pub(super) enum CartState {
 impl Store {
     /// Appends one record of `changes`, at `now_ms`; returns its LSN (0 without a log).
     pub(super) fn append(&self, changes: &[ChangeRef<'_>]) -> Lsn {
+        let in_transaction = super::transaction::in_transaction();
+        if let Some(listener) = self.listener.get().filter(|_| !in_transaction) {
+            // A transaction's changes are told once it commits, as its one record.
+            listener.changed(changes);
+        }
         let Some(wal) = self.wal.get() else {
             return 0;
         };
-        if super::transaction::in_transaction() {
+        if in_transaction {
             super::transaction::keep(changes);
             return self.transaction_lsn();
         }
@@ -111,7 +116,7 @@ impl Store {
         others: &[ChangeRef<'_>],
         now_ms: u64,
     ) -> Lsn {
-        if self.wal.get().is_none() {
+        if self.wal.get().is_none() && self.listener.get().is_none() {
             return 0;
         }
         let mut changes: SmallVec<[ChangeRef<'_>; 4]> = carts
@@ -149,7 +154,7 @@ impl Store {
         guard: Option<GuardRef<'_>>,
         now_ms: u64,
     ) {
-        if self.wal.get().is_none() {
+        if self.wal.get().is_none() && self.listener.get().is_none() {
             return;
         }
         // Inside a transaction a cart changed twice would need a delta from its own record:

@@ -162,6 +162,8 @@ pub struct Store {
     pub stats: StoreStats,
     /// The write-ahead log, once recovery has opened it (unit tests run without one).
     wal: OnceLock<Arc<Wal>>,
+    /// Who hears of every change as it is made (pub/sub events, client-side caching).
+    listener: OnceLock<Arc<crate::pubsub::PubSub>>,
     /// The seed of key hashes (and of the remembered tokens' digests), random unless recovery
     /// brings one back before anything is hashed.
     seed: Mutex<[u64; 4]>,
@@ -214,6 +216,7 @@ impl Store {
             config,
             stats: StoreStats::default(),
             wal: OnceLock::new(),
+            listener: OnceLock::new(),
             seed: Mutex::new(seed),
             hasher: OnceLock::new(),
             frozen_at_recovery: Mutex::default(),
@@ -254,6 +257,13 @@ impl Store {
     pub fn attach_wal(&self, wal: Arc<Wal>) {
         if self.wal.set(wal).is_err() {
             panic!("the write-ahead log is attached once");
+        }
+    }
+
+    /// Tells `listener` of every change from now on, as it is made.
+    pub fn set_listener(&self, listener: Arc<crate::pubsub::PubSub>) {
+        if self.listener.set(listener).is_err() {
+            tracing::warn!("the store's change listener was set twice; the first stays");
         }
     }
 
