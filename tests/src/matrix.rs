@@ -234,6 +234,7 @@ fn go_build(name: &str, program: &str, debian: &str, source: &str) -> PathBuf {
         .env("GOPATH", gopath)
         .env("GOPROXY", "off")
         .env("GOFLAGS", "")
+        .env("GOENV", "off") // no per-user go.env: the build reads only what is set here
         .env("GOCACHE", go.join("cache"))
         .output()
         .expect("go runs");
