@@ -15,6 +15,10 @@
 //! - [`disk`]: [`SmallDisk`], a small file system to fill up.
 //! - [`mod@upstream`]: [`FakeUpstream`], the HTTP catalog and inventory services `[upstream]`
 //!   points at.
+//! - [`scripts`]: client-library scripts ([`run_script`], [`run_json`]) and where
+//!   `scripts/test` installed the libraries ([`client_libs`]).
+//! - [`matrix`]: the client matrix, each client library and how its script runs.
+//! - [`redis_server`]: [`RedisServer`], a real redis-server to check a script against.
 
 #![warn(missing_docs)]
 
@@ -25,9 +29,11 @@ pub mod cli;
 pub mod client;
 pub mod disk;
 pub mod info;
+pub mod matrix;
 pub mod pg;
 pub mod process;
 pub mod raw;
+pub mod redis_server;
 pub mod scripts;
 pub mod upstream;
 pub mod view;
@@ -42,7 +48,8 @@ pub use info::{info, info_field, info_number, wait_for_sink};
 pub use pg::{PgCluster, TestDb};
 pub use process::{cartd_bin, Cartd, START_TIMEOUT};
 pub use raw::{encode_command, parse_reply, reply_length, RawConn, CLOSE_WAIT, RAW_WAIT};
-pub use scripts::{client_libs, run_script};
+pub use redis_server::RedisServer;
+pub use scripts::{client_libs, run_json, run_script};
 pub use upstream::{Behaviour, FakeUpstream, Service};
 pub use view::{
     cart_view, json_reply, resp2_view_to_json, resp3_to_json, view, view_json, CartLine, CartView,
