@@ -210,8 +210,8 @@ fn check_handshake(client: &Client, out: &Json, server: Server) {
         assert_eq!(hello["server"], "redis", "{name}: HELLO: {hello}");
         return;
     }
-    assert_eq!(hello["server"], "cartd", "{name}: HELLO: {hello}");
-    assert_eq!(hello["version"], "7.2.0", "{name}: HELLO: {hello}");
+    assert_eq!(hello["server"], "redis", "{name}: HELLO: {hello}");
+    assert_eq!(hello["version"], "7.4.0", "{name}: HELLO: {hello}");
     match &client.setinfo {
         Some(setinfo) => {
             assert_eq!(
