@@ -3,6 +3,7 @@
 pub mod closed;
 pub mod connections;
 pub mod open;
+pub mod pubsub;
 pub mod workloads;
 
 use std::sync::atomic::AtomicU64;
@@ -34,16 +35,19 @@ pub enum Scenario {
     MergeStorm,
     /// Load carts of four lines and measure the server's memory per cart.
     Memory,
+    /// One price change fanned out to many subscribers; adds beside idle subscribers.
+    Pubsub,
 }
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::Steady,
         Scenario::FlashSale,
         Scenario::Connections,
         Scenario::MergeStorm,
         Scenario::Memory,
+        Scenario::Pubsub,
     ];
 
     /// As on the command line.
@@ -54,6 +58,7 @@ impl Scenario {
             Scenario::Connections => "connections",
             Scenario::MergeStorm => "merge-storm",
             Scenario::Memory => "memory",
+            Scenario::Pubsub => "pubsub",
         }
     }
 }
@@ -116,6 +121,15 @@ pub struct Settings {
     /// Carts of four lines the memory scenario loads.
     #[arg(long, default_value_t = 1_000_000)]
     pub carts: u64,
+    /// Subscribers of the product channel in the pub/sub fan-out.
+    #[arg(long, default_value_t = 10_000)]
+    pub subscribers: usize,
+    /// Price changes the fan-out times.
+    #[arg(long, default_value_t = 5)]
+    pub fanout_rounds: usize,
+    /// Subscribers of unrelated channels held open while the pub/sub scenario's adds run.
+    #[arg(long, default_value_t = 1_000)]
+    pub idle_subscribers: usize,
 }
 
 impl Settings {
@@ -181,6 +195,11 @@ pub async fn run(
         }
         Scenario::MergeStorm => merge_storm(target, &model, settings).await,
         Scenario::Memory => memory(target, &model, settings).await,
+        Scenario::Pubsub => {
+            let mut outcomes = vec![pubsub::fanout(target, settings).await?];
+            outcomes.extend(pubsub::adds_beside_subscribers(target, &model, settings).await?);
+            Ok(outcomes)
+        }
     }
 }
 
