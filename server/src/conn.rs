@@ -495,11 +495,17 @@ impl Connection {
                 transaction::abort_queue(&mut self.session);
                 dispatch::execute(args, None, &mut self.session, &self.server)
             }
-            Some(spec) => dispatch::Executed {
-                reply: Some(transaction::queue(&mut self.session, args, Some(spec))),
-                command: Some(spec.id),
-                result: crate::stats::SampleResult::Ok,
-            },
+            // Queued is not run: it counts in commandstats when EXEC runs it (an error
+            // refusing it counts as a rejected call).
+            Some(spec) => {
+                let reply = transaction::queue(&mut self.session, args, Some(spec));
+                let refused = reply.is_error();
+                dispatch::Executed {
+                    reply: Some(reply),
+                    command: refused.then_some(spec.id),
+                    result: crate::stats::SampleResult::Rejected,
+                }
+            }
         };
         self.answer(executed, started);
     }

@@ -164,19 +164,32 @@ pub fn exec(session: &mut Session, server: &Server) -> Result<Reply, CommandErro
         if changed {
             return Reply::NullArray;
         }
+        // Each command counts in commandstats as it runs here, with its own time, as in
+        // Redis (queueing it did not count).
+        let mut samples = Vec::with_capacity(transaction.queued.len());
+        let mut errors = 0;
         let replies = transaction
             .queued
             .into_iter()
             .map(|(args, spec)| {
-                let reply = dispatch::execute_alone(args, spec, session, server)
-                    .reply
-                    .unwrap_or(Reply::Null);
+                let started = std::time::Instant::now();
+                let executed = dispatch::execute_alone(args, spec, session, server);
+                if let Some(command) = executed.command {
+                    samples.push(crate::stats::Sample {
+                        command,
+                        nanos: started.elapsed().as_nanos() as u64,
+                        result: executed.result,
+                    });
+                }
+                let reply = executed.reply.unwrap_or(Reply::Null);
                 if let Reply::Error(error) = &reply {
                     server.stats.count_error(error.code);
+                    errors += 1;
                 }
                 reply
             })
             .collect();
+        server.stats.record_batch(&samples, errors);
         Reply::Array(replies)
     }))
 }

@@ -422,3 +422,87 @@ const Redis = require("ioredis");
   r.disconnect(); other.disconnect();
 })().catch((error) => { console.error(error); process.exit(1); });
 "#;
+
+/// redis-rs atomic pipelines (MULTI ... EXEC under the hood) and its WATCH loop: the
+/// pipeline's replies come back as the EXEC array, and a WATCHed cart changed by another
+/// connection makes EXEC answer null, which redis-rs reports as no result.
+#[tokio::test]
+async fn redis_rs_atomic_pipelines_run_as_transactions() {
+    let cartd = Cartd::start_default();
+    let mut conn = cartd.client(false).await;
+    let versions: (i64, i64) = redis::pipe()
+        .atomic()
+        .cmd("CART.ADD")
+        .arg(w("cart:rs mug - 1 PRICE 100 CURRENCY USD REPLY VERSION"))
+        .cmd("CART.ADD")
+        .arg(w("cart:rs cup - 2 PRICE 50 CURRENCY USD REPLY VERSION"))
+        .query_async(&mut conn)
+        .await
+        .expect("an atomic pipeline");
+    assert_eq!(versions, (1, 2));
+
+    // WATCH on a connection of its own, changed meanwhile by another: EXEC answers null.
+    let client = redis::Client::open(format!("redis://{}/", cartd.addr())).unwrap();
+    let mut watcher = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("WATCH")
+        .arg("cart:rs")
+        .query_async(&mut watcher)
+        .await
+        .unwrap();
+    ok(&mut conn, &w("CART.ADD cart:rs mug - 1")).await;
+    let aborted: Option<(i64,)> = redis::pipe()
+        .atomic()
+        .cmd("CART.ADD")
+        .arg(w("cart:rs plate - 1 PRICE 10 CURRENCY USD REPLY VERSION"))
+        .query_async(&mut watcher)
+        .await
+        .expect("EXEC answers");
+    assert_eq!(aborted, None, "the watched cart changed: nothing ran");
+    let view = stored(&mut conn, "cart:rs").await;
+    assert_eq!(view["version"], 3);
+    assert!(view["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|item| item["product"] != "plate"));
+}
+
+/// Commands count in INFO commandstats when EXEC runs them, not when queued: a discarded
+/// transaction's commands never ran; an error inside EXEC is a failed call.
+#[tokio::test]
+async fn commandstats_count_what_exec_runs() {
+    let cartd = Cartd::start_default();
+    let mut raw = cartd.raw().await;
+    raw.send(&encode(&[
+        "MULTI",
+        "CART.ADD cart:s mug - 1 PRICE 100 CURRENCY USD",
+        "DISCARD",
+        "MULTI",
+        "CART.ADD cart:s mug - 1 PRICE 100 CURRENCY USD",
+        "CART.SET cart:none mug - 2",
+        "EXEC",
+    ]))
+    .await;
+    for _ in 0..7 {
+        raw.read_reply().await;
+    }
+    let stats = String::from_utf8(raw.call(&["INFO", "commandstats"]).await).unwrap();
+    let line = |name: &str| {
+        stats
+            .lines()
+            .find(|line| line.starts_with(&format!("cmdstat_{name}:")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        line("cart.add").starts_with("cmdstat_cart.add:calls=1,"),
+        "{stats}"
+    );
+    assert!(
+        line("cart.set").contains("calls=1,") && line("cart.set").contains("failed_calls=1"),
+        "{stats}"
+    );
+    assert!(line("exec").starts_with("cmdstat_exec:calls=1,"), "{stats}");
+    let errors = String::from_utf8(raw.call(&["INFO", "errorstats"]).await).unwrap();
+    assert!(errors.contains("errorstat_NOCART:count=1"), "{errors}");
+}
