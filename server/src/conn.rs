@@ -441,19 +441,25 @@ impl Connection {
         spec: Option<&'static protocol::CommandSpec>,
         started: Instant,
     ) {
-        let tracked = match (spec, &self.session.tracking) {
-            (Some(spec), Some(_)) => Some((args.clone(), spec)),
-            _ => None,
-        };
+        let tracked_read = spec.is_some_and(|spec| {
+            crate::cmd::pubsub::before_command(&args, spec, &self.session, &self.server)
+        });
         let executed = dispatch::execute(args, spec, &mut self.session, &self.server);
         self.session.upstream_stale = false;
-        if let Some((args, spec)) = tracked {
-            crate::cmd::pubsub::after_command(&args, spec, &mut self.session, &self.server);
+        if let Some(spec) = spec {
+            crate::cmd::pubsub::after_command(spec, &mut self.session);
         }
-        // What the command posted to this client itself (its own message, the invalidation
-        // of a cart it tracks and just changed) comes before its reply, as in Redis.
-        self.collect_mail();
-        self.answer(executed, started);
+        if tracked_read {
+            // An invalidation posted while the read ran follows its reply.
+            self.answer(executed, started);
+            self.collect_mail();
+        } else {
+            // What the command posted to this client itself (its own message, the
+            // invalidation of a cart it tracks and just changed) comes before its reply,
+            // as in Redis.
+            self.collect_mail();
+            self.answer(executed, started);
+        }
     }
 
     /// Moves what waits in the mailbox (messages, invalidations, the MONITOR feed) behind the

@@ -323,21 +323,37 @@ pub fn is_cacheable_read(spec: &CommandSpec) -> bool {
     spec.has_flag("readonly") || spec.id == protocol::CommandId::CartGet
 }
 
-/// After a command: remembers the carts it read for a tracking client, and lets a CACHING
-/// choice lapse (it held for that one command).
-pub fn after_command(args: &[Bytes], spec: &CommandSpec, session: &mut Session, server: &Server) {
-    let Some(tracking) = &mut session.tracking else {
-        return;
+/// Before a command of a tracking client: remembers the carts it is about to read. Before,
+/// not after: a change made while the read runs (on another thread) must still invalidate
+/// it. Returns whether it did, so the connection sends what arrives meanwhile after the
+/// read's reply (an invalidation of the value just read must follow it, or the client
+/// would cache a stale value).
+pub fn before_command(
+    args: &[Bytes],
+    spec: &CommandSpec,
+    session: &Session,
+    server: &Server,
+) -> bool {
+    let Some(tracking) = &session.tracking else {
+        return false;
     };
-    if spec.id == protocol::CommandId::Client {
-        return; // CLIENT CACHING itself, among others, leaves the choice for the next one.
+    if !is_cacheable_read(spec) || !tracking.tracks_reads() {
+        return false;
     }
-    if is_cacheable_read(spec) && tracking.tracks_reads() {
-        for at in spec.keys.positions(args.len()) {
-            server.pubsub.remember_read(session.handle.id, &args[at]);
+    for at in spec.keys.positions(args.len()) {
+        server.pubsub.remember_read(session.handle.id, &args[at]);
+    }
+    true
+}
+
+/// After a command: a CLIENT CACHING choice lapses (it held for that one command).
+pub fn after_command(spec: &CommandSpec, session: &mut Session) {
+    if let Some(tracking) = &mut session.tracking {
+        // CLIENT CACHING itself (among CLIENT's subcommands) leaves it for the next one.
+        if spec.id != protocol::CommandId::Client {
+            tracking.caching = None;
         }
     }
-    tracking.caching = None;
 }
 
 /// `CLIENT TRACKING ON|OFF ...`.
