@@ -18,8 +18,10 @@ use crate::limits::{
     TURN_REPLY_BYTES_MAX, WRITE_BUFFER_BYTES_MAX,
 };
 use crate::postgres::restore;
+use crate::latency::LatencyEvent;
 use crate::server::{now_ms, Server};
-use crate::stats::Sample;
+use crate::slowlog::ArgvCapture;
+use crate::stats::{Sample, SampleResult};
 use crate::transaction;
 use crate::upstream::{self, ViewRefresh};
 use tokio_util::sync::CancellationToken;
@@ -46,6 +48,7 @@ pub async fn serve(stream: ClientStream, handle: Arc<ClientHandle>, server: Arc<
         write: BytesMut::new(),
         session: Session::new(handle, &server.acl),
         samples: Vec::new(),
+        argv: ArgvCapture::default(),
         errors: 0,
         server: server.clone(),
         pending: None,
@@ -128,6 +131,8 @@ struct Connection {
     write: BytesMut,
     session: Session,
     samples: Vec<Sample>,
+    /// The arguments of the request running, kept for the slow log in case it is slow.
+    argv: ArgvCapture,
     errors: u64,
     server: Arc<Server>,
     /// A request held back while a pre-step runs for it (a restore from PostgreSQL, an
@@ -187,6 +192,8 @@ enum Stop {
     Upstream(ViewRefresh),
     /// The next request is a change, and the log's queue is full: wait for the writer.
     Room,
+    /// CLIENT PAUSE holds the next request (`true`: it may change data).
+    Paused(bool),
 }
 
 /// The pre-steps a request may need before it runs, in the order they run: a cart must be
@@ -259,6 +266,12 @@ impl Connection {
                     }
                     continue;
                 }
+                Stop::Paused(may_write) => {
+                    tokio::select! {
+                        () = self.server.pause.wait(may_write) => continue,
+                        () = self.server.shutdown.cancelled() => return Ok(()),
+                    }
+                }
                 Stop::NeedInput => {}
             }
             if !self.read_more(&kill).await? {
@@ -276,7 +289,7 @@ impl Connection {
             self.read = BytesMut::new();
         }
         let held_lsn = self.held.front().map(|(_, lsn)| *lsn);
-        let timeout_s = self.server.config.server.timeout;
+        let timeout_s = self.server.runtime.timeout_s();
         let idle_deadline = self.last_io + Duration::from_secs(timeout_s);
         let idle = async {
             if timeout_s > 0 && held_lsn.is_none() {
@@ -375,6 +388,10 @@ impl Connection {
                     continue;
                 }
             };
+            if let Some(may_write) = spec.and_then(|spec| self.paused(spec)) {
+                self.pending = Some((args, done));
+                return Stop::Paused(may_write);
+            }
             let at_once = spec.is_some_and(|spec| transaction::runs_at_once(spec.id));
             if self.session.transaction.is_some() && !at_once {
                 self.queue(args, spec, started);
@@ -405,6 +422,9 @@ impl Connection {
                     return Stop::Room;
                 }
             }
+            if self.server.runtime.slowlog_log_slower_than_us() >= 0 {
+                self.argv.capture(&args);
+            }
             let executed = dispatch::execute(args, spec, &mut self.session, &self.server);
             self.session.upstream_stale = false;
             self.answer(executed, started);
@@ -427,8 +447,26 @@ impl Connection {
             self.session.watched.clear();
         }
         self.server.stats.count_error(error.code);
-        Reply::Error(error).encode(self.session.protocol, &mut self.write);
+        if self.session.handle.replies.answer_and_advance() {
+            Reply::Error(error).encode(self.session.protocol, &mut self.write);
+        }
         self.errors += 1;
+    }
+
+    /// Whether CLIENT PAUSE holds this request now: `Some(may_write)` if it does. A write
+    /// waits under either mode; EXEC counts as one if it would run any.
+    fn paused(&self, spec: &'static protocol::CommandSpec) -> Option<bool> {
+        let queued_write = || {
+            self.session.transaction.as_ref().is_some_and(|transaction| {
+                transaction
+                    .queued
+                    .iter()
+                    .any(|(_, queued)| queued.is_some_and(|queued| queued.is_write()))
+            })
+        };
+        let may_write =
+            spec.is_write() || (spec.id == protocol::CommandId::Exec && queued_write());
+        self.server.pause.holds(may_write).map(|_| may_write)
     }
 
     /// Queues a request inside MULTI (an unknown command is refused and aborts the
@@ -477,7 +515,8 @@ impl Connection {
         keys
     }
 
-    /// Counts a request that ran (or was refused) and encodes its reply.
+    /// Counts a request that ran (or was refused), samples it for the slow log and the
+    /// latency monitor, and encodes its reply (unless CLIENT REPLY says not to).
     fn answer(&mut self, executed: dispatch::Executed, started: Instant) {
         if let Some(command) = executed.command {
             let nanos = started.elapsed().as_nanos() as u64;
@@ -486,14 +525,56 @@ impl Connection {
                 nanos,
                 result: executed.result,
             });
+            if executed.result != SampleResult::Rejected {
+                self.observe(command, nanos);
+            }
         }
+        self.argv.clear();
         if let Some(reply) = executed.reply {
             if let Reply::Error(error) = &reply {
                 self.errors += 1;
                 self.server.stats.count_error(error.code);
             }
-            reply.encode(self.session.protocol, &mut self.write);
+            if self.session.handle.replies.answer_and_advance() {
+                reply.encode(self.session.protocol, &mut self.write);
+            }
         }
+    }
+
+    /// The slow log and the latency monitor's `command`/`fast-command` events, for a
+    /// command that ran: two relaxed loads and two comparisons unless it was slow.
+    fn observe(&mut self, command: protocol::CommandId, nanos: u64) {
+        let runtime = &self.server.runtime;
+        let spec = command.spec();
+        let latency_threshold_ms = runtime.latency_monitor_threshold_ms();
+        if latency_threshold_ms > 0 && nanos / 1_000_000 >= latency_threshold_ms {
+            let event = if spec.has_flag("fast") {
+                LatencyEvent::FastCommand
+            } else {
+                LatencyEvent::Command
+            };
+            self.server
+                .latency
+                .sample_if_needed(event, nanos / 1_000_000, latency_threshold_ms);
+        }
+        let slower_than_us = runtime.slowlog_log_slower_than_us();
+        let duration_us = nanos / 1000;
+        // Negative: off. EXEC is skip_slowlog, as in Redis.
+        if slower_than_us < 0
+            || duration_us < slower_than_us as u64
+            || !self.argv.is_captured()
+            || spec.has_flag("skip_slowlog")
+        {
+            return;
+        }
+        let client_name = self.session.handle.meta.lock().name.clone();
+        self.server.slowlog.push(
+            duration_us,
+            self.argv.entry_argv(command),
+            self.session.handle.addr,
+            client_name,
+            runtime.slowlog_max_len(),
+        );
     }
 
     /// Loads user carts from PostgreSQL before the request that needs them runs; if that
@@ -654,7 +735,7 @@ impl Connection {
         self.server.clients.account(
             &self.session.handle,
             bytes as u64,
-            self.server.config.server.maxmemory_clients,
+            self.server.runtime.maxmemory_clients_bytes(),
         );
     }
 
@@ -662,7 +743,7 @@ impl Connection {
     /// sent (the rest of `bytes`, the held replies, replies not yet sent) passes the
     /// `client-output-buffer-limit`: its hard limit at once, its soft one for its seconds.
     async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let limit = self.server.config.server.client_output_buffer_limit;
+        let limit = self.server.runtime.output_buffer_limit();
         let mut sent = 0;
         while sent < bytes.len() {
             // A write that waits means the kernel's send buffer is full: the client holds

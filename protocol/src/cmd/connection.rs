@@ -125,6 +125,34 @@ pub enum ClientCommand {
     Info,
     /// `CLIENT KILL ...`.
     Kill(ClientKill),
+    /// `CLIENT REPLY ON|OFF|SKIP`.
+    Reply(ClientReply),
+    /// `CLIENT PAUSE timeout [WRITE|ALL]`.
+    Pause {
+        /// How long the pause lasts from now, milliseconds.
+        timeout_ms: u64,
+        /// `WRITE`: only commands that change data wait; `ALL` (the default): every command.
+        writes_only: bool,
+    },
+    /// `CLIENT UNPAUSE`.
+    Unpause,
+    /// `CLIENT NO-EVICT ON|OFF`.
+    NoEvict(bool),
+    /// `CLIENT NO-TOUCH ON|OFF`.
+    NoTouch(bool),
+    /// `CLIENT HELP`.
+    Help,
+}
+
+/// What `CLIENT REPLY` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientReply {
+    /// Replies again (replies `+OK`).
+    On,
+    /// No replies at all from now on, errors included (no reply to this command either).
+    Off,
+    /// No reply to the next command (nor to this one).
+    Skip,
 }
 
 impl ClientCommand {
@@ -158,6 +186,32 @@ impl ClientCommand {
             ClientCommand::Info
         } else if is("KILL") {
             ClientCommand::Kill(parse_kill(args)?)
+        } else if is("REPLY") {
+            client_arity(args, "reply", 1)?;
+            let mode = args.next_bytes()?;
+            ClientCommand::Reply(if mode.eq_ignore_ascii_case(b"ON") {
+                ClientReply::On
+            } else if mode.eq_ignore_ascii_case(b"OFF") {
+                ClientReply::Off
+            } else if mode.eq_ignore_ascii_case(b"SKIP") {
+                ClientReply::Skip
+            } else {
+                return Err(CommandError::syntax());
+            })
+        } else if is("PAUSE") {
+            parse_pause(args)?
+        } else if is("UNPAUSE") {
+            client_arity(args, "unpause", 0)?;
+            ClientCommand::Unpause
+        } else if is("NO-EVICT") {
+            client_arity(args, "no-evict", 1)?;
+            ClientCommand::NoEvict(parse_on_off(&args.next_bytes()?)?)
+        } else if is("NO-TOUCH") {
+            client_arity(args, "no-touch", 1)?;
+            ClientCommand::NoTouch(parse_on_off(&args.next_bytes()?)?)
+        } else if is("HELP") {
+            client_arity(args, "help", 0)?;
+            ClientCommand::Help
         } else {
             return Err(CommandError::err(format!(
                 "unknown subcommand '{}'. Try CLIENT HELP.",
@@ -166,6 +220,47 @@ impl ClientCommand {
         };
         Ok(command)
     }
+}
+
+/// Exactly `words` arguments after the subcommand, else Redis's `client|sub` arity error.
+fn client_arity(args: &Args, sub: &str, words: usize) -> Result<(), CommandError> {
+    if args.remaining() != words {
+        return Err(CommandError::arity(&format!("client|{sub}")));
+    }
+    Ok(())
+}
+
+/// `ON` or `OFF`, in any case; anything else is a syntax error, as in Redis.
+fn parse_on_off(word: &[u8]) -> Result<bool, CommandError> {
+    if word.eq_ignore_ascii_case(b"ON") {
+        Ok(true)
+    } else if word.eq_ignore_ascii_case(b"OFF") {
+        Ok(false)
+    } else {
+        Err(CommandError::syntax())
+    }
+}
+
+/// `CLIENT PAUSE timeout [WRITE|ALL]`, with Redis's errors.
+fn parse_pause(args: &mut Args) -> Result<ClientCommand, CommandError> {
+    if !(1..=2).contains(&args.remaining()) {
+        return Err(CommandError::arity("client|pause"));
+    }
+    let timeout = args.next_bytes()?;
+    let timeout_ms = crate::args::parse_i64(&timeout)
+        .map_err(|_| CommandError::err("timeout is not an integer or out of range"))?;
+    let timeout_ms =
+        u64::try_from(timeout_ms).map_err(|_| CommandError::err("timeout is negative"))?;
+    let writes_only = match args.next_if_any() {
+        None => false,
+        Some(mode) if mode.eq_ignore_ascii_case(b"ALL") => false,
+        Some(mode) if mode.eq_ignore_ascii_case(b"WRITE") => true,
+        Some(_) => return Err(CommandError::err("CLIENT PAUSE mode must be WRITE or ALL")),
+    };
+    Ok(ClientCommand::Pause {
+        timeout_ms,
+        writes_only,
+    })
 }
 
 fn parse_list_filter(args: &mut Args) -> Result<Vec<u64>, CommandError> {

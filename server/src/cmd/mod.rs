@@ -13,8 +13,11 @@ mod cart_restore;
 mod cart_save;
 mod cart_set;
 mod catalog;
+mod config_set;
 pub mod connection;
+mod introspection;
 mod keyspace;
+mod memory;
 mod pricing;
 mod server;
 mod snapshots;
@@ -34,7 +37,13 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::CartAdd(cmd) => cart_add::apply(cmd, server, now),
         Command::CartSet(cmd) => cart_set::apply(cmd, server, now),
         Command::CartRemove(cmd) => cart_remove::apply(cmd, server, now),
-        Command::CartGet(cmd) => Ok(cart_get::apply(cmd, server, now, session.upstream_stale)),
+        Command::CartGet(cmd) => {
+            let touch = !session
+                .handle
+                .no_touch
+                .load(std::sync::atomic::Ordering::Relaxed);
+            Ok(cart_get::apply(cmd, server, now, session.upstream_stale, touch))
+        }
         Command::CartClear(cmd) => cart_clear::apply(cmd, server, now),
         Command::CartMerge(cmd) => cart_merge::apply(cmd, server, now),
         Command::CartSave(cmd) => cart_save::apply(cmd, server, now),
@@ -63,6 +72,13 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::Watch(keys) => crate::transaction::watch(keys, session, server),
         Command::Unwatch => Ok(crate::transaction::unwatch(session)),
         Command::Role => Ok(role(server)),
+        Command::Slowlog(sub) => Ok(introspection::slowlog(sub, server)),
+        Command::Latency(sub) => introspection::latency(sub, server),
+        Command::Memory(sub) => Ok(memory::memory(sub, server, now)),
+        Command::Object(sub) => introspection::object(sub, server, now),
+        Command::ConfigSet(pairs) => config_set::set(&pairs, server),
+        Command::ConfigRewrite => config_set::rewrite(server),
+        Command::ConfigHelp => Ok(config_set::help()),
         Command::Shutdown(shutdown) => {
             tracing::info!(client = session.handle.id, "SHUTDOWN received");
             if let (Some(true), Some(durability)) = (shutdown.save, server.durability.get()) {

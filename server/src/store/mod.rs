@@ -12,6 +12,7 @@
 mod checkout;
 pub mod durable;
 mod index;
+mod introspection;
 mod log;
 mod merge;
 mod names_sweep;
@@ -39,6 +40,7 @@ use crate::pricing::{GiftCards, Promotions};
 pub use log::{bare_event, deferring_writes, event, take_appended_lsn};
 use persistence::{Event, EventKind, GuardKind, GuardRef, TombstoneReason, Wal};
 use shard::Shard;
+pub use introspection::{CartFootprint, TtlSample};
 use tokens::{Lookup, Remembered, TokenBounds, TokenMemory};
 
 /// Store settings, from the configuration.
@@ -560,7 +562,7 @@ impl Store {
     /// `CART.GET ... IFCHANGED version`'s first step: `Some(reply)` (null: still at
     /// `version`; NOCART: gone) when the view is not needed, counted as a read with the TTL
     /// renewed; `None` when the cart moved on and [`Store::get`] renders it (and counts it).
-    pub fn unchanged(&self, key: &[u8], version: u64, now_ms: u64) -> Option<Reply> {
+    pub fn unchanged(&self, key: &[u8], version: u64, now_ms: u64, touch: bool) -> Option<Reply> {
         let at = self.locate(key);
         let mut shard = self.shards[at.shard].lock();
         let Some(mut cart) = self.live(&mut shard, at, key, now_ms) else {
@@ -571,13 +573,15 @@ impl Store {
             return None;
         }
         self.count_read(true);
-        cart.expires_at_ms = now_ms + self.ttl_ms(cart.kind);
-        shard.update(at.hash, key, &cart);
+        if touch {
+            cart.expires_at_ms = now_ms + self.ttl_ms(cart.kind);
+            shard.update(at.hash, key, &cart);
+        }
         Some(Reply::Null)
     }
 
-    /// `CART.GET`: renews the TTL and returns the view, validated unless `novalidate` or
-    /// cached. Pricing runs on a copy of the lines with no lock held; the result is applied
+    /// `CART.GET`: renews the TTL (unless not `touch`: CLIENT NO-TOUCH) and returns the view,
+    /// validated unless `novalidate` or cached. Pricing runs on a copy of the lines with no lock held; the result is applied
     /// only if the cart did not change meanwhile. `upstream_stale`: the upstream services
     /// failed to refresh the cache, so the view is priced from it but marked stale, and the
     /// validation is not cached (the next view tries again).
@@ -588,6 +592,7 @@ impl Store {
         format: Format,
         now_ms: u64,
         upstream_stale: bool,
+        touch: bool,
     ) -> Reply {
         let at = self.locate(key);
         for _ in 0..VALIDATION_ATTEMPTS_MAX {
@@ -598,8 +603,10 @@ impl Store {
                 let Some(mut cart) = cart else {
                     return Reply::Null;
                 };
-                cart.expires_at_ms = now_ms + self.ttl_ms(cart.kind);
-                shard.update(at.hash, key, &cart);
+                if touch {
+                    cart.expires_at_ms = now_ms + self.ttl_ms(cart.kind);
+                    shard.update(at.hash, key, &cart);
+                }
                 let cached = cart.validated_at_ms > 0
                     && now_ms.saturating_sub(cart.validated_at_ms)
                         < self.config.validation_cache_ms;
