@@ -304,6 +304,7 @@ impl Connection {
                 tokio::select! {
                     ready = stream.readable() => ready?,
                     () = wait_durable(&self.server, held_lsn) => return Ok(true),
+                    () = self.server.runtime.timeout_changed() => return Ok(true),
                     () = kill.cancelled() => return Ok(false),
                     () = idle => {
                         tracing::debug!(client = self.session.handle.id, "idle past timeout; closing");
@@ -328,6 +329,7 @@ impl Connection {
                 tokio::select! {
                     read = stream.read_buf(&mut self.read) => read?,
                     () = wait_durable(&self.server, held_lsn) => return Ok(true),
+                    () = self.server.runtime.timeout_changed() => return Ok(true),
                     () = kill.cancelled() => return Ok(false),
                     () = idle => {
                         tracing::debug!(client = self.session.handle.id, "idle past timeout; closing");

@@ -142,7 +142,7 @@ fn memory_section(server: &Server, out: &mut String) {
     line(out, "used_memory_rss_human", human(rss));
     line(out, "used_memory_peak", peak);
     line(out, "used_memory_peak_human", human(peak));
-    line(out, "used_memory_startup", server.rss_baseline_bytes);
+    line(out, "used_memory_startup", server.startup_allocated_bytes);
     line(
         out,
         "used_memory_dataset",

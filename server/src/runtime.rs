@@ -20,6 +20,9 @@ pub struct RuntimeConfig {
     slowlog_max_len: AtomicUsize,
     latency_monitor_threshold_ms: AtomicU64,
     output_buffer_limit: RwLock<OutputBufferLimit>,
+    /// Wakes the connections waiting for input when `timeout` changes, so an idle one is
+    /// held to the new value at once (as Redis's clients cron does).
+    timeout_changed: tokio::sync::Notify,
 }
 
 impl RuntimeConfig {
@@ -34,6 +37,7 @@ impl RuntimeConfig {
             slowlog_max_len: AtomicUsize::new(server.slowlog_max_len),
             latency_monitor_threshold_ms: AtomicU64::new(server.latency_monitor_threshold),
             output_buffer_limit: RwLock::new(server.client_output_buffer_limit),
+            timeout_changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -55,6 +59,11 @@ impl RuntimeConfig {
     /// `timeout`: idle seconds before a client is closed; 0: never.
     pub fn timeout_s(&self) -> u64 {
         self.timeout_s.load(Relaxed)
+    }
+
+    /// Resolves when `timeout` changes; the waiting connection then reads it again.
+    pub fn timeout_changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.timeout_changed.notified()
     }
 
     /// `slowlog-log-slower-than`, microseconds; negative: the slow log is off.
@@ -83,7 +92,10 @@ impl RuntimeConfig {
             Setting::MaxMemory(bytes) => self.maxmemory_bytes.store(bytes, Relaxed),
             Setting::MaxMemoryClients(bytes) => self.maxmemory_clients_bytes.store(bytes, Relaxed),
             Setting::MaxClients(clients) => self.maxclients.store(clients, Relaxed),
-            Setting::Timeout(seconds) => self.timeout_s.store(seconds, Relaxed),
+            Setting::Timeout(seconds) => {
+                self.timeout_s.store(seconds, Relaxed);
+                self.timeout_changed.notify_waiters();
+            }
             Setting::SlowlogLogSlowerThan(us) => self.slowlog_log_slower_than_us.store(us, Relaxed),
             Setting::SlowlogMaxLen(entries) => self.slowlog_max_len.store(entries, Relaxed),
             Setting::LatencyMonitorThreshold(ms) => {

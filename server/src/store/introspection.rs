@@ -51,14 +51,21 @@ impl Store {
     }
 
     /// The remaining lifetimes of up to [`TTL_SAMPLES_PER_SHARD_MAX`] live carts per shard,
-    /// from a random point of each shard's hash order (one short lock per shard).
+    /// from a random point of each shard's hash order, wrapping round (one short lock per
+    /// shard; expired carts not yet reaped are passed over, at most a wheel tick's worth).
     pub fn sample_ttls(&self, now_ms: u64) -> TtlSample {
         let mut sample = TtlSample::default();
         for shard in self.shards.iter() {
             let from: u64 = rand::random::<u64>() >> 1;
             let shard = shard.lock();
+            // From the random point to the end, then round from the start back to it, so a
+            // shard of few carts is sampled whole.
+            let wrapped = shard
+                .buckets_from(0)
+                .take_while(|(hash, _)| *hash < from);
             let deadlines = shard
                 .buckets_from(from)
+                .chain(wrapped)
                 .flat_map(|(_, entries)| entries)
                 .map(|entry| entry.deadline().0)
                 .filter(|expires_at_ms| *expires_at_ms > now_ms)
