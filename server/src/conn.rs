@@ -13,12 +13,12 @@ use tokio::net::TcpStream;
 
 use crate::clients::ClientHandle;
 use crate::dispatch::{self, Session};
+use crate::latency::LatencyEvent;
 use crate::limits::{
     IDLE_BUFFER_BYTES_MAX, READ_CHUNK_BYTES, READ_CHUNK_MIN_BYTES, REQUESTS_PER_BATCH_MAX,
     TURN_REPLY_BYTES_MAX, WRITE_BUFFER_BYTES_MAX,
 };
 use crate::postgres::restore;
-use crate::latency::LatencyEvent;
 use crate::server::{now_ms, Server};
 use crate::slowlog::ArgvCapture;
 use crate::stats::{Sample, SampleResult};
@@ -380,15 +380,8 @@ impl Connection {
             // Admission comes first: a request refused here starts no pre-step (no
             // PostgreSQL query, no upstream call for an unauthenticated client).
             let started = Instant::now();
-            let spec = match dispatch::admit(&args, &mut self.session, &self.server) {
-                Ok(spec) => spec,
-                Err(refused) => {
-                    if !refused.command.is_some_and(transaction::runs_at_once) {
-                        transaction::abort_queue(&mut self.session);
-                    }
-                    self.answer(refused, started);
-                    continue;
-                }
+            let Some(spec) = self.admit(&args, started) else {
+                continue;
             };
             if let Some(may_write) = spec.and_then(|spec| self.paused(spec)) {
                 self.pending = Some((args, done));
@@ -437,6 +430,26 @@ impl Connection {
         Stop::BatchFull
     }
 
+    /// The admission step ([`dispatch::admit`]): the command's table row (`None` inside for
+    /// a name cartd does not know), or `None` when it was refused and answered here (a
+    /// refusal inside MULTI aborts the transaction, unless the command runs at once).
+    fn admit(
+        &mut self,
+        args: &[bytes::Bytes],
+        started: Instant,
+    ) -> Option<Option<&'static protocol::CommandSpec>> {
+        match dispatch::admit(args, &mut self.session, &self.server) {
+            Ok(spec) => Some(spec),
+            Err(refused) => {
+                if !refused.command.is_some_and(transaction::runs_at_once) {
+                    transaction::abort_queue(&mut self.session);
+                }
+                self.answer(refused, started);
+                None
+            }
+        }
+    }
+
     /// Answers a request whose carts could not be restored from PostgreSQL with the error;
     /// an EXEC's transaction ends with it (it cannot run on carts it could not load).
     fn refuse_after_restore(
@@ -459,15 +472,17 @@ impl Connection {
     /// waits under either mode; EXEC counts as one if it would run any.
     fn paused(&self, spec: &'static protocol::CommandSpec) -> Option<bool> {
         let queued_write = || {
-            self.session.transaction.as_ref().is_some_and(|transaction| {
-                transaction
-                    .queued
-                    .iter()
-                    .any(|(_, queued)| queued.is_some_and(|queued| queued.is_write()))
-            })
+            self.session
+                .transaction
+                .as_ref()
+                .is_some_and(|transaction| {
+                    transaction
+                        .queued
+                        .iter()
+                        .any(|(_, queued)| queued.is_some_and(|queued| queued.is_write()))
+                })
         };
-        let may_write =
-            spec.is_write() || (spec.id == protocol::CommandId::Exec && queued_write());
+        let may_write = spec.is_write() || (spec.id == protocol::CommandId::Exec && queued_write());
         self.server.pause.holds(may_write).map(|_| may_write)
     }
 

@@ -148,14 +148,7 @@ fn memory_section(server: &Server, out: &mut String) {
         "used_memory_dataset",
         used.saturating_sub(server.startup_allocated_bytes),
     );
-    if let Some(allocator) = allocator {
-        line(out, "allocator_allocated", allocator.allocated);
-        line(out, "allocator_active", allocator.active);
-        line(out, "allocator_resident", allocator.resident);
-    }
-    let ratio = |over: u64, under: u64| over as f64 / under.max(1) as f64;
-    line(out, "mem_fragmentation_ratio", format!("{:.2}", ratio(rss, used)));
-    line(out, "mem_fragmentation_bytes", rss as i64 - used as i64);
+    allocator_lines(allocator, rss, used, out);
     line(out, "maxmemory", maxmemory);
     line(out, "maxmemory_human", human(maxmemory));
     line(
@@ -204,6 +197,23 @@ fn memory_section(server: &Server, out: &mut String) {
     line(out, "idempotency_refused", tokens.refused);
     line(out, "idempotency_forgotten", tokens.forgotten);
     line(out, "idempotency_forgotten_bytes", tokens.forgotten_bytes);
+}
+
+/// jemalloc's counters and the fragmentation (resident against allocated), by Redis's names.
+fn allocator_lines(
+    allocator: Option<crate::memory::AllocatorStats>,
+    rss: u64,
+    used: u64,
+    out: &mut String,
+) {
+    if let Some(allocator) = allocator {
+        line(out, "allocator_allocated", allocator.allocated);
+        line(out, "allocator_active", allocator.active);
+        line(out, "allocator_resident", allocator.resident);
+    }
+    let ratio = rss as f64 / used.max(1) as f64;
+    line(out, "mem_fragmentation_ratio", format!("{ratio:.2}"));
+    line(out, "mem_fragmentation_bytes", rss as i64 - used as i64);
 }
 
 fn persistence_section(server: &Server, out: &mut String) {

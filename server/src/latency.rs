@@ -97,7 +97,9 @@ impl LatencyMonitor {
         if history.samples.len() == LATENCY_SAMPLES_PER_EVENT_MAX {
             history.samples.pop_front();
         }
-        history.samples.push_back(LatencySample { unix_s, latency_ms });
+        history
+            .samples
+            .push_back(LatencySample { unix_s, latency_ms });
     }
 
     /// The events with samples, each with its history.

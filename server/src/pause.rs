@@ -38,7 +38,10 @@ impl ClientPause {
         let active = self.mode.load(Ordering::Acquire) != MODE_NONE;
         let mode = if writes_only { MODE_WRITE } else { MODE_ALL };
         let (end, mode) = match *until {
-            Some(current) if active => (current.max(end), self.mode.load(Ordering::Acquire).max(mode)),
+            Some(current) if active => (
+                current.max(end),
+                self.mode.load(Ordering::Acquire).max(mode),
+            ),
             _ => (end, mode),
         };
         *until = Some(end);

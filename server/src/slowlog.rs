@@ -179,7 +179,10 @@ mod tests {
     use super::*;
 
     fn capture(words: &[&str]) -> ArgvCapture {
-        let args: Vec<Bytes> = words.iter().map(|word| Bytes::from(word.to_string())).collect();
+        let args: Vec<Bytes> = words
+            .iter()
+            .map(|word| Bytes::from(word.to_string()))
+            .collect();
         let mut capture = ArgvCapture::default();
         capture.capture(&args);
         capture
@@ -208,10 +211,24 @@ mod tests {
         assert_eq!(argv, ["AUTH", "(redacted)", "(redacted)"]);
         let argv = capture(&["HELLO", "3", "AUTH", "u", "pw", "SETNAME", "n"])
             .entry_argv(CommandId::Hello);
-        assert_eq!(argv, ["HELLO", "3", "AUTH", "(redacted)", "(redacted)", "SETNAME", "n"]);
+        assert_eq!(
+            argv,
+            [
+                "HELLO",
+                "3",
+                "AUTH",
+                "(redacted)",
+                "(redacted)",
+                "SETNAME",
+                "n"
+            ]
+        );
         let argv = capture(&["config", "set", "requirepass", "pw", "timeout", "0"])
             .entry_argv(CommandId::Config);
-        assert_eq!(argv, ["config", "set", "requirepass", "(redacted)", "timeout", "0"]);
+        assert_eq!(
+            argv,
+            ["config", "set", "requirepass", "(redacted)", "timeout", "0"]
+        );
         let argv = capture(&["ACL", "SETUSER", "bob", ">pw"]).entry_argv(CommandId::Acl);
         assert_eq!(argv, ["ACL", "SETUSER", "(redacted)", "(redacted)"]);
     }

@@ -15,7 +15,12 @@ use crate::{Cartd, WAIT};
 pub fn redis_exporter() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
-        .flat_map(|dir| [dir.join("prometheus-redis-exporter"), dir.join("redis_exporter")])
+        .flat_map(|dir| {
+            [
+                dir.join("prometheus-redis-exporter"),
+                dir.join("redis_exporter"),
+            ]
+        })
         .find(|candidate| candidate.is_file())
 }
 
@@ -60,7 +65,10 @@ impl Exporter {
         let exporter = Exporter { child, addr };
         let deadline = Instant::now() + WAIT;
         while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "the exporter never listened on {addr}");
+            assert!(
+                Instant::now() < deadline,
+                "the exporter never listened on {addr}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         exporter
@@ -84,7 +92,10 @@ impl Exporter {
         let (head, body) = response
             .split_once("\r\n\r\n")
             .expect("an HTTP response has a head and a body");
-        assert!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "{head}");
+        assert!(
+            head.starts_with("HTTP/1.") && head.contains(" 200 "),
+            "{head}"
+        );
         body.to_owned()
     }
 

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use cartd_tests::{
-    array, fails, field, info, info_field, info_number, int, ok, pairs, run_redis_cli, text,
-    w, Cartd, RawConn,
+    array, fails, field, info, info_field, info_number, int, ok, pairs, run_redis_cli, text, w,
+    Cartd, RawConn,
 };
 use redis::aio::MultiplexedConnection;
 use redis::Value;
@@ -17,7 +17,9 @@ use redis::Value;
 async fn add(conn: &mut MultiplexedConnection, key: &str, product: &str) {
     ok(
         conn,
-        &["CART.ADD", key, product, "-", "1", "PRICE", "100", "CURRENCY", "USD", "REPLY", "NONE"],
+        &[
+            "CART.ADD", key, product, "-", "1", "PRICE", "100", "CURRENCY", "USD", "REPLY", "NONE",
+        ],
     )
     .await;
 }
@@ -59,7 +61,10 @@ async fn slowlog_keeps_redis_entries_newest_first() {
         assert!(int(&newest[2]) >= 0);
         let client_info = text(&ok(&mut conn, &["CLIENT", "INFO"]).await);
         let addr = text(&newest[4]);
-        assert!(client_info.contains(&format!("addr={addr} ")), "{addr} in {client_info}");
+        assert!(
+            client_info.contains(&format!("addr={addr} ")),
+            "{addr} in {client_info}"
+        );
         assert_eq!(text(&newest[5]), "slow-one");
         let older = array(&entries[1]);
         assert_eq!(texts(&older[3]), w("CLIENT SETNAME slow-one"));
@@ -73,7 +78,10 @@ async fn slowlog_keeps_redis_entries_newest_first() {
         assert_eq!(texts(&array(oldest)[3]), w("SLOWLOG RESET"));
     }
     let mut conn = cartd.client(false).await;
-    assert_eq!(ok(&mut conn, &["SLOWLOG", "GET", "0"]).await, Value::Array(vec![]));
+    assert_eq!(
+        ok(&mut conn, &["SLOWLOG", "GET", "0"]).await,
+        Value::Array(vec![])
+    );
     assert_eq!(
         fails(&mut conn, &["SLOWLOG", "GET", "-2"]).await,
         "ERR count should be greater than or equal to -1"
@@ -103,7 +111,11 @@ async fn slowlog_entries_are_truncated_and_redacted_as_redis_does() {
     let argv = texts(&newest(ok(&mut conn, &["SLOWLOG", "GET", "1"]).await));
     assert_eq!(argv[1], format!("{}... (72 more bytes)", "x".repeat(128)));
 
-    ok(&mut conn, &["CONFIG", "SET", "requirepass", "hunter2", "timeout", "0"]).await;
+    ok(
+        &mut conn,
+        &["CONFIG", "SET", "requirepass", "hunter2", "timeout", "0"],
+    )
+    .await;
     ok(&mut conn, &["AUTH", "hunter2"]).await;
     ok(&mut conn, &["CONFIG", "SET", "requirepass", ""]).await;
     let logged = format!("{:?}", ok(&mut conn, &["SLOWLOG", "GET", "-1"]).await);
@@ -113,7 +125,10 @@ async fn slowlog_entries_are_truncated_and_redacted_as_redis_does() {
         .iter()
         .map(|entry| texts(&array(entry)[3]))
         .collect();
-    assert!(logged.contains(&vec!["AUTH".into(), "(redacted)".into()]), "{logged:?}");
+    assert!(
+        logged.contains(&vec!["AUTH".into(), "(redacted)".into()]),
+        "{logged:?}"
+    );
     let config_set: Vec<String> = w("CONFIG SET requirepass (redacted) timeout 0")
         .into_iter()
         .map(String::from)
@@ -139,11 +154,19 @@ async fn slowlog_max_len_drops_the_oldest_one_past_the_limit() {
     ok(&mut conn, &["CONFIG", "SET", "slowlog-max-len", "2"]).await;
     assert_eq!(int(&ok(&mut conn, &["SLOWLOG", "LEN"]).await), 2);
 
-    ok(&mut conn, &["CONFIG", "SET", "slowlog-log-slower-than", "-1"]).await;
+    ok(
+        &mut conn,
+        &["CONFIG", "SET", "slowlog-log-slower-than", "-1"],
+    )
+    .await;
     ok(&mut conn, &["SLOWLOG", "RESET"]).await;
     ok(&mut conn, &["PING"]).await;
     assert_eq!(int(&ok(&mut conn, &["SLOWLOG", "LEN"]).await), 0);
-    ok(&mut conn, &["CONFIG", "SET", "slowlog-log-slower-than", "60000000"]).await;
+    ok(
+        &mut conn,
+        &["CONFIG", "SET", "slowlog-log-slower-than", "60000000"],
+    )
+    .await;
     ok(&mut conn, &["PING"]).await;
     assert_eq!(int(&ok(&mut conn, &["SLOWLOG", "LEN"]).await), 0);
 }
@@ -159,11 +182,21 @@ async fn slowlog_max_len_drops_the_oldest_one_past_the_limit() {
 async fn latency_monitor_samples_slow_commands() {
     let cartd = Cartd::start_default();
     let mut conn = cartd.client(false).await;
-    assert_eq!(ok(&mut conn, &["LATENCY", "LATEST"]).await, Value::Array(vec![]));
+    assert_eq!(
+        ok(&mut conn, &["LATENCY", "LATEST"]).await,
+        Value::Array(vec![])
+    );
     let doctor = text(&ok(&mut conn, &["LATENCY", "DOCTOR"]).await);
-    assert!(doctor.contains("Latency monitoring is disabled"), "{doctor}");
+    assert!(
+        doctor.contains("Latency monitoring is disabled"),
+        "{doctor}"
+    );
 
-    ok(&mut conn, &["CONFIG", "SET", "latency-monitor-threshold", "1"]).await;
+    ok(
+        &mut conn,
+        &["CONFIG", "SET", "latency-monitor-threshold", "1"],
+    )
+    .await;
     let mut latest = Vec::new();
     for _ in 0..200 {
         ok(&mut conn, &["MEMORY", "MALLOC-STATS"]).await;
@@ -172,10 +205,16 @@ async fn latency_monitor_samples_slow_commands() {
             break;
         }
     }
-    assert!(!latest.is_empty(), "no command took 1 ms in 200 MALLOC-STATS");
+    assert!(
+        !latest.is_empty(),
+        "no command took 1 ms in 200 MALLOC-STATS"
+    );
     let event = array(&latest[0]);
     assert_eq!(text(&event[0]), "command");
-    assert!(int(&event[2]) >= 1 && int(&event[3]) >= int(&event[2]), "{event:?}");
+    assert!(
+        int(&event[2]) >= 1 && int(&event[3]) >= int(&event[2]),
+        "{event:?}"
+    );
     let history = ok(&mut conn, &["LATENCY", "HISTORY", "command"]).await;
     let samples = array(&history);
     assert!(!samples.is_empty() && samples.len() <= 160);
@@ -187,10 +226,20 @@ async fn latency_monitor_samples_slow_commands() {
     let doctor = text(&ok(&mut conn, &["LATENCY", "DOCTOR"]).await);
     assert!(doctor.contains("1. command:"), "{doctor}");
     // No command reaches a minute: nothing is sampled after the reset.
-    ok(&mut conn, &["CONFIG", "SET", "latency-monitor-threshold", "60000"]).await;
-    assert_eq!(int(&ok(&mut conn, &["LATENCY", "RESET", "command"]).await), 1);
+    ok(
+        &mut conn,
+        &["CONFIG", "SET", "latency-monitor-threshold", "60000"],
+    )
+    .await;
+    assert_eq!(
+        int(&ok(&mut conn, &["LATENCY", "RESET", "command"]).await),
+        1
+    );
     assert_eq!(int(&ok(&mut conn, &["LATENCY", "RESET", "nope"]).await), 0);
-    assert_eq!(ok(&mut conn, &["LATENCY", "LATEST"]).await, Value::Array(vec![]));
+    assert_eq!(
+        ok(&mut conn, &["LATENCY", "LATEST"]).await,
+        Value::Array(vec![])
+    );
     let histogram = ok(&mut conn, &["LATENCY", "HISTOGRAM", "ping", "memory"]).await;
     let memory = field(&histogram, "memory");
     assert!(int(&field(&memory, "calls")) >= 1);
@@ -212,14 +261,22 @@ async fn memory_usage_and_stats_have_redis_shapes() {
     let mut conn = cartd.client(false).await;
     add(&mut conn, "cart:small", "sku-0").await;
     for n in 0..40 {
-        add(&mut conn, "cart:big", &format!("product-with-a-long-name-{n}")).await;
+        add(
+            &mut conn,
+            "cart:big",
+            &format!("product-with-a-long-name-{n}"),
+        )
+        .await;
     }
     let small = int(&ok(&mut conn, &["MEMORY", "USAGE", "cart:small"]).await);
     let big = int(&ok(&mut conn, &["MEMORY", "USAGE", "cart:big", "SAMPLES", "0"]).await);
     assert!(small > "cart:small".len() as i64 && small < 1024, "{small}");
     // A line packs its interned ids and figures in a few bytes each.
     assert!(big > small + 40 * 4, "{big} vs {small}");
-    assert_eq!(ok(&mut conn, &["MEMORY", "USAGE", "cart:none"]).await, Value::Nil);
+    assert_eq!(
+        ok(&mut conn, &["MEMORY", "USAGE", "cart:none"]).await,
+        Value::Nil
+    );
     assert_eq!(
         fails(&mut conn, &["MEMORY", "USAGE", "cart:big", "SAMPLES"]).await,
         "ERR syntax error"
@@ -242,7 +299,10 @@ async fn memory_usage_and_stats_have_redis_shapes() {
             "allocator.allocated",
             "fragmentation",
         ] {
-            assert!(names.iter().any(|found| found == name), "{name} in {names:?}");
+            assert!(
+                names.iter().any(|found| found == name),
+                "{name} in {names:?}"
+            );
         }
         assert_eq!(int(&field(&stats, "keys.count")), 2);
         let total = int(&field(&stats, "total.allocated"));
@@ -269,7 +329,10 @@ async fn object_and_no_touch_report_and_keep_idle_time() {
     let cartd = Cartd::start_default();
     let mut conn = cartd.client(false).await;
     add(&mut conn, "cart:obj", "sku-1").await;
-    assert_eq!(text(&ok(&mut conn, &w("OBJECT ENCODING cart:obj")).await), "cart");
+    assert_eq!(
+        text(&ok(&mut conn, &w("OBJECT ENCODING cart:obj")).await),
+        "cart"
+    );
     assert_eq!(int(&ok(&mut conn, &w("OBJECT REFCOUNT cart:obj")).await), 1);
     assert_eq!(
         fails(&mut conn, &w("OBJECT FREQ cart:obj")).await,
@@ -278,7 +341,10 @@ async fn object_and_no_touch_report_and_keep_idle_time() {
          to adjust."
     );
     for sub in ["ENCODING", "REFCOUNT", "FREQ", "IDLETIME"] {
-        assert_eq!(ok(&mut conn, &["OBJECT", sub, "cart:none"]).await, Value::Nil);
+        assert_eq!(
+            ok(&mut conn, &["OBJECT", sub, "cart:none"]).await,
+            Value::Nil
+        );
     }
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let idle = int(&ok(&mut conn, &w("OBJECT IDLETIME cart:obj")).await);
@@ -333,9 +399,16 @@ async fn client_reply_off_and_skip_drop_replies_as_redis_does() {
     let skip: &[&str] = &["CLIENT", "REPLY", "SKIP"];
     let off: &[&str] = &["CLIENT", "REPLY", "OFF"];
     let on: &[&str] = &["CLIENT", "REPLY", "ON"];
-    assert_eq!(replies_to(&mut conn, &[skip, &["PING"], &["ECHO", "hi"]]).await, b"$2\r\nhi\r\n");
     assert_eq!(
-        replies_to(&mut conn, &[off, &["PING"], &["NOPE"], skip, &["PING"], on, &["PING"]]).await,
+        replies_to(&mut conn, &[skip, &["PING"], &["ECHO", "hi"]]).await,
+        b"$2\r\nhi\r\n"
+    );
+    assert_eq!(
+        replies_to(
+            &mut conn,
+            &[off, &["PING"], &["NOPE"], skip, &["PING"], on, &["PING"]]
+        )
+        .await,
         b"+OK\r\n+PONG\r\n"
     );
     assert_eq!(
@@ -365,7 +438,10 @@ async fn client_pause_holds_writes_or_everything_until_unpause() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(int(&ok(&mut reader, &w("EXISTS cart:paused")).await), 0);
-    assert!(!write.is_finished(), "a write ran during CLIENT PAUSE WRITE");
+    assert!(
+        !write.is_finished(),
+        "a write ran during CLIENT PAUSE WRITE"
+    );
     ok(&mut admin, &w("CLIENT UNPAUSE")).await;
     tokio::time::timeout(cartd_tests::WAIT, write)
         .await
@@ -381,8 +457,12 @@ async fn client_pause_holds_writes_or_everything_until_unpause() {
     let mut other = cartd.raw().await;
     other.send(&cartd_tests::encode_command(&w("PING"))).await;
     let early = Duration::from_millis(300);
-    assert!(tokio::time::timeout(early, pauser.read_reply()).await.is_err());
-    assert!(tokio::time::timeout(early, other.read_reply()).await.is_err());
+    assert!(tokio::time::timeout(early, pauser.read_reply())
+        .await
+        .is_err());
+    assert!(tokio::time::timeout(early, other.read_reply())
+        .await
+        .is_err());
     assert_eq!(pauser.read_reply().await, b"+PONG\r\n");
     assert_eq!(other.read_reply().await, b"+PONG\r\n");
 
@@ -393,7 +473,10 @@ async fn client_pause_holds_writes_or_everything_until_unpause() {
         fails(&mut admin, &w("CLIENT PAUSE 10 SOMETIMES")).await,
         "ERR CLIENT PAUSE mode must be WRITE or ALL"
     );
-    assert_eq!(fails(&mut admin, &w("CLIENT PAUSE -1")).await, "ERR timeout is negative");
+    assert_eq!(
+        fails(&mut admin, &w("CLIENT PAUSE -1")).await,
+        "ERR timeout is negative"
+    );
 }
 
 /// Past maxmemory-clients the clients holding the most are closed, except one that said
@@ -408,7 +491,11 @@ async fn client_no_evict_keeps_a_client_past_maxmemory_clients() {
     let mut shielded = cartd.raw().await;
     assert_eq!(shielded.call(&w("CLIENT NO-EVICT ON")).await, b"+OK\r\n");
     // Both start a request of 256 KiB and stop half-way: what they hold is the same.
-    let half = format!("*2\r\n$4\r\nECHO\r\n${}\r\n{}", 256 * 1024, "x".repeat(128 * 1024));
+    let half = format!(
+        "*2\r\n$4\r\nECHO\r\n${}\r\n{}",
+        256 * 1024,
+        "x".repeat(128 * 1024)
+    );
     plain.send(half.as_bytes()).await;
     shielded.send(half.as_bytes()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -438,7 +525,11 @@ async fn config_set_is_all_or_nothing_with_redis_errors() {
         let mut conn = reader.clone();
         async move { text(&field(&ok(&mut conn, &["CONFIG", "GET", name]).await, name)) }
     };
-    ok(&mut conn, &w("CONFIG SET maxmemory 10mb slowlog-max-len 5 latency-monitor-threshold 7")).await;
+    ok(
+        &mut conn,
+        &w("CONFIG SET maxmemory 10mb slowlog-max-len 5 latency-monitor-threshold 7"),
+    )
+    .await;
     assert_eq!(get("maxmemory").await, (10 * 1024 * 1024).to_string());
     assert_eq!(get("slowlog-max-len").await, "5");
     assert_eq!(get("latency-monitor-threshold").await, "7");
@@ -476,7 +567,16 @@ async fn config_set_is_all_or_nothing_with_redis_errors() {
         assert_eq!(fails(&mut conn, &w(request)).await, error, "{request}");
     }
     assert_eq!(get("slowlog-max-len").await, "5", "nothing changed");
-    ok(&mut conn, &["CONFIG", "SET", "client-output-buffer-limit", "normal 1mb 512kb 5"]).await;
+    ok(
+        &mut conn,
+        &[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "normal 1mb 512kb 5",
+        ],
+    )
+    .await;
     assert_eq!(
         get("client-output-buffer-limit").await,
         "normal 1048576 524288 5 slave 0 0 0 pubsub 0 0 0"
@@ -497,10 +597,23 @@ async fn config_set_takes_effect_at_once() {
         refused.read_reply().await,
         b"-ERR max number of clients reached\r\n"
     );
-    ok(&mut conn, &w("CONFIG SET maxclients 100 requirepass s3cret")).await;
-    assert_eq!(text(&field(&ok(&mut conn, &w("CONFIG GET requirepass")).await, "requirepass")), "s3cret");
+    ok(
+        &mut conn,
+        &w("CONFIG SET maxclients 100 requirepass s3cret"),
+    )
+    .await;
+    assert_eq!(
+        text(&field(
+            &ok(&mut conn, &w("CONFIG GET requirepass")).await,
+            "requirepass"
+        )),
+        "s3cret"
+    );
     let mut newcomer = cartd.raw().await;
-    assert_eq!(newcomer.call(&w("PING")).await, b"-NOAUTH Authentication required.\r\n");
+    assert_eq!(
+        newcomer.call(&w("PING")).await,
+        b"-NOAUTH Authentication required.\r\n"
+    );
     assert_eq!(newcomer.call(&w("AUTH s3cret")).await, b"+OK\r\n");
     ok(&mut conn, &["CONFIG", "SET", "requirepass", ""]).await;
 
@@ -508,7 +621,10 @@ async fn config_set_takes_effect_at_once() {
     assert_eq!(idle.call(&w("PING")).await, b"+PONG\r\n");
     ok(&mut conn, &w("CONFIG SET timeout 1")).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(idle.is_closed().await, "an idle client is closed past the new timeout");
+    assert!(
+        idle.is_closed().await,
+        "an idle client is closed past the new timeout"
+    );
 }
 
 /// CONFIG REWRITE writes the changed values where the file has them, keeping its comments
@@ -519,24 +635,48 @@ async fn config_rewrite_keeps_comments_and_survives_a_restart() {
     let original = "# cartd for the rewrite test\n[server]\n# at most this many\nmaxclients = 100 # trailing note\nshards = 8\n\n[carts]\n# a day\nguest_ttl_s = 86400\n";
     let mut cartd = Cartd::start(original);
     let mut conn = cartd.client(false).await;
-    ok(&mut conn, &w("CONFIG SET maxclients 200 slowlog-max-len 7 maxmemory-clients 128mb")).await;
+    ok(
+        &mut conn,
+        &w("CONFIG SET maxclients 200 slowlog-max-len 7 maxmemory-clients 128mb"),
+    )
+    .await;
     assert_eq!(text(&ok(&mut conn, &w("CONFIG REWRITE")).await), "OK");
     let rewritten = std::fs::read_to_string(cartd.config_path()).expect("the config file");
-    for kept in ["# cartd for the rewrite test", "# at most this many", "# trailing note", "shards = 8", "# a day", "guest_ttl_s = 86400"] {
+    for kept in [
+        "# cartd for the rewrite test",
+        "# at most this many",
+        "# trailing note",
+        "shards = 8",
+        "# a day",
+        "guest_ttl_s = 86400",
+    ] {
         assert!(rewritten.contains(kept), "{kept:?} kept in:\n{rewritten}");
     }
     assert!(rewritten.contains("maxclients = 200"), "{rewritten}");
     assert!(rewritten.contains("slowlog_max_len = 7"), "{rewritten}");
-    assert!(rewritten.contains("maxmemory_clients = \"128mb\""), "{rewritten}");
+    assert!(
+        rewritten.contains("maxmemory_clients = \"128mb\""),
+        "{rewritten}"
+    );
     assert!(!rewritten.contains("maxclients = 100"), "{rewritten}");
-    assert!(!rewritten.contains("timeout"), "defaults are not added: {rewritten}");
+    assert!(
+        !rewritten.contains("timeout"),
+        "defaults are not added: {rewritten}"
+    );
 
     cartd.restart();
     let mut conn = cartd.client(false).await;
-    let config = ok(&mut conn, &w("CONFIG GET maxclients slowlog-max-len maxmemory-clients")).await;
+    let config = ok(
+        &mut conn,
+        &w("CONFIG GET maxclients slowlog-max-len maxmemory-clients"),
+    )
+    .await;
     assert_eq!(text(&field(&config, "maxclients")), "200");
     assert_eq!(text(&field(&config, "slowlog-max-len")), "7");
-    assert_eq!(text(&field(&config, "maxmemory-clients")), (128 * 1024 * 1024).to_string());
+    assert_eq!(
+        text(&field(&config, "maxmemory-clients")),
+        (128 * 1024 * 1024).to_string()
+    );
 
     let fileless = Cartd::start_without_config_file();
     let mut conn = fileless.client(false).await;
@@ -576,11 +716,13 @@ async fn info_keyspace_avg_ttl_is_the_carts_remaining_lifetime() {
 /// are @admin @dangerous @slow, OBJECT is @read @keyspace.
 #[tokio::test]
 async fn the_command_table_describes_the_new_commands() {
-    let cartd = Cartd::start(
-        "[acl]\nusers = [\"user reader on >pw ~cart:mine* +@read\"]\n",
-    );
+    let cartd = Cartd::start("[acl]\nusers = [\"user reader on >pw ~cart:mine* +@read\"]\n");
     let mut conn = cartd.client(false).await;
-    let rows = ok(&mut conn, &w("COMMAND INFO memory object slowlog latency config")).await;
+    let rows = ok(
+        &mut conn,
+        &w("COMMAND INFO memory object slowlog latency config"),
+    )
+    .await;
     let rows = array(&rows);
     let categories = |row: &Value| texts(&array(row)[6]);
     assert_eq!(int(&array(&rows[0])[3]), 2);
@@ -592,7 +734,11 @@ async fn the_command_table_describes_the_new_commands() {
             assert!(categories(row).contains(&category.to_string()), "{row:?}");
         }
     }
-    let keys = ok(&mut conn, &w("COMMAND GETKEYS MEMORY USAGE cart:mine SAMPLES 5")).await;
+    let keys = ok(
+        &mut conn,
+        &w("COMMAND GETKEYS MEMORY USAGE cart:mine SAMPLES 5"),
+    )
+    .await;
     assert_eq!(texts(&keys), ["cart:mine"]);
     assert_eq!(
         fails(&mut conn, &w("COMMAND GETKEYS MEMORY STATS")).await,
@@ -600,9 +746,16 @@ async fn the_command_table_describes_the_new_commands() {
     );
     let mut reader = cartd.client(false).await;
     ok(&mut reader, &w("AUTH reader pw")).await;
-    assert_eq!(ok(&mut reader, &w("MEMORY USAGE cart:mine")).await, Value::Nil);
-    assert!(fails(&mut reader, &w("OBJECT ENCODING cart:other")).await.starts_with("NOPERM"));
-    assert!(fails(&mut reader, &w("SLOWLOG GET")).await.starts_with("NOPERM"));
+    assert_eq!(
+        ok(&mut reader, &w("MEMORY USAGE cart:mine")).await,
+        Value::Nil
+    );
+    assert!(fails(&mut reader, &w("OBJECT ENCODING cart:other"))
+        .await
+        .starts_with("NOPERM"));
+    assert!(fails(&mut reader, &w("SLOWLOG GET"))
+        .await
+        .starts_with("NOPERM"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -637,21 +790,31 @@ async fn redis_cli_memkeys_and_bigkeys_list_the_carts() {
     let big = usage[2].1;
     let total: i64 = usage.iter().map(|(_, bytes)| bytes).sum();
     assert!(
-        memkeys
-            .stdout
-            .contains(&format!("Biggest   cart found '\"cart:big\"' has {big} bytes")),
+        memkeys.stdout.contains(&format!(
+            "Biggest   cart found '\"cart:big\"' has {big} bytes"
+        )),
         "{}",
         memkeys.stdout
     );
     assert!(
-        memkeys.stdout.contains(&format!("3 carts with {total} bytes")),
+        memkeys
+            .stdout
+            .contains(&format!("3 carts with {total} bytes")),
         "{}",
         memkeys.stdout
     );
     let bigkeys = run_redis_cli(cartd.port(), &["--bigkeys"]);
     assert!(bigkeys.status.success(), "{bigkeys:?}");
-    assert!(bigkeys.stdout.contains("Sampled 3 keys in the keyspace!"), "{}", bigkeys.stdout);
-    assert!(bigkeys.stdout.contains("3 carts with"), "{}", bigkeys.stdout);
+    assert!(
+        bigkeys.stdout.contains("Sampled 3 keys in the keyspace!"),
+        "{}",
+        bigkeys.stdout
+    );
+    assert!(
+        bigkeys.stdout.contains("3 carts with"),
+        "{}",
+        bigkeys.stdout
+    );
 }
 
 /// redis-cli --hotkeys needs OBJECT FREQ, which without an LFU policy is Redis's error: it
@@ -674,7 +837,14 @@ async fn redis_cli_hotkeys_reports_the_lfu_error_as_against_redis() {
 /// stdbuf keeps its lines from being lost in a buffer when timeout ends it); its stdout.
 fn redis_cli_for(seconds: &str, port: u16, args: &[&str]) -> String {
     let output = std::process::Command::new("timeout")
-        .args([seconds, "stdbuf", "-o0", "redis-cli", "-p", &port.to_string()])
+        .args([
+            seconds,
+            "stdbuf",
+            "-o0",
+            "redis-cli",
+            "-p",
+            &port.to_string(),
+        ])
         .args(args)
         .stdin(std::process::Stdio::null())
         .output()
@@ -689,9 +859,10 @@ async fn redis_cli_stat_prints_live_figures() {
     let cartd = Cartd::start_default();
     three_carts(&cartd).await;
     let port = cartd.port();
-    let stat = tokio::task::spawn_blocking(move || redis_cli_for("2", port, &["--stat", "-i", "0.5"]))
-        .await
-        .expect("redis-cli --stat");
+    let stat =
+        tokio::task::spawn_blocking(move || redis_cli_for("2", port, &["--stat", "-i", "0.5"]))
+            .await
+            .expect("redis-cli --stat");
     assert!(stat.contains("keys       mem"), "{stat}");
     let rows: Vec<Vec<&str>> = stat
         .lines()
@@ -703,7 +874,11 @@ async fn redis_cli_stat_prints_live_figures() {
         .iter()
         .map(|row| row[4].parse().expect("requests is a number"))
         .collect();
-    assert!(rows.iter().all(|row| row[1].ends_with(['K', 'M', 'G', 'B'])), "{stat}");
+    assert!(
+        rows.iter()
+            .all(|row| row[1].ends_with(['K', 'M', 'G', 'B'])),
+        "{stat}"
+    );
     assert!(requests.windows(2).all(|pair| pair[1] > pair[0]), "{stat}");
 }
 
@@ -740,7 +915,8 @@ async fn prometheus_exporter_scrapes_cartd_without_errors() {
         eprintln!("prometheus-redis-exporter is not installed (scripts/test installs it); skipped");
         return;
     };
-    let cartd = Cartd::start("[server]\nslowlog_log_slower_than = 0\nlatency_monitor_threshold = 1\n");
+    let cartd =
+        Cartd::start("[server]\nslowlog_log_slower_than = 0\nlatency_monitor_threshold = 1\n");
     three_carts(&cartd).await;
     let mut conn = cartd.client(false).await;
     fails(&mut conn, &["NOPE"]).await;
@@ -766,13 +942,19 @@ async fn prometheus_exporter_scrapes_cartd_without_errors() {
     assert!(value("redis_mem_fragmentation_ratio") > 0.0);
     assert_eq!(value("redis_db_keys{db=\"db0\"}"), 3.0);
     assert!(value("redis_db_avg_ttl_seconds{db=\"db0\"}") > 0.0);
-    let errors: Vec<&str> = log.lines().filter(|line| line.contains("level=error")).collect();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("level=error"))
+        .collect();
     assert!(errors.is_empty(), "the exporter logged errors:\n{log}");
 
     let exporter = cartd_tests::Exporter::start(&bin, &cartd, &["--check-keys=cart:*"]);
     let body = exporter.scrape().await;
     let log = exporter.stop();
-    assert!(cartd_tests::metric(&body, "redis_slowlog_length").is_some(), "{body}");
+    assert!(
+        cartd_tests::metric(&body, "redis_slowlog_length").is_some(),
+        "{body}"
+    );
     let errors: Vec<&str> = log
         .lines()
         .filter(|line| line.contains("level=error"))

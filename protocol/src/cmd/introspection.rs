@@ -156,8 +156,9 @@ impl MemoryCommand {
             }
             "stats" => fixed_arity(args, "memory", "stats", 0).map(|()| MemoryCommand::Stats),
             "doctor" => fixed_arity(args, "memory", "doctor", 0).map(|()| MemoryCommand::Doctor),
-            "malloc-stats" => fixed_arity(args, "memory", "malloc-stats", 0)
-                .map(|()| MemoryCommand::MallocStats),
+            "malloc-stats" => {
+                fixed_arity(args, "memory", "malloc-stats", 0).map(|()| MemoryCommand::MallocStats)
+            }
             "purge" => fixed_arity(args, "memory", "purge", 0).map(|()| MemoryCommand::Purge),
             "help" => fixed_arity(args, "memory", "help", 0).map(|()| MemoryCommand::Help),
             _ => Err(unknown_subcommand(&sub, "MEMORY")),
@@ -189,9 +190,7 @@ impl ObjectCommand {
             "idletime" => ObjectCommand::IdleTime,
             "freq" => ObjectCommand::Freq,
             "refcount" => ObjectCommand::RefCount,
-            "help" => {
-                return fixed_arity(args, "object", "help", 0).map(|()| ObjectCommand::Help)
-            }
+            "help" => return fixed_arity(args, "object", "help", 0).map(|()| ObjectCommand::Help),
             _ => return Err(unknown_subcommand(&sub, "OBJECT")),
         };
         fixed_arity(args, "object", &lower, 1)?;

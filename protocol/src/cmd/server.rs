@@ -30,7 +30,7 @@ pub(super) fn parse_config(args: &mut Args) -> Result<Command, CommandError> {
         if words.len() < 2 {
             return Err(CommandError::arity("config|set"));
         }
-        if words.len() % 2 != 0 {
+        if !words.len().is_multiple_of(2) {
             return Err(CommandError::syntax());
         }
         let pairs = words

@@ -952,8 +952,14 @@ fn latency_memory_and_object_parse_as_redis_does() {
         parse(&["MEMORY", "USAGE", "k", "SAMPLES", "0"]),
         Ok(Command::Memory(MemoryCommand::Usage("k".into())))
     );
-    assert_eq!(message(&["MEMORY", "USAGE", "k", "SAMPLES"]), "ERR syntax error");
-    assert_eq!(message(&["MEMORY", "USAGE", "k", "bar", "1"]), "ERR syntax error");
+    assert_eq!(
+        message(&["MEMORY", "USAGE", "k", "SAMPLES"]),
+        "ERR syntax error"
+    );
+    assert_eq!(
+        message(&["MEMORY", "USAGE", "k", "bar", "1"]),
+        "ERR syntax error"
+    );
     assert_eq!(
         message(&["MEMORY", "USAGE", "k", "SAMPLES", "x"]),
         "ERR value is not an integer or out of range"
@@ -994,7 +1000,10 @@ fn client_reply_pause_and_flags_parse_as_redis_does() {
         message(&["CLIENT", "PAUSE", "x"]),
         "ERR timeout is not an integer or out of range"
     );
-    assert_eq!(message(&["CLIENT", "PAUSE", "-1"]), "ERR timeout is negative");
+    assert_eq!(
+        message(&["CLIENT", "PAUSE", "-1"]),
+        "ERR timeout is negative"
+    );
     assert_eq!(
         message(&["CLIENT", "PAUSE", "1", "bogus"]),
         "ERR CLIENT PAUSE mode must be WRITE or ALL"
@@ -1003,7 +1012,10 @@ fn client_reply_pause_and_flags_parse_as_redis_does() {
         message(&["CLIENT", "PAUSE"]),
         "ERR wrong number of arguments for 'client|pause' command"
     );
-    assert_eq!(client(&["CLIENT", "NO-EVICT", "on"]), ClientCommand::NoEvict(true));
+    assert_eq!(
+        client(&["CLIENT", "NO-EVICT", "on"]),
+        ClientCommand::NoEvict(true)
+    );
     assert_eq!(message(&["CLIENT", "NO-TOUCH", "x"]), "ERR syntax error");
     assert_eq!(
         message(&["CLIENT", "NO-EVICT"]),

@@ -103,9 +103,9 @@ fn parse_setting(name: &str, value: &[u8], server: &Server) -> Result<Setting, C
         "latency-monitor-threshold" => {
             Setting::LatencyMonitorThreshold(integer(0, i64::MAX)? as u64)
         }
-        "client-output-buffer-limit" => {
-            Setting::OutputBufferLimit(parse_output_limit(text).map_err(|reason| failed(name, reason))?)
-        }
+        "client-output-buffer-limit" => Setting::OutputBufferLimit(
+            parse_output_limit(text).map_err(|reason| failed(name, reason))?,
+        ),
         "requirepass" => Setting::RequirePass(text.to_owned()),
         _ if IMMUTABLE.contains(&name) || is_cartd_parameter(name, server) => {
             return Err(failed(name, "can't set immutable config"));
@@ -143,7 +143,7 @@ fn check_open_files(clients: usize) -> Result<(), String> {
 /// has only normal clients, so other classes must say `0 0 0` (as CONFIG GET shows them).
 fn parse_output_limit(text: &str) -> Result<OutputBufferLimit, &'static str> {
     let words: Vec<&str> = text.split_whitespace().collect();
-    if words.is_empty() || words.len() % 4 != 0 {
+    if words.is_empty() || !words.len().is_multiple_of(4) {
         return Err("Wrong number of arguments in buffer limit configuration.");
     }
     let mut normal = None;
@@ -155,7 +155,9 @@ fn parse_output_limit(text: &str) -> Result<OutputBufferLimit, &'static str> {
             group[3].parse::<u64>(),
         );
         let (Ok(hard_bytes), Ok(soft_bytes), Ok(soft_s)) = values else {
-            return Err("Error in hard, soft or soft_seconds setting in buffer limit configuration.");
+            return Err(
+                "Error in hard, soft or soft_seconds setting in buffer limit configuration.",
+            );
         };
         match class.as_str() {
             "normal" => {
@@ -165,9 +167,12 @@ fn parse_output_limit(text: &str) -> Result<OutputBufferLimit, &'static str> {
                     soft_s,
                 });
             }
-            "slave" | "replica" | "pubsub" if hard_bytes == 0 && soft_bytes == 0 && soft_s == 0 => {}
+            "slave" | "replica" | "pubsub" if hard_bytes == 0 && soft_bytes == 0 && soft_s == 0 => {
+            }
             "slave" | "replica" | "pubsub" => {
-                return Err("cartd has normal clients only: replica and pubsub limits must be 0 0 0.")
+                return Err(
+                    "cartd has normal clients only: replica and pubsub limits must be 0 0 0.",
+                )
             }
             _ => return Err("Invalid client class specified in buffer limit configuration."),
         }
@@ -217,67 +222,94 @@ pub fn memory_text(bytes: u64) -> String {
     const UNITS: [(u64, &str); 3] = [(1 << 30, "gb"), (1 << 20, "mb"), (1 << 10, "kb")];
     UNITS
         .iter()
-        .find(|(size, _)| bytes > 0 && bytes % size == 0)
+        .find(|(size, _)| bytes > 0 && bytes.is_multiple_of(*size))
         .map_or_else(
             || bytes.to_string(),
             |(size, unit)| format!("{}{unit}", bytes / size),
         )
 }
 
-/// The `[server]` keys CONFIG REWRITE writes, as config.toml spells them (with the hyphenated
-/// alias a file may use instead), and their values now and by default.
-fn rewritten_keys(server: &Server) -> Vec<(&'static str, &'static str, toml_edit::Value, toml_edit::Value)> {
+/// A size for config.toml: 0 as a number, else text in Redis's units where whole (`"256mb"`).
+fn toml_memory(bytes: u64) -> toml_edit::Value {
+    if bytes == 0 {
+        toml_edit::Value::from(0)
+    } else {
+        toml_edit::Value::from(memory_text(bytes))
+    }
+}
+
+/// `client_output_buffer_limit` for config.toml: `"normal 32mb 128kb 10"`.
+fn toml_output_limit(limit: OutputBufferLimit) -> toml_edit::Value {
+    toml_edit::Value::from(format!(
+        "normal {} {} {}",
+        memory_text(limit.hard_bytes),
+        memory_text(limit.soft_bytes),
+        limit.soft_s
+    ))
+}
+
+/// One `[server]` key CONFIG REWRITE writes: as config.toml spells it, the hyphenated alias a
+/// file may use instead, and its value now and by default.
+type RewrittenKey = (
+    &'static str,
+    &'static str,
+    toml_edit::Value,
+    toml_edit::Value,
+);
+
+/// Every key CONFIG REWRITE writes.
+fn rewritten_keys(server: &Server) -> Vec<RewrittenKey> {
     let runtime = &server.runtime;
     let default = ServerConfig::default();
-    let memory = |bytes: u64| -> toml_edit::Value {
-        if bytes == 0 {
-            toml_edit::Value::from(0)
-        } else {
-            toml_edit::Value::from(memory_text(bytes))
-        }
-    };
-    let limit = |limit: OutputBufferLimit| {
-        toml_edit::Value::from(format!(
-            "normal {} {} {}",
-            memory_text(limit.hard_bytes),
-            memory_text(limit.soft_bytes),
-            limit.soft_s
-        ))
-    };
-    let int = |value: i64| toml_edit::Value::from(value);
+    let int = |value: u64| toml_edit::Value::from(i64::try_from(value).unwrap_or(i64::MAX));
     vec![
-        ("maxmemory", "maxmemory", memory(runtime.maxmemory_bytes()), memory(default.maxmemory)),
+        (
+            "maxmemory",
+            "maxmemory",
+            toml_memory(runtime.maxmemory_bytes()),
+            toml_memory(default.maxmemory),
+        ),
         (
             "maxmemory_clients",
             "maxmemory-clients",
-            memory(runtime.maxmemory_clients_bytes()),
-            memory(default.maxmemory_clients),
+            toml_memory(runtime.maxmemory_clients_bytes()),
+            toml_memory(default.maxmemory_clients),
         ),
-        ("maxclients", "maxclients", int(runtime.maxclients() as i64), int(default.maxclients as i64)),
-        ("timeout", "timeout", int(runtime.timeout_s() as i64), int(default.timeout as i64)),
+        (
+            "maxclients",
+            "maxclients",
+            int(runtime.maxclients() as u64),
+            int(default.maxclients as u64),
+        ),
+        (
+            "timeout",
+            "timeout",
+            int(runtime.timeout_s()),
+            int(default.timeout),
+        ),
         (
             "slowlog_log_slower_than",
             "slowlog-log-slower-than",
-            int(runtime.slowlog_log_slower_than_us()),
-            int(default.slowlog_log_slower_than),
+            toml_edit::Value::from(runtime.slowlog_log_slower_than_us()),
+            toml_edit::Value::from(default.slowlog_log_slower_than),
         ),
         (
             "slowlog_max_len",
             "slowlog-max-len",
-            int(runtime.slowlog_max_len() as i64),
-            int(default.slowlog_max_len as i64),
+            int(runtime.slowlog_max_len() as u64),
+            int(default.slowlog_max_len as u64),
         ),
         (
             "latency_monitor_threshold",
             "latency-monitor-threshold",
-            int(runtime.latency_monitor_threshold_ms() as i64),
-            int(default.latency_monitor_threshold as i64),
+            int(runtime.latency_monitor_threshold_ms()),
+            int(default.latency_monitor_threshold),
         ),
         (
             "client_output_buffer_limit",
             "client-output-buffer-limit",
-            limit(runtime.output_buffer_limit()),
-            limit(default.client_output_buffer_limit),
+            toml_output_limit(runtime.output_buffer_limit()),
+            toml_output_limit(default.client_output_buffer_limit),
         ),
         (
             "requirepass",
@@ -294,12 +326,15 @@ fn rewritten_keys(server: &Server) -> Vec<(&'static str, &'static str, toml_edit
 /// file replaces the old one by a rename, so a crash leaves one or the other.
 pub fn rewrite(server: &Server) -> Result<Reply, CommandError> {
     let Some(path) = &server.config_file else {
-        return Err(CommandError::err("The server is running without a config file"));
+        return Err(CommandError::err(
+            "The server is running without a config file",
+        ));
     };
     let rewriting = |error: String| CommandError::err(format!("Rewriting config file: {error}"));
     let text = std::fs::read_to_string(path).map_err(|error| rewriting(error.to_string()))?;
-    let mut document: toml_edit::DocumentMut =
-        text.parse().map_err(|error: toml_edit::TomlError| rewriting(error.to_string()))?;
+    let mut document: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|error: toml_edit::TomlError| rewriting(error.to_string()))?;
     if !document.contains_key("server") {
         document.insert("server", toml_edit::Item::Table(toml_edit::Table::new()));
     }
@@ -307,7 +342,9 @@ pub fn rewrite(server: &Server) -> Result<Reply, CommandError> {
         .as_table_like_mut()
         .ok_or_else(|| rewriting("[server] is not a table".into()))?;
     for (key, alias, now, default) in rewritten_keys(server) {
-        let present = [key, alias].into_iter().find(|name| table.contains_key(name));
+        let present = [key, alias]
+            .into_iter()
+            .find(|name| table.contains_key(name));
         match present {
             Some(name) => {
                 let item = table.get_mut(name).expect("the key was just found");
@@ -326,7 +363,8 @@ pub fn rewrite(server: &Server) -> Result<Reply, CommandError> {
             None => {}
         }
     }
-    write_replacing(path, document.to_string().as_bytes()).map_err(|error| rewriting(error.to_string()))?;
+    write_replacing(path, document.to_string().as_bytes())
+        .map_err(|error| rewriting(error.to_string()))?;
     tracing::info!(file = %path.display(), "CONFIG REWRITE");
     Ok(Reply::ok())
 }

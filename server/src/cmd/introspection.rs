@@ -1,11 +1,27 @@
-//! SLOWLOG, LATENCY and OBJECT, with Redis's reply shapes. MEMORY is `cmd/memory.rs`.
+//! SLOWLOG, LATENCY and OBJECT, with Redis's reply shapes; MEMORY is `cmd/memory.rs`, CONFIG
+//! SET/REWRITE/HELP `cmd/config_set.rs`.
 
 use bytes::Bytes;
 use protocol::cmd::{LatencyCommand, ObjectCommand, SlowlogCommand};
-use protocol::{CommandError, CommandSpec, Reply, COMMANDS};
+use protocol::{Command, CommandError, CommandSpec, Reply, COMMANDS};
 
 use crate::latency::{EventHistory, LatencyEvent};
 use crate::server::Server;
+
+/// Runs an introspection command: SLOWLOG, LATENCY, MEMORY, OBJECT, CONFIG SET, REWRITE or
+/// HELP.
+pub fn run(command: Command, server: &Server, now_ms: u64) -> Result<Reply, CommandError> {
+    match command {
+        Command::Slowlog(sub) => Ok(slowlog(sub, server)),
+        Command::Latency(sub) => latency(sub, server),
+        Command::Memory(sub) => Ok(super::memory::memory(sub, server, now_ms)),
+        Command::Object(sub) => object(sub, server, now_ms),
+        Command::ConfigSet(pairs) => super::config_set::set(&pairs, server),
+        Command::ConfigRewrite => super::config_set::rewrite(server),
+        Command::ConfigHelp => Ok(super::config_set::help()),
+        _ => unreachable!("only introspection commands are routed here"),
+    }
+}
 
 /// Help lines as Redis sends them: status replies, one per line.
 pub fn help_reply(lines: &[&'static str]) -> Reply {
@@ -276,8 +292,9 @@ pub fn object(sub: ObjectCommand, server: &Server, now_ms: u64) -> Result<Reply,
         ObjectCommand::Encoding(key) => {
             footprint(&key).map_or(Reply::Null, |_| Reply::from_static(CART_ENCODING))
         }
-        ObjectCommand::IdleTime(key) => footprint(&key)
-            .map_or(Reply::Null, |cart| integer(cart.idle_ms / 1000)),
+        ObjectCommand::IdleTime(key) => {
+            footprint(&key).map_or(Reply::Null, |cart| integer(cart.idle_ms / 1000))
+        }
         ObjectCommand::RefCount(key) => footprint(&key).map_or(Reply::Null, |_| integer(1)),
         ObjectCommand::Freq(key) => {
             if footprint(&key).is_none() {

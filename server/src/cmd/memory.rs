@@ -51,6 +51,15 @@ pub fn memory(sub: MemoryCommand, server: &Server, now_ms: u64) -> Reply {
     }
 }
 
+/// `over / under`, 0 when `under` is.
+fn ratio(over: u64, under: u64) -> f64 {
+    if under == 0 {
+        0.0
+    } else {
+        over as f64 / under as f64
+    }
+}
+
 /// Every figure MEMORY STATS and DOCTOR use, read once.
 struct MemoryFigures {
     allocator: AllocatorStats,
@@ -102,15 +111,41 @@ impl MemoryFigures {
         let total = self.allocator.allocated;
         let net = total.saturating_sub(self.startup);
         let dataset = total.saturating_sub(self.overhead());
-        let ratio = |over: u64, under: u64| {
-            if under == 0 {
-                0.0
-            } else {
-                over as f64 / under as f64
-            }
-        };
-        let difference = |more: u64, less: u64| Reply::Integer(more as i64 - less as i64);
-        let db0 = Reply::Map(vec![
+        let mut stats = vec![
+            ("peak.allocated", integer(self.peak)),
+            ("total.allocated", integer(total)),
+            ("startup.allocated", integer(self.startup)),
+            ("replication.backlog", integer(0)),
+            ("clients.slaves", integer(0)),
+            ("clients.normal", integer(self.clients)),
+            ("cluster.links", integer(0)),
+            ("aof.buffer", integer(self.log_queue)),
+            ("lua.caches", integer(0)),
+            ("functions.caches", integer(0)),
+            ("db.0", self.db0()),
+            ("overhead.total", integer(self.overhead())),
+            ("keys.count", integer(self.carts)),
+            (
+                "keys.bytes-per-key",
+                integer(net.checked_div(self.carts).unwrap_or(0)),
+            ),
+            ("dataset.bytes", integer(dataset)),
+            (
+                "dataset.percentage",
+                Reply::Double(100.0 * ratio(dataset, net)),
+            ),
+            (
+                "peak.percentage",
+                Reply::Double(100.0 * ratio(total, self.peak)),
+            ),
+        ];
+        stats.extend(self.allocator_stats());
+        stats
+    }
+
+    /// The shard indexes' share, as Redis reports its main and expires hash tables.
+    fn db0(&self) -> Reply {
+        Reply::Map(vec![
             (
                 Reply::from_static("overhead.hashtable.main"),
                 integer(self.carts * INDEX_BYTES_PER_CART),
@@ -123,26 +158,16 @@ impl MemoryFigures {
                 Reply::from_static("overhead.hashtable.slot-to-keys"),
                 integer(0),
             ),
-        ]);
+        ])
+    }
+
+    /// jemalloc's counters and their ratios to one another, to the resident size and to
+    /// the total.
+    fn allocator_stats(&self) -> Vec<(&'static str, Reply)> {
         let allocator = &self.allocator;
+        let total = allocator.allocated;
+        let difference = |more: u64, less: u64| Reply::Integer(more as i64 - less as i64);
         vec![
-            ("peak.allocated", integer(self.peak)),
-            ("total.allocated", integer(total)),
-            ("startup.allocated", integer(self.startup)),
-            ("replication.backlog", integer(0)),
-            ("clients.slaves", integer(0)),
-            ("clients.normal", integer(self.clients)),
-            ("cluster.links", integer(0)),
-            ("aof.buffer", integer(self.log_queue)),
-            ("lua.caches", integer(0)),
-            ("functions.caches", integer(0)),
-            ("db.0", db0),
-            ("overhead.total", integer(self.overhead())),
-            ("keys.count", integer(self.carts)),
-            ("keys.bytes-per-key", integer(net.checked_div(self.carts).unwrap_or(0))),
-            ("dataset.bytes", integer(dataset)),
-            ("dataset.percentage", Reply::Double(100.0 * ratio(dataset, net))),
-            ("peak.percentage", Reply::Double(100.0 * ratio(total, self.peak))),
             ("allocator.allocated", integer(allocator.allocated)),
             ("allocator.active", integer(allocator.active)),
             ("allocator.resident", integer(allocator.resident)),
@@ -166,7 +191,10 @@ impl MemoryFigures {
                 "rss-overhead.ratio",
                 Reply::Double(ratio(self.rss, allocator.resident)),
             ),
-            ("rss-overhead.bytes", difference(self.rss, allocator.resident)),
+            (
+                "rss-overhead.bytes",
+                difference(self.rss, allocator.resident),
+            ),
             ("fragmentation", Reply::Double(ratio(self.rss, total))),
             ("fragmentation.bytes", difference(self.rss, total)),
         ]

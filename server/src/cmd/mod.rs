@@ -37,13 +37,7 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::CartAdd(cmd) => cart_add::apply(cmd, server, now),
         Command::CartSet(cmd) => cart_set::apply(cmd, server, now),
         Command::CartRemove(cmd) => cart_remove::apply(cmd, server, now),
-        Command::CartGet(cmd) => {
-            let touch = !session
-                .handle
-                .no_touch
-                .load(std::sync::atomic::Ordering::Relaxed);
-            Ok(cart_get::apply(cmd, server, now, session.upstream_stale, touch))
-        }
+        Command::CartGet(cmd) => Ok(cart_get::apply(cmd, server, now, session)),
         Command::CartClear(cmd) => cart_clear::apply(cmd, server, now),
         Command::CartMerge(cmd) => cart_merge::apply(cmd, server, now),
         Command::CartSave(cmd) => cart_save::apply(cmd, server, now),
@@ -72,22 +66,15 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::Watch(keys) => crate::transaction::watch(keys, session, server),
         Command::Unwatch => Ok(crate::transaction::unwatch(session)),
         Command::Role => Ok(role(server)),
-        Command::Slowlog(sub) => Ok(introspection::slowlog(sub, server)),
-        Command::Latency(sub) => introspection::latency(sub, server),
-        Command::Memory(sub) => Ok(memory::memory(sub, server, now)),
-        Command::Object(sub) => introspection::object(sub, server, now),
-        Command::ConfigSet(pairs) => config_set::set(&pairs, server),
-        Command::ConfigRewrite => config_set::rewrite(server),
-        Command::ConfigHelp => Ok(config_set::help()),
+        Command::Slowlog(_)
+        | Command::Latency(_)
+        | Command::Memory(_)
+        | Command::Object(_)
+        | Command::ConfigSet(_)
+        | Command::ConfigRewrite
+        | Command::ConfigHelp => introspection::run(command, server, now),
         Command::Shutdown(shutdown) => {
-            tracing::info!(client = session.handle.id, "SHUTDOWN received");
-            if let (Some(true), Some(durability)) = (shutdown.save, server.durability.get()) {
-                durability
-                    .save_on_shutdown
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            server.shutdown.cancel();
-            session.close = true;
+            self::shutdown(&shutdown, session, server);
             return None;
         }
         Command::Ping(_)
@@ -113,6 +100,18 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::Save | Command::BgSave | Command::LastSave => snapshots::run(command, server),
     };
     Some(result.unwrap_or_else(Reply::Error))
+}
+
+/// `SHUTDOWN`: stops the server (a snapshot first with SAVE) and closes the connection.
+fn shutdown(shutdown: &protocol::Shutdown, session: &mut Session, server: &Server) {
+    tracing::info!(client = session.handle.id, "SHUTDOWN received");
+    if let (Some(true), Some(durability)) = (shutdown.save, server.durability.get()) {
+        durability
+            .save_on_shutdown
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    server.shutdown.cancel();
+    session.close = true;
 }
 
 /// `ROLE`: a master (every node is one until replicas land), at its log's last LSN as the

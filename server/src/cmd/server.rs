@@ -109,7 +109,10 @@ fn parameters(server: &Server) -> Vec<(&'static str, String)> {
 
 /// The names CONFIG GET knows.
 pub fn parameter_names(server: &Server) -> Vec<&'static str> {
-    parameters(server).into_iter().map(|(name, _)| name).collect()
+    parameters(server)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// Client limits and the slow log and latency monitor settings, by Redis's names: what

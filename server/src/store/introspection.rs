@@ -60,9 +60,7 @@ impl Store {
             let shard = shard.lock();
             // From the random point to the end, then round from the start back to it, so a
             // shard of few carts is sampled whole.
-            let wrapped = shard
-                .buckets_from(0)
-                .take_while(|(hash, _)| *hash < from);
+            let wrapped = shard.buckets_from(0).take_while(|(hash, _)| *hash < from);
             let deadlines = shard
                 .buckets_from(from)
                 .chain(wrapped)

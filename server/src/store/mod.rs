@@ -37,10 +37,10 @@ use crate::catalog::{apply_plan, Catalog};
 use crate::config::Config;
 use crate::limits::{EXPIRE_CHECKS_PER_LOCK_MAX, VALIDATION_ATTEMPTS_MAX};
 use crate::pricing::{GiftCards, Promotions};
+pub use introspection::{CartFootprint, TtlSample};
 pub use log::{bare_event, deferring_writes, event, take_appended_lsn};
 use persistence::{Event, EventKind, GuardKind, GuardRef, TombstoneReason, Wal};
 use shard::Shard;
-pub use introspection::{CartFootprint, TtlSample};
 use tokens::{Lookup, Remembered, TokenBounds, TokenMemory};
 
 /// Store settings, from the configuration.
@@ -480,6 +480,23 @@ impl Store {
         }
     }
 
+    /// Renews the TTL of `cart` (read from `shard` under `key`) as of `now_ms`, if `touch`
+    /// (a read from a CLIENT NO-TOUCH connection does not).
+    fn renew_if(
+        &self,
+        touch: bool,
+        shard: &mut Shard,
+        at: Location,
+        key: &[u8],
+        cart: &mut Cart,
+        now_ms: u64,
+    ) {
+        if touch {
+            cart.expires_at_ms = now_ms + self.ttl_ms(cart.kind);
+            shard.update(at.hash, key, cart);
+        }
+    }
+
     /// The live cart under `key` with its TTL renewed (an access), if there is one.
     fn touch(&self, shard: &mut Shard, at: Location, key: &[u8], now_ms: u64) -> Option<Cart> {
         let mut cart = self.live(shard, at, key, now_ms)?;
@@ -573,10 +590,7 @@ impl Store {
             return None;
         }
         self.count_read(true);
-        if touch {
-            cart.expires_at_ms = now_ms + self.ttl_ms(cart.kind);
-            shard.update(at.hash, key, &cart);
-        }
+        self.renew_if(touch, &mut shard, at, key, &mut cart, now_ms);
         Some(Reply::Null)
     }
 
@@ -603,10 +617,7 @@ impl Store {
                 let Some(mut cart) = cart else {
                     return Reply::Null;
                 };
-                if touch {
-                    cart.expires_at_ms = now_ms + self.ttl_ms(cart.kind);
-                    shard.update(at.hash, key, &cart);
-                }
+                self.renew_if(touch, &mut shard, at, key, &mut cart, now_ms);
                 let cached = cart.validated_at_ms > 0
                     && now_ms.saturating_sub(cart.validated_at_ms)
                         < self.config.validation_cache_ms;
