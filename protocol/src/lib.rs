@@ -18,7 +18,7 @@ pub mod glob;
 mod reply;
 mod request;
 
-pub use args::Args;
+pub use args::{parse_i64, Args};
 pub use cmd::{
     CartAdd, CartCheckout, CartClear, CartComplete, CartGet, CartGiftCard, CartMerge, CartPromo,
     CartRelease, CartRemove, CartRestore, CartSave, CartSet, CatalogDel, CatalogGet, CatalogSet,

@@ -50,6 +50,9 @@ pub enum Reply {
     NullArray,
     /// A boolean (RESP2: integer 0/1).
     Bool(bool),
+    /// A floating-point number (RESP3 double; RESP2: its decimal text as a bulk string, as
+    /// Redis sends MEMORY STATS ratios). Not a finite number: `inf`, `-inf` or `nan`.
+    Double(f64),
     /// An array.
     Array(Vec<Reply>),
     /// A map (RESP2: flat array of alternating keys and values, as HGETALL replies).
@@ -114,22 +117,27 @@ impl Reply {
                 Protocol::Resp2 => put_header(out, b':', i64::from(*value)),
                 Protocol::Resp3 => out.put_slice(if *value { b"#t\r\n" } else { b"#f\r\n" }),
             },
+            Reply::Double(value) => {
+                let text = double_text(*value);
+                match protocol {
+                    Protocol::Resp2 => {
+                        put_header(out, b'$', text.len() as i64);
+                        out.put_slice(text.as_bytes());
+                    }
+                    Protocol::Resp3 => {
+                        out.put_u8(b',');
+                        out.put_slice(text.as_bytes());
+                    }
+                }
+                out.put_slice(b"\r\n");
+            }
             Reply::Array(items) => {
                 put_header(out, b'*', items.len() as i64);
                 for item in items {
                     item.encode(protocol, out);
                 }
             }
-            Reply::Push(items) => {
-                let kind = match protocol {
-                    Protocol::Resp2 => b'*',
-                    Protocol::Resp3 => b'>',
-                };
-                put_header(out, kind, items.len() as i64);
-                for item in items {
-                    item.encode(protocol, out);
-                }
-            }
+            Reply::Push(items) => encode_push(items, protocol, out),
             Reply::Sequence(replies) => {
                 for reply in replies {
                     reply.encode(protocol, out);
@@ -159,6 +167,9 @@ impl Reply {
             Reply::Bulk(data) => Value::String(String::from_utf8_lossy(data).into_owned()),
             Reply::Null | Reply::NullArray => Value::Null,
             Reply::Bool(value) => Value::Bool(*value),
+            Reply::Double(value) => {
+                serde_json::Number::from_f64(*value).map_or(Value::Null, Value::Number)
+            }
             Reply::Array(items) | Reply::Push(items) | Reply::Sequence(items) => {
                 Value::Array(items.iter().map(Reply::to_json).collect())
             }
@@ -183,6 +194,30 @@ impl Reply {
 impl From<CommandError> for Reply {
     fn from(error: CommandError) -> Reply {
         Reply::Error(error)
+    }
+}
+
+/// A double as RESP3 spells it: the shortest decimal that reads back the same, or `inf`,
+/// `-inf`, `nan`.
+fn double_text(value: f64) -> String {
+    if value.is_nan() {
+        "nan".into()
+    } else if value.is_infinite() {
+        if value > 0.0 { "inf" } else { "-inf" }.into()
+    } else {
+        format!("{value}")
+    }
+}
+
+/// A push: `>` in RESP3, a plain array in RESP2.
+fn encode_push(items: &[Reply], protocol: Protocol, out: &mut BytesMut) {
+    let kind = match protocol {
+        Protocol::Resp2 => b'*',
+        Protocol::Resp3 => b'>',
+    };
+    put_header(out, kind, items.len() as i64);
+    for item in items {
+        item.encode(protocol, out);
     }
 }
 

@@ -524,7 +524,9 @@ pub struct Acl {
     pub denied_channels: AtomicU64,
     /// Where ACL SAVE writes and ACL LOAD reads, if anywhere.
     pub aclfile: Option<PathBuf>,
-    requirepass: String,
+    /// The `default` user's password from the configuration (or CONFIG SET requirepass);
+    /// ACL LOAD starts the `default` user from it.
+    requirepass: Mutex<String>,
 }
 
 fn now_unix_ms() -> u64 {
@@ -585,7 +587,7 @@ impl Acl {
             denied_keys: AtomicU64::new(0),
             denied_channels: AtomicU64::new(0),
             aclfile,
-            requirepass: requirepass.to_owned(),
+            requirepass: Mutex::new(requirepass.to_owned()),
         };
         let mut all = vec![User::default_user(requirepass)];
         all.extend(parse_users(&users.join("\n"), "config.toml [acl] users")?);
@@ -609,12 +611,38 @@ impl Acl {
         let mut map = BTreeMap::new();
         map.insert(
             "default".to_owned(),
-            Arc::new(User::default_user(&self.requirepass)),
+            Arc::new(User::default_user(&self.requirepass.lock())),
         );
         for user in users {
             map.insert(user.name.clone(), Arc::new(user));
         }
         *self.users.write() = map;
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// `requirepass` as CONFIG GET shows it.
+    pub fn requirepass(&self) -> String {
+        self.requirepass.lock().clone()
+    }
+
+    /// CONFIG SET requirepass, as Redis does it: the `default` user's passwords become this
+    /// one (`nopass` when empty); its other rules stay, and connected clients stay logged in.
+    pub fn set_requirepass(&self, password: &str) {
+        let mut users = self.users.write();
+        let mut user = users
+            .get("default")
+            .map_or_else(|| User::default_user(""), |user| User::clone(user));
+        let rule = if password.is_empty() {
+            "nopass".to_owned()
+        } else {
+            format!(">{password}")
+        };
+        user.apply("resetpass")
+            .and_then(|()| user.apply(&rule))
+            .expect("resetpass and a password rule are always valid");
+        users.insert("default".to_owned(), Arc::new(user));
+        drop(users);
+        password.clone_into(&mut self.requirepass.lock());
         self.generation.fetch_add(1, Ordering::Release);
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -55,6 +55,62 @@ pub struct ClientHandle {
     pub kill: CancellationToken,
     /// Bytes of requests and replies it holds (see [`Clients::account`]).
     pub memory: AtomicU64,
+    /// CLIENT NO-EVICT ON: `maxmemory-clients` never closes it.
+    pub no_evict: AtomicBool,
+    /// CLIENT NO-TOUCH ON: its CART.GETs leave the cart's TTL (and idle time) as they were.
+    pub no_touch: AtomicBool,
+    /// CLIENT REPLY: whether its replies are sent.
+    pub replies: ReplySwitch,
+}
+
+/// CLIENT REPLY's state, as Redis keeps it: ON, OFF, or SKIP (this command and the next go
+/// unanswered). Only the connection itself changes it.
+#[derive(Debug, Default)]
+pub struct ReplySwitch(AtomicU8);
+
+/// Replies are sent.
+const REPLIES_ON: u8 = 0;
+/// No replies at all.
+const REPLIES_OFF: u8 = 1;
+/// CLIENT REPLY SKIP is running: no reply to it, nor to the next command.
+const REPLIES_SKIP_NEXT: u8 = 2;
+/// The command running is the one after CLIENT REPLY SKIP: no reply to it.
+const REPLIES_SKIP: u8 = 3;
+
+impl ReplySwitch {
+    /// CLIENT REPLY ON.
+    pub fn on(&self) {
+        self.0.store(REPLIES_ON, Ordering::Relaxed);
+    }
+
+    /// CLIENT REPLY OFF.
+    pub fn off(&self) {
+        self.0.store(REPLIES_OFF, Ordering::Relaxed);
+    }
+
+    /// CLIENT REPLY SKIP (ignored while replies are off, as in Redis).
+    pub fn skip_next(&self) {
+        if self.0.load(Ordering::Relaxed) != REPLIES_OFF {
+            self.0.store(REPLIES_SKIP_NEXT, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the reply of the command that just ran is sent; then moves on to the next
+    /// command (a SKIP lasts one command).
+    pub fn answer_and_advance(&self) -> bool {
+        match self.0.load(Ordering::Relaxed) {
+            REPLIES_ON => true,
+            REPLIES_SKIP_NEXT => {
+                self.0.store(REPLIES_SKIP, Ordering::Relaxed);
+                false
+            }
+            REPLIES_SKIP => {
+                self.0.store(REPLIES_ON, Ordering::Relaxed);
+                false
+            }
+            _ => false,
+        }
+    }
 }
 
 impl ClientHandle {
@@ -62,19 +118,7 @@ impl ClientHandle {
     pub fn describe(&self) -> String {
         let meta = self.meta.lock().clone();
         let idle_s = self.last_active.lock().elapsed().as_secs();
-        let mut flags = String::new();
-        if meta.monitor {
-            flags.push('O');
-        }
-        if meta.subscriptions + meta.patterns > 0 {
-            flags.push('P');
-        }
-        if meta.tracking_redirect.is_some() {
-            flags.push('t');
-        }
-        if flags.is_empty() {
-            flags.push('N');
-        }
+        let flags = self.flags(&meta);
         let redirect = meta
             .tracking_redirect
             .filter(|id| *id != 0)
@@ -96,6 +140,35 @@ impl ClientHandle {
             String::from_utf8_lossy(&meta.lib_name),
             String::from_utf8_lossy(&meta.lib_ver),
         )
+    }
+}
+
+impl ClientHandle {
+    /// CLIENT LIST's `flags`: `e` for NO-EVICT, `T` for NO-TOUCH, `N` for none (Redis's
+    /// letters).
+    /// CLIENT LIST's flags, as Redis's letters: `O` monitor, `P` subscribed, `t` tracking,
+    /// `e` no-evict, `T` no-touch; `N` for none.
+    fn flags(&self, meta: &ClientMeta) -> String {
+        let mut flags = String::new();
+        if meta.monitor {
+            flags.push('O');
+        }
+        if meta.subscriptions + meta.patterns > 0 {
+            flags.push('P');
+        }
+        if meta.tracking_redirect.is_some() {
+            flags.push('t');
+        }
+        if self.no_evict.load(Ordering::Relaxed) {
+            flags.push('e');
+        }
+        if self.no_touch.load(Ordering::Relaxed) {
+            flags.push('T');
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
+        flags
     }
 }
 
@@ -137,6 +210,9 @@ impl Clients {
             last_active: Mutex::new(Instant::now()),
             kill: shutdown.child_token(),
             memory: AtomicU64::new(0),
+            no_evict: AtomicBool::new(false),
+            no_touch: AtomicBool::new(false),
+            replies: ReplySwitch::default(),
         });
         clients.insert(id, handle.clone());
         Some(handle)
@@ -177,6 +253,8 @@ impl Clients {
             .values()
             .cloned()
             .partition(|handle| handle.kill.is_cancelled());
+        // CLIENT NO-EVICT clients count towards the total but are never chosen.
+        candidates.retain(|handle| !handle.no_evict.load(Ordering::Relaxed));
         // Clients closed already still count until their tasks end: what they hold is going.
         let going: u64 = going
             .iter()

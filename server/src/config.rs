@@ -89,6 +89,17 @@ pub struct ServerConfig {
     /// Redis's `maxmemory-policy`: only `noeviction` (refuse writes) is supported.
     #[serde(alias = "maxmemory-policy")]
     pub maxmemory_policy: String,
+    /// Redis's `slowlog-log-slower-than`: commands that take at least this many microseconds
+    /// go to the slow log; 0 logs every command, -1 none.
+    #[serde(alias = "slowlog-log-slower-than")]
+    pub slowlog_log_slower_than: i64,
+    /// Redis's `slowlog-max-len`: entries the slow log keeps, the oldest going first.
+    #[serde(alias = "slowlog-max-len")]
+    pub slowlog_max_len: usize,
+    /// Redis's `latency-monitor-threshold`: events (a command, a log fsync, an expiry pass)
+    /// that take at least this many milliseconds are sampled by LATENCY; 0: monitor off.
+    #[serde(alias = "latency-monitor-threshold")]
+    pub latency_monitor_threshold: u64,
     /// Redis's `protected-mode`: refuse to start on an address other clients can reach
     /// while no password and no ACL user protects it.
     #[serde(alias = "protected-mode")]
@@ -232,6 +243,9 @@ impl Default for ServerConfig {
             maxmemory_clients: 256 * 1024 * 1024,
             maxmemory: 0,
             maxmemory_policy: "noeviction".into(),
+            slowlog_log_slower_than: 10_000,
+            slowlog_max_len: 128,
+            latency_monitor_threshold: 0,
             protected_mode: true,
             tls_port: 0,
             tls_cert_file: PathBuf::new(),
@@ -541,6 +555,15 @@ impl Config {
         }
         if !(8..=1_000_000).contains(&server.max_args_per_command) {
             return invalid("server.max_args_per_command must be 8..=1000000".into());
+        }
+        if server.slowlog_log_slower_than < -1 {
+            return invalid("server.slowlog_log_slower_than must be -1 (off) or more".into());
+        }
+        if server.slowlog_max_len > crate::limits::SLOWLOG_LEN_LIMIT {
+            return invalid(format!(
+                "server.slowlog_max_len must be at most {}",
+                crate::limits::SLOWLOG_LEN_LIMIT
+            ));
         }
         self.check_carts()?;
         self.check_persistence()

@@ -13,13 +13,15 @@ use tokio::net::TcpStream;
 
 use crate::clients::ClientHandle;
 use crate::dispatch::{self, Session};
+use crate::latency::LatencyEvent;
 use crate::limits::{
     IDLE_BUFFER_BYTES_MAX, READ_CHUNK_BYTES, READ_CHUNK_MIN_BYTES, REQUESTS_PER_BATCH_MAX,
     TURN_REPLY_BYTES_MAX, WRITE_BUFFER_BYTES_MAX,
 };
 use crate::postgres::restore;
 use crate::server::{now_ms, Server};
-use crate::stats::Sample;
+use crate::slowlog::ArgvCapture;
+use crate::stats::{Sample, SampleResult};
 use crate::transaction;
 use crate::upstream::{self, ViewRefresh};
 use tokio_util::sync::CancellationToken;
@@ -46,6 +48,7 @@ pub async fn serve(stream: ClientStream, handle: Arc<ClientHandle>, server: Arc<
         write: BytesMut::new(),
         session: Session::new(handle, &server),
         samples: Vec::new(),
+        argv: ArgvCapture::default(),
         errors: 0,
         server: server.clone(),
         pending: None,
@@ -128,6 +131,8 @@ struct Connection {
     write: BytesMut,
     session: Session,
     samples: Vec<Sample>,
+    /// The arguments of the request running, kept for the slow log in case it is slow.
+    argv: ArgvCapture,
     errors: u64,
     server: Arc<Server>,
     /// A request held back while a pre-step runs for it (a restore from PostgreSQL, an
@@ -195,6 +200,8 @@ enum Stop {
     Upstream(ViewRefresh),
     /// The next request is a change, and the log's queue is full: wait for the writer.
     Room,
+    /// CLIENT PAUSE holds the next request (`true`: it may change data).
+    Paused(bool),
 }
 
 /// The pre-steps a request may need before it runs, in the order they run: a cart must be
@@ -267,6 +274,12 @@ impl Connection {
                     }
                     continue;
                 }
+                Stop::Paused(may_write) => {
+                    tokio::select! {
+                        () = self.server.pause.wait(may_write) => continue,
+                        () = self.server.shutdown.cancelled() => return Ok(()),
+                    }
+                }
                 Stop::NeedInput => {}
             }
             if !self.read_more(&kill).await? {
@@ -288,7 +301,7 @@ impl Connection {
         if mailbox.as_ref().is_some_and(|mailbox| mailbox.has_mail()) {
             return Ok(true);
         }
-        let timeout_s = self.server.config.server.timeout;
+        let timeout_s = self.server.runtime.timeout_s();
         let idle_deadline = self.last_io + Duration::from_secs(timeout_s);
         let idle = async {
             if timeout_s > 0 && held_lsn.is_none() {
@@ -304,6 +317,7 @@ impl Connection {
                     ready = stream.readable() => ready?,
                     () = mail(mailbox.as_deref()) => return Ok(true),
                     () = wait_durable(&self.server, held_lsn) => return Ok(true),
+                    () = self.server.runtime.timeout_changed() => return Ok(true),
                     () = kill.cancelled() => return Ok(false),
                     () = idle => {
                         tracing::debug!(client = self.session.handle.id, "idle past timeout; closing");
@@ -329,6 +343,7 @@ impl Connection {
                     read = stream.read_buf(&mut self.read) => read?,
                     () = mail(mailbox.as_deref()) => return Ok(true),
                     () = wait_durable(&self.server, held_lsn) => return Ok(true),
+                    () = self.server.runtime.timeout_changed() => return Ok(true),
                     () = kill.cancelled() => return Ok(false),
                     () = idle => {
                         tracing::debug!(client = self.session.handle.id, "idle past timeout; closing");
@@ -386,16 +401,13 @@ impl Connection {
             // Admission comes first: a request refused here starts no pre-step (no
             // PostgreSQL query, no upstream call for an unauthenticated client).
             let started = Instant::now();
-            let spec = match dispatch::admit(&args, &mut self.session, &self.server) {
-                Ok(spec) => spec,
-                Err(refused) => {
-                    if !refused.command.is_some_and(transaction::runs_at_once) {
-                        transaction::abort_queue(&mut self.session);
-                    }
-                    self.answer(refused, started);
-                    continue;
-                }
+            let Some(spec) = self.admit(&args, started) else {
+                continue;
             };
+            if let Some(may_write) = spec.and_then(|spec| self.paused(spec)) {
+                self.pending = Some((args, done));
+                return Stop::Paused(may_write);
+            }
             let at_once = spec.is_some_and(|spec| transaction::runs_at_once(spec.id));
             if self.session.transaction.is_some() && !at_once {
                 self.queue(args, spec, started);
@@ -444,6 +456,9 @@ impl Connection {
         let tracked_read = spec.is_some_and(|spec| {
             crate::cmd::pubsub::before_command(&args, spec, &self.session, &self.server)
         });
+        if self.server.runtime.slowlog_log_slower_than_us() >= 0 {
+            self.argv.capture(&args);
+        }
         let executed = dispatch::execute(args, spec, &mut self.session, &self.server);
         self.session.upstream_stale = false;
         if let Some(spec) = spec {
@@ -472,6 +487,26 @@ impl Connection {
         }
     }
 
+    /// The admission step ([`dispatch::admit`]): the command's table row (`None` inside for
+    /// a name cartd does not know), or `None` when it was refused and answered here (a
+    /// refusal inside MULTI aborts the transaction, unless the command runs at once).
+    fn admit(
+        &mut self,
+        args: &[bytes::Bytes],
+        started: Instant,
+    ) -> Option<Option<&'static protocol::CommandSpec>> {
+        match dispatch::admit(args, &mut self.session, &self.server) {
+            Ok(spec) => Some(spec),
+            Err(refused) => {
+                if !refused.command.is_some_and(transaction::runs_at_once) {
+                    transaction::abort_queue(&mut self.session);
+                }
+                self.answer(refused, started);
+                None
+            }
+        }
+    }
+
     /// Answers a request whose carts could not be restored from PostgreSQL with the error;
     /// an EXEC's transaction ends with it (it cannot run on carts it could not load).
     fn refuse_after_restore(
@@ -484,8 +519,28 @@ impl Connection {
             self.session.watched.clear();
         }
         self.server.stats.count_error(error.code);
-        Reply::Error(error).encode(self.session.protocol, &mut self.write);
+        if self.session.handle.replies.answer_and_advance() {
+            Reply::Error(error).encode(self.session.protocol, &mut self.write);
+        }
         self.errors += 1;
+    }
+
+    /// Whether CLIENT PAUSE holds this request now: `Some(may_write)` if it does. A write
+    /// waits under either mode; EXEC counts as one if it would run any.
+    fn paused(&self, spec: &'static protocol::CommandSpec) -> Option<bool> {
+        let queued_write = || {
+            self.session
+                .transaction
+                .as_ref()
+                .is_some_and(|transaction| {
+                    transaction
+                        .queued
+                        .iter()
+                        .any(|(_, queued)| queued.is_some_and(|queued| queued.is_write()))
+                })
+        };
+        let may_write = spec.is_write() || (spec.id == protocol::CommandId::Exec && queued_write());
+        self.server.pause.holds(may_write).map(|_| may_write)
     }
 
     /// Queues a request inside MULTI (an unknown command is refused and aborts the
@@ -540,7 +595,8 @@ impl Connection {
         keys
     }
 
-    /// Counts a request that ran (or was refused) and encodes its reply.
+    /// Counts a request that ran (or was refused), samples it for the slow log and the
+    /// latency monitor, and encodes its reply (unless CLIENT REPLY says not to).
     fn answer(&mut self, executed: dispatch::Executed, started: Instant) {
         if let Some(command) = executed.command {
             let nanos = started.elapsed().as_nanos() as u64;
@@ -549,14 +605,56 @@ impl Connection {
                 nanos,
                 result: executed.result,
             });
+            if executed.result != SampleResult::Rejected {
+                self.observe(command, nanos);
+            }
         }
+        self.argv.clear();
         if let Some(reply) = executed.reply {
             if let Reply::Error(error) = &reply {
                 self.errors += 1;
                 self.server.stats.count_error(error.code);
             }
-            reply.encode(self.session.protocol, &mut self.write);
+            if self.session.handle.replies.answer_and_advance() {
+                reply.encode(self.session.protocol, &mut self.write);
+            }
         }
+    }
+
+    /// The slow log and the latency monitor's `command`/`fast-command` events, for a
+    /// command that ran: two relaxed loads and two comparisons unless it was slow.
+    fn observe(&mut self, command: protocol::CommandId, nanos: u64) {
+        let runtime = &self.server.runtime;
+        let spec = command.spec();
+        let latency_threshold_ms = runtime.latency_monitor_threshold_ms();
+        if latency_threshold_ms > 0 && nanos / 1_000_000 >= latency_threshold_ms {
+            let event = if spec.has_flag("fast") {
+                LatencyEvent::FastCommand
+            } else {
+                LatencyEvent::Command
+            };
+            self.server
+                .latency
+                .sample_if_needed(event, nanos / 1_000_000, latency_threshold_ms);
+        }
+        let slower_than_us = runtime.slowlog_log_slower_than_us();
+        let duration_us = nanos / 1000;
+        // Negative: off. EXEC is skip_slowlog, as in Redis.
+        if slower_than_us < 0
+            || duration_us < slower_than_us as u64
+            || !self.argv.is_captured()
+            || spec.has_flag("skip_slowlog")
+        {
+            return;
+        }
+        let client_name = self.session.handle.meta.lock().name.clone();
+        self.server.slowlog.push(
+            duration_us,
+            self.argv.entry_argv(command),
+            self.session.handle.addr,
+            client_name,
+            runtime.slowlog_max_len(),
+        );
     }
 
     /// Loads user carts from PostgreSQL before the request that needs them runs; if that
@@ -717,7 +815,7 @@ impl Connection {
         self.server.clients.account(
             &self.session.handle,
             bytes as u64,
-            self.server.config.server.maxmemory_clients,
+            self.server.runtime.maxmemory_clients_bytes(),
         );
     }
 
@@ -727,9 +825,9 @@ impl Connection {
     async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         // A client that listens is held to the pubsub class, as in Redis.
         let limit = if self.session.mailbox.is_some() {
-            self.server.config.server.client_output_buffer_limit_pubsub
+            self.server.runtime.pubsub_output_buffer_limit()
         } else {
-            self.server.config.server.client_output_buffer_limit
+            self.server.runtime.output_buffer_limit()
         };
         let mut sent = 0;
         while sent < bytes.len() {

@@ -97,7 +97,7 @@ impl Session {
             self.handle.id,
             self.protocol,
             self.handle.kill.clone(),
-            server.config.server.client_output_buffer_limit_pubsub,
+            server.runtime.pubsub_output_buffer_limit(),
         ));
         server.pubsub.open_mailbox(mailbox.clone());
         self.mailbox = Some(mailbox.clone());

@@ -344,7 +344,7 @@ const BLOCK_KEY: [u8; 8] = [0, 0, 0, 0, 2, 0, 0, 0];
 fn show_carts(store: &Store, keys: &[Bytes]) {
     for key in keys {
         for format in [Format::Resp, Format::Json] {
-            encode_both(&store.get(key, true, format, NOW_MS, false));
+            encode_both(&store.get(key, true, format, NOW_MS, false, true));
         }
     }
     let _ = (store.len(), store.token_stats());

@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use protocol::COMMANDS;
 
 use crate::cmd::connection::REDIS_COMPAT_VERSION;
-use crate::server::{rss_bytes, Server};
+use crate::memory::human;
+use crate::server::{now_ms, rss_bytes, Server};
 
 const DEFAULT_SECTIONS: &[&str] = &[
     "server",
@@ -114,7 +115,7 @@ fn server_section(server: &Server, out: &mut String) {
 fn clients_section(server: &Server, out: &mut String) {
     out.push_str("# Clients\r\n");
     line(out, "connected_clients", server.clients.len());
-    line(out, "maxclients", server.config.server.maxclients);
+    line(out, "maxclients", server.runtime.maxclients());
     line(out, "blocked_clients", 0);
     let (tracking_clients, _, _, _) = server.pubsub.tracking_figures();
     line(out, "tracking_clients", tracking_clients);
@@ -133,28 +134,8 @@ fn clients_section(server: &Server, out: &mut String) {
     line(
         out,
         "maxmemory_clients",
-        server.config.server.maxmemory_clients,
+        server.runtime.maxmemory_clients_bytes(),
     );
-}
-
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "K", "M", "G"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.2}{}", UNITS[unit])
-}
-
-/// What the allocator has handed out and not had back (jemalloc's `stats.allocated`), as
-/// Redis reports `used_memory`; `None` when jemalloc is not the allocator (it then has
-/// handed out nothing), so the caller falls back to the resident size.
-fn allocated_bytes() -> Option<u64> {
-    tikv_jemalloc_ctl::epoch::advance().ok()?;
-    let allocated = tikv_jemalloc_ctl::stats::allocated::read().ok()? as u64;
-    (allocated > 0).then_some(allocated)
 }
 
 fn memory_section(server: &Server, out: &mut String) {
@@ -162,19 +143,26 @@ fn memory_section(server: &Server, out: &mut String) {
     let carts = server.store.len() as u64;
     let cart_bytes = rss.saturating_sub(server.rss_baseline_bytes);
     let tokens = server.store.token_stats();
-    let used = allocated_bytes().unwrap_or(rss);
+    let allocator = crate::memory::allocator_stats();
+    let used = allocator.map_or(rss, |stats| stats.allocated);
+    let peak = server.peak_memory.note(used);
+    let maxmemory = server.runtime.maxmemory_bytes();
     out.push_str("# Memory\r\n");
     line(out, "used_memory", used);
     line(out, "used_memory_human", human(used));
     line(out, "used_memory_rss", rss);
     line(out, "used_memory_rss_human", human(rss));
-    line(out, "used_memory_startup", server.rss_baseline_bytes);
-    line(out, "maxmemory", server.config.server.maxmemory);
+    line(out, "used_memory_peak", peak);
+    line(out, "used_memory_peak_human", human(peak));
+    line(out, "used_memory_startup", server.startup_allocated_bytes);
     line(
         out,
-        "maxmemory_human",
-        human(server.config.server.maxmemory),
+        "used_memory_dataset",
+        used.saturating_sub(server.startup_allocated_bytes),
     );
+    allocator_lines(allocator, rss, used, out);
+    line(out, "maxmemory", maxmemory);
+    line(out, "maxmemory_human", human(maxmemory));
     line(
         out,
         "maxmemory_policy",
@@ -221,6 +209,23 @@ fn memory_section(server: &Server, out: &mut String) {
     line(out, "idempotency_refused", tokens.refused);
     line(out, "idempotency_forgotten", tokens.forgotten);
     line(out, "idempotency_forgotten_bytes", tokens.forgotten_bytes);
+}
+
+/// jemalloc's counters and the fragmentation (resident against allocated), by Redis's names.
+fn allocator_lines(
+    allocator: Option<crate::memory::AllocatorStats>,
+    rss: u64,
+    used: u64,
+    out: &mut String,
+) {
+    if let Some(allocator) = allocator {
+        line(out, "allocator_allocated", allocator.allocated);
+        line(out, "allocator_active", allocator.active);
+        line(out, "allocator_resident", allocator.resident);
+    }
+    let ratio = rss as f64 / used.max(1) as f64;
+    line(out, "mem_fragmentation_ratio", format!("{ratio:.2}"));
+    line(out, "mem_fragmentation_bytes", rss as i64 - used as i64);
 }
 
 fn persistence_section(server: &Server, out: &mut String) {
@@ -495,10 +500,14 @@ fn keyspace_section(server: &Server, out: &mut String) {
     out.push_str("# Keyspace\r\n");
     let carts = server.store.len();
     if carts > 0 {
+        // Every cart expires. Like Redis's, the average is an estimate: Redis keeps a running
+        // one from its expiry cycle's samples, cartd samples a few carts per shard now.
+        let sample = server.store.sample_ttls(now_ms());
+        let avg_ttl_ms = sample.ttl_ms_sum.checked_div(sample.carts).unwrap_or(0);
         line(
             out,
             "db0",
-            format!("keys={carts},expires={carts},avg_ttl=0"),
+            format!("keys={carts},expires={carts},avg_ttl={avg_ttl_ms}"),
         );
     }
 }

@@ -84,3 +84,23 @@ pub const PROMO_QTY_MAX: u32 = 100_000;
 const _: () = assert!(PROMOTIONS_AUTOMATIC_MAX <= PROMOTIONS_MAX);
 /// Channels and patterns one client subscribes to at most (each costs a registry entry).
 pub const SUBSCRIPTIONS_PER_CLIENT_MAX: usize = 100_000;
+/// Highest `slowlog-max-len`: an entry keeps at most `SLOWLOG_ARGS_MAX` arguments of at most
+/// `SLOWLOG_ARG_BYTES_MAX` bytes each (about 4.5 KiB), so a full log takes at most ~450 MB.
+/// Redis has no such bound.
+pub const SLOWLOG_LEN_LIMIT: usize = 100_000;
+/// Arguments a slow log entry keeps, the last one saying how many more there were (Redis's
+/// `SLOWLOG_ENTRY_MAX_ARGC`).
+pub const SLOWLOG_ARGS_MAX: usize = 32;
+/// Bytes of one argument a slow log entry keeps, then `... (N more bytes)` (Redis's
+/// `SLOWLOG_ENTRY_MAX_STRING`).
+pub const SLOWLOG_ARG_BYTES_MAX: usize = 128;
+/// Bytes of a client name a slow log entry keeps (names are short: CLIENT SETNAME takes no
+/// spaces, and a longer one is cut).
+pub const SLOWLOG_CLIENT_NAME_BYTES_MAX: usize = 128;
+/// Samples the latency monitor keeps per event, one per second at most (Redis's
+/// `LATENCY_TS_LEN`).
+pub const LATENCY_SAMPLES_PER_EVENT_MAX: usize = 160;
+/// Longest CLIENT PAUSE: a year (Redis takes any); longer is refused, so deadlines never
+/// overflow.
+pub const CLIENT_PAUSE_MS_MAX: u64 = 365 * 24 * 3600 * 1000;
+const _: () = assert!(SLOWLOG_ARGS_MAX >= 2); // room for an argument and the "more" marker

@@ -62,6 +62,18 @@ pub struct Server {
     pub over_maxmemory: AtomicBool,
     /// Pub/sub channels, client-side caching and monitors; the store tells it every change.
     pub pubsub: Arc<crate::pubsub::PubSub>,
+    /// The settings CONFIG SET changes (the rest of `config` never changes).
+    pub runtime: crate::runtime::RuntimeConfig,
+    /// The slow log (SLOWLOG).
+    pub slowlog: crate::slowlog::SlowLog,
+    /// The latency monitor (LATENCY).
+    pub latency: crate::latency::LatencyMonitor,
+    /// CLIENT PAUSE: commands wait while it lasts.
+    pub pause: crate::pause::ClientPause,
+    /// What the allocator held right after start (MEMORY STATS `startup.allocated`).
+    pub startup_allocated_bytes: u64,
+    /// The most the allocator has held (INFO `used_memory_peak`).
+    pub peak_memory: crate::memory::PeakMemory,
 }
 
 impl Server {
@@ -87,10 +99,16 @@ impl Server {
             config.server.tracking_table_max_keys,
         ));
         store.set_listener(pubsub.clone());
-        Server {
+        let mut server = Server {
             acl,
             over_maxmemory,
             pubsub,
+            runtime: crate::runtime::RuntimeConfig::new(&config.server),
+            slowlog: crate::slowlog::SlowLog::default(),
+            latency: crate::latency::LatencyMonitor::default(),
+            pause: crate::pause::ClientPause::default(),
+            startup_allocated_bytes: 0,
+            peak_memory: crate::memory::PeakMemory::default(),
             store,
             upstream: Upstream::new(&config.upstream),
             config,
@@ -104,7 +122,11 @@ impl Server {
             rss_baseline_bytes: rss_bytes(),
             loading: AtomicBool::new(true),
             durability: OnceLock::new(),
-        }
+        };
+        // After the store's shards are made: what a server holds before any cart.
+        server.startup_allocated_bytes = crate::memory::used_bytes();
+        server.peak_memory.note(server.startup_allocated_bytes);
+        server
     }
 
     /// Why the log cannot be written right now, if it cannot (writes are then refused).
@@ -257,9 +279,9 @@ pub async fn run(
     let server = Arc::new(Server::with_acl(config, config_file, local_addr, acl));
     let tracker = TaskTracker::new();
     tracker.spawn(watch_signals(server.shutdown.clone()));
-    if server.config.server.maxmemory > 0 {
-        tracker.spawn(sample_memory(server.clone()));
-    }
+    // Always: CONFIG SET maxmemory may turn the bound on later, and the sampler keeps the
+    // allocator's peak and the log's fsync latency too.
+    tracker.spawn(sample_memory(server.clone()));
     log_listening(listener.as_ref(), tls_listener.as_ref());
     let mut recovery = tokio::spawn(durability::start(server.clone(), repair));
     let mut recovering = true;
@@ -350,7 +372,7 @@ fn accept(
     server.stats.connections_received.fetch_add(1, Relaxed);
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(server.local_addr);
-    let maxclients = server.config.server.maxclients;
+    let maxclients = server.runtime.maxclients();
     match server
         .clients
         .register(peer, local, maxclients, &server.shutdown)
@@ -395,18 +417,29 @@ fn accept(
     }
 }
 
-/// Compares resident memory with `maxmemory` every 100 ms (reading /proc is too slow for
-/// every command).
+/// Every 100 ms (reading /proc is too slow for every command): compares resident memory
+/// with `maxmemory`, notes the allocator's peak, and samples the log's slowest fsync for the
+/// latency monitor.
 async fn sample_memory(server: Arc<Server>) {
     let mut interval = tokio::time::interval(Duration::from_millis(100));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = interval.tick() => {
-                let over = rss_bytes() > server.config.server.maxmemory;
+                let maxmemory = server.runtime.maxmemory_bytes();
+                let over = maxmemory > 0 && rss_bytes() > maxmemory;
                 let was = server.over_maxmemory.swap(over, std::sync::atomic::Ordering::Relaxed);
                 if over != was {
-                    tracing::warn!(over, maxmemory = server.config.server.maxmemory, "resident memory crossed maxmemory");
+                    tracing::warn!(over, maxmemory, "resident memory crossed maxmemory");
+                }
+                server.peak_memory.note(crate::memory::used_bytes());
+                if let Some(durability) = server.durability.get() {
+                    let fsync_ms = durability.wal.take_slowest_fsync_us() / 1000;
+                    server.latency.sample_if_needed(
+                        crate::latency::LatencyEvent::WalFsync,
+                        fsync_ms,
+                        server.runtime.latency_monitor_threshold_ms(),
+                    );
                 }
             }
             () = server.shutdown.cancelled() => return,
@@ -422,10 +455,17 @@ async fn expire_carts(server: Arc<Server>) {
         tokio::select! {
             _ = interval.tick() => {
                 // An expiry is a change: while the log cannot take it, carts wait to expire.
-                if server.log_failure().is_some() {
+                // CLIENT PAUSE holds expiry too, as in Redis: the data stays as it is.
+                if server.log_failure().is_some() || server.pause.is_active() {
                     continue;
                 }
+                let started = Instant::now();
                 let expired = server.store.expire_due(now_ms());
+                server.latency.sample_if_needed(
+                    crate::latency::LatencyEvent::ExpireCycle,
+                    started.elapsed().as_millis() as u64,
+                    server.runtime.latency_monitor_threshold_ms(),
+                );
                 if expired > 0 {
                     tracing::debug!(expired, "carts expired");
                 }

@@ -9,6 +9,7 @@
 //! - [`raw`]: [`RawConn`], byte-exact RESP over TCP.
 //! - [`mod@view`]: cart views as JSON and as the typed [`CartView`], from RESP2 or RESP3.
 //! - [`cli`]: [`redis_cli`], running `redis-cli` against cartd.
+//! - [`exporter`]: [`Exporter`], the Prometheus exporter scraping cartd.
 //! - [`cart`]: shorthand for the cart-command suites ([`w`], [`mutate`], [`cart_add`], [`lines`]).
 //! - [`mod@info`]: [`fn@info`] and the `name:value` fields of its text.
 //! - [`pg`]: [`TestDb`], a PostgreSQL database of a test's own.
@@ -28,6 +29,7 @@ pub mod cart;
 pub mod cli;
 pub mod client;
 pub mod disk;
+pub mod exporter;
 pub mod info;
 pub mod matrix;
 pub mod pg;
@@ -44,6 +46,7 @@ pub use cart::{
 pub use cli::{redis_cli, run_redis_cli, CliOutput};
 pub use client::{array, cmd, fails, field, int, ok, pairs, query, text};
 pub use disk::SmallDisk;
+pub use exporter::{metric, redis_exporter, Exporter};
 pub use info::{info, info_field, info_number, wait_for_sink};
 pub use pg::{PgCluster, TestDb};
 pub use process::{cartd_bin, Cartd, START_TIMEOUT};

@@ -58,6 +58,21 @@ impl Cartd {
         Cartd::start("")
     }
 
+    /// Starts cartd without `--config` (the built-in defaults, no file to rewrite), and
+    /// waits until it is ready.
+    pub fn start_without_config_file() -> Cartd {
+        let dir = tempfile::tempdir().expect("a temp dir for cartd");
+        let data = dir.path().join("data");
+        let (child, addr, log) = spawn(dir.path(), &data, String::new(), &[], true);
+        Cartd {
+            child,
+            addr,
+            log,
+            dir,
+            data,
+        }
+    }
+
     /// Starts cartd with `config_toml` as its configuration file and waits (up to
     /// [`START_TIMEOUT`]) until it listens. Blocks the calling thread, so it works inside and
     /// outside a tokio runtime; in async code [`Cartd::start_async`] keeps the runtime free.
@@ -274,13 +289,15 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// The cartd command line for the config in `dir` and the data directory `data`, with extra
-/// `flags`.
+/// The cartd command line for the config in `dir` (`--config` only if `dir/cartd.toml`
+/// exists) and the data directory `data`, with extra `flags`.
 fn cartd_command(dir: &Path, data: &Path, flags: &[&str]) -> Command {
     let mut command = Command::new(cartd_bin());
+    let config = dir.join("cartd.toml");
+    if config.exists() {
+        command.arg("--config").arg(config);
+    }
     command
-        .arg("--config")
-        .arg(dir.join("cartd.toml"))
         .args(["--bind", "127.0.0.1", "--port", "0", "--data-dir"])
         .arg(data)
         .args(flags)

@@ -44,17 +44,20 @@ fn read_json(path: &Path) -> Json {
 }
 
 /// The phases every full run reports, for each target.
-const PHASES: [&str; 6] = [
+const PHASES: [&str; 9] = [
     "steady",
     "flash-sale/closed",
     "flash-sale/open",
     "connections",
     "merge-storm",
     "memory",
+    "pubsub/fanout",
+    "pubsub/adds-alone",
+    "pubsub/adds-beside-subscribers",
 ];
 
 /// Settings small enough for a debug build to run every scenario in seconds.
-const TINY: [&str; 22] = [
+const TINY: [&str; 28] = [
     "--duration-s",
     "1",
     "--connections",
@@ -77,6 +80,12 @@ const TINY: [&str; 22] = [
     "2000",
     "--pipeline",
     "16",
+    "--subscribers",
+    "50",
+    "--fanout-rounds",
+    "2",
+    "--idle-subscribers",
+    "20",
 ];
 
 /// `compare` with tiny settings: every phase against both servers, no errors, the ratios, the
@@ -156,6 +165,25 @@ fn check_phase(report: &Json, phase: &str, target: &str) {
                 per_cart.is_some_and(|bytes| bytes > 0.0),
                 "{target} memory measured"
             );
+        }
+        "pubsub/fanout" => {
+            assert_eq!(
+                result["ops"],
+                2 * 50,
+                "every subscriber got each of 2 changes"
+            );
+            assert_eq!(
+                result["extra"]["to_last_subscriber_ms"]
+                    .as_array()
+                    .map(Vec::len),
+                Some(2)
+            );
+        }
+        "pubsub/adds-beside-subscribers" => {
+            assert_eq!(result["extra"]["idle_subscribers"], 20);
+            assert!(result["extra"]["throughput_ratio_to_none"]
+                .as_f64()
+                .is_some_and(|ratio| ratio > 0.0));
         }
         "flash-sale/open" => {
             assert_eq!(

@@ -176,6 +176,9 @@ struct Shared {
     active_first_lsn: AtomicU64,
     writes: AtomicU64,
     fsyncs: AtomicU64,
+    /// The longest fsync since [`Wal::take_slowest_fsync_us`] last read it, microseconds
+    /// (the server's latency monitor samples it).
+    slowest_fsync_us: AtomicU64,
     progress: Mutex<Progress>,
     /// Wakes `sync` callers: durable LSN moved, an error, or the writer stopped.
     progress_changed: Condvar,
@@ -211,6 +214,14 @@ struct Progress {
 }
 
 impl Shared {
+    /// Counts one fsync that began at `started`, and keeps the longest for the latency
+    /// monitor.
+    fn count_fsync(&self, started: std::time::Instant) {
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        let took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.slowest_fsync_us.fetch_max(took_us, Ordering::Relaxed);
+    }
+
     /// Publishes that every record up to `lsn` is written to its file.
     fn publish_written(&self, lsn: Lsn) {
         self.written_lsn.store(lsn, Ordering::Release);
@@ -285,6 +296,7 @@ impl Wal {
             active_first_lsn: AtomicU64::new(next_lsn),
             writes: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
+            slowest_fsync_us: AtomicU64::new(0),
             progress: Mutex::new(Progress::default()),
             progress_changed: Condvar::new(),
             failing: std::sync::atomic::AtomicBool::new(false),
@@ -489,6 +501,12 @@ impl Wal {
         queue.sync_requested = queue.sync_requested.max(lsn);
         drop(queue);
         self.shared.queue_ready.notify_one();
+    }
+
+    /// The longest fsync of the log since the last call, microseconds (0: none), and starts
+    /// over: the latency monitor's `wal-fsync` event reads it a few times a second.
+    pub fn take_slowest_fsync_us(&self) -> u64 {
+        self.shared.slowest_fsync_us.swap(0, Ordering::Relaxed)
     }
 
     /// The log's state for INFO. Lists the directory, so not for hot paths.

@@ -372,8 +372,9 @@ impl Writer {
         segment.file.write_all(piece)?;
         self.shared.writes.fetch_add(1, Ordering::Relaxed);
         if self.shared.fsync == FsyncPolicy::Always {
+            let started = Instant::now();
             segment.file.sync_data()?;
-            self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+            self.shared.count_fsync(started);
             self.last_sync = Instant::now();
         }
         segment.reposition = false;
@@ -398,8 +399,9 @@ impl Writer {
 
     /// Syncs the current segment and publishes everything written as durable.
     fn sync(&mut self) -> io::Result<()> {
+        let started = Instant::now();
         self.segment.file.sync_data()?;
-        self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.shared.count_fsync(started);
         self.last_sync = Instant::now();
         self.shared.queue.lock().last_sync = self.last_sync;
         self.succeeded();

@@ -133,6 +133,23 @@ pub enum ClientCommand {
     GetRedir,
     /// `CLIENT TRACKINGINFO`.
     TrackingInfo,
+    /// `CLIENT REPLY ON|OFF|SKIP`.
+    Reply(ClientReply),
+    /// `CLIENT PAUSE timeout [WRITE|ALL]`.
+    Pause {
+        /// How long the pause lasts from now, milliseconds.
+        timeout_ms: u64,
+        /// `WRITE`: only commands that change data wait; `ALL` (the default): every command.
+        writes_only: bool,
+    },
+    /// `CLIENT UNPAUSE`.
+    Unpause,
+    /// `CLIENT NO-EVICT ON|OFF`.
+    NoEvict(bool),
+    /// `CLIENT NO-TOUCH ON|OFF`.
+    NoTouch(bool),
+    /// `CLIENT HELP`.
+    Help,
 }
 
 /// `CLIENT TRACKING` and its options.
@@ -152,6 +169,17 @@ pub struct Tracking {
     pub optout: bool,
     /// `NOLOOP`: changes this client makes itself are not announced to it.
     pub noloop: bool,
+}
+
+/// What `CLIENT REPLY` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientReply {
+    /// Replies again (replies `+OK`).
+    On,
+    /// No replies at all from now on, errors included (no reply to this command either).
+    Off,
+    /// No reply to the next command (nor to this one).
+    Skip,
 }
 
 impl ClientCommand {
@@ -188,21 +216,37 @@ impl ClientCommand {
         } else if is("TRACKING") {
             ClientCommand::Tracking(parse_tracking(args)?)
         } else if is("CACHING") {
-            let value = args.next_bytes()?;
-            if args.remaining() > 0 {
-                return Err(CommandError::syntax());
-            }
-            if value.eq_ignore_ascii_case(b"YES") {
-                ClientCommand::Caching(true)
-            } else if value.eq_ignore_ascii_case(b"NO") {
-                ClientCommand::Caching(false)
-            } else {
-                return Err(CommandError::syntax());
-            }
+            ClientCommand::Caching(parse_caching(args)?)
         } else if is("GETREDIR") {
             ClientCommand::GetRedir
         } else if is("TRACKINGINFO") {
             ClientCommand::TrackingInfo
+        } else if is("REPLY") {
+            client_arity(args, "reply", 1)?;
+            let mode = args.next_bytes()?;
+            ClientCommand::Reply(if mode.eq_ignore_ascii_case(b"ON") {
+                ClientReply::On
+            } else if mode.eq_ignore_ascii_case(b"OFF") {
+                ClientReply::Off
+            } else if mode.eq_ignore_ascii_case(b"SKIP") {
+                ClientReply::Skip
+            } else {
+                return Err(CommandError::syntax());
+            })
+        } else if is("PAUSE") {
+            parse_pause(args)?
+        } else if is("UNPAUSE") {
+            client_arity(args, "unpause", 0)?;
+            ClientCommand::Unpause
+        } else if is("NO-EVICT") {
+            client_arity(args, "no-evict", 1)?;
+            ClientCommand::NoEvict(parse_on_off(&args.next_bytes()?)?)
+        } else if is("NO-TOUCH") {
+            client_arity(args, "no-touch", 1)?;
+            ClientCommand::NoTouch(parse_on_off(&args.next_bytes()?)?)
+        } else if is("HELP") {
+            client_arity(args, "help", 0)?;
+            ClientCommand::Help
         } else {
             return Err(CommandError::err(format!(
                 "unknown subcommand '{}'. Try CLIENT HELP.",
@@ -211,6 +255,47 @@ impl ClientCommand {
         };
         Ok(command)
     }
+}
+
+/// Exactly `words` arguments after the subcommand, else Redis's `client|sub` arity error.
+fn client_arity(args: &Args, sub: &str, words: usize) -> Result<(), CommandError> {
+    if args.remaining() != words {
+        return Err(CommandError::arity(&format!("client|{sub}")));
+    }
+    Ok(())
+}
+
+/// `ON` or `OFF`, in any case; anything else is a syntax error, as in Redis.
+fn parse_on_off(word: &[u8]) -> Result<bool, CommandError> {
+    if word.eq_ignore_ascii_case(b"ON") {
+        Ok(true)
+    } else if word.eq_ignore_ascii_case(b"OFF") {
+        Ok(false)
+    } else {
+        Err(CommandError::syntax())
+    }
+}
+
+/// `CLIENT PAUSE timeout [WRITE|ALL]`, with Redis's errors.
+fn parse_pause(args: &mut Args) -> Result<ClientCommand, CommandError> {
+    if !(1..=2).contains(&args.remaining()) {
+        return Err(CommandError::arity("client|pause"));
+    }
+    let timeout = args.next_bytes()?;
+    let timeout_ms = crate::args::parse_i64(&timeout)
+        .map_err(|_| CommandError::err("timeout is not an integer or out of range"))?;
+    let timeout_ms =
+        u64::try_from(timeout_ms).map_err(|_| CommandError::err("timeout is negative"))?;
+    let writes_only = match args.next_if_any() {
+        None => false,
+        Some(mode) if mode.eq_ignore_ascii_case(b"ALL") => false,
+        Some(mode) if mode.eq_ignore_ascii_case(b"WRITE") => true,
+        Some(_) => return Err(CommandError::err("CLIENT PAUSE mode must be WRITE or ALL")),
+    };
+    Ok(ClientCommand::Pause {
+        timeout_ms,
+        writes_only,
+    })
 }
 
 fn parse_list_filter(args: &mut Args) -> Result<Vec<u64>, CommandError> {
@@ -270,6 +355,21 @@ fn parse_kill(args: &mut Args) -> Result<ClientKill, CommandError> {
         }
     }
     Ok(kill)
+}
+
+/// `CLIENT CACHING YES|NO`: true for YES.
+fn parse_caching(args: &mut Args) -> Result<bool, CommandError> {
+    let value = args.next_bytes()?;
+    if args.remaining() > 0 {
+        return Err(CommandError::syntax());
+    }
+    if value.eq_ignore_ascii_case(b"YES") {
+        Ok(true)
+    } else if value.eq_ignore_ascii_case(b"NO") {
+        Ok(false)
+    } else {
+        Err(CommandError::syntax())
+    }
 }
 
 fn parse_tracking(args: &mut Args) -> Result<Tracking, CommandError> {

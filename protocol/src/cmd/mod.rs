@@ -14,6 +14,7 @@ mod cart_set;
 mod catalog;
 mod connection;
 pub mod docs;
+mod introspection;
 mod keyspace;
 mod options;
 mod pricing;
@@ -36,7 +37,10 @@ pub use cart_restore::CartRestore;
 pub use cart_save::CartSave;
 pub use cart_set::CartSet;
 pub use catalog::{CatalogDel, CatalogGet, CatalogSet, StockSet};
-pub use connection::{ClientCommand, ClientKill, Hello, Tracking};
+pub use connection::{ClientCommand, ClientKill, ClientReply, Hello, Tracking};
+pub use introspection::{
+    LatencyCommand, MemoryCommand, ObjectCommand, SlowlogCommand, SLOWLOG_GET_DEFAULT,
+};
 pub use keyspace::Scan;
 pub use options::{Currency, Format, LineId, MutationOptions, ReplyMode};
 pub use pricing::{GiftCardDel, GiftCardGet, GiftCardSet, PromoDel, PromoGet, PromoSet};
@@ -118,6 +122,20 @@ pub enum Command {
     Unwatch,
     /// `ROLE`.
     Role,
+    /// `SLOWLOG ...`.
+    Slowlog(SlowlogCommand),
+    /// `LATENCY ...`.
+    Latency(LatencyCommand),
+    /// `MEMORY ...`.
+    Memory(MemoryCommand),
+    /// `OBJECT ...`.
+    Object(ObjectCommand),
+    /// `CONFIG SET parameter value [parameter value ...]`, the pairs in order.
+    ConfigSet(Vec<(Bytes, Bytes)>),
+    /// `CONFIG REWRITE`.
+    ConfigRewrite,
+    /// `CONFIG HELP`.
+    ConfigHelp,
     /// `SUBSCRIBE channel [channel ...]`.
     Subscribe(Vec<Bytes>),
     /// `UNSUBSCRIBE [channel ...]` (none: every channel).
@@ -201,6 +219,10 @@ impl Command {
             Command::Watch(_) => CommandId::Watch,
             Command::Unwatch => CommandId::Unwatch,
             Command::Role => CommandId::Role,
+            Command::Slowlog(_) => CommandId::Slowlog,
+            Command::Latency(_) => CommandId::Latency,
+            Command::Memory(_) => CommandId::Memory,
+            Command::Object(_) => CommandId::Object,
             Command::Subscribe(_) => CommandId::Subscribe,
             Command::Unsubscribe(_) => CommandId::Unsubscribe,
             Command::PSubscribe(_) => CommandId::PSubscribe,
@@ -210,7 +232,11 @@ impl Command {
             Command::Monitor => CommandId::Monitor,
             Command::Command(_) => CommandId::Command,
             Command::Info(_) => CommandId::Info,
-            Command::ConfigGet(_) | Command::ConfigResetStat => CommandId::Config,
+            Command::ConfigGet(_)
+            | Command::ConfigResetStat
+            | Command::ConfigSet(_)
+            | Command::ConfigRewrite
+            | Command::ConfigHelp => CommandId::Config,
             Command::DbSize => CommandId::DbSize,
             Command::Exists(_) => CommandId::Exists,
             Command::Del(_) => CommandId::Del,
@@ -318,6 +344,10 @@ fn parse_known(id: CommandId, args: &mut Args) -> Result<Command, CommandError> 
         CommandId::Watch => Command::Watch(args.rest()),
         CommandId::Unwatch => Command::Unwatch,
         CommandId::Role => Command::Role,
+        CommandId::Slowlog => Command::Slowlog(SlowlogCommand::parse(args)?),
+        CommandId::Latency => Command::Latency(LatencyCommand::parse(args)?),
+        CommandId::Memory => Command::Memory(MemoryCommand::parse(args)?),
+        CommandId::Object => Command::Object(ObjectCommand::parse(args)?),
         CommandId::Subscribe
         | CommandId::Unsubscribe
         | CommandId::PSubscribe

@@ -1,4 +1,5 @@
-//! Server commands with arguments: `INFO`, `CONFIG`, `COMMAND`, `SHUTDOWN`.
+//! Server commands with arguments: `INFO`, `CONFIG` (GET, SET, REWRITE, RESETSTAT, HELP),
+//! `COMMAND`, `SHUTDOWN`.
 
 use bytes::Bytes;
 
@@ -24,10 +25,31 @@ pub(super) fn parse_config(args: &mut Args) -> Result<Command, CommandError> {
     if sub.eq_ignore_ascii_case(b"RESETSTAT") {
         return Ok(Command::ConfigResetStat);
     }
-    if sub.eq_ignore_ascii_case(b"SET") || sub.eq_ignore_ascii_case(b"REWRITE") {
-        return Err(CommandError::err(
-            "CONFIG SET and CONFIG REWRITE are not supported: cartd reads config.toml at start",
-        ));
+    if sub.eq_ignore_ascii_case(b"SET") {
+        let words = args.rest();
+        if words.len() < 2 {
+            return Err(CommandError::arity("config|set"));
+        }
+        if !words.len().is_multiple_of(2) {
+            return Err(CommandError::syntax());
+        }
+        let pairs = words
+            .chunks_exact(2)
+            .map(|pair| (pair[0].clone(), pair[1].clone()))
+            .collect();
+        return Ok(Command::ConfigSet(pairs));
+    }
+    if sub.eq_ignore_ascii_case(b"REWRITE") {
+        if args.remaining() > 0 {
+            return Err(CommandError::arity("config|rewrite"));
+        }
+        return Ok(Command::ConfigRewrite);
+    }
+    if sub.eq_ignore_ascii_case(b"HELP") {
+        if args.remaining() > 0 {
+            return Err(CommandError::arity("config|help"));
+        }
+        return Ok(Command::ConfigHelp);
     }
     Err(CommandError::err(format!(
         "unknown subcommand '{}'. Try CONFIG HELP.",

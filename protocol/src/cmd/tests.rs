@@ -406,7 +406,26 @@ fn server_commands_parse() {
         message(&["CONFIG", "GET"]),
         "ERR wrong number of arguments for 'config|get' command"
     );
-    assert!(message(&["CONFIG", "SET", "a", "b"]).contains("not supported"));
+    assert_eq!(
+        parse(&["CONFIG", "SET", "a", "b", "c", "d"]),
+        Ok(Command::ConfigSet(vec![
+            ("a".into(), "b".into()),
+            ("c".into(), "d".into())
+        ]))
+    );
+    assert_eq!(
+        message(&["CONFIG", "SET", "timeout"]),
+        "ERR wrong number of arguments for 'config|set' command"
+    );
+    assert_eq!(
+        message(&["CONFIG", "SET", "timeout", "1", "2"]),
+        "ERR syntax error"
+    );
+    assert_eq!(parse(&["config", "rewrite"]), Ok(Command::ConfigRewrite));
+    assert_eq!(
+        message(&["CONFIG", "REWRITE", "now"]),
+        "ERR wrong number of arguments for 'config|rewrite' command"
+    );
     assert_eq!(message(&["SHUTDOWN", "SAVE", "NOSAVE"]), "ERR syntax error");
     assert_eq!(message(&["SHUTDOWN", "LATER"]), "ERR syntax error");
     assert_eq!(
@@ -883,4 +902,123 @@ fn new_commands_map_to_their_rows_and_new_mutations_carry_a_fingerprint() {
             assert_ne!(mutation.fingerprint, 0, "{words:?}");
         }
     }
+}
+
+#[test]
+fn slowlog_parses_as_redis_does() {
+    assert_eq!(
+        parse(&["SLOWLOG", "GET"]),
+        Ok(Command::Slowlog(SlowlogCommand::Get(Some(10))))
+    );
+    assert_eq!(
+        parse(&["slowlog", "get", "-1"]),
+        Ok(Command::Slowlog(SlowlogCommand::Get(None)))
+    );
+    for count in ["-2", "x"] {
+        assert_eq!(
+            message(&["SLOWLOG", "GET", count]),
+            "ERR count should be greater than or equal to -1"
+        );
+    }
+    assert_eq!(
+        message(&["SLOWLOG", "GET", "1", "2"]),
+        "ERR unknown subcommand or wrong number of arguments for 'get'. Try SLOWLOG HELP."
+    );
+    assert_eq!(
+        message(&["SLOWLOG", "LEN", "3"]),
+        "ERR wrong number of arguments for 'slowlog|len' command"
+    );
+    assert_eq!(
+        message(&["SLOWLOG", "FOO"]),
+        "ERR unknown subcommand 'FOO'. Try SLOWLOG HELP."
+    );
+}
+
+#[test]
+fn latency_memory_and_object_parse_as_redis_does() {
+    assert_eq!(
+        message(&["LATENCY", "HISTORY"]),
+        "ERR wrong number of arguments for 'latency|history' command"
+    );
+    assert_eq!(
+        parse(&["LATENCY", "RESET"]),
+        Ok(Command::Latency(LatencyCommand::Reset(Vec::new())))
+    );
+    assert_eq!(
+        message(&["LATENCY", "FOO"]),
+        "ERR unknown subcommand 'FOO'. Try LATENCY HELP."
+    );
+    assert_eq!(
+        parse(&["MEMORY", "USAGE", "k", "SAMPLES", "0"]),
+        Ok(Command::Memory(MemoryCommand::Usage("k".into())))
+    );
+    assert_eq!(
+        message(&["MEMORY", "USAGE", "k", "SAMPLES"]),
+        "ERR syntax error"
+    );
+    assert_eq!(
+        message(&["MEMORY", "USAGE", "k", "bar", "1"]),
+        "ERR syntax error"
+    );
+    assert_eq!(
+        message(&["MEMORY", "USAGE", "k", "SAMPLES", "x"]),
+        "ERR value is not an integer or out of range"
+    );
+    assert_eq!(
+        message(&["OBJECT", "ENCODING"]),
+        "ERR wrong number of arguments for 'object|encoding' command"
+    );
+    assert_eq!(
+        parse(&["object", "freq", "k"]),
+        Ok(Command::Object(ObjectCommand::Freq("k".into())))
+    );
+    assert_eq!(
+        message(&["OBJECT", "FOO", "k"]),
+        "ERR unknown subcommand 'FOO'. Try OBJECT HELP."
+    );
+}
+
+#[test]
+fn client_reply_pause_and_flags_parse_as_redis_does() {
+    let client = |words: &[&str]| match parse(words) {
+        Ok(Command::Client(client)) => client,
+        other => panic!("{words:?}: {other:?}"),
+    };
+    assert_eq!(
+        client(&["CLIENT", "REPLY", "skip"]),
+        ClientCommand::Reply(ClientReply::Skip)
+    );
+    assert_eq!(message(&["CLIENT", "REPLY", "maybe"]), "ERR syntax error");
+    assert_eq!(
+        client(&["CLIENT", "PAUSE", "100", "write"]),
+        ClientCommand::Pause {
+            timeout_ms: 100,
+            writes_only: true
+        }
+    );
+    assert_eq!(
+        message(&["CLIENT", "PAUSE", "x"]),
+        "ERR timeout is not an integer or out of range"
+    );
+    assert_eq!(
+        message(&["CLIENT", "PAUSE", "-1"]),
+        "ERR timeout is negative"
+    );
+    assert_eq!(
+        message(&["CLIENT", "PAUSE", "1", "bogus"]),
+        "ERR CLIENT PAUSE mode must be WRITE or ALL"
+    );
+    assert_eq!(
+        message(&["CLIENT", "PAUSE"]),
+        "ERR wrong number of arguments for 'client|pause' command"
+    );
+    assert_eq!(
+        client(&["CLIENT", "NO-EVICT", "on"]),
+        ClientCommand::NoEvict(true)
+    );
+    assert_eq!(message(&["CLIENT", "NO-TOUCH", "x"]), "ERR syntax error");
+    assert_eq!(
+        message(&["CLIENT", "NO-EVICT"]),
+        "ERR wrong number of arguments for 'client|no-evict' command"
+    );
 }

@@ -1,5 +1,10 @@
-//! Connection commands: PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET, CLIENT.
+//! Connection commands: PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET, CLIENT (REPLY, PAUSE,
+//! NO-EVICT and NO-TOUCH set state the connection, the pause and the eviction read).
 
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use protocol::cmd::ClientReply;
 use protocol::{
     ClientCommand, ClientKill, Command, CommandError, ErrorCode, Hello, Protocol, Reply,
 };
@@ -192,8 +197,101 @@ fn client_command(
         ClientCommand::Caching(yes) => super::pubsub::caching(yes, session)?,
         ClientCommand::GetRedir => super::pubsub::get_redir(session),
         ClientCommand::TrackingInfo => super::pubsub::tracking_info(session, server),
+        ClientCommand::Reply(mode) => {
+            // OFF and SKIP are not answered: the connection drops this reply.
+            match mode {
+                ClientReply::On => handle.replies.on(),
+                ClientReply::Off => handle.replies.off(),
+                ClientReply::Skip => handle.replies.skip_next(),
+            }
+            Reply::ok()
+        }
+        ClientCommand::Pause {
+            timeout_ms,
+            writes_only,
+        } => pause(timeout_ms, writes_only, handle.id, server),
+        ClientCommand::Unpause => {
+            server.pause.unpause();
+            Reply::ok()
+        }
+        ClientCommand::NoEvict(on) => {
+            handle.no_evict.store(on, Relaxed);
+            Reply::ok()
+        }
+        ClientCommand::NoTouch(on) => {
+            handle.no_touch.store(on, Relaxed);
+            Reply::ok()
+        }
+        ClientCommand::Help => super::introspection::help_reply(CLIENT_HELP),
     })
 }
+
+/// `CLIENT PAUSE`: one server-wide pause (at most `CLIENT_PAUSE_MS_MAX`).
+fn pause(timeout_ms: u64, writes_only: bool, client: u64, server: &Server) -> Reply {
+    let timeout_ms = timeout_ms.min(crate::limits::CLIENT_PAUSE_MS_MAX);
+    server
+        .pause
+        .pause(Duration::from_millis(timeout_ms), writes_only);
+    tracing::info!(client, timeout_ms, writes_only, "CLIENT PAUSE");
+    Reply::ok()
+}
+
+/// CLIENT HELP: the subcommands cartd has, in Redis's words.
+const CLIENT_HELP: &[&str] = &[
+    "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "KILL <ip:port>",
+    "    Kill connection made from <ip:port>.",
+    "KILL <option> <value> [<option> <value> [...]]",
+    "    Kill connections. Options are:",
+    "    * ADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made from the specified address",
+    "    * LADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made to specified local address",
+    "    * ID <client-id>",
+    "      Kill connections by client id.",
+    "    * SKIPME (YES|NO)",
+    "      Skip killing current connection (default: yes).",
+    "LIST [options ...]",
+    "    Return information about client connections. Options:",
+    "    * TYPE (NORMAL)",
+    "      Return clients of specified type.",
+    "    * ID <client-id> [<client-id> ...]",
+    "      Return clients of specified IDs only.",
+    "UNPAUSE",
+    "    Stop the current client pause, resuming traffic.",
+    "PAUSE <timeout> [WRITE|ALL]",
+    "    Suspend all, or just write, clients for <timeout> milliseconds.",
+    "REPLY (ON|OFF|SKIP)",
+    "    Control the replies sent to the current connection.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "SETINFO <option> <value>",
+    "    Set client meta attr. Options are:",
+    "    * LIB-NAME: the client lib name.",
+    "    * LIB-VER: the client lib version.",
+    "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]",
+    "         [OPTIN] [OPTOUT] [NOLOOP]",
+    "    Control server assisted client side caching.",
+    "CACHING (YES|NO)",
+    "    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",
+    "GETREDIR",
+    "    Return the client ID we are redirecting to when tracking is enabled.",
+    "TRACKINGINFO",
+    "    Report tracking status for the current connection.",
+    "NO-EVICT (ON|OFF)",
+    "    Protect current client connection from eviction.",
+    "NO-TOUCH (ON|OFF)",
+    "    Will not touch LRU/LFU stats when this mode is on (cartd: CART.GET does not renew",
+    "    the cart's TTL).",
+    "HELP",
+    "    Prints this help.",
+];
 
 fn kill(filter: ClientKill, session: &Session, server: &Server) -> Result<Reply, CommandError> {
     let mut killed = 0;

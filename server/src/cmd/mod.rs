@@ -13,8 +13,11 @@ mod cart_restore;
 mod cart_save;
 mod cart_set;
 mod catalog;
+mod config_set;
 pub mod connection;
+mod introspection;
 mod keyspace;
+mod memory;
 mod pricing;
 pub mod pubsub;
 mod server;
@@ -29,13 +32,15 @@ use crate::server::{now_ms, Server};
 use crate::store::no_cart;
 
 /// Runs a parsed command. `None`: no reply (SHUTDOWN closes the connection instead).
+// One arm per command: a dispatch table more than logic, kept whole so it stays exhaustive.
+#[allow(clippy::too_many_lines)]
 pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<Reply> {
     let now = now_ms();
     let result = match command {
         Command::CartAdd(cmd) => cart_add::apply(cmd, server, now),
         Command::CartSet(cmd) => cart_set::apply(cmd, server, now),
         Command::CartRemove(cmd) => cart_remove::apply(cmd, server, now),
-        Command::CartGet(cmd) => Ok(cart_get::apply(cmd, server, now, session.upstream_stale)),
+        Command::CartGet(cmd) => Ok(cart_get::apply(cmd, server, now, session)),
         Command::CartClear(cmd) => cart_clear::apply(cmd, server, now),
         Command::CartMerge(cmd) => cart_merge::apply(cmd, server, now),
         Command::CartSave(cmd) => cart_save::apply(cmd, server, now),
@@ -71,7 +76,17 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         | Command::Publish(_)
         | Command::PubSub(_)
         | Command::Monitor => pubsub::run(command, session, server),
-        Command::Shutdown(shutdown) => return shutdown_now(&shutdown, session, server),
+        Command::Slowlog(_)
+        | Command::Latency(_)
+        | Command::Memory(_)
+        | Command::Object(_)
+        | Command::ConfigSet(_)
+        | Command::ConfigRewrite
+        | Command::ConfigHelp => introspection::run(command, server, now),
+        Command::Shutdown(shutdown) => {
+            self::shutdown(&shutdown, session, server);
+            return None;
+        }
         Command::Ping(_)
         | Command::Echo(_)
         | Command::Hello(_)
@@ -97,13 +112,8 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
     Some(result.unwrap_or_else(Reply::Error))
 }
 
-/// `SHUTDOWN`: stops the server (saving a snapshot first with SAVE); no reply, the
-/// connection closes.
-fn shutdown_now(
-    shutdown: &protocol::Shutdown,
-    session: &mut Session,
-    server: &Server,
-) -> Option<Reply> {
+/// `SHUTDOWN`: stops the server (a snapshot first with SAVE) and closes the connection.
+fn shutdown(shutdown: &protocol::Shutdown, session: &mut Session, server: &Server) {
     tracing::info!(client = session.handle.id, "SHUTDOWN received");
     if let (Some(true), Some(durability)) = (shutdown.save, server.durability.get()) {
         durability
@@ -112,7 +122,6 @@ fn shutdown_now(
     }
     server.shutdown.cancel();
     session.close = true;
-    None
 }
 
 /// `ROLE`: a master (every node is one until replicas land), at its log's last LSN as the

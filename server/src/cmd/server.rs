@@ -1,4 +1,5 @@
-//! Server commands: INFO, CONFIG GET/RESETSTAT, COMMAND, TIME.
+//! Server commands: INFO, CONFIG GET/RESETSTAT, COMMAND, TIME (CONFIG SET and REWRITE are
+//! `config_set.rs`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -39,8 +40,8 @@ fn parameters(server: &Server) -> Vec<(&'static str, String)> {
     vec![
         ("bind", config.server.bind.to_string()),
         ("port", server.local_addr.port().to_string()),
-        ("maxclients", config.server.maxclients.to_string()),
-        ("requirepass", config.server.requirepass.clone()),
+        ("maxclients", server.runtime.maxclients().to_string()),
+        ("requirepass", server.acl.requirepass()),
         ("databases", "1".into()),
         ("appendonly", "yes".into()),
         ("appendfsync", config.persistence.appendfsync.clone()),
@@ -101,32 +102,60 @@ fn parameters(server: &Server) -> Vec<(&'static str, String)> {
         ),
     ]
     .into_iter()
-    .chain(limit_parameters(config))
+    .chain(limit_parameters(server))
     .chain(pricing_parameters(config))
     .collect()
 }
 
-/// Client limits, by Redis's names.
-fn limit_parameters(config: &crate::config::Config) -> Vec<(&'static str, String)> {
+/// The names CONFIG GET knows.
+pub fn parameter_names(server: &Server) -> Vec<&'static str> {
+    parameters(server)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// Client limits and the slow log and latency monitor settings, by Redis's names: what
+/// CONFIG SET changes, as it is now.
+fn limit_parameters(server: &Server) -> Vec<(&'static str, String)> {
+    let config = &server.config;
+    let runtime = &server.runtime;
     vec![
-        ("timeout", config.server.timeout.to_string()),
+        ("timeout", runtime.timeout_s().to_string()),
         ("tcp-backlog", config.server.tcp_backlog.to_string()),
-        ("maxmemory", config.server.maxmemory.to_string()),
+        ("maxmemory", runtime.maxmemory_bytes().to_string()),
         ("maxmemory-policy", config.server.maxmemory_policy.clone()),
         (
             "maxmemory-clients",
-            config.server.maxmemory_clients.to_string(),
+            runtime.maxmemory_clients_bytes().to_string(),
         ),
         ("client-output-buffer-limit", {
-            let limit = config.server.client_output_buffer_limit;
+            let (limit, pubsub) = (
+                runtime.output_buffer_limit(),
+                runtime.pubsub_output_buffer_limit(),
+            );
             format!(
-                "normal {} {} {} slave 0 0 0 pubsub 0 0 0",
-                limit.hard_bytes, limit.soft_bytes, limit.soft_s
+                "normal {} {} {} slave 0 0 0 pubsub {} {} {}",
+                limit.hard_bytes,
+                limit.soft_bytes,
+                limit.soft_s,
+                pubsub.hard_bytes,
+                pubsub.soft_bytes,
+                pubsub.soft_s
             )
         }),
         (
             "proto-max-bulk-len",
             config.server.max_bulk_bytes.to_string(),
+        ),
+        (
+            "slowlog-log-slower-than",
+            runtime.slowlog_log_slower_than_us().to_string(),
+        ),
+        ("slowlog-max-len", runtime.slowlog_max_len().to_string()),
+        (
+            "latency-monitor-threshold",
+            runtime.latency_monitor_threshold_ms().to_string(),
         ),
     ]
 }

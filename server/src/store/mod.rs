@@ -12,6 +12,7 @@
 mod checkout;
 pub mod durable;
 mod index;
+mod introspection;
 mod log;
 mod merge;
 mod names_sweep;
@@ -36,6 +37,7 @@ use crate::catalog::{apply_plan, Catalog};
 use crate::config::Config;
 use crate::limits::{EXPIRE_CHECKS_PER_LOCK_MAX, VALIDATION_ATTEMPTS_MAX};
 use crate::pricing::{GiftCards, Promotions};
+pub use introspection::{CartFootprint, TtlSample};
 pub use log::{bare_event, deferring_writes, event, take_appended_lsn};
 use persistence::{Event, EventKind, GuardKind, GuardRef, TombstoneReason, Wal};
 use shard::Shard;
@@ -488,6 +490,23 @@ impl Store {
         }
     }
 
+    /// Renews the TTL of `cart` (read from `shard` under `key`) as of `now_ms`, if `touch`
+    /// (a read from a CLIENT NO-TOUCH connection does not).
+    fn renew_if(
+        &self,
+        touch: bool,
+        shard: &mut Shard,
+        at: Location,
+        key: &[u8],
+        cart: &mut Cart,
+        now_ms: u64,
+    ) {
+        if touch {
+            cart.expires_at_ms = now_ms + self.ttl_ms(cart.kind);
+            shard.update(at.hash, key, cart);
+        }
+    }
+
     /// The live cart under `key` with its TTL renewed (an access), if there is one.
     fn touch(&self, shard: &mut Shard, at: Location, key: &[u8], now_ms: u64) -> Option<Cart> {
         let mut cart = self.live(shard, at, key, now_ms)?;
@@ -570,7 +589,7 @@ impl Store {
     /// `CART.GET ... IFCHANGED version`'s first step: `Some(reply)` (null: still at
     /// `version`; NOCART: gone) when the view is not needed, counted as a read with the TTL
     /// renewed; `None` when the cart moved on and [`Store::get`] renders it (and counts it).
-    pub fn unchanged(&self, key: &[u8], version: u64, now_ms: u64) -> Option<Reply> {
+    pub fn unchanged(&self, key: &[u8], version: u64, now_ms: u64, touch: bool) -> Option<Reply> {
         let at = self.locate(key);
         let mut shard = self.shards[at.shard].lock();
         let Some(mut cart) = self.live(&mut shard, at, key, now_ms) else {
@@ -581,13 +600,12 @@ impl Store {
             return None;
         }
         self.count_read(true);
-        cart.expires_at_ms = now_ms + self.ttl_ms(cart.kind);
-        shard.update(at.hash, key, &cart);
+        self.renew_if(touch, &mut shard, at, key, &mut cart, now_ms);
         Some(Reply::Null)
     }
 
-    /// `CART.GET`: renews the TTL and returns the view, validated unless `novalidate` or
-    /// cached. Pricing runs on a copy of the lines with no lock held; the result is applied
+    /// `CART.GET`: renews the TTL (unless not `touch`: CLIENT NO-TOUCH) and returns the view,
+    /// validated unless `novalidate` or cached. Pricing runs on a copy of the lines with no lock held; the result is applied
     /// only if the cart did not change meanwhile. `upstream_stale`: the upstream services
     /// failed to refresh the cache, so the view is priced from it but marked stale, and the
     /// validation is not cached (the next view tries again).
@@ -598,6 +616,7 @@ impl Store {
         format: Format,
         now_ms: u64,
         upstream_stale: bool,
+        touch: bool,
     ) -> Reply {
         let at = self.locate(key);
         for _ in 0..VALIDATION_ATTEMPTS_MAX {
@@ -608,8 +627,7 @@ impl Store {
                 let Some(mut cart) = cart else {
                     return Reply::Null;
                 };
-                cart.expires_at_ms = now_ms + self.ttl_ms(cart.kind);
-                shard.update(at.hash, key, &cart);
+                self.renew_if(touch, &mut shard, at, key, &mut cart, now_ms);
                 let cached = cart.validated_at_ms > 0
                     && now_ms.saturating_sub(cart.validated_at_ms)
                         < self.config.validation_cache_ms;

@@ -70,6 +70,13 @@ impl Shard {
         Some(cart)
     }
 
+    /// The bytes the packed entry under `key` takes (its key and length prefix included) and
+    /// its deadline, read without decoding the cart.
+    pub fn entry_size(&self, hash: u64, key: &[u8]) -> Option<(usize, u64)> {
+        self.entry(hash, key)
+            .map(|entry| (entry.len(), entry.deadline().0))
+    }
+
     /// Whether a cart, expired or not, is stored under `key`.
     pub fn contains(&self, hash: u64, key: &[u8]) -> bool {
         self.entry(hash, key).is_some()
