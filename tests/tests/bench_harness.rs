@@ -44,7 +44,7 @@ fn read_json(path: &Path) -> Json {
 }
 
 /// The phases every full run reports, for each target.
-const PHASES: [&str; 9] = [
+const PHASES: [&str; 10] = [
     "steady",
     "flash-sale/closed",
     "flash-sale/open",
@@ -54,6 +54,7 @@ const PHASES: [&str; 9] = [
     "pubsub/fanout",
     "pubsub/adds-alone",
     "pubsub/adds-beside-subscribers",
+    "pubsub/adds-alone-after",
 ];
 
 /// Settings small enough for a debug build to run every scenario in seconds.
@@ -181,7 +182,7 @@ fn check_phase(report: &Json, phase: &str, target: &str) {
         }
         "pubsub/adds-beside-subscribers" => {
             assert_eq!(result["extra"]["idle_subscribers"], 20);
-            assert!(result["extra"]["throughput_ratio_to_none"]
+            assert!(result["extra"]["throughput_ratio_to_alone"]
                 .as_f64()
                 .is_some_and(|ratio| ratio > 0.0));
         }
