@@ -84,6 +84,12 @@ pub const PROMO_QTY_MAX: u32 = 100_000;
 const _: () = assert!(PROMOTIONS_AUTOMATIC_MAX <= PROMOTIONS_MAX);
 /// Channels and patterns one client subscribes to at most (each costs a registry entry).
 pub const SUBSCRIPTIONS_PER_CLIENT_MAX: usize = 100_000;
+/// Subscriptions (a client to a channel or pattern) the server holds at most, over all clients.
+pub const SUBSCRIPTIONS_MAX: usize = 10_000_000;
+/// Longest channel or pattern name a client subscribes to, and longest BCAST prefix.
+pub const CHANNEL_BYTES_MAX: usize = 1024;
+/// BCAST prefixes one tracking client registers at most (each change is matched against all).
+pub const TRACKING_PREFIXES_MAX: usize = 1000;
 /// Highest `slowlog-max-len`: an entry keeps at most `SLOWLOG_ARGS_MAX` arguments of at most
 /// `SLOWLOG_ARG_BYTES_MAX` bytes each (about 4.5 KiB), so a full log takes at most ~450 MB.
 /// Redis has no such bound.

@@ -283,6 +283,8 @@ pub struct PubSub {
     own_channels: AtomicUsize,
     /// Patterns subscribed to (each may match cartd's channels).
     patterns: AtomicUsize,
+    /// Subscriptions over all clients (a client to a channel or a pattern).
+    subscriptions: AtomicUsize,
     tracking: Mutex<TrackingTable>,
     /// Tracking clients.
     trackers: AtomicUsize,
@@ -323,6 +325,7 @@ impl PubSub {
             mailboxes: RwLock::new(HashMap::new()),
             own_channels: AtomicUsize::new(0),
             patterns: AtomicUsize::new(0),
+            subscriptions: AtomicUsize::new(0),
             tracking: Mutex::new(TrackingTable::default()),
             trackers: AtomicUsize::new(0),
             tracking_keys_max: tracking_keys_max.max(1),
@@ -356,7 +359,9 @@ impl PubSub {
         let mut registry = self.registry.write();
         let listeners = registry.channels.entry(channel).or_default();
         let first = listeners.is_empty();
-        listeners.insert(mailbox.client, mailbox.clone());
+        if listeners.insert(mailbox.client, mailbox.clone()).is_none() {
+            self.subscriptions.fetch_add(1, Ordering::Relaxed);
+        }
         if own && first {
             self.own_channels.fetch_add(1, Ordering::Relaxed);
         }
@@ -368,7 +373,9 @@ impl PubSub {
         let Some(listeners) = registry.channels.get_mut(channel) else {
             return;
         };
-        listeners.remove(&client);
+        if listeners.remove(&client).is_some() {
+            self.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        }
         if listeners.is_empty() {
             registry.channels.remove(channel);
             if is_own_channel(channel) {
@@ -388,7 +395,9 @@ impl PubSub {
         if listeners.is_empty() {
             self.patterns.fetch_add(1, Ordering::Relaxed);
         }
-        listeners.insert(mailbox.client, mailbox.clone());
+        if listeners.insert(mailbox.client, mailbox.clone()).is_none() {
+            self.subscriptions.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Takes `client` off `pattern`'s subscribers.
@@ -397,7 +406,9 @@ impl PubSub {
         let Some((_, listeners)) = registry.patterns.get_mut(pattern) else {
             return;
         };
-        listeners.remove(&client);
+        if listeners.remove(&client).is_some() {
+            self.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        }
         if listeners.is_empty() {
             registry.patterns.remove(pattern);
             self.patterns.fetch_sub(1, Ordering::Relaxed);
@@ -466,6 +477,11 @@ impl PubSub {
     /// Patterns with subscribers (`PUBSUB NUMPAT`).
     pub fn pattern_count(&self) -> usize {
         self.registry.read().patterns.len()
+    }
+
+    /// Subscriptions over all clients.
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.load(Ordering::Relaxed)
     }
 
     /// Channels with subscribers.

@@ -561,3 +561,48 @@ async fn subscriptions_end_with_the_connection() {
         "RESET unsubscribes"
     );
 }
+
+/// Limits, one past each: a channel name over 1,024 bytes, a client's 100,001st
+/// subscription; each refused with LIMIT and nothing subscribed.
+#[tokio::test]
+async fn subscriptions_are_bounded() {
+    let cartd = Cartd::start_default();
+    let mut sub = cartd.raw().await;
+    let long = "c".repeat(1025);
+    let refused = text(sub.call(&["SUBSCRIBE", "ok", &long]).await);
+    assert!(
+        refused.starts_with("-LIMIT channel and pattern names are at most 1024 bytes"),
+        "{refused}"
+    );
+    let mut admin = cartd.raw().await;
+    assert_eq!(
+        text(admin.call(&["PUBSUB", "NUMSUB", "ok"]).await),
+        "*2\r\n$2\r\nok\r\n:0\r\n"
+    );
+    let mut subscribed = 0;
+    while subscribed < 100_000 {
+        let mut args = vec!["SUBSCRIBE".to_owned()];
+        args.extend((subscribed..subscribed + 4_000).map(|n| format!("ch:{n}")));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        sub.send(&encode_command(&args)).await;
+        for _ in 0..4_000 {
+            sub.read_reply().await;
+        }
+        subscribed += 4_000;
+    }
+    let refused = text(sub.call(&["PSUBSCRIBE", "one-more*"]).await);
+    assert!(
+        refused.starts_with("-LIMIT a client subscribes to at most 100000"),
+        "{refused}"
+    );
+    assert_eq!(text(admin.call(&["PUBSUB", "NUMPAT"]).await), ":0\r\n");
+    let refused = text(
+        admin
+            .call(&["CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", &long])
+            .await,
+    );
+    assert!(
+        refused.starts_with("-LIMIT a client tracks at most"),
+        "{refused}"
+    );
+}

@@ -7,7 +7,9 @@ use protocol::cmd::{PubSubCommand, Publish, Tracking};
 use protocol::{Command, CommandError, CommandSpec, ErrorCode, Protocol, Reply};
 
 use crate::dispatch::Session;
-use crate::limits::SUBSCRIPTIONS_PER_CLIENT_MAX;
+use crate::limits::{
+    CHANNEL_BYTES_MAX, SUBSCRIPTIONS_MAX, SUBSCRIPTIONS_PER_CLIENT_MAX, TRACKING_PREFIXES_MAX,
+};
 use crate::pubsub::{
     TrackingMode, CART_CHANNEL_PREFIX, CART_EVENT_CHANNEL_PREFIX, PRODUCT_CHANNEL_PREFIX,
 };
@@ -68,9 +70,19 @@ pub fn subscribe(
         .iter()
         .filter(|name| !list(session, kind).contains(*name))
         .count();
+    if names.iter().any(|name| name.len() > CHANNEL_BYTES_MAX) {
+        return Err(CommandError::limit(format!(
+            "channel and pattern names are at most {CHANNEL_BYTES_MAX} bytes"
+        )));
+    }
     if session.subscriptions() + new > SUBSCRIPTIONS_PER_CLIENT_MAX {
         return Err(CommandError::limit(format!(
             "a client subscribes to at most {SUBSCRIPTIONS_PER_CLIENT_MAX} channels and patterns"
+        )));
+    }
+    if server.pubsub.subscription_count() + new > SUBSCRIPTIONS_MAX {
+        return Err(CommandError::limit(format!(
+            "the server holds at most {SUBSCRIPTIONS_MAX} subscriptions over all clients"
         )));
     }
     for name in &names {
@@ -413,6 +425,20 @@ fn check_tracking_options(options: &Tracking, session: &Session) -> Result<(), C
     }
     if options.optin && options.optout {
         return Err(CommandError::err("You can't use both OPTIN and OPTOUT"));
+    }
+    let known = session
+        .tracking
+        .as_ref()
+        .map_or(0, |current| current.options.prefixes.len());
+    if known + options.prefixes.len() > TRACKING_PREFIXES_MAX
+        || options
+            .prefixes
+            .iter()
+            .any(|prefix| prefix.len() > CHANNEL_BYTES_MAX)
+    {
+        return Err(CommandError::limit(format!(
+            "a client tracks at most {TRACKING_PREFIXES_MAX} prefixes of at most {CHANNEL_BYTES_MAX} bytes"
+        )));
     }
     if options.bcast && (options.optin || options.optout) {
         return Err(CommandError::err(
