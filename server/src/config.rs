@@ -25,6 +25,8 @@ pub struct Config {
     pub acl: AclConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Redis-Cluster mode: this node's id and the node layout (off by default).
+    pub cluster: cluster::ClusterConfig,
 }
 
 /// `[acl]`: users in ACL file syntax (`user storefront on >pw ~cart:* +@cart`), and Redis's
@@ -542,6 +544,11 @@ impl Config {
         }
         if let Err(error) = crate::acl::parse_users(&self.acl.users.join("\n"), "acl.users") {
             return invalid(error);
+        }
+        if self.cluster.enabled {
+            if let Err(error) = cluster::Layout::new(&self.cluster) {
+                return invalid(error.to_string());
+            }
         }
         if !server.maxmemory_policy.eq_ignore_ascii_case("noeviction") {
             return invalid(format!(

@@ -62,6 +62,8 @@ pub struct Server {
     pub over_maxmemory: AtomicBool,
     /// Pub/sub channels, client-side caching and monitors; the store tells it every change.
     pub pubsub: Arc<crate::pubsub::PubSub>,
+    /// The cluster layout, in cluster mode (`[cluster] enabled`); `None` standalone.
+    pub cluster: Option<cluster::Layout>,
     /// The settings CONFIG SET changes (the rest of `config` never changes).
     pub runtime: crate::runtime::RuntimeConfig,
     /// The slow log (SLOWLOG).
@@ -99,7 +101,14 @@ impl Server {
             config.server.tracking_table_max_keys,
         ));
         store.set_listener(pubsub.clone());
+        // Checked with the rest of the configuration before the server is made.
+        let cluster = config
+            .cluster
+            .enabled
+            .then(|| cluster::Layout::new(&config.cluster).ok())
+            .flatten();
         let mut server = Server {
+            cluster,
             acl,
             over_maxmemory,
             pubsub,

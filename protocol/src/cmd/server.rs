@@ -138,3 +138,52 @@ impl Shutdown {
         Ok(shutdown)
     }
 }
+
+/// `CLUSTER` subcommands (those cartd has so far; the others are refused by name).
+#[derive(Debug, PartialEq)]
+pub enum ClusterCommand {
+    /// `CLUSTER KEYSLOT key`.
+    KeySlot(Bytes),
+    /// `CLUSTER MYID`.
+    MyId,
+    /// `CLUSTER INFO`.
+    Info,
+    /// `CLUSTER HELP`.
+    Help,
+    /// A subcommand of Redis's that cartd does not have yet, lower case.
+    NotYet(String),
+}
+
+impl ClusterCommand {
+    /// Parses the arguments after `CLUSTER`.
+    pub fn parse(args: &mut Args) -> Result<ClusterCommand, CommandError> {
+        let sub = args.next_bytes()?;
+        let lower = String::from_utf8_lossy(&sub).to_ascii_lowercase();
+        let exactly = |args: &mut Args, count: usize| {
+            if args.remaining() == count {
+                Ok(())
+            } else {
+                Err(CommandError::arity(&format!("cluster|{lower}")))
+            }
+        };
+        Ok(match lower.as_str() {
+            "keyslot" => {
+                exactly(args, 1)?;
+                ClusterCommand::KeySlot(args.next_bytes()?)
+            }
+            "myid" => {
+                exactly(args, 0)?;
+                ClusterCommand::MyId
+            }
+            "info" => {
+                exactly(args, 0)?;
+                ClusterCommand::Info
+            }
+            "help" => ClusterCommand::Help,
+            _ => {
+                args.rest();
+                ClusterCommand::NotYet(lower)
+            }
+        })
+    }
+}

@@ -69,6 +69,7 @@ pub enum CommandId {
     Publish,
     PubSub,
     Monitor,
+    Cluster,
 }
 
 impl CommandId {
@@ -899,6 +900,17 @@ pub static COMMANDS: &[CommandSpec] = &[
         group: "server",
         summary: "Streams every command the server runs, as it runs them (bounded: a monitor that falls behind is closed).",
         syntax: "",
+    },
+    CommandSpec {
+        id: CommandId::Cluster,
+        name: "cluster",
+        arity: -2,
+        flags: &["loading", "stale"],
+        categories: &[],
+        keys: Keys::NONE,
+        group: "cluster",
+        summary: "Redis Cluster: KEYSLOT, MYID, INFO, HELP (the rest with the cluster work).",
+        syntax: "KEYSLOT|MYID|INFO|HELP [argument ...]",
     },
 ];
 

@@ -13,6 +13,7 @@ mod cart_restore;
 mod cart_save;
 mod cart_set;
 mod catalog;
+mod cluster;
 mod config_set;
 pub mod connection;
 mod introspection;
@@ -69,6 +70,7 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::Watch(keys) => crate::transaction::watch(keys, session, server),
         Command::Unwatch => Ok(crate::transaction::unwatch(session)),
         Command::Role => Ok(role(server)),
+        Command::Cluster(command) => cluster::run(command, server),
         Command::Subscribe(_)
         | Command::PSubscribe(_)
         | Command::Unsubscribe(_)

@@ -1,0 +1,395 @@
+//! The cluster's layout as `config.toml` gives it (`[cluster]`: this node's id and the same
+//! list of nodes on every node), checked, and the slot table built from it.
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+
+use serde::Deserialize;
+
+use crate::slot::SLOTS;
+
+/// `[cluster]` in config.toml.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Whether this node runs as part of a cluster (off: a standalone server).
+    pub enabled: bool,
+    /// This node: one of the ids of `nodes`.
+    pub node_id: String,
+    /// Every node of the cluster, the same list on every node.
+    pub nodes: Vec<NodeConfig>,
+}
+
+/// One `[[cluster.nodes]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's id.
+    pub id: String,
+    /// `host:port` clients are told (MOVED, CLUSTER SLOTS).
+    pub addr: String,
+    /// Slots it serves as a primary: ranges (`"0-5460"`) or single slots (`"5461"`).
+    #[serde(default)]
+    pub slots: Vec<String>,
+    /// The primary it replicates, for a replica (which serves no slots of its own).
+    #[serde(default)]
+    pub replica_of: Option<String>,
+}
+
+/// What is wrong with a `[cluster]` section: each names the node and the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    /// `enabled` without `node_id`.
+    #[error("[cluster] node_id is empty: name this node (one of the ids in [[cluster.nodes]])")]
+    NoNodeId,
+    /// `node_id` names no node of the list.
+    #[error("[cluster] node_id {0:?} is not among [[cluster.nodes]] (ids: {1})")]
+    UnknownSelf(String, String),
+    /// No nodes at all.
+    #[error("[cluster] is enabled with no [[cluster.nodes]]")]
+    NoNodes,
+    /// Two entries with one id.
+    #[error("[[cluster.nodes]] id {0:?} appears twice")]
+    DuplicateId(String),
+    /// An empty or overlong id, or one with spaces (CLUSTER NODES lines are split on them).
+    #[error(
+        "[[cluster.nodes]] id {0:?}: ids are 1 to 40 characters, letters, digits, '-' and '_'"
+    )]
+    BadId(String),
+    /// An address that is not `host:port`.
+    #[error("node {0:?}: addr {1:?} is not host:port with a port from 1 to 65535")]
+    BadAddr(String, String),
+    /// Two nodes with one address.
+    #[error("nodes {0:?} and {1:?} both have addr {2:?}")]
+    DuplicateAddr(String, String, String),
+    /// A slot spec that does not parse, or is out of range.
+    #[error("node {0:?}: slots entry {1:?} is not a slot or a range of slots within 0-16383 (\"0-5460\" or \"5461\")")]
+    BadSlots(String, String),
+    /// A slot given to two nodes.
+    #[error("slot {slot} is given to both {first:?} and {second:?}")]
+    SlotTwice {
+        /// The slot.
+        slot: u16,
+        /// The node that has it first in the list.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// A replica with slots of its own.
+    #[error("node {0:?} is a replica (replica_of) and lists slots: only primaries serve slots")]
+    ReplicaWithSlots(String),
+    /// `replica_of` naming no node, itself, or another replica.
+    #[error("node {0:?}: replica_of {1:?} is not a primary of the list")]
+    BadPrimary(String, String),
+}
+
+/// One node of the checked layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Its id.
+    pub id: String,
+    /// Host clients are told.
+    pub host: String,
+    /// Port clients are told.
+    pub port: u16,
+    /// The slot ranges it serves (a primary), in order; empty for a replica.
+    pub ranges: Vec<RangeInclusive<u16>>,
+    /// The primary it replicates (an index into [`Layout::nodes`]).
+    pub replica_of: Option<usize>,
+}
+
+impl Node {
+    /// `host:port`.
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// No node serves the slot.
+const UNASSIGNED: u16 = u16::MAX;
+
+/// The checked layout: the nodes, which one this is, and who serves each slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// Every node, in the config's order.
+    pub nodes: Vec<Node>,
+    /// This node (an index into `nodes`).
+    pub me: usize,
+    /// The primary serving each slot (an index into `nodes`), or `UNASSIGNED`.
+    owners: Box<[u16]>,
+}
+
+impl Layout {
+    /// Checks `config` (which must be enabled) and builds the slot table.
+    pub fn new(config: &ClusterConfig) -> Result<Layout, LayoutError> {
+        if config.node_id.is_empty() {
+            return Err(LayoutError::NoNodeId);
+        }
+        if config.nodes.is_empty() {
+            return Err(LayoutError::NoNodes);
+        }
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut addrs: HashMap<String, &str> = HashMap::new();
+        let mut nodes = Vec::with_capacity(config.nodes.len());
+        for (at, entry) in config.nodes.iter().enumerate() {
+            check_id(&entry.id)?;
+            if index.insert(&entry.id, at).is_some() {
+                return Err(LayoutError::DuplicateId(entry.id.clone()));
+            }
+            let (host, port) = parse_addr(&entry.id, &entry.addr)?;
+            let normalized = format!("{host}:{port}");
+            if let Some(other) = addrs.insert(normalized, &entry.id) {
+                return Err(LayoutError::DuplicateAddr(
+                    other.to_owned(),
+                    entry.id.clone(),
+                    entry.addr.clone(),
+                ));
+            }
+            let ranges = entry
+                .slots
+                .iter()
+                .map(|spec| parse_range(&entry.id, spec))
+                .collect::<Result<Vec<_>, _>>()?;
+            if entry.replica_of.is_some() && !ranges.is_empty() {
+                return Err(LayoutError::ReplicaWithSlots(entry.id.clone()));
+            }
+            nodes.push(Node {
+                id: entry.id.clone(),
+                host,
+                port,
+                ranges,
+                replica_of: None,
+            });
+        }
+        for (at, entry) in config.nodes.iter().enumerate() {
+            if let Some(primary) = &entry.replica_of {
+                let target = index
+                    .get(primary.as_str())
+                    .copied()
+                    .filter(|&target| target != at && config.nodes[target].replica_of.is_none())
+                    .ok_or_else(|| LayoutError::BadPrimary(entry.id.clone(), primary.clone()))?;
+                nodes[at].replica_of = Some(target);
+            }
+        }
+        let me = *index.get(config.node_id.as_str()).ok_or_else(|| {
+            let ids: Vec<&str> = config.nodes.iter().map(|node| node.id.as_str()).collect();
+            LayoutError::UnknownSelf(config.node_id.clone(), ids.join(", "))
+        })?;
+        let owners = slot_table(&mut nodes)?;
+        Ok(Layout { nodes, me, owners })
+    }
+
+    /// The primary serving `slot`, if any.
+    pub fn owner(&self, slot: u16) -> Option<&Node> {
+        let owner = *self.owners.get(usize::from(slot))?;
+        (owner != UNASSIGNED).then(|| &self.nodes[usize::from(owner)])
+    }
+
+    /// This node.
+    pub fn myself(&self) -> &Node {
+        &self.nodes[self.me]
+    }
+
+    /// Slots some primary serves.
+    pub fn assigned_slots(&self) -> usize {
+        self.owners
+            .iter()
+            .filter(|&&owner| owner != UNASSIGNED)
+            .count()
+    }
+
+    /// The replicas of node `primary` (indexes into `nodes`).
+    pub fn replicas_of(&self, primary: usize) -> impl Iterator<Item = usize> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(move |(_, node)| node.replica_of == Some(primary))
+            .map(|(at, _)| at)
+    }
+}
+
+/// Who serves each slot (an index into `nodes`, or `UNASSIGNED`); each node's ranges sorted.
+fn slot_table(nodes: &mut [Node]) -> Result<Box<[u16]>, LayoutError> {
+    let mut owners = vec![UNASSIGNED; usize::from(SLOTS)].into_boxed_slice();
+    for at in 0..nodes.len() {
+        nodes[at].ranges.sort_by_key(|range| *range.start());
+        for range in &nodes[at].ranges {
+            for slot in range.clone() {
+                let owner = &mut owners[usize::from(slot)];
+                if *owner != UNASSIGNED {
+                    return Err(LayoutError::SlotTwice {
+                        slot,
+                        first: nodes[usize::from(*owner)].id.clone(),
+                        second: nodes[at].id.clone(),
+                    });
+                }
+                *owner = u16::try_from(at).expect("fewer nodes than u16::MAX");
+            }
+        }
+    }
+    Ok(owners)
+}
+
+fn check_id(id: &str) -> Result<(), LayoutError> {
+    let valid = (1..=40).contains(&id.len())
+        && id
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(LayoutError::BadId(id.to_owned()))
+    }
+}
+
+fn parse_addr(id: &str, addr: &str) -> Result<(String, u16), LayoutError> {
+    let bad = || LayoutError::BadAddr(id.to_owned(), addr.to_owned());
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 || host.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    Ok((host.to_owned(), port))
+}
+
+fn parse_range(id: &str, spec: &str) -> Result<RangeInclusive<u16>, LayoutError> {
+    let bad = || LayoutError::BadSlots(id.to_owned(), spec.to_owned());
+    let slot = |text: &str| -> Result<u16, LayoutError> {
+        text.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|slot| *slot < SLOTS)
+            .ok_or_else(bad)
+    };
+    let (start, end) = match spec.split_once('-') {
+        Some((start, end)) => (slot(start)?, slot(end)?),
+        None => {
+            let only = slot(spec)?;
+            (only, only)
+        }
+    };
+    if start > end {
+        return Err(bad());
+    }
+    Ok(start..=end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(toml_text: &str) -> ClusterConfig {
+        #[derive(Deserialize)]
+        struct File {
+            cluster: ClusterConfig,
+        }
+        toml::from_str::<File>(toml_text)
+            .expect("valid TOML for the test")
+            .cluster
+    }
+
+    const THREE_AND_ONE: &str = r#"
+        [cluster]
+        enabled = true
+        node_id = "n1"
+        [[cluster.nodes]]
+        id = "n1"
+        addr = "127.0.0.1:7001"
+        slots = ["0-5460"]
+        [[cluster.nodes]]
+        id = "n2"
+        addr = "127.0.0.1:7002"
+        slots = ["5461-10922"]
+        [[cluster.nodes]]
+        id = "n3"
+        addr = "127.0.0.1:7003"
+        slots = ["10923-16382", "16383"]
+        [[cluster.nodes]]
+        id = "n4"
+        addr = "127.0.0.1:7004"
+        replica_of = "n1"
+    "#;
+
+    #[test]
+    fn the_issue_s_layout_builds_a_full_slot_table() {
+        let layout = Layout::new(&config(THREE_AND_ONE)).unwrap();
+        assert_eq!(layout.myself().id, "n1");
+        assert_eq!(layout.assigned_slots(), 16384);
+        assert_eq!(layout.owner(0).unwrap().id, "n1");
+        assert_eq!(layout.owner(5461).unwrap().id, "n2");
+        assert_eq!(layout.owner(16383).unwrap().id, "n3");
+        assert_eq!(layout.owner(16384), None);
+        assert_eq!(layout.nodes[3].replica_of, Some(0));
+        assert_eq!(layout.replicas_of(0).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(layout.nodes[2].addr(), "127.0.0.1:7003");
+    }
+
+    #[test]
+    fn each_mistake_is_named() {
+        let cases: [(&str, &str, &str); 8] = [
+            ("node_id = \"n1\"", "node_id = \"n9\"", "is not among"),
+            (
+                "slots = [\"5461-10922\"]",
+                "slots = [\"5000-10922\"]",
+                "slot 5000 is given to both \"n1\" and \"n2\"",
+            ),
+            (
+                "slots = [\"5461-10922\"]",
+                "slots = [\"5461-16384\"]",
+                "slots entry \"5461-16384\"",
+            ),
+            (
+                "slots = [\"5461-10922\"]",
+                "slots = [\"10922-5461\"]",
+                "slots entry \"10922-5461\"",
+            ),
+            (
+                "replica_of = \"n1\"",
+                "replica_of = \"n9\"",
+                "replica_of \"n9\"",
+            ),
+            (
+                "replica_of = \"n1\"",
+                "replica_of = \"n1\"\n slots = [\"1\"]",
+                "is a replica",
+            ),
+            (
+                "addr = \"127.0.0.1:7002\"",
+                "addr = \"127.0.0.1:7001\"",
+                "both have addr",
+            ),
+            (
+                "addr = \"127.0.0.1:7003\"",
+                "addr = \"127.0.0.1\"",
+                "is not host:port",
+            ),
+        ];
+        for (from, to, expected) in cases {
+            let text = THREE_AND_ONE.replacen(from, to, 1);
+            let error = Layout::new(&config(&text)).unwrap_err().to_string();
+            assert!(error.contains(expected), "{to}: {error}");
+        }
+        let mut twice = config(THREE_AND_ONE);
+        twice.nodes[1].id = "n1".into();
+        assert_eq!(
+            Layout::new(&twice).unwrap_err(),
+            LayoutError::DuplicateId("n1".into())
+        );
+        let mut spaced = config(THREE_AND_ONE);
+        spaced.nodes[1].id = "n 2".into();
+        assert!(matches!(Layout::new(&spaced), Err(LayoutError::BadId(_))));
+    }
+
+    #[test]
+    fn a_layout_may_leave_slots_unassigned() {
+        let text = THREE_AND_ONE.replacen(
+            "slots = [\"10923-16382\", \"16383\"]",
+            "slots = [\"10923-16382\"]",
+            1,
+        );
+        let layout = Layout::new(&config(&text)).unwrap();
+        assert_eq!(layout.assigned_slots(), 16383);
+        assert_eq!(layout.owner(16383), None);
+    }
+}

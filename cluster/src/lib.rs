@@ -1,0 +1,9 @@
+//! cartd's Redis-Cluster-compatible layer: key slots (CRC16 with hash tags, as Redis), the
+//! node layout `config.toml` gives (`[cluster]`), checked, and who serves each slot.
+//! docs/CLUSTER.md (with the cluster issue) describes how the server uses them.
+
+pub mod layout;
+pub mod slot;
+
+pub use layout::{ClusterConfig, Layout, LayoutError, Node, NodeConfig};
+pub use slot::{key_slot, SLOTS};

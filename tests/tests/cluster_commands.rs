@@ -1,0 +1,104 @@
+//! The start of cluster mode (issue 13): the `[cluster]` layout is checked at start, and
+//! CLUSTER KEYSLOT, MYID and INFO answer in Redis's formats; a standalone server answers
+//! every CLUSTER subcommand as a Redis without cluster support does. Before, CLUSTER was an
+//! unknown command and `[cluster]` an unknown section.
+
+use cartd_tests::{Cartd, RawConn};
+
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).expect("UTF-8 reply")
+}
+
+const LAYOUT: &str = r#"
+[cluster]
+enabled = true
+node_id = "n1"
+[[cluster.nodes]]
+id = "n1"
+addr = "127.0.0.1:7001"
+slots = ["0-16383"]
+[[cluster.nodes]]
+id = "n2"
+addr = "127.0.0.1:7002"
+replica_of = "n1"
+"#;
+
+async fn call(conn: &mut RawConn, args: &[&str]) -> String {
+    text(conn.call(args).await)
+}
+
+/// Standalone: Redis's error for every subcommand.
+#[tokio::test]
+async fn a_standalone_server_has_cluster_support_disabled() {
+    let cartd = Cartd::start_default();
+    let mut conn = cartd.raw().await;
+    for args in [
+        &["CLUSTER", "INFO"][..],
+        &["CLUSTER", "KEYSLOT", "foo"],
+        &["CLUSTER", "SLOTS"],
+    ] {
+        assert_eq!(
+            call(&mut conn, args).await,
+            "-ERR This instance has cluster support disabled\r\n"
+        );
+    }
+}
+
+/// In cluster mode: KEYSLOT is Redis's CRC16 with hash tags, MYID this node's id, INFO
+/// Redis's fields with the layout's figures.
+#[tokio::test]
+async fn keyslot_myid_and_info_answer_as_redis() {
+    let cartd = Cartd::start(LAYOUT);
+    let mut conn = cartd.raw().await;
+    assert_eq!(
+        call(&mut conn, &["CLUSTER", "KEYSLOT", "foo"]).await,
+        ":12182\r\n"
+    );
+    assert_eq!(
+        call(&mut conn, &["CLUSTER", "KEYSLOT", "somekey"]).await,
+        ":11058\r\n"
+    );
+    let tagged = call(&mut conn, &["CLUSTER", "KEYSLOT", "{user1000}.following"]).await;
+    assert_eq!(
+        tagged,
+        call(&mut conn, &["CLUSTER", "KEYSLOT", "user1000"]).await
+    );
+    assert_eq!(call(&mut conn, &["CLUSTER", "MYID"]).await, "$2\r\nn1\r\n");
+    let info = call(&mut conn, &["CLUSTER", "INFO"]).await;
+    for field in [
+        "cluster_enabled:1\r\n",
+        "cluster_state:ok\r\n",
+        "cluster_slots_assigned:16384\r\n",
+        "cluster_known_nodes:2\r\n",
+        "cluster_size:1\r\n",
+    ] {
+        assert!(info.contains(field), "{field:?} in {info:?}");
+    }
+    assert_eq!(
+        call(&mut conn, &["CLUSTER", "KEYSLOT"]).await,
+        "-ERR wrong number of arguments for 'cluster|keyslot' command\r\n"
+    );
+}
+
+/// A layout with a mistake stops the start and says where it is.
+#[test]
+fn a_wrong_layout_refuses_to_start_and_says_why() {
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("config.toml");
+    let wrong = LAYOUT.replace("slots = [\"0-16383\"]", "slots = [\"0-16384\"]");
+    std::fs::write(&config, format!("[server]\nport = 0\n{wrong}")).unwrap();
+    let output = std::process::Command::new(cartd_tests::cartd_bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(data.path().join("data"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run cartd");
+    assert!(!output.status.success(), "cartd started with slot 16384");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("node \"n1\": slots entry \"0-16384\""),
+        "the error names the node and the entry: {stderr}"
+    );
+}
