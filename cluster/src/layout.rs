@@ -179,6 +179,12 @@ impl Layout {
         Ok(Layout { nodes, me, owners })
     }
 
+    /// The primary serving `slot`, if any, as an index into `nodes`.
+    pub fn owner_index(&self, slot: u16) -> Option<usize> {
+        let owner = *self.owners.get(usize::from(slot))?;
+        (owner != UNASSIGNED).then_some(usize::from(owner))
+    }
+
     /// The primary serving `slot`, if any.
     pub fn owner(&self, slot: u16) -> Option<&Node> {
         let owner = *self.owners.get(usize::from(slot))?;

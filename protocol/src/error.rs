@@ -48,11 +48,17 @@ pub enum ErrorCode {
     Misconf,
     /// EXEC of a transaction a queued command was refused in (`EXECABORT`).
     ExecAbort,
+    /// The key's slot is served by another node (`MOVED slot host:port`).
+    Moved,
+    /// The keys of one request (or transaction) are in different slots (`CROSSSLOT`).
+    CrossSlot,
+    /// No node serves the key's slot (`CLUSTERDOWN`).
+    ClusterDown,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (`code as usize` indexes it).
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::Err,
         ErrorCode::WrongType,
         ErrorCode::NoAuth,
@@ -74,6 +80,9 @@ impl ErrorCode {
         ErrorCode::GiftCard,
         ErrorCode::Misconf,
         ErrorCode::ExecAbort,
+        ErrorCode::Moved,
+        ErrorCode::CrossSlot,
+        ErrorCode::ClusterDown,
     ];
 
     /// The code as it appears on the wire.
@@ -100,6 +109,9 @@ impl ErrorCode {
             ErrorCode::GiftCard => "GIFTCARD",
             ErrorCode::Misconf => "MISCONF",
             ErrorCode::ExecAbort => "EXECABORT",
+            ErrorCode::Moved => "MOVED",
+            ErrorCode::CrossSlot => "CROSSSLOT",
+            ErrorCode::ClusterDown => "CLUSTERDOWN",
         }
     }
 }

@@ -178,6 +178,9 @@ pub fn admit(
     if !spec.has_flag("no_auth") {
         check_acl(raw, spec, session, server)?;
     }
+    if let Some(layout) = &server.cluster {
+        route(raw, spec, session, layout)?;
+    }
     if session.protocol == Protocol::Resp2
         && session.subscriptions() > 0
         && !allowed_while_subscribed(spec.id)
@@ -206,6 +209,63 @@ pub fn admit(
         ));
     }
     Ok(Some(spec))
+}
+
+/// The cluster step of admission, before any pre-step (no restore from PostgreSQL, no
+/// upstream call for a key another node serves): every key of the request in one slot
+/// (`CROSSSLOT`), inside MULTI every queued command's too, and that slot served here
+/// (`MOVED slot host:port` to the node that serves it; `CLUSTERDOWN` when none does).
+/// Keyless commands (CATALOG.*, PROMO.*, GIFTCARD.*, the server commands) run on any node.
+fn route(
+    raw: &[Bytes],
+    spec: &'static CommandSpec,
+    session: &mut Session,
+    layout: &cluster::Layout,
+) -> Result<(), Executed> {
+    let cross_slot = || {
+        refused(
+            Some(spec.id),
+            CommandError::new(
+                ErrorCode::CrossSlot,
+                "Keys in request don't hash to the same slot",
+            ),
+        )
+    };
+    let mut slot = None;
+    for at in spec.keys.positions(raw.len()) {
+        let key_slot = cluster::key_slot(&raw[at]);
+        match slot {
+            None => slot = Some(key_slot),
+            Some(first) if first != key_slot => return Err(cross_slot()),
+            Some(_) => {}
+        }
+    }
+    let Some(slot) = slot else {
+        return Ok(());
+    };
+    if let Some(transaction) = &mut session.transaction {
+        if !crate::transaction::runs_at_once(spec.id) {
+            match transaction.slot {
+                None => transaction.slot = Some(slot),
+                Some(first) if first != slot => return Err(cross_slot()),
+                Some(_) => {}
+            }
+        }
+    }
+    match layout.owner_index(slot) {
+        Some(owner) if owner == layout.me => Ok(()),
+        Some(owner) => Err(refused(
+            Some(spec.id),
+            CommandError::new(
+                ErrorCode::Moved,
+                format!("{slot} {}", layout.nodes[owner].addr()),
+            ),
+        )),
+        None => Err(refused(
+            Some(spec.id),
+            CommandError::new(ErrorCode::ClusterDown, "Hash slot not served"),
+        )),
+    }
 }
 
 /// What a RESP2 connection may run while it subscribes (its replies would be mistaken for

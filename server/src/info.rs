@@ -18,6 +18,7 @@ const DEFAULT_SECTIONS: &[&str] = &[
     "stats",
     "replication",
     "errorstats",
+    "cluster",
     "keyspace",
 ];
 const ALL_SECTIONS: &[&str] = &[
@@ -30,6 +31,7 @@ const ALL_SECTIONS: &[&str] = &[
     "commandstats",
     "latencystats",
     "errorstats",
+    "cluster",
     "keyspace",
     "upstream",
 ];
@@ -66,6 +68,15 @@ pub fn render(server: &Server, requested: &[String]) -> String {
             "commandstats" => commandstats_section(server, &mut out),
             "latencystats" => latencystats_section(server, &mut out),
             "errorstats" => errorstats_section(server, &mut out),
+            "cluster" => {
+                // redis-cli --cluster and the exporter read cluster_enabled here.
+                out.push_str("# Cluster\r\n");
+                line(
+                    &mut out,
+                    "cluster_enabled",
+                    u8::from(server.cluster.is_some()),
+                );
+            }
             "keyspace" => keyspace_section(server, &mut out),
             "upstream" => upstream_section(server, &mut out),
             _ => {}

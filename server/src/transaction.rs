@@ -29,6 +29,9 @@ pub struct Transaction {
     pub bytes: usize,
     /// A command was refused while queueing: EXEC discards the transaction.
     pub aborted: bool,
+    /// In cluster mode, the slot of the first queued command with keys: every other must be
+    /// in it (CROSSSLOT otherwise), as one node runs the whole transaction.
+    pub slot: Option<u16>,
 }
 
 /// What a WATCHed cart was when watched: its last change's LSN, version and creation time

@@ -148,6 +148,12 @@ pub enum ClusterCommand {
     MyId,
     /// `CLUSTER INFO`.
     Info,
+    /// `CLUSTER SLOTS`.
+    Slots,
+    /// `CLUSTER SHARDS`.
+    Shards,
+    /// `CLUSTER NODES`.
+    Nodes,
     /// `CLUSTER HELP`.
     Help,
     /// A subcommand of Redis's that cartd does not have yet, lower case.
@@ -178,6 +184,18 @@ impl ClusterCommand {
             "info" => {
                 exactly(args, 0)?;
                 ClusterCommand::Info
+            }
+            "slots" => {
+                exactly(args, 0)?;
+                ClusterCommand::Slots
+            }
+            "shards" => {
+                exactly(args, 0)?;
+                ClusterCommand::Shards
+            }
+            "nodes" => {
+                exactly(args, 0)?;
+                ClusterCommand::Nodes
             }
             "help" => ClusterCommand::Help,
             _ => {

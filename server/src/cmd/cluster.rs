@@ -2,6 +2,8 @@
 //! Without `[cluster] enabled`, every subcommand gets Redis's answer for a server without
 //! cluster support. Routing, replicas and the other subcommands come with the cluster work.
 
+use std::fmt::Write as _;
+
 use protocol::cmd::ClusterCommand;
 use protocol::{CommandError, Reply};
 
@@ -18,6 +20,9 @@ pub fn run(command: ClusterCommand, server: &Server) -> Result<Reply, CommandErr
         ClusterCommand::KeySlot(key) => Reply::Integer(i64::from(cluster::key_slot(&key))),
         ClusterCommand::MyId => Reply::text(layout.myself().id.clone()),
         ClusterCommand::Info => Reply::text(info(layout)),
+        ClusterCommand::Slots => slots(layout),
+        ClusterCommand::Shards => shards(layout, server),
+        ClusterCommand::Nodes => Reply::text(nodes(layout)),
         ClusterCommand::Help => super::introspection::help_reply(HELP),
         ClusterCommand::NotYet(sub) => {
             return Err(CommandError::err(format!(
@@ -60,6 +65,142 @@ fn info(layout: &cluster::Layout) -> String {
     lines.join("\r\n") + "\r\n"
 }
 
+/// A node as CLUSTER SLOTS lists it: ip, port, id, and its (empty) metadata.
+fn slots_node(node: &cluster::Node) -> Reply {
+    Reply::Array(vec![
+        Reply::text(node.host.clone()),
+        Reply::Integer(i64::from(node.port)),
+        Reply::text(node.id.clone()),
+        Reply::Array(Vec::new()),
+    ])
+}
+
+/// `CLUSTER SLOTS`: each range of slots with its primary, then its replicas.
+fn slots(layout: &cluster::Layout) -> Reply {
+    let mut entries = Vec::new();
+    for (at, node) in layout.nodes.iter().enumerate() {
+        for range in &node.ranges {
+            let mut entry = vec![
+                Reply::Integer(i64::from(*range.start())),
+                Reply::Integer(i64::from(*range.end())),
+                slots_node(node),
+            ];
+            entry.extend(
+                layout
+                    .replicas_of(at)
+                    .map(|replica| slots_node(&layout.nodes[replica])),
+            );
+            entries.push(Reply::Array(entry));
+        }
+    }
+    entries.sort_by_key(|entry| match entry {
+        Reply::Array(items) => match items.first() {
+            Some(Reply::Integer(start)) => *start,
+            _ => 0,
+        },
+        _ => 0,
+    });
+    Reply::Array(entries)
+}
+
+/// `CLUSTER SHARDS`: each primary with its slots, then the nodes of its shard (itself and
+/// its replicas) with their role, offset and health.
+fn shards(layout: &cluster::Layout, server: &Server) -> Reply {
+    let my_offset = server
+        .durability
+        .get()
+        .map_or(0, |durability| durability.wal.last_lsn());
+    let describe = |at: usize, role: &'static str| {
+        let node = &layout.nodes[at];
+        let offset = if at == layout.me { my_offset } else { 0 };
+        Reply::Map(vec![
+            (Reply::from_static("id"), Reply::text(node.id.clone())),
+            (
+                Reply::from_static("port"),
+                Reply::Integer(i64::from(node.port)),
+            ),
+            (Reply::from_static("ip"), Reply::text(node.host.clone())),
+            (
+                Reply::from_static("endpoint"),
+                Reply::text(node.host.clone()),
+            ),
+            (Reply::from_static("role"), Reply::from_static(role)),
+            (
+                Reply::from_static("replication-offset"),
+                Reply::Integer(i64::try_from(offset).unwrap_or(i64::MAX)),
+            ),
+            (Reply::from_static("health"), Reply::from_static("online")),
+        ])
+    };
+    let shards = layout
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, node)| node.replica_of.is_none())
+        .map(|(at, node)| {
+            let slots = node
+                .ranges
+                .iter()
+                .flat_map(|range| {
+                    [
+                        Reply::Integer(i64::from(*range.start())),
+                        Reply::Integer(i64::from(*range.end())),
+                    ]
+                })
+                .collect();
+            let mut members = vec![describe(at, "master")];
+            members.extend(
+                layout
+                    .replicas_of(at)
+                    .map(|replica| describe(replica, "replica")),
+            );
+            Reply::Map(vec![
+                (Reply::from_static("slots"), Reply::Array(slots)),
+                (Reply::from_static("nodes"), Reply::Array(members)),
+            ])
+        })
+        .collect();
+    Reply::Array(shards)
+}
+
+/// `CLUSTER NODES`: a line per node, Redis's fields (`id ip:port@busport flags primary
+/// ping-sent pong-recv epoch link slots...`); the bus port is Redis's convention, port +
+/// 10000 (cartd has no cluster bus).
+fn nodes(layout: &cluster::Layout) -> String {
+    let mut out = String::new();
+    for (at, node) in layout.nodes.iter().enumerate() {
+        let role = if node.replica_of.is_some() {
+            "slave"
+        } else {
+            "master"
+        };
+        let flags = if at == layout.me {
+            format!("myself,{role}")
+        } else {
+            role.to_owned()
+        };
+        let primary = node.replica_of.map_or_else(
+            || "-".to_owned(),
+            |primary| layout.nodes[primary].id.clone(),
+        );
+        let bus_port = u32::from(node.port) + 10_000;
+        let _ = write!(
+            out,
+            "{} {}:{}@{bus_port} {flags} {primary} 0 0 0 connected",
+            node.id, node.host, node.port
+        );
+        for range in &node.ranges {
+            if range.start() == range.end() {
+                let _ = write!(out, " {}", range.start());
+            } else {
+                let _ = write!(out, " {}-{}", range.start(), range.end());
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// CLUSTER HELP.
 const HELP: &[&str] = &[
     "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -69,6 +210,14 @@ const HELP: &[&str] = &[
     "    Return the hash slot for <key>.",
     "MYID",
     "    Return the node id.",
+    "NODES",
+    "    Return cluster configuration seen by node. Output format:",
+    "    <id> <ip:port@bus-port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
+    "SHARDS",
+    "    Return information about slot range mappings and the nodes associated with them.",
+    "SLOTS",
+    "    Return information about slots range mappings. Each range is made of:",
+    "    start, end, master and replicas IP addresses, ports and ids",
     "HELP",
     "    Print this help.",
 ];

@@ -1,0 +1,214 @@
+//! A local cluster made by `scripts/cluster up` (3 primaries, a replica each): every node
+//! answers for the slots it serves and `-MOVED`s the rest before anything runs;
+//! `CROSSSLOT` for a request or transaction over several slots; redis-py's RedisCluster,
+//! `redis-cli -c` and `redis-cli --cluster check` work unchanged. Before, every cluster client
+//! failed on "unknown command CLUSTER".
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+
+use cartd_tests::scripts::{client_libs, run_script};
+use cartd_tests::{cartd_bin, redis_cli, RawConn};
+
+/// A cluster up for the test, down (by pid) when dropped.
+struct LocalCluster {
+    dir: tempfile::TempDir,
+    port: u16,
+    nodes: u16,
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster")
+}
+
+/// A first port with `count` free ports after it on 127.0.0.1.
+fn free_ports(count: u16) -> u16 {
+    for _ in 0..200 {
+        let base = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        if base > 60_000 {
+            continue;
+        }
+        if (0..count).all(|offset| TcpListener::bind(("127.0.0.1", base + offset)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no {count} free consecutive ports");
+}
+
+impl LocalCluster {
+    fn up(primaries: u16, replicas: u16) -> LocalCluster {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let nodes = primaries * (1 + replicas);
+        let port = free_ports(nodes);
+        let output = Command::new(script())
+            .args(["up", "--primaries", &primaries.to_string()])
+            .args(["--replicas", &replicas.to_string()])
+            .args(["--port", &port.to_string()])
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--bin")
+            .arg(cartd_bin())
+            .output()
+            .expect("run scripts/cluster");
+        assert!(
+            output.status.success(),
+            "scripts/cluster up failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        LocalCluster { dir, port, nodes }
+    }
+
+    async fn conn(&self, node: u16) -> RawConn {
+        RawConn::connect(([127, 0, 0, 1], self.port + node).into()).await
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(script())
+            .args(["down", "--dir"])
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).expect("UTF-8 reply")
+}
+
+/// Each node serves its own slots and MOVEDs the others to their primary (a replica MOVEDs
+/// everything); keys of several slots in one request or one transaction are CROSSSLOT.
+#[tokio::test]
+async fn nodes_serve_their_slots_and_redirect_the_rest() {
+    let cluster = LocalCluster::up(3, 1);
+    let mut n1 = cluster.conn(0).await;
+    let slot = |reply: String| reply.trim_start_matches(':').trim_end().to_owned();
+    // cart:2 is in slot 13807 (n3's), cart:1 in n1's.
+    assert_eq!(
+        slot(text(n1.call(&["CLUSTER", "KEYSLOT", "cart:2"]).await)),
+        "13807"
+    );
+    let add = |key: &'static str| {
+        [
+            "CART.ADD", key, "sku", "-", "1", "PRICE", "100", "CURRENCY", "USD", "REPLY", "VERSION",
+        ]
+    };
+    assert_eq!(
+        text(n1.call(&add("cart:2")).await),
+        format!("-MOVED 13807 127.0.0.1:{}\r\n", cluster.port + 2)
+    );
+    assert_eq!(text(n1.call(&add("cart:1")).await), ":1\r\n");
+    let mut replica = cluster.conn(3).await;
+    let moved = text(replica.call(&add("cart:1")).await);
+    assert!(
+        moved.starts_with("-MOVED ") && moved.ends_with(&format!("127.0.0.1:{}\r\n", cluster.port)),
+        "a replica redirects writes to its primary: {moved}"
+    );
+    assert_eq!(
+        text(n1.call(&["DEL", "cart:1", "cart:2"]).await),
+        "-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+    );
+    // Same slot through a hash tag: allowed.
+    assert_eq!(
+        text(n1.call(&["EXISTS", "{cart:1}a", "{cart:1}b"]).await),
+        ":0\r\n"
+    );
+    // A transaction over two slots is refused at the second and aborted.
+    n1.send(&cartd_tests::encode_command(&["MULTI"])).await;
+    n1.send(&cartd_tests::encode_command(&add("cart:1"))).await;
+    n1.send(&cartd_tests::encode_command(&["EXISTS", "cart:3"]))
+        .await;
+    n1.send(&cartd_tests::encode_command(&["EXEC"])).await;
+    assert_eq!(text(n1.read_reply().await), "+OK\r\n");
+    assert_eq!(text(n1.read_reply().await), "+QUEUED\r\n");
+    let third = text(n1.read_reply().await);
+    assert!(
+        third.starts_with("-CROSSSLOT") || third.starts_with("-MOVED"),
+        "{third}"
+    );
+    assert!(text(n1.read_reply().await).starts_with("-EXECABORT"));
+    // Keyless commands run on any node.
+    assert_eq!(text(replica.call(&["PING"]).await), "+PONG\r\n");
+    assert_eq!(cluster.nodes, 6);
+}
+
+/// The tools and clients a team already uses: `redis-cli --cluster check` reports OK,
+/// `redis-cli -c` follows MOVED, redis-py's RedisCluster spreads 300 carts over the three
+/// primaries by slot and reads them back.
+#[tokio::test]
+async fn cluster_clients_work_unchanged() {
+    let cluster = LocalCluster::up(3, 1);
+    let cli = redis_cli().expect("redis-cli (scripts/test installs redis-tools)");
+    let check = Command::new(&cli)
+        .args(["--cluster", "check", &format!("127.0.0.1:{}", cluster.port)])
+        .output()
+        .expect("redis-cli --cluster check");
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{report}");
+    assert!(
+        report.contains("[OK] All nodes agree about slots configuration."),
+        "{report}"
+    );
+    assert!(report.contains("[OK] All 16384 slots covered."), "{report}");
+
+    let follow = Command::new(&cli)
+        .args(["-c", "-p", &cluster.port.to_string()])
+        .args([
+            "CART.ADD", "cart:2", "sku", "-", "3", "PRICE", "100", "CURRENCY", "USD", "REPLY",
+            "VERSION",
+        ])
+        .output()
+        .expect("redis-cli -c");
+    assert_eq!(
+        String::from_utf8_lossy(&follow.stdout).trim(),
+        "1",
+        "redis-cli -c followed MOVED"
+    );
+
+    let libs = client_libs().join("python");
+    assert!(
+        libs.exists(),
+        "{} missing: run scripts/test",
+        libs.display()
+    );
+    let script = r#"
+import json, sys
+from redis.cluster import RedisCluster
+port = int(sys.argv[1])
+rc = RedisCluster(host="127.0.0.1", port=port)
+for i in range(300):
+    rc.execute_command("CART.ADD", f"cart:py{i}", "sku", "-", "1", "PRICE", "100", "CURRENCY", "USD")
+versions = [rc.execute_command("CART.ADD", f"cart:py{i}", "sku", "-", "1", "REPLY", "VERSION") for i in range(300)]
+per_node = {}
+for node in rc.get_primaries():
+    per_node[str(node.port)] = rc.execute_command("DBSIZE", target_nodes=node)
+print(json.dumps({"versions": sorted(set(versions)), "per_node": per_node}))
+"#;
+    let out = run_script(
+        "python3",
+        &["-c", script, &cluster.port.to_string()],
+        ("PYTHONPATH", libs),
+    );
+    assert_eq!(
+        out["versions"],
+        serde_json::json!([2]),
+        "every cart got both adds"
+    );
+    let per_node = out["per_node"].as_object().expect("DBSIZE per primary");
+    assert_eq!(per_node.len(), 3);
+    let total: i64 = per_node.values().map(|count| count.as_i64().unwrap()).sum();
+    assert_eq!(
+        total,
+        300 + 1,
+        "300 carts and cart:2, each on exactly one node"
+    );
+    assert!(
+        per_node.values().all(|count| count.as_i64().unwrap() > 50),
+        "spread over the primaries: {per_node:?}"
+    );
+}
