@@ -212,3 +212,93 @@ print(json.dumps({"versions": sorted(set(versions)), "per_node": per_node}))
         "spread over the primaries: {per_node:?}"
     );
 }
+
+/// COUNTKEYSINSLOT and GETKEYSINSLOT count and list the carts of one slot this node holds,
+/// with Redis's errors for a bad slot or count.
+#[tokio::test]
+async fn keys_in_a_slot_are_counted_and_listed() {
+    let cluster = LocalCluster::up(1, 0);
+    let mut node = cluster.conn(0).await;
+    for key in ["{a}1", "{a}2", "{a}3", "{b}1"] {
+        let add = [
+            "CART.ADD", key, "sku", "-", "1", "PRICE", "100", "CURRENCY", "USD",
+        ];
+        assert!(text(node.call(&add).await).starts_with('*'), "{key}");
+    }
+    let slot_of = |reply: String| reply.trim_start_matches(':').trim_end().to_owned();
+    let a = slot_of(text(node.call(&["CLUSTER", "KEYSLOT", "a"]).await));
+    assert_eq!(
+        text(node.call(&["CLUSTER", "COUNTKEYSINSLOT", &a]).await),
+        ":3\r\n"
+    );
+    let two = text(node.call(&["CLUSTER", "GETKEYSINSLOT", &a, "2"]).await);
+    assert!(two.starts_with("*2\r\n") && !two.contains("{b}"), "{two}");
+    assert_eq!(
+        text(node.call(&["CLUSTER", "COUNTKEYSINSLOT", "16384"]).await),
+        "-ERR Invalid slot\r\n"
+    );
+    assert_eq!(
+        text(node.call(&["CLUSTER", "GETKEYSINSLOT", &a, "-1"]).await),
+        "-ERR Invalid slot or number of keys\r\n"
+    );
+}
+
+const NODE_CLUSTER: &str = r#"
+// With `node -e`, the port is the last argument.
+const port = Number(process.argv[process.argv.length - 1]);
+const out = {};
+async function ioredisFlow() {
+  const Redis = require("ioredis");
+  const cluster = new Redis.Cluster([{ host: "127.0.0.1", port }]);
+  const versions = [];
+  for (let i = 0; i < 100; i++) {
+    await cluster.call("CART.ADD", `cart:io${i}`, "sku", "-", "1", "PRICE", "100", "CURRENCY", "USD");
+    versions.push(await cluster.call("CART.ADD", `cart:io${i}`, "sku", "-", "1", "REPLY", "VERSION"));
+  }
+  out.ioredis = [...new Set(versions)];
+  cluster.disconnect();
+}
+async function nodeRedisFlow(major) {
+  const redis = require(`redis${major}`);
+  const cluster = redis.createCluster({ rootNodes: [{ socket: { host: "127.0.0.1", port } }] });
+  cluster.on("error", () => {});
+  await cluster.connect();
+  const versions = [];
+  for (let i = 0; i < 100; i++) {
+    const key = `cart:nr${major}-${i}`;
+    await cluster.sendCommand(key, false, ["CART.ADD", key, "sku", "-", "1", "PRICE", "100", "CURRENCY", "USD"]);
+    versions.push(await cluster.sendCommand(key, false, ["CART.ADD", key, "sku", "-", "1", "REPLY", "VERSION"]));
+  }
+  out[`node_redis_${major}`] = [...new Set(versions)];
+  await cluster.quit();
+}
+(async () => {
+  for (const [name, flow] of [["ioredis", ioredisFlow], ["node_redis_4", () => nodeRedisFlow(4)], ["node_redis_5", () => nodeRedisFlow(5)]]) {
+    try { await flow(); } catch (error) { out[name] = { error: String(error) }; }
+  }
+  console.log(JSON.stringify(out));
+  // A cluster client may keep a reconnect timer alive: the answer is printed, so end here.
+  process.exit(0);
+})();
+"#;
+
+/// ioredis's Cluster and node-redis 4 and 5 createCluster route CART.ADDs to the right
+/// primaries (following MOVED where they guess): every cart gets both of its adds.
+#[tokio::test]
+async fn node_cluster_clients_work_unchanged() {
+    let cluster = LocalCluster::up(3, 0);
+    let libs = client_libs().join("node").join("node_modules");
+    assert!(
+        libs.exists(),
+        "{} missing: run scripts/test",
+        libs.display()
+    );
+    let out = run_script(
+        "node",
+        &["-e", NODE_CLUSTER, &cluster.port.to_string()],
+        ("NODE_PATH", libs),
+    );
+    for client in ["ioredis", "node_redis_4", "node_redis_5"] {
+        assert_eq!(out[client], serde_json::json!([2]), "{client}: {out}");
+    }
+}

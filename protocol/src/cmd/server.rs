@@ -154,6 +154,10 @@ pub enum ClusterCommand {
     Shards,
     /// `CLUSTER NODES`.
     Nodes,
+    /// `CLUSTER COUNTKEYSINSLOT slot`.
+    CountKeysInSlot(u16),
+    /// `CLUSTER GETKEYSINSLOT slot count`.
+    GetKeysInSlot(u16, u64),
     /// `CLUSTER HELP`.
     Help,
     /// A subcommand of Redis's that cartd does not have yet, lower case.
@@ -197,6 +201,20 @@ impl ClusterCommand {
                 exactly(args, 0)?;
                 ClusterCommand::Nodes
             }
+            "countkeysinslot" => {
+                exactly(args, 1)?;
+                ClusterCommand::CountKeysInSlot(parse_slot(&args.next_bytes()?, "Invalid slot")?)
+            }
+            "getkeysinslot" => {
+                exactly(args, 2)?;
+                let invalid = "Invalid slot or number of keys";
+                let slot = parse_slot(&args.next_bytes()?, invalid)?;
+                let count = crate::args::parse_i64(&args.next_bytes()?)
+                    .ok()
+                    .and_then(|count| u64::try_from(count).ok())
+                    .ok_or_else(|| CommandError::err(invalid))?;
+                ClusterCommand::GetKeysInSlot(slot, count)
+            }
             "help" => ClusterCommand::Help,
             _ => {
                 args.rest();
@@ -204,4 +222,13 @@ impl ClusterCommand {
             }
         })
     }
+}
+
+/// A slot number, 0..16383, or Redis's error for it.
+fn parse_slot(text: &[u8], invalid: &str) -> Result<u16, CommandError> {
+    crate::args::parse_i64(text)
+        .ok()
+        .and_then(|slot| u16::try_from(slot).ok())
+        .filter(|slot| *slot < 16384)
+        .ok_or_else(|| CommandError::err(invalid))
 }

@@ -23,6 +23,15 @@ pub fn run(command: ClusterCommand, server: &Server) -> Result<Reply, CommandErr
         ClusterCommand::Slots => slots(layout),
         ClusterCommand::Shards => shards(layout, server),
         ClusterCommand::Nodes => Reply::text(nodes(layout)),
+        ClusterCommand::CountKeysInSlot(slot) => {
+            Reply::Integer(keys_in_slot(server, slot, u64::MAX).len() as i64)
+        }
+        ClusterCommand::GetKeysInSlot(slot, count) => Reply::Array(
+            keys_in_slot(server, slot, count)
+                .into_iter()
+                .map(Reply::Bulk)
+                .collect(),
+        ),
         ClusterCommand::Help => super::introspection::help_reply(HELP),
         ClusterCommand::NotYet(sub) => {
             return Err(CommandError::err(format!(
@@ -63,6 +72,29 @@ fn info(layout: &cluster::Layout) -> String {
         "total_cluster_links_buffer_limit_exceeded:0".to_owned(),
     ];
     lines.join("\r\n") + "\r\n"
+}
+
+/// Up to `count` carts of `slot` held here. A walk over every cart (SCAN's, a batch per shard
+/// lock): the store does not order carts by slot yet, so this costs O(carts).
+fn keys_in_slot(server: &Server, slot: u16, count: u64) -> Vec<bytes::Bytes> {
+    let mut keys = Vec::new();
+    let mut cursor = 0;
+    let now = crate::server::now_ms();
+    loop {
+        let (next, batch) = server.store.scan(cursor, 1000, None, now);
+        for key in batch {
+            if keys.len() as u64 >= count {
+                return keys;
+            }
+            if cluster::key_slot(&key) == slot {
+                keys.push(key);
+            }
+        }
+        if next == 0 {
+            return keys;
+        }
+        cursor = next;
+    }
 }
 
 /// A node as CLUSTER SLOTS lists it: ip, port, id, and its (empty) metadata.
@@ -206,6 +238,10 @@ const HELP: &[&str] = &[
     "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "INFO",
     "    Return information about the cluster.",
+    "COUNTKEYSINSLOT <slot>",
+    "    Return the number of keys in <slot>.",
+    "GETKEYSINSLOT <slot> <count>",
+    "    Return key names stored by current node in a slot.",
     "KEYSLOT <key>",
     "    Return the hash slot for <key>.",
     "MYID",
