@@ -3,6 +3,7 @@
 //! docs/CLUSTER.md (with the cluster issue) describes how the server uses them.
 
 pub mod layout;
+pub mod record;
 pub mod slot;
 
 pub use layout::{ClusterConfig, Layout, LayoutError, Node, NodeConfig};

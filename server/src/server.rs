@@ -271,6 +271,49 @@ fn listeners(config: &Config) -> Result<Listeners, String> {
     })
 }
 
+/// In cluster mode: the layout this node served before (its data directory's
+/// `cluster-layout`) must be the one configured now, or the start is refused with what
+/// differs: two nodes must never both serve a slot because one node's config.toml was edited.
+/// The first start records it (written whole, then renamed into place).
+fn check_cluster_record(config: &Config) -> Result<(), String> {
+    if !config.cluster.enabled {
+        return Ok(());
+    }
+    let layout = cluster::Layout::new(&config.cluster).map_err(|error| error.to_string())?;
+    let path = config.server.data_dir.join("cluster-layout");
+    match std::fs::read_to_string(&path) {
+        Ok(recorded) => {
+            let differences = cluster::record::differences(&recorded, &layout);
+            if differences.is_empty() {
+                return Ok(());
+            }
+            Err(format!(
+                "the [cluster] layout differs from what this node served before ({}): {}. \
+                 Slots move with the cluster commands, not by editing one node's config; to \
+                 start this node over in a new cluster, remove that file",
+                path.display(),
+                differences.join("; ")
+            ))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let temporary = path.with_extension("new");
+            let write = || -> std::io::Result<()> {
+                std::fs::write(&temporary, cluster::record::record_text(&layout))?;
+                std::fs::File::open(&temporary)?.sync_all()?;
+                std::fs::rename(&temporary, &path)?;
+                std::fs::File::open(&config.server.data_dir)?.sync_all()
+            };
+            write().map_err(|error| {
+                format!(
+                    "cannot record the cluster layout in {}: {error}",
+                    path.display()
+                )
+            })
+        }
+        Err(error) => Err(format!("cannot read {}: {error}", path.display())),
+    }
+}
+
 /// Binds the listener, recovers the data, and serves until shutdown.
 pub async fn run(
     mut config: Config,
@@ -278,6 +321,7 @@ pub async fn run(
     repair: bool,
 ) -> Result<(), String> {
     fit_maxclients(&mut config);
+    check_cluster_record(&config)?;
     let Listeners {
         listener,
         tls_listener,

@@ -102,3 +102,64 @@ fn a_wrong_layout_refuses_to_start_and_says_why() {
         "the error names the node and the entry: {stderr}"
     );
 }
+
+/// A node records the layout it first serves; restarted with another one (a slot moved in
+/// its config.toml alone), it refuses to start and says what differs, so two nodes never both
+/// serve a slot. The same layout starts again.
+#[test]
+fn a_node_restarted_with_another_layout_refuses_and_says_what_differs() {
+    let mut cartd = Cartd::start(LAYOUT);
+    let data = cartd.data_dir();
+    cartd.stop_gracefully();
+    let recorded =
+        std::fs::read_to_string(data.join("cluster-layout")).expect("the layout is recorded");
+    assert!(
+        recorded.contains("node n1 127.0.0.1:7001 primary 0-16383"),
+        "{recorded}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let run = |layout: &str| {
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, layout).unwrap();
+        let mut child = std::process::Command::new(cartd_tests::cartd_bin())
+            .arg("--config")
+            .arg(&config)
+            .args(["--port", "0", "--data-dir"])
+            .arg(&data)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run cartd");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+                return (Some(status), stderr);
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                return (None, String::new());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let moved = LAYOUT.replace("slots = [\"0-16383\"]", "slots = [\"0-8191\"]");
+    let (status, stderr) = run(&moved);
+    assert!(
+        status.is_some_and(|status| !status.success()),
+        "started with another layout"
+    );
+    assert!(
+        stderr.contains("differs from what this node served before")
+            && stderr.contains("node n1: recorded `node n1 127.0.0.1:7001 primary 0-16383`, configured `node n1 127.0.0.1:7001 primary 0-8191`"),
+        "{stderr}"
+    );
+    let (status, _) = run(LAYOUT);
+    assert!(
+        status.is_none(),
+        "the recorded layout starts (and runs until killed)"
+    );
+}
