@@ -271,6 +271,17 @@ fn listeners(config: &Config) -> Result<Listeners, String> {
     })
 }
 
+/// In cluster mode, a node whose `[postgres] node` is left at its default streams under its
+/// cluster id: every node keeps its own checkpoint and names its own events, where the shared
+/// default would have them fight over one checkpoint row.
+fn name_the_sink_after_the_cluster_node(config: &mut Config) {
+    if config.cluster.enabled
+        && config.postgres.node == crate::config::PostgresConfig::default().node
+    {
+        config.postgres.node.clone_from(&config.cluster.node_id);
+    }
+}
+
 /// In cluster mode: the layout this node served before (its data directory's
 /// `cluster-layout`) must be the one configured now, or the start is refused with what
 /// differs: two nodes must never both serve a slot because one node's config.toml was edited.
@@ -322,6 +333,7 @@ pub async fn run(
 ) -> Result<(), String> {
     fit_maxclients(&mut config);
     check_cluster_record(&config)?;
+    name_the_sink_after_the_cluster_node(&mut config);
     let Listeners {
         listener,
         tls_listener,

@@ -163,3 +163,40 @@ fn a_node_restarted_with_another_layout_refuses_and_says_what_differs() {
         "the recorded layout starts (and runs until killed)"
     );
 }
+
+/// Two cluster nodes streaming to one PostgreSQL keep a checkpoint each, named after their
+/// cluster ids (the shared default name would have them fight over one row), and each
+/// streams the carts of its own slots.
+#[tokio::test]
+async fn cluster_nodes_stream_under_their_own_names() {
+    let db = cartd_tests::TestDb::create().await;
+    let layout = |me: &str| {
+        format!(
+            "[postgres]\nurl = \"{}\"\n[cluster]\nenabled = true\nnode_id = \"{me}\"\n\
+             [[cluster.nodes]]\nid = \"n1\"\naddr = \"127.0.0.1:7001\"\nslots = [\"0-8191\"]\n\
+             [[cluster.nodes]]\nid = \"n2\"\naddr = \"127.0.0.1:7002\"\nslots = [\"8192-16383\"]\n",
+            db.url
+        )
+    };
+    let n1 = Cartd::start_async(&layout("n1")).await;
+    let n2 = Cartd::start_async(&layout("n2")).await;
+    // cart:1 is in slot 6801 (n1's), cart:2 in 13807 (n2's).
+    for (node, key) in [(&n1, "cart:1"), (&n2, "cart:2")] {
+        let mut conn = node.raw().await;
+        let add = [
+            "CART.ADD", key, "sku", "-", "1", "PRICE", "100", "CURRENCY", "USD", "REPLY", "VERSION",
+        ];
+        assert_eq!(call(&mut conn, &add).await, ":1\r\n", "{key}");
+        cartd_tests::wait_for_sink(&mut node.client(false).await).await;
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM sink_checkpoint WHERE node IN ('n1', 'n2')")
+            .await,
+        2
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM carts WHERE key IN ('cart:1', 'cart:2')")
+            .await,
+        2
+    );
+}
