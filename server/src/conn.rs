@@ -202,6 +202,9 @@ enum Stop {
     Room,
     /// CLIENT PAUSE holds the next request (`true`: it may change data).
     Paused(bool),
+    /// WAIT for more replicas than have this client's writes: until this deadline (`None`:
+    /// no bound), then it runs and answers how many have them.
+    Wait(Option<Instant>),
 }
 
 /// The pre-steps a request may need before it runs, in the order they run: a cart must be
@@ -209,8 +212,27 @@ enum Stop {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum PreStep {
     None,
+    /// WAIT's wait (WAIT has no keys: it is its only pre-step).
+    Waited,
     Restore,
     Upstream,
+}
+
+/// Whether a WAIT must wait before it answers (more replicas asked for than have this
+/// client's writes: always, until replicas exist), and until when (`None`: timeout 0, no
+/// bound, as Redis). A WAIT that does not parse runs at once and answers its error.
+fn waits(args: &[bytes::Bytes], spec: &protocol::CommandSpec) -> Option<Option<Instant>> {
+    if spec.id != protocol::CommandId::Wait {
+        return None;
+    }
+    let number = |at: usize| std::str::from_utf8(args.get(at)?).ok()?.parse::<i64>().ok();
+    let (replicas, timeout_ms) = (number(1)?, number(2)?);
+    if replicas <= 0 || timeout_ms < 0 {
+        return None;
+    }
+    Some(
+        (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms.unsigned_abs())),
+    )
 }
 
 impl Connection {
@@ -268,23 +290,40 @@ impl Connection {
                     self.refresh_upstream(refresh).await;
                     continue;
                 }
-                Stop::Room => {
-                    if let Some(durability) = self.server.durability.get() {
-                        durability.wal.wait_for_room().await;
+                Stop::Room | Stop::Paused(_) | Stop::Wait(_) => {
+                    if self.wait_out(stop).await {
+                        continue;
                     }
-                    continue;
-                }
-                Stop::Paused(may_write) => {
-                    tokio::select! {
-                        () = self.server.pause.wait(may_write) => continue,
-                        () = self.server.shutdown.cancelled() => return Ok(()),
-                    }
+                    return Ok(());
                 }
                 Stop::NeedInput => {}
             }
             if !self.read_more(&kill).await? {
                 return Ok(());
             }
+        }
+    }
+
+    /// Waits out what holds the next request (room in the log's queue, a CLIENT PAUSE, a
+    /// WAIT's timeout); false when the server stops meanwhile.
+    async fn wait_out(&self, stop: Stop) -> bool {
+        let shutdown = self.server.shutdown.cancelled();
+        match stop {
+            Stop::Room => {
+                if let Some(durability) = self.server.durability.get() {
+                    durability.wal.wait_for_room().await;
+                }
+                true
+            }
+            Stop::Paused(may_write) => tokio::select! {
+                () = self.server.pause.wait(may_write) => true,
+                () = shutdown => false,
+            },
+            Stop::Wait(deadline) => tokio::select! {
+                () = sleep_until(deadline) => true,
+                () = shutdown => false,
+            },
+            _ => true,
         }
     }
 
@@ -407,6 +446,12 @@ impl Connection {
             if let Some(may_write) = spec.and_then(|spec| self.paused(spec)) {
                 self.pending = Some((args, done));
                 return Stop::Paused(may_write);
+            }
+            if done < PreStep::Waited && self.session.transaction.is_none() {
+                if let Some(deadline) = spec.and_then(|spec| waits(&args, spec)) {
+                    self.pending = Some((args, PreStep::Waited));
+                    return Stop::Wait(deadline);
+                }
             }
             let at_once = spec.is_some_and(|spec| transaction::runs_at_once(spec.id));
             if self.session.transaction.is_some() && !at_once {

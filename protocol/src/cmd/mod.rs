@@ -150,6 +150,13 @@ pub enum Command {
     /// `MONITOR`.
     Monitor,
     Cluster(ClusterCommand),
+    /// `WAIT numreplicas timeout_ms`.
+    Wait {
+        /// Replicas to wait for.
+        replicas: u64,
+        /// How long, milliseconds; 0: no bound.
+        timeout_ms: u64,
+    },
 }
 
 impl Command {
@@ -235,6 +242,7 @@ impl Command {
             Command::PubSub(_) => CommandId::PubSub,
             Command::Monitor => CommandId::Monitor,
             Command::Cluster(_) => CommandId::Cluster,
+            Command::Wait { .. } => CommandId::Wait,
             Command::Command(_) => CommandId::Command,
             Command::Info(_) => CommandId::Info,
             Command::ConfigGet(_)
@@ -361,6 +369,7 @@ fn parse_known(id: CommandId, args: &mut Args) -> Result<Command, CommandError> 
         | CommandId::PubSub
         | CommandId::Monitor => pubsub::parse(id, args)?,
         CommandId::Cluster => Command::Cluster(ClusterCommand::parse(args)?),
+        CommandId::Wait => server::parse_wait(args)?,
         CommandId::Shutdown => Command::Shutdown(Shutdown::parse(args)?),
     })
 }

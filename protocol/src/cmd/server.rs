@@ -232,3 +232,20 @@ fn parse_slot(text: &[u8], invalid: &str) -> Result<u16, CommandError> {
         .filter(|slot| *slot < 16384)
         .ok_or_else(|| CommandError::err(invalid))
 }
+
+/// `WAIT numreplicas timeout`, with Redis's errors.
+pub(super) fn parse_wait(args: &mut Args) -> Result<Command, CommandError> {
+    let integer = |text: Bytes| {
+        crate::args::parse_i64(&text)
+            .map_err(|_| CommandError::err("value is not an integer or out of range"))
+    };
+    let replicas = integer(args.next_bytes()?)?;
+    let timeout_ms = integer(args.next_bytes()?)?;
+    if timeout_ms < 0 {
+        return Err(CommandError::err("timeout is negative"));
+    }
+    Ok(Command::Wait {
+        replicas: u64::try_from(replicas).unwrap_or(0),
+        timeout_ms: timeout_ms.unsigned_abs(),
+    })
+}

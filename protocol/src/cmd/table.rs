@@ -70,6 +70,7 @@ pub enum CommandId {
     PubSub,
     Monitor,
     Cluster,
+    Wait,
 }
 
 impl CommandId {
@@ -909,8 +910,19 @@ pub static COMMANDS: &[CommandSpec] = &[
         categories: &[],
         keys: Keys::NONE,
         group: "cluster",
-        summary: "Redis Cluster: KEYSLOT, MYID, INFO, HELP (the rest with the cluster work).",
-        syntax: "KEYSLOT|MYID|INFO|HELP [argument ...]",
+        summary: "Redis Cluster: KEYSLOT, MYID, INFO, SLOTS, SHARDS, NODES, COUNTKEYSINSLOT, GETKEYSINSLOT, HELP.",
+        syntax: "KEYSLOT|MYID|INFO|SLOTS|SHARDS|NODES|COUNTKEYSINSLOT|GETKEYSINSLOT|HELP [argument ...]",
+    },
+    CommandSpec {
+        id: CommandId::Wait,
+        name: "wait",
+        arity: 3,
+        flags: &["noscript"],
+        categories: &["connection"],
+        keys: Keys::NONE,
+        group: "generic",
+        summary: "Waits until that many replicas have this client's writes, or the timeout: how many have them.",
+        syntax: "numreplicas timeout",
     },
 ];
 

@@ -71,6 +71,8 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::Unwatch => Ok(crate::transaction::unwatch(session)),
         Command::Role => Ok(role(server)),
         Command::Cluster(command) => cluster::run(command, server),
+        // No replicas yet: none has anything; the connection waited the timeout before.
+        Command::Wait { .. } => Ok(Reply::Integer(0)),
         Command::Subscribe(_)
         | Command::PSubscribe(_)
         | Command::Unsubscribe(_)
