@@ -170,8 +170,7 @@ pub fn command_parser(data: &[u8]) {
             assert_eq!(command.id(), spec.id, "parsed as another command");
             assert!(spec.arity_allows(words.len()), "parsed against its arity");
             assert!(
-                spec.keys
-                    .positions(words.len())
+                spec.all_key_positions(words.len())
                     .all(|at| at > 0 && at < words.len()),
                 "a key position outside the request"
             );

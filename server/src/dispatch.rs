@@ -243,6 +243,22 @@ fn route(
     let Some(slot) = slot else {
         return Ok(());
     };
+    // Carts a command also touches (CART.MERGE's guest cart) must be served here too until
+    // the handover between nodes exists.
+    for at in spec.also_keys.positions(raw.len()) {
+        let other = cluster::key_slot(&raw[at]);
+        if layout.owner_index(other) != Some(layout.me) {
+            return Err(refused(
+                Some(spec.id),
+                CommandError::new(
+                    ErrorCode::CrossSlot,
+                    format!(
+                        "Keys in request don't hash to the same slot: slot {other} is served by another node, and CART.MERGE across nodes is not in yet"
+                    ),
+                ),
+            ));
+        }
+    }
     if let Some(transaction) = &mut session.transaction {
         if !crate::transaction::runs_at_once(spec.id) {
             match transaction.slot {
@@ -336,7 +352,7 @@ fn check_acl(
             ),
         ));
     }
-    for at in spec.keys.positions(raw.len()) {
+    for at in spec.all_key_positions(raw.len()) {
         if !user.may_access(&raw[at]) {
             acl.log_denial(
                 crate::acl::Denial::Key,

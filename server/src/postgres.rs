@@ -288,7 +288,7 @@ pub mod restore {
     /// that are not here, when restore-on-miss is on: each is looked up in PostgreSQL before
     /// the command runs. Guest carts are never looked up.
     pub fn missing_user_carts(args: &[Bytes], spec: &CommandSpec, server: &Server) -> Vec<Bytes> {
-        if spec.keys == protocol::Keys::NONE
+        if (spec.keys == protocol::Keys::NONE && spec.also_keys == protocol::Keys::NONE)
             || !server.config.postgres.restore_on_miss
             || server.loading.load(std::sync::atomic::Ordering::Relaxed)
             || server
@@ -302,7 +302,7 @@ pub mod restore {
         let store = &server.store;
         let now = now_ms();
         let mut missing: Vec<Bytes> = Vec::new();
-        for at in spec.keys.positions(args.len()) {
+        for at in spec.all_key_positions(args.len()) {
             let key = &args[at];
             let guest = store.kind_of(key) == crate::cart::CartKind::Guest;
             if !guest && store.ttl_left_ms(key, now).is_none() && !missing.contains(key) {

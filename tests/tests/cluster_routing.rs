@@ -302,3 +302,66 @@ async fn node_cluster_clients_work_unchanged() {
         assert_eq!(out[client], serde_json::json!([2]), "{client}: {out}");
     }
 }
+
+/// CART.MERGE is routed by its user cart (COMMAND GETKEYS names only it): on the user cart's
+/// node it merges a guest cart of another slot that node serves; a guest cart on another node
+/// is refused (CROSSSLOT, saying so) until the handover between nodes lands.
+#[tokio::test]
+async fn a_merge_is_routed_by_its_user_cart() {
+    let cluster = LocalCluster::up(3, 0);
+    let mut n1 = cluster.conn(0).await;
+    let slot_of =
+        |reply: String| -> u16 { reply.trim_start_matches(':').trim_end().parse().unwrap() };
+    // Keys on n1 (slots 0-5460) and one elsewhere, found by asking.
+    let mut mine = Vec::new();
+    let mut elsewhere = None;
+    for n in 0..200 {
+        let key = format!("cart:guest:{n}");
+        let slot = slot_of(text(n1.call(&["CLUSTER", "KEYSLOT", &key]).await));
+        if slot <= 5460 {
+            mine.push((key, slot));
+        } else if elsewhere.is_none() {
+            elsewhere = Some(key);
+        }
+    }
+    let (local_guest, guest_slot) = mine[0].clone();
+    let mut user = None;
+    for n in 1..500 {
+        let key = format!("cart:u{n}");
+        let slot = slot_of(text(n1.call(&["CLUSTER", "KEYSLOT", &key]).await));
+        if slot <= 5460 && slot != guest_slot {
+            user = Some(key);
+            break;
+        }
+    }
+    let user = user.expect("a user cart on n1 in another slot");
+    for key in [&local_guest, &user] {
+        let add = [
+            "CART.ADD",
+            key.as_str(),
+            "sku",
+            "-",
+            "1",
+            "PRICE",
+            "100",
+            "CURRENCY",
+            "USD",
+        ];
+        assert!(text(n1.call(&add).await).starts_with('*'), "{key}");
+    }
+    let merged = text(
+        n1.call(&["CART.MERGE", &local_guest, &user, "REPLY", "VERSION"])
+            .await,
+    );
+    assert_eq!(
+        merged, ":2\r\n",
+        "a guest cart of another slot on the same node merges"
+    );
+    let remote = elsewhere.expect("a guest cart on another node");
+    let refused = text(n1.call(&["CART.MERGE", &remote, &user]).await);
+    assert!(
+        refused.starts_with("-CROSSSLOT")
+            && refused.contains("CART.MERGE across nodes is not in yet"),
+        "{refused}"
+    );
+}
