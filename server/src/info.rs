@@ -64,7 +64,7 @@ pub fn render(server: &Server, requested: &[String]) -> String {
             "memory" => memory_section(server, &mut out),
             "persistence" => persistence_section(server, &mut out),
             "stats" => stats_section(server, &mut out),
-            "replication" => replication_section(&mut out),
+            "replication" => replication_section(server, &mut out),
             "commandstats" => commandstats_section(server, &mut out),
             "latencystats" => latencystats_section(server, &mut out),
             "errorstats" => errorstats_section(server, &mut out),
@@ -450,10 +450,33 @@ fn stats_section(server: &Server, out: &mut String) {
     );
 }
 
-fn replication_section(out: &mut String) {
+/// Redis's replication fields. A cluster replica names its primary with the link `down`:
+/// replication is not in yet, so it holds nothing of its primary's (the exporter and
+/// `redis-cli` read these fields).
+fn replication_section(server: &Server, out: &mut String) {
     out.push_str("# Replication\r\n");
-    line(out, "role", "master");
-    line(out, "connected_slaves", 0);
+    let offset = server
+        .durability
+        .get()
+        .map_or(0, |durability| durability.wal.last_lsn());
+    let primary = server.cluster.as_ref().and_then(|layout| {
+        let primary = layout.myself().replica_of?;
+        Some(&layout.nodes[primary])
+    });
+    match primary {
+        Some(primary) => {
+            line(out, "role", "slave");
+            line(out, "master_host", &primary.host);
+            line(out, "master_port", primary.port);
+            line(out, "master_link_status", "down");
+            line(out, "connected_slaves", 0);
+        }
+        None => {
+            line(out, "role", "master");
+            line(out, "connected_slaves", 0);
+        }
+    }
+    line(out, "master_repl_offset", offset);
 }
 
 /// Redis's `errorstat_<CODE>:count=<n>`, for the codes replied at least once (what the

@@ -128,13 +128,28 @@ fn shutdown(shutdown: &protocol::Shutdown, session: &mut Session, server: &Serve
     session.close = true;
 }
 
-/// `ROLE`: a master (every node is one until replicas land), at its log's last LSN as the
-/// replication offset, with no replicas.
+/// `ROLE`: a master at its log's last LSN as the replication offset, with no replicas (none
+/// replicates yet); a cluster replica names its primary, not yet connected.
 fn role(server: &Server) -> Reply {
     let offset = server
         .durability
         .get()
         .map_or(0, |durability| durability.wal.last_lsn());
+    let primary = server.cluster.as_ref().and_then(|layout| {
+        let primary = layout.myself().replica_of?;
+        Some(&layout.nodes[primary])
+    });
+    if let Some(primary) = primary {
+        // A cluster replica, not yet linked to its primary (replication is not in yet):
+        // Redis's `connect` state and offset -1.
+        return Reply::Array(vec![
+            Reply::from_static("slave"),
+            Reply::text(primary.host.clone()),
+            Reply::Integer(i64::from(primary.port)),
+            Reply::from_static("connect"),
+            Reply::Integer(-1),
+        ]);
+    }
     Reply::Array(vec![
         Reply::from_static("master"),
         Reply::Integer(i64::try_from(offset).unwrap_or(i64::MAX)),
