@@ -225,14 +225,11 @@ fn waits(args: &[bytes::Bytes], spec: &protocol::CommandSpec) -> Option<Option<I
     if spec.id != protocol::CommandId::Wait {
         return None;
     }
-    let number = |at: usize| std::str::from_utf8(args.get(at)?).ok()?.parse::<i64>().ok();
-    let (replicas, timeout_ms) = (number(1)?, number(2)?);
-    if replicas <= 0 || timeout_ms < 0 {
+    let (replicas, timeout_ms) = protocol::cmd::wait_arguments(&args[1], &args[2]).ok()?;
+    if replicas == 0 {
         return None;
     }
-    Some(
-        (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms.unsigned_abs())),
-    )
+    Some((timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms)))
 }
 
 impl Connection {

@@ -50,11 +50,7 @@ pub struct Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if self.mailbox.is_some() {
-            let channels: Vec<Bytes> = self.channels.drain().collect();
-            let patterns: Vec<Bytes> = self.patterns.drain().collect();
-            self.pubsub.close(self.handle.id, &channels, &patterns);
-        }
+        self.stop_listening();
     }
 }
 
@@ -80,6 +76,21 @@ impl Session {
             mailbox: None,
             tracking: None,
             pubsub: server.pubsub.clone(),
+        }
+    }
+
+    /// Leaves every channel and pattern, tracking and MONITOR, and lets the mailbox go (RESET,
+    /// and a connection's end).
+    pub fn stop_listening(&mut self) {
+        if self.mailbox.take().is_some() {
+            let channels: Vec<Bytes> = self.channels.drain().collect();
+            let patterns: Vec<Bytes> = self.patterns.drain().collect();
+            self.pubsub.close(self.handle.id, &channels, &patterns);
+        }
+        // A client tracking with REDIRECT has no mailbox of its own: it still leaves the
+        // tracking table (else every change would go on looking it up).
+        if self.tracking.take().is_some() {
+            self.pubsub.stop_tracking(self.handle.id);
         }
     }
 
@@ -394,8 +405,8 @@ pub fn execute_alone(
     server: &Server,
 ) -> Executed {
     let id = spec.map(|spec| spec.id);
-    if spec.is_some() && server.pubsub.monitored() {
-        server.pubsub.feed_monitors(&session.handle.addr, &raw);
+    if let Some(id) = id.filter(|_| server.pubsub.monitored()) {
+        server.pubsub.feed_monitors(&session.handle.addr, id, &raw);
     }
     // A validating CART.GET under MISCONF is served from the cache, marked stale, rather
     // than refused: reads go on.

@@ -14,6 +14,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -520,8 +521,7 @@ impl PubSub {
         }
     }
 
-    /// Whether a channel under `prefix` + `suffix` could have a receiver: a channel of that
-    /// name has subscribers, or some pattern exists.
+    /// Whether `channel` could have a receiver: it has subscribers, or some pattern exists.
     fn may_receive(&self, registry: &Registry, channel: &[u8]) -> bool {
         !registry.patterns.is_empty() || registry.channels.contains_key(channel)
     }
@@ -709,10 +709,14 @@ impl PubSub {
         self.monitor_count.load(Ordering::Relaxed) > 0
     }
 
-    /// Feeds the monitors one command as Redis shows it: `+<unix s.µs> [0 <addr>] "name"
-    /// "arg" ...`, passwords redacted (AUTH, HELLO AUTH, ACL SETUSER rules, CONFIG SET
-    /// values).
-    pub fn feed_monitors(&self, addr: &std::net::SocketAddr, args: &[Bytes]) {
+    /// Feeds the monitors one command (`id`) as Redis shows it: `+<unix s.µs> [0 <addr>]
+    /// "name" "arg" ...`, passwords redacted as the slow log redacts them.
+    pub fn feed_monitors(
+        &self,
+        addr: &std::net::SocketAddr,
+        id: protocol::CommandId,
+        args: &[Bytes],
+    ) {
         let monitors = self.monitors.read();
         if monitors.is_empty() {
             return;
@@ -727,10 +731,9 @@ impl PubSub {
             now.as_secs(),
             now.subsec_micros()
         );
-        let redact_from = redacted_from(args);
         for (at, arg) in args.iter().enumerate() {
             line.push(' ');
-            if at >= redact_from {
+            if crate::slowlog::redacted(id, args, at) {
                 line.push_str("\"(redacted)\"");
             } else {
                 quote_into(&mut line, arg);
@@ -741,33 +744,6 @@ impl PubSub {
             monitor.post(outgoing.bytes(monitor.protocol()), &self.stats);
         }
     }
-}
-
-/// From which argument a command's words are not shown to monitors: AUTH's (all but the
-/// name), HELLO's after AUTH, ACL SETUSER's rules (they may hold passwords).
-fn redacted_from(args: &[Bytes]) -> usize {
-    let is = |at: usize, name: &[u8]| {
-        args.get(at)
-            .is_some_and(|arg| arg.eq_ignore_ascii_case(name))
-    };
-    if is(0, b"AUTH") {
-        return 1;
-    }
-    if is(0, b"HELLO") {
-        if let Some(at) = args
-            .iter()
-            .position(|arg| arg.eq_ignore_ascii_case(b"AUTH"))
-        {
-            return at + 1;
-        }
-    }
-    if is(0, b"ACL") && is(1, b"SETUSER") {
-        return 3;
-    }
-    if is(0, b"CONFIG") && is(1, b"SET") {
-        return 2;
-    }
-    usize::MAX
 }
 
 /// Appends `arg` quoted as Redis's `sdscatrepr` shows it.
@@ -791,23 +767,27 @@ fn quote_into(line: &mut String, arg: &[u8]) {
     line.push('"');
 }
 
-/// A cart event as JSON: `{"key":..,"kind":..,"version":..,"at_ms":..,"detail":{..}}`.
+/// A cart event as JSON: `{"key":..,"kind":..,"version":..,"at_ms":..,"gone":..,"detail":{..}}`.
+/// The detail is the event's own JSON object, as the store wrote it for the log: spliced in
+/// as it is rather than parsed and written again, under the cart's lock.
 fn cart_event_json(change: &ChangeRef<'_>, kind: &str, detail: &[u8]) -> Vec<u8> {
-    let detail: serde_json::Value = if detail.is_empty() {
-        serde_json::json!({})
-    } else {
-        serde_json::from_slice(detail).unwrap_or_else(|_| serde_json::json!({}))
-    };
+    let key = serde_json::to_string(&String::from_utf8_lossy(change.key))
+        .expect("a string always serializes");
     let gone = matches!(change.state, StateRef::Tombstone(_));
-    serde_json::to_vec(&serde_json::json!({
-        "key": String::from_utf8_lossy(change.key),
-        "kind": kind,
-        "version": change.version,
-        "at_ms": change.at_ms,
-        "gone": gone,
-        "detail": detail,
-    }))
-    .expect("a JSON value always serializes")
+    let detail = if detail.is_empty() {
+        &b"{}"[..]
+    } else {
+        detail
+    };
+    let mut json = Vec::with_capacity(96 + key.len() + detail.len());
+    let _ = write!(
+        json,
+        r#"{{"key":{key},"kind":"{kind}","version":{},"at_ms":{},"gone":{gone},"detail":"#,
+        change.version, change.at_ms
+    );
+    json.extend_from_slice(detail);
+    json.push(b'}');
+    json
 }
 
 /// A catalog change as JSON: the variant's price, currency, stock and per-cart limit now
@@ -948,19 +928,9 @@ mod tests {
     }
 
     #[test]
-    fn monitor_lines_quote_as_redis_and_redact_passwords() {
+    fn monitor_lines_quote_as_redis() {
         let mut line = String::new();
         quote_into(&mut line, b"a\"b\\c\n\x01");
         assert_eq!(line, r#""a\"b\\c\n\x01""#);
-        let auth = [Bytes::from_static(b"AUTH"), Bytes::from_static(b"secret")];
-        assert_eq!(redacted_from(&auth), 1);
-        let hello = [
-            Bytes::from_static(b"hello"),
-            Bytes::from_static(b"3"),
-            Bytes::from_static(b"auth"),
-            Bytes::from_static(b"u"),
-            Bytes::from_static(b"p"),
-        ];
-        assert_eq!(redacted_from(&hello), 3);
     }
 }

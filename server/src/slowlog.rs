@@ -154,7 +154,7 @@ impl ArgvCapture {
 /// Whether the argument at `at` carries a secret the slow log must not keep: AUTH's
 /// arguments, HELLO's after AUTH, everything ACL SETUSER is given, and CONFIG SET
 /// requirepass's value (Redis redacts the same ones).
-fn redacted(id: CommandId, args: &[Bytes], at: usize) -> bool {
+pub(crate) fn redacted(id: CommandId, args: &[Bytes], at: usize) -> bool {
     let word_is = |index: usize, word: &[u8]| {
         args.get(index)
             .is_some_and(|arg| arg.eq_ignore_ascii_case(word))

@@ -1,10 +1,8 @@
 //! Running `redis-cli` (from redis-tools, which `scripts/test` installs) against cartd, with a
 //! timeout so a server that never answers fails the test instead of hanging it.
 
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus};
 
 use crate::{Cartd, WAIT};
 
@@ -31,40 +29,15 @@ pub struct CliOutput {
 /// kills it and panics if it takes longer. Panics if redis-cli is not installed.
 pub fn run_redis_cli(port: u16, args: &[&str]) -> CliOutput {
     let bin = redis_cli().expect("redis-cli is on PATH (scripts/test installs redis-tools)");
-    let mut child = Command::new(&bin)
+    let mut command = Command::new(&bin);
+    command
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot run {}: {error}", bin.display()));
-    // Read both pipes on their own threads: a full pipe must not stall the wait below.
-    let read_all = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    };
-    let stdout = read_all(Box::new(child.stdout.take().expect("stdout is piped")));
-    let stderr = read_all(Box::new(child.stderr.take().expect("stderr is piped")));
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait on redis-cli") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("redis-cli {args:?} did not finish within {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+        .args(args);
+    let (status, stdout, stderr) = crate::scripts::run_captured(command, WAIT);
     CliOutput {
         status,
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
+        stdout,
+        stderr,
     }
 }
 

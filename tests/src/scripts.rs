@@ -3,7 +3,7 @@
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long one client script may run: the slowest matrix script takes a few seconds.
@@ -31,9 +31,9 @@ pub fn run_script(program: &str, args: &[&str], env: (&str, PathBuf)) -> serde_j
     run_json(command)
 }
 
-/// Runs `command` (stdin closed) for at most [`SCRIPT_TIMEOUT`] and parses the JSON line it
-/// prints last; panics with its output if it fails, hangs or prints no JSON.
-pub fn run_json(mut command: Command) -> serde_json::Value {
+/// Runs `command` (stdin closed, its output captured) for at most `timeout`; kills it and
+/// panics if it takes longer. Returns how it exited and what it printed.
+pub fn run_captured(mut command: Command, timeout: Duration) -> (ExitStatus, String, String) {
     let what = format!("{command:?}");
     let mut child = command
         .stdin(Stdio::null())
@@ -51,20 +51,30 @@ pub fn run_json(mut command: Command) -> serde_json::Value {
     };
     let stdout = read_all(Box::new(child.stdout.take().expect("stdout is piped")));
     let stderr = read_all(Box::new(child.stderr.take().expect("stderr is piped")));
-    let deadline = Instant::now() + SCRIPT_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait on the script") {
+        if let Some(status) = child.try_wait().expect("try_wait on the child") {
             break status;
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{what} did not finish within {SCRIPT_TIMEOUT:?}");
+            panic!("{what} did not finish within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let stdout = stdout.join().expect("stdout reader");
-    let stderr = stderr.join().expect("stderr reader");
+    (
+        status,
+        stdout.join().expect("stdout reader"),
+        stderr.join().expect("stderr reader"),
+    )
+}
+
+/// Runs `command` (stdin closed) for at most [`SCRIPT_TIMEOUT`] and parses the JSON line it
+/// prints last; panics with its output if it fails, hangs or prints no JSON.
+pub fn run_json(command: Command) -> serde_json::Value {
+    let what = format!("{command:?}");
+    let (status, stdout, stderr) = run_captured(command, SCRIPT_TIMEOUT);
     assert!(status.success(), "{what} failed:\n{stdout}\n{stderr}");
     let last = stdout
         .lines()

@@ -196,6 +196,27 @@ async fn resp2_redirects_invalidations_to_a_subscriber() {
     let list = text(writer.call(&["CLIENT", "LIST"]).await);
     assert!(list.contains("flags=t db=0"), "{list}");
     assert!(list.contains(&format!("redir={id}")), "{list}");
+    // A redirecting client has no mailbox of its own; it still leaves the tracking table,
+    // by RESET or by going away.
+    let mut redirected = cartd.raw().await;
+    redirected
+        .call(&["CLIENT", "TRACKING", "ON", "REDIRECT", &id])
+        .await;
+    assert_eq!(text(redirected.call(&["RESET"]).await), "+RESET\r\n");
+    drop(cache);
+    let mut left = false;
+    for _ in 0..100 {
+        let clients = text(writer.call(&["INFO", "clients"]).await);
+        if clients.contains("tracking_clients:0\r\n") {
+            left = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        left,
+        "the redirecting clients are still in the tracking table"
+    );
 }
 
 /// What Redis refuses, cartd refuses with Redis's words; GETREDIR and TRACKINGINFO report

@@ -45,7 +45,7 @@ pub use keyspace::Scan;
 pub use options::{Currency, Format, LineId, MutationOptions, ReplyMode};
 pub use pricing::{GiftCardDel, GiftCardGet, GiftCardSet, PromoDel, PromoGet, PromoSet};
 pub use pubsub::{PubSubCommand, Publish};
-pub use server::ClusterCommand;
+pub use server::{wait_arguments, ClusterCommand};
 pub use server::{CommandCommand, Shutdown};
 pub use table::{CommandId, CommandSpec, Keys, COMMANDS};
 

@@ -235,17 +235,27 @@ fn parse_slot(text: &[u8], invalid: &str) -> Result<u16, CommandError> {
 
 /// `WAIT numreplicas timeout`, with Redis's errors.
 pub(super) fn parse_wait(args: &mut Args) -> Result<Command, CommandError> {
-    let integer = |text: Bytes| {
-        crate::args::parse_i64(&text)
+    let (replicas, timeout_ms) = wait_arguments(&args.next_bytes()?, &args.next_bytes()?)?;
+    Ok(Command::Wait {
+        replicas,
+        timeout_ms,
+    })
+}
+
+/// WAIT's replicas and timeout (ms) from its two arguments, with Redis's errors; a negative
+/// replica count asks for none. The connection reads them before WAIT runs, to wait first.
+pub fn wait_arguments(replicas: &[u8], timeout: &[u8]) -> Result<(u64, u64), CommandError> {
+    let integer = |text: &[u8]| {
+        crate::args::parse_i64(text)
             .map_err(|_| CommandError::err("value is not an integer or out of range"))
     };
-    let replicas = integer(args.next_bytes()?)?;
-    let timeout_ms = integer(args.next_bytes()?)?;
+    let replicas = integer(replicas)?;
+    let timeout_ms = integer(timeout)?;
     if timeout_ms < 0 {
         return Err(CommandError::err("timeout is negative"));
     }
-    Ok(Command::Wait {
-        replicas: u64::try_from(replicas).unwrap_or(0),
-        timeout_ms: timeout_ms.unsigned_abs(),
-    })
+    Ok((
+        u64::try_from(replicas).unwrap_or(0),
+        timeout_ms.unsigned_abs(),
+    ))
 }

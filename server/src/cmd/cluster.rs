@@ -109,29 +109,33 @@ fn slots_node(node: &cluster::Node) -> Reply {
 
 /// `CLUSTER SLOTS`: each range of slots with its primary, then its replicas.
 fn slots(layout: &cluster::Layout) -> Reply {
-    let mut entries = Vec::new();
-    for (at, node) in layout.nodes.iter().enumerate() {
-        for range in &node.ranges {
+    let mut ranges: Vec<(u16, u16, usize)> = layout
+        .nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(at, node)| {
+            node.ranges
+                .iter()
+                .map(move |range| (*range.start(), *range.end(), at))
+        })
+        .collect();
+    ranges.sort_unstable();
+    let entries = ranges
+        .into_iter()
+        .map(|(start, end, at)| {
             let mut entry = vec![
-                Reply::Integer(i64::from(*range.start())),
-                Reply::Integer(i64::from(*range.end())),
-                slots_node(node),
+                Reply::Integer(i64::from(start)),
+                Reply::Integer(i64::from(end)),
+                slots_node(&layout.nodes[at]),
             ];
             entry.extend(
                 layout
                     .replicas_of(at)
                     .map(|replica| slots_node(&layout.nodes[replica])),
             );
-            entries.push(Reply::Array(entry));
-        }
-    }
-    entries.sort_by_key(|entry| match entry {
-        Reply::Array(items) => match items.first() {
-            Some(Reply::Integer(start)) => *start,
-            _ => 0,
-        },
-        _ => 0,
-    });
+            Reply::Array(entry)
+        })
+        .collect();
     Reply::Array(entries)
 }
 

@@ -47,7 +47,7 @@ pub fn run(
             Ok(Reply::ok())
         }
         Command::Reset => {
-            super::pubsub::reset(session, server);
+            super::pubsub::reset(session);
             session.transaction = None;
             session.watched.clear();
             session.protocol = Protocol::Resp2;

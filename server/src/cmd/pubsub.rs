@@ -263,34 +263,19 @@ pub fn pubsub(command: PubSubCommand, server: &Server) -> Reply {
                 .collect(),
         ),
         PubSubCommand::NumPat => Reply::Integer(pubsub.pattern_count() as i64),
-        PubSubCommand::Help => help(
-            "PUBSUB",
-            &[
-                "CHANNELS [<pattern>]",
-                "    Return the currently active channels matching a <pattern> (default: '*').",
-                "NUMPAT",
-                "    Return number of subscriptions to patterns.",
-                "NUMSUB [<channel> ...]",
-                "    Return the number of subscribers for the specified channels, excluding",
-                "    pattern subscriptions(default: no channels).",
-                "HELP",
-                "    Print this help.",
-            ],
-        ),
+        PubSubCommand::Help => super::introspection::help_reply(&[
+            "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "CHANNELS [<pattern>]",
+            "    Return the currently active channels matching a <pattern> (default: '*').",
+            "NUMPAT",
+            "    Return number of subscriptions to patterns.",
+            "NUMSUB [<channel> ...]",
+            "    Return the number of subscribers for the specified channels, excluding",
+            "    pattern subscriptions(default: no channels).",
+            "HELP",
+            "    Print this help.",
+        ]),
     }
-}
-
-/// A `HELP` subcommand's reply, as Redis words its first line.
-pub fn help(command: &str, lines: &[&str]) -> Reply {
-    let mut replies = vec![Reply::Simple(
-        format!("{command} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:").into(),
-    )];
-    replies.extend(
-        lines
-            .iter()
-            .map(|line| Reply::Simple((*line).to_owned().into())),
-    );
-    Reply::Array(replies)
 }
 
 /// `MONITOR`: +OK, then every command the server runs.
@@ -563,15 +548,8 @@ pub fn subscribed_ping(message: Option<Bytes>, session: &Session) -> Option<Repl
 }
 
 /// What RESET undoes of pub/sub: every subscription, tracking and MONITOR.
-pub fn reset(session: &mut Session, server: &Server) {
-    let client = session.handle.id;
-    if session.mailbox.is_some() {
-        let channels: Vec<Bytes> = session.channels.drain().collect();
-        let patterns: Vec<Bytes> = session.patterns.drain().collect();
-        server.pubsub.close(client, &channels, &patterns);
-        session.mailbox = None;
-    }
-    session.tracking = None;
+pub fn reset(session: &mut Session) {
+    session.stop_listening();
     let mut meta = session.handle.meta.lock();
     meta.subscriptions = 0;
     meta.patterns = 0;
