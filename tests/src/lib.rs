@@ -9,6 +9,7 @@
 //! - [`raw`]: [`RawConn`], byte-exact RESP over TCP.
 //! - [`mod@view`]: cart views as JSON and as the typed [`CartView`], from RESP2 or RESP3.
 //! - [`cli`]: [`redis_cli`], running `redis-cli` against cartd.
+//! - [`cluster`]: [`cluster::LocalCluster`], a local cluster by `scripts/cluster`.
 //! - [`exporter`]: [`Exporter`], the Prometheus exporter scraping cartd.
 //! - [`cart`]: shorthand for the cart-command suites ([`w`], [`mutate`], [`cart_add`], [`lines`]).
 //! - [`mod@info`]: [`fn@info`] and the `name:value` fields of its text.
@@ -28,6 +29,7 @@ use std::time::Duration;
 pub mod cart;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod disk;
 pub mod exporter;
 pub mod info;

@@ -4,77 +4,11 @@
 //! `redis-cli -c` and `redis-cli --cluster check` work unchanged. Before, every cluster client
 //! failed on "unknown command CLUSTER".
 
-use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::Command;
 
+use cartd_tests::cluster::LocalCluster;
+use cartd_tests::redis_cli;
 use cartd_tests::scripts::{client_libs, run_script};
-use cartd_tests::{cartd_bin, redis_cli, RawConn};
-
-/// A cluster up for the test, down (by pid) when dropped.
-struct LocalCluster {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster")
-}
-
-/// A first port with `count` free ports after it on 127.0.0.1.
-fn free_ports(count: u16) -> u16 {
-    for _ in 0..200 {
-        let base = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        if base > 60_000 {
-            continue;
-        }
-        if (0..count).all(|offset| TcpListener::bind(("127.0.0.1", base + offset)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no {count} free consecutive ports");
-}
-
-impl LocalCluster {
-    fn up(primaries: u16, replicas: u16) -> LocalCluster {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let nodes = primaries * (1 + replicas);
-        let port = free_ports(nodes);
-        let output = Command::new(script())
-            .args(["up", "--primaries", &primaries.to_string()])
-            .args(["--replicas", &replicas.to_string()])
-            .args(["--port", &port.to_string()])
-            .arg("--dir")
-            .arg(dir.path())
-            .arg("--bin")
-            .arg(cartd_bin())
-            .output()
-            .expect("run scripts/cluster");
-        assert!(
-            output.status.success(),
-            "scripts/cluster up failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        LocalCluster { dir, port }
-    }
-
-    async fn conn(&self, node: u16) -> RawConn {
-        RawConn::connect(([127, 0, 0, 1], self.port + node).into()).await
-    }
-}
-
-impl Drop for LocalCluster {
-    fn drop(&mut self) {
-        let _ = Command::new(script())
-            .args(["down", "--dir"])
-            .arg(self.dir.path())
-            .output();
-    }
-}
 
 fn text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).expect("UTF-8 reply")

@@ -1,0 +1,181 @@
+//! [`LocalCluster`]: a local cartd cluster made by `scripts/cluster up`, whose nodes a test can
+//! talk to, kill (SIGKILL, by pid) and start again on the same configuration and data.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{cartd_bin, RawConn};
+
+/// A cluster up for the test, down (by pid) when dropped. Node `i` (0-based) is `n{i+1}`
+/// on port `port + i`: the primaries first, then their replicas.
+pub struct LocalCluster {
+    dir: tempfile::TempDir,
+    /// The first node's port.
+    pub port: u16,
+    /// Nodes in all.
+    pub nodes: u16,
+}
+
+/// The `scripts/cluster` script.
+pub fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster")
+}
+
+/// A first port with `count` free ports after it on 127.0.0.1.
+pub fn free_ports(count: u16) -> u16 {
+    for _ in 0..200 {
+        let base = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        if base > 60_000 {
+            continue;
+        }
+        if (0..count).all(|offset| TcpListener::bind(("127.0.0.1", base + offset)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no {count} free consecutive ports");
+}
+
+impl LocalCluster {
+    /// `primaries` primaries with `replicas` replicas each.
+    pub fn up(primaries: u16, replicas: u16) -> LocalCluster {
+        LocalCluster::up_with(primaries, replicas, "")
+    }
+
+    /// As [`LocalCluster::up`], with `extra` TOML appended to every node's configuration.
+    pub fn up_with(primaries: u16, replicas: u16, extra: &str) -> LocalCluster {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let nodes = primaries * (1 + replicas);
+        let port = free_ports(nodes);
+        let extra_file = dir.path().join("extra.toml");
+        std::fs::write(&extra_file, extra).expect("write the extra configuration");
+        let output = Command::new(script())
+            .args(["up", "--primaries", &primaries.to_string()])
+            .args(["--replicas", &replicas.to_string()])
+            .args(["--port", &port.to_string()])
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--bin")
+            .arg(cartd_bin())
+            .arg("--extra")
+            .arg(&extra_file)
+            .output()
+            .expect("run scripts/cluster");
+        assert!(
+            output.status.success(),
+            "scripts/cluster up failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        LocalCluster { dir, port, nodes }
+    }
+
+    /// The cluster's directory (`n1/`, `n2/`, ...: config.toml, pid, log, data).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Node `node`'s own directory.
+    pub fn node_dir(&self, node: u16) -> PathBuf {
+        self.dir.path().join(format!("n{}", node + 1))
+    }
+
+    /// A raw connection to node `node`.
+    pub async fn conn(&self, node: u16) -> RawConn {
+        RawConn::connect(([127, 0, 0, 1], self.port + node).into()).await
+    }
+
+    /// Node `node`'s pid, while it runs.
+    pub fn pid(&self, node: u16) -> Option<u32> {
+        std::fs::read_to_string(self.node_dir(node).join("pid"))
+            .ok()
+            .and_then(|pid| pid.trim().parse().ok())
+    }
+
+    /// Node `node`'s log so far.
+    pub fn log(&self, node: u16) -> String {
+        std::fs::read_to_string(self.node_dir(node).join("log")).unwrap_or_default()
+    }
+
+    /// SIGKILLs node `node` and waits until it is gone.
+    pub fn kill9(&self, node: u16) {
+        let Some(pid) = self.pid(node) else { return };
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            // A zombie of the script's background job counts as gone once it is a zombie.
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if state.split_whitespace().nth(2) == Some("Z") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_file(self.node_dir(node).join("pid"));
+    }
+
+    /// Starts node `node` again on its configuration and data (after [`LocalCluster::kill9`])
+    /// and waits until it answers PING.
+    pub fn restart(&self, node: u16) {
+        let dir = self.node_dir(node);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("log"))
+            .expect("open the node's log");
+        let child = Command::new(cartd_bin())
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .env_remove("DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log"))
+            .stderr(log)
+            .spawn()
+            .expect("start the node");
+        std::fs::write(dir.join("pid"), child.id().to_string()).expect("write the pid");
+        // The child is reaped by `down` (by pid) or at the test's end; not waited for here.
+        std::mem::forget(child);
+        self.wait_ready(node);
+    }
+
+    /// Waits until node `node` answers PING (30 s at most).
+    pub fn wait_ready(&self, node: u16) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answered = std::net::TcpStream::connect(("127.0.0.1", self.port + node))
+                .and_then(|mut stream| {
+                    use std::io::{Read, Write};
+                    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+                    stream.write_all(b"PING\r\n")?;
+                    let mut reply = [0u8; 7];
+                    stream.read_exact(&mut reply)?;
+                    Ok(&reply == b"+PONG\r\n")
+                })
+                .unwrap_or(false);
+            if answered {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node n{} does not answer after 30 s; its log:\n{}",
+                node + 1,
+                self.log(node)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(script())
+            .args(["down", "--dir"])
+            .arg(self.dir.path())
+            .output();
+    }
+}
