@@ -156,8 +156,8 @@ pub struct SnapshotWriter {
     bytes: u64,
 }
 
-/// The file name of the snapshot at `lsn`.
-fn snapshot_name(lsn: Lsn) -> String {
+/// The file name of the snapshot at `lsn` (`{lsn:020}.snap`).
+pub fn snapshot_name(lsn: Lsn) -> String {
     format!("{lsn:020}.snap")
 }
 

@@ -54,11 +54,13 @@ pub enum ErrorCode {
     CrossSlot,
     /// No node serves the key's slot (`CLUSTERDOWN`).
     ClusterDown,
+    /// A write sent to a replica (`READONLY You can't write against a read only replica.`).
+    ReadOnly,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (`code as usize` indexes it).
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::Err,
         ErrorCode::WrongType,
         ErrorCode::NoAuth,
@@ -83,6 +85,7 @@ impl ErrorCode {
         ErrorCode::Moved,
         ErrorCode::CrossSlot,
         ErrorCode::ClusterDown,
+        ErrorCode::ReadOnly,
     ];
 
     /// The code as it appears on the wire.
@@ -112,6 +115,7 @@ impl ErrorCode {
             ErrorCode::Moved => "MOVED",
             ErrorCode::CrossSlot => "CROSSSLOT",
             ErrorCode::ClusterDown => "CLUSTERDOWN",
+            ErrorCode::ReadOnly => "READONLY",
         }
     }
 }

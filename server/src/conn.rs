@@ -202,9 +202,16 @@ enum Stop {
     Room,
     /// CLIENT PAUSE holds the next request (`true`: it may change data).
     Paused(bool),
-    /// WAIT for more replicas than have this client's writes: until this deadline (`None`:
-    /// no bound), then it runs and answers how many have them.
-    Wait(Option<Instant>),
+    /// WAIT for more replicas than have this client's writes: until that many have them or
+    /// this deadline (`None`: no bound), then it runs and answers how many have them.
+    Wait {
+        /// Replicas asked for.
+        replicas: usize,
+        /// Until when.
+        deadline: Option<Instant>,
+    },
+    /// PSYNC was accepted: the connection is a replica's link from now on.
+    Replicate,
 }
 
 /// The pre-steps a request may need before it runs, in the order they run: a cart must be
@@ -219,17 +226,24 @@ enum PreStep {
 }
 
 /// Whether a WAIT must wait before it answers (more replicas asked for than have this
-/// client's writes: always, until replicas exist), and until when (`None`: timeout 0, no
-/// bound, as Redis). A WAIT that does not parse runs at once and answers its error.
-fn waits(args: &[bytes::Bytes], spec: &protocol::CommandSpec) -> Option<Option<Instant>> {
-    if spec.id != protocol::CommandId::Wait {
+/// client's last change), for how many and until when (`None`: timeout 0, no bound, as
+/// Redis). A WAIT that does not parse, or on a replica, runs at once and answers its error.
+fn waits(
+    args: &[bytes::Bytes],
+    spec: &protocol::CommandSpec,
+    server: &Server,
+    lsn: Lsn,
+) -> Option<(usize, Option<Instant>)> {
+    if spec.id != protocol::CommandId::Wait || server.primary().is_some() {
         return None;
     }
     let (replicas, timeout_ms) = protocol::cmd::wait_arguments(&args[1], &args[2]).ok()?;
-    if replicas == 0 {
+    let replicas = usize::try_from(replicas).unwrap_or(usize::MAX);
+    if replicas == 0 || server.replication.acked_at_least(lsn) >= replicas {
         return None;
     }
-    Some((timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms)))
+    let deadline = (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms));
+    Some((replicas, deadline))
 }
 
 impl Connection {
@@ -246,6 +260,7 @@ impl Connection {
             let stop = crate::store::deferring_writes(|| self.handle_complete_requests(&limits));
             let appended = crate::store::take_appended_lsn();
             if appended > 0 {
+                self.session.last_write_lsn = self.session.last_write_lsn.max(appended);
                 if let Some(durability) = self.server.durability.get() {
                     durability.wal.write_queued();
                 }
@@ -287,7 +302,8 @@ impl Connection {
                     self.refresh_upstream(refresh).await;
                     continue;
                 }
-                Stop::Room | Stop::Paused(_) | Stop::Wait(_) => {
+                Stop::Replicate => return self.replicate().await,
+                Stop::Room | Stop::Paused(_) | Stop::Wait { .. } => {
                     if self.wait_out(stop).await {
                         continue;
                     }
@@ -299,6 +315,24 @@ impl Connection {
                 return Ok(());
             }
         }
+    }
+
+    /// Serves the rest of the connection as a replica's link (PSYNC was accepted).
+    async fn replicate(&mut self) -> std::io::Result<()> {
+        let (id, lsn) = self
+            .session
+            .replica_handover
+            .take()
+            .expect("PSYNC set the handover");
+        let port = self.session.replica_port.unwrap_or(0);
+        let input = std::mem::take(&mut self.read);
+        let ClientStream::Plain(stream) = &mut self.stream else {
+            self.stream
+                .write(b"-ERR replication over TLS is not supported; link replicas over the plain port\r\n")
+                .await?;
+            return Ok(());
+        };
+        crate::replication::serve_replica(stream, input, &self.server, &id, lsn, port).await
     }
 
     /// Waits out what holds the next request (room in the log's queue, a CLIENT PAUSE, a
@@ -316,10 +350,24 @@ impl Connection {
                 () = self.server.pause.wait(may_write) => true,
                 () = shutdown => false,
             },
-            Stop::Wait(deadline) => tokio::select! {
-                () = sleep_until(deadline) => true,
-                () = shutdown => false,
-            },
+            Stop::Wait { replicas, deadline } => {
+                let lsn = self.session.last_write_lsn;
+                let replication = &self.server.replication;
+                let enough = async {
+                    loop {
+                        let acked = replication.acked.notified();
+                        if replication.acked_at_least(lsn) >= replicas {
+                            return;
+                        }
+                        acked.await;
+                    }
+                };
+                tokio::select! {
+                    () = enough => true,
+                    () = sleep_until(deadline) => true,
+                    () = shutdown => false,
+                }
+            }
             _ => true,
         }
     }
@@ -444,11 +492,9 @@ impl Connection {
                 self.pending = Some((args, done));
                 return Stop::Paused(may_write);
             }
-            if done < PreStep::Waited && self.session.transaction.is_none() {
-                if let Some(deadline) = spec.and_then(|spec| waits(&args, spec)) {
-                    self.pending = Some((args, PreStep::Waited));
-                    return Stop::Wait(deadline);
-                }
+            if let Some(stop) = self.wait_first(&args, spec, done) {
+                self.pending = Some((args, PreStep::Waited));
+                return stop;
             }
             let at_once = spec.is_some_and(|spec| transaction::runs_at_once(spec.id));
             if self.session.transaction.is_some() && !at_once {
@@ -484,8 +530,26 @@ impl Connection {
             if self.session.close {
                 return Stop::Close;
             }
+            if self.session.replica_handover.is_some() {
+                return Stop::Replicate;
+            }
         }
         Stop::BatchFull
+    }
+
+    /// A WAIT that must wait for replicas first (outside MULTI, not waited yet).
+    fn wait_first(
+        &self,
+        args: &[bytes::Bytes],
+        spec: Option<&'static protocol::CommandSpec>,
+        done: PreStep,
+    ) -> Option<Stop> {
+        if done >= PreStep::Waited || self.session.transaction.is_some() {
+            return None;
+        }
+        let lsn = self.session.last_write_lsn;
+        let (replicas, deadline) = waits(args, spec?, &self.server, lsn)?;
+        Some(Stop::Wait { replicas, deadline })
     }
 
     /// Runs an admitted request whose pre-steps are done, and answers it.

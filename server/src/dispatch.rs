@@ -46,6 +46,14 @@ pub struct Session {
     pub tracking: Option<crate::cmd::pubsub::TrackingSession>,
     /// The registry its subscriptions are in, left when the session ends.
     pubsub: Arc<PubSub>,
+    /// READONLY: a replica serves this connection's reads of its primary's slots.
+    pub read_only: bool,
+    /// The LSN of this client's last change (what WAIT waits for replicas to have).
+    pub last_write_lsn: persistence::Lsn,
+    /// The port a replica said it serves on (REPLCONF listening-port).
+    pub replica_port: Option<u16>,
+    /// PSYNC was accepted: the connection becomes a replication link (history, LSN).
+    pub replica_handover: Option<(Bytes, persistence::Lsn)>,
 }
 
 impl Drop for Session {
@@ -76,6 +84,10 @@ impl Session {
             mailbox: None,
             tracking: None,
             pubsub: server.pubsub.clone(),
+            read_only: false,
+            last_write_lsn: 0,
+            replica_port: None,
+            replica_handover: None,
         }
     }
 
@@ -251,8 +263,9 @@ fn route(
             Some(_) => {}
         }
     }
+    let replica_of = layout.myself().replica_of;
     let Some(slot) = slot else {
-        return Ok(());
+        return refuse_replica_write(spec, replica_of.is_some());
     };
     // Carts a command also touches (CART.MERGE's guest cart) must be served here too until
     // the handover between nodes exists.
@@ -281,6 +294,7 @@ fn route(
     }
     match layout.owner_index(slot) {
         Some(owner) if owner == layout.me => Ok(()),
+        Some(owner) if replica_reads(session, spec, replica_of == Some(owner)) => Ok(()),
         Some(owner) => Err(refused(
             Some(spec.id),
             CommandError::new(
@@ -293,6 +307,28 @@ fn route(
             CommandError::new(ErrorCode::ClusterDown, "Hash slot not served"),
         )),
     }
+}
+
+/// A keyless write (CATALOG.SET, FLUSHALL, ...) on a replica: Redis's READONLY error.
+fn refuse_replica_write(spec: &'static CommandSpec, replica: bool) -> Result<(), Executed> {
+    if !(replica && spec.is_write()) {
+        return Ok(());
+    }
+    Err(refused(
+        Some(spec.id),
+        CommandError::new(
+            ErrorCode::ReadOnly,
+            "You can't write against a read only replica.",
+        ),
+    ))
+}
+
+/// Whether a replica serves this command itself: after READONLY, a read (CART.GET or a
+/// read-only key command) of a slot of its own primary, from its copy.
+fn replica_reads(session: &Session, spec: &CommandSpec, of_my_primary: bool) -> bool {
+    session.read_only
+        && of_my_primary
+        && (spec.has_flag("readonly") || spec.id == CommandId::CartGet)
 }
 
 /// What a RESP2 connection may run while it subscribes (its replies would be mistaken for

@@ -101,9 +101,14 @@ pub enum StartError {
 pub async fn start(server: Arc<Server>, repair: bool) -> Result<(), StartError> {
     let started = Instant::now();
     let data_dir = server.config.server.data_dir.clone();
+    let replica = server.primary().is_some();
+    if replica {
+        prepare_replica(&server, &data_dir).await?;
+    }
+    // A replica's log is its primary's, which its primary streams to PostgreSQL.
     let postgres = match server.config.postgres.effective_url() {
-        Some(url) => Some(PostgresLink::connect(&url, &server.config.postgres).await?),
-        None => None,
+        Some(url) if !replica => Some(PostgresLink::connect(&url, &server.config.postgres).await?),
+        _ => None,
     };
     let local = {
         let server = server.clone();
@@ -124,6 +129,7 @@ pub async fn start(server: Arc<Server>, repair: bool) -> Result<(), StartError> 
     }
     let wal = open_log(&server, last_lsn + 1, local.log_end_lsn)?;
     server.store.attach_wal(wal.clone());
+    name_history(&server, &data_dir, &summary, local.empty)?;
     let holds = server.store.rebuild_gift_card_holds(now_ms());
     if summary.restored_carts > 0 || summary.restored_reference > 0 || summary.repaired > 0 {
         // What came from PostgreSQL is in no local file yet, and after a repair the log has
@@ -156,8 +162,62 @@ pub async fn start(server: Arc<Server>, repair: bool) -> Result<(), StartError> 
         postgres.start_jobs(&server);
     }
     tokio::spawn(snapshot_schedule(server.clone()));
+    if replica {
+        tokio::spawn(crate::replication::follow_primary(server.clone()));
+    }
     server.loading.store(false, Ordering::Release);
     info!("ready to accept connections");
+    Ok(())
+}
+
+/// A replica, before it loads anything: its store takes only its primary's records; one that
+/// never synchronized fetches its primary's snapshot first (while clients get `-LOADING`),
+/// and a snapshot staged by the last run is installed.
+async fn prepare_replica(server: &Arc<Server>, data_dir: &Path) -> Result<(), StartError> {
+    server.store.set_read_only();
+    let io = |what: &str| {
+        let what = what.to_owned();
+        move |source| StartError::Io { what, source }
+    };
+    if crate::replication::recorded_id(data_dir).is_none() && !crate::replication::staged(data_dir)
+    {
+        info!("this replica has no data of its primary yet: fetching its snapshot");
+        if !crate::replication::first_sync(server).await {
+            return Err(StartError::Io {
+                what: "fetching the primary's snapshot".into(),
+                source: std::io::Error::other("stopped before the primary sent it"),
+            });
+        }
+    }
+    crate::replication::install_staged(data_dir)
+        .map_err(io("installing the primary's snapshot"))?;
+    Ok(())
+}
+
+/// Names the history this node's log belongs to (the replication id replicas continue
+/// from): a replica's is its primary's, recorded when it synchronized; a primary keeps the
+/// one its data directory records, and takes a new one for a new or wiped directory or when
+/// records it had written are lost (replicas may hold them: they must start over).
+fn name_history(
+    server: &Server,
+    data_dir: &Path,
+    summary: &RecoverySummary,
+    empty: bool,
+) -> Result<(), StartError> {
+    let recorded = crate::replication::recorded_id(data_dir);
+    let id = match recorded {
+        Some(id) if server.primary().is_some() || (!empty && summary.lost_records == 0) => id,
+        _ if server.primary().is_some() => String::from("?"),
+        _ => {
+            let id = crate::replication::new_id();
+            crate::replication::record_id(data_dir, &id).map_err(|source| StartError::Io {
+                what: "recording the replication id".into(),
+                source,
+            })?;
+            id
+        }
+    };
+    server.replication.set_id(id);
     Ok(())
 }
 

@@ -459,23 +459,58 @@ fn replication_section(server: &Server, out: &mut String) {
         .durability
         .get()
         .map_or(0, |durability| durability.wal.last_lsn());
-    let primary = server.cluster.as_ref().and_then(|layout| {
-        let primary = layout.myself().replica_of?;
-        Some(&layout.nodes[primary])
-    });
-    match primary {
+    let replication = &server.replication;
+    match server.primary() {
         Some(primary) => {
+            let link = &replication.link;
+            let up = link.up.load(Relaxed);
             line(out, "role", "slave");
             line(out, "master_host", &primary.host);
             line(out, "master_port", primary.port);
-            line(out, "master_link_status", "down");
+            line(out, "master_link_status", if up { "up" } else { "down" });
+            let last_io_ms = link.last_io_ms.load(Relaxed);
+            let last_io_s = if last_io_ms == 0 {
+                -1
+            } else {
+                (crate::server::now_ms().saturating_sub(last_io_ms) / 1000) as i64
+            };
+            line(out, "master_last_io_seconds_ago", last_io_s);
+            line(
+                out,
+                "master_sync_in_progress",
+                u8::from(link.syncing.load(Relaxed)),
+            );
+            line(out, "slave_read_repl_offset", offset);
+            line(out, "slave_repl_offset", offset);
+            line(out, "slave_priority", 100);
+            line(out, "slave_read_only", 1);
+            line(out, "replica_announced", 1);
             line(out, "connected_slaves", 0);
         }
         None => {
             line(out, "role", "master");
-            line(out, "connected_slaves", 0);
+            let followers = replication.followers();
+            line(out, "connected_slaves", followers.len());
+            for (index, follower) in followers.iter().enumerate() {
+                let _ = write!(
+                    out,
+                    "slave{index}:ip={},port={},state={},offset={},lag={}\r\n",
+                    follower.ip,
+                    follower.port,
+                    follower.state,
+                    follower.acked_lsn,
+                    follower.last_ack.elapsed().as_secs()
+                );
+            }
         }
     }
+    line(out, "master_failover_state", "no-failover");
+    line(out, "master_replid", replication.id());
+    line(
+        out,
+        "master_replid2",
+        "0000000000000000000000000000000000000000",
+    );
     line(out, "master_repl_offset", offset);
 }
 

@@ -19,6 +19,7 @@ pub mod pause;
 pub mod postgres;
 pub mod pricing;
 pub mod pubsub;
+pub mod replication;
 pub mod runtime;
 pub mod server;
 pub mod slowlog;

@@ -76,6 +76,8 @@ pub struct Server {
     pub startup_allocated_bytes: u64,
     /// The most the allocator has held (INFO `used_memory_peak`).
     pub peak_memory: crate::memory::PeakMemory,
+    /// The replicas following this node, or its link to its primary.
+    pub replication: crate::replication::Replication,
 }
 
 impl Server {
@@ -118,6 +120,7 @@ impl Server {
             pause: crate::pause::ClientPause::default(),
             startup_allocated_bytes: 0,
             peak_memory: crate::memory::PeakMemory::default(),
+            replication: crate::replication::Replication::new(String::new()),
             store,
             upstream: Upstream::new(&config.upstream),
             config,
@@ -148,6 +151,12 @@ impl Server {
             wal.failure()
                 .unwrap_or_else(|| "the log cannot be written".into()),
         )
+    }
+
+    /// The primary this node replicates, when it is a cluster replica.
+    pub fn primary(&self) -> Option<&cluster::Node> {
+        let layout = self.cluster.as_ref()?;
+        Some(&layout.nodes[layout.myself().replica_of?])
     }
 
     /// The durable side. Only commands that cannot run while loading may call it.
@@ -357,7 +366,10 @@ pub async fn run(
                 recovering = false;
                 match finished.expect("recovery does not panic") {
                     Ok(()) => {
-                        tracker.spawn(expire_carts(server.clone()));
+                        // A replica expires nothing itself: its primary's tombstones do.
+                        if server.primary().is_none() {
+                            tracker.spawn(expire_carts(server.clone()));
+                        }
                         tracker.spawn(sweep_names(server.clone()));
                     }
                     Err(error) => {

@@ -157,6 +157,19 @@ pub enum Command {
         /// How long, milliseconds; 0: no bound.
         timeout_ms: u64,
     },
+    /// `READONLY`.
+    ReadOnly,
+    /// `READWRITE`.
+    ReadWrite,
+    /// `REPLCONF option value [option value ...]`.
+    ReplConf(Vec<Bytes>),
+    /// `PSYNC replicationid lsn`: `?` and 0 ask for a full synchronization.
+    Psync {
+        /// The history the replica's log belongs to, as its primary named it.
+        replication_id: Bytes,
+        /// The last LSN the replica has.
+        lsn: u64,
+    },
 }
 
 impl Command {
@@ -243,6 +256,10 @@ impl Command {
             Command::Monitor => CommandId::Monitor,
             Command::Cluster(_) => CommandId::Cluster,
             Command::Wait { .. } => CommandId::Wait,
+            Command::ReadOnly => CommandId::ReadOnly,
+            Command::ReadWrite => CommandId::ReadWrite,
+            Command::ReplConf(_) => CommandId::ReplConf,
+            Command::Psync { .. } => CommandId::Psync,
             Command::Command(_) => CommandId::Command,
             Command::Info(_) => CommandId::Info,
             Command::ConfigGet(_)
@@ -370,6 +387,10 @@ fn parse_known(id: CommandId, args: &mut Args) -> Result<Command, CommandError> 
         | CommandId::Monitor => pubsub::parse(id, args)?,
         CommandId::Cluster => Command::Cluster(ClusterCommand::parse(args)?),
         CommandId::Wait => server::parse_wait(args)?,
+        CommandId::ReadOnly => Command::ReadOnly,
+        CommandId::ReadWrite => Command::ReadWrite,
+        CommandId::ReplConf => Command::ReplConf(args.rest()),
+        CommandId::Psync => server::parse_psync(args)?,
         CommandId::Shutdown => Command::Shutdown(Shutdown::parse(args)?),
     })
 }

@@ -242,6 +242,20 @@ pub(super) fn parse_wait(args: &mut Args) -> Result<Command, CommandError> {
     })
 }
 
+/// `PSYNC replicationid lsn`; an LSN of -1 (Redis's "from scratch") is 0.
+pub(super) fn parse_psync(args: &mut Args) -> Result<Command, CommandError> {
+    let replication_id = args.next_bytes()?;
+    let lsn = match crate::args::parse_i64(&args.next_bytes()?) {
+        Ok(lsn) if lsn >= 0 => lsn as u64,
+        Ok(-1) => 0,
+        _ => return Err(CommandError::err("value is not an integer or out of range")),
+    };
+    Ok(Command::Psync {
+        replication_id,
+        lsn,
+    })
+}
+
 /// WAIT's replicas and timeout (ms) from its two arguments, with Redis's errors; a negative
 /// replica count asks for none. The connection reads them before WAIT runs, to wait first.
 pub fn wait_arguments(replicas: &[u8], timeout: &[u8]) -> Result<(u64, u64), CommandError> {

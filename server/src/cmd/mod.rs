@@ -21,6 +21,7 @@ mod keyspace;
 mod memory;
 mod pricing;
 pub mod pubsub;
+mod replication;
 mod server;
 mod snapshots;
 
@@ -69,10 +70,16 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::Discard => crate::transaction::discard(session),
         Command::Watch(keys) => crate::transaction::watch(keys, session, server),
         Command::Unwatch => Ok(crate::transaction::unwatch(session)),
-        Command::Role => Ok(role(server)),
+        Command::Role => Ok(replication::role(server)),
         Command::Cluster(command) => cluster::run(command, server),
-        // No replicas yet: none has anything; the connection waited the timeout before.
-        Command::Wait { .. } => Ok(Reply::Integer(0)),
+        Command::Wait { .. } => replication::wait(session, server),
+        Command::ReadOnly => replication::read_only(true, session, server),
+        Command::ReadWrite => replication::read_only(false, session, server),
+        Command::ReplConf(args) => replication::replconf(&args, session),
+        Command::Psync {
+            replication_id,
+            lsn,
+        } => replication::psync(replication_id, lsn, session, server),
         Command::Subscribe(_)
         | Command::PSubscribe(_)
         | Command::Unsubscribe(_)
@@ -126,35 +133,6 @@ fn shutdown(shutdown: &protocol::Shutdown, session: &mut Session, server: &Serve
     }
     server.shutdown.cancel();
     session.close = true;
-}
-
-/// `ROLE`: a master at its log's last LSN as the replication offset, with no replicas (none
-/// replicates yet); a cluster replica names its primary, not yet connected.
-fn role(server: &Server) -> Reply {
-    let offset = server
-        .durability
-        .get()
-        .map_or(0, |durability| durability.wal.last_lsn());
-    let primary = server.cluster.as_ref().and_then(|layout| {
-        let primary = layout.myself().replica_of?;
-        Some(&layout.nodes[primary])
-    });
-    if let Some(primary) = primary {
-        // A cluster replica, not yet linked to its primary (replication is not in yet):
-        // Redis's `connect` state and offset -1.
-        return Reply::Array(vec![
-            Reply::from_static("slave"),
-            Reply::text(primary.host.clone()),
-            Reply::Integer(i64::from(primary.port)),
-            Reply::from_static("connect"),
-            Reply::Integer(-1),
-        ]);
-    }
-    Reply::Array(vec![
-        Reply::from_static("master"),
-        Reply::Integer(i64::try_from(offset).unwrap_or(i64::MAX)),
-        Reply::Array(Vec::new()),
-    ])
 }
 
 /// A line's interned ids if both were ever seen; a line never seen cannot be in any cart.

@@ -213,6 +213,23 @@ impl Store {
         self.shards[index.min(self.shards.len() - 1)].lock()
     }
 
+    /// Applies one record of the primary's log (a replica), as a replayed record is applied;
+    /// a delta whose base state is not here means this replica's data no longer follows the
+    /// primary's log (only a snapshot mends it). Carts frozen for checkout are not noted:
+    /// a replica keeps no gift card holds.
+    pub fn apply_replicated(&self, record: &Record, now_ms: u64) -> Result<(), String> {
+        self.apply_record(record, now_ms, false)?;
+        self.frozen_at_recovery.lock().clear();
+        let missing = std::mem::take(&mut *self.awaiting_base.lock());
+        match missing.iter().next() {
+            None => Ok(()),
+            Some((key, lsn)) => Err(format!(
+                "the record at LSN {lsn} changes cart {} from a state this replica does not hold",
+                shown(key)
+            )),
+        }
+    }
+
     /// Applies one replayed log record, all its changes. Returns the record's LSN. `lenient`
     /// (a repair): a delta whose base state is gone is skipped with a warning instead of
     /// stopping the start.

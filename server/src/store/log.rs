@@ -235,6 +235,9 @@ impl Store {
         if cart.expires_at_ms > now_ms {
             return Some(cart);
         }
+        if self.is_read_only() {
+            return None; // A replica waits for its primary's tombstone.
+        }
         shard.remove(at.hash, key);
         self.log_expired(key, &cart, now_ms);
         None

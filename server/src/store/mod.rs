@@ -179,6 +179,17 @@ pub struct Store {
     /// Taken shared by every command and background change, exclusively by EXEC
     /// ([`Store::transaction`]); per-thread shards, so the shared side costs no contention.
     transactions: crossbeam_utils::sync::ShardedLock<()>,
+    /// A replica's store: it changes only by its primary's records ([`Store::apply_replicated`]);
+    /// reads neither expire, renew nor revalidate a cart in place.
+    read_only: std::sync::atomic::AtomicBool,
+}
+
+/// A cart's lines and the unit prices they hold, to validate against the catalog.
+fn priced_lines(cart: &Cart) -> Vec<(crate::cart::LineKey, i64)> {
+    cart.lines
+        .iter()
+        .map(|line| (line.key, line.unit_price))
+        .collect()
 }
 
 /// Where a key lives: its shard and its 63-bit hash (63 bits so a SCAN cursor fits a signed
@@ -224,7 +235,21 @@ impl Store {
             frozen_at_recovery: Mutex::default(),
             awaiting_base: Mutex::default(),
             transactions: crossbeam_utils::sync::ShardedLock::new(()),
+            read_only: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Makes this a replica's store (see [`Store::is_read_only`]).
+    pub fn set_read_only(&self) {
+        self.read_only
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether this is a replica's store: it changes only by its primary's records; reads
+    /// neither expire a cart (the primary's tombstone will), renew its TTL nor store a
+    /// revalidation.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The seed of key hashes.
@@ -501,7 +526,7 @@ impl Store {
         cart: &mut Cart,
         now_ms: u64,
     ) {
-        if touch {
+        if touch && !self.is_read_only() {
             cart.expires_at_ms = now_ms + self.ttl_ms(cart.kind);
             shard.update(at.hash, key, cart);
         }
@@ -604,6 +629,21 @@ impl Store {
         Some(Reply::Null)
     }
 
+    /// A replica's view: validated against its own catalog copy, changing nothing.
+    fn render_unstored(
+        &self,
+        shard: parking_lot::MutexGuard<'_, Shard>,
+        key: &[u8],
+        mut cart: Cart,
+        plan: &crate::catalog::ValidationPlan,
+        format: Format,
+        now_ms: u64,
+    ) -> Reply {
+        drop(shard);
+        apply_plan(&mut cart, plan);
+        self.render(key, &cart, format, now_ms, Validation::Fresh)
+    }
+
     /// `CART.GET`: renews the TTL (unless not `touch`: CLIENT NO-TOUCH) and returns the view,
     /// validated unless `novalidate` or cached. Pricing runs on a copy of the lines with no lock held; the result is applied
     /// only if the cart did not change meanwhile. `upstream_stale`: the upstream services
@@ -642,12 +682,7 @@ impl Store {
                     };
                     return self.render(key, &cart, format, now_ms, validation);
                 }
-                let lines: Vec<_> = cart
-                    .lines
-                    .iter()
-                    .map(|line| (line.key, line.unit_price))
-                    .collect();
-                (cart.version, cart.currency, lines)
+                (cart.version, cart.currency, priced_lines(&cart))
             };
             let plan = self.catalog.plan(currency, &lines);
             let mut shard = self.shards[at.shard].lock();
@@ -663,6 +698,9 @@ impl Store {
                 // as the cart holds it, marked stale, and validated when the disk recovers.
                 drop(shard);
                 return self.render(key, &cart, format, now_ms, Validation::Stale);
+            }
+            if self.is_read_only() {
+                return self.render_unstored(shard, key, cart, &plan, format, now_ms);
             }
             let before = (!plan.is_empty()).then(|| cart.clone());
             if apply_plan(&mut cart, &plan) {
