@@ -160,7 +160,17 @@ fn host_ip(host: &str, seed_ip: IpAddr) -> anyhow::Result<IpAddr> {
 
 /// The slot and address of a `MOVED slot host:port` error, or `None` for any other error.
 pub fn parse_moved(error: &str, seed_ip: IpAddr) -> Option<(u16, SocketAddr)> {
-    let mut words = error.strip_prefix("MOVED ")?.split_whitespace();
+    parse_redirect(error.strip_prefix("MOVED ")?, seed_ip)
+}
+
+/// The slot and address of an `ASK slot host:port` error (the slot is moving there and this
+/// key has gone already), or `None` for any other error.
+pub fn parse_ask(error: &str, seed_ip: IpAddr) -> Option<(u16, SocketAddr)> {
+    parse_redirect(error.strip_prefix("ASK ")?, seed_ip)
+}
+
+fn parse_redirect(rest: &str, seed_ip: IpAddr) -> Option<(u16, SocketAddr)> {
+    let mut words = rest.split_whitespace();
     let slot: u16 = words.next()?.parse().ok().filter(|slot| *slot < SLOTS)?;
     let (host, port) = words.next()?.rsplit_once(':')?;
     let ip = host_ip(host, seed_ip).ok()?;
@@ -279,7 +289,14 @@ impl Nodes {
         answers.resize_with(batch.len(), || None);
         let mut pending: Vec<usize> = (0..batch.len()).collect();
         for _ in 0..=REDIRECTS_PER_REQUEST_MAX {
-            let moved = self.round(batch, &pending, wait, answers).await?;
+            let mut asked = Vec::new();
+            let moved = self
+                .round(batch, &pending, wait, answers, &mut asked)
+                .await?;
+            for (index, to) in asked {
+                self.redirects += 1;
+                answers[index] = Some(self.ask(batch, index, to, wait).await?);
+            }
             if moved.is_empty() {
                 return Ok(());
             }
@@ -295,14 +312,54 @@ impl Nodes {
         Ok(())
     }
 
+    /// Sends request `index` once more, to `to` after ASKING, as an ASK reply says to (the
+    /// slot map stays: the slot is still served where it was until it has moved).
+    async fn ask(
+        &mut self,
+        batch: &Batch,
+        index: usize,
+        to: SocketAddr,
+        wait: Option<u32>,
+    ) -> io::Result<Answer> {
+        let conn = self.conn(to).await?;
+        push_command(&mut conn.out, &[b"ASKING"]);
+        conn.out
+            .extend_from_slice(&batch.bytes[batch.requests[index].1.clone()]);
+        if let Some(replicas) = wait {
+            push_wait(&mut conn.out, replicas);
+        }
+        conn.flush().await?;
+        let asking = conn.reply().await?;
+        let reply = conn.reply().await?;
+        let waited = match wait {
+            Some(replicas) => Some((replicas, conn.reply().await?)),
+            None => None,
+        };
+        if let Some(error) = asking.error().or_else(|| reply.error()) {
+            return Ok(Answer::Failed(error));
+        }
+        if let Some((replicas, reply)) = waited {
+            let value = integer(&reply.frame).unwrap_or(-1);
+            *self.wait_replies.entry(value).or_default() += 1;
+            if value < i64::from(replicas) {
+                let failure = format!("WAIT {replicas} {WAIT_TIMEOUT_MS} answered {value}");
+                return Ok(Answer::Failed(failure));
+            }
+        }
+        *self.done_per_primary.entry(to).or_default() += 1;
+        Ok(Answer::Done(Instant::now()))
+    }
+
     /// One round: write every pending request to its primary, then read every primary's
-    /// replies. Returns the requests answered MOVED (the map already says where they go).
+    /// replies. Returns the requests answered MOVED (the map already says where they go);
+    /// those answered ASK are in `asked`, with where to ask.
     async fn round(
         &mut self,
         batch: &Batch,
         pending: &[usize],
         wait: Option<u32>,
         answers: &mut [Option<Answer>],
+        asked: &mut Vec<(usize, SocketAddr)>,
     ) -> io::Result<Vec<usize>> {
         let mut by_primary: Vec<(SocketAddr, Vec<usize>)> = Vec::new();
         for &index in pending {
@@ -330,20 +387,22 @@ impl Nodes {
         }
         let mut moved = Vec::new();
         for (addr, indexes) in &by_primary {
-            self.read_replies(*addr, indexes, wait, answers, &mut moved)
+            let redirected = (&mut moved, &mut *asked);
+            self.read_replies(*addr, indexes, wait, answers, redirected)
                 .await?;
         }
         Ok(moved)
     }
 
-    /// Reads one primary's replies to `indexes` (and its WAIT's); a MOVED goes to `moved`.
+    /// Reads one primary's replies to `indexes` (and its WAIT's); a MOVED goes to `moved`,
+    /// an ASK to `asked`.
     async fn read_replies(
         &mut self,
         addr: SocketAddr,
         indexes: &[usize],
         wait: Option<u32>,
         answers: &mut [Option<Answer>],
-        moved: &mut Vec<usize>,
+        (moved, asked): (&mut Vec<usize>, &mut Vec<(usize, SocketAddr)>),
     ) -> io::Result<()> {
         let seed_ip = self.seed.ip();
         let at = self.conn_index(addr).await?;
@@ -353,13 +412,16 @@ impl Nodes {
             let reply = conn.reply().await?;
             match reply.error() {
                 None => acknowledged.push(index),
-                Some(error) => match parse_moved(&error, seed_ip) {
-                    Some((slot, to)) => {
+                Some(error) => {
+                    if let Some((slot, to)) = parse_moved(&error, seed_ip) {
                         self.map.moved(slot, to);
                         moved.push(index);
+                    } else if let Some((_, to)) = parse_ask(&error, seed_ip) {
+                        asked.push((index, to));
+                    } else {
+                        answers[index] = Some(Answer::Failed(error));
                     }
-                    None => answers[index] = Some(Answer::Failed(error)),
-                },
+                }
             }
         }
         let short = match wait {
@@ -448,5 +510,7 @@ mod tests {
         assert_eq!(parse_moved("MOVED 3999 :7002", seed), Some((3999, to)));
         assert_eq!(parse_moved("MOVED 16384 127.0.0.1:7002", seed), None);
         assert_eq!(parse_moved("ERR no", seed), None);
+        assert_eq!(parse_ask("ASK 3999 127.0.0.1:7002", seed), Some((3999, to)));
+        assert_eq!(parse_moved("ASK 3999 127.0.0.1:7002", seed), None);
     }
 }
