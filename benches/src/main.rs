@@ -1,8 +1,12 @@
 //! `cartd-bench`: proves on the hardware at hand that cartd holds a flash sale, and how it
 //! compares with the Redis set-up it replaces. `run` loads servers you started; `compare`
-//! starts cartd and Redis itself and runs every scenario against each in turn.
+//! starts cartd and Redis itself and runs every scenario against each in turn. With
+//! `--cluster` the targets are cluster nodes (routing in `cluster.rs`) and `compare` starts a
+//! cartd cluster and a Redis Cluster of one shape (`clusters.rs`).
 //! docs/BENCHMARKS.md explains the scenarios and holds the figures of a comparison.
 
+mod cluster;
+mod clusters;
 mod machine;
 mod output;
 mod progress;
@@ -17,6 +21,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use clusters::{Cluster, Shape};
 use machine::Machine;
 use output::Report;
 use record::Outcome;
@@ -39,7 +44,8 @@ struct Flags {
 enum Command {
     /// Runs scenarios against servers that are already running.
     Run {
-        /// cartd://HOST:PORT or redis://HOST:PORT; repeat to load several in turn.
+        /// cartd://HOST:PORT or redis://HOST:PORT (with --cluster: any node of the cluster);
+        /// repeat to load several in turn.
         #[arg(long = "target", required = true)]
         targets: Vec<Target>,
         #[command(flatten)]
@@ -59,6 +65,15 @@ enum Command {
         /// Whether Redis keeps an AOF at all (cartd always keeps its log).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         redis_appendonly: bool,
+        /// With --cluster: primaries of each cluster.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+        primaries: u16,
+        /// With --cluster: replicas of each primary.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=4))]
+        replicas: u16,
+        /// With --cluster: scripts/cluster (default: the repository's above cartd-bench).
+        #[arg(long)]
+        cluster_script: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
@@ -66,6 +81,10 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct Common {
+    /// The targets are cluster nodes (compare: starts a cartd cluster and a Redis Cluster);
+    /// the scenarios are cluster-adds and replica-lag.
+    #[arg(long)]
+    cluster: bool,
     /// Scenarios to run (comma-separated or repeated); all when not given.
     #[arg(long = "scenario", value_enum, value_delimiter = ',')]
     scenarios: Vec<Scenario>,
@@ -104,12 +123,12 @@ async fn run(command: Command) -> anyhow::Result<bool> {
     println!("machine: {}", machine.describe());
     let (common, outcomes, servers, all_ran) = match command {
         Command::Run { targets, common } => {
-            let scenarios = chosen(&common.scenarios);
+            let scenarios = chosen(&common)?;
             println!("settings: {}", serde_json::to_string(&common.settings)?);
             let mut outcomes = Vec::new();
             for scenario in &scenarios {
                 for target in &targets {
-                    outcomes.extend(scenario::run(*scenario, target, &common.settings).await?);
+                    outcomes.extend(run_one(*scenario, target, &common).await?);
                 }
             }
             (common, outcomes, None, true)
@@ -119,7 +138,31 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             redis_server,
             appendfsync,
             redis_appendonly,
+            primaries,
+            replicas,
+            cluster_script,
             common,
+        } if common.cluster => {
+            let durability = Durability {
+                appendfsync,
+                redis_appendonly,
+            };
+            let shape = Shape {
+                primaries,
+                replicas,
+            };
+            let binaries = Binaries::find(cartd, redis_server)?;
+            let (outcomes, servers, all_ran) =
+                compare_clusters(&common, &binaries, cluster_script, shape, durability).await?;
+            (common, outcomes, Some(servers), all_ran)
+        }
+        Command::Compare {
+            cartd,
+            redis_server,
+            appendfsync,
+            redis_appendonly,
+            common,
+            ..
         } => {
             let binaries = Binaries::find(cartd, redis_server)?;
             let durability = Durability {
@@ -133,7 +176,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 binaries.redis.display(),
                 serde_json::to_string(&durability)?
             );
-            let (outcomes, all_ran) = compare(&common, &binaries, &durability).await;
+            let (outcomes, all_ran) = compare(&common, &binaries, &durability).await?;
             (
                 common,
                 outcomes,
@@ -146,11 +189,40 @@ async fn run(command: Command) -> anyhow::Result<bool> {
     Ok(all_ran)
 }
 
-fn chosen(scenarios: &[Scenario]) -> Vec<Scenario> {
-    if scenarios.is_empty() {
-        Scenario::ALL.to_vec()
+/// The scenarios asked for, all of the kind's when none were; cluster scenarios go with
+/// `--cluster` and only with it.
+fn chosen(common: &Common) -> anyhow::Result<Vec<Scenario>> {
+    if common.scenarios.is_empty() {
+        return Ok(if common.cluster {
+            Scenario::CLUSTER.to_vec()
+        } else {
+            Scenario::ALL.to_vec()
+        });
+    }
+    if let Some(wrong) = common
+        .scenarios
+        .iter()
+        .find(|scenario| scenario.is_cluster() != common.cluster)
+    {
+        let (is, needs) = if common.cluster {
+            ("not a cluster scenario", "cluster-adds, replica-lag")
+        } else {
+            ("a cluster scenario", "add --cluster")
+        };
+        anyhow::bail!("{} is {is} ({needs})", wrong.name());
+    }
+    Ok(common.scenarios.clone())
+}
+
+async fn run_one(
+    scenario: Scenario,
+    target: &Target,
+    common: &Common,
+) -> anyhow::Result<Vec<Outcome>> {
+    if common.cluster {
+        scenario::cluster::run(scenario, target, &common.settings).await
     } else {
-        scenarios.to_vec()
+        scenario::run(scenario, target, &common.settings).await
     }
 }
 
@@ -160,11 +232,11 @@ async fn compare(
     common: &Common,
     binaries: &Binaries,
     durability: &Durability,
-) -> (Vec<Outcome>, bool) {
+) -> anyhow::Result<(Vec<Outcome>, bool)> {
     let clients_max = common.settings.conn_count.max(10_000) + CLIENTS_SPARE;
     let mut outcomes = Vec::new();
     let mut all_ran = true;
-    for scenario in chosen(&common.scenarios) {
+    for scenario in chosen(common)? {
         for kind in [Kind::Cartd, Kind::Redis] {
             let result = async {
                 let server = Server::start(kind, binaries, durability, clients_max).await?;
@@ -184,7 +256,57 @@ async fn compare(
             }
         }
     }
-    (outcomes, all_ran)
+    Ok((outcomes, all_ran))
+}
+
+/// Every chosen cluster scenario against a fresh cartd cluster, then a fresh Redis Cluster,
+/// both of `shape`. A scenario that fails on one is reported and the others still run.
+/// Returns the outcomes, the servers' settings for the report, and whether all ran.
+async fn compare_clusters(
+    common: &Common,
+    binaries: &Binaries,
+    cluster_script: Option<PathBuf>,
+    shape: Shape,
+    durability: Durability,
+) -> anyhow::Result<(Vec<Outcome>, serde_json::Value, bool)> {
+    let script = clusters::find_script(cluster_script)?;
+    println!("settings: {}", serde_json::to_string(&common.settings)?);
+    println!(
+        "clusters: {} primaries with {} replicas each, cartd {} (by {}) and {} on 127.0.0.1, \
+         fresh for every scenario; {}",
+        shape.primaries,
+        shape.replicas,
+        binaries.cartd.display(),
+        script.display(),
+        binaries.redis.display(),
+        serde_json::to_string(&durability)?
+    );
+    let durability = &durability;
+    let script = script.as_path();
+    let mut outcomes = Vec::new();
+    let mut all_ran = true;
+    for scenario in chosen(common)? {
+        for kind in [Kind::Cartd, Kind::Redis] {
+            let result = async {
+                let cluster = Cluster::start(kind, shape, binaries, script, durability).await?;
+                scenario::cluster::run(scenario, &cluster.target, &common.settings).await
+            }
+            .await;
+            match result {
+                Ok(found) => outcomes.extend(found),
+                Err(error) => {
+                    all_ran = false;
+                    eprintln!(
+                        "cartd-bench: {} against the {} cluster failed: {error:#}",
+                        scenario.name(),
+                        kind.as_str()
+                    );
+                }
+            }
+        }
+    }
+    let servers = serde_json::json!({ "durability": durability, "cluster": shape });
+    Ok((outcomes, servers, all_ran))
 }
 
 fn report(

@@ -18,8 +18,9 @@ pub struct Ratio {
     pub scenario: String,
     /// cartd's throughput over Redis's (above 1: cartd does more per second).
     pub throughput_cartd_over_redis: f64,
-    /// Redis's p99 over cartd's (above 1: cartd answers faster).
-    pub p99_redis_over_cartd: f64,
+    /// Redis's p99 over cartd's (above 1: cartd answers faster); none when either side had
+    /// no successful operation to time (a replica lag where no replica had the writes).
+    pub p99_redis_over_cartd: Option<f64>,
     /// Redis's bytes per cart over cartd's, for the memory scenario.
     pub memory_redis_over_cartd: Option<f64>,
 }
@@ -85,16 +86,28 @@ fn notes(outcome: &Outcome) -> String {
         ("server_bytes_per_connection", "server bytes/conn"),
         ("rate_asked_ops_s", "rate asked"),
         ("sender_lag_max_ms", "sender lag max ms"),
+        ("primaries", "primaries"),
+        ("redirects", "MOVED"),
     ];
-    shown
+    let mut notes: Vec<String> = shown
         .iter()
         .filter_map(|(key, name)| {
             let value = outcome.extra.get(*key)?;
             let value = value.as_f64().filter(|value| *value > 0.0)?;
             Some(format!("{name} {}", trim_number(value)))
         })
-        .collect::<Vec<_>>()
-        .join(", ")
+        .collect();
+    // What the WAITs answered, as `WAIT=1 x3000`: the replicas each acknowledged.
+    if let Some(replies) = outcome
+        .extra
+        .get("wait_replies")
+        .and_then(|v| v.as_object())
+    {
+        for (value, times) in replies {
+            notes.push(format!("WAIT={value} x{times}"));
+        }
+    }
+    notes.join(", ")
 }
 
 fn trim_number(value: f64) -> String {
@@ -119,7 +132,8 @@ pub fn ratios(outcomes: &[Outcome]) -> Vec<Ratio> {
         ratios.push(Ratio {
             scenario: cartd.scenario.clone(),
             throughput_cartd_over_redis: cartd.throughput_ops_s / redis.throughput_ops_s.max(1e-9),
-            p99_redis_over_cartd: redis.latency_ms.p99 / cartd.latency_ms.p99.max(1e-9),
+            p99_redis_over_cartd: (cartd.ops > cartd.errors && redis.ops > redis.errors)
+                .then(|| redis.latency_ms.p99 / cartd.latency_ms.p99.max(1e-9)),
             memory_redis_over_cartd: bytes(redis)
                 .zip(bytes(cartd))
                 .map(|(redis, cartd)| redis / cartd.max(1.0)),
@@ -141,7 +155,9 @@ pub fn ratio_table(ratios: &[Ratio]) -> Table {
         table.add_row(vec![
             ratio.scenario.clone(),
             format!("{:.2}x", ratio.throughput_cartd_over_redis),
-            format!("{:.2}x", ratio.p99_redis_over_cartd),
+            ratio
+                .p99_redis_over_cartd
+                .map_or_else(String::new, |ratio| format!("{ratio:.2}x")),
             ratio
                 .memory_redis_over_cartd
                 .map_or_else(String::new, |ratio| format!("{ratio:.2}x")),

@@ -166,7 +166,7 @@ fn spawn_redis(
 }
 
 /// Starts a server with no stdin and its stdout and stderr in `dir/server.log`.
-fn spawn_logged(mut command: Command, dir: &Path) -> anyhow::Result<Child> {
+pub fn spawn_logged(mut command: Command, dir: &Path) -> anyhow::Result<Child> {
     let log = std::fs::File::create(dir.join("server.log"))?;
     command
         .stdin(Stdio::null())

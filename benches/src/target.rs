@@ -3,7 +3,8 @@
 //! per line (`{product}:{variant}` -> JSON of qty, price_at_add, added_at), a hash
 //! `cart_meta:{id}` (version, currency, updated_at, saved lines), TTLs renewed on every write,
 //! every write one Lua script loaded once and called with EVALSHA, a view the HGETALL of both
-//! hashes (two replies), a merge one script.
+//! hashes (two replies), a merge one script. The braces are a hash tag: both of a cart's
+//! hashes are in one Redis Cluster slot, so its scripts run there.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -268,31 +269,29 @@ const MERGE: usize = 4;
 impl Model {
     /// Checks that the target answers as its scheme says and, for Redis, loads the scripts.
     pub async fn prepare(target: &Target) -> anyhow::Result<Model> {
-        let mut conn = Conn::connect(target.addr, None)
-            .await
-            .with_context(|| format!("{target}: cannot connect"))?;
+        Model::prepare_nodes(target, &[target.addr]).await
+    }
+
+    /// As [`Model::prepare`] on every node of a cluster: Redis keeps scripts per node, so each
+    /// primary loads them (a script's SHA1 is its text's, the same on all).
+    pub async fn prepare_nodes(target: &Target, nodes: &[SocketAddr]) -> anyhow::Result<Model> {
         let mut shas: [String; 5] = Default::default();
-        match target.kind {
-            Kind::Cartd => {
-                let reply = conn.call(&[b"CART.GET", b"cart:bench:probe"]).await?;
-                if let Some(error) = reply.error() {
-                    bail!("{target}: the server does not answer CART.GET as cartd does: {error}");
-                }
-            }
-            Kind::Redis => {
-                let scripts = [lua::ADD, lua::SET, lua::REMOVE, lua::SAVE, lua::MERGE];
-                for (sha, script) in shas.iter_mut().zip(scripts) {
-                    let reply = conn.call(&[b"SCRIPT", b"LOAD", script.as_bytes()]).await?;
-                    *sha = reply.text().ok_or_else(|| {
-                        anyhow!("{target}: SCRIPT LOAD failed: {:?}", reply.error())
-                    })?;
-                }
-            }
+        for &addr in nodes {
+            shas = prepare_node(target, addr).await?;
         }
         Ok(Model {
             kind: target.kind,
             shas,
         })
+    }
+
+    /// The key whose slot a cluster routes `cart`'s operations by (both of a Redis cart's keys
+    /// share it).
+    pub fn routing_key(&self, cart: &str) -> String {
+        match self.kind {
+            Kind::Cartd => format!("cart:{cart}"),
+            Kind::Redis => cart_keys(cart)[0].clone(),
+        }
     }
 
     /// Appends `op` to `buf`; returns how many replies it takes.
@@ -374,6 +373,32 @@ impl Model {
     }
 }
 
+async fn prepare_node(target: &Target, addr: SocketAddr) -> anyhow::Result<[String; 5]> {
+    let mut conn = Conn::connect(addr, None)
+        .await
+        .with_context(|| format!("{target}: cannot connect to {addr}"))?;
+    let mut shas: [String; 5] = Default::default();
+    match target.kind {
+        Kind::Cartd => {
+            let reply = conn.call(&[b"CART.GET", b"cart:bench:probe"]).await?;
+            // A cluster node that does not serve the key's slot redirects it: cartd all the same.
+            if let Some(error) = reply.error().filter(|error| !error.starts_with("MOVED ")) {
+                bail!("{target}: the server does not answer CART.GET as cartd does: {error}");
+            }
+        }
+        Kind::Redis => {
+            let scripts = [lua::ADD, lua::SET, lua::REMOVE, lua::SAVE, lua::MERGE];
+            for (sha, script) in shas.iter_mut().zip(scripts) {
+                let reply = conn.call(&[b"SCRIPT", b"LOAD", script.as_bytes()]).await?;
+                *sha = reply
+                    .text()
+                    .ok_or_else(|| anyhow!("{target}: SCRIPT LOAD failed: {:?}", reply.error()))?;
+            }
+        }
+    }
+    Ok(shas)
+}
+
 fn ttl_of(cart: &str) -> &'static str {
     if cart.starts_with(GUEST_ID_PREFIX) {
         GUEST_TTL_S
@@ -383,7 +408,7 @@ fn ttl_of(cart: &str) -> &'static str {
 }
 
 fn cart_keys(cart: &str) -> [String; 2] {
-    [format!("cart:{cart}"), format!("cart_meta:{cart}")]
+    [format!("cart:{{{cart}}}"), format!("cart_meta:{{{cart}}}")]
 }
 
 fn push_cartd(buf: &mut Vec<u8>, op: &Op<'_>) -> usize {
@@ -485,6 +510,19 @@ mod tests {
         assert!("memcached://127.0.0.1:1".parse::<Target>().is_err());
         assert!("127.0.0.1:1".parse::<Target>().is_err());
         assert!("cartd://nowhere".parse::<Target>().is_err());
+    }
+
+    #[test]
+    fn a_redis_cart_s_two_keys_share_the_slot_it_is_routed_by() {
+        let model = Model {
+            kind: Kind::Redis,
+            shas: Default::default(),
+        };
+        let [lines, meta] = cart_keys("fs42");
+        let routed = crate::cluster::key_slot(model.routing_key("fs42").as_bytes());
+        assert_eq!(crate::cluster::key_slot(lines.as_bytes()), routed);
+        assert_eq!(crate::cluster::key_slot(meta.as_bytes()), routed);
+        assert_eq!(routed, crate::cluster::key_slot(b"fs42"));
     }
 
     #[test]

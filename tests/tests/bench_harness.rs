@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cartd_tests::{cartd_bin, cmd, Cartd};
+use cartd_tests::cluster::LocalCluster;
+use cartd_tests::{cartd_bin, cmd, parse_reply, Cartd};
 use redis::Value;
 use serde_json::Value as Json;
 
@@ -259,6 +260,158 @@ async fn flash_sale_adds_are_all_in_the_carts() {
         total, ops,
         "every acknowledged add is in a cart, none twice"
     );
+}
+
+/// The cluster target sends each add to the primary serving its cart's slot: against a real
+/// 3-primary cartd cluster every primary gets adds, none is MOVED or fails, and every
+/// acknowledged add is in its cart on exactly the node that serves it (the others answer
+#[tokio::test]
+async fn the_cluster_target_spreads_adds_over_every_primary() {
+    let cluster = LocalCluster::up(3, 0);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let json = dir.path().join("cluster.json");
+    let seed = format!("cartd://127.0.0.1:{}", cluster.port + 1);
+    let shoppers = 200u64;
+    let args = [
+        "run",
+        "--cluster",
+        "--target",
+        &seed,
+        "--scenario",
+        "cluster-adds",
+    ];
+    let output = bench(
+        &[
+            &args[..],
+            &["--duration-s", "1", "--connections", "4", "--pipeline", "8"],
+            &["--shoppers", &shoppers.to_string()],
+            &["--json", json.to_str().expect("a UTF-8 path")],
+        ]
+        .concat(),
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let result = read_json(&json)["results"][0].clone();
+    assert_eq!(result["scenario"], "cluster/adds");
+    assert_eq!(result["errors"], 0, "{result}");
+    assert_eq!(result["extra"]["primaries"], 3, "{result}");
+    assert_eq!(
+        result["extra"]["redirects"], 0,
+        "routed right the first time: {result}"
+    );
+    let ops = result["ops"].as_u64().expect("ops");
+    assert!(
+        ops >= shoppers,
+        "one second does every shopper at least once: {result}"
+    );
+    let per_primary = result["extra"]["adds_per_primary"]
+        .as_object()
+        .expect("adds per primary");
+    assert_eq!(per_primary.len(), 3, "{result}");
+    for node in 0..3 {
+        let addr = format!("127.0.0.1:{}", cluster.port + node);
+        let adds = per_primary.get(&addr).and_then(Json::as_u64);
+        assert!(
+            adds.is_some_and(|adds| adds > 0),
+            "{addr} got adds: {result}"
+        );
+    }
+    assert_eq!(
+        per_primary.values().filter_map(Json::as_u64).sum::<u64>(),
+        ops
+    );
+
+    let total = flash_quantities_in(&cluster, shoppers).await;
+    assert_eq!(
+        total, ops,
+        "every acknowledged add is in a cart, none twice"
+    );
+}
+
+/// The flash-sale quantities in shoppers `0..shoppers`'s carts, each asked of every node of a
+/// 3-primary cluster: the one serving it has it, the others answer MOVED.
+async fn flash_quantities_in(cluster: &LocalCluster, shoppers: u64) -> u64 {
+    let mut total = 0;
+    let mut conns = Vec::new();
+    for node in 0..3 {
+        conns.push(cluster.conn(node).await);
+    }
+    for shopper in 0..shoppers {
+        let key = format!("cart:fs{shopper}");
+        let mut served_by = 0;
+        for conn in &mut conns {
+            let args = ["CART.GET", &key, "NOVALIDATE", "FORMAT", "JSON"];
+            match parse_reply(&conn.call(&args).await) {
+                Value::BulkString(bytes) => {
+                    served_by += 1;
+                    let cart: Json = serde_json::from_slice(&bytes).expect("the view is JSON");
+                    assert_eq!(cart["items"][0]["product"], "flash-tv-55", "{cart}");
+                    total += cart["items"][0]["qty"].as_u64().expect("qty");
+                }
+                Value::ServerError(error) => {
+                    assert_eq!(error.code(), "MOVED", "{key}: {error:?}");
+                }
+                other => panic!("{key} is missing on the node that serves it: {other:?}"),
+            }
+        }
+        assert_eq!(served_by, 1, "{key} is served by one node");
+    }
+    total
+}
+
+/// `--wait 1` follows each batch with WAIT 1 1000 on every primary written to and reports
+/// what the WAITs answered; an add whose WAIT answered less than 1 is an error. (cartd's
+/// replicas do not replicate yet, so against it every WAIT answers 0 after its second.)
+#[test]
+fn cluster_adds_with_wait_report_the_replies() {
+    let cluster = LocalCluster::up(3, 1);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let json = dir.path().join("wait.json");
+    let seed = format!("cartd://127.0.0.1:{}", cluster.port);
+    let args = [
+        "run",
+        "--cluster",
+        "--target",
+        &seed,
+        "--scenario",
+        "cluster-adds",
+    ];
+    let output = bench(
+        &[
+            &args[..],
+            &["--duration-s", "1", "--connections", "2", "--pipeline", "8"],
+            &[
+                "--wait",
+                "1",
+                "--json",
+                json.to_str().expect("a UTF-8 path"),
+            ],
+        ]
+        .concat(),
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let result = read_json(&json)["results"][0].clone();
+    assert_eq!(result["scenario"], "cluster/adds+wait1");
+    assert_eq!(result["extra"]["wait"], 1);
+    assert_eq!(result["extra"]["replicas_per_primary"], 1, "{result}");
+    let replies = result["extra"]["wait_replies"]
+        .as_object()
+        .expect("WAIT replies");
+    let waits: u64 = replies.values().filter_map(Json::as_u64).sum();
+    assert!(waits > 0, "the WAITs ran: {result}");
+    let ops = result["ops"].as_u64().expect("ops");
+    assert!(ops > 0, "{result}");
+    let unreplicated = replies.keys().all(|reply| reply == "0");
+    if unreplicated {
+        assert_eq!(
+            result["errors"], ops,
+            "no add is acknowledged by a replica: {result}"
+        );
+    } else {
+        assert!(
+            replies.keys().all(|reply| reply.parse::<i64>().is_ok()),
+            "{result}"
+        );
+    }
 }
 
 /// The merge storm merges what it loaded: afterwards no guest cart is left and every user cart

@@ -1,6 +1,7 @@
 //! The scenarios, their settings, and how each one turns into rows of results.
 
 pub mod closed;
+pub mod cluster;
 pub mod connections;
 pub mod open;
 pub mod pubsub;
@@ -37,6 +38,10 @@ pub enum Scenario {
     Memory,
     /// One price change fanned out to many subscribers; adds beside idle subscribers.
     Pubsub,
+    /// With --cluster: the flash-sale adds, each sent to the primary owning its cart's slot.
+    ClusterAdds,
+    /// With --cluster: adds at --rate and the time until a replica has a probe's write.
+    ReplicaLag,
 }
 
 impl Scenario {
@@ -50,6 +55,14 @@ impl Scenario {
         Scenario::Pubsub,
     ];
 
+    /// The cluster scenarios, in the order `--cluster` runs them.
+    pub const CLUSTER: [Scenario; 2] = [Scenario::ClusterAdds, Scenario::ReplicaLag];
+
+    /// Whether the scenario runs against a cluster (and only with `--cluster`).
+    pub fn is_cluster(self) -> bool {
+        Scenario::CLUSTER.contains(&self)
+    }
+
     /// As on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -59,6 +72,8 @@ impl Scenario {
             Scenario::MergeStorm => "merge-storm",
             Scenario::Memory => "memory",
             Scenario::Pubsub => "pubsub",
+            Scenario::ClusterAdds => "cluster-adds",
+            Scenario::ReplicaLag => "replica-lag",
         }
     }
 }
@@ -90,9 +105,14 @@ pub struct Settings {
     /// Which flash-sale loops run.
     #[arg(long, value_enum, default_value_t = FlashMode::Both)]
     pub flash_mode: FlashMode,
-    /// Open-loop flash-sale rate, requests per second.
+    /// Open-loop flash-sale rate, requests per second; with --cluster, the adds per second of
+    /// the replica-lag scenario's load.
     #[arg(long, default_value_t = 50_000.0)]
     pub rate: f64,
+    /// cluster-adds: each pipeline batch is followed, on every primary it wrote to, by
+    /// `WAIT N 1000`; a reply below N fails the batch's adds on that primary.
+    #[arg(long, value_name = "N")]
+    pub wait: Option<u32>,
     /// Connections the open loop spreads its requests over.
     #[arg(long, default_value_t = 8)]
     pub open_connections: usize,
@@ -195,6 +215,9 @@ pub async fn run(
         }
         Scenario::MergeStorm => merge_storm(target, &model, settings).await,
         Scenario::Memory => memory(target, &model, settings).await,
+        Scenario::ClusterAdds | Scenario::ReplicaLag => {
+            bail!("{} runs against a cluster: add --cluster", scenario.name())
+        }
         Scenario::Pubsub => {
             let mut outcomes = vec![pubsub::fanout(target, settings).await?];
             outcomes.extend(pubsub::adds_beside_subscribers(target, &model, settings).await?);

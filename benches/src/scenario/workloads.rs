@@ -53,9 +53,15 @@ impl FlashAdd {
 
     /// Appends the next add (also used by the open loop).
     pub fn push(&mut self, model: &Model, buf: &mut Vec<u8>) -> usize {
+        let cart = self.next_cart();
+        model.push(buf, &flash_add(&cart), now_ms())
+    }
+
+    /// The cart of the next add (the cluster loops route by it before writing the add).
+    pub fn next_cart(&mut self) -> String {
         let cart = flash_cart(self.next % self.shoppers);
         self.next += self.step;
-        model.push(buf, &flash_add(&cart), now_ms())
+        cart
     }
 }
 
