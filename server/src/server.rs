@@ -281,13 +281,22 @@ fn listeners(config: &Config) -> Result<Listeners, String> {
 }
 
 /// In cluster mode, a node whose `[postgres] node` is left at its default streams under its
-/// cluster id: every node keeps its own checkpoint and names its own events, where the shared
-/// default would have them fight over one checkpoint row.
+/// shard group's name (its primary's cluster id): every shard group keeps its own checkpoint
+/// and names its own events, where the shared default would have them fight over one row.
 fn name_the_sink_after_the_cluster_node(config: &mut Config) {
     if config.cluster.enabled
         && config.postgres.node == crate::config::PostgresConfig::default().node
     {
-        config.postgres.node.clone_from(&config.cluster.node_id);
+        // The shard group's name: its primary's id. A replica streams nothing while it is
+        // one; promoted, it goes on from its primary's checkpoint (the same LSN history).
+        let group = config
+            .cluster
+            .nodes
+            .iter()
+            .find(|node| node.id == config.cluster.node_id)
+            .and_then(|node| node.replica_of.clone())
+            .unwrap_or_else(|| config.cluster.node_id.clone());
+        config.postgres.node = group;
     }
 }
 

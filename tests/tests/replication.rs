@@ -266,3 +266,31 @@ async fn a_killed_replica_or_primary_resumes_without_a_full_sync() {
         cluster.log(0)
     );
 }
+
+/// With PostgreSQL configured on every node, only the primary streams: one checkpoint row,
+/// named after the shard group (its primary), and the replica writes none.
+#[tokio::test]
+async fn only_the_primary_streams_to_postgres() {
+    let db = cartd_tests::TestDb::create().await;
+    let cluster = LocalCluster::up_with(1, 1, &format!("[postgres]\nurl = \"{}\"\n", db.url));
+    let mut primary = connect(&cluster, 0).await;
+    add(&mut primary, "cart:1", "sku").await;
+    assert_eq!(wait(&mut primary, 1, 5_000).await, 1);
+    cartd_tests::wait_for_sink(&mut primary).await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM carts WHERE key = 'cart:1'")
+            .await,
+        1
+    );
+    // The replica had as long as the primary to write a checkpoint of its own.
+    assert_eq!(
+        db.count("SELECT count(*) FROM sink_checkpoint").await,
+        1,
+        "one shard group, one checkpoint"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM sink_checkpoint WHERE node = 'n1'")
+            .await,
+        1
+    );
+}
