@@ -64,6 +64,8 @@ pub struct Server {
     pub pubsub: Arc<crate::pubsub::PubSub>,
     /// The cluster layout, in cluster mode (`[cluster] enabled`); `None` standalone.
     pub cluster: Option<cluster::Layout>,
+    /// In cluster mode, the links that share server-wide data with the other primaries.
+    pub peers: Option<Arc<crate::peers::Peers>>,
     /// The settings CONFIG SET changes (the rest of `config` never changes).
     pub runtime: crate::runtime::RuntimeConfig,
     /// The slow log (SLOWLOG).
@@ -107,8 +109,10 @@ impl Server {
             .enabled
             .then(|| cluster::Layout::new(&config.cluster).ok())
             .flatten();
+        let peers = crate::peers::Peers::for_cluster(cluster.as_ref(), &store);
         let mut server = Server {
             cluster,
+            peers,
             acl,
             over_maxmemory,
             pubsub,
@@ -359,6 +363,9 @@ pub async fn run(
                     Ok(()) => {
                         tracker.spawn(expire_carts(server.clone()));
                         tracker.spawn(sweep_names(server.clone()));
+                        if let Some(peers) = &server.peers {
+                            peers.start(&server, &tracker);
+                        }
                     }
                     Err(error) => {
                         failure = Some(error.to_string());

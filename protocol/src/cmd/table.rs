@@ -71,6 +71,7 @@ pub enum CommandId {
     Monitor,
     Cluster,
     Wait,
+    RefSync,
 }
 
 impl CommandId {
@@ -1002,6 +1003,18 @@ pub static COMMANDS: &[CommandSpec] = &[
         group: "generic",
         summary: "Waits until that many replicas have this client's writes, or the timeout: how many have them.",
         syntax: "numreplicas timeout",
+    },
+    CommandSpec {
+        id: CommandId::RefSync,
+        name: "refsync",
+        arity: -2,
+        flags: &["write", "admin", "noscript"],
+        categories: &[],
+        keys: Keys::NONE,
+        also_keys: Keys::NONE,
+        group: "cluster",
+        summary: "Internal, between cluster primaries: a peer's write of a catalog entry or promotion, digests of the shared entries, one bucket of them, the links' state.",
+        syntax: "SET|DEL|DIGEST|PULL|STATUS [argument ...]",
     },
 ];
 

@@ -21,6 +21,7 @@ mod keyspace;
 mod memory;
 mod pricing;
 pub mod pubsub;
+mod refsync;
 mod server;
 mod snapshots;
 
@@ -71,6 +72,7 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::Unwatch => Ok(crate::transaction::unwatch(session)),
         Command::Role => Ok(role(server)),
         Command::Cluster(command) => cluster::run(command, server),
+        Command::RefSync(command) => refsync::run(command, server, now),
         // No replicas yet: none has anything; the connection waited the timeout before.
         Command::Wait { .. } => Ok(Reply::Integer(0)),
         Command::Subscribe(_)
