@@ -223,3 +223,95 @@ impl Store {
         self.stamps.counts()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::store::StoreConfig;
+
+    fn store(origin: u64) -> Store {
+        let mut config = Config::default();
+        config.server.shards = 2;
+        let store = Store::new(StoreConfig::from(&config), 1_000);
+        store.set_origin(origin);
+        store
+    }
+
+    fn promo(code: &str, percent: u32, stamp: Stamp) -> SharedChange {
+        let document = format!(r#"{{"kind":"percent","percent":{percent}}}"#);
+        SharedChange {
+            space: Space::Promotion,
+            key: Bytes::copy_from_slice(code.as_bytes()),
+            stamp,
+            image: Some(Bytes::from(document)),
+        }
+    }
+
+    fn percent(store: &Store, code: &str) -> Option<String> {
+        let promo = store.promotions.get(code)?;
+        Some(promo.to_json()["percent"].to_string())
+    }
+
+    /// Two nodes given each other's writes in either order end with the same promotion, and a
+    /// delete's tombstone keeps an older write from bringing it back.
+    #[test]
+    fn the_newer_stamp_wins_in_any_order() {
+        let (one, two) = (store(3), store(5));
+        let early = promo(
+            "P",
+            10,
+            Stamp {
+                at_ms: 2_000,
+                origin: 3,
+            },
+        );
+        let late = promo(
+            "P",
+            20,
+            Stamp {
+                at_ms: 2_000,
+                origin: 5,
+            },
+        );
+        assert_eq!(one.apply_shared(&early, 3_000), Ok(true));
+        assert_eq!(one.apply_shared(&late, 3_000), Ok(true));
+        assert_eq!(two.apply_shared(&late, 3_000), Ok(true));
+        assert_eq!(two.apply_shared(&early, 3_000), Ok(false), "older");
+        assert_eq!(percent(&one, "P"), Some("20".into()));
+        assert_eq!(one.shared_digests(), two.shared_digests());
+
+        assert!(
+            one.promo_remove("P", 1_500),
+            "a local delete goes after the last write"
+        );
+        let tombstone = &one
+            .shared_bucket(super::super::stamps::bucket_of(Space::Promotion, b"P"))
+            .expect("a bucket")[0];
+        assert_eq!(tombstone.image, None);
+        assert!(tombstone.stamp > late.stamp);
+        assert_eq!(two.apply_shared(tombstone, 3_000), Ok(true));
+        assert_eq!(two.apply_shared(&late, 3_000), Ok(false), "no resurrection");
+        assert_eq!(percent(&two, "P"), None);
+        assert_eq!(one.shared_digests(), two.shared_digests());
+        assert_eq!(one.stamp_counts(), (1, 1));
+    }
+
+    /// A change whose image does not decode is refused and changes nothing.
+    #[test]
+    fn an_undecodable_image_changes_nothing() {
+        let one = store(3);
+        let mut bad = promo(
+            "P",
+            10,
+            Stamp {
+                at_ms: 2_000,
+                origin: 5,
+            },
+        );
+        bad.image = Some(Bytes::from_static(b"{not json"));
+        assert!(one.apply_shared(&bad, 3_000).is_err());
+        assert_eq!(one.stamp_counts(), (0, 0));
+        assert_eq!(percent(&one, "P"), None);
+    }
+}
