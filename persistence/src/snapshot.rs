@@ -1,6 +1,7 @@
 //! Snapshot files, `{lsn:020}.snap`: everything live as of an LSN, entry by entry: carts with
 //! the LSN of their last change, reference data (catalog entries, promotions, gift cards), and
-//! opaque blocks the server keeps beside them (its remembered request tokens). Written to a
+//! opaque blocks the server keeps beside them (its remembered request tokens), and the stamps
+//! of the reference entries a cluster shares. Written to a
 //! `.tmp` file and renamed into place only when complete, then read back and checked, so a
 //! `.snap` file is whole or damaged, never half-written. What an entry means is the server's
 //! business.
@@ -72,6 +73,10 @@ pub enum EntryKind {
     Reference(Space),
     /// A block of whatever else the server keeps (its remembered request tokens).
     Block,
+    /// The last-writer-wins stamp of a reference entry other nodes share, or of its tombstone:
+    /// its key, and a body the server encodes. Written since server-wide data is shared across
+    /// a cluster; snapshots without these entries read as entries without stamps.
+    Stamp(Space),
 }
 
 impl EntryKind {
@@ -83,6 +88,10 @@ impl EntryKind {
             EntryKind::Reference(Space::Promotion) => 2,
             EntryKind::Reference(Space::GiftCard) => 3,
             EntryKind::Block => 4,
+            EntryKind::Stamp(Space::Cart) => unreachable!("carts are not stamped"),
+            EntryKind::Stamp(Space::Catalog) => 5,
+            EntryKind::Stamp(Space::Promotion) => 6,
+            EntryKind::Stamp(Space::GiftCard) => 7,
         }
     }
 
@@ -93,6 +102,9 @@ impl EntryKind {
             2 => EntryKind::Reference(Space::Promotion),
             3 => EntryKind::Reference(Space::GiftCard),
             4 => EntryKind::Block,
+            5 => EntryKind::Stamp(Space::Catalog),
+            6 => EntryKind::Stamp(Space::Promotion),
+            7 => EntryKind::Stamp(Space::GiftCard),
             _ => return None,
         })
     }

@@ -24,8 +24,8 @@ pub use cmd::{
     CartRelease, CartRemove, CartRestore, CartSave, CartSet, CatalogDel, CatalogGet, CatalogSet,
     ClientCommand, ClientKill, CodeAction, Command, CommandCommand, CommandId, CommandSpec,
     Currency, Format, GiftCardDel, GiftCardGet, GiftCardSet, Hello, Keys, LineId, LineList,
-    MergeQty, MutationOptions, PromoDel, PromoGet, PromoSet, ReplyMode, Scan, Shutdown, StockSet,
-    COMMANDS,
+    MergeQty, MutationOptions, PromoDel, PromoGet, PromoSet, RefSync, RefSyncChange, ReplyMode,
+    Scan, Shutdown, StockSet, COMMANDS,
 };
 pub use error::{CommandError, ErrorCode};
 pub use reply::{Protocol, Reply};

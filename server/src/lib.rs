@@ -16,6 +16,7 @@ pub mod latency;
 pub mod limits;
 pub mod memory;
 pub mod pause;
+pub mod peers;
 pub mod postgres;
 pub mod pricing;
 pub mod pubsub;

@@ -110,3 +110,23 @@ pub const LATENCY_SAMPLES_PER_EVENT_MAX: usize = 160;
 /// overflow.
 pub const CLIENT_PAUSE_MS_MAX: u64 = 365 * 24 * 3600 * 1000;
 const _: () = assert!(SLOWLOG_ARGS_MAX >= 2); // room for an argument and the "more" marker
+
+/// How long a deleted shared reference entry (catalog, promotion) keeps its stamped tombstone,
+/// so an older write of it arriving late from a peer that was down or cut off does not bring it
+/// back. A node away longer than this may bring back an entry deleted meanwhile.
+pub const TOMBSTONE_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Tombstones kept at most; beyond it the oldest go first.
+pub const REFERENCE_TOMBSTONES_MAX: usize = 1_000_000;
+/// Changes waiting to be pushed to one peer primary; beyond it a change is not queued and
+/// reaches that peer by the next digest comparison instead.
+pub const PEER_PUSH_QUEUE_MAX: usize = 4096;
+/// Changes sent to a peer in one pipelined batch.
+pub const PEER_PUSH_BATCH_MAX: usize = 256;
+/// Between two digest comparisons with a peer.
+pub const PEER_SYNC_INTERVAL_MS: u64 = 500;
+/// A peer's connect, and each of its replies, at most; then the link is dropped and made again.
+pub const PEER_TIMEOUT_MS: u64 = 2000;
+/// Between attempts to reach a peer that is down.
+pub const PEER_RETRY_MS: u64 = 200;
+/// Largest reply read from a peer (a pulled bucket of catalog entries).
+pub const PEER_REPLY_BYTES_MAX: usize = 64 * 1024 * 1024;

@@ -64,6 +64,8 @@ pub struct Server {
     pub pubsub: Arc<crate::pubsub::PubSub>,
     /// The cluster layout, in cluster mode (`[cluster] enabled`); `None` standalone.
     pub cluster: Option<cluster::Layout>,
+    /// In cluster mode, the links that share server-wide data with the other primaries.
+    pub peers: Option<Arc<crate::peers::Peers>>,
     /// The settings CONFIG SET changes (the rest of `config` never changes).
     pub runtime: crate::runtime::RuntimeConfig,
     /// The slow log (SLOWLOG).
@@ -109,8 +111,10 @@ impl Server {
             .enabled
             .then(|| cluster::Layout::new(&config.cluster).ok())
             .flatten();
+        let peers = crate::peers::Peers::for_cluster(cluster.as_ref(), &store);
         let mut server = Server {
             cluster,
+            peers,
             acl,
             over_maxmemory,
             pubsub,
@@ -374,13 +378,7 @@ pub async fn run(
             finished = &mut recovery, if recovering => {
                 recovering = false;
                 match finished.expect("recovery does not panic") {
-                    Ok(()) => {
-                        // A replica expires nothing itself: its primary's tombstones do.
-                        if server.primary().is_none() {
-                            tracker.spawn(expire_carts(server.clone()));
-                        }
-                        tracker.spawn(sweep_names(server.clone()));
-                    }
+                    Ok(()) => start_background_jobs(&server, &tracker),
                     Err(error) => {
                         failure = Some(error.to_string());
                         server.shutdown.cancel();
@@ -419,6 +417,18 @@ pub async fn run(
     }
     info!("cartd stopped");
     Ok(())
+}
+
+/// Once the data is loaded: expiry (a primary's: a replica's carts go by its primary's
+/// tombstones), the name sweep, the links to the other primaries.
+fn start_background_jobs(server: &Arc<Server>, tracker: &TaskTracker) {
+    if server.primary().is_none() {
+        tracker.spawn(expire_carts(server.clone()));
+    }
+    tracker.spawn(sweep_names(server.clone()));
+    if let Some(peers) = &server.peers {
+        peers.start(server, tracker);
+    }
 }
 
 /// Lets every connection answer the batch in hand, for up to [`SHUTDOWN_GRACE_MS`].

@@ -359,8 +359,8 @@ async fn flash_quantities_in(cluster: &LocalCluster, shoppers: u64) -> u64 {
 }
 
 /// `--wait 1` follows each batch with WAIT 1 1000 on every primary written to and reports
-/// what the WAITs answered; an add whose WAIT answered less than 1 is an error. (cartd's
-/// replicas do not replicate yet, so against it every WAIT answers 0 after its second.)
+/// what the WAITs answered; an add whose WAIT answered less than 1 is an error. With a
+/// replica per primary, every WAIT answers 1 (before replication, 0 after its second).
 #[test]
 fn cluster_adds_with_wait_report_the_replies() {
     let cluster = LocalCluster::up(3, 1);
@@ -400,18 +400,12 @@ fn cluster_adds_with_wait_report_the_replies() {
     assert!(waits > 0, "the WAITs ran: {result}");
     let ops = result["ops"].as_u64().expect("ops");
     assert!(ops > 0, "{result}");
-    let unreplicated = replies.keys().all(|reply| reply == "0");
-    if unreplicated {
-        assert_eq!(
-            result["errors"], ops,
-            "no add is acknowledged by a replica: {result}"
-        );
-    } else {
-        assert!(
-            replies.keys().all(|reply| reply.parse::<i64>().is_ok()),
-            "{result}"
-        );
-    }
+    // Every primary has a replica that follows it: every WAIT answers 1, no add fails.
+    assert!(replies.keys().all(|reply| reply == "1"), "{result}");
+    assert_eq!(
+        result["errors"], 0,
+        "every add acknowledged by a replica: {result}"
+    );
 }
 
 /// The merge storm merges what it loaded: afterwards no guest cart is left and every user cart

@@ -19,6 +19,7 @@ mod keyspace;
 mod options;
 mod pricing;
 mod pubsub;
+mod refsync;
 mod server;
 mod table;
 
@@ -45,6 +46,7 @@ pub use keyspace::Scan;
 pub use options::{Currency, Format, LineId, MutationOptions, ReplyMode};
 pub use pricing::{GiftCardDel, GiftCardGet, GiftCardSet, PromoDel, PromoGet, PromoSet};
 pub use pubsub::{PubSubCommand, Publish};
+pub use refsync::{RefSync, RefSyncChange};
 pub use server::{wait_arguments, ClusterCommand};
 pub use server::{CommandCommand, Shutdown};
 pub use table::{CommandId, CommandSpec, Keys, COMMANDS};
@@ -150,6 +152,7 @@ pub enum Command {
     /// `MONITOR`.
     Monitor,
     Cluster(ClusterCommand),
+    RefSync(RefSync),
     /// `WAIT numreplicas timeout_ms`.
     Wait {
         /// Replicas to wait for.
@@ -255,6 +258,7 @@ impl Command {
             Command::PubSub(_) => CommandId::PubSub,
             Command::Monitor => CommandId::Monitor,
             Command::Cluster(_) => CommandId::Cluster,
+            Command::RefSync(_) => CommandId::RefSync,
             Command::Wait { .. } => CommandId::Wait,
             Command::ReadOnly => CommandId::ReadOnly,
             Command::ReadWrite => CommandId::ReadWrite,
@@ -386,6 +390,7 @@ fn parse_known(id: CommandId, args: &mut Args) -> Result<Command, CommandError> 
         | CommandId::PubSub
         | CommandId::Monitor => pubsub::parse(id, args)?,
         CommandId::Cluster => Command::Cluster(ClusterCommand::parse(args)?),
+        CommandId::RefSync => Command::RefSync(RefSync::parse(args)?),
         CommandId::Wait => server::parse_wait(args)?,
         CommandId::ReadOnly => Command::ReadOnly,
         CommandId::ReadWrite => Command::ReadWrite,

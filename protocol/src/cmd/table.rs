@@ -75,6 +75,7 @@ pub enum CommandId {
     ReadWrite,
     ReplConf,
     Psync,
+    RefSync,
 }
 
 impl CommandId {
@@ -1054,6 +1055,18 @@ pub static COMMANDS: &[CommandSpec] = &[
         group: "server",
         summary: "A replica asks for the log after its LSN: +CONTINUE and the records, or +FULLRESYNC, a snapshot and the records after it.",
         syntax: "replicationid lsn",
+    },
+    CommandSpec {
+        id: CommandId::RefSync,
+        name: "refsync",
+        arity: -2,
+        flags: &["write", "admin", "noscript"],
+        categories: &[],
+        keys: Keys::NONE,
+        also_keys: Keys::NONE,
+        group: "cluster",
+        summary: "Internal, between cluster primaries: a peer's write of a catalog entry or promotion, digests of the shared entries, one bucket of them, the links' state.",
+        syntax: "SET|DEL|DIGEST|PULL|STATUS [argument ...]",
     },
 ];
 

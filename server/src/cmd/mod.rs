@@ -21,6 +21,7 @@ mod keyspace;
 mod memory;
 mod pricing;
 pub mod pubsub;
+mod refsync;
 mod replication;
 mod server;
 mod snapshots;
@@ -72,6 +73,7 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::Unwatch => Ok(crate::transaction::unwatch(session)),
         Command::Role => Ok(replication::role(server)),
         Command::Cluster(command) => cluster::run(command, server),
+        Command::RefSync(command) => refsync::run(command, server, now),
         Command::Wait { .. } => replication::wait(session, server),
         Command::ReadOnly => replication::read_only(true, session, server),
         Command::ReadWrite => replication::read_only(false, session, server),

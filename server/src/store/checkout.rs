@@ -19,6 +19,7 @@ use smallvec::SmallVec;
 
 use super::log::{CartChange, CartState};
 use super::reference::{reference_change, spent_image};
+use super::stamps::Stamp;
 use super::tokens::Remembered;
 use super::{check_version, event, seconds, Outcome, Store};
 use crate::cart::priced::CartPricing;
@@ -162,7 +163,13 @@ impl Store {
         let images: SmallVec<[_; 4]> = spent.iter().map(spent_image).collect();
         let cards: SmallVec<[_; 4]> = images
             .iter()
-            .map(|(code, image)| reference_change(Space::GiftCard, code, Some(image), now_ms))
+            .map(|(code, image)| {
+                let stamp = Stamp {
+                    at_ms: now_ms,
+                    origin: 0,
+                };
+                reference_change(Space::GiftCard, code, Some(image), stamp)
+            })
             .collect();
         let gone = CartChange {
             key,

@@ -5,8 +5,9 @@
 //! Replaying a record after a fuzzy snapshot: a cart whose last change (`Cart::lsn`) is at or
 //! after the record already holds it, so the record is skipped; otherwise an image replaces
 //! the cart and a tombstone removes it. Reference data records are whole states, applied in
-//! order. Each change's token is remembered again. Once everything is loaded, the gift card
-//! holds of the carts frozen for checkout are put back ([`Store::rebuild_gift_card_holds`]).
+//! order, each shared one (catalog, promotion) with its stamp. Each change's token is
+//! remembered again. Once everything is loaded, the gift card holds of the carts frozen for
+//! checkout are put back ([`Store::rebuild_gift_card_holds`]).
 
 use std::path::Path;
 
@@ -157,6 +158,17 @@ impl Store {
                 body: image,
             })?;
         }
+        // Standalone, snapshots stay as they were (no stamp entries): only a cluster shares.
+        if self.shares_reference() {
+            for (space, key, stamped) in self.stamps.all() {
+                writer.push(EntryRef {
+                    kind: EntryKind::Stamp(space),
+                    key: &key,
+                    lsn: 0,
+                    body: &stamped.encode(),
+                })?;
+            }
+        }
         Ok(())
     }
 
@@ -173,6 +185,7 @@ impl Store {
                 self.load_reference(space, &entry.key, Some(&entry.body))
             }
             EntryKind::Block => self.load_tokens(&entry.key, &entry.body, now_ms),
+            EntryKind::Stamp(space) => self.load_stamp(space, &entry.key, &entry.body),
         }
     }
 
@@ -237,6 +250,7 @@ impl Store {
         for change in &record.changes {
             match change.space {
                 Space::Cart => self.apply_cart_change(record.lsn, change, lenient)?,
+                Space::Catalog | Space::Promotion => self.replay_shared(change)?,
                 space => {
                     let image = match &change.state {
                         State::Image(image) => Some(&image[..]),
@@ -469,6 +483,7 @@ impl Store {
         self.catalog.clear();
         self.promotions.clear();
         self.gift_cards.clear();
+        self.stamps.clear();
         self.frozen_at_recovery.lock().clear();
         self.awaiting_base.lock().clear();
     }

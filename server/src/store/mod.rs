@@ -19,6 +19,8 @@ mod names_sweep;
 mod pricing;
 pub mod reference;
 mod shard;
+pub mod shared;
+pub mod stamps;
 mod tokens;
 mod transaction;
 mod wheel;
@@ -158,6 +160,12 @@ pub struct Store {
     pub promotions: Promotions,
     /// Gift cards by code (`GIFTCARD.SET`) and their checkout holds.
     pub gift_cards: GiftCards,
+    /// The last-writer-wins stamps of the catalog entries and promotions a cluster shares.
+    stamps: stamps::Stamps,
+    /// This node's origin in stamps: 0 standalone.
+    origin: AtomicU64,
+    /// Who hears of every shared write accepted here (the peer links, in a cluster).
+    outbox: OnceLock<shared::Outbox>,
     /// Settings.
     pub config: StoreConfig,
     /// Counters.
@@ -226,6 +234,9 @@ impl Store {
             catalog: Catalog::default(),
             promotions: Promotions::default(),
             gift_cards: GiftCards::default(),
+            stamps: stamps::Stamps::default(),
+            origin: AtomicU64::new(0),
+            outbox: OnceLock::new(),
             config,
             stats: StoreStats::default(),
             wal: OnceLock::new(),

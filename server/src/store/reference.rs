@@ -14,6 +14,8 @@ use persistence::{ChangeRef, Space, StateRef, TombstoneReason};
 use protocol::{CommandError, Currency};
 use serde::{Deserialize, Serialize};
 
+use super::shared::Written;
+use super::stamps::Stamp;
 use super::Store;
 use crate::cart::{LineKey, Names, Price};
 use crate::catalog::CatalogEntry;
@@ -224,18 +226,19 @@ pub(super) fn spent_image(spent: &Spent) -> (Box<[u8]>, Vec<u8>) {
     (spent.code.as_bytes().into(), encode(&image))
 }
 
-/// The change for a reference entry's new image, or its tombstone.
+/// The change for a reference entry's new image, or its tombstone, written at `stamp` (its
+/// origin goes in the change's `version`, unused for reference data otherwise).
 pub(super) fn reference_change<'a>(
     space: Space,
     key: &'a [u8],
     image: Option<&'a [u8]>,
-    now_ms: u64,
+    stamp: Stamp,
 ) -> ChangeRef<'a> {
     ChangeRef {
         space,
         key,
-        version: 0,
-        at_ms: now_ms,
+        version: stamp.origin,
+        at_ms: stamp.at_ms,
         state: match image {
             Some(image) => StateRef::Image(image),
             None => StateRef::Tombstone(TombstoneReason::Deleted),
@@ -246,11 +249,17 @@ pub(super) fn reference_change<'a>(
 }
 
 impl Store {
-    fn log_reference(&self, space: Space, key: &[u8], image: Option<&[u8]>, now_ms: u64) {
-        self.append(&[reference_change(space, key, image, now_ms)]);
+    pub(super) fn log_reference(
+        &self,
+        space: Space,
+        key: &[u8],
+        image: Option<&[u8]>,
+        stamp: Stamp,
+    ) {
+        self.append(&[reference_change(space, key, image, stamp)]);
     }
 
-    /// `CATALOG.SET`, logged.
+    /// `CATALOG.SET`, logged (and shared with the other primaries of a cluster).
     pub fn catalog_set(
         &self,
         key: LineKey,
@@ -259,57 +268,87 @@ impl Store {
         max_qty: Option<u32>,
         now_ms: u64,
     ) -> Result<(), CommandError> {
-        self.catalog
-            .set(key, price, stock, max_qty, now_ms, |entry| {
-                self.log_catalog(key, Some(entry), now_ms)
-            })
+        let log_key = catalog_key(&self.names, key);
+        self.write_shared(Space::Catalog, &log_key, now_ms, |stamp| {
+            let mut written = Written::Nothing;
+            self.catalog
+                .set(key, price, stock, max_qty, now_ms, |entry| {
+                    written = self.log_catalog(&log_key, entry, stamp);
+                })?;
+            Ok(written)
+        })
+        .map(|_| ())
     }
 
-    /// `STOCK.SET`, logged.
+    /// `STOCK.SET`, logged (and shared).
     pub fn catalog_set_stock(
         &self,
         key: LineKey,
         stock: u64,
         now_ms: u64,
     ) -> Result<(), CommandError> {
-        self.catalog.set_stock(key, stock, now_ms, |entry| {
-            self.log_catalog(key, Some(entry), now_ms)
+        let log_key = catalog_key(&self.names, key);
+        self.write_shared(Space::Catalog, &log_key, now_ms, |stamp| {
+            let mut written = Written::Nothing;
+            self.catalog.set_stock(key, stock, now_ms, |entry| {
+                written = self.log_catalog(&log_key, entry, stamp);
+            })?;
+            Ok(written)
         })
+        .map(|_| ())
     }
 
-    /// `CATALOG.DEL`, logged: whether the variant was known.
+    /// `CATALOG.DEL`, logged (and shared): whether the variant was known.
     pub fn catalog_remove(&self, key: LineKey, now_ms: u64) -> bool {
-        self.catalog
-            .remove(key, || self.log_catalog(key, None, now_ms))
+        let log_key = catalog_key(&self.names, key);
+        let removed = self.write_shared(Space::Catalog, &log_key, now_ms, |stamp| {
+            let removed = self.catalog.remove(key, || {
+                self.log_reference(Space::Catalog, &log_key, None, stamp);
+            });
+            Ok::<_, std::convert::Infallible>(if removed {
+                Written::Gone
+            } else {
+                Written::Nothing
+            })
+        });
+        removed.unwrap_or_else(|never| match never {})
     }
 
-    fn log_catalog(&self, key: LineKey, entry: Option<&CatalogEntry>, now_ms: u64) {
-        if self.wal().is_none() {
-            return;
-        }
-        let image = entry.map(|entry| encode(&CatalogImage::of(entry)));
-        let key = catalog_key(&self.names, key);
-        self.log_reference(Space::Catalog, &key, image.as_deref(), now_ms);
+    fn log_catalog(&self, log_key: &[u8], entry: &CatalogEntry, stamp: Stamp) -> Written {
+        let image = encode(&CatalogImage::of(entry));
+        self.log_reference(Space::Catalog, log_key, Some(&image), stamp);
+        Written::Image(image)
     }
 
-    /// `PROMO.SET`, logged.
+    /// `PROMO.SET`, logged (and shared).
     pub fn promo_set(&self, code: &str, promo: Promotion, now_ms: u64) -> Result<(), String> {
-        self.promotions.set(code, promo, |promo| {
-            let image = promo.to_json().to_string();
-            self.log_reference(
-                Space::Promotion,
-                code.as_bytes(),
-                Some(image.as_bytes()),
-                now_ms,
-            );
+        let key = code.as_bytes();
+        self.write_shared(Space::Promotion, key, now_ms, |stamp| {
+            let mut written = Written::Nothing;
+            self.promotions.set(code, promo, |promo| {
+                let image = promo.to_json().to_string().into_bytes();
+                self.log_reference(Space::Promotion, key, Some(&image), stamp);
+                written = Written::Image(image);
+            })?;
+            Ok(written)
         })
+        .map(|_| ())
     }
 
-    /// `PROMO.DEL`, logged: whether there was one.
+    /// `PROMO.DEL`, logged (and shared): whether there was one.
     pub fn promo_remove(&self, code: &str, now_ms: u64) -> bool {
-        self.promotions.remove(code, || {
-            self.log_reference(Space::Promotion, code.as_bytes(), None, now_ms)
-        })
+        let key = code.as_bytes();
+        let removed = self.write_shared(Space::Promotion, key, now_ms, |stamp| {
+            let removed = self.promotions.remove(code, || {
+                self.log_reference(Space::Promotion, key, None, stamp);
+            });
+            Ok::<_, std::convert::Infallible>(if removed {
+                Written::Gone
+            } else {
+                Written::Nothing
+            })
+        });
+        removed.unwrap_or_else(|never| match never {})
     }
 
     /// `GIFTCARD.SET`, logged.
@@ -325,14 +364,22 @@ impl Store {
                 balance,
                 currency: currency.0,
             });
-            self.log_reference(Space::GiftCard, code.as_bytes(), Some(&image), now_ms);
+            let stamp = Stamp {
+                at_ms: now_ms,
+                origin: 0,
+            };
+            self.log_reference(Space::GiftCard, code.as_bytes(), Some(&image), stamp);
         })
     }
 
     /// `GIFTCARD.DEL`, logged: whether there was one.
     pub fn gift_card_remove(&self, code: &str, now_ms: u64) -> Result<bool, String> {
         self.gift_cards.remove(code, now_ms, || {
-            self.log_reference(Space::GiftCard, code.as_bytes(), None, now_ms)
+            let stamp = Stamp {
+                at_ms: now_ms,
+                origin: 0,
+            };
+            self.log_reference(Space::GiftCard, code.as_bytes(), None, stamp)
         })
     }
 

@@ -1,0 +1,294 @@
+//! One link to one peer primary: connect (again and again while it is down), push what is
+//! queued, and on a primary compare digests and pull what differs. Requests go one batch at a
+//! time and every reply is awaited with [`PEER_TIMEOUT_MS`], so the link never runs ahead of
+//! the peer; any failure drops the connection and the link starts over (nothing is lost that
+//! the next digest comparison would not bring over).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use persistence::Space;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::wire::{self, Value};
+use super::Peer;
+use crate::limits::{
+    PEER_PUSH_BATCH_MAX, PEER_REPLY_BYTES_MAX, PEER_RETRY_MS, PEER_SYNC_INTERVAL_MS,
+    PEER_TIMEOUT_MS,
+};
+use crate::server::{now_ms, Server};
+use crate::store::shared::SharedChange;
+use crate::store::stamps::{Stamp, STAMP_BUCKETS};
+
+type LinkResult<T> = Result<T, String>;
+
+/// Runs the link to `peer` until the server stops.
+pub async fn run(
+    server: Arc<Server>,
+    peer: Arc<Peer>,
+    mut queue: mpsc::Receiver<SharedChange>,
+    compares_digests: bool,
+) {
+    let timeout = Duration::from_millis(PEER_TIMEOUT_MS);
+    let mut reported = false;
+    loop {
+        let connected = tokio::select! {
+            connected = tokio::time::timeout(timeout, TcpStream::connect(&peer.addr)) => connected,
+            () = server.shutdown.cancelled() => return,
+        };
+        match connected {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                peer.connected.store(true, Ordering::Relaxed);
+                debug!(peer = %peer.id, "peer link up");
+                reported = false;
+                let mut link = Link {
+                    stream,
+                    buffer: BytesMut::new(),
+                };
+                let ended = link
+                    .serve(&server, &peer, &mut queue, compares_digests)
+                    .await;
+                peer.connected.store(false, Ordering::Relaxed);
+                match ended {
+                    Ok(()) => return, // The server stops.
+                    Err(why) => warn!(peer = %peer.id, %why, "peer link lost; connecting again"),
+                }
+            }
+            Ok(Err(error)) if !reported => {
+                debug!(peer = %peer.id, %error, "peer not reachable; trying again");
+                reported = true;
+            }
+            _ => {}
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(PEER_RETRY_MS)) => {}
+            () = server.shutdown.cancelled() => return,
+        }
+    }
+}
+
+struct Link {
+    stream: TcpStream,
+    buffer: BytesMut,
+}
+
+impl Link {
+    /// Compares digests at once (on a primary), then pushes and compares as they come.
+    /// `Ok` when the server stops.
+    async fn serve(
+        &mut self,
+        server: &Server,
+        peer: &Peer,
+        queue: &mut mpsc::Receiver<SharedChange>,
+        compares_digests: bool,
+    ) -> LinkResult<()> {
+        if compares_digests {
+            self.sync(server, peer).await?;
+        }
+        let period = Duration::from_millis(PEER_SYNC_INTERVAL_MS);
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                first = queue.recv() => {
+                    let Some(first) = first else { return Ok(()) };
+                    let mut batch = vec![first];
+                    while batch.len() < PEER_PUSH_BATCH_MAX {
+                        match queue.try_recv() {
+                            Ok(change) => batch.push(change),
+                            Err(_) => break,
+                        }
+                    }
+                    self.push(peer, &batch).await?;
+                }
+                _ = interval.tick(), if compares_digests => self.sync(server, peer).await?,
+                () = server.shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    /// Pushes a batch of changes in one write, then reads a reply to each. A change the peer
+    /// refuses (it is still loading, say) is left to the digest comparison.
+    async fn push(&mut self, peer: &Peer, batch: &[SharedChange]) -> LinkResult<()> {
+        let mut out = Vec::new();
+        for change in batch {
+            encode_change(change, &mut out);
+        }
+        self.write(&out).await?;
+        for _ in batch {
+            if let Value::Error(error) = self.read().await? {
+                debug!(peer = %peer.id, %error, "a pushed change was refused");
+            }
+        }
+        peer.pushed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Compares every stamp bucket's digest with the peer's and pulls each bucket that
+    /// differs, applying what is newer than here.
+    async fn sync(&mut self, server: &Server, peer: &Peer) -> LinkResult<()> {
+        let theirs = match self.request(&[b"REFSYNC", b"DIGEST"]).await? {
+            Value::Array(Some(items)) if items.len() == STAMP_BUCKETS => items,
+            other => return Err(format!("REFSYNC DIGEST answered {other:?}")),
+        };
+        peer.syncs.fetch_add(1, Ordering::Relaxed);
+        let ours = server.store.shared_digests();
+        for (bucket, (their, our)) in theirs.iter().zip(ours).enumerate() {
+            if *their == Value::Integer(our as i64) {
+                continue;
+            }
+            let index = bucket.to_string();
+            let entries = match self
+                .request(&[b"REFSYNC", b"PULL", index.as_bytes()])
+                .await?
+            {
+                Value::Array(Some(entries)) => entries,
+                other => return Err(format!("REFSYNC PULL answered {other:?}")),
+            };
+            for entry in &entries {
+                let change = decode_change(entry)?;
+                match server.store.apply_shared(&change, now_ms()) {
+                    Ok(true) => {
+                        peer.pulled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(false) => {}
+                    Err(why) => warn!(peer = %peer.id, %why, "a pulled change is refused"),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn request(&mut self, words: &[&[u8]]) -> LinkResult<Value> {
+        let mut out = Vec::new();
+        wire::encode(words, &mut out);
+        self.write(&out).await?;
+        match self.read().await? {
+            Value::Error(error) => Err(format!("{} answered {error}", show(words))),
+            value => Ok(value),
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> LinkResult<()> {
+        let timeout = Duration::from_millis(PEER_TIMEOUT_MS);
+        match tokio::time::timeout(timeout, self.stream.write_all(bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("a write took over {PEER_TIMEOUT_MS} ms")),
+        }
+    }
+
+    /// The next reply, within [`PEER_TIMEOUT_MS`].
+    async fn read(&mut self) -> LinkResult<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(PEER_TIMEOUT_MS);
+        loop {
+            if let Some((value, used)) = wire::parse(&self.buffer)? {
+                let _ = self.buffer.split_to(used);
+                return Ok(value);
+            }
+            if self.buffer.len() > PEER_REPLY_BYTES_MAX {
+                return Err(format!("a reply over {PEER_REPLY_BYTES_MAX} bytes"));
+            }
+            self.buffer.reserve(64 * 1024);
+            let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buffer));
+            match read.await {
+                Ok(Ok(0)) => return Err("the peer closed the link".into()),
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => return Err(error.to_string()),
+                Err(_) => return Err(format!("no reply within {PEER_TIMEOUT_MS} ms")),
+            }
+        }
+    }
+}
+
+fn show(words: &[&[u8]]) -> String {
+    let words: Vec<_> = words
+        .iter()
+        .map(|word| String::from_utf8_lossy(word))
+        .collect();
+    words.join(" ")
+}
+
+/// The wire name of a shared space.
+pub fn space_name(space: Space) -> &'static str {
+    match space {
+        Space::Catalog => "catalog",
+        Space::Promotion => "promotion",
+        Space::Cart | Space::GiftCard => {
+            unreachable!("only catalog entries and promotions are shared")
+        }
+    }
+}
+
+/// The shared space a wire name names.
+pub fn space_named(name: &[u8]) -> Option<Space> {
+    match name {
+        b"catalog" => Some(Space::Catalog),
+        b"promotion" => Some(Space::Promotion),
+        _ => None,
+    }
+}
+
+fn encode_change(change: &SharedChange, out: &mut Vec<u8>) {
+    let at_ms = change.stamp.at_ms.to_string();
+    let origin = change.stamp.origin.to_string();
+    let space = space_name(change.space).as_bytes();
+    let head: [&[u8]; 2] = [b"REFSYNC", b"SET"];
+    match &change.image {
+        Some(image) => wire::encode(
+            &[
+                head[0],
+                head[1],
+                space,
+                &change.key,
+                at_ms.as_bytes(),
+                origin.as_bytes(),
+                image,
+            ],
+            out,
+        ),
+        None => wire::encode(
+            &[
+                head[0],
+                b"DEL",
+                space,
+                &change.key,
+                at_ms.as_bytes(),
+                origin.as_bytes(),
+            ],
+            out,
+        ),
+    }
+}
+
+/// One entry of a `REFSYNC PULL` reply: `[space, key, at_ms, origin, image or null]`.
+fn decode_change(entry: &Value) -> LinkResult<SharedChange> {
+    let bad = || format!("a pulled entry {entry:?}");
+    let Value::Array(Some(fields)) = entry else {
+        return Err(bad());
+    };
+    let [Value::Bulk(Some(space)), Value::Bulk(Some(key)), Value::Integer(at_ms), Value::Integer(origin), image] =
+        &fields[..]
+    else {
+        return Err(bad());
+    };
+    let image: Option<Bytes> = match image {
+        Value::Bulk(image) => image.clone(),
+        _ => return Err(bad()),
+    };
+    Ok(SharedChange {
+        space: space_named(space).ok_or_else(bad)?,
+        key: key.clone(),
+        stamp: Stamp {
+            at_ms: u64::try_from(*at_ms).map_err(|_| bad())?,
+            origin: u64::try_from(*origin).map_err(|_| bad())?,
+        },
+        image,
+    })
+}

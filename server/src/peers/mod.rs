@@ -1,0 +1,176 @@
+//! The links from this cluster node to every other primary, which keep the server-wide data
+//! (catalog entries, promotions) the same on all of them. Each shared write accepted here is
+//! queued for every peer (bounded: a full queue drops it, the digest comparison brings it
+//! over later) and pushed with `REFSYNC SET|DEL`; every [`PEER_SYNC_INTERVAL_MS`] and right
+//! after connecting, a primary compares its stamp bucket digests with the peer's
+//! (`REFSYNC DIGEST`) and pulls the buckets that differ (`REFSYNC PULL`), applying what is
+//! newer. Both sides do so, so a node that was down or cut off has what it missed, and the
+//! others have what it took while cut off, about a second after it is back.
+//!
+//! The store decides what a change does (`crate::store::shared`); this module only carries
+//! changes. A replica has no links: it takes no writes of its own, and its primary's log
+//! brings it everything.
+
+pub mod link;
+pub mod wire;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use protocol::Reply;
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+
+use crate::limits::{PEER_PUSH_QUEUE_MAX, PEER_SYNC_INTERVAL_MS};
+use crate::server::{now_ms, Server};
+use crate::store::shared::SharedChange;
+use crate::store::stamps::origin_of;
+use crate::store::Store;
+
+/// How often old tombstones are looked for.
+const TOMBSTONE_PURGE_INTERVAL_MS: u64 = 60_000;
+
+/// One other primary and this node's link to it.
+pub struct Peer {
+    /// Its cluster id.
+    pub id: String,
+    /// Its client address (`host:port`).
+    pub addr: String,
+    queue: mpsc::Sender<SharedChange>,
+    receiver: Mutex<Option<mpsc::Receiver<SharedChange>>>,
+    /// The link is up.
+    pub connected: AtomicBool,
+    /// Changes pushed to it.
+    pub pushed: AtomicU64,
+    /// Changes not queued for it because its queue was full.
+    pub dropped: AtomicU64,
+    /// Changes pulled from it and applied here.
+    pub pulled: AtomicU64,
+    /// Digest comparisons with it.
+    pub syncs: AtomicU64,
+}
+
+impl Peer {
+    /// Changes waiting to be pushed.
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+}
+
+/// Every link of this node.
+pub struct Peers {
+    /// The other primaries.
+    pub peers: Vec<Arc<Peer>>,
+    /// This node is a primary: it compares digests with its peers.
+    pub compares_digests: bool,
+}
+
+impl Peers {
+    /// In cluster mode: the links of this node, registered with the store as its outbox, and
+    /// the store stamping with this node's origin. `None` standalone.
+    pub fn for_cluster(layout: Option<&cluster::Layout>, store: &Store) -> Option<Arc<Peers>> {
+        let layout = layout?;
+        store.set_origin(origin_of(&layout.myself().id));
+        if layout.myself().replica_of.is_some() {
+            // A replica takes no writes of its own (READONLY): its primary's log brings it
+            // every change, the peers' included.
+            return None;
+        }
+        let peers: Vec<Arc<Peer>> = layout
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(index, node)| *index != layout.me && node.replica_of.is_none())
+            .map(|(_, node)| {
+                let (queue, receiver) = mpsc::channel(PEER_PUSH_QUEUE_MAX);
+                Arc::new(Peer {
+                    id: node.id.clone(),
+                    addr: node.addr(),
+                    queue,
+                    receiver: Mutex::new(Some(receiver)),
+                    connected: AtomicBool::new(false),
+                    pushed: AtomicU64::new(0),
+                    dropped: AtomicU64::new(0),
+                    pulled: AtomicU64::new(0),
+                    syncs: AtomicU64::new(0),
+                })
+            })
+            .collect();
+        let outbox_peers = peers.clone();
+        store.set_outbox(Box::new(move |change| {
+            for peer in &outbox_peers {
+                if peer.queue.try_send(change.clone()).is_err() {
+                    peer.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+        let compares_digests = layout.myself().replica_of.is_none();
+        Some(Arc::new(Peers {
+            peers,
+            compares_digests,
+        }))
+    }
+
+    /// Starts one task per link and the tombstone purge, once recovery is done; they stop
+    /// with the server.
+    pub fn start(&self, server: &Arc<Server>, tracker: &TaskTracker) {
+        for peer in &self.peers {
+            let Some(receiver) = peer.receiver.lock().take() else {
+                continue; // Started already.
+            };
+            let compares = self.compares_digests;
+            tracker.spawn(link::run(server.clone(), peer.clone(), receiver, compares));
+        }
+        tracker.spawn(purge_tombstones(server.clone()));
+    }
+
+    /// `REFSYNC STATUS`: one map per peer.
+    pub fn status(&self) -> Reply {
+        let field = |name: &'static str, value: u64| {
+            (
+                Reply::from_static(name),
+                Reply::Integer(i64::try_from(value).unwrap_or(i64::MAX)),
+            )
+        };
+        let peers = self.peers.iter().map(|peer| {
+            let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+            Reply::Map(vec![
+                (Reply::from_static("peer"), Reply::text(peer.id.clone())),
+                (Reply::from_static("addr"), Reply::text(peer.addr.clone())),
+                field(
+                    "connected",
+                    u64::from(peer.connected.load(Ordering::Relaxed)),
+                ),
+                field("queued", peer.queued() as u64),
+                field("queue_max", PEER_PUSH_QUEUE_MAX as u64),
+                field("pushed", load(&peer.pushed)),
+                field("dropped", load(&peer.dropped)),
+                field("pulled", load(&peer.pulled)),
+                field("syncs", load(&peer.syncs)),
+            ])
+        });
+        Reply::Array(peers.collect())
+    }
+}
+
+/// Forgets old tombstones now and then (see `Stamps::purge`).
+async fn purge_tombstones(server: Arc<Server>) {
+    let period = Duration::from_millis(TOMBSTONE_PURGE_INTERVAL_MS);
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                let purged = server.store.purge_tombstones(now_ms());
+                if purged > 0 {
+                    tracing::debug!(purged, "old tombstones of shared entries forgotten");
+                }
+            }
+            () = server.shutdown.cancelled() => return,
+        }
+    }
+}
+
+const _: () = assert!(PEER_SYNC_INTERVAL_MS < TOMBSTONE_PURGE_INTERVAL_MS);
