@@ -7,4 +7,4 @@ pub mod record;
 pub mod slot;
 
 pub use layout::{ClusterConfig, Layout, LayoutError, Node, NodeConfig};
-pub use slot::{key_slot, SLOTS};
+pub use slot::{key_slot, SLOTS, SLOT_BITS};

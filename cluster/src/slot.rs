@@ -4,6 +4,9 @@
 /// Slots in a cluster.
 pub const SLOTS: u16 = 16384;
 
+/// Bits of a slot number (16384 = 2^14).
+pub const SLOT_BITS: u32 = 14;
+
 /// Redis's CRC16: CCITT polynomial 0x1021, initial value 0, no reflection (XMODEM).
 const CRC16: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_XMODEM);
 

@@ -336,3 +336,114 @@ async fn a_replica_names_its_primary_in_role_and_info() {
         "{info}"
     );
 }
+
+async fn count_in_slot(conn: &mut redis::aio::MultiplexedConnection, slot: i64) -> usize {
+    let count: i64 = redis::cmd("CLUSTER")
+        .arg("COUNTKEYSINSLOT")
+        .arg(slot)
+        .query_async(conn)
+        .await
+        .expect("COUNTKEYSINSLOT");
+    usize::try_from(count).expect("a count")
+}
+
+async fn keys_in_slot(
+    conn: &mut redis::aio::MultiplexedConnection,
+    slot: i64,
+    count: usize,
+) -> Vec<String> {
+    let mut keys: Vec<String> = redis::cmd("CLUSTER")
+        .arg("GETKEYSINSLOT")
+        .arg(slot)
+        .arg(count)
+        .query_async(conn)
+        .await
+        .expect("GETKEYSINSLOT");
+    keys.sort();
+    keys
+}
+
+/// Every key SCAN returns, checking none comes twice.
+async fn scan_all(
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> std::collections::HashSet<String> {
+    let mut scanned = std::collections::HashSet::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(500)
+            .query_async(conn)
+            .await
+            .expect("SCAN");
+        for key in batch {
+            assert!(scanned.insert(key.clone()), "{key} twice");
+        }
+        if next == 0 {
+            return scanned;
+        }
+        cursor = next;
+    }
+}
+
+/// With carts ordered by slot, every cart is counted in its own slot and nowhere else: the
+/// counts of all the slots add up to DBSIZE, GETKEYSINSLOT lists exactly the carts whose
+/// KEYSLOT is that slot (and no more than asked), and SCAN still returns every cart once.
+#[tokio::test]
+async fn every_cart_is_counted_in_its_own_slot() {
+    let cluster = LocalCluster::up(1, 0);
+    let client =
+        redis::Client::open(format!("redis://127.0.0.1:{}/", cluster.port)).expect("a client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let keys: Vec<String> = (0..3000).map(|n| format!("cart:{n}")).collect();
+    for chunk in keys.chunks(250) {
+        let mut pipe = redis::pipe();
+        for key in chunk {
+            pipe.cmd("CART.ADD")
+                .arg(key)
+                .arg(&["sku", "-", "1", "PRICE", "100", "CURRENCY", "USD"][..])
+                .ignore();
+        }
+        let () = pipe.query_async(&mut conn).await.expect("adds");
+    }
+    let mut by_slot: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+    for key in &keys {
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("KEYSLOT");
+        by_slot.entry(slot).or_default().push(key.clone());
+    }
+    let mut counted = 0;
+    for (slot, expected) in &mut by_slot {
+        expected.sort();
+        assert_eq!(
+            keys_in_slot(&mut conn, *slot, 100).await,
+            *expected,
+            "slot {slot}"
+        );
+        counted += count_in_slot(&mut conn, *slot).await;
+    }
+    let empty = (0..16384)
+        .find(|slot| !by_slot.contains_key(slot))
+        .expect("a slot without carts");
+    assert_eq!(count_in_slot(&mut conn, empty).await, 0);
+    let dbsize: usize = redis::cmd("DBSIZE")
+        .query_async(&mut conn)
+        .await
+        .expect("DBSIZE");
+    assert_eq!((counted, dbsize), (3000, 3000));
+    let (slot, crowded) = by_slot
+        .iter()
+        .max_by_key(|(_, keys)| keys.len())
+        .expect("a slot");
+    assert!(crowded.len() >= 2, "3000 carts share some slots");
+    assert_eq!(keys_in_slot(&mut conn, *slot, 1).await.len(), 1);
+    assert_eq!(scan_all(&mut conn).await.len(), 3000);
+}

@@ -74,27 +74,13 @@ fn info(layout: &cluster::Layout) -> String {
     lines.join("\r\n") + "\r\n"
 }
 
-/// Up to `count` carts of `slot` held here. A walk over every cart (SCAN's, a batch per shard
-/// lock): the store does not order carts by slot yet, so this costs O(carts).
+/// Up to `count` carts of `slot` held here: in cluster mode the store keeps carts ordered by
+/// slot, so this reads that slot's carts only.
 fn keys_in_slot(server: &Server, slot: u16, count: u64) -> Vec<bytes::Bytes> {
-    let mut keys = Vec::new();
-    let mut cursor = 0;
-    let now = crate::server::now_ms();
-    loop {
-        let (next, batch) = server.store.scan(cursor, 1000, None, now);
-        for key in batch {
-            if keys.len() as u64 >= count {
-                return keys;
-            }
-            if cluster::key_slot(&key) == slot {
-                keys.push(key);
-            }
-        }
-        if next == 0 {
-            return keys;
-        }
-        cursor = next;
-    }
+    let count = usize::try_from(count).unwrap_or(usize::MAX);
+    server
+        .store
+        .keys_in_slot(slot, count, crate::server::now_ms())
 }
 
 /// A node as CLUSTER SLOTS lists it: ip, port, id, and its (empty) metadata.

@@ -72,6 +72,9 @@ pub struct StoreConfig {
     pub carts_max: usize,
     /// Checkout hold when CART.CHECKOUT names none.
     pub checkout_hold_ms: u64,
+    /// Cluster mode: carts are ordered by their slot first (a key's hash is its slot in the
+    /// top 14 of its 63 bits), so the carts of one slot are one range of the index.
+    pub slot_ordered: bool,
 }
 
 impl StoreConfig {
@@ -104,6 +107,7 @@ impl From<&Config> for StoreConfig {
             names_max: carts.max_interned_ids,
             carts_max: carts.max_carts,
             checkout_hold_ms: carts.checkout_hold_s * 1000,
+            slot_ordered: config.cluster.enabled,
         }
     }
 }
@@ -198,6 +202,14 @@ fn priced_lines(cart: &Cart) -> Vec<(crate::cart::LineKey, i64)> {
         .iter()
         .map(|line| (line.key, line.unit_price))
         .collect()
+}
+
+/// Carts of a slot read per shard lock by [`Store::keys_in_slot`].
+const SLOT_KEYS_PER_LOCK: usize = 1000;
+
+/// The first 63-bit hash of `slot`'s range when carts are ordered by slot.
+fn slot_start(slot: u16) -> u64 {
+    u64::from(slot) << (63 - cluster::SLOT_BITS)
 }
 
 /// Where a key lives: its shard and its 63-bit hash (63 bits so a SCAN cursor fits a signed
@@ -311,7 +323,10 @@ impl Store {
     }
 
     fn locate(&self, key: &[u8]) -> Location {
-        let hash = self.hasher().hash_one(key) >> 1;
+        let mut hash = self.hasher().hash_one(key) >> 1;
+        if self.config.slot_ordered {
+            hash = slot_start(cluster::key_slot(key)) | (hash >> cluster::SLOT_BITS);
+        }
         // The top bits pick the shard, so hash order is shard order: one cursor walks them all.
         let shard = if self.shard_shift == 63 {
             0
@@ -786,6 +801,67 @@ impl Store {
             stats.forgotten_bytes += shard.tokens.forgotten_bytes();
         }
         stats
+    }
+
+    /// Up to `count` live carts of `slot`, in index order. With carts ordered by slot
+    /// (cluster mode) only that slot's range of one shard is read, a batch per lock;
+    /// otherwise every cart is walked.
+    pub fn keys_in_slot(&self, slot: u16, count: usize, now_ms: u64) -> Vec<Bytes> {
+        let mut keys = Vec::new();
+        if !self.config.slot_ordered {
+            let mut cursor = 0;
+            loop {
+                let (next, batch) = self.scan(cursor, 1000, None, now_ms);
+                keys.extend(
+                    batch
+                        .into_iter()
+                        .filter(|key| cluster::key_slot(key) == slot),
+                );
+                if next == 0 || keys.len() >= count {
+                    keys.truncate(count);
+                    return keys;
+                }
+                cursor = next;
+            }
+        }
+        let end = slot_start(slot) + (1u64 << (63 - cluster::SLOT_BITS));
+        let mut from = slot_start(slot);
+        let shard = self.locate_hash(from);
+        while keys.len() < count {
+            let mut next = None;
+            {
+                let shard = self.shards[shard].lock();
+                for (visited, (hash, entries)) in shard.buckets_from(from).enumerate() {
+                    if hash >= end {
+                        break;
+                    }
+                    if keys.len() >= count || visited >= SLOT_KEYS_PER_LOCK {
+                        next = Some(hash);
+                        break;
+                    }
+                    keys.extend(
+                        entries
+                            .filter(|entry| entry.deadline().0 > now_ms)
+                            .map(|entry| Bytes::copy_from_slice(entry.key())),
+                    );
+                }
+            }
+            match next {
+                Some(hash) if keys.len() < count => from = hash,
+                _ => break,
+            }
+        }
+        keys.truncate(count);
+        keys
+    }
+
+    /// The shard holding 63-bit hash `hash`.
+    fn locate_hash(&self, hash: u64) -> usize {
+        if self.shard_shift == 63 {
+            0
+        } else {
+            ((hash >> self.shard_shift) as usize).min(self.shards.len() - 1)
+        }
     }
 
     /// `SCAN`: visits about `count` carts from `cursor` (a key hash) on, returning the keys
