@@ -294,3 +294,41 @@ async fn only_the_primary_streams_to_postgres() {
         1
     );
 }
+
+async fn pttl(conn: &mut MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PTTL")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .expect("PTTL")
+}
+
+/// A read's renewal of a cart's TTL is logged, so the replica has it (a promoted replica
+/// will not expire the cart early) and so has the primary after a kill -9. Before, a
+/// renewal lived in the primary's memory only: the replica's copy kept the old deadline.
+#[tokio::test]
+async fn ttl_renewals_by_reads_reach_the_replica_and_survive_a_restart() {
+    let cluster = LocalCluster::up_with(1, 1, "[carts]\nuser_ttl_s = 4\n");
+    let mut primary = connect(&cluster, 0).await;
+    add(&mut primary, "cart:read", "sku").await;
+    assert_eq!(wait(&mut primary, 1, 5_000).await, 1);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(view(&mut primary, "cart:read").await.is_some());
+    // A later write, so WAIT covers the renewal's record too.
+    add(&mut primary, "cart:other", "sku").await;
+    assert_eq!(wait(&mut primary, 1, 5_000).await, 1);
+    let mut replica = reader(&cluster, 1).await;
+    let left = pttl(&mut replica, "cart:read").await;
+    assert!(
+        left > 3_200,
+        "the replica's copy was renewed by the read 1.5 s in: {left} ms left of 4000"
+    );
+    cluster.kill9(0);
+    cluster.restart(0);
+    let mut primary = connect(&cluster, 0).await;
+    let left = pttl(&mut primary, "cart:read").await;
+    assert!(
+        left > 2_000,
+        "the renewal survived the restart: {left} ms left"
+    );
+}

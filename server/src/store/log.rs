@@ -179,6 +179,15 @@ impl Store {
         cart.lsn = self.append_carts(&[change], &[], now_ms);
     }
 
+    /// Logs a read's renewal of the cart's TTL (`before` is the cart as it was). The reply
+    /// does not wait for it to be durable: a renewal lost in a crash only shortens the TTL
+    /// back to its last logged value, as it was before the read.
+    pub(super) fn log_touch(&self, key: &[u8], before: &Cart, cart: &mut Cart, now_ms: u64) {
+        let appended = APPENDED.get();
+        self.log_cart(key, Some(before), cart, None, None, now_ms);
+        APPENDED.set(appended);
+    }
+
     /// Logs that the cart under `key` (last at `version`) is gone.
     pub(super) fn log_gone(
         &self,

@@ -204,6 +204,12 @@ fn priced_lines(cart: &Cart) -> Vec<(crate::cart::LineKey, i64)> {
         .collect()
 }
 
+/// The least a read moves a cart's expiry by (1% of its TTL, at most a minute): a smaller
+/// renewal is not made, so every renewal made is worth its log record.
+fn touch_step_ms(ttl_ms: u64) -> u64 {
+    (ttl_ms / 100).min(60_000)
+}
+
 /// Carts of a slot read per shard lock by [`Store::keys_in_slot`].
 const SLOT_KEYS_PER_LOCK: usize = 1000;
 
@@ -552,10 +558,20 @@ impl Store {
         cart: &mut Cart,
         now_ms: u64,
     ) {
-        if touch && !self.is_read_only() {
-            cart.expires_at_ms = now_ms + self.ttl_ms(cart.kind);
-            shard.update(at.hash, key, cart);
+        if !touch || self.is_read_only() {
+            return;
         }
+        let ttl_ms = self.ttl_ms(cart.kind);
+        let renewed = now_ms + ttl_ms;
+        // Renewals are logged (so replicas and a restart keep them), in steps of at least
+        // 1% of the TTL (at most a minute): a cart read constantly costs a record a minute.
+        if renewed < cart.expires_at_ms.saturating_add(touch_step_ms(ttl_ms)) {
+            return;
+        }
+        let before = cart.clone();
+        cart.expires_at_ms = renewed;
+        self.log_touch(key, &before, cart, now_ms);
+        shard.update(at.hash, key, cart);
     }
 
     /// The live cart under `key` with its TTL renewed (an access), if there is one.
