@@ -422,7 +422,7 @@ impl Durability {
                     ms = started.elapsed().as_millis() as u64,
                     "snapshot written"
                 );
-                self.release_log();
+                self.release_log(server);
                 Ok(info)
             }
             Err(error) => {
@@ -492,14 +492,24 @@ impl Durability {
         }
     }
 
-    /// Deletes log segments that both the older of the two snapshots kept and the PostgreSQL
-    /// sink are past: should the newest snapshot turn out damaged, the one before it and the
-    /// log from its LSN on still hold everything.
-    pub fn release_log(&self) {
+    /// Deletes log segments that the older of the two snapshots kept, the PostgreSQL sink and
+    /// every connected replica are past: should the newest snapshot turn out damaged, the one
+    /// before it and the log from its LSN on still hold everything, and a replica that lags
+    /// goes on from the log rather than from a new snapshot.
+    pub fn release_log(&self, server: &Server) {
         let oldest_snapshot = snapshot::oldest_lsn(&self.snapshot_dir).unwrap_or(0);
         let mut keep_from = oldest_snapshot.min(self.last_save_lsn.load(Ordering::Relaxed)) + 1;
         if let Some(postgres) = &self.postgres {
             keep_from = keep_from.min(postgres.checkpoint_lsn() + 1);
+        }
+        if let Some(lagging) = server
+            .replication
+            .followers()
+            .iter()
+            .map(|follower| follower.acked_lsn)
+            .min()
+        {
+            keep_from = keep_from.min(lagging + 1);
         }
         match self.wal.remove_segments_below(keep_from) {
             Ok(0) => {}
@@ -529,7 +539,7 @@ async fn snapshot_schedule(server: Arc<Server>) {
                 ticks = (ticks + 1) % 10;
                 if ticks == 0 {
                     durability.check_retention(persistence.wal_retained_warn_mb);
-                    durability.release_log();
+                    durability.release_log(&server);
                 }
             }
             () = durability.wake_snapshot_task.notified() => {}
