@@ -250,6 +250,7 @@ pub fn decode(bytes: &[u8], names: &Names) -> Result<Cart, CommandError> {
         created_at_ms: image.created_at_ms,
         updated_at_ms: image.updated_at_ms,
         expires_at_ms: image.expires_at_ms,
+        logged_expires_at_ms: 0,
         validated_at_ms: 0,
         wheel_tick: 0,
         lsn: 0,

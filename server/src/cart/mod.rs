@@ -152,6 +152,9 @@ pub struct Cart {
     pub updated_at_ms: u64,
     /// The cart expires at this time unless accessed before.
     pub expires_at_ms: u64,
+    /// The deadline the log holds for the cart when reads renewed it since without a record
+    /// (renewals are logged in steps, `Store::renew_if`); 0: `expires_at_ms` is logged.
+    pub logged_expires_at_ms: u64,
     /// Last price and stock validation; 0 when the cart changed since.
     pub validated_at_ms: u64,
     /// Timing-wheel tick at which this cart's one wheel entry fires.
@@ -198,6 +201,7 @@ impl Cart {
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
             expires_at_ms: now_ms,
+            logged_expires_at_ms: 0,
             validated_at_ms: 0,
             wheel_tick: 0,
             lsn: 0,

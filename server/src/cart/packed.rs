@@ -19,6 +19,7 @@ use super::{Cart, CartExtra, CartKind, Checkout, Line, LineKey, NameId, SavedLin
 const FLAG_GUEST: u8 = 1;
 const FLAG_VALIDATED: u8 = 1 << 1;
 const FLAG_EXTRA: u8 = 1 << 2;
+const FLAG_LOGGED_DEADLINE: u8 = 1 << 3;
 
 /// Appends `key` and `cart` to `out` as one entry, stamped with `wheel_tick` (the store's
 /// wheel decides it, not `cart.wheel_tick`).
@@ -44,9 +45,15 @@ pub fn encode_entry(out: &mut Vec<u8>, key: &[u8], cart: &Cart, wheel_tick: u32)
     if extra.is_some() {
         flags |= FLAG_EXTRA;
     }
+    if cart.logged_expires_at_ms != 0 {
+        flags |= FLAG_LOGGED_DEADLINE;
+    }
     out.push(flags);
     if cart.validated_at_ms != 0 {
         put_time(out, cart.validated_at_ms, base_ms);
+    }
+    if cart.logged_expires_at_ms != 0 {
+        put_time(out, cart.logged_expires_at_ms, base_ms);
     }
     out.extend_from_slice(&cart.currency.0);
     put_lines(out, &cart.lines, base_ms);
@@ -161,6 +168,11 @@ impl<'a> PackedEntry<'a> {
         } else {
             0
         };
+        let logged_expires_at_ms = if flags & FLAG_LOGGED_DEADLINE != 0 {
+            reader.time(created_at_ms)
+        } else {
+            0
+        };
         let currency = Currency(reader.take(3).try_into().expect("took three bytes"));
         let lines = reader.lines(created_at_ms);
         let extra = (flags & FLAG_EXTRA != 0).then(|| Box::new(reader.extra(created_at_ms)));
@@ -170,6 +182,7 @@ impl<'a> PackedEntry<'a> {
             created_at_ms,
             updated_at_ms,
             expires_at_ms,
+            logged_expires_at_ms,
             validated_at_ms,
             wheel_tick,
             lsn,
@@ -438,7 +451,7 @@ mod tests {
 
     prop_compose! {
         fn cart()(
-            times in any::<[u64; 5]>(),
+            times in any::<[u64; 6]>(),
             lsn in any::<u64>(),
             wheel_tick in any::<u32>(),
             guest in any::<bool>(),
@@ -446,12 +459,14 @@ mod tests {
             lines in prop::collection::vec(line(), 0..6),
             extra in extra(),
         ) -> Cart {
-            let [version, created_at_ms, updated_at_ms, expires_at_ms, validated_at_ms] = times;
+            let [version, created_at_ms, updated_at_ms, expires_at_ms, validated_at_ms, logged] =
+                times;
             Cart {
                 version,
                 created_at_ms,
                 updated_at_ms,
                 expires_at_ms,
+                logged_expires_at_ms: logged,
                 validated_at_ms,
                 wheel_tick,
                 lsn,

@@ -177,6 +177,8 @@ impl Store {
             guard,
         };
         cart.lsn = self.append_carts(&[change], &[], now_ms);
+        // The record holds the deadline the cart has now.
+        cart.logged_expires_at_ms = 0;
     }
 
     /// Logs a read's renewal of the cart's TTL (`before` is the cart as it was). The reply

@@ -204,8 +204,8 @@ fn priced_lines(cart: &Cart) -> Vec<(crate::cart::LineKey, i64)> {
         .collect()
 }
 
-/// The least a read moves a cart's expiry by (1% of its TTL, at most a minute): a smaller
-/// renewal is not made, so every renewal made is worth its log record.
+/// How far reads may move a cart's deadline past the one logged before a record of it is
+/// written: 1% of its TTL, at most a minute.
 fn touch_step_ms(ttl_ms: u64) -> u64 {
     (ttl_ms / 100).min(60_000)
 }
@@ -562,15 +562,20 @@ impl Store {
             return;
         }
         let ttl_ms = self.ttl_ms(cart.kind);
-        let renewed = now_ms + ttl_ms;
-        // Renewals are logged (so replicas and a restart keep them), in steps of at least
-        // 1% of the TTL (at most a minute): a cart read constantly costs a record a minute.
-        if renewed < cart.expires_at_ms.saturating_add(touch_step_ms(ttl_ms)) {
-            return;
-        }
         let before = cart.clone();
-        cart.expires_at_ms = renewed;
-        self.log_touch(key, &before, cart, now_ms);
+        let logged = match cart.logged_expires_at_ms {
+            0 => cart.expires_at_ms,
+            logged => logged,
+        };
+        cart.expires_at_ms = now_ms + ttl_ms;
+        // Renewals are logged, so replicas and a restart keep them, in steps of at least 1% of
+        // the TTL (at most a minute): a cart read constantly costs a record a minute, and a
+        // replica's deadline is at most one step behind its primary's.
+        if cart.expires_at_ms >= logged.saturating_add(touch_step_ms(ttl_ms)) {
+            self.log_touch(key, &before, cart, now_ms);
+        } else {
+            cart.logged_expires_at_ms = logged;
+        }
         shard.update(at.hash, key, cart);
     }
 
