@@ -562,18 +562,20 @@ impl Store {
             return;
         }
         let ttl_ms = self.ttl_ms(cart.kind);
-        let before = cart.clone();
+        let renewed = now_ms + ttl_ms;
         let logged = match cart.logged_expires_at_ms {
             0 => cart.expires_at_ms,
             logged => logged,
         };
-        cart.expires_at_ms = now_ms + ttl_ms;
         // Renewals are logged, so replicas and a restart keep them, in steps of at least 1% of
         // the TTL (at most a minute): a cart read constantly costs a record a minute, and a
         // replica's deadline is at most one step behind its primary's.
-        if cart.expires_at_ms >= logged.saturating_add(touch_step_ms(ttl_ms)) {
+        if renewed >= logged.saturating_add(touch_step_ms(ttl_ms)) {
+            let before = cart.clone();
+            cart.expires_at_ms = renewed;
             self.log_touch(key, &before, cart, now_ms);
         } else {
+            cart.expires_at_ms = renewed;
             cart.logged_expires_at_ms = logged;
         }
         shard.update(at.hash, key, cart);
