@@ -132,9 +132,20 @@ fn shards(layout: &cluster::Layout, server: &Server) -> Reply {
         .durability
         .get()
         .map_or(0, |durability| durability.wal.last_lsn());
+    let followers = server.replication.followers();
     let describe = |at: usize, role: &'static str| {
         let node = &layout.nodes[at];
-        let offset = if at == layout.me { my_offset } else { 0 };
+        // Known here: this node's own LSN, and what its replicas acknowledged.
+        let offset = if at == layout.me {
+            my_offset
+        } else if node.replica_of == Some(layout.me) {
+            followers
+                .iter()
+                .find(|follower| follower.port == node.port)
+                .map_or(0, |follower| follower.acked_lsn)
+        } else {
+            0
+        };
         Reply::Map(vec![
             (Reply::from_static("id"), Reply::text(node.id.clone())),
             (
