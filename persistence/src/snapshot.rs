@@ -68,7 +68,7 @@ pub const SNAPSHOTS_KEPT: usize = 2;
 pub enum EntryKind {
     /// A cart: its key, the LSN of its last change, its image.
     Cart,
-    /// A catalog entry, promotion or gift card: its key and image.
+    /// A catalog entry, promotion, gift card or handoff in progress: its key and image.
     Reference(Space),
     /// A block of whatever else the server keeps (its remembered request tokens).
     Block,
@@ -83,6 +83,7 @@ impl EntryKind {
             EntryKind::Reference(Space::Promotion) => 2,
             EntryKind::Reference(Space::GiftCard) => 3,
             EntryKind::Block => 4,
+            EntryKind::Reference(Space::Handoff) => 5,
         }
     }
 
@@ -93,6 +94,7 @@ impl EntryKind {
             2 => EntryKind::Reference(Space::Promotion),
             3 => EntryKind::Reference(Space::GiftCard),
             4 => EntryKind::Block,
+            5 => EntryKind::Reference(Space::Handoff),
             _ => return None,
         })
     }

@@ -27,6 +27,17 @@ pub struct Config {
     pub log: LogConfig,
     /// Redis-Cluster mode: this node's id and the node layout (off by default).
     pub cluster: cluster::ClusterConfig,
+    /// Test-only switches (off by default).
+    pub debug: DebugConfig,
+}
+
+/// `[debug]`: switches for tests, off by default.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DebugConfig {
+    /// A fault point (`crate::fault`): `node_id:point` makes that cluster node abort at the
+    /// named step of a handoff; empty: none.
+    pub fault: String,
 }
 
 /// `[acl]`: users in ACL file syntax (`user storefront on >pw ~cart:* +@cart`), and Redis's

@@ -110,3 +110,16 @@ pub const LATENCY_SAMPLES_PER_EVENT_MAX: usize = 160;
 /// overflow.
 pub const CLIENT_PAUSE_MS_MAX: u64 = 365 * 24 * 3600 * 1000;
 const _: () = assert!(SLOWLOG_ARGS_MAX >= 2); // room for an argument and the "more" marker
+
+/// Handoffs (CART.MERGE across nodes) a node keeps unconfirmed at once, given and received
+/// each; past it a merge across nodes gets `-TRYAGAIN` ([`crate::store::Store::handoff_counts`]).
+pub const HANDOFFS_MAX: usize = 4096;
+
+/// Longest wait for a peer node (connect, or one reply) during a handoff.
+pub const PEER_TIMEOUT_MS: u64 = 2000;
+
+/// Longest reply a peer may send during a handoff (a cart image, with room).
+pub const PEER_REPLY_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// How often the courier retries the `CART.HANDOFF.DONE`s still owed.
+pub const HANDOFF_RETRY_MS: u64 = 500;

@@ -78,6 +78,8 @@ pub struct Server {
     pub peak_memory: crate::memory::PeakMemory,
     /// The replicas following this node, or its link to its primary.
     pub replication: crate::replication::Replication,
+    /// Links to peer nodes for CART.MERGE across nodes, and its courier's wake-up.
+    pub peers: crate::handoff::PeerLinks,
 }
 
 impl Server {
@@ -121,6 +123,7 @@ impl Server {
             startup_allocated_bytes: 0,
             peak_memory: crate::memory::PeakMemory::default(),
             replication: crate::replication::Replication::new(String::new()),
+            peers: crate::handoff::PeerLinks::default(),
             store,
             upstream: Upstream::new(&config.upstream),
             config,
@@ -187,6 +190,18 @@ pub fn rss_bytes() -> u64 {
 
 /// Raises the open-file limit to the hard limit and, as Redis does, lowers `maxclients` when
 /// even that cannot hold every client plus the files cartd keeps open itself.
+/// The jobs that run once recovery is done: expiry (a replica expires nothing itself: its
+/// primary's tombstones do), the names sweep, and on a cluster primary the handoff courier.
+fn start_background_jobs(server: &Arc<Server>, tracker: &TaskTracker) {
+    if server.primary().is_none() {
+        tracker.spawn(expire_carts(server.clone()));
+    }
+    tracker.spawn(sweep_names(server.clone()));
+    if server.cluster.is_some() && server.primary().is_none() {
+        tracker.spawn(crate::handoff::courier(server.clone()));
+    }
+}
+
 fn fit_maxclients(config: &mut Config) {
     let wanted = config.server.maxclients as u64 + FDS_RESERVED;
     let limit = match rlimit::increase_nofile_limit(wanted) {
@@ -365,13 +380,7 @@ pub async fn run(
             finished = &mut recovery, if recovering => {
                 recovering = false;
                 match finished.expect("recovery does not panic") {
-                    Ok(()) => {
-                        // A replica expires nothing itself: its primary's tombstones do.
-                        if server.primary().is_none() {
-                            tracker.spawn(expire_carts(server.clone()));
-                        }
-                        tracker.spawn(sweep_names(server.clone()));
-                    }
+                    Ok(()) => start_background_jobs(&server, &tracker),
                     Err(error) => {
                         failure = Some(error.to_string());
                         server.shutdown.cancel();

@@ -75,6 +75,8 @@ pub enum CommandId {
     ReadWrite,
     ReplConf,
     Psync,
+    CartHandoff,
+    CartHandoffDone,
 }
 
 impl CommandId {
@@ -1054,6 +1056,30 @@ pub static COMMANDS: &[CommandSpec] = &[
         group: "server",
         summary: "A replica asks for the log after its LSN: +CONTINUE and the records, or +FULLRESYNC, a snapshot and the records after it.",
         syntax: "replicationid lsn",
+    },
+    CommandSpec {
+        id: CommandId::CartHandoff,
+        name: "cart.handoff",
+        arity: 3,
+        flags: &["write", "admin"],
+        categories: &["admin", "dangerous"],
+        keys: Keys { first: 1, last: 1, step: 1 },
+        also_keys: Keys::NONE,
+        group: "cart",
+        summary: "Between cluster nodes: hands a guest cart off to the node merging it into a user cart (removed here, kept until CART.HANDOFF.DONE).",
+        syntax: "guest_key user_key",
+    },
+    CommandSpec {
+        id: CommandId::CartHandoffDone,
+        name: "cart.handoff.done",
+        arity: 3,
+        flags: &["write", "admin"],
+        categories: &["admin", "dangerous"],
+        keys: Keys { first: 1, last: 1, step: 1 },
+        also_keys: Keys::NONE,
+        group: "cart",
+        summary: "Between cluster nodes: the merge of a handed-off guest cart is durable; the handoff is let go.",
+        syntax: "guest_key id",
     },
 ];
 
