@@ -187,21 +187,60 @@ fn exited(cluster: &LocalCluster, node: u16) -> bool {
 /// Node `node` (0: n1, the user cart's; 1: n2, the guest cart's) aborts at `point` during the
 /// merge; it is started again without the fault and the client retries the merge: the user
 /// cart holds the guest cart's lines exactly once, the guest cart is gone, and so it stays
-/// after the handoff is confirmed and after another restart of both nodes.
+/// after the handoff is confirmed and after another restart of both nodes. Both nodes save a
+/// snapshot and restart before the retry, so a handoff in flight is recovered from it.
 async fn crash_at(node: u16, point: &str) {
     let fault = format!("[debug]\nfault = \"n{}:{point}\"\n", node + 1);
     let cluster = LocalCluster::up_with(2, 0, &fault);
     let (user, guest) = carts(&cluster).await;
     fill(&cluster, &user, &guest).await;
     let mut n1 = cluster.conn(0).await;
-    n1.send(&cartd_tests::raw::encode_command(&merge_command(
-        &guest, &user,
-    )))
-    .await;
+    let merge = cartd_tests::raw::encode_command(&merge_command(&guest, &user));
+    n1.send(&merge).await;
+    // An error, a reply, or nothing: n1 may be the one that stops.
     let _ = n1.try_read_reply().await;
-    // An error, a reply, or nothing: n1 may be the one.
+    restart_without_fault(&cluster, node, point).await;
+    // The handoff entries (n2's given one, n1's received one) come back from snapshots too.
+    for saved in [0, 1] {
+        let mut conn = cluster.conn(saved).await;
+        assert_eq!(text(conn.call(&["SAVE"]).await), "+OK\r\n");
+        cluster.kill9(saved);
+        cluster.restart(saved);
+    }
+    let reply = merge_until_answered(&cluster, &guest, &user).await;
+    assert_eq!(reply, ":2\r\n", "{point}");
+    assert_merged_once(&cluster, &guest, &user, point).await;
+    // The DONE goes through (or went before the crash); nothing comes back or doubles.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    for restarted in [0, 1] {
+        cluster.kill9(restarted);
+        cluster.restart(restarted);
+    }
+    let reply = merge_until_answered(&cluster, &guest, &user).await;
+    assert_eq!(reply, ":2\r\n", "{point}: the retry replays");
+    let mut n1 = cluster.conn(0).await;
+    let untokened = [
+        "CART.MERGE",
+        &guest,
+        &user,
+        "QTY",
+        "SUM",
+        "REPLY",
+        "VERSION",
+    ];
+    let untokened = text(n1.call(&untokened).await);
+    assert_eq!(untokened, ":2\r\n", "{point}: nothing is merged twice");
+    assert_merged_once(&cluster, &guest, &user, point).await;
+    // Restarted nodes are this process's children: `down` would wait on their zombies.
+    for restarted in [0, 1] {
+        cluster.kill9(restarted);
+    }
+}
+
+/// Waits until node `node` aborted at `point`, then starts it again without the fault.
+async fn restart_without_fault(cluster: &LocalCluster, node: u16, point: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !exited(&cluster, node) {
+    while !exited(cluster, node) {
         assert!(
             Instant::now() < deadline,
             "n{} never reached {point}",
@@ -209,14 +248,9 @@ async fn crash_at(node: u16, point: &str) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(
-        cluster
-            .log(node)
-            .contains(&format!("fault point {point} reached")),
-        "n{} stopped otherwise: {}",
-        node + 1,
-        cluster.log(node)
-    );
+    let log = cluster.log(node);
+    let reached = log.contains(&format!("fault point {point} reached"));
+    assert!(reached, "n{} stopped otherwise: {log}", node + 1);
     cluster.kill9(node);
     let config = cluster.node_dir(node).join("config.toml");
     let without = std::fs::read_to_string(&config)
@@ -224,43 +258,12 @@ async fn crash_at(node: u16, point: &str) {
         .replace(&format!("n{}:{point}", node + 1), "");
     std::fs::write(&config, without).unwrap();
     cluster.restart(node);
+}
 
-    assert_eq!(
-        merge_until_answered(&cluster, &guest, &user).await,
-        ":2\r\n"
-    );
-    assert_eq!(lines(&cluster, 0, &user).await, merged_lines(), "{point}");
-    assert_eq!(lines(&cluster, 1, &guest).await, None, "{point}");
-    // The DONE goes through (or went before the crash); nothing comes back or doubles.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    for restarted in [0, 1] {
-        cluster.kill9(restarted);
-        cluster.restart(restarted);
-    }
-    assert_eq!(
-        merge_until_answered(&cluster, &guest, &user).await,
-        ":2\r\n"
-    );
-    let mut n1 = cluster.conn(0).await;
-    let untokened = text(
-        n1.call(&[
-            "CART.MERGE",
-            &guest,
-            &user,
-            "QTY",
-            "SUM",
-            "REPLY",
-            "VERSION",
-        ])
-        .await,
-    );
-    assert_eq!(untokened, ":2\r\n", "{point}: nothing is merged twice");
-    assert_eq!(lines(&cluster, 0, &user).await, merged_lines(), "{point}");
-    assert_eq!(lines(&cluster, 1, &guest).await, None, "{point}");
-    // Restarted nodes are this process's children: `down` would wait on their zombies.
-    for restarted in [0, 1] {
-        cluster.kill9(restarted);
-    }
+/// The user cart holds the guest cart's lines once; the guest cart is gone.
+async fn assert_merged_once(cluster: &LocalCluster, guest: &str, user: &str, point: &str) {
+    assert_eq!(lines(cluster, 0, user).await, merged_lines(), "{point}");
+    assert_eq!(lines(cluster, 1, guest).await, None, "{point}");
 }
 
 /// n2 took the guest cart (logged) and dies before replying.
