@@ -592,6 +592,9 @@ impl Connection {
         }
         let executed = dispatch::execute(args, spec, &mut self.session, &self.server);
         self.session.upstream_stale = false;
+        // A handoff result is for this request only, whether or not it reached the merge (a
+        // MISCONF refusal does not).
+        self.session.handed = None;
         if let Some(spec) = spec {
             crate::cmd::pubsub::after_command(spec, &mut self.session);
         }

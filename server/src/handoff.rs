@@ -40,8 +40,14 @@ pub struct HandoffRequest {
     node: usize,
 }
 
-/// What the pre-step got: the guest cart handed off (`None`: that node had none), or why not.
-pub type HandoffResult = Result<Option<Handed>, CommandError>;
+/// What the pre-step got for a merge of `guest_key` into `user_key`: the guest cart handed
+/// off (`None`: that node had none), or why not.
+#[derive(Debug)]
+pub struct HandoffResult {
+    guest_key: Bytes,
+    user_key: Bytes,
+    handed: Result<Option<Handed>, CommandError>,
+}
 
 /// The node (its layout index) serving `guest_key`, when that is not this node.
 pub fn guest_node(server: &Server, guest_key: &[u8]) -> Option<usize> {
@@ -74,6 +80,18 @@ pub fn before_merge(args: &[Bytes], spec: &CommandSpec, server: &Server) -> Opti
 /// take was durable, so from here on its lines are either in that node's handoff entry or
 /// (once the merge is durable) in the user cart.
 pub async fn take(server: &Server, request: HandoffRequest) -> HandoffResult {
+    let handed = take_from(server, &request).await;
+    HandoffResult {
+        guest_key: request.guest_key,
+        user_key: request.user_key,
+        handed,
+    }
+}
+
+async fn take_from(
+    server: &Server,
+    request: &HandoffRequest,
+) -> Result<Option<Handed>, CommandError> {
     let Some(layout) = &server.cluster else {
         return Ok(None);
     };
@@ -201,13 +219,18 @@ enum PeerReply {
 }
 
 /// Sends one command to the peer at `addr` and reads its reply, on the idle connection kept
-/// for it or a new one (authenticated as `default` with `requirepass`, if set).
+/// for it or a new one (authenticated as `default` with `requirepass`, if set). A kept
+/// connection that fails (the peer restarted since) is dropped and the command sent once
+/// more on a new one: both handoff commands may be repeated.
 async fn call(server: &Server, addr: &str, words: &[&[u8]]) -> Result<PeerReply, String> {
     let idle = server.peers.idle.lock().remove(addr);
-    let mut stream = match idle {
-        Some(stream) => stream,
-        None => connect(server, addr).await?,
-    };
+    if let Some(mut stream) = idle {
+        if let Ok(reply) = exchange(&mut stream, words).await {
+            server.peers.idle.lock().insert(addr.to_owned(), stream);
+            return Ok(reply);
+        }
+    }
+    let mut stream = connect(server, addr).await?;
     let reply = exchange(&mut stream, words).await?;
     server.peers.idle.lock().insert(addr.to_owned(), stream);
     Ok(reply)
@@ -325,8 +348,14 @@ pub fn guest_from(
         return Ok(crate::store::GuestFrom::Here);
     }
     // No pre-step result: the merge replays or is refused by its user cart, taking nothing.
-    let handed = handed.transpose()?.flatten();
-    Ok(crate::store::GuestFrom::Handed(handed))
+    let Some(result) = handed else {
+        return Ok(crate::store::GuestFrom::Handed(None));
+    };
+    assert!(
+        result.guest_key == cmd.guest_key && result.user_key == cmd.user_key,
+        "a handoff result is taken by the merge it was made for"
+    );
+    Ok(crate::store::GuestFrom::Handed(result.handed?))
 }
 
 #[cfg(test)]

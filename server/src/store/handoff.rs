@@ -249,8 +249,10 @@ impl Store {
             .collect()
     }
 
-    /// The giver confirmed handoff `id`: its received entry goes (logged).
+    /// The giver confirmed handoff `id`: its received entry goes (logged). A background
+    /// change: it takes the transaction lock shared, as commands do.
     pub fn handoff_confirmed(&self, id: &[u8], now_ms: u64) {
+        let _shared = self.shared();
         let mut handoffs = self.handoffs.lock();
         if handoffs.received.remove(id).is_some() {
             self.append(&[handoff_change(&received_key(id), None, now_ms)]);

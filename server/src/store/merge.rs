@@ -143,7 +143,11 @@ impl Store {
         ) {
             return false;
         }
-        let user = self.live(&mut shard, at, &cmd.user_key, now_ms);
+        // Read only (an expired cart is left for the merge to reap): this runs before the
+        // command, outside the transaction lock.
+        let user = shard
+            .find(at.hash, &cmd.user_key)
+            .filter(|cart| cart.expires_at_ms > now_ms);
         check_version(&cmd.mutation, user.as_ref()).is_ok()
             && user.is_none_or(|user| user.frozen(now_ms).is_none())
     }
