@@ -326,3 +326,125 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use protocol::{CartMerge, Command, Currency, ErrorCode};
+
+    use crate::cart::{Cart, CartKind, LineKey, Price};
+    use crate::config::Config;
+    use crate::store::{GuestFrom, Handed, Store, StoreConfig};
+
+    const NOW_MS: u64 = 1_700_000_000_000;
+
+    fn store() -> Store {
+        Store::new(StoreConfig::from(&Config::default()), NOW_MS)
+    }
+
+    /// Puts a cart of `lines` (product, qty) under `key`.
+    fn put(store: &Store, key: &str, kind: CartKind, lines: &[(&str, u32)]) {
+        let usd = Currency(*b"USD");
+        let mut cart = Cart::new(kind, usd, NOW_MS);
+        for (product, qty) in lines {
+            let line = LineKey {
+                product: store.names.intern(product.as_bytes()).unwrap(),
+                variant: store.names.intern(b"-").unwrap(),
+            };
+            let price = Price {
+                minor: 100,
+                currency: usd,
+            };
+            let limits = &store.config.limits;
+            cart.add(line, *qty, Some(price), None, limits, NOW_MS)
+                .unwrap();
+        }
+        cart.version = 1;
+        cart.expires_at_ms = NOW_MS + 3_600_000;
+        store.put_recovered(key.as_bytes(), cart);
+    }
+
+    fn merge_command(guest: &str, user: &str) -> CartMerge {
+        let raw = ["CART.MERGE", guest, user, "QTY", "SUM", "REPLY", "VERSION"];
+        let raw = raw
+            .iter()
+            .map(|word| Bytes::from(word.to_string()))
+            .collect();
+        match Command::parse(raw).unwrap() {
+            Command::CartMerge(cmd) => cmd,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn qty_of(store: &Store, key: &str, product: &str) -> Option<u32> {
+        let at = store.locate(key.as_bytes());
+        let cart = store.shard(at.shard).find(at.hash, key.as_bytes())?;
+        let id = store.names.intern(product.as_bytes()).unwrap();
+        let line = cart.lines.iter().find(|line| line.key.product == id)?;
+        Some(line.qty)
+    }
+
+    /// A handoff is given once: a retry for the same user cart gets the same entry, one for
+    /// another user cart is refused, and DONE lets it go (a repeat changes nothing).
+    #[test]
+    fn a_guest_cart_is_given_once_until_done() {
+        let giver = store();
+        put(&giver, "cart:guest:1", CartKind::Guest, &[("a", 2)]);
+        let (guest, user) = (Bytes::from("cart:guest:1"), Bytes::from("cart:user:1"));
+        let given = giver.hand_off(&guest, &user, NOW_MS).unwrap().unwrap();
+        assert_eq!(
+            qty_of(&giver, "cart:guest:1", "a"),
+            None,
+            "the guest cart is gone"
+        );
+        let again = giver.hand_off(&guest, &user, NOW_MS).unwrap().unwrap();
+        assert_eq!(again, given, "a retry gets the same entry");
+        let other = giver.hand_off(&guest, &Bytes::from("cart:user:2"), NOW_MS);
+        assert_eq!(other.unwrap_err().code, ErrorCode::TryAgain);
+        assert!(!giver.handoff_done(&guest, b"another id", NOW_MS));
+        assert!(giver.handoff_done(&guest, &given.id, NOW_MS));
+        assert!(!giver.handoff_done(&guest, &given.id, NOW_MS), "a repeat");
+        assert_eq!(giver.hand_off(&guest, &user, NOW_MS).unwrap(), None);
+    }
+
+    /// A handoff handed twice (a retry after the merge) is merged once; both kinds of entry
+    /// come back from a snapshot's entries.
+    #[test]
+    fn a_handoff_is_merged_once_and_kept_by_snapshots() {
+        let (giver, taker) = (store(), store());
+        put(
+            &giver,
+            "cart:guest:1",
+            CartKind::Guest,
+            &[("a", 2), ("b", 3)],
+        );
+        put(&taker, "cart:user:1", CartKind::User, &[("a", 1)]);
+        let (guest, user) = (Bytes::from("cart:guest:1"), Bytes::from("cart:user:1"));
+        let given = giver.hand_off(&guest, &user, NOW_MS).unwrap().unwrap();
+        let handed = Handed {
+            id: given.id.clone(),
+            cart: given.cart.clone(),
+            from: "n2".into(),
+        };
+        let cmd = merge_command("cart:guest:1", "cart:user:1");
+        for _ in 0..2 {
+            let handed = GuestFrom::Handed(Some(handed.clone()));
+            taker.merge(&cmd, handed, NOW_MS).unwrap();
+            assert_eq!(qty_of(&taker, "cart:user:1", "a"), Some(3));
+            assert_eq!(qty_of(&taker, "cart:user:1", "b"), Some(3));
+        }
+        for store in [&giver, &taker] {
+            let entries = store.handoff_entries();
+            assert_eq!(entries.len(), 1);
+            let loaded = self::store();
+            for (key, image) in &entries {
+                loaded.load_handoff(key, Some(image)).unwrap();
+            }
+            assert_eq!(loaded.handoff_counts(), store.handoff_counts());
+        }
+        assert!(giver.handoff_done(&guest, &given.id, NOW_MS));
+        taker.handoff_confirmed(&given.id, NOW_MS);
+        assert_eq!(taker.handoff_counts(), (0, 0));
+        assert_eq!(giver.handoff_counts(), (0, 0));
+    }
+}
