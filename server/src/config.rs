@@ -556,6 +556,9 @@ impl Config {
         if let Err(error) = crate::acl::parse_users(&self.acl.users.join("\n"), "acl.users") {
             return invalid(error);
         }
+        if let Err(error) = crate::fault::parse(&self.debug.fault) {
+            return invalid(error);
+        }
         if self.cluster.enabled {
             if let Err(error) = cluster::Layout::new(&self.cluster) {
                 return invalid(error.to_string());
@@ -728,6 +731,13 @@ mod tests {
         }
         let config: Config =
             toml::from_str("[upstream]\ninventory_url = \"http://127.0.0.1:9/stock\"\n").unwrap();
+        assert!(config.check().is_ok());
+        for fault in ["handoff-after-take", "n2:no-such-point"] {
+            let config: Config =
+                toml::from_str(&format!("[debug]\nfault = \"{fault}\"\n")).unwrap();
+            assert!(config.check().is_err(), "{fault} is refused");
+        }
+        let config: Config = toml::from_str("[debug]\nfault = \"n2:done-after-log\"\n").unwrap();
         assert!(config.check().is_ok());
     }
 }

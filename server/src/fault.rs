@@ -21,6 +21,15 @@ pub enum FaultPoint {
 }
 
 impl FaultPoint {
+    /// Every point.
+    pub const ALL: [FaultPoint; 5] = [
+        FaultPoint::HandoffAfterTake,
+        FaultPoint::MergeAfterTake,
+        FaultPoint::MergeAfterLog,
+        FaultPoint::DoneAfterLog,
+        FaultPoint::DoneAfterReply,
+    ];
+
     /// The name `[debug] fault` gives it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -33,27 +42,46 @@ impl FaultPoint {
     }
 }
 
+/// `[debug] fault` read: `None` when empty, else the node and the point; a value that is not
+/// `node_id:point` with a known point is refused at start.
+pub fn parse(fault: &str) -> Result<Option<(&str, FaultPoint)>, String> {
+    if fault.is_empty() {
+        return Ok(None);
+    }
+    let names: Vec<&str> = FaultPoint::ALL.iter().map(|point| point.as_str()).collect();
+    let refused = || {
+        format!(
+            "debug.fault must be empty or node_id:point, the point one of {}; got {fault:?}",
+            names.join(", ")
+        )
+    };
+    let (node, name) = fault.split_once(':').ok_or_else(refused)?;
+    let point = FaultPoint::ALL
+        .into_iter()
+        .find(|point| point.as_str() == name);
+    Ok(Some((node, point.ok_or_else(refused)?)))
+}
+
 /// Aborts the process if `[debug] fault` names this node and `point`. The log is synced
 /// first (blocking: only a configured fault pays for it).
 pub fn check(server: &Server, point: FaultPoint) {
-    let fault = &server.config.debug.fault;
-    if fault.is_empty() {
-        return;
-    }
-    let Some((node, name)) = fault.split_once(':') else {
+    let Ok(Some((node, configured))) = parse(&server.config.debug.fault) else {
         return;
     };
     let me = server
         .cluster
         .as_ref()
         .map(|layout| layout.myself().id.as_str());
-    if me != Some(node) || name != point.as_str() {
+    if me != Some(node) || configured != point {
         return;
     }
     if let Some(durability) = server.durability.get() {
         durability.wal.write_queued();
         let _ = durability.wal.sync();
     }
-    eprintln!("cartd: fault point {name} reached; aborting ([debug] fault)");
+    eprintln!(
+        "cartd: fault point {} reached; aborting ([debug] fault)",
+        point.as_str()
+    );
     std::process::abort();
 }
