@@ -2,8 +2,8 @@
 //! guest cart from the node serving it (CART.HANDOFF), merges it as a local merge does, and
 //! tells that node once the merge is durable (CART.HANDOFF.DONE). A kill of either node at each
 //! step of the handover (a `[debug] fault` point), a restart and the client's retry leave the
-//! guest cart's lines in the user cart exactly once and the guest cart gone. Before (b3fb2ff),
-//! such a merge was refused with CROSSSLOT.
+//! guest cart's lines in the user cart exactly once and the guest cart gone; the handoff's
+//! records reach the replicas. Before (b3fb2ff), such a merge was refused with CROSSSLOT.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -173,6 +173,60 @@ async fn a_merge_takes_the_guest_cart_from_its_node() {
     let mut expected = merged_lines().unwrap();
     expected.insert("c".into(), 1);
     assert_eq!(lines(&cluster, 0, &user).await, Some(expected));
+}
+
+/// The cart's lines as replica `node` reads them (READONLY), `None` when it has no cart.
+async fn replica_lines(
+    cluster: &LocalCluster,
+    node: u16,
+    key: &str,
+) -> Option<BTreeMap<String, u64>> {
+    let mut conn = cluster.conn(node).await;
+    assert_eq!(text(conn.call(&["READONLY"]).await), "+OK\r\n");
+    let reply = conn
+        .call(&["CART.GET", key, "NOVALIDATE", "FORMAT", "JSON"])
+        .await;
+    let json = match parse_reply(&reply) {
+        redis::Value::Nil => return None,
+        redis::Value::BulkString(json) => json,
+        other => panic!("CART.GET {key} on n{}: {other:?}", node + 1),
+    };
+    let view: serde_json::Value = serde_json::from_slice(&json).expect("a JSON view");
+    let items = view["items"].as_array().expect("items").iter();
+    let lines = items.map(|item| {
+        let product = item["product"].as_str().expect("product").to_owned();
+        (product, item["qty"].as_u64().expect("qty"))
+    });
+    Some(lines.collect())
+}
+
+/// The handoff's records reach the replicas as any others do: n1's replica (n3) holds the
+/// merged cart, n2's (n4) no guest cart, and both go on following their primaries after the
+/// handoff's records (a cart written after them arrives too).
+#[tokio::test]
+async fn a_merge_across_nodes_reaches_the_replicas() {
+    let cluster = LocalCluster::up(2, 1);
+    let (user, guest) = carts(&cluster).await;
+    fill(&cluster, &user, &guest).await;
+    let mut n1 = cluster.conn(0).await;
+    assert_eq!(text(n1.call(&merge_command(&guest, &user)).await), ":2\r\n");
+    let later = on_node(&cluster, 1, "cart:later:").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // After the DONE (the courier's, soon after the merge): n2's last handoff record.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        add(&cluster, 1, &later, "x", 1).await;
+        let followed = replica_lines(&cluster, 3, &later).await.is_some()
+            && replica_lines(&cluster, 2, &user).await == merged_lines()
+            && replica_lines(&cluster, 3, &guest).await.is_none();
+        if followed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replicas do not follow the merge"
+        );
+    }
 }
 
 /// Whether node `node`'s process is gone (aborted at its fault point).
