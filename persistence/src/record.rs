@@ -44,9 +44,18 @@ pub enum Space {
     Promotion,
     /// A gift card's balance, by its code.
     GiftCard,
+    /// A cart handover between cluster nodes (`CART.MERGE` across nodes), kept by the node
+    /// that gave the guest cart and the one that merged it until both sides are done. Node-local:
+    /// no PostgreSQL row. Last, so older logs decode as they were written.
+    Handoff,
 }
 
 impl Space {
+    /// Whether its entries are rows in PostgreSQL (a handoff is the node's own business).
+    pub fn has_rows(self) -> bool {
+        self != Space::Handoff
+    }
+
     /// The name used in logs and messages.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -54,6 +63,7 @@ impl Space {
             Space::Catalog => "catalog",
             Space::Promotion => "promotion",
             Space::GiftCard => "gift card",
+            Space::Handoff => "handoff",
         }
     }
 }

@@ -69,7 +69,7 @@ pub const SNAPSHOTS_KEPT: usize = 2;
 pub enum EntryKind {
     /// A cart: its key, the LSN of its last change, its image.
     Cart,
-    /// A catalog entry, promotion or gift card: its key and image.
+    /// A catalog entry, promotion, gift card or handoff in progress: its key and image.
     Reference(Space),
     /// A block of whatever else the server keeps (its remembered request tokens).
     Block,
@@ -92,6 +92,8 @@ impl EntryKind {
             EntryKind::Stamp(Space::Catalog) => 5,
             EntryKind::Stamp(Space::Promotion) => 6,
             EntryKind::Stamp(Space::GiftCard) => 7,
+            EntryKind::Stamp(Space::Handoff) => unreachable!("handoffs are not stamped"),
+            EntryKind::Reference(Space::Handoff) => 8,
         }
     }
 
@@ -105,6 +107,7 @@ impl EntryKind {
             5 => EntryKind::Stamp(Space::Catalog),
             6 => EntryKind::Stamp(Space::Promotion),
             7 => EntryKind::Stamp(Space::GiftCard),
+            8 => EntryKind::Reference(Space::Handoff),
             _ => return None,
         })
     }

@@ -20,12 +20,12 @@ mod request;
 
 pub use args::{parse_i64, Args};
 pub use cmd::{
-    CartAdd, CartCheckout, CartClear, CartComplete, CartGet, CartGiftCard, CartMerge, CartPromo,
-    CartRelease, CartRemove, CartRestore, CartSave, CartSet, CatalogDel, CatalogGet, CatalogSet,
-    ClientCommand, ClientKill, CodeAction, Command, CommandCommand, CommandId, CommandSpec,
-    Currency, Format, GiftCardDel, GiftCardGet, GiftCardSet, Hello, Keys, LineId, LineList,
-    MergeQty, MutationOptions, PromoDel, PromoGet, PromoSet, RefSync, RefSyncChange, ReplyMode,
-    Scan, Shutdown, StockSet, COMMANDS,
+    CartAdd, CartCheckout, CartClear, CartComplete, CartGet, CartGiftCard, CartHandoff,
+    CartHandoffDone, CartMerge, CartPromo, CartRelease, CartRemove, CartRestore, CartSave, CartSet,
+    CatalogDel, CatalogGet, CatalogSet, ClientCommand, ClientKill, CodeAction, Command,
+    CommandCommand, CommandId, CommandSpec, Currency, Format, GiftCardDel, GiftCardGet,
+    GiftCardSet, Hello, Keys, LineId, LineList, MergeQty, MutationOptions, PromoDel, PromoGet,
+    PromoSet, RefSync, RefSyncChange, ReplyMode, Scan, Shutdown, StockSet, COMMANDS,
 };
 pub use error::{CommandError, ErrorCode};
 pub use reply::{Protocol, Reply};

@@ -27,6 +27,17 @@ pub struct Config {
     pub log: LogConfig,
     /// Redis-Cluster mode: this node's id and the node layout (off by default).
     pub cluster: cluster::ClusterConfig,
+    /// Test-only switches (off by default).
+    pub debug: DebugConfig,
+}
+
+/// `[debug]`: switches for tests, off by default.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DebugConfig {
+    /// A fault point (`crate::fault`): `node_id:point` makes that cluster node abort at the
+    /// named step of a handoff; empty: none.
+    pub fault: String,
 }
 
 /// `[acl]`: users in ACL file syntax (`user storefront on >pw ~cart:* +@cart`), and Redis's
@@ -545,6 +556,9 @@ impl Config {
         if let Err(error) = crate::acl::parse_users(&self.acl.users.join("\n"), "acl.users") {
             return invalid(error);
         }
+        if let Err(error) = crate::fault::parse(&self.debug.fault) {
+            return invalid(error);
+        }
         if self.cluster.enabled {
             if let Err(error) = cluster::Layout::new(&self.cluster) {
                 return invalid(error.to_string());
@@ -717,6 +731,13 @@ mod tests {
         }
         let config: Config =
             toml::from_str("[upstream]\ninventory_url = \"http://127.0.0.1:9/stock\"\n").unwrap();
+        assert!(config.check().is_ok());
+        for fault in ["handoff-after-take", "n2:no-such-point"] {
+            let config: Config =
+                toml::from_str(&format!("[debug]\nfault = \"{fault}\"\n")).unwrap();
+            assert!(config.check().is_err(), "{fault} is refused");
+        }
+        let config: Config = toml::from_str("[debug]\nfault = \"n2:done-after-log\"\n").unwrap();
         assert!(config.check().is_ok());
     }
 }

@@ -196,6 +196,8 @@ enum Stop {
     BatchFull,
     /// The next request needs these user carts loaded from PostgreSQL first.
     Restore(Vec<bytes::Bytes>),
+    /// The next request is a CART.MERGE whose guest cart another node hands off first.
+    Handoff(crate::handoff::HandoffRequest),
     /// The next request is a view whose lines the upstream services refresh first.
     Upstream(ViewRefresh),
     /// The next request is a change, and the log's queue is full: wait for the writer.
@@ -222,6 +224,7 @@ enum PreStep {
     /// WAIT's wait (WAIT has no keys: it is its only pre-step).
     Waited,
     Restore,
+    Handoff,
     Upstream,
 }
 
@@ -296,6 +299,11 @@ impl Connection {
                 Stop::BatchFull => continue,
                 Stop::Restore(keys) => {
                     self.restore_on_miss(keys).await;
+                    continue;
+                }
+                Stop::Handoff(request) => {
+                    let handed = crate::handoff::take(&self.server, request).await;
+                    self.session.handed = Some(handed);
                     continue;
                 }
                 Stop::Upstream(refresh) => {
@@ -513,13 +521,9 @@ impl Connection {
                     self.refuse_after_restore(error, spec);
                     continue;
                 }
-                if done < PreStep::Upstream {
-                    if let Some(refresh) =
-                        upstream::before_view(&args, spec, &self.server, now_ms())
-                    {
-                        self.pending = Some((args, PreStep::Upstream));
-                        return Stop::Upstream(refresh);
-                    }
+                if let Some((step, stop)) = self.remote_pre_step(&args, spec, done) {
+                    self.pending = Some((args, step));
+                    return stop;
                 }
                 if self.log_queue_full(spec) {
                     self.pending = Some((args, done));
@@ -535,6 +539,27 @@ impl Connection {
             }
         }
         Stop::BatchFull
+    }
+
+    /// The pre-step after the restore that the request still needs, if any: the handoff of
+    /// a merge's guest cart from another node, or an upstream refresh of a view's lines.
+    fn remote_pre_step(
+        &self,
+        args: &[bytes::Bytes],
+        spec: &'static protocol::CommandSpec,
+        done: PreStep,
+    ) -> Option<(PreStep, Stop)> {
+        if done < PreStep::Handoff {
+            if let Some(request) = crate::handoff::before_merge(args, spec, &self.server) {
+                return Some((PreStep::Handoff, Stop::Handoff(request)));
+            }
+        }
+        if done < PreStep::Upstream {
+            if let Some(refresh) = upstream::before_view(args, spec, &self.server, now_ms()) {
+                return Some((PreStep::Upstream, Stop::Upstream(refresh)));
+            }
+        }
+        None
     }
 
     /// A WAIT that must wait for replicas first (outside MULTI, not waited yet).
@@ -567,6 +592,9 @@ impl Connection {
         }
         let executed = dispatch::execute(args, spec, &mut self.session, &self.server);
         self.session.upstream_stale = false;
+        // A handoff result is for this request only, whether or not it reached the merge (a
+        // MISCONF refusal does not).
+        self.session.handed = None;
         if let Some(spec) = spec {
             crate::cmd::pubsub::after_command(spec, &mut self.session);
         }

@@ -54,6 +54,9 @@ pub struct Session {
     pub replica_port: Option<u16>,
     /// PSYNC was accepted: the connection becomes a replication link (history, LSN).
     pub replica_handover: Option<(Bytes, persistence::Lsn)>,
+    /// What the handoff pre-step of the current CART.MERGE got from the guest cart's node;
+    /// set by the connection for one request, taken by the merge.
+    pub handed: Option<crate::handoff::HandoffResult>,
 }
 
 impl Drop for Session {
@@ -88,6 +91,7 @@ impl Session {
             last_write_lsn: 0,
             replica_port: None,
             replica_handover: None,
+            handed: None,
         }
     }
 
@@ -267,22 +271,6 @@ fn route(
     let Some(slot) = slot else {
         return refuse_replica_write(spec, replica_of.is_some());
     };
-    // Carts a command also touches (CART.MERGE's guest cart) must be served here too until
-    // the handover between nodes exists.
-    for at in spec.also_keys.positions(raw.len()) {
-        let other = cluster::key_slot(&raw[at]);
-        if layout.owner_index(other) != Some(layout.me) {
-            return Err(refused(
-                Some(spec.id),
-                CommandError::new(
-                    ErrorCode::CrossSlot,
-                    format!(
-                        "Keys in request don't hash to the same slot: slot {other} is served by another node, and CART.MERGE across nodes is not in yet"
-                    ),
-                ),
-            ));
-        }
-    }
     if let Some(transaction) = &mut session.transaction {
         if !crate::transaction::runs_at_once(spec.id) {
             match transaction.slot {
@@ -293,7 +281,7 @@ fn route(
         }
     }
     match layout.owner_index(slot) {
-        Some(owner) if owner == layout.me => Ok(()),
+        Some(owner) if owner == layout.me => route_also_keys(raw, spec, session, layout),
         Some(owner) if replica_reads(session, spec, replica_of == Some(owner)) => Ok(()),
         Some(owner) => Err(refused(
             Some(spec.id),
@@ -307,6 +295,34 @@ fn route(
             CommandError::new(ErrorCode::ClusterDown, "Hash slot not served"),
         )),
     }
+}
+
+/// Carts a command also touches (CART.MERGE's guest cart), once its own key is served here:
+/// one another node serves is handed off before the merge runs (`crate::handoff`), which a
+/// queued command inside MULTI cannot wait for (`CROSSSLOT`); one no node serves is
+/// `CLUSTERDOWN`.
+fn route_also_keys(
+    raw: &[Bytes],
+    spec: &'static CommandSpec,
+    session: &Session,
+    layout: &cluster::Layout,
+) -> Result<(), Executed> {
+    for at in spec.also_keys.positions(raw.len()) {
+        let other = cluster::key_slot(&raw[at]);
+        let error = match layout.owner_index(other) {
+            Some(owner) if owner == layout.me => continue,
+            Some(_) if session.transaction.is_none() => continue,
+            Some(_) => CommandError::new(
+                ErrorCode::CrossSlot,
+                format!(
+                    "Keys in request don't hash to the same slot: slot {other} is served by another node, and a CART.MERGE across nodes cannot be queued in MULTI"
+                ),
+            ),
+            None => CommandError::new(ErrorCode::ClusterDown, "Hash slot not served"),
+        };
+        return Err(refused(Some(spec.id), error));
+    }
+    Ok(())
 }
 
 /// A keyless write (CATALOG.SET, FLUSHALL, ...) on a replica: Redis's READONLY error.

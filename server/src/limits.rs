@@ -130,3 +130,13 @@ pub const PEER_TIMEOUT_MS: u64 = 2000;
 pub const PEER_RETRY_MS: u64 = 200;
 /// Largest reply read from a peer (a pulled bucket of catalog entries).
 pub const PEER_REPLY_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Handoffs (CART.MERGE across nodes) a node keeps unconfirmed at once, given and received
+/// each; past it a merge across nodes gets `-TRYAGAIN` ([`crate::store::Store::handoff_counts`]).
+pub const HANDOFFS_MAX: usize = 4096;
+
+/// Longest reply a peer may send during a handoff (a cart image, with room).
+pub const HANDOFF_REPLY_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// How often the courier retries the `CART.HANDOFF.DONE`s still owed.
+pub const HANDOFF_RETRY_MS: u64 = 500;

@@ -305,7 +305,13 @@ pub mod restore {
         for at in spec.all_key_positions(args.len()) {
             let key = &args[at];
             let guest = store.kind_of(key) == crate::cart::CartKind::Guest;
-            if !guest && store.ttl_left_ms(key, now).is_none() && !missing.contains(key) {
+            // A cart another node serves (a merge's guest cart) is that node's to reload.
+            let elsewhere = crate::handoff::guest_node(server, key).is_some();
+            if !guest
+                && !elsewhere
+                && store.ttl_left_ms(key, now).is_none()
+                && !missing.contains(key)
+            {
                 missing.push(key.clone());
             }
         }

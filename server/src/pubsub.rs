@@ -516,7 +516,7 @@ impl PubSub {
                     }
                 }
                 Space::Catalog => self.publish_product_change(change),
-                Space::Promotion | Space::GiftCard => {}
+                Space::Promotion | Space::GiftCard | Space::Handoff => {}
             }
         }
     }

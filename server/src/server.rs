@@ -80,6 +80,8 @@ pub struct Server {
     pub peak_memory: crate::memory::PeakMemory,
     /// The replicas following this node, or its link to its primary.
     pub replication: crate::replication::Replication,
+    /// Links to peer nodes for CART.MERGE across nodes, and its courier's wake-up.
+    pub handoff_links: crate::handoff::PeerLinks,
 }
 
 impl Server {
@@ -125,6 +127,7 @@ impl Server {
             startup_allocated_bytes: 0,
             peak_memory: crate::memory::PeakMemory::default(),
             replication: crate::replication::Replication::new(String::new()),
+            handoff_links: crate::handoff::PeerLinks::default(),
             store,
             upstream: Upstream::new(&config.upstream),
             config,
@@ -187,6 +190,22 @@ pub fn rss_bytes() -> u64 {
         .and_then(|field| field.parse().ok())
         .unwrap_or(0);
     pages * 4096
+}
+
+/// The jobs that run once recovery is done: expiry (a replica expires nothing itself: its
+/// primary's tombstones do), the names sweep, and on a cluster primary the handoff courier and
+/// the links to the other primaries.
+fn start_background_jobs(server: &Arc<Server>, tracker: &TaskTracker) {
+    if server.primary().is_none() {
+        tracker.spawn(expire_carts(server.clone()));
+    }
+    tracker.spawn(sweep_names(server.clone()));
+    if server.cluster.is_some() && server.primary().is_none() {
+        tracker.spawn(crate::handoff::courier(server.clone()));
+    }
+    if let Some(peers) = &server.peers {
+        peers.start(server, tracker);
+    }
 }
 
 /// Raises the open-file limit to the hard limit and, as Redis does, lowers `maxclients` when
@@ -421,16 +440,6 @@ pub async fn run(
 
 /// Once the data is loaded: expiry (a primary's: a replica's carts go by its primary's
 /// tombstones), the name sweep, the links to the other primaries.
-fn start_background_jobs(server: &Arc<Server>, tracker: &TaskTracker) {
-    if server.primary().is_none() {
-        tracker.spawn(expire_carts(server.clone()));
-    }
-    tracker.spawn(sweep_names(server.clone()));
-    if let Some(peers) = &server.peers {
-        peers.start(server, tracker);
-    }
-}
-
 /// Lets every connection answer the batch in hand, for up to [`SHUTDOWN_GRACE_MS`].
 async fn drain_connections(server: &Server, tracker: &TaskTracker) {
     info!(

@@ -109,9 +109,12 @@ impl LocalCluster {
             .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-            // A zombie of the script's background job counts as gone once it is a zombie.
-            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            if state.split_whitespace().nth(2) == Some("Z") {
+            // A zombie of the script's background job counts as gone once it is a zombie with
+            // no thread left: a zombie leader's other threads may still be exiting (one in an
+            // fsync), holding the listening socket a restart needs.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let fields: Vec<&str> = stat.split_whitespace().collect();
+            if fields.get(2) == Some(&"Z") && fields.get(19).is_none_or(|threads| *threads == "1") {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));

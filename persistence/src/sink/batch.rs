@@ -123,7 +123,7 @@ impl Batch {
             for (seq, change) in record.changes.iter().enumerate() {
                 if change.space == Space::Cart {
                     carts.entry(&change.key[..]).or_default().push((index, seq));
-                } else {
+                } else if change.space.has_rows() {
                     last_reference.insert((change.space, &change.key[..]), (index, seq));
                 }
                 if let Some(event) = &change.event {

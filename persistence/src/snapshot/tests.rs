@@ -8,10 +8,12 @@ use super::*;
 
 const SEED: [u8; SEED_BYTES] = [7; SEED_BYTES];
 
-/// The `i`th test entry: mostly carts, every 7th a reference entry, every 50th a block.
+/// The `i`th test entry: mostly carts, every 7th a reference entry (every 13th a handoff),
+/// every 50th a block.
 fn entry(i: u64) -> Entry {
     let kind = match i {
         _ if i % 50 == 49 => EntryKind::Block,
+        _ if i % 13 == 12 => EntryKind::Reference(Space::Handoff),
         _ if i % 7 == 6 => EntryKind::Reference(Space::GiftCard),
         _ => EntryKind::Cart,
     };

@@ -5,6 +5,7 @@ mod cart_add;
 mod cart_checkout;
 mod cart_clear;
 mod cart_get;
+mod cart_handoff;
 mod cart_merge;
 mod cart_promo;
 mod cart_remove;
@@ -31,6 +32,7 @@ pub use cart_add::CartAdd;
 pub use cart_checkout::{CartCheckout, CartComplete, CartRelease};
 pub use cart_clear::CartClear;
 pub use cart_get::CartGet;
+pub use cart_handoff::{CartHandoff, CartHandoffDone};
 pub use cart_merge::{CartMerge, MergeQty};
 pub use cart_promo::{CartGiftCard, CartPromo, CodeAction};
 pub use cart_remove::{CartRemove, LineList};
@@ -173,6 +175,10 @@ pub enum Command {
         /// The last LSN the replica has.
         lsn: u64,
     },
+    /// `CART.HANDOFF guest_key user_key` (between cluster nodes).
+    CartHandoff(CartHandoff),
+    /// `CART.HANDOFF.DONE guest_key id` (between cluster nodes).
+    CartHandoffDone(CartHandoffDone),
 }
 
 impl Command {
@@ -264,6 +270,8 @@ impl Command {
             Command::ReadWrite => CommandId::ReadWrite,
             Command::ReplConf(_) => CommandId::ReplConf,
             Command::Psync { .. } => CommandId::Psync,
+            Command::CartHandoff(_) => CommandId::CartHandoff,
+            Command::CartHandoffDone(_) => CommandId::CartHandoffDone,
             Command::Command(_) => CommandId::Command,
             Command::Info(_) => CommandId::Info,
             Command::ConfigGet(_)
@@ -396,6 +404,8 @@ fn parse_known(id: CommandId, args: &mut Args) -> Result<Command, CommandError> 
         CommandId::ReadWrite => Command::ReadWrite,
         CommandId::ReplConf => Command::ReplConf(args.rest()),
         CommandId::Psync => server::parse_psync(args)?,
+        CommandId::CartHandoff => Command::CartHandoff(CartHandoff::parse(args)?),
+        CommandId::CartHandoffDone => Command::CartHandoffDone(CartHandoffDone::parse(args)?),
         CommandId::Shutdown => Command::Shutdown(Shutdown::parse(args)?),
     })
 }

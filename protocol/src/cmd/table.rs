@@ -76,6 +76,8 @@ pub enum CommandId {
     ReplConf,
     Psync,
     RefSync,
+    CartHandoff,
+    CartHandoffDone,
 }
 
 impl CommandId {
@@ -1067,6 +1069,30 @@ pub static COMMANDS: &[CommandSpec] = &[
         group: "cluster",
         summary: "Internal, between cluster primaries: a peer's write of a catalog entry or promotion, digests of the shared entries, one bucket of them, the links' state.",
         syntax: "SET|DEL|DIGEST|PULL|STATUS [argument ...]",
+    },
+    CommandSpec {
+        id: CommandId::CartHandoff,
+        name: "cart.handoff",
+        arity: 3,
+        flags: &["write", "admin"],
+        categories: &["admin", "dangerous"],
+        keys: Keys { first: 1, last: 1, step: 1 },
+        also_keys: Keys::NONE,
+        group: "cart",
+        summary: "Between cluster nodes: hands a guest cart off to the node merging it into a user cart (removed here, kept until CART.HANDOFF.DONE).",
+        syntax: "guest_key user_key",
+    },
+    CommandSpec {
+        id: CommandId::CartHandoffDone,
+        name: "cart.handoff.done",
+        arity: 3,
+        flags: &["write", "admin"],
+        categories: &["admin", "dangerous"],
+        keys: Keys { first: 1, last: 1, step: 1 },
+        also_keys: Keys::NONE,
+        group: "cart",
+        summary: "Between cluster nodes: the merge of a handed-off guest cart is durable; the handoff is let go.",
+        syntax: "guest_key id",
     },
 ];
 

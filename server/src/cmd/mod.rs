@@ -6,6 +6,7 @@ mod cart_add;
 mod cart_checkout;
 mod cart_clear;
 mod cart_get;
+mod cart_handoff;
 mod cart_merge;
 mod cart_promo;
 mod cart_remove;
@@ -45,7 +46,9 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::CartRemove(cmd) => cart_remove::apply(cmd, server, now),
         Command::CartGet(cmd) => Ok(cart_get::apply(cmd, server, now, session)),
         Command::CartClear(cmd) => cart_clear::apply(cmd, server, now),
-        Command::CartMerge(cmd) => cart_merge::apply(cmd, server, now),
+        Command::CartMerge(cmd) => cart_merge::apply(cmd, server, now, session.handed.take()),
+        Command::CartHandoff(cmd) => cart_handoff::hand_off(cmd, server, now),
+        Command::CartHandoffDone(cmd) => Ok(cart_handoff::done(cmd, server, now)),
         Command::CartSave(cmd) => cart_save::apply(cmd, server, now),
         Command::CartRestore(cmd) => cart_restore::apply(cmd, server, now),
         Command::CatalogSet(cmd) => catalog::set(cmd, server, now),

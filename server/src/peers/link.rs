@@ -220,7 +220,7 @@ pub fn space_name(space: Space) -> &'static str {
     match space {
         Space::Catalog => "catalog",
         Space::Promotion => "promotion",
-        Space::Cart | Space::GiftCard => {
+        Space::Cart | Space::GiftCard | Space::Handoff => {
             unreachable!("only catalog entries and promotions are shared")
         }
     }

@@ -150,6 +150,9 @@ impl Store {
             let image = postcard::to_allocvec(&card).expect("into a Vec");
             entries.push((Space::GiftCard, code.as_bytes().to_vec(), image));
         }
+        for (key, image) in self.handoff_entries() {
+            entries.push((Space::Handoff, key, image));
+        }
         for (space, key, image) in &entries {
             writer.push(EntryRef {
                 kind: EntryKind::Reference(*space),
@@ -486,5 +489,6 @@ impl Store {
         self.stamps.clear();
         self.frozen_at_recovery.lock().clear();
         self.awaiting_base.lock().clear();
+        *self.handoffs.lock() = super::handoff::Handoffs::default();
     }
 }

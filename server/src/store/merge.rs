@@ -2,9 +2,14 @@
 //! folded into the user cart (or re-keyed as it), and the result validated, all atomically.
 //! MERGE reads the catalog under the locks (caps and prices): it must be one step so its
 //! idempotent reply is exactly the reply the client saw, and it is rare next to adds.
+//!
+//! A guest cart served by another cluster node arrives handed off (`handoff.rs`,
+//! `crate::handoff`): it is folded in the same way, and the merge's record holds the received
+//! handoff instead of the guest cart's tombstone, which the giving node logged.
 
+use bytes::Bytes;
 use parking_lot::MutexGuard;
-use protocol::{CartMerge, CommandError, Reply};
+use protocol::{CartMerge, CommandError, ErrorCode, Reply};
 
 use persistence::{EventKind, TombstoneReason};
 use serde_json::json;
@@ -19,9 +24,43 @@ use crate::cart::{Cart, CodeList};
 use crate::catalog::apply_plan;
 use crate::limits::GIFT_CARDS_PER_CART_MAX;
 
+/// The user cart a guest cart is folded into: its shard (locked), where in it, the command,
+/// and the handoff the guest cart came by, if another node gave it.
+struct MergeInto<'s, 'a> {
+    shard: &'s mut Shard,
+    at: Location,
+    cmd: &'a CartMerge,
+    handed: Option<&'a Handed>,
+}
+
+/// Where the guest cart of a merge comes from.
+pub enum GuestFrom {
+    /// A shard of this node.
+    Here,
+    /// Another node handed it off (`CART.HANDOFF`): its image, or `None` when that node had
+    /// no guest cart.
+    Handed(Option<Handed>),
+}
+
+/// A guest cart another node handed off.
+#[derive(Debug, Clone)]
+pub struct Handed {
+    /// The handoff's id.
+    pub id: Bytes,
+    /// The guest cart's image.
+    pub cart: Bytes,
+    /// The cluster id of the node that gave it.
+    pub from: String,
+}
+
 impl Store {
-    /// `CART.MERGE`.
-    pub fn merge(&self, cmd: &CartMerge, now_ms: u64) -> Result<Reply, CommandError> {
+    /// `CART.MERGE`, its guest cart from `guest_from`.
+    pub fn merge(
+        &self,
+        cmd: &CartMerge,
+        guest_from: GuestFrom,
+        now_ms: u64,
+    ) -> Result<Reply, CommandError> {
         // The user cart is taken as a copy before the guest cart is removed.
         assert_ne!(
             cmd.guest_key, cmd.user_key,
@@ -29,7 +68,10 @@ impl Store {
         );
         let guest_at = self.locate(&cmd.guest_key);
         let user_at = self.locate(&cmd.user_key);
-        let (mut user_guard, mut other_guard) = self.lock_pair(user_at.shard, guest_at.shard);
+        let (mut user_guard, mut other_guard) = match guest_from {
+            GuestFrom::Here => self.lock_pair(user_at.shard, guest_at.shard),
+            GuestFrom::Handed(_) => (self.shard(user_at.shard), None),
+        };
         let options = &cmd.mutation;
         if let Some(version) = self.replayed(&mut user_guard, user_at.hash, options, now_ms)? {
             drop(other_guard);
@@ -47,10 +89,102 @@ impl Store {
             user.end_checkout();
         }
 
-        let guest_shard: &mut Shard = match other_guard.as_deref_mut() {
-            Some(shard) => shard,
-            None => &mut user_guard,
+        let (guest_cart, handed) = match guest_from {
+            GuestFrom::Here => {
+                let guest_shard: &mut Shard = match other_guard.as_deref_mut() {
+                    Some(shard) => shard,
+                    None => &mut user_guard,
+                };
+                (
+                    self.take_local_guest(guest_shard, guest_at, cmd, now_ms)?,
+                    None,
+                )
+            }
+            GuestFrom::Handed(handed) => self.handed_guest(handed)?,
         };
+
+        let (user, validation) = match (guest_cart, user_cart) {
+            // Nothing to merge: safe to retry, the reply is the user cart as it is.
+            (None, None) => return Ok(Reply::Null),
+            (None, Some(user)) => {
+                let user = self.nothing_to_merge(&mut user_guard, user_at, cmd, user, now_ms);
+                (user, Validation::Skipped)
+            }
+            (Some(guest), user) => {
+                let into = MergeInto {
+                    shard: &mut user_guard,
+                    at: user_at,
+                    cmd,
+                    handed: handed.as_ref(),
+                };
+                (
+                    self.fold_guest(into, guest, user, now_ms),
+                    Validation::Fresh,
+                )
+            }
+        };
+        drop(other_guard);
+        self.remember(&mut user_guard, user_at.hash, options, user.version, now_ms);
+        // The reply is made from the copy, with the shard free (as `Store::mutate_with`).
+        drop(user_guard);
+        let (mode, format) = (options.reply, options.format);
+        Ok(self.reply_for(&cmd.user_key, &user, mode, format, now_ms, validation))
+    }
+
+    /// Whether `CART.MERGE` would take its guest cart now: not a replay of its token, not
+    /// refused by its user cart (IFVERSION, FROZEN). A merge across nodes asks before it takes
+    /// the guest cart from its node, so a merge refused here leaves that cart where it is.
+    pub fn merge_would_take(&self, cmd: &CartMerge, now_ms: u64) -> bool {
+        let at = self.locate(&cmd.user_key);
+        let mut shard = self.shard(at.shard);
+        if !matches!(
+            self.replayed(&mut shard, at.hash, &cmd.mutation, now_ms),
+            Ok(None)
+        ) {
+            return false;
+        }
+        // Read only (an expired cart is left for the merge to reap): this runs before the
+        // command, outside the transaction lock.
+        let user = shard
+            .find(at.hash, &cmd.user_key)
+            .filter(|cart| cart.expires_at_ms > now_ms);
+        check_version(&cmd.mutation, user.as_ref()).is_ok()
+            && user.is_none_or(|user| user.frozen(now_ms).is_none())
+    }
+
+    /// No guest cart: the user cart stays as it is, but a token is still logged with it, so a
+    /// retry replays after a restart too.
+    fn nothing_to_merge(
+        &self,
+        user_shard: &mut Shard,
+        user_at: Location,
+        cmd: &CartMerge,
+        mut user: Cart,
+        now_ms: u64,
+    ) -> Cart {
+        if let Some(guard) = idempotency_guard(&cmd.mutation) {
+            let before = user.clone();
+            self.log_cart(
+                &cmd.user_key,
+                Some(&before),
+                &mut user,
+                None,
+                Some(guard),
+                now_ms,
+            );
+            user_shard.update(user_at.hash, &cmd.user_key, &user);
+        }
+        user
+    }
+
+    /// Takes the guest cart out of its shard here (put back if it is in checkout: `FROZEN`).
+    fn take_local_guest(
+        &self,
+        guest_shard: &mut Shard,
+        guest_at: Location,
+        cmd: &CartMerge,
+        now_ms: u64,
+    ) -> Result<Option<Cart>, CommandError> {
         self.reap(guest_shard, guest_at, &cmd.guest_key, now_ms);
         let mut guest_cart = guest_shard.remove(guest_at.hash, &cmd.guest_key);
         if let Some(guest) = guest_cart.as_mut() {
@@ -61,37 +195,30 @@ impl Store {
             }
             guest.end_checkout();
         }
+        Ok(guest_cart)
+    }
 
-        let (user, validation) = match (guest_cart, user_cart) {
-            // Nothing to merge: safe to retry, the reply is the user cart as it is.
-            (None, None) => return Ok(Reply::Null),
-            (None, Some(mut user)) => {
-                if let Some(guard) = idempotency_guard(options) {
-                    // Nothing to merge, but a retry must still replay after a restart.
-                    let before = user.clone();
-                    self.log_cart(
-                        &cmd.user_key,
-                        Some(&before),
-                        &mut user,
-                        None,
-                        Some(guard),
-                        now_ms,
-                    );
-                    user_guard.update(user_at.hash, &cmd.user_key, &user);
-                }
-                (user, Validation::Skipped)
-            }
-            (Some(guest), user) => {
-                let user = self.fold_guest(&mut user_guard, user_at, cmd, guest, user, now_ms);
-                (user, Validation::Fresh)
-            }
+    /// The guest cart another node handed off, unless it was merged here already (a retry
+    /// handed the same handoff again merges nothing: its lines are in the user cart).
+    fn handed_guest(
+        &self,
+        handed: Option<Handed>,
+    ) -> Result<(Option<Cart>, Option<Handed>), CommandError> {
+        let Some(handed) = handed.filter(|handed| !self.handoff_received(&handed.id)) else {
+            return Ok((None, None));
         };
-        drop(other_guard);
-        self.remember(&mut user_guard, user_at.hash, options, user.version, now_ms);
-        // The reply is made from the copy, with the shard free (as `Store::mutate_with`).
-        drop(user_guard);
-        let (mode, format) = (options.reply, options.format);
-        Ok(self.reply_for(&cmd.user_key, &user, mode, format, now_ms, validation))
+        if !self.room_for_received() {
+            return Err(CommandError::new(
+                ErrorCode::TryAgain,
+                "too many merges across nodes wait for their guest cart's node to confirm them; retry later",
+            ));
+        }
+        let guest = image::decode(&handed.cart, &self.names).map_err(|error| {
+            CommandError::err(format!(
+                "the handed-off guest cart does not decode: {error}"
+            ))
+        })?;
+        Ok((Some(guest), Some(handed)))
     }
 
     /// Locks the user cart's shard and, if different, the guest cart's, lower index first:
@@ -116,13 +243,17 @@ impl Store {
     /// and logs the result, and returns it.
     fn fold_guest(
         &self,
-        user_shard: &mut Shard,
-        user_at: Location,
-        cmd: &CartMerge,
+        into: MergeInto<'_, '_>,
         guest: Cart,
         user: Option<Cart>,
         now_ms: u64,
     ) -> Cart {
+        let MergeInto {
+            shard: user_shard,
+            at: user_at,
+            cmd,
+            handed,
+        } = into;
         let user_kind = self.kind_of(&cmd.user_key);
         let expires_at_ms = now_ms + self.ttl_ms(user_kind);
         let guest_version = guest.version;
@@ -161,7 +292,7 @@ impl Store {
                 (user, false)
             }
         };
-        self.log_merge(cmd, &mut user, guest_version, now_ms);
+        self.log_merge(cmd, &mut user, guest_version, handed, now_ms);
         if created {
             user_shard.insert(user_at.hash, &cmd.user_key, &user);
         } else {
@@ -170,33 +301,52 @@ impl Store {
         user
     }
 
-    /// Logs a merge as one record: the user cart as it now is, and the guest cart gone, so
-    /// recovery, PostgreSQL and replicas see both or neither.
-    fn log_merge(&self, cmd: &CartMerge, user: &mut Cart, guest_version: u64, now_ms: u64) {
-        if self.wal().is_none() {
-            return;
-        }
+    /// Logs a merge as one record: the user cart as it now is, and the guest cart gone (or,
+    /// handed off by another node, the received handoff), so recovery, PostgreSQL and replicas
+    /// see both or neither.
+    fn log_merge(
+        &self,
+        cmd: &CartMerge,
+        user: &mut Cart,
+        guest_version: u64,
+        handed: Option<&Handed>,
+        now_ms: u64,
+    ) {
         let guest_key = String::from_utf8_lossy(&cmd.guest_key);
         let user_key = String::from_utf8_lossy(&cmd.user_key);
-        let into_user = event(EventKind::Merge, json!({ "guest": guest_key }));
+        let into_user = match handed {
+            None => event(EventKind::Merge, json!({ "guest": guest_key })),
+            Some(handed) => {
+                let id = String::from_utf8_lossy(&handed.id);
+                event(
+                    EventKind::Merge,
+                    json!({ "guest": guest_key, "handoff": id }),
+                )
+            }
+        };
         let out_of_guest = event(EventKind::Merge, json!({ "into": user_key }));
-        let changes = [
-            CartChange {
-                key: &cmd.user_key,
-                version: user.version,
-                state: CartState::Image(image::encode(user, &self.names)),
-                event: Some(&into_user),
-                guard: idempotency_guard(&cmd.mutation),
-            },
-            CartChange {
+        let user_change = CartChange {
+            key: &cmd.user_key,
+            version: user.version,
+            state: CartState::Image(image::encode(user, &self.names)),
+            event: Some(&into_user),
+            guard: idempotency_guard(&cmd.mutation),
+        };
+        let Some(handed) = handed else {
+            let guest_change = CartChange {
                 key: &cmd.guest_key,
                 version: guest_version,
                 state: CartState::Gone(TombstoneReason::Merged),
                 event: Some(&out_of_guest),
                 guard: None,
-            },
-        ];
-        user.lsn = self.append_carts(&changes, &[], now_ms);
+            };
+            user.lsn = self.append_carts(&[user_change, guest_change], &[], now_ms);
+            return;
+        };
+        let (key, entry) = Store::received_entry(&cmd.guest_key, &handed.from, &handed.id);
+        let received = super::handoff::handoff_change(&key, Some(&entry), now_ms);
+        user.lsn = self.append_carts(&[user_change], &[received], now_ms);
+        self.keep_received(&handed.id, &cmd.guest_key, &handed.from, user.lsn);
     }
 
     /// Keeps the promo codes, the user cart's or the guest cart's, that give the merged cart

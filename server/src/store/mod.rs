@@ -11,6 +11,7 @@
 
 mod checkout;
 pub mod durable;
+pub mod handoff;
 mod index;
 mod introspection;
 mod log;
@@ -41,6 +42,7 @@ use crate::limits::{EXPIRE_CHECKS_PER_LOCK_MAX, VALIDATION_ATTEMPTS_MAX};
 use crate::pricing::{GiftCards, Promotions};
 pub use introspection::{CartFootprint, TtlSample};
 pub use log::{bare_event, deferring_writes, event, take_appended_lsn};
+pub use merge::{GuestFrom, Handed};
 use persistence::{Event, EventKind, GuardKind, GuardRef, TombstoneReason, Wal};
 use shard::Shard;
 use tokens::{Lookup, Remembered, TokenBounds, TokenMemory};
@@ -194,6 +196,8 @@ pub struct Store {
     /// A replica's store: it changes only by its primary's records ([`Store::apply_replicated`]);
     /// reads neither expire, renew nor revalidate a cart in place.
     read_only: std::sync::atomic::AtomicBool,
+    /// CART.MERGE across nodes: the handoffs this node gave or received, until confirmed.
+    handoffs: Mutex<handoff::Handoffs>,
 }
 
 /// A cart's lines and the unit prices they hold, to validate against the catalog.
@@ -265,6 +269,7 @@ impl Store {
             awaiting_base: Mutex::default(),
             transactions: crossbeam_utils::sync::ShardedLock::new(()),
             read_only: std::sync::atomic::AtomicBool::new(false),
+            handoffs: Mutex::default(),
         }
     }
 

@@ -108,6 +108,7 @@ pub fn row_key(space: Space, key: &[u8]) -> Result<ReferenceKey, String> {
         Space::Promotion => ReferenceKey::Promotion(key.to_vec()),
         Space::GiftCard => ReferenceKey::GiftCard(key.to_vec()),
         Space::Cart => return Err("a cart is not reference data".into()),
+        Space::Handoff => return Err("a handoff has no row".into()),
     })
 }
 
@@ -153,6 +154,7 @@ pub fn row_value(space: Space, image: &[u8]) -> Result<ReferenceValue, String> {
             }
         }
         Space::Cart => return Err("a cart is not reference data".into()),
+        Space::Handoff => return Err("a handoff has no row".into()),
     })
 }
 
@@ -395,6 +397,7 @@ impl Store {
             |error: postcard::Error| format!("undecodable {} image: {error}", space.as_str());
         match space {
             Space::Cart => unreachable!("carts are not reference data"),
+            Space::Handoff => return self.load_handoff(key, image),
             Space::Catalog => {
                 let (product, variant) = split_catalog_key(key)?;
                 let line = LineKey {

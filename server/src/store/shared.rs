@@ -209,7 +209,7 @@ impl Store {
                 let promo = self.promotions.get(code)?;
                 Some(promo.to_json().to_string().into_bytes())
             }
-            Space::Cart | Space::GiftCard => None,
+            Space::Cart | Space::GiftCard | Space::Handoff => None,
         }
     }
 

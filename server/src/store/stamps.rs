@@ -58,6 +58,7 @@ pub fn space_code(space: Space) -> u8 {
         Space::Catalog => 1,
         Space::Promotion => 2,
         Space::GiftCard => 3,
+        Space::Handoff => 4,
     }
 }
 

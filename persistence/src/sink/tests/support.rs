@@ -196,7 +196,7 @@ impl RowCodec for JsonCodec {
             }
             Space::Promotion => ReferenceKey::Promotion(key.to_vec()),
             Space::GiftCard => ReferenceKey::GiftCard(key.to_vec()),
-            Space::Cart => return Err("a cart is not reference data".into()),
+            Space::Cart | Space::Handoff => return Err("not reference data".into()),
         })
     }
 
@@ -219,7 +219,7 @@ impl RowCodec for JsonCodec {
                 balance: json["balance"].as_i64().ok_or("no balance")?,
                 currency: json["currency"].as_str().unwrap_or("USD").into(),
             },
-            Space::Cart => return Err("a cart is not reference data".into()),
+            Space::Cart | Space::Handoff => return Err("not reference data".into()),
         })
     }
 

@@ -374,3 +374,32 @@ async fn reference_data_reaches_its_tables_exactly_once() {
     assert_eq!(balance, 4000, "an older record never replaces a newer row");
     db.drop(pool).await;
 }
+
+/// A handoff (CART.MERGE across nodes) is the node's own business: its changes make no row and
+/// no codec error, and the record still counts toward the checkpoint.
+#[test]
+fn a_handoff_change_makes_no_row() {
+    use crate::record::{Change, Record, Space, State};
+    let change = |state| Change {
+        space: Space::Handoff,
+        key: bytes::Bytes::from_static(b"Gcart:guest:1"),
+        version: 0,
+        at_ms: 1,
+        state,
+        event: None,
+        guard: None,
+    };
+    let records = [
+        Record {
+            lsn: 1,
+            changes: vec![change(State::Image(bytes::Bytes::from_static(b"entry")))],
+        },
+        Record {
+            lsn: 2,
+            changes: vec![change(State::Tombstone(TombstoneReason::Merged))],
+        },
+    ];
+    let batch = crate::sink::batch::Batch::build(&records, &JsonCodec, 1, &Default::default());
+    assert!(batch.codec_errors.is_empty(), "{:?}", batch.codec_errors);
+    assert_eq!((batch.first_lsn, batch.last_lsn, batch.records), (1, 2, 2));
+}
