@@ -298,6 +298,45 @@ async fn a_merge_is_routed_by_its_user_cart() {
     assert_eq!(merged, ":2\r\n", "nothing to take: the user cart as it is");
 }
 
+/// A replica says what it is, in Redis's fields, once its link to its primary is up: ROLE
+/// `slave host port connected offset`, INFO replication `role:slave` with its primary and
+/// `master_link_status:up`; a primary stays `master`.
+#[tokio::test]
+async fn a_replica_names_its_primary_in_role_and_info() {
+    let cluster = LocalCluster::up(1, 1);
+    let mut replica = cluster.conn(1).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let role = loop {
+        let role = text(replica.call(&["ROLE"]).await);
+        if role.contains("connected") || std::time::Instant::now() > deadline {
+            break role;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        role,
+        format!(
+            "*5\r\n$5\r\nslave\r\n$9\r\n127.0.0.1\r\n:{}\r\n$9\r\nconnected\r\n:0\r\n",
+            cluster.port
+        )
+    );
+    let info = text(replica.call(&["INFO", "replication"]).await);
+    for field in [
+        "role:slave\r\n".to_owned(),
+        "master_host:127.0.0.1\r\n".to_owned(),
+        format!("master_port:{}\r\n", cluster.port),
+        "master_link_status:up\r\n".to_owned(),
+    ] {
+        assert!(info.contains(&field), "{field:?} in {info:?}");
+    }
+    let mut primary = cluster.conn(0).await;
+    let info = text(primary.call(&["INFO", "replication"]).await);
+    assert!(
+        info.contains("role:master\r\n") && info.contains("master_repl_offset:"),
+        "{info}"
+    );
+}
+
 async fn count_in_slot(conn: &mut redis::aio::MultiplexedConnection, slot: i64) -> usize {
     let count: i64 = redis::cmd("CLUSTER")
         .arg("COUNTKEYSINSLOT")
