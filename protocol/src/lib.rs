@@ -23,9 +23,9 @@ pub use cmd::{
     CartAdd, CartCheckout, CartClear, CartComplete, CartGet, CartGiftCard, CartMerge, CartPromo,
     CartRelease, CartRemove, CartRestore, CartSave, CartSet, CatalogDel, CatalogGet, CatalogSet,
     ClientCommand, ClientKill, CodeAction, Command, CommandCommand, CommandId, CommandSpec,
-    Currency, Format, GiftCardDel, GiftCardGet, GiftCardSet, Hello, Keys, LineId, LineList,
-    MergeQty, MutationOptions, PromoDel, PromoGet, PromoSet, RefSync, RefSyncChange, ReplyMode,
-    Scan, Shutdown, StockSet, COMMANDS,
+    Currency, Format, GiftCardDel, GiftCardGet, GiftCardSet, GiftSync, Hello, Keys, LineId,
+    LineList, MergeQty, MutationOptions, PromoDel, PromoGet, PromoSet, RefSync, RefSyncChange,
+    ReplyMode, Scan, Shutdown, StockSet, COMMANDS,
 };
 pub use error::{CommandError, ErrorCode};
 pub use reply::{Protocol, Reply};

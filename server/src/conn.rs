@@ -18,6 +18,7 @@ use crate::limits::{
     IDLE_BUFFER_BYTES_MAX, READ_CHUNK_BYTES, READ_CHUNK_MIN_BYTES, REQUESTS_PER_BATCH_MAX,
     TURN_REPLY_BYTES_MAX, WRITE_BUFFER_BYTES_MAX,
 };
+use crate::peers::gift_cards;
 use crate::postgres::restore;
 use crate::server::{now_ms, Server};
 use crate::slowlog::ArgvCapture;
@@ -198,6 +199,8 @@ enum Stop {
     Restore(Vec<bytes::Bytes>),
     /// The next request is a view whose lines the upstream services refresh first.
     Upstream(ViewRefresh),
+    /// The next request needs a gift card's owner, another cluster node, asked first.
+    GiftCards(gift_cards::Call),
     /// The next request is a change, and the log's queue is full: wait for the writer.
     Room,
     /// CLIENT PAUSE holds the next request (`true`: it may change data).
@@ -223,6 +226,9 @@ enum PreStep {
     Waited,
     Restore,
     Upstream,
+    /// Asked the owners of the gift cards it needs (after the refresh: a checkout holds
+    /// what the fresh prices make each card pay).
+    GiftCards,
 }
 
 /// Whether a WAIT must wait before it answers (more replicas asked for than have this
@@ -300,6 +306,10 @@ impl Connection {
                 }
                 Stop::Upstream(refresh) => {
                     self.refresh_upstream(refresh).await;
+                    continue;
+                }
+                Stop::GiftCards(call) => {
+                    self.session.gift_cards = Some(gift_cards::run(call, &self.server).await);
                     continue;
                 }
                 Stop::Replicate => return self.replicate().await,
@@ -513,13 +523,9 @@ impl Connection {
                     self.refuse_after_restore(error, spec);
                     continue;
                 }
-                if done < PreStep::Upstream {
-                    if let Some(refresh) =
-                        upstream::before_view(&args, spec, &self.server, now_ms())
-                    {
-                        self.pending = Some((args, PreStep::Upstream));
-                        return Stop::Upstream(refresh);
-                    }
+                if let Some((step, stop)) = self.remote_pre_step(&args, spec, done) {
+                    self.pending = Some((args, step));
+                    return stop;
                 }
                 if self.log_queue_full(spec) {
                     self.pending = Some((args, done));
@@ -535,6 +541,28 @@ impl Connection {
             }
         }
         Stop::BatchFull
+    }
+
+    /// The next pre-step after `done` that asks another service: the upstream refresh of a
+    /// view, then the gift card owners (other cluster nodes) a command needs.
+    fn remote_pre_step(
+        &self,
+        args: &[bytes::Bytes],
+        spec: &'static protocol::CommandSpec,
+        done: PreStep,
+    ) -> Option<(PreStep, Stop)> {
+        let now = now_ms();
+        if done < PreStep::Upstream {
+            if let Some(refresh) = upstream::before_view(args, spec, &self.server, now) {
+                return Some((PreStep::Upstream, Stop::Upstream(refresh)));
+            }
+        }
+        if done < PreStep::GiftCards {
+            if let Some(call) = gift_cards::before_command(args, spec, &self.server, now) {
+                return Some((PreStep::GiftCards, Stop::GiftCards(call)));
+            }
+        }
+        None
     }
 
     /// A WAIT that must wait for replicas first (outside MULTI, not waited yet).
@@ -567,6 +595,7 @@ impl Connection {
         }
         let executed = dispatch::execute(args, spec, &mut self.session, &self.server);
         self.session.upstream_stale = false;
+        self.session.gift_cards = None;
         if let Some(spec) = spec {
             crate::cmd::pubsub::after_command(spec, &mut self.session);
         }

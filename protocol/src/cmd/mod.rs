@@ -14,6 +14,7 @@ mod cart_set;
 mod catalog;
 mod connection;
 pub mod docs;
+mod giftsync;
 mod introspection;
 mod keyspace;
 mod options;
@@ -39,6 +40,7 @@ pub use cart_save::CartSave;
 pub use cart_set::CartSet;
 pub use catalog::{CatalogDel, CatalogGet, CatalogSet, StockSet};
 pub use connection::{ClientCommand, ClientKill, ClientReply, Hello, Tracking};
+pub use giftsync::GiftSync;
 pub use introspection::{
     LatencyCommand, MemoryCommand, ObjectCommand, SlowlogCommand, SLOWLOG_GET_DEFAULT,
 };
@@ -153,6 +155,8 @@ pub enum Command {
     Monitor,
     Cluster(ClusterCommand),
     RefSync(RefSync),
+    /// `GIFTSYNC`, between cluster primaries.
+    GiftSync(GiftSync),
     /// `WAIT numreplicas timeout_ms`.
     Wait {
         /// Replicas to wait for.
@@ -259,6 +263,7 @@ impl Command {
             Command::Monitor => CommandId::Monitor,
             Command::Cluster(_) => CommandId::Cluster,
             Command::RefSync(_) => CommandId::RefSync,
+            Command::GiftSync(_) => CommandId::GiftSync,
             Command::Wait { .. } => CommandId::Wait,
             Command::ReadOnly => CommandId::ReadOnly,
             Command::ReadWrite => CommandId::ReadWrite,
@@ -391,6 +396,7 @@ fn parse_known(id: CommandId, args: &mut Args) -> Result<Command, CommandError> 
         | CommandId::Monitor => pubsub::parse(id, args)?,
         CommandId::Cluster => Command::Cluster(ClusterCommand::parse(args)?),
         CommandId::RefSync => Command::RefSync(RefSync::parse(args)?),
+        CommandId::GiftSync => Command::GiftSync(GiftSync::parse(args)?),
         CommandId::Wait => server::parse_wait(args)?,
         CommandId::ReadOnly => Command::ReadOnly,
         CommandId::ReadWrite => Command::ReadWrite,

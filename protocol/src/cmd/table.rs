@@ -76,6 +76,7 @@ pub enum CommandId {
     ReplConf,
     Psync,
     RefSync,
+    GiftSync,
 }
 
 impl CommandId {
@@ -1067,6 +1068,18 @@ pub static COMMANDS: &[CommandSpec] = &[
         group: "cluster",
         summary: "Internal, between cluster primaries: a peer's write of a catalog entry or promotion, digests of the shared entries, one bucket of them, the links' state.",
         syntax: "SET|DEL|DIGEST|PULL|STATUS [argument ...]",
+    },
+    CommandSpec {
+        id: CommandId::GiftSync,
+        name: "giftsync",
+        arity: -4,
+        flags: &["write", "admin", "noscript"],
+        categories: &[],
+        keys: Keys::NONE,
+        also_keys: Keys::NONE,
+        group: "cluster",
+        summary: "Internal, between cluster primaries: hold, spend or release part of a gift card this node decides, for a checkout on another node.",
+        syntax: "HOLD|SPEND|RELEASE code token [argument ...]",
     },
 ];
 
