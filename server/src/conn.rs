@@ -595,7 +595,9 @@ impl Connection {
         }
         let executed = dispatch::execute(args, spec, &mut self.session, &self.server);
         self.session.upstream_stale = false;
-        self.session.gift_cards = None;
+        if let Some(peers) = &self.server.peers {
+            gift_cards::abandon(self.session.gift_cards.take(), &peers.owners);
+        }
         if let Some(spec) = spec {
             crate::cmd::pubsub::after_command(spec, &mut self.session);
         }

@@ -185,6 +185,38 @@ async fn the_owner_killed_between_hold_and_complete_spends_once() {
     assert_eq!(card["held"], 2000, "the other checkout's hold: {card}");
 }
 
+/// Waits until card `code` holds nothing at node `owner` (2 s at most).
+async fn wait_unheld(cluster: &LocalCluster, owner: u16, code: &str) {
+    let mut owner = node(cluster, owner).await;
+    for _ in 0..100 {
+        if gift_card(&mut owner, code).await["held"] == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the holds stay: {}", gift_card(&mut owner, code).await);
+}
+
+/// A checkout refused after its card's owner held for it (a line out of stock) leaves
+/// nothing held there.
+#[tokio::test]
+async fn a_refused_checkout_gives_the_hold_back_at_the_owner() {
+    let cluster = LocalCluster::up(3, 0);
+    let code = owned_by(&cluster, 1, "refused-card-", 1).await.remove(0);
+    let key = owned_by(&cluster, 0, "cart:refused-", 1).await.remove(0);
+    let mut conn = node(&cluster, 0).await;
+    ok(&mut conn, &["GIFTCARD.SET", &code, "5000", "USD"]).await;
+    add_card(&mut conn, &key, 1000, &code).await;
+    let add = [
+        "CART.ADD", &key, "gone", "-", "1", "PRICE", "500", "CURRENCY", "USD",
+    ];
+    ok(&mut conn, &add).await;
+    ok(&mut conn, &["CATALOG.SET", "gone", "-", "500", "USD", "STOCK", "0"]).await;
+    let refused = fails(&mut conn, &["CART.CHECKOUT", &key]).await;
+    assert!(refused.contains("unavailable lines"), "{refused}");
+    wait_unheld(&cluster, 1, &code).await;
+}
+
 /// A released checkout gives its hold back at the owner, and a cart deleted in checkout too.
 #[tokio::test]
 async fn release_and_delete_give_the_hold_back_at_the_owner() {
@@ -198,12 +230,5 @@ async fn release_and_delete_give_the_hold_back_at_the_owner() {
     assert_eq!(gift_card(&mut conn, &code).await["held"], 2000);
     ok(&mut conn, &["CART.RELEASE", &keys[0], &token(&frozen)]).await;
     ok(&mut conn, &["DEL", &keys[1]]).await;
-    let mut owner = node(&cluster, 2).await;
-    for _ in 0..100 {
-        if gift_card(&mut owner, &code).await["held"] == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the holds stay: {}", gift_card(&mut owner, &code).await);
+    wait_unheld(&cluster, 2, &code).await;
 }

@@ -248,6 +248,19 @@ pub fn before_command(
     }
 }
 
+/// Lets go of what a pre-step got that its command did not take (it was refused before its
+/// handler ran, say): holds taken for a checkout that did not run are released at their
+/// owners. (A spend not taken needs nothing: the completion sent again is answered it.)
+pub fn abandon(prepared: Option<Prepared>, owners: &Arc<Owners>) {
+    if let Some(Prepared::Held(held)) = prepared {
+        for (code, card) in &held.cards {
+            if card.is_some_and(|card| card.available > 0) {
+                owners.release(&held.token, code);
+            }
+        }
+    }
+}
+
 /// Makes the calls `call` needs and says what they answered.
 pub async fn run(call: Call, server: &Server) -> Prepared {
     let Some(peers) = &server.peers else {
@@ -261,7 +274,7 @@ pub async fn run(call: Call, server: &Server) -> Prepared {
             held,
             currency,
             asks,
-        } => hold(calls, held, currency, &asks).await,
+        } => hold((calls, &peers.owners), held, currency, &asks).await,
         Call::Spend { token, spends } => spend(calls, &token, &spends).await,
     };
     result.unwrap_or_else(Prepared::Failed)
@@ -325,7 +338,7 @@ async fn look(calls: &Calls, owner: usize, code: &[u8]) -> Result<Prepared, Comm
 /// Asks each owner to hold its card for the checkout; the first that cannot be asked, or
 /// refuses, fails it all, and what the others held is released.
 async fn hold(
-    calls: &Calls,
+    (calls, owners): (&Calls, &Arc<Owners>),
     mut held: HeldElsewhere,
     currency: Currency,
     asks: &[(usize, i64)],
@@ -361,7 +374,13 @@ async fn hold(
             ))),
             Err(why) => Err(unreachable_owner(&why)),
         };
-        *card = answer?;
+        match answer {
+            Ok(answer) => *card = answer,
+            Err(error) => {
+                abandon(Some(Prepared::Held(held)), owners);
+                return Err(error);
+            }
+        }
     }
     Ok(Prepared::Held(held))
 }
