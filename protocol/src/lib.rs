@@ -24,8 +24,8 @@ pub use cmd::{
     CartHandoffDone, CartMerge, CartPromo, CartRelease, CartRemove, CartRestore, CartSave, CartSet,
     CatalogDel, CatalogGet, CatalogSet, ClientCommand, ClientKill, CodeAction, Command,
     CommandCommand, CommandId, CommandSpec, Currency, Format, GiftCardDel, GiftCardGet,
-    GiftCardSet, Hello, Keys, LineId, LineList, MergeQty, MutationOptions, PromoDel, PromoGet,
-    PromoSet, RefSync, RefSyncChange, ReplyMode, Scan, Shutdown, StockSet, COMMANDS,
+    GiftCardSet, GiftSync, Hello, Keys, LineId, LineList, MergeQty, MutationOptions, PromoDel,
+    PromoGet, PromoSet, RefSync, RefSyncChange, ReplyMode, Scan, Shutdown, StockSet, COMMANDS,
 };
 pub use error::{CommandError, ErrorCode};
 pub use reply::{Protocol, Reply};

@@ -18,6 +18,7 @@ use crate::limits::{
     IDLE_BUFFER_BYTES_MAX, READ_CHUNK_BYTES, READ_CHUNK_MIN_BYTES, REQUESTS_PER_BATCH_MAX,
     TURN_REPLY_BYTES_MAX, WRITE_BUFFER_BYTES_MAX,
 };
+use crate::peers::gift_cards;
 use crate::postgres::restore;
 use crate::server::{now_ms, Server};
 use crate::slowlog::ArgvCapture;
@@ -200,6 +201,8 @@ enum Stop {
     Handoff(crate::handoff::HandoffRequest),
     /// The next request is a view whose lines the upstream services refresh first.
     Upstream(ViewRefresh),
+    /// The next request needs a gift card's owner, another cluster node, asked first.
+    GiftCards(gift_cards::Call),
     /// The next request is a change, and the log's queue is full: wait for the writer.
     Room,
     /// CLIENT PAUSE holds the next request (`true`: it may change data).
@@ -226,6 +229,9 @@ enum PreStep {
     Restore,
     Handoff,
     Upstream,
+    /// Asked the owners of the gift cards it needs (after the refresh: a checkout holds
+    /// what the fresh prices make each card pay).
+    GiftCards,
 }
 
 /// Whether a WAIT must wait before it answers (more replicas asked for than have this
@@ -261,13 +267,7 @@ impl Connection {
         loop {
             crate::store::take_appended_lsn();
             let stop = crate::store::deferring_writes(|| self.handle_complete_requests(&limits));
-            let appended = crate::store::take_appended_lsn();
-            if appended > 0 {
-                self.session.last_write_lsn = self.session.last_write_lsn.max(appended);
-                if let Some(durability) = self.server.durability.get() {
-                    durability.wal.write_queued();
-                }
-            }
+            let appended = self.take_appended();
             self.record_stats();
             self.hold_replies(appended);
             self.account_memory();
@@ -310,6 +310,10 @@ impl Connection {
                     self.refresh_upstream(refresh).await;
                     continue;
                 }
+                Stop::GiftCards(call) => {
+                    self.session.gift_cards = Some(gift_cards::run(call, &self.server).await);
+                    continue;
+                }
                 Stop::Replicate => return self.replicate().await,
                 Stop::Room | Stop::Paused(_) | Stop::Wait { .. } => {
                     if self.wait_out(stop).await {
@@ -323,6 +327,19 @@ impl Connection {
                 return Ok(());
             }
         }
+    }
+
+    /// The last LSN the batch appended (0: none): noted as this client's last change (for
+    /// WAIT), and the log's writer told.
+    fn take_appended(&mut self) -> Lsn {
+        let appended = crate::store::take_appended_lsn();
+        if appended > 0 {
+            self.session.last_write_lsn = self.session.last_write_lsn.max(appended);
+            if let Some(durability) = self.server.durability.get() {
+                durability.wal.write_queued();
+            }
+        }
+        appended
     }
 
     /// Serves the rest of the connection as a replica's link (PSYNC was accepted).
@@ -541,22 +558,29 @@ impl Connection {
         Stop::BatchFull
     }
 
-    /// The pre-step after the restore that the request still needs, if any: the handoff of
-    /// a merge's guest cart from another node, or an upstream refresh of a view's lines.
+    /// The next pre-step after `done` that asks another node or service: the handoff of a
+    /// merge's guest cart from another node, the upstream refresh of a view, then the gift
+    /// card owners (other cluster nodes) a command needs.
     fn remote_pre_step(
         &self,
         args: &[bytes::Bytes],
         spec: &'static protocol::CommandSpec,
         done: PreStep,
     ) -> Option<(PreStep, Stop)> {
+        let now = now_ms();
         if done < PreStep::Handoff {
             if let Some(request) = crate::handoff::before_merge(args, spec, &self.server) {
                 return Some((PreStep::Handoff, Stop::Handoff(request)));
             }
         }
         if done < PreStep::Upstream {
-            if let Some(refresh) = upstream::before_view(args, spec, &self.server, now_ms()) {
+            if let Some(refresh) = upstream::before_view(args, spec, &self.server, now) {
                 return Some((PreStep::Upstream, Stop::Upstream(refresh)));
+            }
+        }
+        if done < PreStep::GiftCards {
+            if let Some(call) = gift_cards::before_command(args, spec, &self.server, now) {
+                return Some((PreStep::GiftCards, Stop::GiftCards(call)));
             }
         }
         None
@@ -595,6 +619,9 @@ impl Connection {
         // A handoff result is for this request only, whether or not it reached the merge (a
         // MISCONF refusal does not).
         self.session.handed = None;
+        if let Some(peers) = &self.server.peers {
+            gift_cards::abandon(self.session.gift_cards.take(), &peers.owners);
+        }
         if let Some(spec) = spec {
             crate::cmd::pubsub::after_command(spec, &mut self.session);
         }

@@ -32,6 +32,9 @@ pub struct Session {
     /// The upstream refresh run before the current request failed: its view is served from
     /// the cache, marked stale. Set by the connection for one request, cleared after it.
     pub upstream_stale: bool,
+    /// What other cluster nodes answered the current request's gift card pre-step (set by
+    /// the connection for one request, taken by its handler, cleared after it).
+    pub gift_cards: Option<crate::peers::gift_cards::Prepared>,
     /// Between MULTI and EXEC: what is queued.
     pub transaction: Option<crate::transaction::Transaction>,
     /// WATCHed carts, each with what it was when watched.
@@ -80,6 +83,7 @@ impl Session {
             close: false,
             handle,
             upstream_stale: false,
+            gift_cards: None,
             transaction: None,
             watched: Vec::new(),
             channels: HashSet::new(),

@@ -69,6 +69,10 @@ pub const PROMOTIONS_AUTOMATIC_MAX: usize = 100;
 pub const GIFT_CARDS_MAX: usize = 1_000_000;
 /// Unexpired holds one gift card carries; a hold beyond it reserves nothing.
 pub const GIFT_CARD_HOLDS_MAX: usize = 64;
+/// How long after its hold would have run out a card's owner remembers what another node's
+/// checkout spent (so that node's retried spend answers again): a retry comes only while the
+/// checkout's hold runs there, this covers their clocks differing.
+pub const GIFT_CARD_PEER_SPENT_KEPT_MS: u64 = 60_000;
 /// Longest promotion or gift card code, in bytes.
 pub const CODE_BYTES_MAX: usize = 64;
 /// Entries in one product list of a promotion document.
@@ -140,3 +144,9 @@ pub const HANDOFF_REPLY_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// How often the courier retries the `CART.HANDOFF.DONE`s still owed.
 pub const HANDOFF_RETRY_MS: u64 = 500;
+/// Gift card calls in flight to one peer primary at once (each on its own connection, kept
+/// for the next call); a call beyond it waits for one to end.
+pub const PEER_CALLS_IN_FLIGHT_MAX: usize = 16;
+/// Gift card holds waiting to be released at their owners (a checkout released, expired or
+/// deleted here); beyond it a release is not queued and its hold runs out by itself.
+pub const PEER_RELEASE_QUEUE_MAX: usize = 4096;

@@ -15,6 +15,7 @@ mod cart_set;
 mod catalog;
 mod connection;
 pub mod docs;
+mod giftsync;
 mod introspection;
 mod keyspace;
 mod options;
@@ -41,6 +42,7 @@ pub use cart_save::CartSave;
 pub use cart_set::CartSet;
 pub use catalog::{CatalogDel, CatalogGet, CatalogSet, StockSet};
 pub use connection::{ClientCommand, ClientKill, ClientReply, Hello, Tracking};
+pub use giftsync::GiftSync;
 pub use introspection::{
     LatencyCommand, MemoryCommand, ObjectCommand, SlowlogCommand, SLOWLOG_GET_DEFAULT,
 };
@@ -155,6 +157,8 @@ pub enum Command {
     Monitor,
     Cluster(ClusterCommand),
     RefSync(RefSync),
+    /// `GIFTSYNC`, between cluster primaries.
+    GiftSync(GiftSync),
     /// `WAIT numreplicas timeout_ms`.
     Wait {
         /// Replicas to wait for.
@@ -265,6 +269,7 @@ impl Command {
             Command::Monitor => CommandId::Monitor,
             Command::Cluster(_) => CommandId::Cluster,
             Command::RefSync(_) => CommandId::RefSync,
+            Command::GiftSync(_) => CommandId::GiftSync,
             Command::Wait { .. } => CommandId::Wait,
             Command::ReadOnly => CommandId::ReadOnly,
             Command::ReadWrite => CommandId::ReadWrite,
@@ -399,6 +404,7 @@ fn parse_known(id: CommandId, args: &mut Args) -> Result<Command, CommandError> 
         | CommandId::Monitor => pubsub::parse(id, args)?,
         CommandId::Cluster => Command::Cluster(ClusterCommand::parse(args)?),
         CommandId::RefSync => Command::RefSync(RefSync::parse(args)?),
+        CommandId::GiftSync => Command::GiftSync(GiftSync::parse(args)?),
         CommandId::Wait => server::parse_wait(args)?,
         CommandId::ReadOnly => Command::ReadOnly,
         CommandId::ReadWrite => Command::ReadWrite,

@@ -12,7 +12,7 @@ use crate::CODE_BYTES_MAX;
 /// What a promotion code is called in errors.
 const PROMO_CODE: &str = "promo code";
 /// What a gift card code is called in errors.
-const GIFT_CARD_CODE: &str = "gift card code";
+pub(super) const GIFT_CARD_CODE: &str = "gift card code";
 
 /// `PROMO.SET code json`: defines or replaces a promotion.
 #[derive(Debug, PartialEq)]

@@ -78,6 +78,7 @@ pub enum CommandId {
     RefSync,
     CartHandoff,
     CartHandoffDone,
+    GiftSync,
 }
 
 impl CommandId {
@@ -1093,6 +1094,18 @@ pub static COMMANDS: &[CommandSpec] = &[
         group: "cart",
         summary: "Between cluster nodes: the merge of a handed-off guest cart is durable; the handoff is let go.",
         syntax: "guest_key id",
+    },
+    CommandSpec {
+        id: CommandId::GiftSync,
+        name: "giftsync",
+        arity: -4,
+        flags: &["write", "admin", "noscript"],
+        categories: &[],
+        keys: Keys::NONE,
+        also_keys: Keys::NONE,
+        group: "cluster",
+        summary: "Internal, between cluster primaries: hold, spend or release part of a gift card this node decides, for a checkout on another node.",
+        syntax: "HOLD|SPEND|RELEASE code token [argument ...]",
     },
 ];
 

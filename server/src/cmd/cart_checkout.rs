@@ -2,16 +2,23 @@
 
 use protocol::{CartCheckout, CartComplete, CartRelease, CommandError, ErrorCode, Reply};
 
+use crate::peers::gift_cards::Prepared;
 use crate::server::Server;
 
 /// Runs `CART.CHECKOUT`. `upstream_stale`: the catalog or inventory service could not be
-/// asked for fresh prices and stock, so the cart is not handed to checkout.
+/// asked for fresh prices and stock, so the cart is not handed to checkout. `prepared`: what
+/// other cluster nodes hold for it on the cards they decide (asked before it runs).
 pub fn checkout(
     cmd: CartCheckout,
     server: &Server,
     now: u64,
-    upstream_stale: bool,
+    (upstream_stale, prepared): (bool, Option<Prepared>),
 ) -> Result<Reply, CommandError> {
+    let held_elsewhere = match prepared {
+        Some(Prepared::Held(held)) => Some(held),
+        Some(Prepared::Failed(error)) => return Err(error),
+        _ => None,
+    };
     if upstream_stale {
         return Err(CommandError::new(
             ErrorCode::TryAgain,
@@ -23,18 +30,33 @@ pub fn checkout(
         .map_or(server.store.config.checkout_hold_ms, |seconds| {
             seconds * 1000
         });
-    server.store.checkout(&cmd.key, &cmd.mutation, hold_ms, now)
+    let store = &server.store;
+    store.checkout(
+        &cmd.key,
+        &cmd.mutation,
+        (hold_ms, now),
+        held_elsewhere.as_ref(),
+    )
 }
 
-/// Runs `CART.COMPLETE`.
-pub fn complete(cmd: CartComplete, server: &Server, now: u64) -> Result<Reply, CommandError> {
-    server.store.complete(
-        &cmd.key,
-        &cmd.token,
-        cmd.order_id.as_deref(),
-        &cmd.mutation,
-        now,
-    )
+/// Runs `CART.COMPLETE`. `prepared`: what other cluster nodes spent for it on the cards they
+/// decide (asked before it runs).
+pub fn complete(
+    cmd: CartComplete,
+    server: &Server,
+    now: u64,
+    prepared: Option<Prepared>,
+) -> Result<Reply, CommandError> {
+    let spent_elsewhere = match prepared {
+        Some(Prepared::Spent(spent)) => spent,
+        Some(Prepared::Failed(error)) => return Err(error),
+        _ => Vec::new(),
+    };
+    let order_id = cmd.order_id.as_deref();
+    let completion = (&cmd.token[..], order_id);
+    server
+        .store
+        .complete(&cmd.key, completion, &cmd.mutation, now, &spent_elsewhere)
 }
 
 /// Runs `CART.RELEASE`.

@@ -15,6 +15,7 @@ use super::no_cart;
 use super::pricing::code_text;
 use crate::cart::{Cart, CodeList};
 use crate::limits::{GIFT_CARDS_PER_CART_MAX, PROMO_CODES_PER_CART_MAX};
+use crate::peers::gift_cards::{not_asked, Prepared};
 use crate::server::Server;
 use crate::store::{event, Outcome};
 
@@ -36,8 +37,14 @@ pub fn promo(cmd: CartPromo, server: &Server, now: u64) -> Result<Reply, Command
     })
 }
 
-/// Runs `CART.GIFTCARD`. The balance is only reserved at checkout.
-pub fn gift_card(cmd: CartGiftCard, server: &Server, now: u64) -> Result<Reply, CommandError> {
+/// Runs `CART.GIFTCARD`. The balance is only reserved at checkout. In a cluster, ADD of a
+/// card another node decides checks the card as that node has it (`prepared`, asked before).
+pub fn gift_card(
+    cmd: CartGiftCard,
+    server: &Server,
+    now: u64,
+    prepared: Option<Prepared>,
+) -> Result<Reply, CommandError> {
     let store = &server.store;
     let code = code_text(&cmd.code, ErrorCode::GiftCard)?;
     let change = CodeChange {
@@ -49,10 +56,13 @@ pub fn gift_card(cmd: CartGiftCard, server: &Server, now: u64) -> Result<Reply, 
     };
     change.run(server, now, |cart| {
         let refuse = |message: String| CommandError::new(ErrorCode::GiftCard, message);
-        let card = store
-            .gift_cards
-            .available(code, now)
-            .ok_or_else(|| refuse(format!("unknown gift card {code}")))?;
+        let card = match prepared {
+            Some(Prepared::Card(card)) => card,
+            Some(Prepared::Failed(error)) => return Err(error),
+            _ if store.decided_elsewhere(code) => return Err(not_asked(code)),
+            _ => store.gift_cards.available(code, now),
+        };
+        let card = card.ok_or_else(|| refuse(format!("unknown gift card {code}")))?;
         if card.currency != cart.currency {
             return Err(refuse(format!(
                 "gift card {code} is in {}, the cart is in {}",

@@ -17,6 +17,7 @@ mod catalog;
 mod cluster;
 mod config_set;
 pub mod connection;
+mod giftsync;
 mod introspection;
 mod keyspace;
 mod memory;
@@ -58,15 +59,26 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::PromoSet(cmd) => pricing::promo_set(cmd, server, now),
         Command::PromoGet(cmd) => pricing::promo_get(cmd, server),
         Command::PromoDel(cmd) => pricing::promo_del(cmd, server, now),
-        Command::GiftCardSet(cmd) => pricing::gift_card_set(cmd, server, now),
-        Command::GiftCardGet(cmd) => pricing::gift_card_get(cmd, server, now),
-        Command::GiftCardDel(cmd) => pricing::gift_card_del(cmd, server, now),
-        Command::CartPromo(cmd) => cart_promo::promo(cmd, server, now),
-        Command::CartGiftCard(cmd) => cart_promo::gift_card(cmd, server, now),
-        Command::CartCheckout(cmd) => {
-            cart_checkout::checkout(cmd, server, now, session.upstream_stale)
+        Command::GiftCardSet(cmd) => {
+            pricing::gift_card_set(cmd, server, now, session.gift_cards.take())
         }
-        Command::CartComplete(cmd) => cart_checkout::complete(cmd, server, now),
+        Command::GiftCardGet(cmd) => {
+            pricing::gift_card_get(cmd, server, now, session.gift_cards.take())
+        }
+        Command::GiftCardDel(cmd) => {
+            pricing::gift_card_del(cmd, server, now, session.gift_cards.take())
+        }
+        Command::CartPromo(cmd) => cart_promo::promo(cmd, server, now),
+        Command::CartGiftCard(cmd) => {
+            cart_promo::gift_card(cmd, server, now, session.gift_cards.take())
+        }
+        Command::CartCheckout(cmd) => {
+            let prepared = session.gift_cards.take();
+            cart_checkout::checkout(cmd, server, now, (session.upstream_stale, prepared))
+        }
+        Command::CartComplete(cmd) => {
+            cart_checkout::complete(cmd, server, now, session.gift_cards.take())
+        }
         Command::CartRelease(cmd) => cart_checkout::release(cmd, server, now),
         Command::Acl(args) => acl::run(args, session, server),
         Command::Multi => crate::transaction::multi(session),
@@ -77,6 +89,7 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::Role => Ok(replication::role(server)),
         Command::Cluster(command) => cluster::run(command, server),
         Command::RefSync(command) => refsync::run(command, server, now),
+        Command::GiftSync(command) => giftsync::run(command, server, now),
         Command::Wait { .. } => replication::wait(session, server),
         Command::ReadOnly => replication::read_only(true, session, server),
         Command::ReadWrite => replication::read_only(false, session, server),

@@ -5,6 +5,7 @@ use protocol::{
     Reply,
 };
 
+use crate::peers::gift_cards::{answered_elsewhere, Prepared};
 use crate::pricing::promo::Promotion;
 use crate::server::Server;
 
@@ -43,9 +44,19 @@ pub fn promo_del(cmd: PromoDel, server: &Server, now: u64) -> Result<Reply, Comm
 }
 
 /// `GIFTCARD.SET code balance currency`: defines a card or replaces its balance. Refused
-/// (`-GIFTCARD`) below what checkouts in progress hold on it.
-pub fn gift_card_set(cmd: GiftCardSet, server: &Server, now: u64) -> Result<Reply, CommandError> {
+/// (`-GIFTCARD`) below what checkouts in progress hold on it. In a cluster the three
+/// GIFTCARD commands of a card another node decides answer what that node answered
+/// (`prepared`, asked before they run).
+pub fn gift_card_set(
+    cmd: GiftCardSet,
+    server: &Server,
+    now: u64,
+    prepared: Option<Prepared>,
+) -> Result<Reply, CommandError> {
     let code = code_text(&cmd.code, ErrorCode::GiftCard)?;
+    if let Some(answer) = answered_elsewhere(code, server, prepared)? {
+        return Ok(answer);
+    }
     server
         .store
         .gift_card_set(code, cmd.balance, cmd.currency, now)?;
@@ -54,8 +65,16 @@ pub fn gift_card_set(cmd: GiftCardSet, server: &Server, now: u64) -> Result<Repl
 
 /// `GIFTCARD.GET code`: balance, currency, held (reserved by checkouts) and available; null
 /// for an unknown card.
-pub fn gift_card_get(cmd: GiftCardGet, server: &Server, now: u64) -> Result<Reply, CommandError> {
+pub fn gift_card_get(
+    cmd: GiftCardGet,
+    server: &Server,
+    now: u64,
+    prepared: Option<Prepared>,
+) -> Result<Reply, CommandError> {
     let code = code_text(&cmd.code, ErrorCode::GiftCard)?;
+    if let Some(answer) = answered_elsewhere(code, server, prepared)? {
+        return Ok(answer);
+    }
     let Some(card) = server.store.gift_cards.get(code, now) else {
         return Ok(Reply::Null);
     };
@@ -78,8 +97,16 @@ pub fn gift_card_get(cmd: GiftCardGet, server: &Server, now: u64) -> Result<Repl
 }
 
 /// `GIFTCARD.DEL code`: 1 if it existed. Refused (`-GIFTCARD`) while checkouts hold part of it.
-pub fn gift_card_del(cmd: GiftCardDel, server: &Server, now: u64) -> Result<Reply, CommandError> {
+pub fn gift_card_del(
+    cmd: GiftCardDel,
+    server: &Server,
+    now: u64,
+    prepared: Option<Prepared>,
+) -> Result<Reply, CommandError> {
     let code = code_text(&cmd.code, ErrorCode::GiftCard)?;
+    if let Some(answer) = answered_elsewhere(code, server, prepared)? {
+        return Ok(answer);
+    }
     let removed = server
         .store
         .gift_card_remove(code, now)

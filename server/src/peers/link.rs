@@ -25,7 +25,7 @@ use crate::server::{now_ms, Server};
 use crate::store::shared::SharedChange;
 use crate::store::stamps::{Stamp, STAMP_BUCKETS};
 
-type LinkResult<T> = Result<T, String>;
+pub(super) type LinkResult<T> = Result<T, String>;
 
 /// Runs the link to `peer` until the server stops.
 pub async fn run(
@@ -73,12 +73,37 @@ pub async fn run(
     }
 }
 
-struct Link {
+/// One RESP connection to a peer: the push link's, or one of the gift card calls' (`calls.rs`).
+pub(super) struct Link {
     stream: TcpStream,
     buffer: BytesMut,
 }
 
 impl Link {
+    /// Connects to `addr` within [`PEER_TIMEOUT_MS`].
+    pub(super) async fn connect(addr: &str) -> LinkResult<Link> {
+        let timeout = Duration::from_millis(PEER_TIMEOUT_MS);
+        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                Ok(Link {
+                    stream,
+                    buffer: BytesMut::new(),
+                })
+            }
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("no connection within {PEER_TIMEOUT_MS} ms")),
+        }
+    }
+
+    /// Sends one request and reads its reply, an error reply included.
+    pub(super) async fn call(&mut self, words: &[&[u8]]) -> LinkResult<Value> {
+        let mut out = Vec::new();
+        wire::encode(words, &mut out);
+        self.write(&out).await?;
+        self.read().await
+    }
+
     /// Compares digests at once (on a primary), then pushes and compares as they come.
     /// `Ok` when the server stops.
     async fn serve(
@@ -166,10 +191,7 @@ impl Link {
     }
 
     async fn request(&mut self, words: &[&[u8]]) -> LinkResult<Value> {
-        let mut out = Vec::new();
-        wire::encode(words, &mut out);
-        self.write(&out).await?;
-        match self.read().await? {
+        match self.call(words).await? {
             Value::Error(error) => Err(format!("{} answered {error}", show(words))),
             value => Ok(value),
         }

@@ -10,7 +10,13 @@
 //! The store decides what a change does (`crate::store::shared`); this module only carries
 //! changes. A replica has no links: it takes no writes of its own, and its primary's log
 //! brings it everything.
+//!
+//! Gift cards are not copied but decided by one primary each, the one serving the slot of
+//! the card's code: the other nodes ask it ([`gift_cards`], over request-and-reply
+//! connections of their own, [`calls`]).
 
+pub mod calls;
+pub mod gift_cards;
 pub mod link;
 pub mod wire;
 
@@ -65,6 +71,11 @@ pub struct Peers {
     pub peers: Vec<Arc<Peer>>,
     /// This node is a primary: it compares digests with its peers.
     pub compares_digests: bool,
+    /// Gift card calls to the other primaries.
+    pub calls: calls::Calls,
+    /// Who decides which gift card; the queue of holds to release at their owners.
+    pub owners: Arc<gift_cards::Owners>,
+    releases: Mutex<Option<mpsc::Receiver<gift_cards::Release>>>,
 }
 
 impl Peers {
@@ -107,9 +118,14 @@ impl Peers {
             }
         }));
         let compares_digests = layout.myself().replica_of.is_none();
+        let (owners, releases) = gift_cards::Owners::new(layout);
+        store.set_card_owners(Box::new(owners.clone()));
         Some(Arc::new(Peers {
             peers,
             compares_digests,
+            calls: calls::Calls::new(layout),
+            owners,
+            releases: Mutex::new(Some(releases)),
         }))
     }
 
@@ -124,6 +140,9 @@ impl Peers {
             tracker.spawn(link::run(server.clone(), peer.clone(), receiver, compares));
         }
         tracker.spawn(purge_tombstones(server.clone()));
+        if let Some(releases) = self.releases.lock().take() {
+            tracker.spawn(gift_cards::send_releases(server.clone(), releases));
+        }
     }
 
     /// `REFSYNC STATUS`: one map per peer.

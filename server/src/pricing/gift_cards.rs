@@ -15,6 +15,10 @@
 //!
 //! A hold past its time stops counting by itself and is dropped the next time its card is
 //! reserved on or changed.
+//!
+//! In a cluster a card is decided by the primary serving its code's slot: the holds it keeps
+//! for checkouts on other nodes, and what they spent, are in [`peers`] (and in the card's log
+//! image, so they survive a restart; this node's own holds are rebuilt from its frozen carts).
 
 use std::collections::HashMap;
 
@@ -24,6 +28,9 @@ use smallvec::SmallVec;
 
 use super::engine::{GiftCardInput, Pricing};
 use crate::limits::{CODE_BYTES_MAX, GIFT_CARDS_MAX, GIFT_CARD_HOLDS_MAX, PROMO_MONEY_MINOR_MAX};
+pub use peers::{PeerHeld, PeerHolds};
+
+mod peers;
 
 /// A reservation of part of a gift card's balance for one checkout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +41,9 @@ pub struct Hold {
     pub amount: i64,
     /// The hold stops counting at this time.
     pub until_ms: u64,
+    /// Held here for a checkout on another cluster node (logged with the card), not for one
+    /// of this node's frozen carts (rebuilt from the cart).
+    pub for_peer: bool,
 }
 
 /// A gift card as `GIFTCARD.GET` shows it.
@@ -71,6 +81,8 @@ pub struct Spent {
     pub balance: i64,
     /// The card's currency.
     pub currency: Currency,
+    /// The holds and spends the card keeps for other nodes' checkouts, logged with it.
+    pub peer_holds: PeerHolds,
 }
 
 /// Every gift card, by code, with its holds.
@@ -92,6 +104,8 @@ struct Card {
     balance: i64,
     currency: Currency,
     holds: Vec<Hold>,
+    /// What other nodes' checkouts spent, by token, so a retried spend is not taken twice.
+    spent_for_peers: Vec<Hold>,
 }
 
 impl Card {
@@ -162,14 +176,15 @@ impl GiftCards {
     /// `GIFTCARD.SET`: sets the balance and currency of a card, creating it; its holds stay.
     /// Fails, changing nothing, on a code of the wrong length, a balance out of range, a
     /// balance below what checkouts hold (or another currency while they hold anything), or
-    /// when the limit is reached. `log` runs once it is set, under the registry's lock.
+    /// when the limit is reached. `log` runs once it is set, under the registry's lock, with
+    /// what the card keeps for other nodes (part of its image).
     pub fn set(
         &self,
         code: &str,
         balance: i64,
         currency: Currency,
         now_ms: u64,
-        log: impl FnOnce(),
+        log: impl FnOnce(&PeerHolds),
     ) -> Result<(), CommandError> {
         check_code_length(code).map_err(CommandError::limit)?;
         if !(0..=PROMO_MONEY_MINOR_MAX).contains(&balance) {
@@ -194,7 +209,7 @@ impl GiftCards {
             }
             card.balance = balance;
             card.currency = currency;
-            log();
+            log(&card.peer_holds());
             return Ok(());
         }
         if inner.cards.len() >= GIFT_CARDS_MAX {
@@ -206,9 +221,10 @@ impl GiftCards {
             balance,
             currency,
             holds: Vec::new(),
+            spent_for_peers: Vec::new(),
         };
         inner.cards.insert(code.into(), card);
-        log();
+        log(&PeerHolds::default());
         Ok(())
     }
 
@@ -240,17 +256,20 @@ impl GiftCards {
         Ok(true)
     }
 
-    /// Puts a card's balance from the log or a snapshot in place; its holds, if it has any,
-    /// stay (they are rebuilt from the carts frozen for checkout).
-    pub fn load(&self, code: &str, balance: i64, currency: Currency) {
+    /// Puts a card's balance from the log or a snapshot in place, with what it keeps for
+    /// other nodes' checkouts as its image says; this node's own holds, if it has any, stay
+    /// (they are rebuilt from the carts frozen for checkout).
+    pub fn load(&self, code: &str, balance: i64, currency: Currency, peer_holds: &PeerHolds) {
         let mut inner = self.inner.write();
         let card = inner.cards.entry(code.into()).or_insert(Card {
             balance,
             currency,
             holds: Vec::new(),
+            spent_for_peers: Vec::new(),
         });
         card.balance = balance;
         card.currency = currency;
+        inner.load_peer_holds(code, peer_holds);
     }
 
     /// Forgets every card and hold (before another recovery attempt).
@@ -297,6 +316,7 @@ impl GiftCards {
             token: token.into(),
             amount,
             until_ms,
+            for_peer: false,
         });
         cards_by_token
             .entry(token.into())
@@ -305,12 +325,16 @@ impl GiftCards {
         Ok(())
     }
 
-    /// Every card's code, balance and currency, for a snapshot.
-    pub fn balances(&self) -> Vec<(Box<str>, i64, Currency)> {
+    /// Every card's code, balance, currency and what it keeps for other nodes, for a
+    /// snapshot.
+    pub fn balances(&self) -> Vec<(Box<str>, i64, Currency, PeerHolds)> {
         let inner = self.inner.read();
         let cards = inner.cards.iter();
         cards
-            .map(|(code, card)| (code.clone(), card.balance, card.currency))
+            .map(|(code, card)| {
+                let peer_holds = card.peer_holds();
+                (code.clone(), card.balance, card.currency, peer_holds)
+            })
             .collect()
     }
 
@@ -323,23 +347,28 @@ impl GiftCards {
     /// Checkout: prices the cart with what each of its `codes` can pay (`price` gets the
     /// engine's gift card input) and holds what the pricing takes from each card under `token`
     /// until `until_ms`, in one step under the write lock: the pricing returned is exactly
-    /// what is held.
+    /// what is held. The cards in `held_elsewhere` are decided by other cluster nodes, which
+    /// hold what each entry says for this token already: they pay at most that, held there.
     pub fn reserve(
         &self,
         token: &str,
         codes: &[Box<str>],
-        until_ms: u64,
-        now_ms: u64,
+        (until_ms, now_ms): (u64, u64),
+        held_elsewhere: &[(Box<str>, Option<Availability>)],
         price: impl FnOnce(&[GiftCardInput]) -> Pricing,
     ) -> Pricing {
         assert!(until_ms > now_ms, "a hold ends in the future");
+        let elsewhere = |code: &str| held_elsewhere.iter().find(|(held, _)| &**held == code);
         let mut inner = self.inner.write();
         for code in codes {
             inner.prune(code, now_ms);
         }
         let availability: SmallVec<[Option<Availability>; 4]> = codes
             .iter()
-            .map(|code| Some(inner.cards.get(&**code)?.availability(now_ms)))
+            .map(|code| match elsewhere(code) {
+                Some((_, held)) => *held,
+                None => Some(inner.cards.get(&**code)?.availability(now_ms)),
+            })
             .collect();
         let inputs: SmallVec<[GiftCardInput; 4]> = codes
             .iter()
@@ -352,6 +381,14 @@ impl GiftCards {
             cards_by_token,
         } = &mut *inner;
         for used in pricing.gift_cards.iter().filter(|used| used.applied > 0) {
+            if let Some((_, held)) = elsewhere(used.code.as_str()) {
+                let held = held.map_or(0, |held| held.available);
+                assert!(
+                    used.applied <= held,
+                    "a card decided elsewhere pays what it holds"
+                );
+                continue;
+            }
             let card = cards
                 .get_mut(used.code.as_str())
                 .expect("the engine pays only from known cards");
@@ -364,6 +401,7 @@ impl GiftCards {
                 token: token.into(),
                 amount: used.applied,
                 until_ms,
+                for_peer: false,
             });
             cards_by_token
                 .entry(token.into())
@@ -415,9 +453,14 @@ impl GiftCards {
                 amount,
                 balance: card.balance,
                 currency: card.currency,
+                peer_holds: PeerHolds::default(),
             });
         }
         inner.release(token);
+        for spent in &mut spent {
+            let card = inner.cards.get(&*spent.code).expect("checked above");
+            spent.peer_holds = card.peer_holds();
+        }
         log(&spent);
         Ok(spent)
     }

@@ -18,7 +18,7 @@ pub use engine::{
     check_code, price, CodeStatus, Discount, GiftCardInput, GiftCardUse, PriceInput, PricedLine,
     Pricing, Reason,
 };
-pub use gift_cards::{Availability, GiftCardBalance, GiftCards, Hold, Spent};
+pub use gift_cards::{Availability, GiftCardBalance, GiftCards, Hold, PeerHeld, PeerHolds, Spent};
 pub use promo::Promotion;
 pub use registry::{AutomaticPromotions, Promotions};
 

@@ -11,12 +11,18 @@
 //!
 //! COMPLETE is one log record: the cart's tombstone with its token, and the new balance of
 //! each gift card it paid with, so no restart can keep one without the other.
+//!
+//! In a cluster, a card another node decides is held and spent there, asked before the
+//! command runs (`store/gift_cards.rs`): CHECKOUT gets what each such owner holds for the
+//! token chosen before asking, COMPLETE what each spent (an owner spends a token once, so a
+//! COMPLETE retried after a crash here takes nothing twice).
 
 use persistence::{Event, EventKind, GuardKind, GuardRef, Space, TombstoneReason};
 use protocol::{CommandError, ErrorCode, MutationOptions, Reply};
 use serde_json::json;
 use smallvec::SmallVec;
 
+use super::gift_cards::HeldElsewhere;
 use super::log::{CartChange, CartState};
 use super::reference::{reference_change, spent_image};
 use super::stamps::Stamp;
@@ -29,7 +35,7 @@ use crate::catalog::apply_plan;
 use crate::pricing::Spent;
 
 /// A fresh checkout token: 128 random bits in hex.
-fn new_token() -> Box<str> {
+pub fn new_token() -> Box<str> {
     format!("{:032x}", rand::random::<u128>()).into()
 }
 
@@ -41,16 +47,19 @@ fn wrong_token() -> CommandError {
 }
 
 impl Store {
-    /// `CART.CHECKOUT`: freezes the cart for `hold_ms`.
+    /// `CART.CHECKOUT`: freezes the cart for `hold_ms`, or until what `held_elsewhere` says
+    /// with its token (the holds asked of other nodes before). What those nodes hold and the
+    /// checkout does not pay with is given back to them.
     pub fn checkout(
         &self,
         key: &[u8],
         options: &MutationOptions,
-        hold_ms: u64,
-        now_ms: u64,
+        (hold_ms, now_ms): (u64, u64),
+        held_elsewhere: Option<&HeldElsewhere>,
     ) -> Result<Reply, CommandError> {
         let event = event(EventKind::Update, json!({ "reason": "checkout" }));
-        self.mutate_with(key, options, now_ms, event, Validation::Fresh, |cart| {
+        let mut frozen = None;
+        let reply = self.mutate_with(key, options, now_ms, event, Validation::Fresh, |cart| {
             let cart = cart.ok_or_else(super::no_cart)?;
             if cart.frozen(now_ms).is_some() {
                 return Ok(Outcome::Unchanged); // A retry: the same frozen view.
@@ -59,26 +68,64 @@ impl Store {
             let plan = self.catalog.plan_for(cart);
             apply_plan(cart, &plan);
             check_buyable(cart, &self.names)?;
-            let token = new_token();
-            let hold_until_ms = now_ms + hold_ms;
-            let pricing = self.price_and_hold(cart, &token, hold_until_ms, now_ms);
+            let elsewhere = held_elsewhere.map_or(&[][..], |held| &held.cards[..]);
+            let unasked = cart.gift_cards().iter().find(|code| {
+                self.decided_elsewhere(code) && !elsewhere.iter().any(|(held, _)| held == *code)
+            });
+            if let Some(code) = unasked {
+                return Err(CommandError::new(
+                    ErrorCode::TryAgain,
+                    format!("gift card {code} is decided by another node, which was not asked to hold it (added meanwhile, or inside MULTI); try again"),
+                ));
+            }
+            let (token, hold_until_ms) = match held_elsewhere {
+                Some(held) => (held.token.clone(), held.hold_until_ms),
+                None => (new_token(), now_ms + hold_ms),
+            };
+            let pricing = self.price_and_hold(cart, &token, (hold_until_ms, now_ms), elsewhere);
+            let pricing: Box<[u8]> = pricing.encode().into();
+            if held_elsewhere.is_some() {
+                frozen = Some(pricing.clone());
+            }
             cart.begin_checkout(Checkout {
                 token,
                 hold_until_ms,
-                pricing: pricing.encode().into(),
+                pricing,
             });
             Ok(Outcome::Changed)
-        })
+        });
+        if let Some(held) = held_elsewhere {
+            self.release_unused_elsewhere(held, frozen.as_deref());
+        }
+        reply
     }
 
-    /// `CART.COMPLETE`: deletes the frozen cart and logs the `checkout` event.
+    /// Releases at their owners the holds of `held` that the checkout does not pay with: all
+    /// of them when it froze nothing (`frozen`: the pricing it froze the cart with).
+    fn release_unused_elsewhere(&self, held: &HeldElsewhere, frozen: Option<&[u8]>) {
+        let paying = frozen.and_then(CartPricing::decode).unwrap_or_default();
+        let pays = |code: &str| {
+            let mut cards = paying.gift_cards.iter();
+            cards.any(|card| card.applied > 0 && card.code.as_str() == code)
+        };
+        let unused: Vec<Box<str>> = held
+            .cards
+            .iter()
+            .filter(|(code, _)| !pays(code))
+            .map(|(code, _)| code.clone())
+            .collect();
+        self.release_elsewhere(&held.token, &[], &unused);
+    }
+
+    /// `CART.COMPLETE`: deletes the frozen cart and logs the `checkout` event. The cards
+    /// other nodes decide were spent there before, as `spent_elsewhere` says.
     pub fn complete(
         &self,
         key: &[u8],
-        token: &[u8],
-        order_id: Option<&[u8]>,
+        (token, order_id): (&[u8], Option<&[u8]>),
         options: &MutationOptions,
         now_ms: u64,
+        spent_elsewhere: &[Spent],
     ) -> Result<Reply, CommandError> {
         let token = std::str::from_utf8(token).map_err(|_| wrong_token())?;
         let at = self.locate(key);
@@ -116,14 +163,15 @@ impl Store {
         check_version(options, Some(&cart))?;
         let pricing = CartPricing::decode(&checkout.pricing).unwrap_or_default();
         // Exactly what the frozen view shows each card paying is taken, or nothing is.
-        let paid: Vec<(&str, i64)> = pricing
-            .gift_cards
-            .iter()
-            .filter(|card| card.applied > 0)
-            .map(|card| (card.code.as_str(), card.applied))
-            .collect();
+        let paid = self.paid_here(&pricing, spent_elsewhere)?;
         let log = |spent: &[Spent]| {
-            let event = checkout_event(token, order_id, &cart, &pricing, spent);
+            // The event names every card's spend, the record logs the cards decided here.
+            let event = if spent_elsewhere.is_empty() {
+                checkout_event(token, order_id, &cart, &pricing, spent)
+            } else {
+                let all: Vec<Spent> = spent.iter().chain(spent_elsewhere).cloned().collect();
+                checkout_event(token, order_id, &cart, &pricing, &all)
+            };
             self.log_completed(key, &cart, (token, order), &event, spent, now_ms);
         };
         if paid.is_empty() {
@@ -144,6 +192,35 @@ impl Store {
         };
         shard.tokens.remember(&remembered, seconds(now_ms));
         Ok(Reply::ok())
+    }
+
+    /// What a completion takes from the cards this node decides: (card, amount) for each
+    /// card the frozen `pricing` pays with. Every card decided elsewhere must have been spent
+    /// there for exactly what it pays (`spent_elsewhere`), else nothing is taken.
+    fn paid_here<'p>(
+        &self,
+        pricing: &'p CartPricing,
+        spent_elsewhere: &[Spent],
+    ) -> Result<Vec<(&'p str, i64)>, CommandError> {
+        let paying = pricing.gift_cards.iter().filter(|card| card.applied > 0);
+        let mut paid = Vec::new();
+        for card in paying {
+            let code = card.code.as_str();
+            if !self.decided_elsewhere(code) {
+                paid.push((code, card.applied));
+                continue;
+            }
+            let spent = spent_elsewhere
+                .iter()
+                .any(|spent| &*spent.code == code && spent.amount == card.applied);
+            if !spent {
+                return Err(CommandError::new(
+                    ErrorCode::TryAgain,
+                    format!("gift card {code} is decided by another node, which was not asked to spend it (inside MULTI?); try again"),
+                ));
+            }
+        }
+        Ok(paid)
     }
 
     /// Logs a completed checkout as one record: the cart gone with its token, and each gift
@@ -203,6 +280,7 @@ impl Store {
                 return Err(wrong_token());
             }
             self.gift_cards.release(&checkout.token);
+            self.release_elsewhere(&checkout.token, &checkout.pricing, &[]);
             cart.end_checkout();
             Ok(Outcome::Changed)
         })

@@ -16,7 +16,7 @@ use persistence::snapshot::{Entry, EntryKind, EntryRef, SnapshotInfo, SnapshotWr
 use persistence::{Change, Lsn, Record, Space, State};
 use tracing::warn;
 
-use super::reference::{catalog_key, CatalogImage, GiftCardImage};
+use super::reference::{catalog_key, gift_card_image, CatalogImage};
 use super::shard::Shard;
 use super::tokens::{Remembered, TokenMemory};
 use super::{seconds, Store};
@@ -142,12 +142,8 @@ impl Store {
             let image = promo.to_json().to_string().into_bytes();
             entries.push((Space::Promotion, code.as_bytes().to_vec(), image));
         }
-        for (code, balance, currency) in self.gift_cards.balances() {
-            let card = GiftCardImage {
-                balance,
-                currency: currency.0,
-            };
-            let image = postcard::to_allocvec(&card).expect("into a Vec");
+        for (code, balance, currency, peer_holds) in self.gift_cards.balances() {
+            let image = gift_card_image(balance, currency, &peer_holds);
             entries.push((Space::GiftCard, code.as_bytes().to_vec(), image));
         }
         for (key, image) in self.handoff_entries() {
@@ -444,7 +440,9 @@ impl Store {
                 continue;
             };
             let pricing = CartPricing::decode(&checkout.pricing).unwrap_or_default();
-            for card in pricing.gift_cards.iter().filter(|card| card.applied > 0) {
+            let paying = pricing.gift_cards.iter().filter(|card| card.applied > 0);
+            // A card another node decides keeps its hold there, logged by that node.
+            for card in paying.filter(|card| !self.decided_elsewhere(&card.code)) {
                 let held = self.gift_cards.restore_hold(
                     &card.code,
                     &checkout.token,

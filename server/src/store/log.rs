@@ -222,6 +222,7 @@ impl Store {
     pub(super) fn release_holds(&self, cart: &Cart) {
         if let Some(checkout) = cart.checkout() {
             self.gift_cards.release(&checkout.token);
+            self.release_elsewhere(&checkout.token, &checkout.pricing, &[]);
         }
     }
 

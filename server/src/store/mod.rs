@@ -11,6 +11,7 @@
 
 mod checkout;
 pub mod durable;
+mod gift_cards;
 pub mod handoff;
 mod index;
 mod introspection;
@@ -40,6 +41,8 @@ use crate::catalog::{apply_plan, Catalog};
 use crate::config::Config;
 use crate::limits::{EXPIRE_CHECKS_PER_LOCK_MAX, VALIDATION_ATTEMPTS_MAX};
 use crate::pricing::{GiftCards, Promotions};
+pub use checkout::new_token;
+pub use gift_cards::{CardOwners, HeldElsewhere, HoldAsks};
 pub use introspection::{CartFootprint, TtlSample};
 pub use log::{bare_event, deferring_writes, event, take_appended_lsn};
 pub use merge::{GuestFrom, Handed};
@@ -172,6 +175,8 @@ pub struct Store {
     origin: AtomicU64,
     /// Who hears of every shared write accepted here (the peer links, in a cluster).
     outbox: OnceLock<shared::Outbox>,
+    /// Who decides which gift card (the peer links, in a cluster); unset standalone.
+    card_owners: OnceLock<Box<dyn CardOwners>>,
     /// Settings.
     pub config: StoreConfig,
     /// Counters.
@@ -259,6 +264,7 @@ impl Store {
             stamps: stamps::Stamps::default(),
             origin: AtomicU64::new(0),
             outbox: OnceLock::new(),
+            card_owners: OnceLock::new(),
             config,
             stats: StoreStats::default(),
             wal: OnceLock::new(),

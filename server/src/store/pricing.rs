@@ -13,6 +13,7 @@ use crate::cart::Cart;
 use crate::pricing::engine::{self, GiftCardInput, PriceInput, PricedLine, Reason};
 use crate::pricing::promo::Promotion;
 use crate::pricing::registry::AutomaticPromotions;
+use crate::pricing::Availability;
 
 impl Store {
     /// Prices `cart` with its own promo codes at `now_ms`.
@@ -44,12 +45,13 @@ impl Store {
 
     /// Prices `cart` with its own codes for checkout and reserves what each gift card pays
     /// under `token` until `hold_until_ms`, in one step: the pricing is exactly what is held.
+    /// The cards in `held_elsewhere` pay at most what their owners hold for `token` already.
     pub fn price_and_hold(
         &self,
         cart: &Cart,
         token: &str,
-        hold_until_ms: u64,
-        now_ms: u64,
+        (hold_until_ms, now_ms): (u64, u64),
+        held_elsewhere: &[(Box<str>, Option<Availability>)],
     ) -> CartPricing {
         if cart.gift_cards().is_empty() {
             return self.price(cart, now_ms);
@@ -59,8 +61,8 @@ impl Store {
         let pricing = self.gift_cards.reserve(
             token,
             cart.gift_cards(),
-            hold_until_ms,
-            now_ms,
+            (hold_until_ms, now_ms),
+            held_elsewhere,
             |gift_cards| {
                 self.with_input(cart, codes, &automatic, gift_cards, now_ms, engine::price)
             },
@@ -79,7 +81,7 @@ impl Store {
 
     /// Runs `run` on the engine's input for `cart` holding `codes`: names resolved, each code's
     /// promotion looked up (`None` once deleted).
-    fn with_input<R>(
+    pub(super) fn with_input<R>(
         &self,
         cart: &Cart,
         codes: &[Box<str>],

@@ -20,7 +20,7 @@ use super::Store;
 use crate::cart::{LineKey, Names, Price};
 use crate::catalog::CatalogEntry;
 use crate::pricing::promo::Promotion;
-use crate::pricing::Spent;
+use crate::pricing::{PeerHolds, Spent};
 
 /// A catalog entry as the log and snapshots hold it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,14 +35,39 @@ pub struct CatalogImage {
     pub updated_at_ms: u64,
 }
 
-/// A gift card as the log and snapshots hold it: its balance (holds are rebuilt from the
-/// carts frozen for checkout).
+/// A gift card as the log and snapshots hold it: its balance (this node's holds are rebuilt
+/// from the carts frozen for checkout). In a cluster, what the card's owner keeps for other
+/// nodes' checkouts ([`PeerHolds`]) follows it in the same bytes when there is any, so a
+/// standalone card's image is the same as ever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GiftCardImage {
     /// Balance, minor units.
     pub balance: i64,
     /// Its currency.
     pub currency: [u8; 3],
+}
+
+/// The log image of a card: [`GiftCardImage`], then its [`PeerHolds`] if it keeps any.
+pub fn gift_card_image(balance: i64, currency: Currency, peer_holds: &PeerHolds) -> Vec<u8> {
+    let mut image = encode(&GiftCardImage {
+        balance,
+        currency: currency.0,
+    });
+    if !peer_holds.is_empty() {
+        image.extend_from_slice(&encode(peer_holds));
+    }
+    image
+}
+
+/// A card's log image read back (see [`gift_card_image`]).
+pub fn decode_gift_card(image: &[u8]) -> Result<(GiftCardImage, PeerHolds), postcard::Error> {
+    let (card, rest) = postcard::take_from_bytes::<GiftCardImage>(image)?;
+    let peer_holds = if rest.is_empty() {
+        PeerHolds::default()
+    } else {
+        postcard::from_bytes::<PeerHolds>(rest)?
+    };
+    Ok((card, peer_holds))
 }
 
 impl CatalogImage {
@@ -147,7 +172,7 @@ pub fn row_value(space: Space, image: &[u8]) -> Result<ReferenceValue, String> {
             }
         }
         Space::GiftCard => {
-            let image: GiftCardImage = postcard::from_bytes(image).map_err(undecodable)?;
+            let (image, _) = decode_gift_card(image).map_err(undecodable)?;
             ReferenceValue::GiftCard {
                 balance: image.balance,
                 currency: String::from_utf8_lossy(&image.currency).into_owned(),
@@ -221,11 +246,8 @@ fn encode<T: Serialize>(image: &T) -> Vec<u8> {
 
 /// A gift card's change as part of a record (a checkout's spends).
 pub(super) fn spent_image(spent: &Spent) -> (Box<[u8]>, Vec<u8>) {
-    let image = GiftCardImage {
-        balance: spent.balance,
-        currency: spent.currency.0,
-    };
-    (spent.code.as_bytes().into(), encode(&image))
+    let image = gift_card_image(spent.balance, spent.currency, &spent.peer_holds);
+    (spent.code.as_bytes().into(), image)
 }
 
 /// The change for a reference entry's new image, or its tombstone, written at `stamp` (its
@@ -361,17 +383,15 @@ impl Store {
         currency: Currency,
         now_ms: u64,
     ) -> Result<(), CommandError> {
-        self.gift_cards.set(code, balance, currency, now_ms, || {
-            let image = encode(&GiftCardImage {
-                balance,
-                currency: currency.0,
-            });
-            let stamp = Stamp {
-                at_ms: now_ms,
-                origin: 0,
-            };
-            self.log_reference(Space::GiftCard, code.as_bytes(), Some(&image), stamp);
-        })
+        self.gift_cards
+            .set(code, balance, currency, now_ms, |peer_holds| {
+                let image = gift_card_image(balance, currency, peer_holds);
+                let stamp = Stamp {
+                    at_ms: now_ms,
+                    origin: 0,
+                };
+                self.log_reference(Space::GiftCard, code.as_bytes(), Some(&image), stamp);
+            })
     }
 
     /// `GIFTCARD.DEL`, logged: whether there was one.
@@ -432,10 +452,10 @@ impl Store {
                 let code = std::str::from_utf8(key).map_err(|_| "a gift card code is not UTF-8")?;
                 match image {
                     Some(image) => {
-                        let image: GiftCardImage =
-                            postcard::from_bytes(image).map_err(undecodable)?;
+                        let (card, peer_holds) = decode_gift_card(image).map_err(undecodable)?;
+                        let currency = Currency(card.currency);
                         self.gift_cards
-                            .load(code, image.balance, Currency(image.currency));
+                            .load(code, card.balance, currency, &peer_holds);
                     }
                     None => self.gift_cards.unload(code),
                 }

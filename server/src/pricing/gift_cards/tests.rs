@@ -26,7 +26,7 @@ fn reserve(
         qty: 1,
         unit_price: total,
     }];
-    let pricing = cards.reserve(token, &codes, until_ms, now_ms, |gift_cards| {
+    let pricing = cards.reserve(token, &codes, (until_ms, now_ms), &[], |gift_cards| {
         engine::price(&PriceInput {
             currency: USD,
             now_ms,
@@ -48,7 +48,7 @@ fn balance(cards: &GiftCards, code: &str, now_ms: u64) -> (i64, i64) {
 #[test]
 fn set_get_remove() {
     let cards = GiftCards::new();
-    cards.set("G", 5000, USD, 0, || {}).unwrap();
+    cards.set("G", 5000, USD, 0, |_| {}).unwrap();
     let state = GiftCardBalance {
         balance: 5000,
         currency: USD,
@@ -56,11 +56,11 @@ fn set_get_remove() {
         holds: 0,
     };
     assert_eq!(cards.get("G", 0), Some(state));
-    assert!(cards.set("G", -1, USD, 0, || {}).is_err());
+    assert!(cards.set("G", -1, USD, 0, |_| {}).is_err());
     assert!(cards
-        .set("G", PROMO_MONEY_MINOR_MAX + 1, USD, 0, || {})
+        .set("G", PROMO_MONEY_MINOR_MAX + 1, USD, 0, |_| {})
         .is_err());
-    assert!(cards.set("", 1, USD, 0, || {}).is_err());
+    assert!(cards.set("", 1, USD, 0, |_| {}).is_err());
     let available = cards.available("G", 0).unwrap();
     assert_eq!((available.available, available.holds_full), (5000, false));
     assert_eq!(cards.available("nope", 0), None);
@@ -75,7 +75,7 @@ fn set_get_remove() {
 #[test]
 fn reserve_holds_what_the_pricing_takes() {
     let cards = GiftCards::new();
-    cards.set("G", 5000, USD, 0, || {}).unwrap();
+    cards.set("G", 5000, USD, 0, |_| {}).unwrap();
     assert_eq!(reserve(&cards, "t1", &["G"], 3000, 100, 0), [(3000, None)]);
     assert_eq!(balance(&cards, "G", 0), (5000, 3000));
     assert_eq!(reserve(&cards, "t2", &["G"], 3000, 200, 0), [(2000, None)]);
@@ -93,8 +93,8 @@ fn reserve_holds_what_the_pricing_takes() {
 #[test]
 fn reserve_splits_over_cards() {
     let cards = GiftCards::new();
-    cards.set("A", 700, USD, 0, || {}).unwrap();
-    cards.set("B", 5000, USD, 0, || {}).unwrap();
+    cards.set("A", 700, USD, 0, |_| {}).unwrap();
+    cards.set("B", 5000, USD, 0, |_| {}).unwrap();
     let uses = reserve(&cards, "t", &["A", "B"], 1000, 100, 0);
     assert_eq!(uses, [(700, None), (300, None)]);
     assert_eq!(balance(&cards, "A", 0), (700, 700));
@@ -106,7 +106,7 @@ fn reserve_splits_over_cards() {
 #[test]
 fn a_card_full_of_holds_pays_nothing_more() {
     let cards = GiftCards::new();
-    cards.set("A", 1_000_000, USD, 0, || {}).unwrap();
+    cards.set("A", 1_000_000, USD, 0, |_| {}).unwrap();
     for index in 0..GIFT_CARD_HOLDS_MAX {
         let token = format!("t{index}");
         assert_eq!(reserve(&cards, &token, &["A"], 1, 100, 0), [(1, None)]);
@@ -126,22 +126,22 @@ fn a_card_full_of_holds_pays_nothing_more() {
 #[test]
 fn held_cards_refuse_to_shrink_change_currency_or_go() {
     let cards = GiftCards::new();
-    cards.set("G", 5000, USD, 0, || {}).unwrap();
+    cards.set("G", 5000, USD, 0, |_| {}).unwrap();
     reserve(&cards, "t", &["G"], 3000, 100, 0);
-    let lowered = cards.set("G", 2999, USD, 0, || {}).unwrap_err();
+    let lowered = cards.set("G", 2999, USD, 0, |_| {}).unwrap_err();
     assert_eq!(lowered.code, ErrorCode::GiftCard);
     assert!(
         lowered.message.contains("3000 held by 1 checkouts"),
         "{lowered:?}"
     );
-    assert!(cards.set("G", 5000, EUR, 0, || {}).is_err());
+    assert!(cards.set("G", 5000, EUR, 0, |_| {}).is_err());
     assert!(cards.remove("G", 0, || {}).unwrap_err().contains("held"));
-    cards.set("G", 3000, USD, 0, || {}).unwrap();
-    cards.set("G", 9000, USD, 0, || {}).unwrap();
+    cards.set("G", 3000, USD, 0, |_| {}).unwrap();
+    cards.set("G", 9000, USD, 0, |_| {}).unwrap();
     assert_eq!(balance(&cards, "G", 0), (9000, 3000));
     cards.release("t");
-    cards.set("G", 10, EUR, 0, || {}).unwrap();
-    cards.set("G", 10, USD, 0, || {}).unwrap();
+    cards.set("G", 10, EUR, 0, |_| {}).unwrap();
+    cards.set("G", 10, USD, 0, |_| {}).unwrap();
     assert_eq!(reserve(&cards, "u", &["G"], 5, 100, 0), [(5, None)]);
     assert!(cards.remove("G", 50, || {}).is_err());
     assert_eq!(cards.remove("G", 100, || {}), Ok(true), "the hold ran out");
@@ -152,8 +152,8 @@ fn held_cards_refuse_to_shrink_change_currency_or_go() {
 #[test]
 fn complete_spends_exactly_the_holds() {
     let cards = GiftCards::new();
-    cards.set("A", 5000, USD, 0, || {}).unwrap();
-    cards.set("B", 1000, USD, 0, || {}).unwrap();
+    cards.set("A", 5000, USD, 0, |_| {}).unwrap();
+    cards.set("B", 1000, USD, 0, |_| {}).unwrap();
     reserve(&cards, "other", &["A"], 100, 100, 0);
     reserve(&cards, "t", &["A", "B"], 5500, 100, 0);
     assert_eq!(balance(&cards, "A", 0), (5000, 5000));
@@ -224,7 +224,7 @@ proptest! {
         for op in ops {
             match op {
                 Op::Set(card, balance) => {
-                    if cards.set(CODES[card], balance, USD, now_ms, || {}).is_ok() {
+                    if cards.set(CODES[card], balance, USD, now_ms, |_| {}).is_ok() {
                         put_on[card] += (balance - last_balance[card]).max(0);
                         last_balance[card] = balance;
                     }
@@ -278,4 +278,56 @@ proptest! {
             }
         }
     }
+}
+
+/// A card's owner holds for another node's checkout at most what is available, spends a
+/// token once however often it is asked (the retry answers the first spend), refuses a spend
+/// beyond the hold, and its holds and spends come back whole from its image.
+#[test]
+fn peer_holds_spend_once_and_come_back_from_the_image() {
+    let cards = GiftCards::new();
+    cards.set("G", 5000, USD, 0, |_| {}).unwrap();
+    reserve(&cards, "local", &["G"], 1000, 500, 0);
+    let logged = std::cell::RefCell::new(PeerHolds::default());
+    let log = |_: i64, _: Currency, holds: &PeerHolds| *logged.borrow_mut() = holds.clone();
+    let held = cards.hold_for_peer("G", "far", (9000, USD), (500, 0), log);
+    assert_eq!(held.map(|held| held.held), Some(4000), "what is left");
+    let again = cards.hold_for_peer("G", "far", (9000, USD), (500, 0), |_, _, _| {});
+    assert_eq!(
+        again.map(|held| held.held),
+        Some(4000),
+        "a retry holds no more"
+    );
+    let other = cards.hold_for_peer("G", "eur", (10, EUR), (500, 0), |_, _, _| {});
+    assert_eq!(other.map(|held| held.held), Some(0), "another currency");
+    assert_eq!(logged.borrow().holds.len(), 1);
+
+    // The owner restarts: its image brings the hold back beside the rebuilt local one.
+    let image = logged.borrow().clone();
+    let restarted = GiftCards::new();
+    restarted.load("G", 5000, USD, &image);
+    restarted.restore_hold("G", "local", 1000, 500, 0).unwrap();
+    assert_eq!(balance(&restarted, "G", 0), (5000, 5000));
+    assert!(restarted
+        .spend_for_peer("G", "far", 4001, 1, |_| {})
+        .is_err());
+    let spent = restarted
+        .spend_for_peer("G", "far", 3500, 1, |_| {})
+        .unwrap();
+    assert_eq!((spent.amount, spent.balance), (3500, 1500));
+    let retried = restarted
+        .spend_for_peer("G", "far", 3500, 2, |_| {})
+        .unwrap();
+    assert_eq!(
+        (retried.amount, retried.balance),
+        (3500, 1500),
+        "spent once"
+    );
+    assert_eq!(
+        balance(&restarted, "G", 2),
+        (1500, 1000),
+        "only the local hold is left"
+    );
+    assert_eq!(spent.peer_holds.spent.len(), 1, "the spend is in the image");
+    assert!(!restarted.release_for_peer("G", "far", |_, _, _| {}));
 }
