@@ -121,7 +121,9 @@ pub async fn start(server: Arc<Server>, repair: bool) -> Result<(), StartError> 
     if let Some(postgres) = &postgres {
         let checkpoint = postgres.checkpoint().await?;
         if local.empty {
-            let (carts, reference) = postgres.restore_all(&server.store).await?;
+            let (carts, reference) = postgres
+                .restore_all(&server.store, server.cluster.as_ref())
+                .await?;
             summary.restored_carts = carts;
             summary.restored_reference = reference;
         }

@@ -73,7 +73,11 @@ impl PostgresLink {
 
     /// Loads every live cart, catalog entry, promotion and gift card into an empty store.
     /// Returns how many carts, and how many reference entries, it loaded.
-    pub async fn restore_all(&self, store: &Store) -> Result<(u64, u64), StartError> {
+    pub async fn restore_all(
+        &self,
+        store: &Store,
+        layout: Option<&cluster::Layout>,
+    ) -> Result<(u64, u64), StartError> {
         info!("empty data directory: restoring from PostgreSQL");
         let reference = sink::load_reference(&self.pool)
             .await
@@ -91,7 +95,18 @@ impl PostgresLink {
         }
         let mut failure = None;
         let codec = self.codec.clone();
+        // In a cluster only the carts of this node's slots: another shard group's carts here
+        // would be unreachable (MOVED), and their expiry would delete live carts' rows.
+        let mine = |key: &[u8]| {
+            layout
+                .is_none_or(|layout| layout.owner_index(cluster::key_slot(key)) == Some(layout.me))
+        };
+        let mut skipped = 0u64;
         let loaded = sink::load_live_carts(&self.pool, now_ms() as i64, |key: Bytes, stored| {
+            if !mine(&key) {
+                skipped += 1;
+                return;
+            }
             if let Err(error) = restore_cart(&*codec, store, &key, &stored) {
                 failure.get_or_insert(format!("cart {}: {error}", String::from_utf8_lossy(&key)));
             }
@@ -101,8 +116,10 @@ impl PostgresLink {
         if let Some(error) = failure {
             return Err(StartError::Apply(error));
         }
+        let loaded = loaded - skipped;
         info!(
             carts = loaded,
+            other_nodes_carts = skipped,
             reference = reference.len(),
             "restored from PostgreSQL"
         );

@@ -200,3 +200,40 @@ async fn cluster_nodes_stream_under_their_own_names() {
         2
     );
 }
+
+/// A cluster node started on an empty data directory restores from PostgreSQL the carts of
+/// its own slots only: before, it restored every shard group's carts, which it could not
+/// serve (MOVED) and whose expiry would have deleted the rows of carts live on other nodes.
+#[tokio::test]
+async fn a_wiped_node_restores_only_its_own_slots() {
+    let db = cartd_tests::TestDb::create().await;
+    let layout = |me: &str| {
+        format!(
+            "[postgres]\nurl = \"{}\"\n[cluster]\nenabled = true\nnode_id = \"{me}\"\n\
+             [[cluster.nodes]]\nid = \"n1\"\naddr = \"127.0.0.1:7001\"\nslots = [\"0-8191\"]\n\
+             [[cluster.nodes]]\nid = \"n2\"\naddr = \"127.0.0.1:7002\"\nslots = [\"8192-16383\"]\n",
+            db.url
+        )
+    };
+    let mut n1 = Cartd::start_async(&layout("n1")).await;
+    let n2 = Cartd::start_async(&layout("n2")).await;
+    // cart:1 is in slot 6801 (n1's), cart:2 in 13807 (n2's).
+    for (node, key) in [(&n1, "cart:1"), (&n2, "cart:2")] {
+        let mut conn = node.raw().await;
+        let add = [
+            "CART.ADD", key, "sku", "-", "1", "PRICE", "100", "CURRENCY", "USD", "REPLY", "VERSION",
+        ];
+        assert_eq!(call(&mut conn, &add).await, ":1\r\n", "{key}");
+        cartd_tests::wait_for_sink(&mut node.client(false).await).await;
+    }
+    assert_eq!(db.count("SELECT count(*) FROM carts").await, 2);
+    n1.kill();
+    // Another data directory: empty, so n1 restores from PostgreSQL.
+    let n1 = Cartd::start_async(&layout("n1")).await;
+    let mut conn = n1.raw().await;
+    assert_eq!(call(&mut conn, &["DBSIZE"]).await, ":1\r\n", "cart:1 only");
+    assert!(call(&mut conn, &["CART.GET", "cart:1"])
+        .await
+        .starts_with('*'));
+    assert_eq!(db.count("SELECT count(*) FROM carts").await, 2);
+}
