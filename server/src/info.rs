@@ -68,15 +68,7 @@ pub fn render(server: &Server, requested: &[String]) -> String {
             "commandstats" => commandstats_section(server, &mut out),
             "latencystats" => latencystats_section(server, &mut out),
             "errorstats" => errorstats_section(server, &mut out),
-            "cluster" => {
-                // redis-cli --cluster and the exporter read cluster_enabled here.
-                out.push_str("# Cluster\r\n");
-                line(
-                    &mut out,
-                    "cluster_enabled",
-                    u8::from(server.cluster.is_some()),
-                );
-            }
+            "cluster" => cluster_section(server, &mut out),
             "keyspace" => keyspace_section(server, &mut out),
             "upstream" => upstream_section(server, &mut out),
             _ => {}
@@ -512,6 +504,39 @@ fn replication_section(server: &Server, out: &mut String) {
         "0000000000000000000000000000000000000000",
     );
     line(out, "master_repl_offset", offset);
+}
+
+/// `cluster_enabled` (redis-cli --cluster and the exporter read it), and in cluster mode
+/// cartd's own: the handoffs of merges across nodes not yet confirmed, the peer links for
+/// server-wide data (up, queued, dropped) and gift card releases not queued.
+fn cluster_section(server: &Server, out: &mut String) {
+    out.push_str("# Cluster\r\n");
+    line(out, "cluster_enabled", u8::from(server.cluster.is_some()));
+    if server.cluster.is_none() {
+        return;
+    }
+    let (given, received) = server.store.handoff_counts();
+    line(out, "cluster_handoffs_given", given);
+    line(out, "cluster_handoffs_received", received);
+    let Some(peers) = &server.peers else {
+        return;
+    };
+    let links = &peers.peers;
+    let up = links
+        .iter()
+        .filter(|peer| peer.connected.load(Relaxed))
+        .count();
+    line(out, "cluster_peer_links", links.len());
+    line(out, "cluster_peer_links_up", up);
+    let queued: usize = links.iter().map(|peer| peer.queued()).sum();
+    line(out, "cluster_peer_queued", queued);
+    let dropped: u64 = links.iter().map(|peer| peer.dropped.load(Relaxed)).sum();
+    line(out, "cluster_peer_dropped", dropped);
+    line(
+        out,
+        "cluster_gift_card_releases_dropped",
+        peers.owners.releases_dropped.load(Relaxed),
+    );
 }
 
 /// Redis's `errorstat_<CODE>:count=<n>`, for the codes replied at least once (what the

@@ -145,4 +145,19 @@ async fn node_cluster_clients_run_the_cart_flow() {
         assert_eq!(out[client]["guestLeft"], 0, "{client}: {out}");
         assert_eq!(out[client]["completed"], 30, "{client}: {out}");
     }
+    // INFO cluster: both peer links up; every handoff confirmed before long.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let info = String::from_utf8(seed.call(&["INFO", "cluster"]).await).expect("text");
+        let field = |name: &str| cartd_tests::info_field(&info, name);
+        assert_eq!(field("cluster_peer_links").as_deref(), Some("2"), "{info}");
+        let settled = field("cluster_peer_links_up").as_deref() == Some("2")
+            && field("cluster_handoffs_given").as_deref() == Some("0")
+            && field("cluster_handoffs_received").as_deref() == Some("0");
+        if settled {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{info}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
