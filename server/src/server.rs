@@ -113,7 +113,8 @@ impl Server {
             .enabled
             .then(|| cluster::Layout::new(&config.cluster).ok())
             .flatten();
-        let peers = crate::peers::Peers::for_cluster(cluster.as_ref(), &store);
+        let peers =
+            crate::peers::Peers::for_cluster(cluster.as_ref(), &store, &config.server.requirepass);
         let mut server = Server {
             cluster,
             peers,

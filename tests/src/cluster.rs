@@ -16,6 +16,8 @@ pub struct LocalCluster {
     pub port: u16,
     /// Nodes in all.
     pub nodes: u16,
+    /// The password every node requires (`requirepass`), if any.
+    password: Option<String>,
 }
 
 /// The `scripts/cluster` script.
@@ -48,13 +50,26 @@ impl LocalCluster {
 
     /// As [`LocalCluster::up`], with `extra` TOML appended to every node's configuration.
     pub fn up_with(primaries: u16, replicas: u16, extra: &str) -> LocalCluster {
+        LocalCluster::start(primaries, replicas, extra, None)
+    }
+
+    /// As [`LocalCluster::up`], every node requiring `password` (`requirepass`).
+    pub fn up_with_password(primaries: u16, replicas: u16, password: &str) -> LocalCluster {
+        LocalCluster::start(primaries, replicas, "", Some(password))
+    }
+
+    fn start(primaries: u16, replicas: u16, extra: &str, password: Option<&str>) -> LocalCluster {
         let dir = tempfile::tempdir().expect("a temp dir");
         let nodes = primaries * (1 + replicas);
         let port = free_ports(nodes);
         let extra_file = dir.path().join("extra.toml");
         std::fs::write(&extra_file, extra).expect("write the extra configuration");
-        let output = Command::new(script())
-            .args(["up", "--primaries", &primaries.to_string()])
+        let mut command = Command::new(script());
+        command.args(["up", "--primaries", &primaries.to_string()]);
+        if let Some(password) = password {
+            command.args(["--requirepass", password]);
+        }
+        let output = command
             .args(["--replicas", &replicas.to_string()])
             .args(["--port", &port.to_string()])
             .arg("--dir")
@@ -71,7 +86,12 @@ impl LocalCluster {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        LocalCluster { dir, port, nodes }
+        LocalCluster {
+            dir,
+            port,
+            nodes,
+            password: password.map(str::to_owned),
+        }
     }
 
     /// The cluster's directory (`n1/`, `n2/`, ...: config.toml, pid, log, data).
@@ -154,6 +174,11 @@ impl LocalCluster {
                 .and_then(|mut stream| {
                     use std::io::{Read, Write};
                     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+                    if let Some(password) = &self.password {
+                        stream.write_all(format!("AUTH {password}\r\n").as_bytes())?;
+                        let mut ok = [0u8; 5];
+                        stream.read_exact(&mut ok)?;
+                    }
                     stream.write_all(b"PING\r\n")?;
                     let mut reply = [0u8; 7];
                     stream.read_exact(&mut reply)?;

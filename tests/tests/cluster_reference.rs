@@ -206,3 +206,32 @@ async fn conflicting_sets_converge_everywhere() {
         }
     }
 }
+
+/// With `requirepass` on every node, the links between the nodes authenticate with it: a
+/// CATALOG.SET on n1 reaches n2 and the replica of n1 follows it. Before, the peer links sent
+/// no AUTH and every REFSYNC was refused (NOAUTH), so the entry stayed on n1.
+#[tokio::test]
+async fn links_between_password_protected_nodes_authenticate() {
+    let cluster = LocalCluster::up_with_password(2, 1, "s3cret");
+    let mut conns = Vec::new();
+    for node in 0..3 {
+        let mut conn = cluster.conn(node).await;
+        assert_eq!(call(&mut conn, &["AUTH", "s3cret"]).await, "+OK\r\n");
+        conns.push(conn);
+    }
+    let set = ["CATALOG.SET", "tv", "-", "499", "USD"];
+    assert_eq!(call(&mut conns[0], &set).await, "+OK\r\n");
+    let started = Instant::now();
+    loop {
+        let on_n2 = call(&mut conns[1], &["CATALOG.GET", "tv", "-"]).await;
+        let on_replica = call(&mut conns[2], &["CATALOG.GET", "tv", "-"]).await;
+        if on_n2.contains("499") && on_replica.contains("499") {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "n2: {on_n2:?}, n1's replica: {on_replica:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -34,23 +34,17 @@ pub async fn run(
     mut queue: mpsc::Receiver<SharedChange>,
     compares_digests: bool,
 ) {
-    let timeout = Duration::from_millis(PEER_TIMEOUT_MS);
     let mut reported = false;
     loop {
         let connected = tokio::select! {
-            connected = tokio::time::timeout(timeout, TcpStream::connect(&peer.addr)) => connected,
+            connected = Link::connect(&peer.addr) => connected,
             () = server.shutdown.cancelled() => return,
         };
         match connected {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
+            Ok(mut link) => {
                 peer.connected.store(true, Ordering::Relaxed);
                 debug!(peer = %peer.id, "peer link up");
                 reported = false;
-                let mut link = Link {
-                    stream,
-                    buffer: BytesMut::new(),
-                };
                 let ended = link
                     .serve(&server, &peer, &mut queue, compares_digests)
                     .await;
@@ -60,7 +54,7 @@ pub async fn run(
                     Err(why) => warn!(peer = %peer.id, %why, "peer link lost; connecting again"),
                 }
             }
-            Ok(Err(error)) if !reported => {
+            Err(error) if !reported => {
                 debug!(peer = %peer.id, %error, "peer not reachable; trying again");
                 reported = true;
             }
@@ -81,19 +75,31 @@ pub(super) struct Link {
 
 impl Link {
     /// Connects to `addr` within [`PEER_TIMEOUT_MS`].
+    /// Connects to `addr` within [`PEER_TIMEOUT_MS`], and authenticates with the password
+    /// the nodes share (`requirepass`), if there is one.
     pub(super) async fn connect(addr: &str) -> LinkResult<Link> {
         let timeout = Duration::from_millis(PEER_TIMEOUT_MS);
-        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        let mut link = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                Ok(Link {
+                Link {
                     stream,
                     buffer: BytesMut::new(),
-                })
+                }
             }
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err(format!("no connection within {PEER_TIMEOUT_MS} ms")),
+            Ok(Err(error)) => return Err(error.to_string()),
+            Err(_) => return Err(format!("no connection within {PEER_TIMEOUT_MS} ms")),
+        };
+        if let Some(password) = super::PASSWORD
+            .get()
+            .filter(|password| !password.is_empty())
+        {
+            match link.call(&[b"AUTH", password.as_bytes()]).await? {
+                Value::Simple(ok) if ok == "OK" => {}
+                other => return Err(format!("{addr} refused AUTH: {other:?}")),
+            }
         }
+        Ok(link)
     }
 
     /// Sends one request and reads its reply, an error reply included.

@@ -65,6 +65,10 @@ impl Peer {
     }
 }
 
+/// The password the nodes share (`requirepass`), which the links authenticate with; set once
+/// with the links.
+static PASSWORD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// Every link of this node.
 pub struct Peers {
     /// The other primaries.
@@ -81,8 +85,13 @@ pub struct Peers {
 impl Peers {
     /// In cluster mode: the links of this node, registered with the store as its outbox, and
     /// the store stamping with this node's origin. `None` standalone.
-    pub fn for_cluster(layout: Option<&cluster::Layout>, store: &Store) -> Option<Arc<Peers>> {
+    pub fn for_cluster(
+        layout: Option<&cluster::Layout>,
+        store: &Store,
+        password: &str,
+    ) -> Option<Arc<Peers>> {
         let layout = layout?;
+        let _ = PASSWORD.set(password.to_owned());
         store.set_origin(origin_of(&layout.myself().id));
         if layout.myself().replica_of.is_some() {
             // A replica takes no writes of its own (READONLY): its primary's log brings it
