@@ -1,32 +1,27 @@
 //! `CART.MERGE` across cluster nodes, the user cart's node's side (docs/CLUSTER.md, "CART.MERGE
 //! across nodes"): the pre-step that takes the guest cart from the node serving it
 //! (`CART.HANDOFF`) before the merge runs, the courier that tells that node once the merge is
-//! durable (`CART.HANDOFF.DONE`), and the small RESP link to peers both use. The handoff
-//! entries themselves are the store's (`store/handoff.rs`).
-//!
-//! The link is its own (one idle connection kept per peer, connect and every reply under
-//! [`PEER_TIMEOUT_MS`], a broken one dropped and made again on the next call); a peer link
-//! for reference data is being built elsewhere, and the two are meant to become one.
+//! durable (`CART.HANDOFF.DONE`). Both send through the peer links' call pool
+//! (`crate::peers::calls`, which the gift card calls use too). The handoff entries
+//! themselves are the store's (`store/handoff.rs`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use protocol::{CartMerge, Command, CommandError, CommandId, CommandSpec, ErrorCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::fault::{self, FaultPoint};
-use crate::limits::{HANDOFF_REPLY_BYTES_MAX, HANDOFF_RETRY_MS, PEER_TIMEOUT_MS};
+use crate::limits::HANDOFF_RETRY_MS;
+use crate::peers::wire::Value;
 use crate::server::{now_ms, Server};
 use crate::store::Handed;
 
-/// Idle peer connections (one per peer address at most) and the courier's wake-up.
+/// The courier's wake-up (the calls to the other nodes go through the peer links' pool,
+/// `crate::peers::calls`).
 #[derive(Debug, Default)]
 pub struct PeerLinks {
-    idle: parking_lot::Mutex<HashMap<String, TcpStream>>,
     /// Woken after a merge of a handed-off cart: a `CART.HANDOFF.DONE` is owed.
     courier: Notify,
 }
@@ -97,7 +92,7 @@ async fn take_from(
     };
     let node = &layout.nodes[request.node];
     let words = [&b"CART.HANDOFF"[..], &request.guest_key, &request.user_key];
-    let reply = call(server, &node.addr(), &words).await.map_err(|error| {
+    let reply = call(server, request.node, &words).await.map_err(|error| {
         CommandError::new(
             ErrorCode::TryAgain,
             format!(
@@ -107,9 +102,10 @@ async fn take_from(
         )
     })?;
     let handed = match reply {
-        PeerReply::Null => None,
-        PeerReply::Array(mut parts) if parts.len() == 2 => {
-            let (PeerReply::Bulk(id), PeerReply::Bulk(cart)) = (parts.remove(0), parts.remove(0))
+        Value::Bulk(None) | Value::Array(None) => None,
+        Value::Array(Some(mut parts)) if parts.len() == 2 => {
+            let (Value::Bulk(Some(id)), Value::Bulk(Some(cart))) =
+                (parts.remove(0), parts.remove(0))
             else {
                 return Err(unexpected(&node.id));
             };
@@ -119,7 +115,7 @@ async fn take_from(
                 from: node.id.clone(),
             })
         }
-        PeerReply::Error(message) => return Err(peer_error(&node.id, &message)),
+        Value::Error(message) => return Err(peer_error(&node.id, &message)),
         _ => return Err(unexpected(&node.id)),
     };
     if handed.is_some() {
@@ -187,13 +183,18 @@ async fn confirm_owed(server: &Server) {
             durability.wal.wait_ack(received.lsn).await;
         }
         fault::check(server, FaultPoint::MergeAfterLog);
-        let Some(node) = layout.nodes.iter().find(|node| node.id == received.from) else {
+        let Some(index) = layout
+            .nodes
+            .iter()
+            .position(|node| node.id == received.from)
+        else {
             tracing::warn!(node = %received.from, "a handoff from a node no longer in the layout");
             continue;
         };
+        let node = &layout.nodes[index];
         let words = [&b"CART.HANDOFF.DONE"[..], &received.guest_key, &id];
-        match call(server, &node.addr(), &words).await {
-            Ok(PeerReply::Simple(_)) => {
+        match call(server, index, &words).await {
+            Ok(Value::Simple(_)) => {
                 fault::check(server, FaultPoint::DoneAfterReply);
                 server.store.handoff_confirmed(&id, now_ms());
             }
@@ -207,142 +208,15 @@ async fn confirm_owed(server: &Server) {
     }
 }
 
-/// A peer's reply (RESP2).
-#[derive(Debug, PartialEq)]
-enum PeerReply {
-    Simple(String),
-    Error(String),
-    Integer(i64),
-    Bulk(Bytes),
-    Null,
-    Array(Vec<PeerReply>),
-}
-
-/// Sends one command to the peer at `addr` and reads its reply, on the idle connection kept
-/// for it or a new one (authenticated as `default` with `requirepass`, if set). A kept
-/// connection that fails (the peer restarted since) is dropped and the command sent once
-/// more on a new one: both handoff commands may be repeated.
-async fn call(server: &Server, addr: &str, words: &[&[u8]]) -> Result<PeerReply, String> {
-    let idle = server.handoff_links.idle.lock().remove(addr);
-    if let Some(mut stream) = idle {
-        if let Ok(reply) = exchange(&mut stream, words).await {
-            server
-                .handoff_links
-                .idle
-                .lock()
-                .insert(addr.to_owned(), stream);
-            return Ok(reply);
-        }
-    }
-    let mut stream = connect(server, addr).await?;
-    let reply = exchange(&mut stream, words).await?;
-    server
-        .handoff_links
-        .idle
-        .lock()
-        .insert(addr.to_owned(), stream);
-    Ok(reply)
-}
-
-async fn connect(server: &Server, addr: &str) -> Result<TcpStream, String> {
-    let timeout = Duration::from_millis(PEER_TIMEOUT_MS);
-    let mut stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-        .await
-        .map_err(|_| format!("connecting to {addr} timed out"))?
-        .map_err(|error| format!("cannot connect to {addr}: {error}"))?;
-    stream
-        .set_nodelay(true)
-        .map_err(|error| error.to_string())?;
-    let password = &server.config.server.requirepass;
-    if !password.is_empty() {
-        let reply = exchange(&mut stream, &[b"AUTH", password.as_bytes()]).await?;
-        if reply != PeerReply::Simple("OK".into()) {
-            return Err(format!("{addr} refused AUTH: {reply:?}"));
-        }
-    }
-    Ok(stream)
-}
-
-/// Writes one command and reads one reply, under [`PEER_TIMEOUT_MS`].
-async fn exchange(stream: &mut TcpStream, words: &[&[u8]]) -> Result<PeerReply, String> {
-    let mut request = format!("*{}\r\n", words.len()).into_bytes();
-    for word in words {
-        request.extend_from_slice(format!("${}\r\n", word.len()).as_bytes());
-        request.extend_from_slice(word);
-        request.extend_from_slice(b"\r\n");
-    }
-    let round_trip = async {
-        stream.write_all(&request).await?;
-        let mut input = BytesMut::with_capacity(4096);
-        loop {
-            if let Some(reply) = parse_reply(&mut input)? {
-                return Ok(reply);
-            }
-            if input.len() > HANDOFF_REPLY_BYTES_MAX {
-                return Err(std::io::Error::other("the reply is too long"));
-            }
-            if stream.read_buf(&mut input).await? == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_millis(PEER_TIMEOUT_MS), round_trip)
-        .await
-        .map_err(|_| "no reply in time".to_string())?
-        .map_err(|error: std::io::Error| error.to_string())
-}
-
-/// One complete reply taken off the front of `input`, `None` while it is incomplete.
-fn parse_reply(input: &mut BytesMut) -> std::io::Result<Option<PeerReply>> {
-    match parse_at(input, 0, 0)? {
-        Some((reply, used)) => {
-            input.advance(used);
-            Ok(Some(reply))
-        }
-        None => Ok(None),
-    }
-}
-
-/// The reply starting at `at` and where it ends; `depth` bounds nesting (a handoff reply is
-/// an array of bulks).
-fn parse_at(input: &[u8], at: usize, depth: u8) -> std::io::Result<Option<(PeerReply, usize)>> {
-    let bad = |what: &str| std::io::Error::other(format!("a malformed reply: {what}"));
-    let Some(end) = input[at..].windows(2).position(|pair| pair == b"\r\n") else {
-        return Ok(None);
-    };
-    let line = std::str::from_utf8(&input[at + 1..at + end]).map_err(|_| bad("not text"))?;
-    let next = at + end + 2;
-    let number = || line.parse::<i64>().map_err(|_| bad("a length"));
-    let reply = match input.get(at) {
-        Some(b'+') => (PeerReply::Simple(line.to_owned()), next),
-        Some(b'-') => (PeerReply::Error(line.to_owned()), next),
-        Some(b':') => (PeerReply::Integer(number()?), next),
-        Some(b'$') if number()? < 0 => (PeerReply::Null, next),
-        Some(b'$') => {
-            let length = usize::try_from(number()?).map_err(|_| bad("a length"))?;
-            if input.len() < next + length + 2 {
-                return Ok(None);
-            }
-            let bulk = Bytes::copy_from_slice(&input[next..next + length]);
-            (PeerReply::Bulk(bulk), next + length + 2)
-        }
-        Some(b'*') if number()? < 0 => (PeerReply::Null, next),
-        Some(b'*') if depth < 2 => {
-            let count = usize::try_from(number()?).map_err(|_| bad("a length"))?;
-            let mut parts = Vec::with_capacity(count.min(16));
-            let mut position = next;
-            for _ in 0..count {
-                let Some((part, after)) = parse_at(input, position, depth + 1)? else {
-                    return Ok(None);
-                };
-                parts.push(part);
-                position = after;
-            }
-            (PeerReply::Array(parts), position)
-        }
-        _ => return Err(bad("an unexpected type")),
-    };
-    Ok(Some(reply))
+/// Sends one command to the node at layout index `node` through the peer links' call pool
+/// (a kept connection, authenticated with the shared password; a failed kept one is retried
+/// once on a new one: both handoff commands may be repeated).
+async fn call(server: &Server, node: usize, words: &[&[u8]]) -> Result<Value, String> {
+    let peers = server
+        .peers
+        .as_ref()
+        .ok_or_else(|| "this node has no peer links (not a cluster primary)".to_string())?;
+    peers.calls.call(node, words).await
 }
 
 /// Runs `CART.MERGE`'s guest side: `handed` is what the pre-step got when another node serves
@@ -364,38 +238,4 @@ pub fn guest_from(
         "a handoff result is taken by the merge it was made for"
     );
     Ok(crate::store::GuestFrom::Handed(result.handed?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_a_handoff_reply_in_pieces() {
-        let whole = b"*2\r\n$2\r\nid\r\n$4\r\ncart\r\n";
-        for cut in 0..whole.len() {
-            let mut input = BytesMut::from(&whole[..cut]);
-            assert_eq!(parse_reply(&mut input).unwrap(), None, "cut at {cut}");
-        }
-        let mut input = BytesMut::from(&whole[..]);
-        let reply = parse_reply(&mut input).unwrap().unwrap();
-        let expected = PeerReply::Array(vec![
-            PeerReply::Bulk(Bytes::from_static(b"id")),
-            PeerReply::Bulk(Bytes::from_static(b"cart")),
-        ]);
-        assert_eq!(reply, expected);
-        assert!(input.is_empty());
-    }
-
-    #[test]
-    fn parses_null_status_and_error() {
-        for (wire, expected) in [
-            (&b"$-1\r\n"[..], PeerReply::Null),
-            (b"+OK\r\n", PeerReply::Simple("OK".into())),
-            (b"-FROZEN cart\r\n", PeerReply::Error("FROZEN cart".into())),
-        ] {
-            let mut input = BytesMut::from(wire);
-            assert_eq!(parse_reply(&mut input).unwrap(), Some(expected));
-        }
-    }
 }

@@ -139,9 +139,6 @@ pub const PEER_REPLY_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// each; past it a merge across nodes gets `-TRYAGAIN` ([`crate::store::Store::handoff_counts`]).
 pub const HANDOFFS_MAX: usize = 4096;
 
-/// Longest reply a peer may send during a handoff (a cart image, with room).
-pub const HANDOFF_REPLY_BYTES_MAX: usize = 4 * 1024 * 1024;
-
 /// How often the courier retries the `CART.HANDOFF.DONE`s still owed.
 pub const HANDOFF_RETRY_MS: u64 = 500;
 /// Gift card calls in flight to one peer primary at once (each on its own connection, kept

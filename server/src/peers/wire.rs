@@ -127,4 +127,30 @@ mod tests {
         encode(&[b"REFSYNC", b"PULL", b"7"], &mut out);
         assert_eq!(out, b"*3\r\n$7\r\nREFSYNC\r\n$4\r\nPULL\r\n$1\r\n7\r\n");
     }
+
+    /// A handoff's reply (CART.HANDOFF: the id and the cart), whole or not at all.
+    #[test]
+    fn a_handoff_reply_parses_in_pieces() {
+        let whole = b"*2\r\n$2\r\nid\r\n$4\r\ncart\r\n";
+        for cut in 0..whole.len() {
+            assert_eq!(parse(&whole[..cut]), Ok(None), "cut at {cut}");
+        }
+        let expected = Value::Array(Some(vec![
+            Value::Bulk(Some(Bytes::from_static(b"id"))),
+            Value::Bulk(Some(Bytes::from_static(b"cart"))),
+        ]));
+        assert_eq!(parse(whole), Ok(Some((expected, whole.len()))));
+    }
+
+    #[test]
+    fn null_status_and_error_replies_parse() {
+        for (wire, expected) in [
+            (&b"$-1\r\n"[..], Value::Bulk(None)),
+            (b"*-1\r\n", Value::Array(None)),
+            (b"+OK\r\n", Value::Simple("OK".into())),
+            (b"-FROZEN cart\r\n", Value::Error("FROZEN cart".into())),
+        ] {
+            assert_eq!(parse(wire), Ok(Some((expected, wire.len()))));
+        }
+    }
 }
