@@ -233,11 +233,10 @@ async fn handshake(
 }
 
 async fn send_command(stream: &mut TcpStream, words: &[&str]) -> std::io::Result<()> {
-    let mut out = format!("*{}\r\n", words.len());
-    for word in words {
-        out.push_str(&format!("${}\r\n{word}\r\n", word.len()));
-    }
-    stream.write_all(out.as_bytes()).await
+    let words: Vec<&[u8]> = words.iter().map(|word| word.as_bytes()).collect();
+    let mut out = Vec::new();
+    crate::peers::wire::encode(&words, &mut out);
+    stream.write_all(&out).await
 }
 
 async fn expect_ok(
@@ -451,11 +450,9 @@ async fn acknowledge(
         }
         acked = wal.ack_lsn();
         let ack = acked.to_string();
-        let request = format!(
-            "*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n${}\r\n{ack}\r\n",
-            ack.len()
-        );
-        if let Err(error) = writer.write_all(request.as_bytes()).await {
+        let mut request = Vec::new();
+        crate::peers::wire::encode(&[b"REPLCONF", b"ACK", ack.as_bytes()], &mut request);
+        if let Err(error) = writer.write_all(&request).await {
             return error;
         }
     }
