@@ -8,8 +8,14 @@ use serde::Deserialize;
 
 use crate::slot::SLOTS;
 
+/// How long a shard group's lease lasts by default (`cluster.lease_ms`).
+pub const LEASE_MS_DEFAULT: u64 = 3_000;
+
+/// The shortest lease `cluster.lease_ms` may ask for: renewals go every quarter of it.
+pub const LEASE_MS_MIN: u64 = 400;
+
 /// `[cluster]` in config.toml.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// Whether this node runs as part of a cluster (off: a standalone server).
@@ -18,6 +24,21 @@ pub struct ClusterConfig {
     pub node_id: String,
     /// Every node of the cluster, the same list on every node.
     pub nodes: Vec<NodeConfig>,
+    /// How long a shard group's lease in PostgreSQL lasts (with `[postgres]`): a primary
+    /// renews it every quarter of this and stops taking writes before it ends; a replica
+    /// takes a lapsed one over.
+    pub lease_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> ClusterConfig {
+        ClusterConfig {
+            enabled: false,
+            node_id: String::new(),
+            nodes: Vec::new(),
+            lease_ms: LEASE_MS_DEFAULT,
+        }
+    }
 }
 
 /// One `[[cluster.nodes]]` entry.
@@ -62,6 +83,9 @@ pub enum LayoutError {
     /// Two nodes with one address.
     #[error("nodes {0:?} and {1:?} both have addr {2:?}")]
     DuplicateAddr(String, String, String),
+    /// A lease too short to renew.
+    #[error("[cluster] lease_ms = {0}: a lease lasts at least {LEASE_MS_MIN} ms")]
+    LeaseTooShort(u64),
     /// A slot spec that does not parse, or is out of range.
     #[error("node {0:?}: slots entry {1:?} is not a slot or a range of slots within 0-16383 (\"0-5460\" or \"5461\")")]
     BadSlots(String, String),
@@ -96,6 +120,11 @@ pub struct Node {
     pub ranges: Vec<RangeInclusive<u16>>,
     /// The primary it replicates (an index into [`Layout::nodes`]).
     pub replica_of: Option<usize>,
+    /// Its shard group: the index of the node `config.toml` makes the group's primary (the
+    /// group keeps that node's id as its name whoever holds its lease).
+    pub group: usize,
+    /// The term of its shard group's lease (Redis's configEpoch): 0 until PostgreSQL gives one.
+    pub epoch: u64,
 }
 
 impl Node {
@@ -128,6 +157,9 @@ impl Layout {
         if config.nodes.is_empty() {
             return Err(LayoutError::NoNodes);
         }
+        if config.lease_ms < LEASE_MS_MIN {
+            return Err(LayoutError::LeaseTooShort(config.lease_ms));
+        }
         let mut index: HashMap<&str, usize> = HashMap::new();
         let mut addrs: HashMap<String, &str> = HashMap::new();
         let mut nodes = Vec::with_capacity(config.nodes.len());
@@ -159,6 +191,8 @@ impl Layout {
                 port,
                 ranges,
                 replica_of: None,
+                group: at,
+                epoch: 0,
             });
         }
         for (at, entry) in config.nodes.iter().enumerate() {
@@ -169,6 +203,7 @@ impl Layout {
                     .filter(|&target| target != at && config.nodes[target].replica_of.is_none())
                     .ok_or_else(|| LayoutError::BadPrimary(entry.id.clone(), primary.clone()))?;
                 nodes[at].replica_of = Some(target);
+                nodes[at].group = target;
             }
         }
         let me = *index.get(config.node_id.as_str()).ok_or_else(|| {
@@ -211,6 +246,78 @@ impl Layout {
             .enumerate()
             .filter(move |(_, node)| node.replica_of == Some(primary))
             .map(|(at, _)| at)
+    }
+}
+
+impl Layout {
+    /// The shard groups: the index of each group's configured primary, which names it.
+    pub fn groups(&self) -> impl Iterator<Item = usize> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(at, node)| node.group == *at)
+            .map(|(at, _)| at)
+    }
+
+    /// The group's name: its configured primary's id.
+    pub fn group_name(&self, group: usize) -> &str {
+        &self.nodes[group].id
+    }
+
+    /// The group of the node named `id`, if any.
+    pub fn group_named(&self, id: &str) -> Option<usize> {
+        self.groups().find(|&group| self.nodes[group].id == id)
+    }
+
+    /// The index of the node named `id`.
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.nodes.iter().position(|node| node.id == id)
+    }
+
+    /// The members of `group` (its primary and replicas, in the config's order).
+    pub fn members(&self, group: usize) -> impl Iterator<Item = usize> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(move |(_, node)| node.group == group)
+            .map(|(at, _)| at)
+    }
+
+    /// The member of `group` that is its primary now.
+    pub fn primary_of_group(&self, group: usize) -> usize {
+        self.members(group)
+            .find(|&at| self.nodes[at].replica_of.is_none())
+            .expect("every group has one primary")
+    }
+
+    /// This layout with `holder` (a member of `group`) as the group's primary at `term`: it
+    /// serves the group's slots and the group's other members replicate it. `None` when
+    /// `holder` is not a member of `group`.
+    pub fn with_primary(&self, group: usize, holder: usize, term: u64) -> Option<Layout> {
+        if self.nodes.get(holder)?.group != group {
+            return None;
+        }
+        let mut layout = self.clone();
+        let primary = self.primary_of_group(group);
+        let ranges = std::mem::take(&mut layout.nodes[primary].ranges);
+        let members: Vec<usize> = self.members(group).collect();
+        for at in members {
+            let node = &mut layout.nodes[at];
+            node.epoch = term;
+            node.replica_of = (at != holder).then_some(holder);
+        }
+        layout.nodes[holder].ranges = ranges;
+        for slot in layout.owners.iter_mut() {
+            if *slot != UNASSIGNED && usize::from(*slot) == primary {
+                *slot = u16::try_from(holder).expect("fewer nodes than u16::MAX");
+            }
+        }
+        Some(layout)
+    }
+
+    /// The highest term of any group (Redis's currentEpoch).
+    pub fn current_epoch(&self) -> u64 {
+        self.nodes.iter().map(|node| node.epoch).max().unwrap_or(0)
     }
 }
 
@@ -329,6 +436,31 @@ mod tests {
         assert_eq!(layout.nodes[3].replica_of, Some(0));
         assert_eq!(layout.replicas_of(0).collect::<Vec<_>>(), vec![3]);
         assert_eq!(layout.nodes[2].addr(), "127.0.0.1:7003");
+        assert_eq!(layout.groups().collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(layout.members(0).collect::<Vec<_>>(), vec![0, 3]);
+        assert_eq!(layout.nodes[3].group, 0);
+    }
+
+    #[test]
+    fn a_replica_takes_its_group_s_slots_and_the_old_primary_follows_it() {
+        let layout = Layout::new(&config(THREE_AND_ONE)).unwrap();
+        let promoted = layout.with_primary(0, 3, 7).unwrap();
+        assert_eq!(promoted.owner(0).unwrap().id, "n4");
+        assert_eq!(promoted.owner(5460).unwrap().id, "n4");
+        assert_eq!(promoted.owner(5461).unwrap().id, "n2");
+        assert_eq!(promoted.nodes[0].replica_of, Some(3));
+        assert_eq!(promoted.nodes[3].replica_of, None);
+        assert_eq!(promoted.nodes[3].ranges, vec![0..=5460]);
+        assert!(promoted.nodes[0].ranges.is_empty());
+        assert_eq!((promoted.nodes[0].epoch, promoted.nodes[1].epoch), (7, 0));
+        assert_eq!(promoted.current_epoch(), 7);
+        assert_eq!(promoted.primary_of_group(0), 3);
+        assert_eq!(promoted.assigned_slots(), 16384);
+        // Back again, and a node of another group cannot hold this one's lease.
+        let back = promoted.with_primary(0, 0, 9).unwrap();
+        assert_eq!(back.owner(0).unwrap().id, "n1");
+        assert_eq!(back.nodes[3].replica_of, Some(0));
+        assert!(layout.with_primary(0, 1, 8).is_none());
     }
 
     #[test]

@@ -5,6 +5,8 @@
 pub mod layout;
 pub mod record;
 pub mod slot;
+pub mod topology;
 
 pub use layout::{ClusterConfig, Layout, LayoutError, Node, NodeConfig};
 pub use slot::{key_slot, SLOTS, SLOT_BITS};
+pub use topology::Topology;

@@ -109,6 +109,7 @@ mod tests {
                 node("b", 7002, &[second_slots], None),
                 node("c", 7003, &[], Some("a")),
             ],
+            ..ClusterConfig::default()
         })
         .unwrap()
     }

@@ -350,6 +350,7 @@ impl Connection {
             .take()
             .expect("PSYNC set the handover");
         let port = self.session.replica_port.unwrap_or(0);
+        let node = self.session.replica_node.take();
         let input = std::mem::take(&mut self.read);
         let ClientStream::Plain(stream) = &mut self.stream else {
             self.stream
@@ -357,7 +358,7 @@ impl Connection {
                 .await?;
             return Ok(());
         };
-        crate::replication::serve_replica(stream, input, &self.server, &id, lsn, port).await
+        crate::replication::serve_replica(stream, input, &self.server, &id, lsn, port, node).await
     }
 
     /// Waits out what holds the next request (room in the log's queue, a CLIENT PAUSE, a

@@ -55,6 +55,8 @@ pub struct Session {
     pub last_write_lsn: persistence::Lsn,
     /// The port a replica said it serves on (REPLCONF listening-port).
     pub replica_port: Option<u16>,
+    /// The cluster id a replica gave (`REPLCONF cartd-node`).
+    pub replica_node: Option<String>,
     /// PSYNC was accepted: the connection becomes a replication link (history, LSN).
     pub replica_handover: Option<(Bytes, persistence::Lsn)>,
     /// What the handoff pre-step of the current CART.MERGE got from the guest cart's node;
@@ -94,6 +96,7 @@ impl Session {
             read_only: false,
             last_write_lsn: 0,
             replica_port: None,
+            replica_node: None,
             replica_handover: None,
             handed: None,
         }
@@ -209,8 +212,17 @@ pub fn admit(
     if !spec.has_flag("no_auth") {
         check_acl(raw, spec, session, server)?;
     }
-    if let Some(layout) = &server.cluster {
-        route(raw, spec, session, layout)?;
+    if let Some(topology) = &server.cluster {
+        route(raw, spec, session, &topology.load())?;
+        if (spec.is_write() || spec.id == CommandId::Exec) && !server.failover.may_write() {
+            return Err(refused(
+                id,
+                CommandError::new(
+                    ErrorCode::ClusterDown,
+                    "The cluster is down: this node's lease of its slots lapsed",
+                ),
+            ));
+        }
     }
     if session.protocol == Protocol::Resp2
         && session.subscriptions() > 0

@@ -101,15 +101,11 @@ pub enum StartError {
 pub async fn start(server: Arc<Server>, repair: bool) -> Result<(), StartError> {
     let started = Instant::now();
     let data_dir = server.config.server.data_dir.clone();
+    let (postgres, leased) = link_postgres(&server).await?;
     let replica = server.primary().is_some();
     if replica {
         prepare_replica(&server, &data_dir).await?;
     }
-    // A replica's log is its primary's, which its primary streams to PostgreSQL.
-    let postgres = match server.config.postgres.effective_url() {
-        Some(url) if !replica => Some(PostgresLink::connect(&url, &server.config.postgres).await?),
-        _ => None,
-    };
     let local = {
         let server = server.clone();
         tokio::task::spawn_blocking(move || recover_local(&server, repair))
@@ -118,11 +114,11 @@ pub async fn start(server: Arc<Server>, repair: bool) -> Result<(), StartError> 
     };
     let mut summary = local.summary;
     let mut last_lsn = local.last_lsn;
-    if let Some(postgres) = &postgres {
+    if let Some(postgres) = postgres.as_ref().filter(|_| !replica) {
         let checkpoint = postgres.checkpoint().await?;
         if local.empty {
             let (carts, reference) = postgres
-                .restore_all(&server.store, server.cluster.as_ref())
+                .restore_all(&server.store, server.layout().as_deref())
                 .await?;
             summary.restored_carts = carts;
             summary.restored_reference = reference;
@@ -160,16 +156,44 @@ pub async fn start(server: Arc<Server>, repair: bool) -> Result<(), StartError> 
     if server.durability.set(durability).is_err() {
         panic!("durability starts once");
     }
-    if let Some(postgres) = &server.durable().postgres {
-        postgres.start_jobs(&server);
-    }
-    tokio::spawn(snapshot_schedule(server.clone()));
-    if replica {
-        tokio::spawn(crate::replication::follow_primary(server.clone()));
-    }
+    start_jobs(&server, replica, leased);
     server.loading.store(false, Ordering::Release);
     info!("ready to accept connections");
     Ok(())
+}
+
+/// Once loaded: the sink (a primary's, under its lease's term), the snapshot schedule, the
+/// link to the primary (a replica's) and the failover job (with leases).
+fn start_jobs(server: &Arc<Server>, replica: bool, leased: bool) {
+    if let Some(postgres) = server.durable().postgres.as_ref().filter(|_| !replica) {
+        let term = persistence::sink::Term {
+            term: server.failover.term(),
+            leased,
+        };
+        postgres.start_jobs(server, term);
+    }
+    tokio::spawn(snapshot_schedule(server.clone()));
+    if replica {
+        server.replication.start_following(server);
+    }
+    if leased {
+        server.tasks.spawn(crate::failover::run(server.clone()));
+    }
+}
+
+/// The link to PostgreSQL, when configured, and whether leases are in force: in a cluster
+/// every node links to it, where the leases say which node is primary (settled here); only
+/// a primary streams (a replica's log is its primary's).
+async fn link_postgres(server: &Arc<Server>) -> Result<(Option<PostgresLink>, bool), StartError> {
+    let postgres = match server.config.postgres.effective_url() {
+        Some(url) => Some(PostgresLink::connect(&url, &server.config.postgres).await?),
+        None => None,
+    };
+    let leased = server.cluster.is_some() && postgres.is_some();
+    if let (true, Some(postgres)) = (leased, &postgres) {
+        crate::failover::settle_role(server, postgres.pool()).await?;
+    }
+    Ok((postgres, leased))
 }
 
 /// A replica, before it loads anything: its store takes only its primary's records; one that
@@ -220,6 +244,10 @@ fn name_history(
         }
     };
     server.replication.set_id(id);
+    server
+        .replication
+        .set_previous(crate::replication::recorded_previous(data_dir));
+    *server.replication.set_aside.lock() = crate::replication::scan_set_aside(data_dir);
     Ok(())
 }
 
@@ -501,7 +529,11 @@ impl Durability {
     pub fn release_log(&self, server: &Server) {
         let oldest_snapshot = snapshot::oldest_lsn(&self.snapshot_dir).unwrap_or(0);
         let mut keep_from = oldest_snapshot.min(self.last_save_lsn.load(Ordering::Relaxed)) + 1;
-        if let Some(postgres) = &self.postgres {
+        if let Some(postgres) = self
+            .postgres
+            .as_ref()
+            .filter(|postgres| postgres.streaming())
+        {
             keep_from = keep_from.min(postgres.checkpoint_lsn() + 1);
         }
         if let Some(lagging) = server

@@ -69,9 +69,10 @@ pub fn check(server: &Server, point: FaultPoint) {
         return;
     };
     let me = server
+        .config
         .cluster
-        .as_ref()
-        .map(|layout| layout.myself().id.as_str());
+        .enabled
+        .then_some(server.config.cluster.node_id.as_str());
     if me != Some(node) || configured != point {
         return;
     }

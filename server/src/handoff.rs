@@ -46,7 +46,7 @@ pub struct HandoffResult {
 
 /// The node (its layout index) serving `guest_key`, when that is not this node.
 pub fn guest_node(server: &Server, guest_key: &[u8]) -> Option<usize> {
-    let layout = server.cluster.as_ref()?;
+    let layout = server.layout()?;
     let owner = layout.owner_index(cluster::key_slot(guest_key))?;
     (owner != layout.me).then_some(owner)
 }
@@ -87,7 +87,7 @@ async fn take_from(
     server: &Server,
     request: &HandoffRequest,
 ) -> Result<Option<Handed>, CommandError> {
-    let Some(layout) = &server.cluster else {
+    let Some(layout) = server.layout() else {
         return Ok(None);
     };
     let node = &layout.nodes[request.node];
@@ -174,7 +174,7 @@ pub async fn courier(server: Arc<Server>) {
 
 /// One round of the courier.
 async fn confirm_owed(server: &Server) {
-    let Some(layout) = &server.cluster else {
+    let Some(layout) = server.layout() else {
         return;
     };
     for (id, received) in server.store.handoffs_to_confirm() {

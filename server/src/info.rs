@@ -515,10 +515,11 @@ fn cluster_section(server: &Server, out: &mut String) {
     if server.cluster.is_none() {
         return;
     }
+    failover_lines(server, out);
     let (given, received) = server.store.handoff_counts();
     line(out, "cluster_handoffs_given", given);
     line(out, "cluster_handoffs_received", received);
-    let Some(peers) = &server.peers else {
+    let Some(peers) = server.peers.as_ref().filter(|_| server.primary().is_none()) else {
         return;
     };
     let links = &peers.peers;
@@ -611,5 +612,53 @@ fn upstream_section(server: &Server, out: &mut String) {
     match &server.upstream {
         Some(upstream) => upstream.info(out),
         None => line(out, "upstream_enabled", 0),
+    }
+}
+
+/// The failover fields of INFO cluster: the lease, failsafe, promotions, what was set aside.
+fn failover_lines(server: &Server, out: &mut String) {
+    let failover = &server.failover;
+    line(out, "cluster_leases", u8::from(failover.leased()));
+    if failover.leased() {
+        line(out, "cluster_lease_term", failover.term());
+        let primary = server.primary().is_none();
+        line(
+            out,
+            "cluster_lease_writable_ms",
+            if primary { failover.writable_ms() } else { 0 },
+        );
+        line(
+            out,
+            "cluster_failsafe",
+            u8::from(primary && failover.in_failsafe()),
+        );
+        line(
+            out,
+            "cluster_lease_failures",
+            failover.lease_failures.load(Relaxed),
+        );
+    }
+    line(out, "cluster_promotions", failover.promotions.load(Relaxed));
+    if let Some(report) = failover.last_promotion.lock().as_ref() {
+        line(out, "cluster_last_promotion_term", report.term);
+        line(out, "cluster_last_promotion_fork_lsn", report.fork_lsn);
+        line(
+            out,
+            "cluster_last_promotion_reloaded_carts",
+            report.reloaded_carts,
+        );
+        line(out, "cluster_last_promotion_ms", report.millis);
+    }
+    let (set_aside, file) = server
+        .replication
+        .set_aside
+        .lock()
+        .as_ref()
+        .map_or((0, String::new()), |(records, file)| {
+            (*records, file.display().to_string())
+        });
+    line(out, "cluster_set_aside_records", set_aside);
+    if !file.is_empty() {
+        line(out, "cluster_set_aside_file", file);
     }
 }

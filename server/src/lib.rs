@@ -10,6 +10,7 @@ pub mod config;
 pub mod conn;
 pub mod dispatch;
 pub mod durability;
+pub mod failover;
 pub mod fault;
 pub mod fuzzing;
 pub mod handoff;

@@ -126,13 +126,24 @@ impl PostgresLink {
         Ok((loaded, reference.len() as u64))
     }
 
-    /// Starts the sink and the cleanup job.
-    pub fn start_jobs(&self, server: &Arc<Server>) {
+    /// The pool, for the failover job's leases.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Whether the sink runs (a primary's; a replica's primary streams its log).
+    pub fn streaming(&self) -> bool {
+        self.sink.lock().is_some()
+    }
+
+    /// Starts the sink (writing under `term`) and the cleanup job.
+    pub fn start_jobs(&self, server: &Arc<Server>, term: sink::Term) {
         let durability = server.durable();
         let reader = durability.wal.reader();
         let options = SinkOptions {
             node: self.config.node.clone(),
             coalesce_ms: self.config.coalesce_ms,
+            term,
             ..SinkOptions::new(self.config.node.clone())
         };
         let handle = sink::spawn(
@@ -144,6 +155,38 @@ impl PostgresLink {
         );
         *self.sink.lock() = Some(handle);
         tokio::spawn(cleanup_job(server.clone()));
+    }
+
+    /// After a promotion: the carts of this node's slots that the old primary streamed under
+    /// `term` past `fork` (this node never had them), put in place of this node's and
+    /// logged. Returns how many.
+    pub async fn reload_lag_window(
+        &self,
+        server: &Server,
+        pool: &PgPool,
+        term: u64,
+        fork: Lsn,
+    ) -> Result<u64, String> {
+        let carts = sink::load_carts_written_after(pool, term, fork)
+            .await
+            .map_err(|error| error.to_string())?;
+        let layout = server.layout();
+        let mut reloaded = 0;
+        for (key, stored) in &carts {
+            let mine = layout
+                .as_ref()
+                .is_none_or(|layout| layout.owner_index(cluster::key_slot(key)) == Some(layout.me));
+            if !mine {
+                continue;
+            }
+            let image = match &stored.image {
+                Some(image) => image.clone(),
+                None => self.codec.from_row(key, &stored.row)?,
+            };
+            server.store.reload_cart(key, &image, now_ms())?;
+            reloaded += 1;
+        }
+        Ok(reloaded)
     }
 
     /// LSN up to which PostgreSQL has everything.
@@ -308,6 +351,7 @@ pub mod restore {
         if (spec.keys == protocol::Keys::NONE && spec.also_keys == protocol::Keys::NONE)
             || !server.config.postgres.restore_on_miss
             || server.loading.load(std::sync::atomic::Ordering::Relaxed)
+            || server.store.is_read_only()
             || server
                 .durability
                 .get()

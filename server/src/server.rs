@@ -62,8 +62,8 @@ pub struct Server {
     pub over_maxmemory: AtomicBool,
     /// Pub/sub channels, client-side caching and monitors; the store tells it every change.
     pub pubsub: Arc<crate::pubsub::PubSub>,
-    /// The cluster layout, in cluster mode (`[cluster] enabled`); `None` standalone.
-    pub cluster: Option<cluster::Layout>,
+    /// The cluster layout in force, in cluster mode (`[cluster] enabled`); `None` standalone.
+    pub cluster: Option<Arc<cluster::Topology>>,
     /// In cluster mode, the links that share server-wide data with the other primaries.
     pub peers: Option<Arc<crate::peers::Peers>>,
     /// The settings CONFIG SET changes (the rest of `config` never changes).
@@ -82,6 +82,10 @@ pub struct Server {
     pub replication: crate::replication::Replication,
     /// Links to peer nodes for CART.MERGE across nodes, and its courier's wake-up.
     pub handoff_links: crate::handoff::PeerLinks,
+    /// The tasks a shutdown waits for (connections, and the jobs that write).
+    pub tasks: TaskTracker,
+    /// Leases, fencing and promotion (a cluster with PostgreSQL).
+    pub failover: crate::failover::Failover,
 }
 
 impl Server {
@@ -112,7 +116,8 @@ impl Server {
             .cluster
             .enabled
             .then(|| cluster::Layout::new(&config.cluster).ok())
-            .flatten();
+            .flatten()
+            .map(|layout| Arc::new(cluster::Topology::new(layout)));
         let peers =
             crate::peers::Peers::for_cluster(cluster.as_ref(), &store, &config.server.requirepass);
         let mut server = Server {
@@ -129,6 +134,8 @@ impl Server {
             peak_memory: crate::memory::PeakMemory::default(),
             replication: crate::replication::Replication::new(String::new()),
             handoff_links: crate::handoff::PeerLinks::default(),
+            tasks: TaskTracker::new(),
+            failover: crate::failover::Failover::new(config.cluster.lease_ms),
             store,
             upstream: Upstream::new(&config.upstream),
             config,
@@ -162,9 +169,14 @@ impl Server {
     }
 
     /// The primary this node replicates, when it is a cluster replica.
-    pub fn primary(&self) -> Option<&cluster::Node> {
-        let layout = self.cluster.as_ref()?;
-        Some(&layout.nodes[layout.myself().replica_of?])
+    pub fn primary(&self) -> Option<cluster::Node> {
+        let layout = self.cluster.as_ref()?.load();
+        Some(layout.nodes[layout.myself().replica_of?].clone())
+    }
+
+    /// The cluster layout in force now, in cluster mode.
+    pub fn layout(&self) -> Option<Arc<cluster::Layout>> {
+        self.cluster.as_ref().map(|topology| topology.get())
     }
 
     /// The durable side. Only commands that cannot run while loading may call it.
@@ -193,15 +205,22 @@ pub fn rss_bytes() -> u64 {
     pages * 4096
 }
 
-/// The jobs that run once recovery is done: expiry (a replica expires nothing itself: its
-/// primary's tombstones do), the names sweep, and on a cluster primary the handoff courier and
-/// the links to the other primaries.
-fn start_background_jobs(server: &Arc<Server>, tracker: &TaskTracker) {
+/// The jobs that run once recovery is done: the names sweep, and on a primary the jobs of
+/// [`start_primary_jobs`].
+fn start_background_jobs(server: &Arc<Server>) {
+    server.tasks.spawn(sweep_names(server.clone()));
     if server.primary().is_none() {
-        tracker.spawn(expire_carts(server.clone()));
+        start_primary_jobs(server);
     }
-    tracker.spawn(sweep_names(server.clone()));
-    if server.cluster.is_some() && server.primary().is_none() {
+}
+
+/// The jobs only a primary runs, at its start or when a replica is promoted: expiry (a
+/// replica expires nothing itself: its primary's tombstones do), and in a cluster the handoff
+/// courier and the links to the other shard groups.
+pub fn start_primary_jobs(server: &Arc<Server>) {
+    let tracker = &server.tasks;
+    tracker.spawn(expire_carts(server.clone()));
+    if server.cluster.is_some() {
         tracker.spawn(crate::handoff::courier(server.clone()));
     }
     if let Some(peers) = &server.peers {
@@ -384,7 +403,7 @@ pub async fn run(
     } = listeners(&config)?;
     let acl = crate::acl::Acl::from_config(&config)?;
     let server = Arc::new(Server::with_acl(config, config_file, local_addr, acl));
-    let tracker = TaskTracker::new();
+    let tracker = server.tasks.clone();
     tracker.spawn(watch_signals(server.shutdown.clone()));
     // Always: CONFIG SET maxmemory may turn the bound on later, and the sampler keeps the
     // allocator's peak and the log's fsync latency too.
@@ -398,7 +417,7 @@ pub async fn run(
             finished = &mut recovery, if recovering => {
                 recovering = false;
                 match finished.expect("recovery does not panic") {
-                    Ok(()) => start_background_jobs(&server, &tracker),
+                    Ok(()) => start_background_jobs(&server),
                     Err(error) => {
                         failure = Some(error.to_string());
                         server.shutdown.cancel();

@@ -13,6 +13,7 @@
 mod batch;
 mod cleanup;
 mod columns;
+pub mod lease;
 mod reference;
 mod restore;
 mod stats;
@@ -30,10 +31,11 @@ use sqlx::postgres::PgPoolOptions;
 use crate::record::{Lsn, Space};
 
 pub use cleanup::{cleanup, last_cleanup_ms, CleanupReport};
-pub use restore::{load_cart, load_live_carts, load_reference};
+pub use restore::{load_cart, load_carts_written_after, load_live_carts, load_reference};
 pub use sqlx::PgPool;
 pub use stats::{SinkHandle, SinkStats};
 pub use task::{spawn, SinkOptions};
+pub use writer::Term;
 
 /// Connections the sink's pool keeps at most: the sink itself, a restore or cleanup, a spare.
 pub const POOL_CONNECTIONS_MAX: u32 = 4;
@@ -188,6 +190,19 @@ pub enum SinkError {
         /// Where it is.
         found: Lsn,
     },
+    /// The shard group's lease is no longer at this sink's term: another node is its primary.
+    #[error(
+        "the lease of shard group {node:?} is at term {current}, not this sink's {term}: another \
+         node took the group over, and this one writes nothing more to PostgreSQL"
+    )]
+    Fenced {
+        /// The shard group.
+        node: String,
+        /// The term this sink writes under.
+        term: u64,
+        /// The lease's term now (0: no lease row).
+        current: u64,
+    },
     /// The log could not be read.
     #[error("reading the log after LSN {after} failed: {error}")]
     Source {
@@ -237,10 +252,18 @@ pub async fn migrate(pool: &PgPool) -> Result<(), SinkError> {
 
 /// The last LSN applied for `node`, 0 if its sink never committed.
 pub async fn checkpoint(pool: &PgPool, node: &str) -> Result<Lsn, SinkError> {
-    let lsn: Option<i64> = sqlx::query_scalar("SELECT lsn FROM sink_checkpoint WHERE node = $1")
-        .bind(node)
-        .fetch_optional(pool)
-        .await
-        .map_err(SinkError::query("reading the sink checkpoint"))?;
-    Ok(lsn.map_or(0, columns::lsn_from_db))
+    Ok(checkpoint_at(pool, node).await?.1)
+}
+
+/// The term and last LSN of `node`'s checkpoint, (0, 0) if its sink never committed.
+pub async fn checkpoint_at(pool: &PgPool, node: &str) -> Result<(u64, Lsn), SinkError> {
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT term, lsn FROM sink_checkpoint WHERE node = $1")
+            .bind(node)
+            .fetch_optional(pool)
+            .await
+            .map_err(SinkError::query("reading the sink checkpoint"))?;
+    Ok(row.map_or((0, 0), |(term, lsn)| {
+        (columns::lsn_from_db(term), columns::lsn_from_db(lsn))
+    }))
 }

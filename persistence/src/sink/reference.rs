@@ -150,14 +150,18 @@ impl ReferenceRows {
     }
 
     /// Writes every row change; returns how many rows were written or deleted.
-    pub async fn apply(&self, tx: &mut Transaction<'_, Postgres>) -> Result<u64, SinkError> {
+    pub async fn apply(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        term: i64,
+    ) -> Result<u64, SinkError> {
         let mut rows = 0;
         rows += self.upsert_catalog(tx).await?;
         rows += self.upsert_promotions(tx).await?;
-        rows += self.upsert_gift_cards(tx).await?;
+        rows += self.upsert_gift_cards(tx, term).await?;
         rows += delete_catalog(tx, &self.catalog_gone).await?;
         rows += delete_by_code(tx, "promotions", &self.promotions_gone).await?;
-        rows += delete_by_code(tx, "gift_cards", &self.gift_cards_gone).await?;
+        rows += delete_gift_cards(tx, term, &self.gift_cards_gone).await?;
         Ok(rows)
     }
 
@@ -226,26 +230,28 @@ impl ReferenceRows {
     async fn upsert_gift_cards(
         &self,
         tx: &mut Transaction<'_, Postgres>,
+        term: i64,
     ) -> Result<u64, SinkError> {
         let rows = &self.gift_cards;
         if rows.lsns.is_empty() {
             return Ok(0);
         }
         let result = sqlx::query(
-            "INSERT INTO gift_cards (code, balance, currency, updated_at, lsn) \
-             SELECT code, balance, currency, cartd_ms_to_ts(updated_ms), lsn \
+            "INSERT INTO gift_cards (code, balance, currency, updated_at, lsn, term) \
+             SELECT code, balance, currency, cartd_ms_to_ts(updated_ms), lsn, $6 \
              FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[]) \
                AS card(code, balance, currency, updated_ms, lsn) \
              ON CONFLICT (code) DO UPDATE SET balance = excluded.balance, \
                  currency = excluded.currency, updated_at = excluded.updated_at, \
-                 lsn = excluded.lsn \
-             WHERE gift_cards.lsn < excluded.lsn",
+                 lsn = excluded.lsn, term = excluded.term \
+             WHERE (gift_cards.term, gift_cards.lsn) < (excluded.term, excluded.lsn)",
         )
         .bind(&rows.codes)
         .bind(&rows.balances)
         .bind(&rows.currencies)
         .bind(&rows.updated_at_ms)
         .bind(&rows.lsns)
+        .bind(term)
         .execute(&mut **tx)
         .await
         .map_err(SinkError::query("upserting the batch's gift cards"))?;
@@ -295,5 +301,27 @@ async fn delete_by_code(
         .map_err(SinkError::query(
             "deleting the batch's promotions or gift cards",
         ))?;
+    Ok(result.rows_affected())
+}
+
+/// Deletes the batch's deleted gift cards, each only over a row of an older (term, LSN).
+async fn delete_gift_cards(
+    tx: &mut Transaction<'_, Postgres>,
+    term: i64,
+    gone: &Gone,
+) -> Result<u64, SinkError> {
+    if gone.lsns.is_empty() {
+        return Ok(0);
+    }
+    let result = sqlx::query(
+        "DELETE FROM gift_cards USING UNNEST($1::text[], $2::int8[]) AS gone(code, lsn) \
+         WHERE gift_cards.code = gone.code AND (gift_cards.term, gift_cards.lsn) < ($3, gone.lsn)",
+    )
+    .bind(&gone.keys)
+    .bind(&gone.lsns)
+    .bind(term)
+    .execute(&mut **tx)
+    .await
+    .map_err(SinkError::query("deleting the batch's gift cards"))?;
     Ok(result.rows_affected())
 }

@@ -52,6 +52,33 @@ pub async fn load_live_carts(
     Ok(loaded)
 }
 
+/// The carts (expired or not, deleted ones aside) last written under `term` by a record after
+/// `after` LSN: what a shard group's old primary streamed past the point where its new
+/// primary's history forked from it (the replication lag window), for the new primary to
+/// take back.
+pub async fn load_carts_written_after(
+    pool: &PgPool,
+    term: u64,
+    after: crate::record::Lsn,
+) -> Result<Vec<(Bytes, StoredCart)>, SinkError> {
+    let sql = format!("SELECT {CART_COLUMNS} FROM carts WHERE term = $1 AND lsn > $2");
+    let rows = sqlx::query(&sql)
+        .bind(super::columns::lsn_to_db(term))
+        .bind(super::columns::lsn_to_db(after))
+        .fetch_all(pool)
+        .await
+        .map_err(SinkError::query("loading the carts of the lag window"))?;
+    let mut carts = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let (key, cart) = cart_row(row).map_err(SinkError::query("reading a loaded cart"))?;
+        match key_bytes(&key) {
+            Some(key) => carts.push((Bytes::from(key), cart)),
+            None => tracing::warn!("the lag window skips the cart under {key:?}: bad hex key"),
+        }
+    }
+    Ok(carts)
+}
+
 /// The cart under `key`, if PostgreSQL has it and it has not expired at `now_ms`.
 pub async fn load_cart(
     pool: &PgPool,

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::batch::{bases_needed, Bases, Batch};
 use super::stats::{SinkHandle, SinkStats};
 use super::writer::{self, Applied};
-use super::{checkpoint, migrate, RowCodec, SinkError};
+use super::{migrate, RowCodec, SinkError};
 use crate::record::{Lsn, Record, RecordSource};
 
 /// How long the sink waits after a first record for more to join its batch, by default.
@@ -41,6 +41,9 @@ pub struct SinkOptions {
     pub batch_records_max: usize,
     /// The longest wait between retries.
     pub retry_backoff_max_ms: u64,
+    /// The lease term rows are written under (a cluster primary's), checked by each
+    /// transaction; 0 and unchecked standalone.
+    pub term: super::Term,
 }
 
 impl SinkOptions {
@@ -51,6 +54,7 @@ impl SinkOptions {
             coalesce_ms: COALESCE_MS_DEFAULT,
             batch_records_max: BATCH_RECORDS_MAX_DEFAULT,
             retry_backoff_max_ms: RETRY_BACKOFF_MAX_MS_DEFAULT,
+            term: super::Term::default(),
         }
     }
 }
@@ -153,10 +157,25 @@ impl Sink {
         loop {
             let started = async {
                 migrate(&self.pool).await?;
-                checkpoint(&self.pool, &self.options.node).await
+                if self.options.term.leased {
+                    let node = &self.options.node;
+                    super::lease::adopt_checkpoint(&self.pool, node, self.options.term.term)
+                        .await?;
+                }
+                super::checkpoint_at(&self.pool, &self.options.node).await
             };
             match started.await {
-                Ok(lsn) => {
+                Ok((term, lsn)) => {
+                    if self.options.term.leased && term > self.options.term.term {
+                        tracing::error!(
+                            "PostgreSQL sink for node {:?}: the checkpoint is at term {term}, \
+                             past this sink's {}: another node took the group over; not \
+                             streaming",
+                            self.options.node,
+                            self.options.term.term
+                        );
+                        return false;
+                    }
                     self.checkpoint_lsn = lsn;
                     self.stats.checkpoint_lsn.store(lsn, Ordering::Relaxed);
                     self.succeeded();
@@ -250,8 +269,13 @@ impl Sink {
     async fn commit(&mut self, batch: &Batch) -> bool {
         loop {
             let outcome = {
-                let attempt =
-                    writer::apply(&self.pool, &self.options.node, self.checkpoint_lsn, batch);
+                let attempt = writer::apply(
+                    &self.pool,
+                    &self.options.node,
+                    self.options.term,
+                    self.checkpoint_lsn,
+                    batch,
+                );
                 tokio::pin!(attempt);
                 tokio::select! {
                     outcome = &mut attempt => Some(outcome),
@@ -265,6 +289,11 @@ impl Sink {
                 Some(Ok(applied)) => {
                     self.committed(batch, applied);
                     return true;
+                }
+                Some(Err(error @ SinkError::Fenced { .. })) => {
+                    tracing::error!("PostgreSQL sink stopping: {error}");
+                    self.stats.failed(error.to_string());
+                    return false;
                 }
                 Some(Err(error @ SinkError::CheckpointMoved { found, .. })) => {
                     tracing::error!("PostgreSQL sink: {error}; going on from LSN {found}");

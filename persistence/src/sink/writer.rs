@@ -23,11 +23,22 @@ pub struct Applied {
     pub reference_rows: u64,
 }
 
+/// Under which lease a sink writes: its term, and whether the shard group's lease row must
+/// still carry it (a cluster primary's sink) or there is no lease (standalone, term 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Term {
+    /// The term rows and events are written under.
+    pub term: u64,
+    /// The transaction checks `cluster_leases` still gives the group this term.
+    pub leased: bool,
+}
+
 /// Writes `batch` for `node` in one transaction, its checkpoint moving from `checkpoint_lsn`
-/// to the batch's last LSN.
+/// to the batch's last LSN, under `term`.
 pub async fn apply(
     pool: &PgPool,
     node: &str,
+    term: Term,
     checkpoint_lsn: Lsn,
     batch: &Batch,
 ) -> Result<Applied, SinkError> {
@@ -39,14 +50,21 @@ pub async fn apply(
         .begin()
         .await
         .map_err(SinkError::query("starting the sink transaction"))?;
-    // First, so a second sink for the same node waits on this row lock and then fails instead
-    // of writing the same records alongside.
-    move_checkpoint(&mut tx, node, checkpoint_lsn, batch.last_lsn).await?;
+    // The lease first, under a share lock: a replica taking the group's lease over (which
+    // updates the row) waits for this transaction, and once it has, no transaction of the old
+    // term commits. A fenced primary writes nothing.
+    if term.leased {
+        check_lease(&mut tx, node, term.term).await?;
+    }
+    // Then the checkpoint, so a second sink for the same node waits on this row lock and then
+    // fails instead of writing the same records alongside.
+    move_checkpoint(&mut tx, node, term.term, checkpoint_lsn, batch.last_lsn).await?;
+    let db_term = lsn_to_db(term.term);
     let applied = Applied {
-        carts_upserted: upsert_carts(&mut tx, &batch.upserts).await?,
-        carts_deleted: delete_carts(&mut tx, &batch.deletes).await?,
-        events_inserted: insert_events(&mut tx, node, &batch.events).await?,
-        reference_rows: batch.reference.apply(&mut tx).await?,
+        carts_upserted: upsert_carts(&mut tx, db_term, &batch.upserts).await?,
+        carts_deleted: delete_carts(&mut tx, db_term, &batch.deletes).await?,
+        events_inserted: insert_events(&mut tx, node, db_term, &batch.events).await?,
+        reference_rows: batch.reference.apply(&mut tx, db_term).await?,
     };
     tx.commit()
         .await
@@ -54,22 +72,48 @@ pub async fn apply(
     Ok(applied)
 }
 
-/// Moves `node`'s checkpoint from `from` to `to`, or fails with where it really is.
+/// Fails with [`SinkError::Fenced`] unless the lease of shard group `node` is at `term`,
+/// holding a share lock on its row until the transaction ends.
+async fn check_lease(
+    tx: &mut Transaction<'_, Postgres>,
+    node: &str,
+    term: u64,
+) -> Result<(), SinkError> {
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT term FROM cluster_leases WHERE shard_group = $1 FOR SHARE")
+            .bind(node)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(SinkError::query("checking the shard group's lease"))?;
+    match current.map(lsn_from_db) {
+        Some(current) if current == term => Ok(()),
+        current => Err(SinkError::Fenced {
+            node: node.to_owned(),
+            term,
+            current: current.unwrap_or(0),
+        }),
+    }
+}
+
+/// Moves `node`'s checkpoint from `from` to `to` (under `term`), or fails with where it
+/// really is.
 async fn move_checkpoint(
     tx: &mut Transaction<'_, Postgres>,
     node: &str,
+    term: u64,
     from: Lsn,
     to: Lsn,
 ) -> Result<(), SinkError> {
     let moved: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO sink_checkpoint (node, lsn, updated_at) VALUES ($1, $3, now()) \
+        "INSERT INTO sink_checkpoint (node, lsn, updated_at, term) VALUES ($1, $3, now(), $4) \
          ON CONFLICT (node) DO UPDATE SET lsn = excluded.lsn, updated_at = excluded.updated_at \
-         WHERE sink_checkpoint.lsn = $2 \
+         WHERE sink_checkpoint.lsn = $2 AND sink_checkpoint.term = $4 \
          RETURNING lsn",
     )
     .bind(node)
     .bind(lsn_to_db(from))
     .bind(lsn_to_db(to))
+    .bind(lsn_to_db(term))
     .fetch_optional(&mut **tx)
     .await
     .map_err(SinkError::query("moving the sink checkpoint"))?;
@@ -93,6 +137,7 @@ async fn move_checkpoint(
 /// Inserts or replaces the batch's cart rows, each only over a row from an older record.
 async fn upsert_carts(
     tx: &mut Transaction<'_, Postgres>,
+    term: i64,
     upserts: &Upserts,
 ) -> Result<u64, SinkError> {
     if upserts.keys.is_empty() {
@@ -100,10 +145,10 @@ async fn upsert_carts(
     }
     let result = sqlx::query(
         "INSERT INTO carts (key, kind, user_id, currency, items, saved, unavailable, metadata, \
-             version, lsn, created_at, updated_at, expires_at, image) \
+             version, lsn, created_at, updated_at, expires_at, image, term) \
          SELECT key, kind, user_id, currency, items, saved, unavailable, metadata, version, lsn, \
              cartd_ms_to_ts(created_ms), cartd_ms_to_ts(updated_ms), cartd_ms_to_ts(expires_ms), \
-             image \
+             image, $15 \
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[], \
              $7::jsonb[], $8::jsonb[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], \
              $13::int8[], $14::bytea[]) \
@@ -114,8 +159,8 @@ async fn upsert_carts(
              unavailable = excluded.unavailable, metadata = excluded.metadata, \
              version = excluded.version, lsn = excluded.lsn, created_at = excluded.created_at, \
              updated_at = excluded.updated_at, expires_at = excluded.expires_at, \
-             image = excluded.image \
-         WHERE carts.lsn < excluded.lsn",
+             image = excluded.image, term = excluded.term \
+         WHERE (carts.term, carts.lsn) < (excluded.term, excluded.lsn)",
     )
     .bind(&upserts.keys)
     .bind(&upserts.kinds)
@@ -131,6 +176,7 @@ async fn upsert_carts(
     .bind(&upserts.updated_at_ms)
     .bind(&upserts.expires_at_ms)
     .bind(&upserts.images)
+    .bind(term)
     .execute(&mut **tx)
     .await
     .map_err(SinkError::query("upserting the batch's carts"))?;
@@ -140,6 +186,7 @@ async fn upsert_carts(
 /// Deletes the batch's tombstoned carts, each only if its row is from an older record.
 async fn delete_carts(
     tx: &mut Transaction<'_, Postgres>,
+    term: i64,
     deletes: &Deletes,
 ) -> Result<u64, SinkError> {
     if deletes.keys.is_empty() {
@@ -147,32 +194,34 @@ async fn delete_carts(
     }
     let result = sqlx::query(
         "DELETE FROM carts USING UNNEST($1::text[], $2::int8[]) AS gone(key, lsn) \
-         WHERE carts.key = gone.key AND carts.lsn < gone.lsn",
+         WHERE carts.key = gone.key AND (carts.term, carts.lsn) < ($3, gone.lsn)",
     )
     .bind(&deletes.keys)
     .bind(&deletes.lsns)
+    .bind(term)
     .execute(&mut **tx)
     .await
     .map_err(SinkError::query("deleting the batch's tombstoned carts"))?;
     Ok(result.rows_affected())
 }
 
-/// Appends one event per change that has one; one already there (same node, LSN and place in
-/// its record) stays as it is.
+/// Appends one event per change that has one; one already there (same node, term, LSN and
+/// place in its record) stays as it is.
 async fn insert_events(
     tx: &mut Transaction<'_, Postgres>,
     node: &str,
+    term: i64,
     events: &Events,
 ) -> Result<u64, SinkError> {
     if events.lsns.is_empty() {
         return Ok(0);
     }
     let result = sqlx::query(
-        "INSERT INTO cart_events (node, lsn, seq, cart_key, kind, payload, at) \
-         SELECT $1, lsn, seq, cart_key, kind, payload, cartd_ms_to_ts(at_ms) \
+        "INSERT INTO cart_events (node, lsn, seq, cart_key, kind, payload, at, term) \
+         SELECT $1, lsn, seq, cart_key, kind, payload, cartd_ms_to_ts(at_ms), $8 \
          FROM UNNEST($2::int8[], $3::int2[], $4::text[], $5::text[], $6::jsonb[], $7::int8[]) \
            AS event(lsn, seq, cart_key, kind, payload, at_ms) \
-         ON CONFLICT (node, lsn, seq) DO NOTHING",
+         ON CONFLICT (node, term, lsn, seq) DO NOTHING",
     )
     .bind(node)
     .bind(&events.lsns)
@@ -181,6 +230,7 @@ async fn insert_events(
     .bind(&events.kinds)
     .bind(&events.payloads)
     .bind(&events.at_ms)
+    .bind(term)
     .execute(&mut **tx)
     .await
     .map_err(SinkError::query("appending the batch's events"))?;

@@ -11,7 +11,7 @@ use crate::server::Server;
 
 /// Runs a CLUSTER subcommand.
 pub fn run(command: ClusterCommand, server: &Server) -> Result<Reply, CommandError> {
-    let Some(layout) = &server.cluster else {
+    let Some(layout) = server.layout() else {
         return Err(CommandError::err(
             "This instance has cluster support disabled",
         ));
@@ -19,10 +19,10 @@ pub fn run(command: ClusterCommand, server: &Server) -> Result<Reply, CommandErr
     Ok(match command {
         ClusterCommand::KeySlot(key) => Reply::Integer(i64::from(cluster::key_slot(&key))),
         ClusterCommand::MyId => Reply::text(layout.myself().id.clone()),
-        ClusterCommand::Info => Reply::text(info(layout)),
-        ClusterCommand::Slots => slots(layout),
-        ClusterCommand::Shards => shards(layout, server),
-        ClusterCommand::Nodes => Reply::text(nodes(layout)),
+        ClusterCommand::Info => Reply::text(info(&layout)),
+        ClusterCommand::Slots => slots(&layout),
+        ClusterCommand::Shards => shards(&layout, server),
+        ClusterCommand::Nodes => Reply::text(nodes(&layout)),
         ClusterCommand::CountKeysInSlot(slot) => {
             Reply::Integer(keys_in_slot(server, slot, u64::MAX).len() as i64)
         }
@@ -43,7 +43,7 @@ pub fn run(command: ClusterCommand, server: &Server) -> Result<Reply, CommandErr
 }
 
 /// `CLUSTER INFO`, Redis's fields. The state is `ok` when every slot has a primary (Redis's
-/// cluster-require-full-coverage); epochs are 0 until the layout can change at run time.
+/// cluster-require-full-coverage); the epochs are the lease terms (0 without PostgreSQL).
 fn info(layout: &cluster::Layout) -> String {
     let assigned = layout.assigned_slots();
     let state = if assigned == usize::from(cluster::SLOTS) {
@@ -65,8 +65,8 @@ fn info(layout: &cluster::Layout) -> String {
         "cluster_slots_fail:0".to_owned(),
         format!("cluster_known_nodes:{}", layout.nodes.len()),
         format!("cluster_size:{size}"),
-        "cluster_current_epoch:0".to_owned(),
-        "cluster_my_epoch:0".to_owned(),
+        format!("cluster_current_epoch:{}", layout.current_epoch()),
+        format!("cluster_my_epoch:{}", layout.myself().epoch),
         "cluster_stats_messages_sent:0".to_owned(),
         "cluster_stats_messages_received:0".to_owned(),
         "total_cluster_links_buffer_limit_exceeded:0".to_owned(),
@@ -197,8 +197,8 @@ fn shards(layout: &cluster::Layout, server: &Server) -> Reply {
 }
 
 /// `CLUSTER NODES`: a line per node, Redis's fields (`id ip:port@busport flags primary
-/// ping-sent pong-recv epoch link slots...`); the bus port is Redis's convention, port +
-/// 10000 (cartd has no cluster bus).
+/// ping-sent pong-recv epoch link slots...`, the epoch its group's lease term); the bus port
+/// is Redis's convention, port + 10000 (cartd has no cluster bus).
 fn nodes(layout: &cluster::Layout) -> String {
     let mut out = String::new();
     for (at, node) in layout.nodes.iter().enumerate() {
@@ -219,8 +219,8 @@ fn nodes(layout: &cluster::Layout) -> String {
         let bus_port = u32::from(node.port) + 10_000;
         let _ = write!(
             out,
-            "{} {}:{}@{bus_port} {flags} {primary} 0 0 0 connected",
-            node.id, node.host, node.port
+            "{} {}:{}@{bus_port} {flags} {primary} 0 0 {} connected",
+            node.id, node.host, node.port, node.epoch
         );
         for range in &node.ranges {
             if range.start() == range.end() {

@@ -40,7 +40,7 @@ pub fn run(command: RefSync, server: &Server, now: u64) -> Result<Reply, Command
                 .ok_or_else(|| CommandError::err(format!("no stamp bucket {bucket}")))?;
             Reply::Array(entries.into_iter().map(pulled_entry).collect())
         }
-        RefSync::Status => peers.status(),
+        RefSync::Status => peers.status(&server.layout().expect("peers run in cluster mode")),
     })
 }
 

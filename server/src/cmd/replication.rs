@@ -97,6 +97,13 @@ pub fn replconf(args: &[Bytes], session: &mut Session) -> Result<Reply, CommandE
                     .ok_or_else(|| CommandError::err("value is not an integer or out of range"))?;
                 session.replica_port = Some(port);
             }
+            "cartd-node" => {
+                let node = String::from_utf8_lossy(&pair[1]).into_owned();
+                if node.is_empty() || node.len() > 40 {
+                    return Err(CommandError::err("a cartd-node id is 1 to 40 characters"));
+                }
+                session.replica_node = Some(node);
+            }
             "ack" | "getack" => return Ok(Reply::Sequence(Vec::new())),
             "capa" | "ip-address" => {}
             _ => {

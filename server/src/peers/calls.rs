@@ -17,7 +17,7 @@ use crate::limits::PEER_CALLS_IN_FLIGHT_MAX;
 
 /// The call pools of this node, one per other primary.
 pub struct Calls {
-    /// By the peer's index in the layout; `None` for this node and for replicas.
+    /// By the peer's index in the layout; `None` for this node.
     by_node: Vec<Option<PeerCalls>>,
 }
 
@@ -28,14 +28,14 @@ struct PeerCalls {
 }
 
 impl Calls {
-    /// A pool for every other primary of `layout`.
+    /// A pool for every other node of `layout` (any of them may be a primary later).
     pub fn new(layout: &cluster::Layout) -> Calls {
         let by_node = layout
             .nodes
             .iter()
             .enumerate()
             .map(|(index, node)| {
-                (index != layout.me && node.replica_of.is_none()).then(|| PeerCalls {
+                (index != layout.me).then(|| PeerCalls {
                     addr: node.addr(),
                     idle: Mutex::new(Vec::new()),
                     in_flight: Semaphore::new(PEER_CALLS_IN_FLIGHT_MAX),

@@ -35,7 +35,7 @@ pub type Release = (usize, Box<str>, Box<str>);
 
 /// Who owns which card, and the queue of releases for the owners.
 pub struct Owners {
-    layout: cluster::Layout,
+    topology: Arc<cluster::Topology>,
     releases: mpsc::Sender<Release>,
     /// Releases not queued because the queue was full (their holds run out by themselves).
     pub releases_dropped: AtomicU64,
@@ -43,10 +43,10 @@ pub struct Owners {
 
 impl Owners {
     /// The owners of `layout`'s slots, and the receiving end of their release queue.
-    pub fn new(layout: &cluster::Layout) -> (Arc<Owners>, mpsc::Receiver<Release>) {
+    pub fn new(topology: Arc<cluster::Topology>) -> (Arc<Owners>, mpsc::Receiver<Release>) {
         let (releases, receiver) = mpsc::channel(PEER_RELEASE_QUEUE_MAX);
         let owners = Owners {
-            layout: layout.clone(),
+            topology,
             releases,
             releases_dropped: AtomicU64::new(0),
         };
@@ -56,8 +56,9 @@ impl Owners {
     /// The layout index of the primary deciding card `code`, when that is not this node (a
     /// slot nobody serves leaves its cards here).
     pub fn owner_elsewhere(&self, code: &[u8]) -> Option<usize> {
-        let owner = self.layout.owner_index(cluster::key_slot(code))?;
-        (owner != self.layout.me).then_some(owner)
+        let layout = self.topology.load();
+        let owner = layout.owner_index(cluster::key_slot(code))?;
+        (owner != layout.me).then_some(owner)
     }
 }
 

@@ -28,16 +28,12 @@ use crate::store::stamps::{Stamp, STAMP_BUCKETS};
 pub(super) type LinkResult<T> = Result<T, String>;
 
 /// Runs the link to `peer` until the server stops.
-pub async fn run(
-    server: Arc<Server>,
-    peer: Arc<Peer>,
-    mut queue: mpsc::Receiver<SharedChange>,
-    compares_digests: bool,
-) {
+pub async fn run(server: Arc<Server>, peer: Arc<Peer>, mut queue: mpsc::Receiver<SharedChange>) {
     let mut reported = false;
     loop {
+        let addr = current_addr(&server, &peer);
         let connected = tokio::select! {
-            connected = Link::connect(&peer.addr) => connected,
+            connected = Link::connect(&addr) => connected,
             () = server.shutdown.cancelled() => return,
         };
         match connected {
@@ -45,9 +41,7 @@ pub async fn run(
                 peer.connected.store(true, Ordering::Relaxed);
                 debug!(peer = %peer.id, "peer link up");
                 reported = false;
-                let ended = link
-                    .serve(&server, &peer, &mut queue, compares_digests)
-                    .await;
+                let ended = link.serve(&server, &peer, &mut queue).await;
                 peer.connected.store(false, Ordering::Relaxed);
                 match ended {
                     Ok(()) => return, // The server stops.
@@ -65,6 +59,12 @@ pub async fn run(
             () = server.shutdown.cancelled() => return,
         }
     }
+}
+
+/// Where the peer's group has its primary now.
+fn current_addr(server: &Server, peer: &Peer) -> String {
+    let layout = server.layout().expect("peers run in cluster mode");
+    peer.addr(&layout)
 }
 
 /// One RESP connection to a peer: the push link's, or one of the gift card calls' (`calls.rs`).
@@ -110,18 +110,15 @@ impl Link {
         self.read().await
     }
 
-    /// Compares digests at once (on a primary), then pushes and compares as they come.
+    /// Compares digests at once, then pushes and compares as they come.
     /// `Ok` when the server stops.
     async fn serve(
         &mut self,
         server: &Server,
         peer: &Peer,
         queue: &mut mpsc::Receiver<SharedChange>,
-        compares_digests: bool,
     ) -> LinkResult<()> {
-        if compares_digests {
-            self.sync(server, peer).await?;
-        }
+        self.sync(server, peer).await?;
         let period = Duration::from_millis(PEER_SYNC_INTERVAL_MS);
         let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -138,7 +135,7 @@ impl Link {
                     }
                     self.push(peer, &batch).await?;
                 }
-                _ = interval.tick(), if compares_digests => self.sync(server, peer).await?,
+                _ = interval.tick() => self.sync(server, peer).await?,
                 () = server.shutdown.cancelled() => return Ok(()),
             }
         }

@@ -38,12 +38,12 @@ use crate::store::Store;
 /// How often old tombstones are looked for.
 const TOMBSTONE_PURGE_INTERVAL_MS: u64 = 60_000;
 
-/// One other primary and this node's link to it.
+/// One other shard group and this node's link to its primary (whichever member that is now).
 pub struct Peer {
-    /// Its cluster id.
+    /// The group's name (its configured primary's cluster id).
     pub id: String,
-    /// Its client address (`host:port`).
-    pub addr: String,
+    /// The group (its index in the layout).
+    pub group: usize,
     queue: mpsc::Sender<SharedChange>,
     receiver: Mutex<Option<mpsc::Receiver<SharedChange>>>,
     /// The link is up.
@@ -59,6 +59,11 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// The client address (`host:port`) of the group's primary in `layout`.
+    pub fn addr(&self, layout: &cluster::Layout) -> String {
+        layout.nodes[layout.primary_of_group(self.group)].addr()
+    }
+
     /// Changes waiting to be pushed.
     pub fn queued(&self) -> usize {
         self.queue.max_capacity() - self.queue.capacity()
@@ -73,8 +78,6 @@ static PASSWORD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 pub struct Peers {
     /// The other primaries.
     pub peers: Vec<Arc<Peer>>,
-    /// This node is a primary: it compares digests with its peers.
-    pub compares_digests: bool,
     /// Gift card calls to the other primaries.
     pub calls: calls::Calls,
     /// Who decides which gift card; the queue of holds to release at their owners.
@@ -83,31 +86,28 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// In cluster mode: the links of this node, registered with the store as its outbox, and
-    /// the store stamping with this node's origin. `None` standalone.
+    /// In cluster mode: the links of this node, one per other shard group, registered with
+    /// the store as its outbox, and the store stamping with this node's origin. `None`
+    /// standalone. They run only while this node is a primary ([`Peers::start`]): a replica
+    /// takes no writes of its own (READONLY), its primary's log brings it every change.
     pub fn for_cluster(
-        layout: Option<&cluster::Layout>,
+        topology: Option<&Arc<cluster::Topology>>,
         store: &Store,
         password: &str,
     ) -> Option<Arc<Peers>> {
-        let layout = layout?;
+        let topology = topology?;
+        let layout = topology.get();
         let _ = PASSWORD.set(password.to_owned());
         store.set_origin(origin_of(&layout.myself().id));
-        if layout.myself().replica_of.is_some() {
-            // A replica takes no writes of its own (READONLY): its primary's log brings it
-            // every change, the peers' included.
-            return None;
-        }
+        let mine = layout.myself().group;
         let peers: Vec<Arc<Peer>> = layout
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(index, node)| *index != layout.me && node.replica_of.is_none())
-            .map(|(_, node)| {
+            .groups()
+            .filter(|&group| group != mine)
+            .map(|group| {
                 let (queue, receiver) = mpsc::channel(PEER_PUSH_QUEUE_MAX);
                 Arc::new(Peer {
-                    id: node.id.clone(),
-                    addr: node.addr(),
+                    id: layout.group_name(group).to_owned(),
+                    group,
                     queue,
                     receiver: Mutex::new(Some(receiver)),
                     connected: AtomicBool::new(false),
@@ -126,13 +126,11 @@ impl Peers {
                 }
             }
         }));
-        let compares_digests = layout.myself().replica_of.is_none();
-        let (owners, releases) = gift_cards::Owners::new(layout);
+        let (owners, releases) = gift_cards::Owners::new(topology.clone());
         store.set_card_owners(Box::new(owners.clone()));
         Some(Arc::new(Peers {
             peers,
-            compares_digests,
-            calls: calls::Calls::new(layout),
+            calls: calls::Calls::new(&layout),
             owners,
             releases: Mutex::new(Some(releases)),
         }))
@@ -145,8 +143,7 @@ impl Peers {
             let Some(receiver) = peer.receiver.lock().take() else {
                 continue; // Started already.
             };
-            let compares = self.compares_digests;
-            tracker.spawn(link::run(server.clone(), peer.clone(), receiver, compares));
+            tracker.spawn(link::run(server.clone(), peer.clone(), receiver));
         }
         tracker.spawn(purge_tombstones(server.clone()));
         if let Some(releases) = self.releases.lock().take() {
@@ -155,7 +152,7 @@ impl Peers {
     }
 
     /// `REFSYNC STATUS`: one map per peer.
-    pub fn status(&self) -> Reply {
+    pub fn status(&self, layout: &cluster::Layout) -> Reply {
         let field = |name: &'static str, value: u64| {
             (
                 Reply::from_static(name),
@@ -166,7 +163,7 @@ impl Peers {
             let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
             Reply::Map(vec![
                 (Reply::from_static("peer"), Reply::text(peer.id.clone())),
-                (Reply::from_static("addr"), Reply::text(peer.addr.clone())),
+                (Reply::from_static("addr"), Reply::text(peer.addr(layout))),
                 field(
                     "connected",
                     u64::from(peer.connected.load(Ordering::Relaxed)),

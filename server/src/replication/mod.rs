@@ -3,14 +3,21 @@
 //!
 //! The link, over the primary's client port (docs/CLUSTER.md has the whole story):
 //!
-//! 1. replica: `REPLCONF listening-port <port>` (`+OK`), then `PSYNC <replication id> <lsn>`,
-//!    its log's last LSN and the history it belongs to (`?` when it has none);
+//! 1. replica: `REPLCONF listening-port <port>` and `REPLCONF cartd-node <id>` (`+OK`), then
+//!    `PSYNC <replication id> <lsn>`, its log's last LSN and the history it belongs to (`?`
+//!    when it has none);
 //! 2. primary: `+CONTINUE <id>` when its log still holds everything after that LSN of that
-//!    history, else `+FULLRESYNC <id> <lsn>`, `$<bytes>` and a snapshot at that LSN;
+//!    history (or of the history its own forked from, up to the fork: a promoted replica's
+//!    fellow replicas continue), else `+FULLRESYNC <id> <lsn> [<fork>]`, `$<bytes>` and a
+//!    snapshot at that LSN; `<fork>` is where the replica's history and the primary's part,
+//!    when the primary knows (the replica sets aside what it holds past it);
 //! 3. primary: the log's records after the LSN, framed as in the log files, as soon as it may
-//!    acknowledge them to its own clients; 8 zero bytes each second while there are none;
-//! 4. replica: logs and applies each record, and sends `REPLCONF ACK <lsn>` once its own log
-//!    has it (and each second), which is what `WAIT` counts.
+//!    acknowledge them to its own clients, and a ping every [`PING_MS`]: 8 zero bytes (a
+//!    frame header of length 0, which no record has) then the primary's clock (8 bytes,
+//!    milliseconds, big-endian);
+//! 4. replica: logs and applies each record, and sends `REPLCONF ACK <lsn> PING <clock>` once
+//!    its own log has it (and each second): the LSN is what `WAIT` counts, the clock echoes
+//!    the last ping (failsafe: docs/CLUSTER.md).
 //!
 //! A replica installs a full synchronization's snapshot only at its start, before it loads
 //! anything ([`install_staged`]): received while it runs, the snapshot is staged in
@@ -27,13 +34,19 @@ use parking_lot::{Mutex, RwLock};
 use persistence::Lsn;
 
 pub use primary::serve_replica;
-pub use replica::{first_sync, follow_primary, install_staged, staged};
+pub use replica::{first_sync, install_staged, scan_set_aside, staged, start_over};
 
 /// Longest a link may stay silent before the other side counts it dead.
 pub const LINK_TIMEOUT_MS: u64 = 5_000;
 
-/// How often an idle link carries a keepalive (primary) or an ACK (replica).
+/// How often an idle link carries an ACK (replica).
 pub const HEARTBEAT_MS: u64 = 1_000;
+
+/// How often a primary pings each replica, busy or idle.
+pub const PING_MS: u64 = 250;
+
+/// A ping's frame: the 8-byte header of length 0, then 8 bytes of the primary's clock.
+pub const PING_BYTES: usize = 16;
 
 /// The file holding the name of the history this node's log belongs to.
 const ID_FILE: &str = "replication-id";
@@ -51,6 +64,19 @@ pub struct Replication {
     next_follower: AtomicU64,
     /// A replica's link to its primary.
     pub link: Link,
+    /// The history this node's forked from, and the last LSN they share (a promoted
+    /// replica's: its fellow replicas continue from the old history up to there).
+    previous: RwLock<Option<(String, Lsn)>>,
+    /// The task following the primary, while this node is a replica, and its stop.
+    following: Mutex<
+        Option<(
+            tokio_util::sync::CancellationToken,
+            tokio::task::JoinHandle<()>,
+        )>,
+    >,
+    /// What this node set aside when it rejoined a shard group whose new primary never had
+    /// its last records: (records, the file holding them).
+    pub set_aside: Mutex<Option<(u64, PathBuf)>>,
 }
 
 /// One replica following this node, as INFO replication shows it.
@@ -68,6 +94,10 @@ pub struct Follower {
     pub acked_lsn: Lsn,
     /// When it last acknowledged.
     pub last_ack: Instant,
+    /// Its cluster id (REPLCONF cartd-node), when it said.
+    pub node: Option<String>,
+    /// The clock of the last ping it echoed (this node's [`crate::failover::Failover::clock_ms`]).
+    pub ping_echo: u64,
 }
 
 /// A replica's link to its primary.
@@ -83,6 +113,10 @@ pub struct Link {
     pub records: AtomicU64,
     /// Links made since the start.
     pub connects: AtomicU64,
+    /// The primary's clock in its last ping (0: none yet).
+    pub last_ping: AtomicU64,
+    /// When a ping last came, on this node's clock ([`crate::failover::Failover::clock_ms`]).
+    pub last_ping_at: AtomicU64,
 }
 
 /// Removes a follower from the registry when its connection ends, however it ends.
@@ -110,7 +144,37 @@ impl Replication {
             acked: tokio::sync::Notify::new(),
             next_follower: AtomicU64::new(1),
             link: Link::default(),
+            previous: RwLock::new(None),
+            following: Mutex::new(None),
+            set_aside: Mutex::new(None),
         }
+    }
+
+    /// The history this node's forked from and the last LSN they share, if any.
+    pub fn previous(&self) -> Option<(String, Lsn)> {
+        self.previous.read().clone()
+    }
+
+    /// Records that this node's history forks from `previous` after LSN `fork`.
+    pub fn set_previous(&self, previous: Option<(String, Lsn)>) {
+        *self.previous.write() = previous;
+    }
+
+    /// Starts following the primary (a replica, once loaded).
+    pub fn start_following(&self, server: &std::sync::Arc<crate::server::Server>) {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(replica::follow_primary(server.clone(), stop.clone()));
+        *self.following.lock() = Some((stop, task));
+    }
+
+    /// Stops following the primary and waits until no more of its records are applied.
+    pub async fn stop_following(&self) {
+        let following = self.following.lock().take();
+        if let Some((stop, task)) = following {
+            stop.cancel();
+            let _ = task.await;
+        }
+        self.link.up.store(false, Ordering::Release);
     }
 
     /// Names this node's log history (at the start, and when a replica takes its primary's).
@@ -148,6 +212,8 @@ impl Replication {
             state: "wait_bgsave",
             acked_lsn: 0,
             last_ack: Instant::now(),
+            node: None,
+            ping_echo: 0,
         });
         FollowerGuard {
             replication: self,
@@ -164,20 +230,44 @@ impl Replication {
     }
 }
 
-/// The history name recorded in `data_dir`, if any.
+/// The history name recorded in `data_dir`, if any (the file's first line).
 pub fn recorded_id(data_dir: &Path) -> Option<String> {
     std::fs::read_to_string(data_dir.join(ID_FILE))
         .ok()
-        .map(|id| id.trim().to_owned())
+        .and_then(|text| text.lines().next().map(|id| id.trim().to_owned()))
         .filter(|id| !id.is_empty())
+}
+
+/// The history `data_dir`'s forked from and the last LSN they share, if it records one (the
+/// line `previous <id> <lsn>`).
+pub fn recorded_previous(data_dir: &Path) -> Option<(String, Lsn)> {
+    let text = std::fs::read_to_string(data_dir.join(ID_FILE)).ok()?;
+    text.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        (words.next()? == "previous").then_some(())?;
+        Some((words.next()?.to_owned(), words.next()?.parse().ok()?))
+    })
 }
 
 /// Records `id` as the history of `data_dir`'s log (written whole, then renamed into place).
 pub fn record_id(data_dir: &Path, id: &str) -> std::io::Result<()> {
+    record_history(data_dir, id, None)
+}
+
+/// Records `id` as the history of `data_dir`'s log, forked from `previous` after its LSN.
+pub fn record_history(
+    data_dir: &Path,
+    id: &str,
+    previous: Option<&(String, Lsn)>,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(data_dir)?;
     let path = data_dir.join(ID_FILE);
     let temporary: PathBuf = path.with_extension("new");
-    std::fs::write(&temporary, format!("{id}\n"))?;
+    let mut text = format!("{id}\n");
+    if let Some((previous, fork)) = previous {
+        text.push_str(&format!("previous {previous} {fork}\n"));
+    }
+    std::fs::write(&temporary, text)?;
     std::fs::File::open(&temporary)?.sync_all()?;
     std::fs::rename(&temporary, &path)?;
     std::fs::File::open(data_dir)?.sync_all()

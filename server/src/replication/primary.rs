@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
-use super::{Replication, HEARTBEAT_MS, LINK_TIMEOUT_MS};
+use super::{Replication, LINK_TIMEOUT_MS, PING_MS};
 use crate::server::Server;
 
 /// Records read from the log files per round.
@@ -31,6 +31,7 @@ pub async fn serve_replica(
     replica_id: &[u8],
     replica_lsn: Lsn,
     listening_port: u16,
+    node: Option<String>,
 ) -> std::io::Result<()> {
     let Some(durability) = server.durability.get() else {
         stream
@@ -45,15 +46,22 @@ pub async fn serve_replica(
         .map(|peer| peer.ip().to_string())
         .unwrap_or_default();
     let guard = replication.register(ip.clone(), listening_port);
+    replication.update(guard.id, |follower| follower.node = node);
     let id = replication.id();
-    let after = if can_continue(&wal, &id, replica_id, replica_lsn) {
+    let previous = replication.previous();
+    let after = if can_continue(&wal, &id, previous.as_ref(), replica_id, replica_lsn) {
         stream
             .write_all(format!("+CONTINUE {id}\r\n").as_bytes())
             .await?;
         info!(replica = %ip, port = listening_port, lsn = replica_lsn, "replica continues");
         replica_lsn
     } else {
-        let lsn = send_snapshot(stream, server, &wal, &id, guard.id).await?;
+        // A replica of the history this one forked from, past the fork: it holds records this
+        // node never had, and is told where the histories part.
+        let fork = previous
+            .filter(|(previous, fork)| previous.as_bytes() == replica_id && replica_lsn > *fork)
+            .map(|(_, fork)| fork);
+        let lsn = send_snapshot(stream, server, &wal, &id, fork, guard.id).await?;
         info!(replica = %ip, port = listening_port, lsn, "replica synchronized from a snapshot");
         lsn
     };
@@ -63,16 +71,26 @@ pub async fn serve_replica(
     });
     let (reader, writer) = stream.split();
     tokio::select! {
-        result = stream_records(writer, &wal, after) => result,
+        result = stream_records(writer, &wal, after, &server.failover) => result,
         result = read_acks(reader, input, replication, guard.id) => result,
         () = server.shutdown.cancelled() => Ok(()),
     }
 }
 
-/// Whether a replica at `lsn` of history `replica_id` can go on from there: the same history,
-/// not ahead of what this log acknowledges, and the log still holds the record after it.
-fn can_continue(wal: &Wal, id: &str, replica_id: &[u8], lsn: Lsn) -> bool {
-    if replica_id != id.as_bytes() || lsn > wal.ack_lsn() {
+/// Whether a replica at `lsn` of history `replica_id` can go on from there: the same history
+/// (or the one this node's forked from, up to the fork), not ahead of what this log
+/// acknowledges, and the log still holds the record after it.
+fn can_continue(
+    wal: &Wal,
+    id: &str,
+    previous: Option<&(String, Lsn)>,
+    replica_id: &[u8],
+    lsn: Lsn,
+) -> bool {
+    let same = replica_id == id.as_bytes();
+    let forked_from =
+        previous.is_some_and(|(previous, fork)| replica_id == previous.as_bytes() && lsn <= *fork);
+    if !(same || forked_from) || lsn > wal.ack_lsn() {
         return false;
     }
     let oldest = wal.stats().oldest_lsn;
@@ -86,6 +104,7 @@ async fn send_snapshot(
     server: &Arc<Server>,
     wal: &Arc<Wal>,
     id: &str,
+    fork: Option<Lsn>,
     follower: u64,
 ) -> std::io::Result<Lsn> {
     let dir = server
@@ -111,7 +130,8 @@ async fn send_snapshot(
     let result = async {
         let mut file = tokio::fs::File::open(&info.path).await?;
         let bytes = file.metadata().await?.len();
-        let header = format!("+FULLRESYNC {id} {}\r\n${bytes}\r\n", info.lsn);
+        let fork = fork.map(|fork| format!(" {fork}")).unwrap_or_default();
+        let header = format!("+FULLRESYNC {id} {}{fork}\r\n${bytes}\r\n", info.lsn);
         stream.write_all(header.as_bytes()).await?;
         tokio::io::copy(&mut file, stream).await?;
         stream.flush().await
@@ -121,13 +141,22 @@ async fn send_snapshot(
     result.map(|()| info.lsn)
 }
 
-/// Sends the log's records after `after`, each once it may be acknowledged here, and a
-/// keepalive each second the log is idle.
+/// Sends the log's records after `after`, each once it may be acknowledged here, and a ping
+/// every [`PING_MS`], busy or idle.
 async fn stream_records(
     mut writer: tokio::net::tcp::WriteHalf<'_>,
     wal: &Arc<Wal>,
     after: Lsn,
+    clock: &crate::failover::Failover,
 ) -> std::io::Result<()> {
+    let ping = |frames: &mut Vec<u8>| {
+        frames.extend_from_slice(&KEEPALIVE);
+        frames.extend_from_slice(&clock.clock_ms().to_be_bytes());
+    };
+    let mut pinged = std::time::Instant::now();
+    let mut first = Vec::new();
+    ping(&mut first);
+    writer.write_all(&first).await?;
     let mut reader = Some(wal.reader());
     let mut read_up_to = after;
     let mut pending: std::collections::VecDeque<Record> = std::collections::VecDeque::new();
@@ -161,16 +190,19 @@ async fn stream_records(
             let record = pending.pop_front().expect("checked");
             record.encode_frame(&mut frames);
         }
+        if pinged.elapsed() >= Duration::from_millis(PING_MS) {
+            ping(&mut frames);
+            pinged = std::time::Instant::now();
+        }
         if !frames.is_empty() {
             writer.write_all(&frames).await?;
             continue;
         }
         let next = pending.front().map_or(read_up_to + 1, |record| record.lsn);
+        let until_ping = Duration::from_millis(PING_MS).saturating_sub(pinged.elapsed());
         tokio::select! {
             () = wal.wait_ack(next) => {}
-            () = tokio::time::sleep(Duration::from_millis(HEARTBEAT_MS)) => {
-                writer.write_all(&KEEPALIVE).await?;
-            }
+            () = tokio::time::sleep(until_ping) => {}
         }
     }
 }
@@ -192,17 +224,22 @@ async fn read_acks(
             .decode(&mut input, &limits)
             .map_err(|error| std::io::Error::other(error.0))?
         {
-            let ack = args.len() == 3
+            let ack = (args.len() == 3
+                || (args.len() == 5 && args[3].eq_ignore_ascii_case(b"PING")))
                 && args[0].eq_ignore_ascii_case(b"REPLCONF")
                 && args[1].eq_ignore_ascii_case(b"ACK");
-            let lsn = ack
-                .then(|| protocol::parse_i64(&args[2]).ok())
-                .flatten()
-                .and_then(|lsn| u64::try_from(lsn).ok());
+            let number = |at: usize| {
+                args.get(at)
+                    .and_then(|arg| protocol::parse_i64(arg).ok())
+                    .and_then(|value| u64::try_from(value).ok())
+            };
+            let lsn = ack.then(|| number(2)).flatten();
+            let echo = number(4).unwrap_or(0);
             match lsn {
                 Some(lsn) => replication.update(follower, |f| {
                     f.acked_lsn = f.acked_lsn.max(lsn);
                     f.last_ack = std::time::Instant::now();
+                    f.ping_echo = f.ping_echo.max(echo);
                 }),
                 None => warn!(
                     command = %String::from_utf8_lossy(&args[0]),

@@ -34,9 +34,10 @@ enum Ended {
     Staged,
 }
 
-/// Follows the primary while the server runs: links, streams, and links again after a drop
-/// (from its LSN), every 100 ms to 1 s while the primary cannot be reached.
-pub async fn follow_primary(server: Arc<Server>) {
+/// Follows the primary while the server runs (until `stop`: a promotion): links, streams,
+/// and links again after a drop (from its LSN), every 100 ms to 1 s while the primary cannot
+/// be reached. The primary is whichever the layout names now.
+pub async fn follow_primary(server: Arc<Server>, stop: tokio_util::sync::CancellationToken) {
     let mut backoff = Duration::from_millis(100);
     let mut failures = 0u64;
     let mut full = false;
@@ -44,6 +45,7 @@ pub async fn follow_primary(server: Arc<Server>) {
         let outcome = tokio::select! {
             outcome = link(&server, full) => outcome,
             () = server.shutdown.cancelled() => Ok(Ended::Shutdown),
+            () = stop.cancelled() => Ok(Ended::Shutdown),
         };
         server.replication.link.up.store(false, Ordering::Release);
         server
@@ -68,6 +70,7 @@ pub async fn follow_primary(server: Arc<Server>) {
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = server.shutdown.cancelled() => return,
+                    () = stop.cancelled() => return,
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
@@ -82,8 +85,7 @@ pub async fn follow_primary(server: Arc<Server>) {
 /// its primary and stages it, retrying until the primary answers; false when the server
 /// stops first. The caller installs it ([`install_staged`]) before it loads anything.
 pub async fn first_sync(server: &Arc<Server>) -> bool {
-    let layout = server.cluster.as_ref().expect("a replica is in a cluster");
-    let primary = layout.nodes[layout.myself().replica_of.expect("a replica")].addr();
+    let primary = server.primary().expect("a replica").addr();
     let data_dir = &server.config.server.data_dir;
     let mut failures = 0u64;
     loop {
@@ -91,7 +93,7 @@ pub async fn first_sync(server: &Arc<Server>) -> bool {
             let mut stream = connect(&primary).await?;
             let mut input = BytesMut::new();
             match handshake(server, &mut stream, &mut input, "?", 0).await? {
-                Psync::FullResync { id, lsn } => {
+                Psync::FullResync { id, lsn, .. } => {
                     server
                         .replication
                         .link
@@ -99,7 +101,7 @@ pub async fn first_sync(server: &Arc<Server>) -> bool {
                         .store(true, Ordering::Release);
                     receive_snapshot(&mut stream, &mut input, data_dir, &id, lsn).await
                 }
-                Psync::Continue => Err(LinkError::Io("the primary sent no snapshot".into())),
+                Psync::Continue { .. } => Err(LinkError::Io("the primary sent no snapshot".into())),
             }
         };
         let outcome = tokio::select! {
@@ -147,8 +149,9 @@ async fn link(server: &Arc<Server>, full: bool) -> Result<Ended, LinkError> {
         return Err(LinkError::Io("not loaded".into()));
     };
     let wal = durability.wal.clone();
-    let layout = server.cluster.as_ref().expect("a replica is in a cluster");
-    let primary = &layout.nodes[layout.myself().replica_of.expect("a replica")];
+    let Some(primary) = server.primary() else {
+        return Err(LinkError::Io("this node is no longer a replica".into()));
+    };
     let lsn = wal.last_lsn();
     let id = if full {
         "?".to_owned()
@@ -161,9 +164,12 @@ async fn link(server: &Arc<Server>, full: bool) -> Result<Ended, LinkError> {
     let link = &server.replication.link;
     link.connects.fetch_add(1, Ordering::Relaxed);
     match answer {
-        Psync::FullResync { id, lsn } => {
+        Psync::FullResync { id, lsn, fork } => {
             link.syncing.store(true, Ordering::Release);
             let data_dir = &server.config.server.data_dir;
+            if let Some(fork) = fork.filter(|fork| wal.last_lsn() > *fork) {
+                set_aside(server, &wal, fork).await?;
+            }
             receive_snapshot(&mut stream, &mut input, data_dir, &id, lsn).await?;
             info!(
                 lsn,
@@ -171,7 +177,15 @@ async fn link(server: &Arc<Server>, full: bool) -> Result<Ended, LinkError> {
             );
             Ok(Ended::Staged)
         }
-        Psync::Continue => {
+        Psync::Continue { id: continued } => {
+            if continued != server.replication.id() && !continued.is_empty() {
+                // The primary's history forked from this one at or after this LSN (a
+                // promoted replica): this log goes on as part of the new one.
+                let data_dir = &server.config.server.data_dir;
+                record_id(data_dir, &continued)?;
+                info!(history = %continued, "following the new primary's history");
+                server.replication.set_id(continued);
+            }
             link.up.store(true, Ordering::Release);
             info!(primary = %primary.addr(), lsn, "replicating from the primary");
             stream_from(server, &wal, stream, input, lsn).await
@@ -193,8 +207,15 @@ async fn connect(addr: &str) -> Result<TcpStream, LinkError> {
 
 /// The primary's answer to PSYNC.
 enum Psync {
-    Continue,
-    FullResync { id: String, lsn: Lsn },
+    /// Go on from the LSN, as part of history `id`.
+    Continue { id: String },
+    /// A snapshot of history `id` at `lsn` follows; `fork`: where this replica's history and
+    /// the primary's part (it holds records past it the primary never had).
+    FullResync {
+        id: String,
+        lsn: Lsn,
+        fork: Option<Lsn>,
+    },
 }
 
 /// AUTH (when the server has a password: the nodes share it), REPLCONF, PSYNC.
@@ -213,16 +234,24 @@ async fn handshake(
     let port = server.local_addr.port().to_string();
     send_command(stream, &["REPLCONF", "listening-port", &port]).await?;
     expect_ok(stream, input, "REPLCONF").await?;
+    if server.config.cluster.enabled {
+        let node = &server.config.cluster.node_id;
+        send_command(stream, &["REPLCONF", "cartd-node", node]).await?;
+        expect_ok(stream, input, "REPLCONF").await?;
+    }
     send_command(stream, &["PSYNC", id, &lsn.to_string()]).await?;
     let line = read_line(stream, input).await?;
     let mut words = line.split(' ');
     match words.next() {
-        Some("+CONTINUE") => Ok(Psync::Continue),
+        Some("+CONTINUE") => Ok(Psync::Continue {
+            id: words.next().unwrap_or_default().to_owned(),
+        }),
         Some("+FULLRESYNC") => {
             let id = words.next().unwrap_or_default().to_owned();
             let lsn = words.next().and_then(|lsn| lsn.parse().ok());
+            let fork = words.next().and_then(|fork| fork.parse().ok());
             match lsn {
-                Some(lsn) if !id.is_empty() => Ok(Psync::FullResync { id, lsn }),
+                Some(lsn) if !id.is_empty() => Ok(Psync::FullResync { id, lsn, fork }),
                 _ => Err(LinkError::Io(format!("unexpected PSYNC answer {line:?}"))),
             }
         }
@@ -329,13 +358,13 @@ async fn receive_snapshot(
             info.lsn
         )));
     }
-    write_synced(&staging.join(READY_FILE), &format!("{id} {lsn}\n"))?;
+    write_synced(&staging.join(READY_FILE), format!("{id} {lsn}\n"))?;
     Ok(())
 }
 
-/// Writes `text` to `path`, synced, and syncs its directory.
-fn write_synced(path: &Path, text: &str) -> std::io::Result<()> {
-    std::fs::write(path, text)?;
+/// Writes `bytes` to `path`, synced, and syncs its directory.
+fn write_synced(path: &Path, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
+    std::fs::write(path, bytes)?;
     std::fs::File::open(path)?.sync_all()?;
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir)?.sync_all()?;
@@ -343,9 +372,63 @@ fn write_synced(path: &Path, text: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The folder where a rejoining node keeps what it set aside.
+pub const SET_ASIDE_DIR: &str = "set-aside";
+
+/// Before a full synchronization from a primary whose history forked from this node's after
+/// LSN `fork`: copies this log's records after `fork` (which the primary never had) into
+/// `data_dir/set-aside/<history>-<first>-<last>.records`, framed as in the log files, synced,
+/// so the snapshot replacing the log loses none of them silently. They are not merged:
+/// docs/CLUSTER.md says how to look at them.
+async fn set_aside(
+    server: &Arc<Server>,
+    wal: &Arc<persistence::Wal>,
+    fork: Lsn,
+) -> Result<(), LinkError> {
+    let last = wal.last_lsn();
+    let history = server.replication.id();
+    let dir = server.config.server.data_dir.join(SET_ASIDE_DIR);
+    let path = dir.join(format!("{history}-{}-{last}.records", fork + 1));
+    let mut reader = wal.reader();
+    let target = path.clone();
+    let written = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+        use persistence::record::RecordSource;
+        std::fs::create_dir_all(&dir)?;
+        let mut frames = Vec::new();
+        let mut after = fork;
+        let mut count = 0u64;
+        while after < last {
+            let records = reader.read_after(after, 1024)?;
+            let Some(end) = records.last().map(|record| record.lsn) else {
+                break;
+            };
+            for record in &records {
+                record.encode_frame(&mut frames);
+            }
+            count += records.len() as u64;
+            after = end;
+        }
+        write_synced(&target, &frames)?;
+        Ok(count)
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    warn!(
+        records = written,
+        fork,
+        file = %path.display(),
+        "this node held records its shard group's new primary never had: set aside, not merged"
+    );
+    let mut set_aside = server.replication.set_aside.lock();
+    let before = set_aside.as_ref().map_or(0, |(records, _)| *records);
+    *set_aside = Some((before + written, path));
+    Ok(())
+}
+
 /// Starts this process over with its own arguments (same pid): it installs the staged
-/// snapshot before it loads anything ([`install_staged`]).
-fn start_over() -> ! {
+/// snapshot before it loads anything ([`install_staged`]), or takes the role PostgreSQL's
+/// leases give it (a primary that lost its lease).
+pub fn start_over() -> ! {
     use std::os::unix::process::CommandExt;
     let mut args = std::env::args_os();
     let name = args.next().unwrap_or_else(|| "cartd".into());
@@ -420,7 +503,7 @@ async fn stream_from(
     let applied = tokio::sync::Notify::new();
     let (mut reader, mut writer) = stream.split();
     let apply = apply_records(server, wal, &mut reader, input, lsn, &applied);
-    let acknowledge = acknowledge(wal, &mut writer, &applied);
+    let acknowledge = acknowledge(wal, &server.replication.link, &mut writer, &applied);
     tokio::select! {
         result = apply => result,
         error = acknowledge => Err(LinkError::from(error)),
@@ -431,6 +514,7 @@ async fn stream_from(
 /// (the primary counts a silent replica gone); returns only the error that ended it.
 async fn acknowledge(
     wal: &persistence::Wal,
+    link: &super::Link,
     writer: &mut tokio::net::tcp::WriteHalf<'_>,
     applied: &tokio::sync::Notify,
 ) -> std::io::Error {
@@ -450,8 +534,18 @@ async fn acknowledge(
         }
         acked = wal.ack_lsn();
         let ack = acked.to_string();
+        let ping = link.last_ping.load(Ordering::Acquire).to_string();
         let mut request = Vec::new();
-        crate::peers::wire::encode(&[b"REPLCONF", b"ACK", ack.as_bytes()], &mut request);
+        crate::peers::wire::encode(
+            &[
+                b"REPLCONF",
+                b"ACK",
+                ack.as_bytes(),
+                b"PING",
+                ping.as_bytes(),
+            ],
+            &mut request,
+        );
         if let Err(error) = writer.write_all(&request).await {
             return error;
         }
@@ -474,7 +568,15 @@ async fn apply_records(
         let mut count = 0;
         while input.len() >= 8 {
             if input[..8] == [0; 8] {
-                input.advance(8); // A keepalive.
+                // A ping: the header of length 0, then the primary's clock.
+                if input.len() < super::PING_BYTES {
+                    break;
+                }
+                let clock = u64::from_be_bytes(input[8..16].try_into().expect("8 bytes"));
+                input.advance(super::PING_BYTES);
+                link.last_ping.store(clock, Ordering::Release);
+                link.last_ping_at
+                    .store(server.failover.clock_ms(), Ordering::Release);
                 continue;
             }
             let (record, used) = match Record::decode_frame(&input, RecordFormat::V2) {
@@ -527,4 +629,38 @@ async fn apply_records(
             return Err(LinkError::Io("the primary closed the link".into()));
         }
     }
+}
+
+/// What earlier runs set aside in `data_dir/set-aside` (`<history>-<first>-<last>.records`):
+/// the records, counted from the names, and the newest file.
+pub fn scan_set_aside(data_dir: &Path) -> Option<(u64, PathBuf)> {
+    let entries = std::fs::read_dir(data_dir.join(SET_ASIDE_DIR)).ok()?;
+    let mut records = 0u64;
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(stem) = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.strip_suffix(".records"))
+        else {
+            continue;
+        };
+        let mut bounds = stem.rsplitn(3, '-');
+        let (Some(last), Some(first)) = (bounds.next(), bounds.next()) else {
+            continue;
+        };
+        let (Ok(last), Ok(first)) = (last.parse::<u64>(), first.parse::<u64>()) else {
+            continue;
+        };
+        records += last.saturating_sub(first) + 1;
+        let modified = entry
+            .metadata()
+            .and_then(|meta| meta.modified())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        if newest.as_ref().is_none_or(|(at, _)| modified >= *at) {
+            newest = Some((modified, path));
+        }
+    }
+    newest.map(|(_, path)| (records, path))
 }

@@ -19,6 +19,7 @@ mod log;
 mod merge;
 mod names_sweep;
 mod pricing;
+pub mod promotion;
 pub mod reference;
 mod shard;
 pub mod shared;

@@ -1,0 +1,569 @@
+//! Automatic failover with leases in PostgreSQL (docs/CLUSTER.md "Failover").
+//!
+//! Every shard group has one lease row (`persistence::sink::lease`): its holder is the
+//! group's primary, under a term from one cluster-wide sequence, until PostgreSQL's clock
+//! passes its expiry. On every cluster node with `[postgres]`, [`run`] ticks every quarter
+//! of `cluster.lease_ms`:
+//!
+//! - a primary renews its lease. It takes writes only until the lease's end as measured from
+//!   before the renewal was sent, less a margin ([`Failover::may_write`]), so it stops before
+//!   any replica may take over. When PostgreSQL cannot be reached it keeps taking writes while
+//!   every replica of its group confirms, by echoing its pings, that it still follows it
+//!   (failsafe: a replica that hears its primary never takes the lease); when the lease turns
+//!   out to be another node's, it stops and starts over as that node's replica;
+//! - a replica reports its acknowledged LSN and, once the lease has lapsed and its primary
+//!   has been silent for a whole lease, the replica holding the most takes the lease with a
+//!   new term and is promoted ([`promote`]);
+//! - every node follows the leases of every group into its layout, so `-MOVED`, CLUSTER
+//!   SLOTS and NODES name the new primaries.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use persistence::sink::lease::{self, Lease, Renewal, TakeOver};
+use persistence::sink::{PgPool, SinkError, Term};
+use persistence::Lsn;
+use tracing::{error, info, warn};
+
+use crate::durability::StartError;
+use crate::server::{now_ms, Server};
+
+/// A node's part in failover: its lease (a primary's), its clock, what promotions did.
+pub struct Failover {
+    /// The origin of [`Failover::clock_ms`].
+    clock: Instant,
+    /// Leases are in force (a cluster with PostgreSQL): writes need one.
+    leased: AtomicBool,
+    /// Until when (on the clock) this primary may take writes.
+    writable_until: AtomicU64,
+    /// The term of this node's shard group, as this node knows it.
+    term: AtomicU64,
+    /// Writes go on without PostgreSQL, on the replicas' word (failsafe).
+    failsafe: AtomicBool,
+    /// `cluster.lease_ms`.
+    lease_ms: u64,
+    /// Times this node was promoted since it started.
+    pub promotions: AtomicU64,
+    /// The last promotion, for INFO.
+    pub last_promotion: Mutex<Option<PromotionReport>>,
+    /// Lease statements that failed (PostgreSQL unreachable or slow).
+    pub lease_failures: AtomicU64,
+}
+
+/// What a promotion did.
+#[derive(Debug, Clone, Default)]
+pub struct PromotionReport {
+    /// The new term.
+    pub term: u64,
+    /// The last LSN this node had of the old primary's history.
+    pub fork_lsn: Lsn,
+    /// Carts PostgreSQL held at a newer position (the lag window), taken back.
+    pub reloaded_carts: u64,
+    /// Carts whose deadline moved one touch step on.
+    pub deadlines_moved: usize,
+    /// Gift card holds rebuilt.
+    pub holds: usize,
+    /// From taking the lease to taking writes.
+    pub millis: u64,
+}
+
+impl Failover {
+    /// No lease yet: writes are free until [`settle_role`] puts leases in force.
+    pub fn new(lease_ms: u64) -> Failover {
+        Failover {
+            clock: Instant::now(),
+            leased: AtomicBool::new(false),
+            writable_until: AtomicU64::new(0),
+            term: AtomicU64::new(0),
+            failsafe: AtomicBool::new(false),
+            lease_ms,
+            promotions: AtomicU64::new(0),
+            last_promotion: Mutex::new(None),
+            lease_failures: AtomicU64::new(0),
+        }
+    }
+
+    /// Milliseconds on this node's monotonic clock (the pings' clock).
+    pub fn clock_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    /// Whether this primary may take a write now: always without leases; with them, only
+    /// before its lease's end (less the margin), or under failsafe.
+    pub fn may_write(&self) -> bool {
+        !self.leased.load(Ordering::Acquire)
+            || self.clock_ms() < self.writable_until.load(Ordering::Acquire)
+    }
+
+    /// Whether leases are in force.
+    pub fn leased(&self) -> bool {
+        self.leased.load(Ordering::Acquire)
+    }
+
+    /// The term of this node's shard group.
+    pub fn term(&self) -> u64 {
+        self.term.load(Ordering::Acquire)
+    }
+
+    /// Whether writes go on under failsafe now.
+    pub fn in_failsafe(&self) -> bool {
+        self.failsafe.load(Ordering::Acquire)
+    }
+
+    /// Milliseconds this primary may still take writes (0: none).
+    pub fn writable_ms(&self) -> u64 {
+        self.writable_until
+            .load(Ordering::Acquire)
+            .saturating_sub(self.clock_ms())
+    }
+
+    /// How much earlier than its lease's end a primary stops taking writes.
+    fn margin_ms(&self) -> u64 {
+        (self.lease_ms / 6).max(100)
+    }
+
+    /// A lease granted (or renewed) by a statement sent at `sent_at` on the clock.
+    fn granted(&self, sent_at: u64) {
+        let until = sent_at + self.lease_ms - self.margin_ms();
+        self.writable_until.fetch_max(until, Ordering::AcqRel);
+        self.failsafe.store(false, Ordering::Release);
+    }
+
+    /// No more writes (the lease is lost).
+    fn fence(&self) {
+        self.writable_until.store(0, Ordering::Release);
+    }
+
+    /// The longest a lease statement may take before it counts as failed.
+    fn statement_timeout(&self) -> Duration {
+        Duration::from_millis((self.lease_ms / 4).max(100))
+    }
+}
+
+/// Runs `statement` within the lease statement timeout.
+async fn timed<T>(
+    failover: &Failover,
+    statement: impl std::future::Future<Output = Result<T, SinkError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(failover.statement_timeout(), statement).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!(
+            "PostgreSQL did not answer within {} ms",
+            failover.statement_timeout().as_millis()
+        )),
+    }
+}
+
+/// At a cluster node's start, before it loads anything: reads the leases (the configured
+/// primary of a group without one claims its first), puts them in the layout, and renews
+/// this node's own if it holds one. Retries while PostgreSQL cannot be reached.
+pub async fn settle_role(server: &Arc<Server>, pool: &PgPool) -> Result<(), StartError> {
+    let Some(topology) = &server.cluster else {
+        return Ok(());
+    };
+    let failover = &server.failover;
+    let configured = topology.get();
+    let me = configured.myself().id.clone();
+    let group = configured.myself().group;
+    let group_name = configured.group_name(group).to_owned();
+    let lease_ms = server.config.cluster.lease_ms;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let sent_at = failover.clock_ms();
+        let settled = async {
+            let mut leases = lease::leases(pool).await?;
+            if !leases.iter().any(|lease| lease.group == group_name) && group == configured.me {
+                leases.push(lease::claim_first(pool, &group_name, &me, lease_ms).await?);
+            }
+            let mine = leases
+                .iter()
+                .find(|lease| lease.group == group_name)
+                .cloned();
+            if let Some(mine) = mine.filter(|lease| lease.holder == me) {
+                if let Renewal::Lost(now) =
+                    lease::renew(pool, &group_name, &me, mine.term, lease_ms).await?
+                {
+                    leases.retain(|lease| lease.group != group_name);
+                    leases.extend(now);
+                }
+            }
+            Ok::<_, SinkError>(leases)
+        };
+        match settled.await {
+            Ok(leases) => {
+                apply_leases(server, &leases);
+                let layout = topology.get();
+                if layout.myself().replica_of.is_none() {
+                    failover.granted(sent_at);
+                }
+                failover
+                    .term
+                    .store(layout.myself().epoch, Ordering::Release);
+                failover.leased.store(true, Ordering::Release);
+                let role = match layout.myself().replica_of {
+                    None => "primary".to_owned(),
+                    Some(primary) => format!("replica of {}", layout.nodes[primary].id),
+                };
+                info!(
+                    group = %group_name,
+                    term = layout.myself().epoch,
+                    %role,
+                    "the shard groups' leases are read"
+                );
+                return Ok(());
+            }
+            Err(error) => {
+                warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot read the shard groups' leases yet");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = server.shutdown.cancelled() => {
+                        return Err(StartError::Postgres("stopped before the leases were read".into()));
+                    }
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Puts every lease's holder in the layout as its group's primary; whether anything changed.
+fn apply_leases(server: &Server, leases: &[Lease]) -> bool {
+    let Some(topology) = &server.cluster else {
+        return false;
+    };
+    let mut layout = (*topology.get()).clone();
+    let mut changed = false;
+    for lease in leases {
+        let (Some(group), Some(holder)) = (
+            layout.group_named(&lease.group),
+            layout.index_of(&lease.holder),
+        ) else {
+            continue;
+        };
+        let current = layout.primary_of_group(group);
+        if current == holder && layout.nodes[holder].epoch == lease.term {
+            continue;
+        }
+        let Some(next) = layout.with_primary(group, holder, lease.term) else {
+            warn!(group = %lease.group, holder = %lease.holder, "a lease names a node outside its shard group; ignored");
+            continue;
+        };
+        if current != holder {
+            info!(
+                group = %lease.group,
+                from = %layout.nodes[current].id,
+                to = %lease.holder,
+                term = lease.term,
+                "a shard group has a new primary"
+            );
+        }
+        layout = next;
+        changed = true;
+    }
+    if changed {
+        topology.replace(layout);
+    }
+    changed
+}
+
+/// The failover job of a cluster node with PostgreSQL: see the module notes.
+pub async fn run(server: Arc<Server>) {
+    let failover = &server.failover;
+    let tick = Duration::from_millis(server.config.cluster.lease_ms / 4);
+    loop {
+        let wait = match step(&server).await {
+            Ok(wait) => wait,
+            Err(why) => {
+                let failures = failover.lease_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if failures == 1 || failures.is_multiple_of(40) {
+                    warn!(%why, failures, "a lease statement failed");
+                }
+                if server.primary().is_none() {
+                    failsafe(&server);
+                }
+                tick
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait.min(tick)) => {}
+            () = server.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// One tick; returns how long to wait before the next (shorter when a lease is about to
+/// lapse, so a replica takes it at once).
+async fn step(server: &Arc<Server>) -> Result<Duration, String> {
+    let failover = &server.failover;
+    let Some(durability) = server.durability.get() else {
+        return Ok(Duration::MAX);
+    };
+    let Some(pool) = durability
+        .postgres
+        .as_ref()
+        .map(|postgres| postgres.pool().clone())
+    else {
+        return Ok(Duration::MAX);
+    };
+    let topology = server
+        .cluster
+        .as_ref()
+        .expect("failover runs in cluster mode");
+    let layout = topology.get();
+    let me = layout.myself().id.clone();
+    let group = layout.myself().group;
+    let group_name = layout.group_name(group).to_owned();
+    let lease_ms = server.config.cluster.lease_ms;
+    if layout.myself().replica_of.is_none() {
+        let sent_at = failover.clock_ms();
+        let term = failover.term();
+        match timed(
+            failover,
+            lease::renew(&pool, &group_name, &me, term, lease_ms),
+        )
+        .await?
+        {
+            Renewal::Renewed => failover.granted(sent_at),
+            Renewal::Lost(now) => demote(server, now),
+        }
+    } else {
+        let acked = durability.wal.ack_lsn();
+        let term = failover.term();
+        timed(
+            failover,
+            lease::report(&pool, &me, &group_name, acked, term),
+        )
+        .await?;
+    }
+    let leases = timed(failover, lease::leases(&pool)).await?;
+    apply_leases(server, &leases);
+    let layout = topology.get();
+    failover
+        .term
+        .store(layout.myself().epoch, Ordering::Release);
+    match leases.iter().find(|lease| lease.group == group_name) {
+        Some(lease) if layout.myself().replica_of.is_some() => {
+            replica_step(server, &pool, &layout, lease).await
+        }
+        _ => Ok(Duration::MAX),
+    }
+}
+
+/// A replica's part of a tick: takes `lease` (its group's) over once it has lapsed, the
+/// primary has been silent for a whole lease, and no fresher member holds more.
+async fn replica_step(
+    server: &Arc<Server>,
+    pool: &PgPool,
+    layout: &cluster::Layout,
+    lease: &Lease,
+) -> Result<Duration, String> {
+    let failover = &server.failover;
+    let lease_ms = server.config.cluster.lease_ms;
+    let me = &layout.myself().id;
+    let group = layout.myself().group;
+    let Some(primary) = layout.myself().replica_of else {
+        return Ok(Duration::MAX);
+    };
+    if lease.holder != layout.nodes[primary].id {
+        return Ok(Duration::MAX);
+    }
+    // A replica that hears its primary never takes the lease: that is the word a primary
+    // without PostgreSQL goes on by (failsafe).
+    let link = &server.replication.link;
+    let heard = link.last_ping_at.load(Ordering::Acquire);
+    let silent_ms = if heard == 0 {
+        u64::MAX
+    } else {
+        failover.clock_ms().saturating_sub(heard)
+    };
+    let lapsed = lease.remaining_ms < 0;
+    if !lapsed || silent_ms < lease_ms {
+        let until_lapse = u64::try_from(lease.remaining_ms.max(0)).unwrap_or(0);
+        let until_silent = lease_ms.saturating_sub(silent_ms);
+        return Ok(Duration::from_millis(until_lapse.max(until_silent) + 20));
+    }
+    let members = timed(failover, lease::members(pool, &lease.group)).await?;
+    let fresh = |member: &&lease::Member| {
+        member.node != lease.holder
+            && member.age_ms < i64::try_from(2 * lease_ms).unwrap_or(i64::MAX)
+            && layout
+                .index_of(&member.node)
+                .is_some_and(|at| layout.nodes[at].group == group)
+    };
+    let best = members
+        .iter()
+        .filter(fresh)
+        .max_by(|a, b| a.acked_lsn.cmp(&b.acked_lsn).then(b.node.cmp(&a.node)));
+    let long_lapsed = lease.remaining_ms < -i64::try_from(2 * lease_ms).unwrap_or(i64::MAX);
+    if best.is_some_and(|best| &best.node != me) && !long_lapsed {
+        return Ok(Duration::from_millis(lease_ms / 8));
+    }
+    take_over(server, pool, lease).await?;
+    Ok(Duration::MAX)
+}
+
+/// Stops following, takes the lapsed `lease` with a new term and is promoted; follows again
+/// if another node got it first.
+async fn take_over(server: &Arc<Server>, pool: &PgPool, lease: &Lease) -> Result<(), String> {
+    let failover = &server.failover;
+    let me = server.config.cluster.node_id.clone();
+    server.replication.stop_following().await;
+    let wal = server.durable().wal.clone();
+    let fork = wal.last_lsn();
+    let sent_at = failover.clock_ms();
+    let lease_ms = server.config.cluster.lease_ms;
+    let taken = lease::take_over(pool, &lease.group, &me, lease.term, false, lease_ms, fork);
+    match timed(failover, taken).await {
+        Ok(Some(takeover)) => {
+            promote(server, pool, takeover, fork, sent_at).await;
+            Ok(())
+        }
+        Ok(None) => {
+            info!(group = %lease.group, "another node took the lease first; following on");
+            server.replication.start_following(server);
+            Ok(())
+        }
+        Err(why) => {
+            server.replication.start_following(server);
+            Err(why)
+        }
+    }
+}
+
+/// Turns this replica into its group's primary at `takeover`'s term: a new history (forked
+/// from the old one after `fork`), the layout, the carts of the lag window from PostgreSQL,
+/// deadlines and gift card holds, then writes, the sink under the new term and the primary's
+/// jobs.
+async fn promote(server: &Arc<Server>, pool: &PgPool, takeover: TakeOver, fork: Lsn, sent_at: u64) {
+    let started = Instant::now();
+    let failover = &server.failover;
+    let topology = server.cluster.as_ref().expect("cluster mode");
+    let replication = &server.replication;
+    let previous = (replication.id(), fork);
+    let id = crate::replication::new_id();
+    let data_dir = &server.config.server.data_dir;
+    if let Err(error) = crate::replication::record_history(data_dir, &id, Some(&previous)) {
+        error!(%error, "cannot record the promoted node's history; stopping");
+        std::process::exit(1);
+    }
+    replication.set_previous(Some(previous));
+    replication.set_id(id);
+    let layout = topology.get();
+    let promoted = layout
+        .with_primary(layout.myself().group, layout.me, takeover.term)
+        .expect("a node is a member of its own group");
+    topology.replace(promoted);
+    failover.term.store(takeover.term, Ordering::Release);
+    let (checkpoint_term, checkpoint_lsn) = takeover.checkpoint;
+    let mut report = PromotionReport {
+        term: takeover.term,
+        fork_lsn: fork,
+        ..PromotionReport::default()
+    };
+    if checkpoint_lsn > fork {
+        report.reloaded_carts = reload_lag_window(server, pool, checkpoint_term, fork).await;
+    }
+    let store_server = server.clone();
+    let prepared =
+        tokio::task::spawn_blocking(move || store_server.store.prepare_promotion(now_ms()))
+            .await
+            .expect("the promotion pass does not panic");
+    report.deadlines_moved = prepared.deadlines_moved;
+    report.holds = prepared.holds;
+    server.store.set_writable();
+    failover.granted(sent_at);
+    if let Some(postgres) = &server.durable().postgres {
+        postgres.start_jobs(
+            server,
+            Term {
+                term: takeover.term,
+                leased: true,
+            },
+        );
+    }
+    crate::server::start_primary_jobs(server);
+    report.millis = started.elapsed().as_millis() as u64;
+    failover.promotions.fetch_add(1, Ordering::Relaxed);
+    warn!(
+        term = report.term,
+        fork_lsn = report.fork_lsn,
+        reloaded_carts = report.reloaded_carts,
+        deadlines_moved = report.deadlines_moved,
+        holds = report.holds,
+        ms = report.millis,
+        "promoted: this node is its shard group's primary"
+    );
+    *failover.last_promotion.lock() = Some(report);
+}
+
+/// Takes back the carts of this node's slots that the old primary streamed to PostgreSQL
+/// under `term` past `fork` (this node never had them); retried a few times. Returns how many.
+async fn reload_lag_window(server: &Arc<Server>, pool: &PgPool, term: u64, fork: Lsn) -> u64 {
+    let Some(postgres) = server.durable().postgres.as_ref() else {
+        return 0;
+    };
+    for attempt in 1..=5u32 {
+        match postgres.reload_lag_window(server, pool, term, fork).await {
+            Ok(count) => return count,
+            Err(why) => {
+                warn!(%why, attempt, "cannot take back the carts of the lag window yet");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+        }
+    }
+    error!(
+        term,
+        fork, "the carts of the lag window could not be read from PostgreSQL: they stay lost"
+    );
+    0
+}
+
+/// A primary whose lease is now another node's (`now`): no more writes, and this process
+/// starts over, to rejoin as that node's replica.
+fn demote(server: &Server, now: Option<Lease>) -> ! {
+    server.failover.fence();
+    let holder = now.as_ref().map_or("nobody", |lease| lease.holder.as_str());
+    let term = now.as_ref().map_or(0, |lease| lease.term);
+    warn!(%holder, term, "this node's lease is lost: no more writes; starting over as a replica");
+    if let Some(durability) = server.durability.get() {
+        durability.wal.write_queued();
+        let _ = durability.wal.sync();
+    }
+    crate::replication::start_over()
+}
+
+/// PostgreSQL cannot be reached: this primary goes on taking writes while every replica of
+/// its group echoes a recent ping (none of them takes the lease meanwhile), until a lease's
+/// length after the oldest echoed ping, less the margin. A group with no replicas has nobody
+/// to take over and goes on.
+fn failsafe(server: &Server) {
+    let Some(layout) = server.layout() else {
+        return;
+    };
+    let failover = &server.failover;
+    let me = layout.me;
+    let followers = server.replication.followers();
+    let mut until = failover.clock_ms() + failover.lease_ms - failover.margin_ms();
+    for member in layout.members(layout.myself().group).filter(|&at| at != me) {
+        let id = &layout.nodes[member].id;
+        let echo = followers
+            .iter()
+            .filter(|follower| follower.state == "online" && follower.node.as_ref() == Some(id))
+            .map(|follower| follower.ping_echo)
+            .max();
+        match echo {
+            Some(echo) if echo > 0 => {
+                until = until.min(echo + failover.lease_ms - failover.margin_ms());
+            }
+            _ => return,
+        }
+    }
+    if failover.writable_until.fetch_max(until, Ordering::AcqRel) < until
+        && !failover.failsafe.swap(true, Ordering::AcqRel)
+    {
+        warn!("PostgreSQL cannot be reached: writes go on while every replica confirms (failsafe)");
+    }
+}

@@ -1,0 +1,243 @@
+//! Automatic failover with leases in PostgreSQL (issue 14): a killed primary's replica takes
+//! its shard group's lease with a new term and serves its slots; every write acknowledged
+//! with WAIT 1 is there; the other nodes send clients to it; the old primary comes back as
+//! its replica, and what it had that the new primary never got is set aside, not merged.
+//! Before (080cc7c) nothing took a dead primary's place: its slots stayed unserved.
+
+use std::time::{Duration, Instant};
+
+use cartd_tests::cluster::LocalCluster;
+use cartd_tests::info::{info_field, info_number};
+use redis::aio::MultiplexedConnection;
+
+async fn connect(cluster: &LocalCluster, node: u16) -> MultiplexedConnection {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", cluster.port + node))
+        .expect("a client");
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect")
+}
+
+async fn info(conn: &mut MultiplexedConnection, section: &str) -> String {
+    redis::cmd("INFO")
+        .arg(section)
+        .query_async(conn)
+        .await
+        .expect("INFO")
+}
+
+/// Adds one line to `key`; the cart's version, or the error.
+async fn add(conn: &mut MultiplexedConnection, key: &str, sku: &str) -> redis::RedisResult<i64> {
+    redis::cmd("CART.ADD")
+        .arg(key)
+        .arg(sku)
+        .arg("-")
+        .arg(1)
+        .arg("PRICE")
+        .arg(250)
+        .arg("CURRENCY")
+        .arg("USD")
+        .arg("REPLY")
+        .arg("VERSION")
+        .query_async(conn)
+        .await
+}
+
+async fn wait(conn: &mut MultiplexedConnection, replicas: i64, timeout_ms: i64) -> i64 {
+    redis::cmd("WAIT")
+        .arg(replicas)
+        .arg(timeout_ms)
+        .query_async(conn)
+        .await
+        .expect("WAIT")
+}
+
+/// The cart's version on `conn`, if it has the cart.
+async fn version(conn: &mut MultiplexedConnection, key: &str) -> Option<i64> {
+    let view: Option<String> = redis::cmd("CART.GET")
+        .arg(key)
+        .arg("NOVALIDATE")
+        .arg("FORMAT")
+        .arg("JSON")
+        .query_async(conn)
+        .await
+        .expect("CART.GET");
+    let view: serde_json::Value = serde_json::from_str(&view?).expect("JSON");
+    view["version"].as_i64()
+}
+
+/// Keys whose slot the first of three primaries serves (slots 0-5460).
+fn keys_of_first_primary(count: usize, prefix: &str) -> Vec<String> {
+    (0..)
+        .map(|at| format!("cart:{prefix}{at}"))
+        .filter(|key| slot(key) <= 5460)
+        .take(count)
+        .collect()
+}
+
+/// The key's cluster slot (CRC16/XMODEM mod 16384; these keys have no hash tag).
+fn slot(key: &str) -> u16 {
+    let mut crc: u16 = 0;
+    for byte in key.bytes() {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
+/// Retries `add` on node `node` until it is taken (a new primary serves the slot); the time
+/// it took.
+async fn until_written(cluster: &LocalCluster, node: u16, key: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        if let Ok(mut conn) = tokio::time::timeout(Duration::from_secs(1), async {
+            connect(cluster, node).await
+        })
+        .await
+        {
+            if add(&mut conn, key, "after").await.is_ok() {
+                return started.elapsed();
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "node n{} serves no write 30 s after its primary died; its log:\n{}",
+            node + 1,
+            cluster.log(node)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `check` holds of node `node`'s INFO `section` (20 s at most).
+async fn until_info(
+    cluster: &LocalCluster,
+    node: u16,
+    section: &str,
+    what: &str,
+    check: impl Fn(&str) -> bool,
+) -> String {
+    let started = Instant::now();
+    loop {
+        let mut conn = connect(cluster, node).await;
+        let text = info(&mut conn, section).await;
+        if check(&text) {
+            return text;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "node n{}: {what} did not happen; INFO {section}:\n{text}\nlog:\n{}",
+            node + 1,
+            cluster.log(node)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// kill -9 of a primary: its replica takes the lease (term + 1) and serves its slots with
+/// every write acknowledged after WAIT 1; another node MOVEDs the slot to it; the old primary
+/// restarted follows it, and WAIT 1 counts it.
+#[tokio::test]
+async fn a_killed_primary_s_replica_takes_over_with_every_waited_write() {
+    let db = cartd_tests::TestDb::create().await;
+    let cluster = LocalCluster::up_with(3, 1, &format!("[postgres]\nurl = \"{}\"\n", db.url));
+    // n1 serves slots 0-5460; n4 is its replica.
+    let mut primary = connect(&cluster, 0).await;
+    let first_term = db
+        .count("SELECT term FROM cluster_leases WHERE shard_group = 'n1'")
+        .await;
+    let keys = keys_of_first_primary(40, "w");
+    let mut acknowledged = Vec::new();
+    for key in &keys {
+        let version = add(&mut primary, key, "sku").await.expect("CART.ADD");
+        assert_eq!(
+            wait(&mut primary, 1, 5_000).await,
+            1,
+            "the replica acks {key}"
+        );
+        acknowledged.push((key.clone(), version));
+    }
+    cluster.kill9(0);
+    let took = until_written(&cluster, 3, &keys[0]).await;
+    println!("n4 took writes {} ms after n1's kill -9", took.as_millis());
+    let mut promoted = connect(&cluster, 3).await;
+    for (key, acked) in &acknowledged {
+        let held = version(&mut promoted, key).await;
+        assert!(
+            held.is_some_and(|held| held >= *acked),
+            "{key}: acknowledged at version {acked} after WAIT 1, the new primary has {held:?}"
+        );
+    }
+    let cluster_info = info(&mut promoted, "cluster").await;
+    assert_eq!(info_number(&cluster_info, "cluster_promotions"), 1);
+    let term = db
+        .count("SELECT term FROM cluster_leases WHERE shard_group = 'n1'")
+        .await;
+    assert!(term > first_term, "term {term} after {first_term}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM cluster_leases WHERE shard_group = 'n1' AND holder = 'n4'")
+            .await,
+        1
+    );
+    assert_others_send_clients_to_n4(&cluster, &keys[1], term).await;
+    // The old primary rejoins as the new one's replica and catches up.
+    cluster.restart(0);
+    let replication = until_info(&cluster, 0, "replication", "n1 follows n4", |text| {
+        info_field(text, "role").as_deref() == Some("slave")
+            && info_field(text, "master_link_status").as_deref() == Some("up")
+    })
+    .await;
+    assert_eq!(
+        info_field(&replication, "master_port"),
+        Some((cluster.port + 3).to_string())
+    );
+    add(&mut promoted, &keys[2], "rejoined")
+        .await
+        .expect("CART.ADD");
+    assert_eq!(
+        wait(&mut promoted, 1, 5_000).await,
+        1,
+        "n1 acks as a replica"
+    );
+    let mut old = connect(&cluster, 0).await;
+    let refused = add(&mut old, &keys[2], "on-old").await.unwrap_err();
+    let target = format!("127.0.0.1:{}", cluster.port + 3);
+    assert!(refused.to_string().contains(&target), "{refused}");
+}
+
+/// Another primary (n2) learns that n4 serves n1's slots at `term` and MOVEDs `key` there.
+async fn assert_others_send_clients_to_n4(cluster: &LocalCluster, key: &str, term: i64) {
+    let mut other = connect(cluster, 1).await;
+    let target = format!("127.0.0.1:{}", cluster.port + 3);
+    let started = Instant::now();
+    loop {
+        let error = add(&mut other, key, "moved").await.unwrap_err();
+        let moved = error.to_string();
+        if moved.contains(&target) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "n2 still says {moved}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut other)
+        .await
+        .expect("CLUSTER NODES");
+    let n4 = nodes
+        .lines()
+        .find(|line| line.starts_with("n4 "))
+        .expect("n4's line");
+    assert!(n4.contains(" master - "), "{n4}");
+    assert!(n4.contains(&format!(" {term} connected 0-5460")), "{n4}");
+}
