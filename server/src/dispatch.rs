@@ -213,8 +213,11 @@ pub fn admit(
         check_acl(raw, spec, session, server)?;
     }
     if let Some(topology) = &server.cluster {
-        route(raw, spec, session, &topology.load())?;
-        if (spec.is_write() || spec.id == CommandId::Exec) && !server.failover.may_write() {
+        let layout = topology.load();
+        route(raw, spec, session, &layout)?;
+        // A primary past its lease (a replica's reads are its own business: route let them).
+        let fenced = layout.myself().replica_of.is_none() && !server.failover.may_write();
+        if fenced && (spec.is_write() || spec.id == CommandId::Exec) {
             return Err(refused(
                 id,
                 CommandError::new(

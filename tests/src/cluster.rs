@@ -50,15 +50,32 @@ impl LocalCluster {
 
     /// As [`LocalCluster::up`], with `extra` TOML appended to every node's configuration.
     pub fn up_with(primaries: u16, replicas: u16, extra: &str) -> LocalCluster {
-        LocalCluster::start(primaries, replicas, extra, None)
+        LocalCluster::start(primaries, replicas, extra, &[], None)
+    }
+
+    /// As [`LocalCluster::up_with`], but the nodes of `each` (0-based) get their own TOML
+    /// instead of `extra`.
+    pub fn up_with_each(
+        primaries: u16,
+        replicas: u16,
+        extra: &str,
+        each: &[(u16, String)],
+    ) -> LocalCluster {
+        LocalCluster::start(primaries, replicas, extra, each, None)
     }
 
     /// As [`LocalCluster::up`], every node requiring `password` (`requirepass`).
     pub fn up_with_password(primaries: u16, replicas: u16, password: &str) -> LocalCluster {
-        LocalCluster::start(primaries, replicas, "", Some(password))
+        LocalCluster::start(primaries, replicas, "", &[], Some(password))
     }
 
-    fn start(primaries: u16, replicas: u16, extra: &str, password: Option<&str>) -> LocalCluster {
+    fn start(
+        primaries: u16,
+        replicas: u16,
+        extra: &str,
+        each: &[(u16, String)],
+        password: Option<&str>,
+    ) -> LocalCluster {
         let dir = tempfile::tempdir().expect("a temp dir");
         let nodes = primaries * (1 + replicas);
         let port = free_ports(nodes);
@@ -68,6 +85,14 @@ impl LocalCluster {
         command.args(["up", "--primaries", &primaries.to_string()]);
         if let Some(password) = password {
             command.args(["--requirepass", password]);
+        }
+        for (node, toml) in each {
+            let file = dir.path().join(format!("extra-n{}.toml", node + 1));
+            std::fs::write(&file, toml).expect("write a node's extra configuration");
+            command
+                .arg("--extra-for")
+                .arg(format!("n{}", node + 1))
+                .arg(&file);
         }
         let output = command
             .args(["--replicas", &replicas.to_string()])

@@ -36,6 +36,7 @@ pub mod info;
 pub mod matrix;
 pub mod pg;
 pub mod process;
+pub mod proxy;
 pub mod raw;
 pub mod redis_server;
 pub mod scripts;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use cartd_tests::cluster::LocalCluster;
 use cartd_tests::info::{info_field, info_number};
+use cartd_tests::proxy::TcpProxy;
 use redis::aio::MultiplexedConnection;
 
 async fn connect(cluster: &LocalCluster, node: u16) -> MultiplexedConnection {
@@ -116,6 +117,18 @@ async fn until_written(cluster: &LocalCluster, node: u16, key: &str) -> Duration
     }
 }
 
+/// Node `node`'s INFO `section`, or nothing while it cannot be reached (it starts over).
+async fn try_info(cluster: &LocalCluster, node: u16, section: &str) -> Option<String> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", cluster.port + node))
+        .expect("a client");
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    redis::cmd("INFO")
+        .arg(section)
+        .query_async(&mut conn)
+        .await
+        .ok()
+}
+
 /// Waits until `check` holds of node `node`'s INFO `section` (20 s at most).
 async fn until_info(
     cluster: &LocalCluster,
@@ -126,8 +139,7 @@ async fn until_info(
 ) -> String {
     let started = Instant::now();
     loop {
-        let mut conn = connect(cluster, node).await;
-        let text = info(&mut conn, section).await;
+        let text = try_info(cluster, node, section).await.unwrap_or_default();
         if check(&text) {
             return text;
         }
@@ -240,4 +252,160 @@ async fn assert_others_send_clients_to_n4(cluster: &LocalCluster, key: &str, ter
         .expect("n4's line");
     assert!(n4.contains(" master - "), "{n4}");
     assert!(n4.contains(&format!(" {term} connected 0-5460")), "{n4}");
+}
+
+/// A proxy to the test database's server, and the `[postgres]` TOML of a node going through
+/// it.
+fn postgres_proxy(db: &cartd_tests::TestDb) -> (TcpProxy, String) {
+    let authority = db.url.split_once("://").expect("a URL").1;
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, rest)| rest);
+    let host_port = host_port.split('/').next().expect("host:port");
+    let target = std::net::ToSocketAddrs::to_socket_addrs(host_port)
+        .expect("the database's address")
+        .next()
+        .expect("an address");
+    let proxy = TcpProxy::start(target);
+    let toml = format!("[postgres]\nurl = \"{}\"\n", proxy.url_for(&db.url));
+    (proxy, toml)
+}
+
+/// PostgreSQL cut off from the primary alone: it goes on taking writes past its lease while
+/// its replica confirms over the replication link (failsafe), and the replica, which hears
+/// it, does not take the lapsed lease; once the replica is gone too, the primary stops taking
+/// writes (fenced: nobody confirms that no other node took its slots); with PostgreSQL back
+/// it renews and writes again.
+#[tokio::test]
+async fn a_primary_cut_off_from_postgres_writes_on_while_its_replica_confirms_and_only_then() {
+    let db = cartd_tests::TestDb::create().await;
+    let (proxy, through_proxy) = postgres_proxy(&db);
+    let direct = format!("[postgres]\nurl = \"{}\"\n", db.url);
+    let cluster = LocalCluster::up_with_each(1, 1, &direct, &[(0, through_proxy)]);
+    let mut primary = connect(&cluster, 0).await;
+    add(&mut primary, "cart:before", "sku")
+        .await
+        .expect("CART.ADD");
+    proxy.cut();
+    // Two leases' worth of writes, every one taken.
+    let started = Instant::now();
+    let mut written = 0;
+    while started.elapsed() < Duration::from_millis(6_500) {
+        let key = format!("cart:failsafe{written}");
+        add(&mut primary, &key, "sku")
+            .await
+            .unwrap_or_else(|error| panic!("{key} refused under failsafe: {error}"));
+        written += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = info(&mut primary, "cluster").await;
+    assert_eq!(
+        info_field(&text, "cluster_failsafe").as_deref(),
+        Some("1"),
+        "{text}"
+    );
+    assert!(
+        db.count("SELECT count(*) FROM cluster_leases WHERE holder = 'n1' AND expires_at < now()")
+            .await
+            == 1,
+        "the lease in PostgreSQL has lapsed"
+    );
+    let mut replica = connect(&cluster, 1).await;
+    let replica_info = info(&mut replica, "cluster").await;
+    assert_eq!(info_number(&replica_info, "cluster_promotions"), 0);
+    // The replica goes: nobody confirms any more, and the primary stops within a lease.
+    cluster.kill9(1);
+    let started = Instant::now();
+    let refused = loop {
+        match add(&mut primary, "cart:after-replica", "sku").await {
+            Ok(_) => {}
+            Err(error) => break error.to_string(),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the primary still takes writes 10 s after its replica went, PostgreSQL cut off"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(refused.contains("lease of its slots lapsed"), "{refused}");
+    println!(
+        "writes stopped {} ms after the replica's kill -9",
+        started.elapsed().as_millis()
+    );
+    proxy.mend();
+    let started = Instant::now();
+    while add(&mut primary, "cart:mended", "sku").await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no writes again 15 s after PostgreSQL came back:\n{}",
+            cluster.log(0)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A primary that took writes its replica never had (the replica down, PostgreSQL cut off
+/// from the primary) and then died: the replica, back, takes over without them; the old
+/// primary, back, follows it and sets those records aside in a file INFO names, not merged.
+#[tokio::test]
+async fn an_old_primary_rejoins_and_sets_aside_what_the_new_one_never_had() {
+    let db = cartd_tests::TestDb::create().await;
+    let (proxy, through_proxy) = postgres_proxy(&db);
+    let direct = format!("[postgres]\nurl = \"{}\"\n", db.url);
+    let cluster = LocalCluster::up_with_each(1, 1, &direct, &[(0, through_proxy)]);
+    let mut primary = connect(&cluster, 0).await;
+    add(&mut primary, "cart:kept", "sku")
+        .await
+        .expect("CART.ADD");
+    assert_eq!(wait(&mut primary, 1, 5_000).await, 1);
+    cluster.kill9(1);
+    proxy.cut();
+    for at in 0..3 {
+        add(&mut primary, &format!("cart:only-on-n1-{at}"), "sku")
+            .await
+            .expect("taken within the lease");
+    }
+    cluster.kill9(0);
+    cluster.restart(1);
+    until_written(&cluster, 1, "cart:kept").await;
+    let mut promoted = connect(&cluster, 1).await;
+    assert!(version(&mut promoted, "cart:kept").await.is_some());
+    assert_eq!(version(&mut promoted, "cart:only-on-n1-0").await, None);
+    proxy.mend();
+    cluster.restart(0);
+    let text = until_info(
+        &cluster,
+        0,
+        "cluster",
+        "n1 sets its records aside",
+        |text| info_field(text, "cluster_set_aside_records").is_some_and(|count| count != "0"),
+    )
+    .await;
+    assert!(
+        info_number(&text, "cluster_set_aside_records") >= 3,
+        "{text}"
+    );
+    let file = info_field(&text, "cluster_set_aside_file").expect("the file is named");
+    let kept = std::fs::read(&file).expect("the set-aside file");
+    for at in 0..3 {
+        let key = format!("cart:only-on-n1-{at}");
+        assert!(
+            kept.windows(key.len())
+                .any(|window| window == key.as_bytes()),
+            "{key} is in {file}"
+        );
+    }
+    until_info(&cluster, 0, "replication", "n1 follows n2", |text| {
+        info_field(text, "master_link_status").as_deref() == Some("up")
+    })
+    .await;
+    // Not merged: the new primary still has none of them, and neither has n1 now.
+    assert_eq!(version(&mut promoted, "cart:only-on-n1-0").await, None);
+    let mut old: MultiplexedConnection = connect(&cluster, 0).await;
+    let _: String = redis::cmd("READONLY")
+        .query_async(&mut old)
+        .await
+        .expect("READONLY");
+    assert_eq!(version(&mut old, "cart:only-on-n1-0").await, None);
+    assert!(version(&mut old, "cart:kept").await.is_some());
 }

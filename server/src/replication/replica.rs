@@ -464,11 +464,20 @@ pub fn install_staged(data_dir: &Path) -> std::io::Result<bool> {
     let staged = staging.join(&name);
     let snapshots = data_dir.join("snapshots");
     if staged.exists() {
-        remove_files(&data_dir.join("wal"))?;
+        let wal = data_dir.join("wal");
+        remove_files(&wal)?;
         remove_files(&snapshots)?;
         std::fs::create_dir_all(&snapshots)?;
         std::fs::rename(&staged, snapshots.join(&name))?;
         std::fs::File::open(&snapshots)?.sync_all()?;
+        // The log goes on after the snapshot: an empty segment from the next LSN says so (a
+        // snapshot past LSN 0 with no log after it reads as a log lost).
+        let options = persistence::WalOptions {
+            dir: wal,
+            fsync: persistence::FsyncPolicy::Always,
+            segment_bytes: persistence::wal::SEGMENT_BYTES_DEFAULT,
+        };
+        persistence::Wal::open_after(options, lsn + 1, lsn)?.close()?;
     }
     record_id(data_dir, id)?;
     std::fs::remove_dir_all(&staging)?;

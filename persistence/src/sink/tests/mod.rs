@@ -3,6 +3,7 @@
 //! database, so they run in parallel, and drops it when it passes.
 
 mod deltas;
+mod lease;
 mod outage;
 mod restore;
 mod support;
