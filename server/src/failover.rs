@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 use persistence::sink::lease::{self, Lease, Renewal, TakeOver};
 use persistence::sink::{PgPool, SinkError, Term};
 use persistence::Lsn;
+use protocol::cmd::FailoverMode;
 use tracing::{error, info, warn};
 
 use crate::durability::StartError;
@@ -50,7 +51,26 @@ pub struct Failover {
     pub last_promotion: Mutex<Option<PromotionReport>>,
     /// Lease statements that failed (PostgreSQL unreachable or slow).
     pub lease_failures: AtomicU64,
+    /// A manual failover step asked for (CLUSTER FAILOVER, HANDOVER), for the job to run.
+    manual: Mutex<Option<Manual>>,
+    /// Wakes the job for it.
+    wake: tokio::sync::Notify,
+    /// No writes before this (on the clock): a hand-over in progress (`u64::MAX`), or a
+    /// TAKEOVER waiting out the old primary's lease.
+    hold_until: AtomicU64,
 }
+
+/// A manual failover step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Manual {
+    /// `CLUSTER FAILOVER`, on a replica.
+    Failover(FailoverMode),
+    /// `CLUSTER HANDOVER node`, on a primary: hand the lease to that replica.
+    Handover(String),
+}
+
+/// How long a planned failover waits for the replica to catch up, and then for the lease.
+const MANUAL_FAILOVER_TIMEOUT_MS: u64 = 5_000;
 
 /// What a promotion did.
 #[derive(Debug, Clone, Default)]
@@ -82,7 +102,25 @@ impl Failover {
             promotions: AtomicU64::new(0),
             last_promotion: Mutex::new(None),
             lease_failures: AtomicU64::new(0),
+            manual: Mutex::new(None),
+            wake: tokio::sync::Notify::new(),
+            hold_until: AtomicU64::new(0),
         }
+    }
+
+    /// Asks the failover job for `manual` (a later request replaces one not yet taken).
+    pub fn ask(&self, manual: Manual) {
+        if matches!(manual, Manual::Handover(_)) {
+            // No write from now on: the replica must end up with every one.
+            self.hold_until.store(u64::MAX, Ordering::Release);
+        }
+        *self.manual.lock() = Some(manual);
+        self.wake.notify_one();
+    }
+
+    /// Writes may go on again (a hand-over that did not happen).
+    fn release_hold(&self) {
+        self.hold_until.store(0, Ordering::Release);
     }
 
     /// Milliseconds on this node's monotonic clock (the pings' clock).
@@ -93,8 +131,12 @@ impl Failover {
     /// Whether this primary may take a write now: always without leases; with them, only
     /// before its lease's end (less the margin), or under failsafe.
     pub fn may_write(&self) -> bool {
-        !self.leased.load(Ordering::Acquire)
-            || self.clock_ms() < self.writable_until.load(Ordering::Acquire)
+        if !self.leased.load(Ordering::Acquire) {
+            return true;
+        }
+        let now = self.clock_ms();
+        now < self.writable_until.load(Ordering::Acquire)
+            && now >= self.hold_until.load(Ordering::Acquire)
     }
 
     /// Whether leases are in force.
@@ -194,7 +236,7 @@ pub async fn settle_role(server: &Arc<Server>, pool: &PgPool) -> Result<(), Star
         };
         match settled.await {
             Ok(leases) => {
-                apply_leases(server, &leases);
+                apply_leases(server, &leases, false);
                 let layout = topology.get();
                 if layout.myself().replica_of.is_none() {
                     failover.granted(sent_at);
@@ -230,7 +272,9 @@ pub async fn settle_role(server: &Arc<Server>, pool: &PgPool) -> Result<(), Star
 }
 
 /// Puts every lease's holder in the layout as its group's primary; whether anything changed.
-fn apply_leases(server: &Server, leases: &[Lease]) -> bool {
+/// `running`: this node's own role is left alone (it changes only by [`promote`] and
+/// [`demote`], which do what a role change needs).
+fn apply_leases(server: &Server, leases: &[Lease], running: bool) -> bool {
     let Some(topology) = &server.cluster else {
         return false;
     };
@@ -245,6 +289,9 @@ fn apply_leases(server: &Server, leases: &[Lease]) -> bool {
         };
         let current = layout.primary_of_group(group);
         if current == holder && layout.nodes[holder].epoch == lease.term {
+            continue;
+        }
+        if running && current != holder && (current == layout.me || holder == layout.me) {
             continue;
         }
         let Some(next) = layout.with_primary(group, holder, lease.term) else {
@@ -289,9 +336,210 @@ pub async fn run(server: Arc<Server>) {
         };
         tokio::select! {
             () = tokio::time::sleep(wait.min(tick)) => {}
+            () = failover.wake.notified() => {}
             () = server.shutdown.cancelled() => return,
         }
+        let manual = failover.manual.lock().take();
+        if let Some(manual) = manual {
+            let done = match &manual {
+                Manual::Handover(node) => hand_over(&server, node).await,
+                Manual::Failover(mode) => fail_over(&server, *mode).await,
+            };
+            if let Err(why) = done {
+                warn!(?manual, %why, "the manual failover did not happen");
+            }
+        }
     }
+}
+
+/// The pool of this node's link to PostgreSQL.
+fn pool_of(server: &Server) -> Result<PgPool, String> {
+    server
+        .durability
+        .get()
+        .and_then(|durability| durability.postgres.as_ref())
+        .map(|postgres| postgres.pool().clone())
+        .ok_or_else(|| "no link to PostgreSQL".to_owned())
+}
+
+/// `CLUSTER HANDOVER node` on a primary (writes are held already): waits until `node`, one
+/// of its replicas, has acknowledged every record of its log, hands it the lease in
+/// PostgreSQL with a new term, and starts over as its replica. Writes resume if it cannot.
+async fn hand_over(server: &Arc<Server>, node: &str) -> Result<(), String> {
+    let failover = &server.failover;
+    let handed = async {
+        let pool = pool_of(server)?;
+        let layout = server.layout().ok_or("not in cluster mode")?;
+        let group = layout.group_name(layout.myself().group).to_owned();
+        let wal = server.durable().wal.clone();
+        // A write admitted just before the hold is appended within microseconds.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let deadline = Instant::now() + Duration::from_millis(MANUAL_FAILOVER_TIMEOUT_MS);
+        let last = loop {
+            let last = wal.last_lsn();
+            let acked = server
+                .replication
+                .followers()
+                .iter()
+                .filter(|follower| follower.node.as_deref() == Some(node))
+                .map(|follower| follower.acked_lsn)
+                .max();
+            if acked.is_some_and(|acked| acked >= last) {
+                break last;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{node} acknowledged {acked:?} of this log's {last} records within \
+                     {MANUAL_FAILOVER_TIMEOUT_MS} ms"
+                ));
+            }
+            tokio::select! {
+                () = server.replication.acked.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        };
+        let lease_ms = server.config.cluster.lease_ms;
+        let term = failover.term();
+        let taken = lease::take_over(&pool, &group, node, term, true, lease_ms, last);
+        match timed(failover, taken).await? {
+            Some(takeover) => Ok((takeover, last)),
+            None => Err("the lease is no longer this node's".to_owned()),
+        }
+    };
+    match handed.await {
+        Ok((takeover, last)) => {
+            info!(%node, term = takeover.term, lsn = last, "the lease is handed over");
+            let now = Lease {
+                group: String::new(),
+                holder: node.to_owned(),
+                term: takeover.term,
+                remaining_ms: 0,
+                since_lsn: last,
+            };
+            demote(server, Some(now))
+        }
+        Err(why) => {
+            failover.release_hold();
+            Err(why)
+        }
+    }
+}
+
+/// `CLUSTER FAILOVER [FORCE|TAKEOVER]` on a replica.
+async fn fail_over(server: &Arc<Server>, mode: FailoverMode) -> Result<(), String> {
+    let pool = pool_of(server)?;
+    let layout = server.layout().ok_or("not in cluster mode")?;
+    let primary = layout.myself().replica_of.ok_or("this node is a primary")?;
+    let group = layout.group_name(layout.myself().group).to_owned();
+    let me = layout.myself().id.clone();
+    let failover = &server.failover;
+    let lease_ms = server.config.cluster.lease_ms;
+    match mode {
+        FailoverMode::Planned => {
+            let peers = server.peers.as_ref().ok_or("no peer links")?;
+            let words: [&[u8]; 3] = [b"CLUSTER", b"HANDOVER", me.as_bytes()];
+            if let crate::peers::wire::Value::Error(error) =
+                peers.calls.call(primary, &words).await?
+            {
+                return Err(error);
+            }
+            let deadline = Instant::now() + Duration::from_millis(2 * MANUAL_FAILOVER_TIMEOUT_MS);
+            loop {
+                if let Some(lease) = timed(failover, lease::lease(&pool, &group)).await? {
+                    if lease.holder == me {
+                        return promote_from_lease(server, &pool, &lease).await;
+                    }
+                }
+                if Instant::now() > deadline {
+                    return Err("the primary did not hand the lease over".into());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        FailoverMode::Force => {
+            // Not following, this replica confirms nothing: the primary, if alive and cut off
+            // PostgreSQL, stops within a lease; take the lease once it lapses.
+            server.replication.stop_following().await;
+            let deadline = Instant::now() + Duration::from_millis(3 * lease_ms + 5_000);
+            let stopped_at = failover.clock_ms();
+            loop {
+                let lease = timed(failover, lease::lease(&pool, &group)).await;
+                if let Ok(Some(lease)) = lease {
+                    let silent = failover.clock_ms() - stopped_at >= lease_ms;
+                    if lease.remaining_ms < 0 && silent {
+                        return take_over(server, &pool, &lease).await;
+                    }
+                }
+                if Instant::now() > deadline {
+                    server.replication.start_following(server);
+                    return Err("the primary's lease did not lapse: it is alive".into());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        FailoverMode::Takeover => take_over_now(server, &pool, &group, &me).await,
+    }
+}
+
+/// `CLUSTER FAILOVER TAKEOVER`: takes `group`'s lease at once, whatever its state; this
+/// node's writes wait out one lease, by which the old primary has stopped its own.
+async fn take_over_now(
+    server: &Arc<Server>,
+    pool: &PgPool,
+    group: &str,
+    me: &str,
+) -> Result<(), String> {
+    let failover = &server.failover;
+    let lease_ms = server.config.cluster.lease_ms;
+    let lease = timed(failover, lease::lease(pool, group))
+        .await?
+        .ok_or("the group has no lease")?;
+    server.replication.stop_following().await;
+    let wal = server.durable().wal.clone();
+    let fork = wal.last_lsn();
+    let sent_at = failover.clock_ms();
+    let taken = lease::take_over(pool, group, me, lease.term, true, lease_ms, fork);
+    match timed(failover, taken).await {
+        Ok(Some(takeover)) => {
+            // The old primary may take writes until the lease it last renewed (before this
+            // take-over committed) ends: none here before then.
+            failover
+                .hold_until
+                .store(failover.clock_ms() + lease_ms, Ordering::Release);
+            promote(server, pool, takeover, fork, sent_at).await;
+            Ok(())
+        }
+        other => {
+            server.replication.start_following(server);
+            Err(format!("the take-over failed: {other:?}"))
+        }
+    }
+}
+
+/// The lease names this replica (its primary handed it over, or it took it and restarted):
+/// renews it, stops following and is promoted. Nothing of the old history is missing here
+/// (a hand-over waits for it), so no cart is reloaded from PostgreSQL.
+async fn promote_from_lease(
+    server: &Arc<Server>,
+    pool: &PgPool,
+    lease: &Lease,
+) -> Result<(), String> {
+    let failover = &server.failover;
+    let me = server.config.cluster.node_id.clone();
+    let lease_ms = server.config.cluster.lease_ms;
+    let sent_at = failover.clock_ms();
+    let renewed = lease::renew(pool, &lease.group, &me, lease.term, lease_ms);
+    if timed(failover, renewed).await? != Renewal::Renewed {
+        return Err("the lease changed hands again".into());
+    }
+    server.replication.stop_following().await;
+    let fork = server.durable().wal.last_lsn();
+    let takeover = TakeOver {
+        term: lease.term,
+        checkpoint: (0, 0),
+    };
+    promote(server, pool, takeover, fork, sent_at).await;
+    Ok(())
 }
 
 /// One tick; returns how long to wait before the next (shorter when a lease is about to
@@ -339,7 +587,14 @@ async fn step(server: &Arc<Server>) -> Result<Duration, String> {
         .await?;
     }
     let leases = timed(failover, lease::leases(&pool)).await?;
-    apply_leases(server, &leases);
+    let mine = leases.iter().find(|lease| lease.group == group_name);
+    if let Some(lease) =
+        mine.filter(|lease| lease.holder == me && layout.myself().replica_of.is_some())
+    {
+        promote_from_lease(server, &pool, lease).await?;
+        return Ok(Duration::MAX);
+    }
+    apply_leases(server, &leases, true);
     let layout = topology.get();
     failover
         .term

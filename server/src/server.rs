@@ -580,8 +580,12 @@ async fn expire_carts(server: Arc<Server>) {
         tokio::select! {
             _ = interval.tick() => {
                 // An expiry is a change: while the log cannot take it, carts wait to expire.
-                // CLIENT PAUSE holds expiry too, as in Redis: the data stays as it is.
-                if server.log_failure().is_some() || server.pause.is_active() {
+                // CLIENT PAUSE holds expiry too, as in Redis: the data stays as it is; so does
+                // a primary past its lease or handing it over (an expiry is a write).
+                if server.log_failure().is_some()
+                    || server.pause.is_active()
+                    || !server.failover.may_write()
+                {
                     continue;
                 }
                 let started = Instant::now();

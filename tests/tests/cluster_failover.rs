@@ -409,3 +409,137 @@ async fn an_old_primary_rejoins_and_sets_aside_what_the_new_one_never_had() {
     assert_eq!(version(&mut old, "cart:only-on-n1-0").await, None);
     assert!(version(&mut old, "cart:kept").await.is_some());
 }
+
+/// Carts the old primary streamed to PostgreSQL while its replica was down (the lag window)
+/// come back from PostgreSQL when the replica, back, takes over after the primary's death.
+#[tokio::test]
+async fn carts_of_the_lag_window_come_back_from_postgres() {
+    let db = cartd_tests::TestDb::create().await;
+    let cluster = LocalCluster::up_with(1, 1, &format!("[postgres]\nurl = \"{}\"\n", db.url));
+    let mut primary = connect(&cluster, 0).await;
+    add(&mut primary, "cart:before", "sku")
+        .await
+        .expect("CART.ADD");
+    assert_eq!(wait(&mut primary, 1, 5_000).await, 1);
+    cluster.kill9(1);
+    let mut streamed = Vec::new();
+    for at in 0..5 {
+        let key = format!("cart:lag{at}");
+        let version = add(&mut primary, &key, "sku").await.expect("CART.ADD");
+        streamed.push((key, version));
+    }
+    cartd_tests::wait_for_sink(&mut primary).await;
+    cluster.kill9(0);
+    cluster.restart(1);
+    until_written(&cluster, 1, "cart:before").await;
+    let mut promoted = connect(&cluster, 1).await;
+    for (key, acked) in &streamed {
+        assert_eq!(
+            version(&mut promoted, key).await,
+            Some(*acked),
+            "{key} came back from PostgreSQL"
+        );
+    }
+    let text = info(&mut promoted, "cluster").await;
+    assert_eq!(
+        info_number(&text, "cluster_last_promotion_reloaded_carts"),
+        5,
+        "{text}"
+    );
+    // They are the new primary's now: logged, so its restart keeps them.
+    cluster.kill9(1);
+    cluster.restart(1);
+    let mut again = connect(&cluster, 1).await;
+    assert_eq!(version(&mut again, "cart:lag4").await, Some(streamed[4].1));
+}
+
+/// The role INFO replication gives node `node`.
+async fn role_of(cluster: &LocalCluster, node: u16) -> Option<String> {
+    let text = try_info(cluster, node, "replication").await?;
+    info_field(&text, "role")
+}
+
+/// CLUSTER FAILOVER on the replica: the primary stops writes, the replica catches up and
+/// takes over, so even writes acknowledged without WAIT are all there; the old primary
+/// follows on without a snapshot and sets nothing aside. TAKEOVER takes the slots back at
+/// once; CLUSTER REPLICATE and FAILOVER refuse what they cannot do.
+#[tokio::test]
+async fn cluster_failover_hands_the_slots_over_without_losing_a_write() {
+    let db = cartd_tests::TestDb::create().await;
+    let cluster = LocalCluster::up_with(1, 1, &format!("[postgres]\nurl = \"{}\"\n", db.url));
+    let mut primary = connect(&cluster, 0).await;
+    let mut replica = connect(&cluster, 1).await;
+    let refused: redis::RedisResult<String> = redis::cmd("CLUSTER")
+        .arg("FAILOVER")
+        .query_async(&mut primary)
+        .await;
+    assert!(refused.unwrap_err().to_string().contains("to a replica"));
+    let replicate: String = redis::cmd("CLUSTER")
+        .arg("REPLICATE")
+        .arg("n1")
+        .query_async(&mut replica)
+        .await
+        .expect("CLUSTER REPLICATE of its own primary");
+    assert_eq!(replicate, "OK");
+    let unknown: redis::RedisResult<String> = redis::cmd("CLUSTER")
+        .arg("REPLICATE")
+        .arg("n9")
+        .query_async(&mut replica)
+        .await;
+    assert!(unknown.unwrap_err().to_string().contains("Unknown node n9"));
+    let mut acknowledged = Vec::new();
+    for at in 0..200 {
+        let key = format!("cart:planned{at}");
+        acknowledged.push((key.clone(), add(&mut primary, &key, "sku").await.unwrap()));
+    }
+    let ok: String = redis::cmd("CLUSTER")
+        .arg("FAILOVER")
+        .query_async(&mut replica)
+        .await
+        .expect("CLUSTER FAILOVER");
+    assert_eq!(ok, "OK");
+    let started = Instant::now();
+    while role_of(&cluster, 1).await.as_deref() != Some("master") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "n2 is not the primary 20 s after CLUSTER FAILOVER:\n{}\n{}",
+            cluster.log(1),
+            cluster.log(0)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("CLUSTER FAILOVER took {} ms", started.elapsed().as_millis());
+    let mut promoted = connect(&cluster, 1).await;
+    for (key, acked) in &acknowledged {
+        assert_eq!(version(&mut promoted, key).await, Some(*acked), "{key}");
+    }
+    let old = until_info(&cluster, 0, "replication", "n1 follows n2", |text| {
+        info_field(text, "master_link_status").as_deref() == Some("up")
+    })
+    .await;
+    assert_eq!(info_field(&old, "role").as_deref(), Some("slave"));
+    let old_cluster = try_info(&cluster, 0, "cluster").await.expect("INFO");
+    assert_eq!(info_number(&old_cluster, "cluster_set_aside_records"), 0);
+    assert!(
+        !cluster
+            .log(1)
+            .contains("replica synchronized from a snapshot"),
+        "n1 continued without a snapshot:\n{}",
+        cluster.log(1)
+    );
+    take_back_with_takeover(&cluster).await;
+}
+
+/// CLUSTER FAILOVER TAKEOVER on n1: at once, whatever the lease; writes wait out n2's lease.
+async fn take_back_with_takeover(cluster: &LocalCluster) {
+    let mut old_conn = connect(cluster, 0).await;
+    let ok: String = redis::cmd("CLUSTER")
+        .arg("FAILOVER")
+        .arg("TAKEOVER")
+        .query_async(&mut old_conn)
+        .await
+        .expect("CLUSTER FAILOVER TAKEOVER");
+    assert_eq!(ok, "OK");
+    until_written(cluster, 0, "cart:taken-back").await;
+    assert_eq!(role_of(cluster, 0).await.as_deref(), Some("master"));
+}

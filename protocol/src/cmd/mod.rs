@@ -51,7 +51,7 @@ pub use options::{Currency, Format, LineId, MutationOptions, ReplyMode};
 pub use pricing::{GiftCardDel, GiftCardGet, GiftCardSet, PromoDel, PromoGet, PromoSet};
 pub use pubsub::{PubSubCommand, Publish};
 pub use refsync::{RefSync, RefSyncChange};
-pub use server::{wait_arguments, ClusterCommand};
+pub use server::{wait_arguments, ClusterCommand, FailoverMode};
 pub use server::{CommandCommand, Shutdown};
 pub use table::{CommandId, CommandSpec, Keys, COMMANDS};
 

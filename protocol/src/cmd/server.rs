@@ -158,10 +158,28 @@ pub enum ClusterCommand {
     CountKeysInSlot(u16),
     /// `CLUSTER GETKEYSINSLOT slot count`.
     GetKeysInSlot(u16, u64),
+    /// `CLUSTER FAILOVER [FORCE|TAKEOVER]`, on a replica.
+    Failover(FailoverMode),
+    /// `CLUSTER REPLICATE node-id`.
+    Replicate(Bytes),
+    /// `CLUSTER HANDOVER node-id`: cartd's own, sent by a replica running CLUSTER FAILOVER to
+    /// its primary (stop writes, wait for the replica to hold everything, hand it the lease).
+    Handover(Bytes),
     /// `CLUSTER HELP`.
     Help,
     /// A subcommand of Redis's that cartd does not have yet, lower case.
     NotYet(String),
+}
+
+/// How `CLUSTER FAILOVER` goes about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverMode {
+    /// With the primary: it stops writes, this replica catches up, then takes over.
+    Planned,
+    /// Without the primary (it is down): take the lease as soon as it lapses.
+    Force,
+    /// Take the lease at once, whatever its state; writes wait out one lease.
+    Takeover,
 }
 
 impl ClusterCommand {
@@ -215,12 +233,39 @@ impl ClusterCommand {
                     .ok_or_else(|| CommandError::err(invalid))?;
                 ClusterCommand::GetKeysInSlot(slot, count)
             }
+            "failover" => ClusterCommand::Failover(failover_mode(args)?),
+            "replicate" => {
+                exactly(args, 1)?;
+                ClusterCommand::Replicate(args.next_bytes()?)
+            }
+            "handover" => {
+                exactly(args, 1)?;
+                ClusterCommand::Handover(args.next_bytes()?)
+            }
             "help" => ClusterCommand::Help,
             _ => {
                 args.rest();
                 ClusterCommand::NotYet(lower)
             }
         })
+    }
+}
+
+/// `CLUSTER FAILOVER`'s option: none, `FORCE` or `TAKEOVER`.
+fn failover_mode(args: &mut Args) -> Result<FailoverMode, CommandError> {
+    match args.remaining() {
+        0 => Ok(FailoverMode::Planned),
+        1 => {
+            let option = args.next_bytes()?;
+            if option.eq_ignore_ascii_case(b"force") {
+                Ok(FailoverMode::Force)
+            } else if option.eq_ignore_ascii_case(b"takeover") {
+                Ok(FailoverMode::Takeover)
+            } else {
+                Err(CommandError::err("syntax error"))
+            }
+        }
+        _ => Err(CommandError::err("syntax error")),
     }
 }
 

@@ -32,6 +32,9 @@ pub fn run(command: ClusterCommand, server: &Server) -> Result<Reply, CommandErr
                 .map(Reply::Bulk)
                 .collect(),
         ),
+        ClusterCommand::Failover(mode) => manual_failover(server, &layout, mode)?,
+        ClusterCommand::Replicate(id) => replicate(&layout, &id)?,
+        ClusterCommand::Handover(id) => handover(server, &layout, &id)?,
         ClusterCommand::Help => super::introspection::help_reply(HELP),
         ClusterCommand::NotYet(sub) => {
             return Err(CommandError::err(format!(
@@ -40,6 +43,82 @@ pub fn run(command: ClusterCommand, server: &Server) -> Result<Reply, CommandErr
             )))
         }
     })
+}
+
+/// `CLUSTER FAILOVER [FORCE|TAKEOVER]` on a replica: the failover job does it; the reply is
+/// `+OK` at once, as Redis's (ROLE and INFO show when it is done).
+fn manual_failover(
+    server: &Server,
+    layout: &cluster::Layout,
+    mode: protocol::cmd::FailoverMode,
+) -> Result<Reply, CommandError> {
+    if layout.myself().replica_of.is_none() {
+        return Err(CommandError::err(
+            "You should send CLUSTER FAILOVER to a replica",
+        ));
+    }
+    if !server.failover.leased() {
+        return Err(CommandError::err(
+            "CLUSTER FAILOVER needs the shard groups' leases: configure [postgres] on every node",
+        ));
+    }
+    server.failover.ask(crate::failover::Manual::Failover(mode));
+    Ok(Reply::ok())
+}
+
+/// `CLUSTER REPLICATE node-id`: a replica follows whichever member of its shard group holds
+/// the lease, so the one answer it can take is that node (`+OK`, nothing changes); shard
+/// groups are config.toml's.
+fn replicate(layout: &cluster::Layout, id: &[u8]) -> Result<Reply, CommandError> {
+    let id = String::from_utf8_lossy(id);
+    let Some(target) = layout.index_of(&id) else {
+        return Err(CommandError::err(format!("Unknown node {id}")));
+    };
+    let me = layout.myself();
+    if target == layout.me {
+        return Err(CommandError::err("Can't replicate myself"));
+    }
+    if layout.nodes[target].replica_of.is_some() {
+        return Err(CommandError::err(
+            "I can only replicate a master, not a replica.",
+        ));
+    }
+    if layout.nodes[target].group != me.group {
+        return Err(CommandError::err(format!(
+            "{id} serves another shard group ({}): cartd's shard groups are set in config.toml, \
+             and a replica follows its own group's primary",
+            layout.group_name(layout.nodes[target].group)
+        )));
+    }
+    if me.replica_of.is_none() {
+        return Err(CommandError::err(
+            "To set a master the node must be empty and without assigned slots: this node is \
+             its group's primary (CLUSTER FAILOVER on a replica hands the slots over)",
+        ));
+    }
+    Ok(Reply::ok())
+}
+
+/// `CLUSTER HANDOVER node-id` (cartd's own, from a replica running CLUSTER FAILOVER): stops
+/// writes here at once; the failover job waits for that replica to hold every record, hands
+/// it the lease and starts this node over as its replica.
+fn handover(server: &Server, layout: &cluster::Layout, id: &[u8]) -> Result<Reply, CommandError> {
+    let id = String::from_utf8_lossy(id).into_owned();
+    let replica = layout
+        .index_of(&id)
+        .filter(|&at| layout.nodes[at].replica_of == Some(layout.me));
+    if replica.is_none() {
+        return Err(CommandError::err(format!(
+            "{id} is not a replica of this node"
+        )));
+    }
+    if !server.failover.leased() {
+        return Err(CommandError::err(
+            "CLUSTER HANDOVER needs the shard groups' leases: configure [postgres]",
+        ));
+    }
+    server.failover.ask(crate::failover::Manual::Handover(id));
+    Ok(Reply::ok())
 }
 
 /// `CLUSTER INFO`, Redis's fields. The state is `ok` when every slot has a primary (Redis's
@@ -237,6 +316,12 @@ fn nodes(layout: &cluster::Layout) -> String {
 /// CLUSTER HELP.
 const HELP: &[&str] = &[
     "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "FAILOVER [FORCE|TAKEOVER]",
+    "    On a replica: take over its shard group's slots (planned: with the primary, losing",
+    "    nothing; FORCE: without it, once its lease lapses; TAKEOVER: at once, writes waiting",
+    "    out one lease).",
+    "HANDOVER <node-id>",
+    "    On a primary (sent by a replica's CLUSTER FAILOVER): stop writes, hand the lease over.",
     "INFO",
     "    Return information about the cluster.",
     "COUNTKEYSINSLOT <slot>",
@@ -250,6 +335,8 @@ const HELP: &[&str] = &[
     "NODES",
     "    Return cluster configuration seen by node. Output format:",
     "    <id> <ip:port@bus-port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
+    "REPLICATE <node-id>",
+    "    On a replica: check <node-id> is its shard group's primary (replicas follow the lease).",
     "SHARDS",
     "    Return information about slot range mappings and the nodes associated with them.",
     "SLOTS",
