@@ -315,6 +315,47 @@ impl Layout {
         Some(layout)
     }
 
+    /// The shard group serving `slot`, if any.
+    pub fn group_of_slot(&self, slot: u16) -> Option<usize> {
+        self.owner_index(slot).map(|owner| self.nodes[owner].group)
+    }
+
+    /// This layout with each `(slot, group)` of `moves` served by that group's primary (a
+    /// slot moved by resharding); the nodes' ranges follow.
+    pub fn with_slot_groups(&self, moves: &[(u16, usize)]) -> Layout {
+        let mut layout = self.clone();
+        for &(slot, group) in moves {
+            if usize::from(slot) >= layout.owners.len() || group >= layout.nodes.len() {
+                continue;
+            }
+            let primary = layout.primary_of_group(layout.nodes[group].group);
+            layout.owners[usize::from(slot)] =
+                u16::try_from(primary).expect("fewer nodes than u16::MAX");
+        }
+        layout.ranges_from_owners();
+        layout
+    }
+
+    /// Rebuilds every node's ranges from the slot table.
+    fn ranges_from_owners(&mut self) {
+        for node in &mut self.nodes {
+            node.ranges.clear();
+        }
+        let mut slot = 0usize;
+        while slot < self.owners.len() {
+            let owner = self.owners[slot];
+            let start = slot;
+            while slot + 1 < self.owners.len() && self.owners[slot + 1] == owner {
+                slot += 1;
+            }
+            if owner != UNASSIGNED {
+                let (start, end) = (start as u16, slot as u16);
+                self.nodes[usize::from(owner)].ranges.push(start..=end);
+            }
+            slot += 1;
+        }
+    }
+
     /// The highest term of any group (Redis's currentEpoch).
     pub fn current_epoch(&self) -> u64 {
         self.nodes.iter().map(|node| node.epoch).max().unwrap_or(0)
@@ -461,6 +502,22 @@ mod tests {
         assert_eq!(back.owner(0).unwrap().id, "n1");
         assert_eq!(back.nodes[3].replica_of, Some(0));
         assert!(layout.with_primary(0, 1, 8).is_none());
+    }
+
+    #[test]
+    fn a_moved_slot_follows_its_group_through_a_failover() {
+        let layout = Layout::new(&config(THREE_AND_ONE)).unwrap();
+        let moved = layout.with_slot_groups(&[(100, 1), (5460, 1), (16384, 1)]);
+        assert_eq!(moved.owner(100).unwrap().id, "n2");
+        assert_eq!(moved.group_of_slot(100), Some(1));
+        assert_eq!(moved.nodes[0].ranges, vec![0..=99, 101..=5459]);
+        assert_eq!(moved.nodes[1].ranges, vec![100..=100, 5460..=10922]);
+        assert_eq!(moved.assigned_slots(), 16384);
+        // n4 takes n1's group over: it serves what the group has, not what config.toml said.
+        let promoted = moved.with_primary(0, 3, 5).unwrap();
+        assert_eq!(promoted.owner(100).unwrap().id, "n2");
+        assert_eq!(promoted.owner(101).unwrap().id, "n4");
+        assert_eq!(promoted.nodes[3].ranges, vec![0..=99, 101..=5459]);
     }
 
     #[test]

@@ -115,6 +115,9 @@ pub enum TombstoneReason {
     Expired,
     /// Handed to checkout and completed.
     CheckedOut,
+    /// Moved to another cluster node with its slot (MIGRATE): not gone, elsewhere. The sink
+    /// leaves its row to the node that has it now.
+    Moved,
 }
 
 impl TombstoneReason {
@@ -125,6 +128,7 @@ impl TombstoneReason {
             TombstoneReason::Merged => "merged",
             TombstoneReason::Expired => "expired",
             TombstoneReason::CheckedOut => "checked_out",
+            TombstoneReason::Moved => "moved",
         }
     }
 }

@@ -56,11 +56,16 @@ pub enum ErrorCode {
     ClusterDown,
     /// A write sent to a replica (`READONLY You can't write against a read only replica.`).
     ReadOnly,
+    /// The key's slot is being moved and the key is on the target already (`ASK slot
+    /// host:port`: send `ASKING` there, then the command).
+    Ask,
+    /// The target of a MIGRATE has the key already (`BUSYKEY`).
+    BusyKey,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order (`code as usize` indexes it).
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::Err,
         ErrorCode::WrongType,
         ErrorCode::NoAuth,
@@ -86,6 +91,8 @@ impl ErrorCode {
         ErrorCode::CrossSlot,
         ErrorCode::ClusterDown,
         ErrorCode::ReadOnly,
+        ErrorCode::Ask,
+        ErrorCode::BusyKey,
     ];
 
     /// The code as it appears on the wire.
@@ -116,6 +123,8 @@ impl ErrorCode {
             ErrorCode::CrossSlot => "CROSSSLOT",
             ErrorCode::ClusterDown => "CLUSTERDOWN",
             ErrorCode::ReadOnly => "READONLY",
+            ErrorCode::Ask => "ASK",
+            ErrorCode::BusyKey => "BUSYKEY",
         }
     }
 }

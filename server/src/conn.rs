@@ -203,6 +203,9 @@ enum Stop {
     Upstream(ViewRefresh),
     /// The next request needs a gift card's owner, another cluster node, asked first.
     GiftCards(gift_cards::Call),
+    /// The next request is a MIGRATE or CLUSTER SETSLOT: its work waits on other nodes or
+    /// PostgreSQL, then the command replies what it gave.
+    Slots(Vec<bytes::Bytes>),
     /// The next request is a change, and the log's queue is full: wait for the writer.
     Room,
     /// CLIENT PAUSE holds the next request (`true`: it may change data).
@@ -232,6 +235,8 @@ enum PreStep {
     /// Asked the owners of the gift cards it needs (after the refresh: a checkout holds
     /// what the fresh prices make each card pay).
     GiftCards,
+    /// Ran a MIGRATE or CLUSTER SETSLOT.
+    Slots,
 }
 
 /// Whether a WAIT must wait before it answers (more replicas asked for than have this
@@ -312,6 +317,11 @@ impl Connection {
                 }
                 Stop::GiftCards(call) => {
                     self.session.gift_cards = Some(gift_cards::run(call, &self.server).await);
+                    continue;
+                }
+                Stop::Slots(raw) => {
+                    let reply = crate::migration::run(&self.server, raw).await;
+                    self.session.slot_reply = Some(reply);
                     continue;
                 }
                 Stop::Replicate => return self.replicate().await,
@@ -583,6 +593,12 @@ impl Connection {
             if let Some(call) = gift_cards::before_command(args, spec, &self.server, now) {
                 return Some((PreStep::GiftCards, Stop::GiftCards(call)));
             }
+        }
+        if done < PreStep::Slots
+            && self.session.transaction.is_none()
+            && crate::migration::needs_pre_step(args, spec)
+        {
+            return Some((PreStep::Slots, Stop::Slots(args.to_vec())));
         }
         None
     }

@@ -51,6 +51,10 @@ pub struct Session {
     pubsub: Arc<PubSub>,
     /// READONLY: a replica serves this connection's reads of its primary's slots.
     pub read_only: bool,
+    /// ASKING: the next command may use a key of a slot this node imports.
+    pub asking: bool,
+    /// What a MIGRATE's or CLUSTER SETSLOT's pre-step gave, for the command to reply.
+    pub slot_reply: Option<Result<Reply, CommandError>>,
     /// The LSN of this client's last change (what WAIT waits for replicas to have).
     pub last_write_lsn: persistence::Lsn,
     /// The port a replica said it serves on (REPLCONF listening-port).
@@ -94,6 +98,8 @@ impl Session {
             tracking: None,
             pubsub: server.pubsub.clone(),
             read_only: false,
+            asking: false,
+            slot_reply: None,
             last_write_lsn: 0,
             replica_port: None,
             replica_node: None,
@@ -214,7 +220,10 @@ pub fn admit(
     }
     if let Some(topology) = &server.cluster {
         let layout = topology.load();
-        route(raw, spec, session, &layout)?;
+        // Cleared when a command other than ASKING runs (cmd::run): a pre-step admits its
+        // request twice.
+        let asking = session.asking;
+        route(raw, spec, session, &layout, server, asking)?;
         // A primary past its lease (a replica's reads are its own business: route let them).
         let fenced = layout.myself().replica_of.is_none() && !server.failover.may_write();
         if fenced && (spec.is_write() || spec.id == CommandId::Exec) {
@@ -267,6 +276,8 @@ fn route(
     spec: &'static CommandSpec,
     session: &mut Session,
     layout: &cluster::Layout,
+    server: &Server,
+    asking: bool,
 ) -> Result<(), Executed> {
     let cross_slot = || {
         refused(
@@ -300,7 +311,12 @@ fn route(
         }
     }
     match layout.owner_index(slot) {
-        Some(owner) if owner == layout.me => route_also_keys(raw, spec, session, layout),
+        Some(owner) if owner == layout.me => {
+            crate::migration::route_migrating(server, layout, raw, spec, slot)
+                .map_err(|error| refused(Some(spec.id), error))?;
+            route_also_keys(raw, spec, session, layout)
+        }
+        Some(_) if asking && server.slots.importing(slot) => Ok(()),
         Some(owner) if replica_reads(session, spec, replica_of == Some(owner)) => Ok(()),
         Some(owner) => Err(refused(
             Some(spec.id),

@@ -101,6 +101,8 @@ pub enum StartError {
 pub async fn start(server: Arc<Server>, repair: bool) -> Result<(), StartError> {
     let started = Instant::now();
     let data_dir = server.config.server.data_dir.clone();
+    // Without PostgreSQL, the slot moves this node was told of (with it, PostgreSQL's).
+    crate::migration::load_recorded(&server);
     let (postgres, leased) = link_postgres(&server).await?;
     let replica = server.primary().is_some();
     if replica {

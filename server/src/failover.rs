@@ -149,6 +149,11 @@ impl Failover {
         self.term.load(Ordering::Acquire)
     }
 
+    /// Puts this group's term at `term` (raised for a slot it imports).
+    pub fn set_term(&self, term: u64) {
+        self.term.store(term, Ordering::Release);
+    }
+
     /// Whether writes go on under failsafe now.
     pub fn in_failsafe(&self) -> bool {
         self.failsafe.load(Ordering::Acquire)
@@ -232,11 +237,13 @@ pub async fn settle_role(server: &Arc<Server>, pool: &PgPool) -> Result<(), Star
                     leases.extend(now);
                 }
             }
-            Ok::<_, SinkError>(leases)
+            let moves = lease::slot_moves(pool).await?;
+            Ok::<_, SinkError>((leases, moves))
         };
         match settled.await {
-            Ok(leases) => {
+            Ok((leases, moves)) => {
                 apply_leases(server, &leases, false);
+                crate::migration::apply_moves(server, &moves);
                 let layout = topology.get();
                 if layout.myself().replica_of.is_none() {
                     failover.granted(sent_at);
@@ -575,6 +582,8 @@ async fn step(server: &Arc<Server>) -> Result<Duration, String> {
         .await?
         {
             Renewal::Renewed => failover.granted(sent_at),
+            // This node raised its own term meanwhile (a slot it imports): renewed next tick.
+            Renewal::Lost(Some(now)) if now.holder == me && now.term == failover.term() => {}
             Renewal::Lost(now) => demote(server, now),
         }
     } else {
@@ -595,6 +604,8 @@ async fn step(server: &Arc<Server>) -> Result<Duration, String> {
         return Ok(Duration::MAX);
     }
     apply_leases(server, &leases, true);
+    let moves = timed(failover, lease::slot_moves(&pool)).await?;
+    crate::migration::apply_moves(server, &moves);
     let layout = topology.get();
     failover
         .term

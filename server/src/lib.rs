@@ -18,6 +18,7 @@ pub mod info;
 pub mod latency;
 pub mod limits;
 pub mod memory;
+pub mod migration;
 pub mod pause;
 pub mod peers;
 pub mod postgres;

@@ -32,6 +32,8 @@ pub struct PostgresLink {
     config: PostgresConfig,
     codec: Arc<CartRows>,
     sink: Mutex<Option<SinkHandle>>,
+    /// Stops the running sink alone (to start it under another term).
+    sink_cancel: Mutex<Option<CancellationToken>>,
     cancel: CancellationToken,
     /// Carts looked up by restore-on-miss.
     restore_lookups: std::sync::atomic::AtomicU64,
@@ -59,6 +61,7 @@ impl PostgresLink {
                 user_key_prefix: "cart:".into(),
             }),
             sink: Mutex::new(None),
+            sink_cancel: Mutex::new(None),
             cancel: CancellationToken::new(),
             restore_lookups: std::sync::atomic::AtomicU64::new(0),
         })
@@ -138,23 +141,46 @@ impl PostgresLink {
 
     /// Starts the sink (writing under `term`) and the cleanup job.
     pub fn start_jobs(&self, server: &Arc<Server>, term: sink::Term) {
+        self.start_sink(server, term.term, term.leased);
+        tokio::spawn(cleanup_job(server.clone()));
+    }
+
+    /// Stops the sink (its transaction in flight commits first), to start it again.
+    pub async fn stop_sink(&self) {
+        if let Some(cancel) = self.sink_cancel.lock().take() {
+            cancel.cancel();
+        }
+        let handle = self.sink.lock().take();
+        if let Some(handle) = handle {
+            if tokio::time::timeout(Duration::from_secs(6), handle.stopped())
+                .await
+                .is_err()
+            {
+                warn!("the PostgreSQL sink did not stop within 6 s");
+            }
+        }
+    }
+
+    /// Starts the sink, writing under `term` (checked against the lease when `leased`).
+    pub fn start_sink(&self, server: &Server, term: u64, leased: bool) {
         let durability = server.durable();
         let reader = durability.wal.reader();
         let options = SinkOptions {
             node: self.config.node.clone(),
             coalesce_ms: self.config.coalesce_ms,
-            term,
+            term: sink::Term { term, leased },
             ..SinkOptions::new(self.config.node.clone())
         };
+        let cancel = self.cancel.child_token();
+        *self.sink_cancel.lock() = Some(cancel.clone());
         let handle = sink::spawn(
             self.pool.clone(),
             reader,
             self.codec.clone(),
             options,
-            self.cancel.child_token(),
+            cancel,
         );
         *self.sink.lock() = Some(handle);
-        tokio::spawn(cleanup_job(server.clone()));
     }
 
     /// After a promotion: the carts of this node's slots that the old primary streamed under

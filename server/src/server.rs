@@ -86,6 +86,8 @@ pub struct Server {
     pub tasks: TaskTracker,
     /// Leases, fencing and promotion (a cluster with PostgreSQL).
     pub failover: crate::failover::Failover,
+    /// Slots being moved here or away (resharding).
+    pub slots: crate::migration::Slots,
 }
 
 impl Server {
@@ -136,6 +138,7 @@ impl Server {
             handoff_links: crate::handoff::PeerLinks::default(),
             tasks: TaskTracker::new(),
             failover: crate::failover::Failover::new(config.cluster.lease_ms),
+            slots: crate::migration::Slots::default(),
             store,
             upstream: Upstream::new(&config.upstream),
             config,

@@ -167,6 +167,7 @@ impl Batch {
         // The cart's state as of an LSN: `None` once gone, or once a delta found no base.
         let mut state: Option<(Lsn, Bytes)> = bases.get(&key[..]).cloned();
         let mut gone = false;
+        let mut moved = false;
         let last_lsn = records[chain[chain.len() - 1].0].lsn;
         if state.as_ref().is_some_and(|(at, _)| *at >= last_lsn) {
             return; // PostgreSQL already holds this state or a later one.
@@ -178,16 +179,19 @@ impl Batch {
             }
             let change = &records[index].changes[seq];
             match &change.state {
-                State::Tombstone(_) => {
+                State::Tombstone(reason) => {
                     state = None;
                     gone = true;
+                    moved = *reason == TombstoneReason::Moved;
                 }
                 State::Image(image) => {
                     state = Some((lsn, image.clone()));
                     gone = false;
+                    moved = false;
                 }
                 State::Delta { base_lsn, delta } => {
                     gone = false;
+                    moved = false;
                     state = match state.take() {
                         Some((at, image)) if at == *base_lsn => {
                             match codec.apply_delta(key, &image, delta, change.version) {
@@ -209,6 +213,9 @@ impl Batch {
                     };
                 }
             }
+        }
+        if gone && moved {
+            return; // Moved to another node with its slot: its row is that node's now.
         }
         if gone {
             self.deletes.keys.push(key_text(key));

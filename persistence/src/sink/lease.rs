@@ -277,3 +277,69 @@ pub async fn adopt_checkpoint(pool: &PgPool, group: &str, term: u64) -> Result<u
     ))?;
     Ok(super::checkpoint_at(pool, group).await?.0)
 }
+
+/// The slots recorded as moved (resharding): each slot and the shard group serving it.
+pub async fn slot_moves(pool: &PgPool) -> Result<Vec<(u16, String)>, SinkError> {
+    let rows: Vec<(i32, String)> =
+        sqlx::query_as("SELECT slot, shard_group FROM cluster_slots ORDER BY slot")
+            .fetch_all(pool)
+            .await
+            .map_err(SinkError::query("reading the moved slots"))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(slot, group)| Some((u16::try_from(slot).ok()?, group)))
+        .collect())
+}
+
+/// Records that shard group `group` serves `slot` from now on.
+pub async fn record_slot_move(pool: &PgPool, slot: u16, group: &str) -> Result<(), SinkError> {
+    sqlx::query(
+        "INSERT INTO cluster_slots (slot, shard_group, term, updated_at) \
+         VALUES ($1, $2, nextval('cluster_terms'), now()) \
+         ON CONFLICT (slot) DO UPDATE SET shard_group = excluded.shard_group, \
+             term = excluded.term, updated_at = now() \
+         WHERE cluster_slots.shard_group <> excluded.shard_group",
+    )
+    .bind(i32::from(slot))
+    .bind(group)
+    .execute(pool)
+    .await
+    .map_err(SinkError::query("recording a moved slot"))?;
+    Ok(())
+}
+
+/// Gives `holder`'s lease of `group` (at `term`) a new, higher term, its checkpoint moving to
+/// it in the same transaction: a group importing a slot writes its carts' rows under a term
+/// above the exporting group's. `None`: the lease is not `holder`'s at `term` any more.
+pub async fn raise_term(
+    pool: &PgPool,
+    group: &str,
+    holder: &str,
+    term: u64,
+) -> Result<Option<u64>, SinkError> {
+    let query = SinkError::query;
+    let mut tx = pool.begin().await.map_err(query("starting a term raise"))?;
+    let raised: Option<i64> = sqlx::query_scalar(
+        "UPDATE cluster_leases SET term = nextval('cluster_terms'), updated_at = now() \
+         WHERE shard_group = $1 AND holder = $2 AND term = $3 RETURNING term",
+    )
+    .bind(group)
+    .bind(holder)
+    .bind(lsn_to_db(term))
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(query("raising the lease's term"))?;
+    let Some(raised) = raised else {
+        return Ok(None);
+    };
+    sqlx::query("UPDATE sink_checkpoint SET term = $2, updated_at = now() WHERE node = $1")
+        .bind(group)
+        .bind(raised)
+        .execute(&mut *tx)
+        .await
+        .map_err(query("moving the checkpoint to the raised term"))?;
+    tx.commit()
+        .await
+        .map_err(query("committing a term raise"))?;
+    Ok(Some(lsn_from_db(raised)))
+}

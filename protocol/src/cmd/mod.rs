@@ -18,6 +18,7 @@ pub mod docs;
 mod giftsync;
 mod introspection;
 mod keyspace;
+mod migrate;
 mod options;
 mod pricing;
 mod pubsub;
@@ -47,11 +48,12 @@ pub use introspection::{
     LatencyCommand, MemoryCommand, ObjectCommand, SlowlogCommand, SLOWLOG_GET_DEFAULT,
 };
 pub use keyspace::Scan;
+pub use migrate::{CartImport, Migrate};
 pub use options::{Currency, Format, LineId, MutationOptions, ReplyMode};
 pub use pricing::{GiftCardDel, GiftCardGet, GiftCardSet, PromoDel, PromoGet, PromoSet};
 pub use pubsub::{PubSubCommand, Publish};
 pub use refsync::{RefSync, RefSyncChange};
-pub use server::{wait_arguments, ClusterCommand, FailoverMode};
+pub use server::{wait_arguments, ClusterCommand, FailoverMode, SetSlot};
 pub use server::{CommandCommand, Shutdown};
 pub use table::{CommandId, CommandSpec, Keys, COMMANDS};
 
@@ -183,6 +185,12 @@ pub enum Command {
     CartHandoff(CartHandoff),
     /// `CART.HANDOFF.DONE guest_key id` (between cluster nodes).
     CartHandoffDone(CartHandoffDone),
+    /// `ASKING`.
+    Asking,
+    /// `MIGRATE`.
+    Migrate(Migrate),
+    /// `CART.IMPORT`.
+    CartImport(CartImport),
 }
 
 impl Command {
@@ -277,6 +285,9 @@ impl Command {
             Command::Psync { .. } => CommandId::Psync,
             Command::CartHandoff(_) => CommandId::CartHandoff,
             Command::CartHandoffDone(_) => CommandId::CartHandoffDone,
+            Command::Asking => CommandId::Asking,
+            Command::Migrate(_) => CommandId::Migrate,
+            Command::CartImport(_) => CommandId::CartImport,
             Command::Command(_) => CommandId::Command,
             Command::Info(_) => CommandId::Info,
             Command::ConfigGet(_)
@@ -412,6 +423,9 @@ fn parse_known(id: CommandId, args: &mut Args) -> Result<Command, CommandError> 
         CommandId::Psync => server::parse_psync(args)?,
         CommandId::CartHandoff => Command::CartHandoff(CartHandoff::parse(args)?),
         CommandId::CartHandoffDone => Command::CartHandoffDone(CartHandoffDone::parse(args)?),
+        CommandId::Asking => Command::Asking,
+        CommandId::Migrate => Command::Migrate(Migrate::parse(args)?),
+        CommandId::CartImport => Command::CartImport(CartImport::parse(args)?),
         CommandId::Shutdown => Command::Shutdown(Shutdown::parse(args)?),
     })
 }

@@ -165,10 +165,25 @@ pub enum ClusterCommand {
     /// `CLUSTER HANDOVER node-id`: cartd's own, sent by a replica running CLUSTER FAILOVER to
     /// its primary (stop writes, wait for the replica to hold everything, hand it the lease).
     Handover(Bytes),
+    /// `CLUSTER SETSLOT slot IMPORTING|MIGRATING|NODE node-id` or `STABLE`.
+    SetSlot(u16, SetSlot),
     /// `CLUSTER HELP`.
     Help,
     /// A subcommand of Redis's that cartd does not have yet, lower case.
     NotYet(String),
+}
+
+/// What `CLUSTER SETSLOT` does to its slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetSlot {
+    /// This node will take the slot's keys from that node.
+    Importing(Bytes),
+    /// This node gives the slot's keys to that node.
+    Migrating(Bytes),
+    /// Neither any more.
+    Stable,
+    /// That node serves the slot.
+    Node(Bytes),
 }
 
 /// How `CLUSTER FAILOVER` goes about it.
@@ -234,6 +249,13 @@ impl ClusterCommand {
                 ClusterCommand::GetKeysInSlot(slot, count)
             }
             "failover" => ClusterCommand::Failover(failover_mode(args)?),
+            "setslot" => {
+                if args.remaining() < 2 {
+                    return Err(CommandError::arity("cluster|setslot"));
+                }
+                let slot = parse_slot(&args.next_bytes()?, "Invalid or out of range slot")?;
+                ClusterCommand::SetSlot(slot, set_slot(args)?)
+            }
             "replicate" => {
                 exactly(args, 1)?;
                 ClusterCommand::Replicate(args.next_bytes()?)
@@ -248,6 +270,27 @@ impl ClusterCommand {
                 ClusterCommand::NotYet(lower)
             }
         })
+    }
+}
+
+/// `CLUSTER SETSLOT`'s action after the slot.
+fn set_slot(args: &mut Args) -> Result<SetSlot, CommandError> {
+    let action = args.next_bytes()?;
+    let lower = String::from_utf8_lossy(&action).to_ascii_lowercase();
+    let with_node = |args: &mut Args| -> Result<Bytes, CommandError> {
+        if args.remaining() != 1 {
+            return Err(CommandError::err("syntax error"));
+        }
+        args.next_bytes()
+    };
+    match lower.as_str() {
+        "importing" => Ok(SetSlot::Importing(with_node(args)?)),
+        "migrating" => Ok(SetSlot::Migrating(with_node(args)?)),
+        "node" => Ok(SetSlot::Node(with_node(args)?)),
+        "stable" if args.remaining() == 0 => Ok(SetSlot::Stable),
+        _ => Err(CommandError::err(
+            "Invalid CLUSTER SETSLOT action or number of arguments. Try CLUSTER HELP",
+        )),
     }
 }
 

@@ -79,6 +79,9 @@ pub enum CommandId {
     CartHandoff,
     CartHandoffDone,
     GiftSync,
+    Asking,
+    Migrate,
+    CartImport,
 }
 
 impl CommandId {
@@ -1106,6 +1109,42 @@ pub static COMMANDS: &[CommandSpec] = &[
         group: "cluster",
         summary: "Internal, between cluster primaries: hold, spend or release part of a gift card this node decides, for a checkout on another node.",
         syntax: "HOLD|SPEND|RELEASE code token [argument ...]",
+    },
+    CommandSpec {
+        id: CommandId::Asking,
+        name: "asking",
+        arity: 1,
+        flags: &["fast"],
+        categories: &["connection"],
+        keys: Keys::NONE,
+        also_keys: Keys::NONE,
+        group: "cluster",
+        summary: "The next command may use a key of a slot this node is importing (after an -ASK redirect).",
+        syntax: "",
+    },
+    CommandSpec {
+        id: CommandId::Migrate,
+        name: "migrate",
+        arity: -6,
+        flags: &["write"],
+        categories: &["keyspace", "dangerous"],
+        keys: Keys::NONE,
+        also_keys: Keys::NONE,
+        group: "generic",
+        summary: "Moves carts to another node (in cartd's image format, with CART.IMPORT there), removing them here unless COPY.",
+        syntax: "host port key|\"\" destination-db timeout [COPY] [REPLACE] [AUTH password | AUTH2 username password] [KEYS key [key ...]]",
+    },
+    CommandSpec {
+        id: CommandId::CartImport,
+        name: "cart.import",
+        arity: -3,
+        flags: &["write", "admin"],
+        categories: &["admin", "dangerous"],
+        keys: Keys { first: 1, last: 1, step: 1 },
+        also_keys: Keys::NONE,
+        group: "cart",
+        summary: "Between cluster nodes (a source node's MIGRATE): takes a cart in cartd's image format; BUSYKEY if one is here, unless REPLACE.",
+        syntax: "key image [REPLACE]",
     },
 ];
 

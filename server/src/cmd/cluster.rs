@@ -22,7 +22,7 @@ pub fn run(command: ClusterCommand, server: &Server) -> Result<Reply, CommandErr
         ClusterCommand::Info => Reply::text(info(&layout)),
         ClusterCommand::Slots => slots(&layout),
         ClusterCommand::Shards => shards(&layout, server),
-        ClusterCommand::Nodes => Reply::text(nodes(&layout)),
+        ClusterCommand::Nodes => Reply::text(nodes(&layout, &server.slots)),
         ClusterCommand::CountKeysInSlot(slot) => {
             Reply::Integer(keys_in_slot(server, slot, u64::MAX).len() as i64)
         }
@@ -35,6 +35,10 @@ pub fn run(command: ClusterCommand, server: &Server) -> Result<Reply, CommandErr
         ClusterCommand::Failover(mode) => manual_failover(server, &layout, mode)?,
         ClusterCommand::Replicate(id) => replicate(&layout, &id)?,
         ClusterCommand::Handover(id) => handover(server, &layout, &id)?,
+        // Run by its pre-step (crate::migration), which cmd::run replies for.
+        ClusterCommand::SetSlot(..) => {
+            return Err(CommandError::err("CLUSTER SETSLOT ran without its step"))
+        }
         ClusterCommand::Help => super::introspection::help_reply(HELP),
         ClusterCommand::NotYet(sub) => {
             return Err(CommandError::err(format!(
@@ -278,7 +282,7 @@ fn shards(layout: &cluster::Layout, server: &Server) -> Reply {
 /// `CLUSTER NODES`: a line per node, Redis's fields (`id ip:port@busport flags primary
 /// ping-sent pong-recv epoch link slots...`, the epoch its group's lease term); the bus port
 /// is Redis's convention, port + 10000 (cartd has no cluster bus).
-fn nodes(layout: &cluster::Layout) -> String {
+fn nodes(layout: &cluster::Layout, slots: &crate::migration::Slots) -> String {
     let mut out = String::new();
     for (at, node) in layout.nodes.iter().enumerate() {
         let role = if node.replica_of.is_some() {
@@ -306,6 +310,19 @@ fn nodes(layout: &cluster::Layout) -> String {
                 let _ = write!(out, " {}", range.start());
             } else {
                 let _ = write!(out, " {}-{}", range.start(), range.end());
+            }
+        }
+        if at == layout.me {
+            // Slots being moved, as Redis shows them on the node moving them.
+            for (slot, open) in slots.open_slots() {
+                let _ = match open {
+                    crate::migration::Open::Migrating(to) => {
+                        write!(out, " [{slot}->-{}]", layout.nodes[to].id)
+                    }
+                    crate::migration::Open::Importing(from) => {
+                        write!(out, " [{slot}-<-{}]", layout.nodes[from].id)
+                    }
+                };
             }
         }
         out.push('\n');

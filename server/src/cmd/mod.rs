@@ -41,6 +41,9 @@ use crate::store::no_cart;
 #[allow(clippy::too_many_lines)]
 pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<Reply> {
     let now = now_ms();
+    if !matches!(command, Command::Asking) {
+        session.asking = false;
+    }
     let result = match command {
         Command::CartAdd(cmd) => cart_add::apply(cmd, server, now),
         Command::CartSet(cmd) => cart_set::apply(cmd, server, now),
@@ -50,6 +53,15 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::CartMerge(cmd) => cart_merge::apply(cmd, server, now, session.handed.take()),
         Command::CartHandoff(cmd) => cart_handoff::hand_off(cmd, server, now),
         Command::CartHandoffDone(cmd) => Ok(cart_handoff::done(cmd, server, now)),
+        Command::Asking => asking(session, server),
+        Command::Migrate(_) | Command::Cluster(protocol::cmd::ClusterCommand::SetSlot(..)) => {
+            session.slot_reply.take().unwrap_or_else(|| {
+                Err(CommandError::err(
+                    "MIGRATE and CLUSTER SETSLOT cannot run inside MULTI",
+                ))
+            })
+        }
+        Command::CartImport(cmd) => cart_import(&cmd, server, now),
         Command::CartSave(cmd) => cart_save::apply(cmd, server, now),
         Command::CartRestore(cmd) => cart_restore::apply(cmd, server, now),
         Command::CatalogSet(cmd) => catalog::set(cmd, server, now),
@@ -188,5 +200,38 @@ fn line_event(kind: EventKind, line: &protocol::cmd::LineId, qty: Option<u32>) -
         detail: serde_json::to_vec(&detail)
             .expect("a struct of strings and numbers always serializes")
             .into(),
+    }
+}
+
+/// `ASKING`: the next command may use a key of a slot this node imports.
+fn asking(session: &mut Session, server: &Server) -> Result<Reply, CommandError> {
+    if server.cluster.is_none() {
+        return Err(CommandError::err(
+            "This instance has cluster support disabled",
+        ));
+    }
+    session.asking = true;
+    Ok(Reply::ok())
+}
+
+/// `CART.IMPORT key image [REPLACE]` (a source node's MIGRATE): routing let it in (the slot
+/// is this node's, or it imports it and ASKING came first).
+fn cart_import(
+    cmd: &protocol::cmd::CartImport,
+    server: &Server,
+    now: u64,
+) -> Result<Reply, CommandError> {
+    match server
+        .store
+        .import_cart(&cmd.key, &cmd.image, cmd.replace, now)
+    {
+        Ok(true) => Ok(Reply::ok()),
+        Ok(false) => Err(CommandError::new(
+            ErrorCode::BusyKey,
+            "Target key name already exists.",
+        )),
+        Err(error) => Err(CommandError::err(format!(
+            "the cart's image does not read back: {error}"
+        ))),
     }
 }

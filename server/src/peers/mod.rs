@@ -74,6 +74,14 @@ impl Peer {
 /// with the links.
 static PASSWORD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
+/// The password the nodes share, when there is one.
+pub fn shared_password() -> Option<&'static str> {
+    PASSWORD
+        .get()
+        .map(String::as_str)
+        .filter(|password| !password.is_empty())
+}
+
 /// Every link of this node.
 pub struct Peers {
     /// The other primaries.

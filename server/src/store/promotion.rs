@@ -77,3 +77,68 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// The live cart under `key` as MIGRATE sends it: its image and version.
+    pub fn export_cart(&self, key: &[u8], now_ms: u64) -> Option<(Vec<u8>, u64)> {
+        let at = self.locate(key);
+        let shard = self.shards[at.shard].lock();
+        let cart = shard.find(at.hash, key)?;
+        if cart.expires_at_ms <= now_ms {
+            return None;
+        }
+        Some((image::encode(&cart, &self.names), cart.version))
+    }
+
+    /// Takes the cart `image` under `key` from another node (CART.IMPORT), logged whole;
+    /// `Ok(false)` when a live cart is here already and `replace` is not asked.
+    pub fn import_cart(
+        &self,
+        key: &[u8],
+        image: &[u8],
+        replace: bool,
+        now_ms: u64,
+    ) -> Result<bool, String> {
+        let _shared = self.shared();
+        let mut cart = image::decode(image, &self.names).map_err(|error| error.message)?;
+        let at = self.locate(key);
+        let mut shard = self.shards[at.shard].lock();
+        self.reap(&mut shard, at, key, now_ms);
+        if !replace && shard.contains(at.hash, key) {
+            return Ok(false);
+        }
+        if cart.checkout().is_some() {
+            self.frozen_at_recovery
+                .lock()
+                .push(bytes::Bytes::copy_from_slice(key));
+        }
+        self.log_cart(key, None, &mut cart, None, None, now_ms);
+        shard.put(at.hash, key, &cart);
+        Ok(true)
+    }
+
+    /// Removes the cart under `key` once it is on another node (MIGRATE), if it is still at
+    /// `version` (a write since it was sent means it must be sent again); logged as moved,
+    /// so the sink leaves its row to the node that has it now.
+    pub fn remove_moved(&self, key: &[u8], version: u64, to: &str, now_ms: u64) -> bool {
+        let at = self.locate(key);
+        let mut shard = self.shards[at.shard].lock();
+        match shard.find(at.hash, key) {
+            Some(cart) if cart.version == version => {}
+            _ => return false,
+        }
+        shard.remove(at.hash, key);
+        let event = super::log::event(
+            persistence::EventKind::Delete,
+            serde_json::json!({ "moved_to": to }),
+        );
+        self.log_gone(
+            key,
+            version,
+            persistence::TombstoneReason::Moved,
+            &event,
+            now_ms,
+        );
+        true
+    }
+}

@@ -91,3 +91,27 @@ async fn assert_the_new_term_wins(pool: &sqlx::PgPool, term: u64) {
             .unwrap();
     assert_eq!(events, 2, "LSN 3 of each term is its own event");
 }
+
+/// A cart moved to another shard group with its slot (MIGRATE) leaves its row alone: the
+/// importing group writes it from then on; a delete still deletes.
+#[tokio::test]
+async fn a_moved_cart_keeps_its_row() {
+    let (db, pool) = TestDb::create().await;
+    let source = VecSource::default();
+    source.push([add(1, b"cart:moved", 1), add(2, b"cart:gone", 1)]);
+    let (handle, cancel) = start(&pool, &source, |_| {});
+    wait_for_checkpoint(&handle, 2).await;
+    source.push([
+        tombstone(3, b"cart:moved", 1, crate::record::TombstoneReason::Moved),
+        tombstone(4, b"cart:gone", 1, crate::record::TombstoneReason::Deleted),
+    ]);
+    wait_for_checkpoint(&handle, 4).await;
+    stop(handle, cancel).await;
+    let keys: Vec<String> = carts(&pool)
+        .await
+        .into_iter()
+        .map(|(key, _, _)| key)
+        .collect();
+    assert_eq!(keys, vec!["cart:moved".to_owned()]);
+    db.drop(pool).await;
+}

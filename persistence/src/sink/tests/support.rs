@@ -334,7 +334,7 @@ pub fn tombstone(lsn: Lsn, key: &[u8], version: u64, reason: TombstoneReason) ->
         TombstoneReason::Expired => EventKind::Abandon,
         TombstoneReason::Merged => EventKind::Merge,
         TombstoneReason::CheckedOut => EventKind::Checkout,
-        TombstoneReason::Deleted => EventKind::Delete,
+        TombstoneReason::Deleted | TombstoneReason::Moved => EventKind::Delete,
     };
     let event = Event {
         kind,

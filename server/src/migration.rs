@@ -1,0 +1,532 @@
+//! Moving slots between shard groups, as `redis-cli --cluster reshard` does it
+//! (docs/CLUSTER.md "Resharding"): `CLUSTER SETSLOT slot IMPORTING|MIGRATING|NODE|STABLE`,
+//! `ASKING` and `-ASK` while a slot moves, and `MIGRATE`, which sends each cart in cartd's image
+//! format (`CART.IMPORT` on the target) and removes it here once the target has it.
+//!
+//! Who serves a moved slot is recorded in PostgreSQL (`cluster_slots`, which every node
+//! follows with the leases) or, without it, in each told node's `data_dir/slot-moves`. A group
+//! importing a slot first raises its lease's term, so the rows it writes for the slot's carts
+//! order after the exporting group's.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use protocol::cmd::{Migrate, SetSlot};
+use protocol::{CommandError, CommandSpec, ErrorCode, Reply};
+use tracing::{info, warn};
+
+use crate::peers::wire::{self, Value};
+use crate::server::{now_ms, Server};
+
+/// A slot this node is moving, and the other node (its layout index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    /// Its carts come here from that node.
+    Importing(usize),
+    /// Its carts go from here to that node.
+    Migrating(usize),
+}
+
+/// The slots being moved here or away, and the moves this node records without PostgreSQL.
+#[derive(Default)]
+pub struct Slots {
+    open: Mutex<HashMap<u16, Open>>,
+    any_open: AtomicBool,
+    /// Without PostgreSQL: every move this node was told of (slot → shard group name).
+    recorded: Mutex<BTreeMap<u16, String>>,
+}
+
+/// The file of moves a node without PostgreSQL keeps.
+const MOVES_FILE: &str = "slot-moves";
+
+impl Slots {
+    /// Where `slot` is moving to from here, if it is.
+    pub fn migrating_to(&self, slot: u16) -> Option<usize> {
+        if !self.any_open.load(Ordering::Acquire) {
+            return None;
+        }
+        match self.open.lock().get(&slot) {
+            Some(Open::Migrating(to)) => Some(*to),
+            _ => None,
+        }
+    }
+
+    /// Whether `slot` is moving here.
+    pub fn importing(&self, slot: u16) -> bool {
+        self.any_open.load(Ordering::Acquire)
+            && matches!(self.open.lock().get(&slot), Some(Open::Importing(_)))
+    }
+
+    /// Every slot being moved, in order (CLUSTER NODES shows them).
+    pub fn open_slots(&self) -> Vec<(u16, Open)> {
+        let mut open: Vec<(u16, Open)> = self.open.lock().iter().map(|(s, o)| (*s, *o)).collect();
+        open.sort_by_key(|(slot, _)| *slot);
+        open
+    }
+
+    fn set(&self, slot: u16, open: Option<Open>) {
+        let mut slots = self.open.lock();
+        match open {
+            Some(open) => slots.insert(slot, open),
+            None => slots.remove(&slot),
+        };
+        self.any_open.store(!slots.is_empty(), Ordering::Release);
+    }
+}
+
+/// Routing of a key of `slot`, which this node serves, while it moves away: served here if
+/// every key of the request is here, `-ASK` to the target if none is, `-TRYAGAIN` if some are.
+pub fn route_migrating(
+    server: &Server,
+    layout: &cluster::Layout,
+    raw: &[Bytes],
+    spec: &CommandSpec,
+    slot: u16,
+) -> Result<(), CommandError> {
+    let Some(target) = server.slots.migrating_to(slot) else {
+        return Ok(());
+    };
+    let now = now_ms();
+    let positions: Vec<usize> = spec.all_key_positions(raw.len()).collect();
+    let here = positions
+        .iter()
+        .filter(|&&at| server.store.ttl_left_ms(&raw[at], now).is_some())
+        .count();
+    if here == positions.len() {
+        return Ok(());
+    }
+    if here == 0 {
+        return Err(CommandError::new(
+            ErrorCode::Ask,
+            format!("{slot} {}", layout.nodes[target].addr()),
+        ));
+    }
+    Err(CommandError::new(
+        ErrorCode::TryAgain,
+        "Multiple keys request during rehashing of slot",
+    ))
+}
+
+/// The requests whose work here waits on other nodes or PostgreSQL (a pre-step): MIGRATE and
+/// CLUSTER SETSLOT.
+pub fn needs_pre_step(raw: &[Bytes], spec: &CommandSpec) -> bool {
+    spec.id == protocol::CommandId::Migrate
+        || (spec.id == protocol::CommandId::Cluster
+            && raw
+                .get(1)
+                .is_some_and(|sub| sub.eq_ignore_ascii_case(b"SETSLOT")))
+}
+
+/// Runs MIGRATE or CLUSTER SETSLOT (`raw`), whose reply the command then gives.
+pub async fn run(server: &Server, raw: Vec<Bytes>) -> Result<Reply, CommandError> {
+    match protocol::Command::parse(raw)? {
+        protocol::Command::Migrate(migrate) => run_migrate(server, &migrate).await,
+        protocol::Command::Cluster(protocol::cmd::ClusterCommand::SetSlot(slot, action)) => {
+            set_slot(server, slot, action).await
+        }
+        _ => Err(CommandError::err("not a slot command")),
+    }
+}
+
+/// The layout index of the node named `id`, which must be a primary.
+fn primary_named(layout: &cluster::Layout, id: &[u8]) -> Result<usize, CommandError> {
+    let id = String::from_utf8_lossy(id);
+    let at = layout
+        .index_of(&id)
+        .ok_or_else(|| CommandError::err(format!("I don't know about node {id}")))?;
+    if layout.nodes[at].replica_of.is_some() {
+        return Err(CommandError::err("Target node is not a master"));
+    }
+    Ok(at)
+}
+
+/// `CLUSTER SETSLOT`, with Redis's errors.
+async fn set_slot(server: &Server, slot: u16, action: SetSlot) -> Result<Reply, CommandError> {
+    let layout = server
+        .layout()
+        .ok_or_else(|| CommandError::err("This instance has cluster support disabled"))?;
+    if layout.myself().replica_of.is_some() {
+        return Err(CommandError::err("Please use SETSLOT only with masters."));
+    }
+    let owner = layout.owner_index(slot);
+    match action {
+        SetSlot::Importing(from) => {
+            let from = primary_named(&layout, &from)?;
+            if owner == Some(layout.me) {
+                return Err(CommandError::err(format!(
+                    "I'm already the owner of hash slot {slot}"
+                )));
+            }
+            if layout.myself().epoch <= layout.nodes[from].epoch {
+                raise_term_for_import(server).await?;
+            }
+            server.slots.set(slot, Some(Open::Importing(from)));
+        }
+        SetSlot::Migrating(to) => {
+            let to = primary_named(&layout, &to)?;
+            if owner != Some(layout.me) {
+                return Err(CommandError::err(format!(
+                    "I'm not the owner of hash slot {slot}"
+                )));
+            }
+            server.slots.set(slot, Some(Open::Migrating(to)));
+        }
+        SetSlot::Stable => server.slots.set(slot, None),
+        SetSlot::Node(node) => {
+            let node = primary_named(&layout, &node)?;
+            let holds = !server.store.keys_in_slot(slot, 1, now_ms()).is_empty();
+            if owner == Some(layout.me) && node != layout.me && holds {
+                return Err(CommandError::err(format!(
+                    "Can't assign hashslot {slot} to a different node while I still hold keys \
+                     for this hash slot."
+                )));
+            }
+            let group = layout.nodes[node].group;
+            record_move(server, slot, layout.group_name(group)).await?;
+            move_slots(server, &[(slot, group)]);
+            server.slots.set(slot, None);
+        }
+    }
+    Ok(Reply::ok())
+}
+
+/// With PostgreSQL, before a slot's carts come here: this group's term goes above every
+/// term given so far (the exporting group's included), the sink following under it.
+async fn raise_term_for_import(server: &Server) -> Result<(), CommandError> {
+    let Some(postgres) = server.durable().postgres.as_ref() else {
+        return Ok(());
+    };
+    if !server.failover.leased() {
+        return Ok(());
+    }
+    let layout = server.layout().expect("cluster mode");
+    let group = layout.group_name(layout.myself().group).to_owned();
+    let me = layout.myself().id.clone();
+    let unavailable = |error: String| {
+        CommandError::new(
+            ErrorCode::TryAgain,
+            format!("cannot raise this group's term in PostgreSQL: {error}"),
+        )
+    };
+    postgres.stop_sink().await;
+    let raised =
+        persistence::sink::lease::raise_term(postgres.pool(), &group, &me, server.failover.term())
+            .await
+            .map_err(|error| error.to_string());
+    let term = match raised {
+        Ok(Some(term)) => term,
+        Ok(None) => {
+            postgres.start_sink(server, server.failover.term(), true);
+            return Err(unavailable("the lease is not this node's".into()));
+        }
+        Err(error) => {
+            postgres.start_sink(server, server.failover.term(), true);
+            return Err(unavailable(error));
+        }
+    };
+    server.failover.set_term(term);
+    if let Some(raised) = layout.with_primary(layout.myself().group, layout.me, term) {
+        server
+            .cluster
+            .as_ref()
+            .expect("cluster mode")
+            .replace(raised);
+    }
+    postgres.start_sink(server, term, true);
+    info!(term, "this group's term is raised for a slot it imports");
+    Ok(())
+}
+
+/// Records that `group` serves `slot`: in PostgreSQL, or in this node's `slot-moves`.
+async fn record_move(server: &Server, slot: u16, group: &str) -> Result<(), CommandError> {
+    if let Some(postgres) = server.durable().postgres.as_ref() {
+        return persistence::sink::lease::record_slot_move(postgres.pool(), slot, group)
+            .await
+            .map_err(|error| {
+                CommandError::new(
+                    ErrorCode::TryAgain,
+                    format!("cannot record the slot's owner in PostgreSQL: {error}"),
+                )
+            });
+    }
+    let mut recorded = server.slots.recorded.lock();
+    recorded.insert(slot, group.to_owned());
+    let text: String = recorded
+        .iter()
+        .map(|(slot, group)| format!("{slot} {group}\n"))
+        .collect();
+    drop(recorded);
+    let path = server.config.server.data_dir.join(MOVES_FILE);
+    write_whole(&path, &text).map_err(|error| {
+        CommandError::err(format!(
+            "cannot record the move in {}: {error}",
+            path.display()
+        ))
+    })
+}
+
+fn write_whole(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let temporary = path.with_extension("new");
+    std::fs::write(&temporary, text)?;
+    std::fs::File::open(&temporary)?.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Puts `moves` (slot, group index) in this node's layout; whether anything changed.
+pub fn move_slots(server: &Server, moves: &[(u16, usize)]) -> bool {
+    let Some(topology) = &server.cluster else {
+        return false;
+    };
+    let layout = topology.get();
+    let changed: Vec<(u16, usize)> = moves
+        .iter()
+        .copied()
+        .filter(|&(slot, group)| layout.group_of_slot(slot) != Some(group))
+        .collect();
+    if changed.is_empty() {
+        return false;
+    }
+    topology.replace(layout.with_slot_groups(&changed));
+    true
+}
+
+/// Puts recorded moves (slot, group name) in the layout; names no group knows are skipped.
+pub fn apply_moves(server: &Server, moves: &[(u16, String)]) -> bool {
+    let Some(layout) = server.layout() else {
+        return false;
+    };
+    let moves: Vec<(u16, usize)> = moves
+        .iter()
+        .filter_map(|(slot, group)| Some((*slot, layout.group_named(group)?)))
+        .collect();
+    move_slots(server, &moves)
+}
+
+/// At the start of a node without PostgreSQL: the moves it recorded.
+pub fn load_recorded(server: &Server) {
+    let path = server.config.server.data_dir.join(MOVES_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let moves: Vec<(u16, String)> = text
+        .lines()
+        .filter_map(|line| {
+            let (slot, group) = line.split_once(' ')?;
+            Some((slot.parse().ok()?, group.trim().to_owned()))
+        })
+        .collect();
+    *server.slots.recorded.lock() = moves.iter().cloned().collect();
+    apply_moves(server, &moves);
+}
+
+/// `MIGRATE`: each cart is sent (`CART.IMPORT`, pipelined, after `ASKING`) and, once the
+/// target has it, removed here if it has not changed since (else sent again); `+NOKEY` when
+/// none of the keys is here.
+async fn run_migrate(server: &Server, migrate: &Migrate) -> Result<Reply, CommandError> {
+    let now = now_ms();
+    let addr = format!("{}:{}", migrate.host, migrate.port);
+    let timeout = Duration::from_millis(migrate.timeout_ms);
+    let mut link = tokio::time::timeout(timeout, Target::connect(&addr, migrate.auth.as_ref()))
+        .await
+        .map_err(|_| io_error("connect timed out".into()))?
+        .map_err(io_error)?;
+    let mut pending: Vec<&Bytes> = migrate.keys.iter().collect();
+    // While a slot moves, a cart this node still holds is the one that counts: a copy the
+    // target has is left from a MIGRATE that did not finish, and is replaced. So is one sent
+    // again because it changed meanwhile.
+    let moving = pending
+        .iter()
+        .all(|key| server.slots.migrating_to(cluster::key_slot(key)).is_some());
+    let mut replace = migrate.replace || moving;
+    let mut sent_any = false;
+    for round in 0..5 {
+        let (carts, vanished): (Vec<_>, Vec<_>) = pending
+            .iter()
+            .map(|key| (*key, server.store.export_cart(key, now_ms())))
+            .partition(|(_, cart)| cart.is_some());
+        if round > 0 && !vanished.is_empty() {
+            // Sent, then deleted here before it could be removed: not on the target either.
+            let keys: Vec<&Bytes> = vanished.iter().map(|(key, _)| *key).collect();
+            tokio::time::timeout(timeout, link.delete(&keys))
+                .await
+                .map_err(|_| io_error("the target did not answer in time".into()))?
+                .map_err(io_error)?;
+        }
+        let carts: Vec<(&Bytes, Vec<u8>, u64)> = carts
+            .into_iter()
+            .filter_map(|(key, cart)| cart.map(|(image, version)| (key, image, version)))
+            .collect();
+        if carts.is_empty() {
+            return Ok(if sent_any {
+                Reply::ok()
+            } else {
+                Reply::Simple("NOKEY".into())
+            });
+        }
+        sent_any = true;
+        let replies = tokio::time::timeout(timeout, link.import(&carts, replace))
+            .await
+            .map_err(|_| io_error("the target did not answer in time".into()))?
+            .map_err(io_error)?;
+        check_imports(&replies)?;
+        pending = carts
+            .iter()
+            .filter(|(key, _, version)| {
+                !migrate.copy && !server.store.remove_moved(key, *version, &addr, now)
+            })
+            .map(|(key, _, _)| *key)
+            .collect();
+        if pending.is_empty() {
+            return Ok(Reply::ok());
+        }
+        // Written to since it was sent: send it again over what the target has.
+        replace = true;
+        warn!(
+            carts = pending.len(),
+            "carts changed while they were sent; sent again"
+        );
+    }
+    Err(CommandError::new(
+        ErrorCode::TryAgain,
+        format!(
+            "{} carts kept changing while they were sent; run MIGRATE again",
+            pending.len()
+        ),
+    ))
+}
+
+/// Redis's MIGRATE error for a target that failed or did not answer.
+fn io_error(error: String) -> CommandError {
+    CommandError::err(format!(
+        "IOERR error or timeout writing to target instance: {error}"
+    ))
+}
+
+/// The target's replies to CART.IMPORT: all taken, or the first refusal as MIGRATE's error.
+fn check_imports(replies: &[Value]) -> Result<(), CommandError> {
+    for reply in replies {
+        match reply {
+            Value::Simple(_) | Value::Integer(_) => {}
+            Value::Error(error) if error.starts_with("BUSYKEY") => {
+                return Err(CommandError::new(
+                    ErrorCode::BusyKey,
+                    "Target key name already exists.",
+                ));
+            }
+            other => {
+                return Err(CommandError::err(format!(
+                    "Target instance replied with error: {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A connection to a MIGRATE's target.
+struct Target {
+    stream: tokio::net::TcpStream,
+    buffer: bytes::BytesMut,
+}
+
+impl Target {
+    async fn connect(
+        addr: &str,
+        auth: Option<&(Option<String>, String)>,
+    ) -> Result<Target, String> {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|error| error.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let mut target = Target {
+            stream,
+            buffer: bytes::BytesMut::new(),
+        };
+        let shared = crate::peers::shared_password();
+        let words: Option<Vec<&[u8]>> = match auth {
+            Some((Some(user), password)) => {
+                Some(vec![b"AUTH", user.as_bytes(), password.as_bytes()])
+            }
+            Some((None, password)) => Some(vec![b"AUTH", password.as_bytes()]),
+            None => shared.map(|password| vec![&b"AUTH"[..], password.as_bytes()]),
+        };
+        if let Some(words) = words {
+            match target.calls(&[words]).await?.pop() {
+                Some(Value::Simple(ok)) if ok == "OK" => {}
+                other => return Err(format!("{addr} refused AUTH: {other:?}")),
+            }
+        }
+        Ok(target)
+    }
+
+    /// `ASKING` and `CART.IMPORT key image [REPLACE]` for each cart, pipelined; the imports'
+    /// replies.
+    async fn import(
+        &mut self,
+        carts: &[(&Bytes, Vec<u8>, u64)],
+        replace: bool,
+    ) -> Result<Vec<Value>, String> {
+        let mut requests: Vec<Vec<&[u8]>> = Vec::with_capacity(carts.len() * 2);
+        for (key, image, _) in carts {
+            requests.push(vec![b"ASKING"]);
+            let mut words: Vec<&[u8]> = vec![b"CART.IMPORT", key, image];
+            if replace {
+                words.push(b"REPLACE");
+            }
+            requests.push(words);
+        }
+        let replies = self.calls(&requests).await?;
+        Ok(replies.into_iter().skip(1).step_by(2).collect())
+    }
+
+    /// `ASKING` and `DEL key` for each of `keys`, pipelined.
+    async fn delete(&mut self, keys: &[&Bytes]) -> Result<(), String> {
+        let mut requests: Vec<Vec<&[u8]>> = Vec::with_capacity(keys.len() * 2);
+        for key in keys {
+            requests.push(vec![b"ASKING"]);
+            requests.push(vec![b"DEL", key]);
+        }
+        self.calls(&requests).await.map(|_| ())
+    }
+
+    /// Sends `requests` at once and reads their replies.
+    async fn calls(&mut self, requests: &[Vec<&[u8]>]) -> Result<Vec<Value>, String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut out = Vec::new();
+        for words in requests {
+            wire::encode(words, &mut out);
+        }
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(|error| error.to_string())?;
+        let mut replies = Vec::with_capacity(requests.len());
+        while replies.len() < requests.len() {
+            match wire::parse(&self.buffer)? {
+                Some((value, used)) => {
+                    let _ = self.buffer.split_to(used);
+                    replies.push(value);
+                }
+                None => {
+                    self.buffer.reserve(64 * 1024);
+                    let read = self
+                        .stream
+                        .read_buf(&mut self.buffer)
+                        .await
+                        .map_err(|error| error.to_string())?;
+                    if read == 0 {
+                        return Err("the target closed the connection".into());
+                    }
+                }
+            }
+        }
+        Ok(replies)
+    }
+}

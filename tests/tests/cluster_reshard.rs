@@ -1,0 +1,220 @@
+//! Resharding with redis-cli (issue 14): `redis-cli --cluster reshard` and `rebalance` move
+//! slots between cartd primaries with CLUSTER SETSLOT, GETKEYSINSLOT and MIGRATE, while
+//! cluster clients write (following -ASK and -MOVED): no acknowledged write is lost, no cart
+//! is doubled, and PostgreSQL ends up equal to the cluster. Before (080cc7c) CLUSTER SETSLOT
+//! and MIGRATE did not exist and redis-cli stopped at the first slot.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cartd_tests::cluster::LocalCluster;
+use redis::cluster_async::ClusterConnection;
+
+async fn cluster_client(cluster: &LocalCluster) -> ClusterConnection {
+    let nodes: Vec<String> = (0..cluster.nodes)
+        .map(|node| format!("redis://127.0.0.1:{}/", cluster.port + node))
+        .collect();
+    redis::cluster::ClusterClientBuilder::new(nodes)
+        .retries(20)
+        .build()
+        .expect("a cluster client")
+        .get_async_connection()
+        .await
+        .expect("connect to the cluster")
+}
+
+async fn add(conn: &mut ClusterConnection, key: &str, sku: &str) -> redis::RedisResult<i64> {
+    redis::cmd("CART.ADD")
+        .arg(key)
+        .arg(sku)
+        .arg("-")
+        .arg(1)
+        .arg("PRICE")
+        .arg(100)
+        .arg("CURRENCY")
+        .arg("USD")
+        .arg("REPLY")
+        .arg("VERSION")
+        .query_async(conn)
+        .await
+}
+
+/// The cart's (version, lines), if the cluster has it.
+async fn cart(conn: &mut ClusterConnection, key: &str) -> Option<(i64, usize)> {
+    let view: Option<String> = redis::cmd("CART.GET")
+        .arg(key)
+        .arg("NOVALIDATE")
+        .arg("FORMAT")
+        .arg("JSON")
+        .query_async(conn)
+        .await
+        .expect("CART.GET");
+    let view: serde_json::Value = serde_json::from_str(&view?).expect("JSON");
+    let lines = view["items"].as_array().map_or(0, Vec::len);
+    Some((view["version"].as_i64()?, lines))
+}
+
+/// Runs redis-cli with `args` against the cluster's first node; its output.
+fn redis_cli(cluster: &LocalCluster, args: &[&str]) -> String {
+    let entry = format!("127.0.0.1:{}", cluster.port);
+    let output = std::process::Command::new("redis-cli")
+        .arg("--cluster")
+        .arg(args[0])
+        .arg(&entry)
+        .args(&args[1..])
+        .output()
+        .expect("run redis-cli");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "redis-cli --cluster {args:?}:\n{text}"
+    );
+    text
+}
+
+/// Sum of DBSIZE over the primaries.
+async fn carts_on_primaries(cluster: &LocalCluster, primaries: u16) -> i64 {
+    let mut total = 0;
+    for node in 0..primaries {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", cluster.port + node))
+            .expect("a client");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        let size: i64 = redis::cmd("DBSIZE")
+            .query_async(&mut conn)
+            .await
+            .expect("DBSIZE");
+        total += size;
+    }
+    total
+}
+
+/// Writes to `carts` carts in turn until `stop`, each add a new line; how many adds each
+/// cart had acknowledged.
+async fn write_load(
+    mut conn: ClusterConnection,
+    prefix: &'static str,
+    carts: usize,
+    stop: Arc<AtomicBool>,
+) -> HashMap<String, usize> {
+    let mut acked: HashMap<String, usize> = HashMap::new();
+    let mut at = 0usize;
+    while !stop.load(Ordering::Acquire) {
+        let key = format!("cart:{prefix}{}", at % carts);
+        let sku = format!("sku-{at}");
+        match add(&mut conn, &key, &sku).await {
+            Ok(_) => *acked.entry(key).or_default() += 1,
+            Err(error) => panic!("CART.ADD {key} failed during the reshard: {error}"),
+        }
+        at += 1;
+    }
+    acked
+}
+
+/// 3,000 carts on three primaries with PostgreSQL; `redis-cli --cluster reshard` moves 400
+/// slots from n1 to n2 while two clients write, then `rebalance` evens them out again: every
+/// cart is there once, every acknowledged add is there once, PostgreSQL agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cli_reshards_under_writes_losing_and_doubling_nothing() {
+    let db = cartd_tests::TestDb::create().await;
+    let cluster = LocalCluster::up_with(3, 0, &format!("[postgres]\nurl = \"{}\"\n", db.url));
+    let mut conn = cluster_client(&cluster).await;
+    for at in 0..3_000 {
+        add(&mut conn, &format!("cart:p{at}"), "first")
+            .await
+            .expect("CART.ADD");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|prefix| {
+            let stop = stop.clone();
+            let conn = conn.clone();
+            tokio::spawn(write_load(conn, prefix, 300, stop))
+        })
+        .collect();
+    let reshard = tokio::task::block_in_place(|| {
+        redis_cli(
+            &cluster,
+            &[
+                "reshard",
+                "--cluster-from",
+                "n1",
+                "--cluster-to",
+                "n2",
+                "--cluster-slots",
+                "400",
+                "--cluster-pipeline",
+                "50",
+                "--cluster-yes",
+            ],
+        )
+    });
+    assert!(reshard.contains("Moving slot"), "{reshard}");
+    let rebalance = tokio::task::block_in_place(|| redis_cli(&cluster, &["rebalance"]));
+    stop.store(true, Ordering::Release);
+    let mut acked = HashMap::new();
+    for writer in writers {
+        acked.extend(writer.await.expect("the writer"));
+    }
+    assert!(rebalance.contains("Moving"), "{rebalance}");
+    let check = tokio::task::block_in_place(|| redis_cli(&cluster, &["check"]));
+    assert!(
+        check.contains("All nodes agree about slots configuration"),
+        "{check}"
+    );
+    assert!(
+        !check.contains("[WARNING]") && !check.contains("[ERR]"),
+        "no slot left open:\n{check}"
+    );
+    for at in 0..3_000 {
+        let key = format!("cart:p{at}");
+        assert_eq!(cart(&mut conn, &key).await, Some((1, 1)), "{key}");
+    }
+    for (key, adds) in &acked {
+        let (_, lines) = cart(&mut conn, key)
+            .await
+            .unwrap_or_else(|| panic!("{key} is lost"));
+        assert_eq!(lines, *adds, "{key}: every acknowledged add once");
+    }
+    let expected = 3_000 + acked.len() as i64;
+    assert_eq!(
+        carts_on_primaries(&cluster, 3).await,
+        expected,
+        "no cart on two primaries"
+    );
+    assert_postgres_agrees(&cluster, &db, expected).await;
+}
+
+/// Once every primary's sink has caught up, PostgreSQL holds each cart once.
+async fn assert_postgres_agrees(cluster: &LocalCluster, db: &cartd_tests::TestDb, expected: i64) {
+    for node in 0..3 {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", cluster.port + node))
+            .expect("a client");
+        let mut direct = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        cartd_tests::wait_for_sink(&mut direct).await;
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let rows = db.count("SELECT count(*) FROM carts").await;
+        if rows == expected {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "PostgreSQL has {rows} carts, the cluster {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
