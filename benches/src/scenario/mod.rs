@@ -158,6 +158,15 @@ impl Settings {
     }
 }
 
+/// A tally (error kind -> times) as a JSON object.
+pub fn tally_json(tally: &std::collections::BTreeMap<String, u64>) -> serde_json::Value {
+    tally
+        .iter()
+        .map(|(kind, times)| (kind.clone(), serde_json::Value::from(*times)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 /// Connections and pipeline depth of the bulk loads (memory, merge-storm set-up).
 const LOAD_CONNECTIONS: usize = 8;
 
@@ -210,7 +219,8 @@ pub async fn run(
                 .with(
                     "server_bytes_per_connection",
                     stats.rss_per_connection_bytes.round(),
-                );
+                )
+                .with("errors_by_kind", tally_json(&stats.errors_by_kind));
             Ok(vec![outcome])
         }
         Scenario::MergeStorm => merge_storm(target, &model, settings).await,
