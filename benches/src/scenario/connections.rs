@@ -64,6 +64,13 @@ pub struct ConnStats {
     pub errors_by_kind: BTreeMap<String, u64>,
 }
 
+/// The open-file limit of this process, raised as far as allowed, less what it keeps for
+/// itself: the connections one process can hold.
+pub fn connections_per_process_max() -> anyhow::Result<usize> {
+    let limit = rlimit::increase_nofile_limit(u64::MAX)?;
+    Ok(limit.saturating_sub(SPARE_FDS) as usize)
+}
+
 /// Raises this process's open-file limit as far as allowed and checks `count` fits under it.
 pub fn ensure_fd_limit(count: usize) -> anyhow::Result<u64> {
     let limit = rlimit::increase_nofile_limit(u64::MAX)?;
