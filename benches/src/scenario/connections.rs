@@ -24,7 +24,7 @@ use crate::resp::Conn;
 use crate::target::{rss_bytes, Model, Target};
 
 /// Connections one loopback source address is given at most (the ephemeral port range holds
-/// about 28,000; the rest is headroom for TIME_WAIT and other programs).
+/// about 28,000; the rest is headroom for other programs).
 pub const CONNECTIONS_PER_SOURCE_MAX: usize = 20_000;
 /// Loopback source addresses there are to give: 127.0.0.2 to 127.0.0.251.
 pub const SOURCES_MAX: usize = 250;
@@ -358,7 +358,7 @@ impl Shopper {
                 let result = self.add(&mut conn, go_at).await;
                 self.answered.fetch_add(1, Ordering::Relaxed);
                 let _ = release.wait_for(|released| *released).await;
-                drop(conn);
+                let _ = conn.close_now();
                 return (node, result);
             }
             (Ok(Err(error)), _) => Err(Failure {
