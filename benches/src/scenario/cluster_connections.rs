@@ -5,26 +5,24 @@
 //! own. Once every client has opened its connections and every primary has accepted its
 //! share, the parent reads each primary's resident size, names one wall-clock instant for all
 //! the clients to add at, holds every connection open until the last answer anywhere, then
-//! merges the clients' histograms and tallies.
+//! merges the clients' histograms and tallies. The processes and what they say to each other
+//! are `connections_client.rs`'s.
 
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use redis_protocol::resp2::types::BytesFrame;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::connections::{
     connections_per_process_max, is_loopback_v4, loopback_sources, sources_wanted,
     CONNECTS_IN_FLIGHT_MAX, SOURCES_MAX,
 };
-use super::connections_client::{unix_now_ns, ClientFound, ClientPlan, ClientReport, ParentWord};
+use super::connections_client::{
+    unix_now_ns, ClientFound, ClientPlan, ClientReport, Clients, ParentWord,
+};
 use super::{tally_json, Settings};
 use crate::cluster::{key_slot, SlotMap};
 use crate::progress::{Progress, Span};
@@ -32,8 +30,6 @@ use crate::record::{Outcome, Recorder};
 use crate::resp::Conn;
 use crate::target::{Model, Target};
 
-/// The hidden subcommand a client process is started with.
-pub const CLIENT_SUBCOMMAND: &str = "connections-client";
 /// How long after the go is sent the clients add: time for each to read it.
 const GO_DELAY: Duration = Duration::from_millis(250);
 /// How long the clients may take to open every connection.
@@ -42,14 +38,10 @@ const OPEN_WAIT_MAX: Duration = Duration::from_secs(600);
 const ACCEPT_WAIT_MAX: Duration = Duration::from_secs(60);
 /// How long to every answer, and then to every client's findings.
 const ANSWER_WAIT_MAX: Duration = Duration::from_secs(180);
-/// How long a client may take to exit once it has sent its findings.
-const EXIT_WAIT_MAX: Duration = Duration::from_secs(30);
 /// Connections of the harness's own a primary keeps room for (INFO, CONFIG GET).
 const HARNESS_CONNECTIONS: usize = 8;
 /// Shoppers tried per connection before a primary that serves too few slots is given up on.
 const SHOPPERS_TRIED_PER_CONNECTION_MAX: usize = 1_024;
-/// Messages from the clients queued for the parent.
-const REPORTS_QUEUED_MAX: usize = 256;
 
 /// One primary's part of the storm, as measured.
 #[derive(Debug, Default, Clone)]
@@ -450,171 +442,6 @@ async fn wait_accepted(addr: SocketAddr, connections: u64) -> anyhow::Result<()>
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The client processes, each stopped by its pid if it is still running when dropped.
-struct Clients {
-    children: Vec<Child>,
-    stdins: Vec<ChildStdin>,
-    readers: Vec<JoinHandle<()>>,
-    reports: mpsc::Receiver<(usize, anyhow::Result<ClientReport>)>,
-    progress: Vec<u64>,
-    /// Why a client's messages ended, for those that did.
-    ended: Vec<Option<String>>,
-}
-
-impl Drop for Clients {
-    fn drop(&mut self) {
-        for reader in &self.readers {
-            reader.abort();
-        }
-        for child in &mut self.children {
-            let _ = child.start_kill();
-        }
-    }
-}
-
-impl Clients {
-    /// Starts one client process per plan (this program, `connections-client`) and hands each
-    /// its plan.
-    async fn spawn(plans: Vec<ClientPlan>) -> anyhow::Result<Clients> {
-        let me = std::env::current_exe()?;
-        let (report_tx, reports) = mpsc::channel(REPORTS_QUEUED_MAX);
-        let mut clients = Clients {
-            children: Vec::with_capacity(plans.len()),
-            stdins: Vec::with_capacity(plans.len()),
-            readers: Vec::with_capacity(plans.len()),
-            reports,
-            progress: vec![0; plans.len()],
-            ended: vec![None; plans.len()],
-        };
-        for (index, plan) in plans.iter().enumerate() {
-            let mut child = Command::new(&me)
-                .arg(CLIENT_SUBCOMMAND)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .kill_on_drop(true)
-                .spawn()
-                .with_context(|| format!("cannot start {} {CLIENT_SUBCOMMAND}", me.display()))?;
-            let stdout = child.stdout.take().expect("stdout is piped");
-            let stdin = child.stdin.take().expect("stdin is piped");
-            clients.children.push(child);
-            clients.stdins.push(stdin);
-            clients
-                .readers
-                .push(tokio::spawn(read_reports(index, stdout, report_tx.clone())));
-            let mut line = serde_json::to_vec(plan)?;
-            line.push(b'\n');
-            let stdin = clients.stdins.last_mut().expect("just pushed");
-            stdin
-                .write_all(&line)
-                .await
-                .with_context(|| format!("client process {index} did not take its plan"))?;
-        }
-        Ok(clients)
-    }
-
-    /// Says `word` to every client.
-    async fn tell(&mut self, word: &ParentWord) -> anyhow::Result<()> {
-        let mut line = serde_json::to_vec(word)?;
-        line.push(b'\n');
-        for (index, stdin) in self.stdins.iter_mut().enumerate() {
-            stdin
-                .write_all(&line)
-                .await
-                .with_context(|| format!("client process {index} is gone"))?;
-        }
-        Ok(())
-    }
-
-    /// One message of `pick`'s kind from every client (progress reports fill `counter`);
-    /// fails when a client exits, says something else, or `wait_max` passes.
-    async fn gather<T>(
-        &mut self,
-        stage: &str,
-        wait_max: Duration,
-        counter: &AtomicU64,
-        mut pick: impl FnMut(ClientReport) -> Option<T>,
-    ) -> anyhow::Result<Vec<T>> {
-        if let Some((index, why)) = self
-            .ended
-            .iter()
-            .enumerate()
-            .find_map(|(index, why)| Some((index, why.as_ref()?)))
-        {
-            bail!("client process {index}, before {stage}: {why}");
-        }
-        self.progress.fill(0);
-        let deadline = tokio::time::Instant::now() + wait_max;
-        let mut found: Vec<Option<T>> = self.children.iter().map(|_| None).collect();
-        while found.iter().any(Option::is_none) {
-            let (index, report) = tokio::time::timeout_at(deadline, self.reports.recv())
-                .await
-                .map_err(|_| {
-                    anyhow!("the client processes were not all done {stage} after {wait_max:?}")
-                })?
-                .expect("a reader's sender lives while the clients do");
-            let report = match report {
-                Ok(report) => report,
-                // Its message of this stage came first: it ended after it (the last stage) or
-                // will be missed at the next.
-                Err(error) if found[index].is_some() => {
-                    self.ended[index] = Some(format!("{error:#}"));
-                    continue;
-                }
-                Err(error) => bail!("client process {index}, {stage}: {error:#}"),
-            };
-            if let ClientReport::Progress { done } = report {
-                self.progress[index] = done;
-                counter.store(self.progress.iter().sum(), Ordering::Relaxed);
-                continue;
-            }
-            match pick(report) {
-                Some(value) if found[index].is_none() => found[index] = Some(value),
-                _ => bail!("client process {index} said something out of turn while {stage}"),
-            }
-        }
-        Ok(found
-            .into_iter()
-            .map(|value| value.expect("all found"))
-            .collect())
-    }
-
-    /// Waits for every client to exit, each successfully.
-    async fn wait_exit(mut self) -> anyhow::Result<()> {
-        for (index, child) in self.children.iter_mut().enumerate() {
-            let status = tokio::time::timeout(EXIT_WAIT_MAX, child.wait())
-                .await
-                .map_err(|_| anyhow!("client process {index} did not exit"))??;
-            if !status.success() {
-                bail!("client process {index} exited with {status}");
-            }
-        }
-        self.children.clear();
-        Ok(())
-    }
-}
-
-/// Forwards a client's messages, then its end, to the parent.
-async fn read_reports(
-    index: usize,
-    stdout: tokio::process::ChildStdout,
-    reports: mpsc::Sender<(usize, anyhow::Result<ClientReport>)>,
-) {
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        let report = match lines.next_line().await {
-            Ok(Some(line)) => serde_json::from_str(&line)
-                .with_context(|| format!("not a client's message: {line}")),
-            Ok(None) => Err(anyhow!("it exited (its error, if any, is above)")),
-            Err(error) => Err(anyhow!("its stdout failed: {error}")),
-        };
-        let ended = report.is_err();
-        if reports.send((index, report)).await.is_err() || ended {
-            return;
-        }
     }
 }
 

@@ -14,9 +14,12 @@
 //!    connections and sends [`ClientReport::Done`] with its histogram, V2-serialized.
 //!
 //! stdout carries these messages and nothing else; what goes wrong is said on stderr.
+//! [`Clients`] is the parent's end: the processes, started and stopped by pid, and their
+//! messages gathered stage by stage.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,14 +27,23 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines, Stdin};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::connections::{ensure_fd_limit, Storm, StormConn};
 use crate::record::Recorder;
 use crate::target::Model;
 
+/// The hidden subcommand a client process is started with.
+pub const CLIENT_SUBCOMMAND: &str = "connections-client";
 /// How often a client tells the parent how far it is.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+/// How long a client may take to exit once it has sent its findings.
+const EXIT_WAIT_MAX: Duration = Duration::from_secs(30);
+/// Messages from the clients queued for the parent.
+const REPORTS_QUEUED_MAX: usize = 256;
 
 /// What one client process is to do.
 #[derive(Debug, Serialize, Deserialize)]
@@ -248,6 +260,171 @@ async fn report_progress(counter: Arc<AtomicU64>) {
 /// Microseconds, for the wire.
 pub fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The client processes, each stopped by its pid if it is still running when dropped.
+pub struct Clients {
+    children: Vec<Child>,
+    stdins: Vec<ChildStdin>,
+    readers: Vec<JoinHandle<()>>,
+    reports: mpsc::Receiver<(usize, anyhow::Result<ClientReport>)>,
+    progress: Vec<u64>,
+    /// Why a client's messages ended, for those that did.
+    ended: Vec<Option<String>>,
+}
+
+impl Drop for Clients {
+    fn drop(&mut self) {
+        for reader in &self.readers {
+            reader.abort();
+        }
+        for child in &mut self.children {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+impl Clients {
+    /// Starts one client process per plan (this program, `connections-client`) and hands each
+    /// its plan.
+    pub async fn spawn(plans: Vec<ClientPlan>) -> anyhow::Result<Clients> {
+        let me = std::env::current_exe()?;
+        let (report_tx, reports) = mpsc::channel(REPORTS_QUEUED_MAX);
+        let mut clients = Clients {
+            children: Vec::with_capacity(plans.len()),
+            stdins: Vec::with_capacity(plans.len()),
+            readers: Vec::with_capacity(plans.len()),
+            reports,
+            progress: vec![0; plans.len()],
+            ended: vec![None; plans.len()],
+        };
+        for (index, plan) in plans.iter().enumerate() {
+            let mut child = Command::new(&me)
+                .arg(CLIENT_SUBCOMMAND)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("cannot start {} {CLIENT_SUBCOMMAND}", me.display()))?;
+            let stdout = child.stdout.take().expect("stdout is piped");
+            let stdin = child.stdin.take().expect("stdin is piped");
+            clients.children.push(child);
+            clients.stdins.push(stdin);
+            clients
+                .readers
+                .push(tokio::spawn(read_reports(index, stdout, report_tx.clone())));
+            let mut line = serde_json::to_vec(plan)?;
+            line.push(b'\n');
+            let stdin = clients.stdins.last_mut().expect("just pushed");
+            stdin
+                .write_all(&line)
+                .await
+                .with_context(|| format!("client process {index} did not take its plan"))?;
+        }
+        Ok(clients)
+    }
+
+    /// Says `word` to every client.
+    pub async fn tell(&mut self, word: &ParentWord) -> anyhow::Result<()> {
+        let mut line = serde_json::to_vec(word)?;
+        line.push(b'\n');
+        for (index, stdin) in self.stdins.iter_mut().enumerate() {
+            stdin
+                .write_all(&line)
+                .await
+                .with_context(|| format!("client process {index} is gone"))?;
+        }
+        Ok(())
+    }
+
+    /// One message of `pick`'s kind from every client (progress reports fill `counter`);
+    /// fails when a client exits, says something else, or `wait_max` passes.
+    pub async fn gather<T>(
+        &mut self,
+        stage: &str,
+        wait_max: Duration,
+        counter: &AtomicU64,
+        mut pick: impl FnMut(ClientReport) -> Option<T>,
+    ) -> anyhow::Result<Vec<T>> {
+        if let Some((index, why)) = self
+            .ended
+            .iter()
+            .enumerate()
+            .find_map(|(index, why)| Some((index, why.as_ref()?)))
+        {
+            bail!("client process {index}, before {stage}: {why}");
+        }
+        self.progress.fill(0);
+        let deadline = tokio::time::Instant::now() + wait_max;
+        let mut found: Vec<Option<T>> = self.children.iter().map(|_| None).collect();
+        while found.iter().any(Option::is_none) {
+            let (index, report) = tokio::time::timeout_at(deadline, self.reports.recv())
+                .await
+                .map_err(|_| {
+                    anyhow!("the client processes were not all done {stage} after {wait_max:?}")
+                })?
+                .expect("a reader's sender lives while the clients do");
+            let report = match report {
+                Ok(report) => report,
+                // Its message of this stage came first: it ended after it (the last stage) or
+                // will be missed at the next.
+                Err(error) if found[index].is_some() => {
+                    self.ended[index] = Some(format!("{error:#}"));
+                    continue;
+                }
+                Err(error) => bail!("client process {index}, {stage}: {error:#}"),
+            };
+            if let ClientReport::Progress { done } = report {
+                self.progress[index] = done;
+                counter.store(self.progress.iter().sum(), Ordering::Relaxed);
+                continue;
+            }
+            match pick(report) {
+                Some(value) if found[index].is_none() => found[index] = Some(value),
+                _ => bail!("client process {index} said something out of turn while {stage}"),
+            }
+        }
+        Ok(found
+            .into_iter()
+            .map(|value| value.expect("all found"))
+            .collect())
+    }
+
+    /// Waits for every client to exit, each successfully.
+    pub async fn wait_exit(mut self) -> anyhow::Result<()> {
+        for (index, child) in self.children.iter_mut().enumerate() {
+            let status = tokio::time::timeout(EXIT_WAIT_MAX, child.wait())
+                .await
+                .map_err(|_| anyhow!("client process {index} did not exit"))??;
+            if !status.success() {
+                bail!("client process {index} exited with {status}");
+            }
+        }
+        self.children.clear();
+        Ok(())
+    }
+}
+
+/// Forwards a client's messages, then its end, to the parent.
+async fn read_reports(
+    index: usize,
+    stdout: tokio::process::ChildStdout,
+    reports: mpsc::Sender<(usize, anyhow::Result<ClientReport>)>,
+) {
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        let report = match lines.next_line().await {
+            Ok(Some(line)) => serde_json::from_str(&line)
+                .with_context(|| format!("not a client's message: {line}")),
+            Ok(None) => Err(anyhow!("it exited (its error, if any, is above)")),
+            Err(error) => Err(anyhow!("its stdout failed: {error}")),
+        };
+        let ended = report.is_err();
+        if reports.send((index, report)).await.is_err() || ended {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]
