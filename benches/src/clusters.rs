@@ -2,7 +2,8 @@
 //! `scripts/cluster up` (the release cartd, in a fresh temp dir, stopped with `scripts/cluster
 //! down`, which stops each node by its pid), and a Redis Cluster of Debian's redis-server
 //! (`cluster-enabled yes`, durable as the single-node compare makes Redis, on free 127.0.0.1
-//! ports) joined by `redis-cli --cluster create`, each node stopped by its pid. Both are up
+//! ports) joined by `redis-cli --cluster create`, each node stopped by its pid. Both take the
+//! `maxclients` the connections scenario needs of each node. Both are up
 //! when every node says `cluster_state:ok` and every primary has its replicas connected.
 
 use std::net::{SocketAddr, TcpListener};
@@ -40,6 +41,15 @@ impl Shape {
     fn nodes(self) -> u16 {
         self.primaries * (1 + self.replicas)
     }
+}
+
+/// What every node of a cluster is started with.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeSettings<'a> {
+    /// fsync policy (and, for Redis, whether it keeps an AOF at all).
+    pub durability: &'a Durability,
+    /// `maxclients` of each node, when not the server's default (the connections scenario).
+    pub clients_max: Option<usize>,
 }
 
 /// A cluster started for a comparison; stopped when dropped.
@@ -88,7 +98,7 @@ impl Cluster {
         shape: Shape,
         binaries: &Binaries,
         script: &Path,
-        durability: &Durability,
+        nodes: NodeSettings<'_>,
     ) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("cartd-bench-cluster-")
@@ -115,8 +125,8 @@ impl Cluster {
             },
         };
         match kind {
-            Kind::Cartd => cluster.start_cartd(shape, binaries, script, durability)?,
-            Kind::Redis => cluster.start_redis(shape, binaries, durability).await?,
+            Kind::Cartd => cluster.start_cartd(shape, binaries, script, nodes)?,
+            Kind::Redis => cluster.start_redis(shape, binaries, nodes).await?,
         }
         cluster.wait_ready(shape).await?;
         Ok(cluster)
@@ -127,17 +137,21 @@ impl Cluster {
         shape: Shape,
         binaries: &Binaries,
         script: &Path,
-        durability: &Durability,
+        nodes: NodeSettings<'_>,
     ) -> anyhow::Result<()> {
         // Durable as the single-node compare makes cartd; scripts/cluster writes [server].
         let extra = self.dir.path().join("extra.toml");
         let config = format!(
             "\n[persistence]\nappendfsync = {:?}\n\n[log]\nlevel = \"warn\"\n",
-            durability.appendfsync
+            nodes.durability.appendfsync
         );
         std::fs::write(&extra, config)?;
-        let output = Command::new(script)
-            .args(["up", "--primaries", &shape.primaries.to_string()])
+        let mut command = Command::new(script);
+        command.args(["up", "--primaries", &shape.primaries.to_string()]);
+        if let Some(clients_max) = nodes.clients_max {
+            command.args(["--maxclients", &clients_max.to_string()]);
+        }
+        let output = command
             .args(["--replicas", &shape.replicas.to_string()])
             .args(["--port", &self.target.addr.port().to_string()])
             .arg("--dir")
@@ -156,12 +170,12 @@ impl Cluster {
         &mut self,
         shape: Shape,
         binaries: &Binaries,
-        durability: &Durability,
+        nodes: NodeSettings<'_>,
     ) -> anyhow::Result<()> {
         for addr in self.addrs.clone() {
             let node_dir = self.dir.path().join(addr.port().to_string());
             std::fs::create_dir_all(&node_dir)?;
-            let child = spawn_redis_node(&binaries.redis, &node_dir, addr.port(), durability)?;
+            let child = spawn_redis_node(&binaries.redis, &node_dir, addr.port(), nodes)?;
             if let Nodes::Redis { children } = &mut self.nodes {
                 children.push(child);
             }
@@ -273,8 +287,9 @@ fn spawn_redis_node(
     binary: &Path,
     dir: &Path,
     port: u16,
-    durability: &Durability,
+    nodes: NodeSettings<'_>,
 ) -> anyhow::Result<Child> {
+    let durability = nodes.durability;
     let appendonly = if durability.redis_appendonly {
         "yes"
     } else {
@@ -290,10 +305,16 @@ fn spawn_redis_node(
             "nodes.conf",
         ])
         .args(["--save", "", "--appendonly", appendonly])
+        // Bound to 127.0.0.1 alone. Protected mode (Redis 7.0) takes connections from
+        // 127.0.0.1 only, not from the storm's other loopback sources (127.0.0.2, ...).
+        .args(["--protected-mode", "no"])
         .args(["--appendfsync", &durability.appendfsync])
         .args(["--daemonize", "no", "--logfile", ""])
         .arg("--dir")
         .arg(dir);
+    if let Some(clients_max) = nodes.clients_max {
+        command.args(["--maxclients", &clients_max.to_string()]);
+    }
     spawn_logged(command, dir)
 }
 

@@ -19,6 +19,7 @@ mod target;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::bail;
 use clap::{Parser, Subcommand};
 
 use clusters::{Cluster, Shape};
@@ -77,12 +78,16 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// One client process of the connection storm against a cluster, run by `run` or
+    /// `compare` themselves (its plan on stdin, JSON lines on stdout).
+    #[command(name = "connections-client", hide = true)]
+    ConnectionsClient,
 }
 
 #[derive(Debug, clap::Args)]
 struct Common {
     /// The targets are cluster nodes (compare: starts a cartd cluster and a Redis Cluster);
-    /// the scenarios are cluster-adds and replica-lag.
+    /// the scenarios are cluster-adds and replica-lag, and connections when named.
     #[arg(long)]
     cluster: bool,
     /// Scenarios to run (comma-separated or repeated); all when not given.
@@ -107,7 +112,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(flags.command)) {
+    let ran = match flags.command {
+        // A client process says nothing on stdout but its messages to the parent.
+        Command::ConnectionsClient => runtime
+            .block_on(scenario::connections_client::run())
+            .map(|()| true),
+        command => runtime.block_on(run(command)),
+    };
+    match ran {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
@@ -123,16 +135,10 @@ async fn run(command: Command) -> anyhow::Result<bool> {
     println!("machine: {}", machine.describe());
     let (common, outcomes, servers, all_ran) = match command {
         Command::Run { targets, common } => {
-            let scenarios = chosen(&common)?;
-            println!("settings: {}", serde_json::to_string(&common.settings)?);
-            let mut outcomes = Vec::new();
-            for scenario in &scenarios {
-                for target in &targets {
-                    outcomes.extend(run_one(*scenario, target, &common).await?);
-                }
-            }
+            let outcomes = run_targets(&targets, &common).await?;
             (common, outcomes, None, true)
         }
+        Command::ConnectionsClient => bail!("connections-client runs on its own, not here"),
         Command::Compare {
             cartd,
             redis_server,
@@ -189,6 +195,19 @@ async fn run(command: Command) -> anyhow::Result<bool> {
     Ok(all_ran)
 }
 
+/// Every chosen scenario against every target, in turn.
+async fn run_targets(targets: &[Target], common: &Common) -> anyhow::Result<Vec<Outcome>> {
+    let scenarios = chosen(common)?;
+    println!("settings: {}", serde_json::to_string(&common.settings)?);
+    let mut outcomes = Vec::new();
+    for scenario in &scenarios {
+        for target in targets {
+            outcomes.extend(run_one(*scenario, target, common).await?);
+        }
+    }
+    Ok(outcomes)
+}
+
 /// The scenarios asked for, all of the kind's when none were; cluster scenarios go with
 /// `--cluster` and only with it.
 fn chosen(common: &Common) -> anyhow::Result<Vec<Scenario>> {
@@ -202,10 +221,13 @@ fn chosen(common: &Common) -> anyhow::Result<Vec<Scenario>> {
     if let Some(wrong) = common
         .scenarios
         .iter()
-        .find(|scenario| scenario.is_cluster() != common.cluster)
+        .find(|scenario| !scenario.runs_with(common.cluster))
     {
         let (is, needs) = if common.cluster {
-            ("not a cluster scenario", "cluster-adds, replica-lag")
+            (
+                "not a cluster scenario",
+                "cluster-adds, replica-lag, connections",
+            )
         } else {
             ("a cluster scenario", "add --cluster")
         };
@@ -286,9 +308,21 @@ async fn compare_clusters(
     let mut outcomes = Vec::new();
     let mut all_ran = true;
     for scenario in chosen(common)? {
+        // The storm's share of each primary, as `compare` sizes a single server for it.
+        let clients_max = (scenario == Scenario::Connections).then(|| {
+            let share = common
+                .settings
+                .conn_count
+                .div_ceil(usize::from(shape.primaries));
+            share.max(10_000) + CLIENTS_SPARE
+        });
         for kind in [Kind::Cartd, Kind::Redis] {
             let result = async {
-                let cluster = Cluster::start(kind, shape, binaries, script, durability).await?;
+                let nodes = clusters::NodeSettings {
+                    durability,
+                    clients_max,
+                };
+                let cluster = Cluster::start(kind, shape, binaries, script, nodes).await?;
                 scenario::cluster::run(scenario, &cluster.target, &common.settings).await
             }
             .await;
@@ -320,6 +354,9 @@ fn report(
     if !ratios.is_empty() {
         println!("{}", output::ratio_table(&ratios));
     }
+    for table in output::storm_tables(&outcomes) {
+        println!("{table}");
+    }
     for outcome in outcomes
         .iter()
         .filter(|outcome| !outcome.error_samples.is_empty())
@@ -328,6 +365,9 @@ fn report(
             "errors in {} against {}, first ones: {:?}",
             outcome.scenario, outcome.target, outcome.error_samples
         );
+        if let Some(kinds) = outcome.extra.get("errors_by_kind") {
+            println!("  by kind: {kinds}");
+        }
     }
     if let Some(path) = &common.json {
         let report = Report {

@@ -84,6 +84,7 @@ fn notes(outcome: &Outcome) -> String {
         ("connected", "connected"),
         ("connect_s", "connect s"),
         ("server_bytes_per_connection", "server bytes/conn"),
+        ("client_processes", "client processes"),
         ("rate_asked_ops_s", "rate asked"),
         ("sender_lag_max_ms", "sender lag max ms"),
         ("primaries", "primaries"),
@@ -164,6 +165,126 @@ pub fn ratio_table(ratios: &[Ratio]) -> Table {
         ]);
     }
     table
+}
+
+/// The connection storms (`connections`, `cluster/connections`) cartd and Redis both ran,
+/// side by side: one table per storm, a row per figure.
+pub fn storm_tables(outcomes: &[Outcome]) -> Vec<Table> {
+    let mut tables = Vec::new();
+    for scenario in ["connections", "cluster/connections"] {
+        let find = |target: &str| {
+            outcomes
+                .iter()
+                .find(|outcome| outcome.scenario == scenario && outcome.target == target)
+        };
+        let (Some(cartd), Some(redis)) = (find("cartd"), find("redis")) else {
+            continue;
+        };
+        let mut table = Table::new();
+        table
+            .load_preset(UTF8_FULL_CONDENSED)
+            .set_header(vec![scenario, "cartd", "redis"]);
+        for (name, figure) in storm_rows(cartd, redis) {
+            table.add_row(vec![name, figure(cartd), figure(redis)]);
+        }
+        for column in 1..3 {
+            if let Some(column) = table.column_mut(column) {
+                column.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+        tables.push(table);
+    }
+    tables
+}
+
+/// A figure of a storm's outcome, as the side-by-side table shows it.
+type StormFigure = Box<dyn Fn(&Outcome) -> String>;
+
+/// The rows of a storm's side-by-side table: every figure, every error kind either had, and
+/// each node's memory per connection.
+fn storm_rows(cartd: &Outcome, redis: &Outcome) -> Vec<(String, StormFigure)> {
+    let extra = |key: &'static str| -> StormFigure {
+        Box::new(move |outcome: &Outcome| {
+            outcome
+                .extra
+                .get(key)
+                .and_then(serde_json::Value::as_f64)
+                .map_or_else(String::new, trim_number)
+        })
+    };
+    let latency = |pick: fn(&crate::record::Latency) -> f64| -> StormFigure {
+        Box::new(move |outcome: &Outcome| format!("{:.1}", pick(&outcome.latency_ms)))
+    };
+    let errors: StormFigure = Box::new(|outcome: &Outcome| outcome.errors.to_string());
+    let mut rows: Vec<(String, StormFigure)> = vec![
+        ("connections asked".into(), extra("connections_asked")),
+        ("connected".into(), extra("connected")),
+        ("client processes".into(), extra("client_processes")),
+        ("source addresses".into(), extra("source_addresses")),
+        ("time to open all, s".into(), extra("connect_s")),
+        ("errors".into(), errors),
+    ];
+    rows.extend(error_kind_rows(cartd, redis));
+    rows.extend([
+        ("p50 ms from the instant".into(), latency(|l| l.p50)),
+        ("p99 ms".into(), latency(|l| l.p99)),
+        ("p99.9 ms".into(), latency(|l| l.p999)),
+        ("max ms (last answer)".into(), latency(|l| l.max)),
+        (
+            "server bytes per connection".into(),
+            extra("server_bytes_per_connection"),
+        ),
+    ]);
+    rows.extend(node_rows(cartd, redis));
+    rows
+}
+
+/// A row per error kind either target had: how many times each had it.
+fn error_kind_rows(cartd: &Outcome, redis: &Outcome) -> Vec<(String, StormFigure)> {
+    let mut kinds: Vec<String> = [cartd, redis]
+        .iter()
+        .filter_map(|outcome| outcome.extra.get("errors_by_kind")?.as_object())
+        .flat_map(|kinds| kinds.keys().cloned())
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    let row = |kind: String| -> (String, StormFigure) {
+        let name = format!("  {kind}");
+        let figure = move |outcome: &Outcome| {
+            let kinds = outcome.extra.get("errors_by_kind");
+            let times = kinds.and_then(|kinds| kinds.get(&kind));
+            times
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+                .to_string()
+        };
+        (name, Box::new(figure) as StormFigure)
+    };
+    kinds.into_iter().map(row).collect()
+}
+
+/// A row per primary (cluster storms): its memory per connection, connections and adds.
+fn node_rows(cartd: &Outcome, redis: &Outcome) -> Vec<(String, StormFigure)> {
+    let nodes = |outcome: &Outcome| {
+        outcome
+            .extra
+            .get("nodes")
+            .and_then(serde_json::Value::as_array)
+            .map_or(0, Vec::len)
+    };
+    let row = |node: usize| -> (String, StormFigure) {
+        let name = format!("  node {} bytes/conn (conns, adds)", node + 1);
+        let figure = move |outcome: &Outcome| {
+            let Some(found) = outcome.extra.get("nodes").and_then(|nodes| nodes.get(node)) else {
+                return String::new();
+            };
+            let figure = |key: &str| found[key].as_f64().map_or_else(String::new, trim_number);
+            let (bytes, conns) = (figure("bytes_per_connection"), figure("connections"));
+            format!("{bytes} ({conns}, {})", figure("adds"))
+        };
+        (name, Box::new(figure) as StormFigure)
+    };
+    (0..nodes(cartd).max(nodes(redis))).map(row).collect()
 }
 
 /// Writes the JSON report.

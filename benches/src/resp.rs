@@ -94,6 +94,7 @@ impl Conn {
             TcpSocket::new_v6()?
         };
         if let Some(source) = source {
+            bind_address_no_port(&socket)?;
             socket.bind(SocketAddr::new(source, 0))?;
         }
         let stream = socket.connect(addr).await?;
@@ -103,6 +104,12 @@ impl Conn {
             read: BytesMut::with_capacity(READ_CHUNK_BYTES),
             out: Vec::with_capacity(READ_CHUNK_BYTES),
         })
+    }
+
+    /// Closes with a reset instead of a FIN (SO_LINGER 0), leaving no TIME_WAIT behind: a
+    /// storm's 100,000 of them would hold loopback ports for a minute after it.
+    pub fn close_now(self) -> io::Result<()> {
+        self.stream.set_zero_linger()
     }
 
     /// Sends everything in `out`.
@@ -131,6 +138,40 @@ impl Conn {
         self.flush().await?;
         self.reply().await
     }
+}
+
+/// Has Linux pick the source port at connect rather than at bind (IP_BIND_ADDRESS_NO_PORT).
+/// A port taken by bind() is one no other socket may take on any address, and bind() finds one
+/// ever more slowly as they run out: a storm of 100,000 bound connections took 150 s to open
+/// and left connect() on the whole machine without ports. Taken at connect, a port is unique
+/// per source and destination only, as for any client socket.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn bind_address_no_port(socket: &TcpSocket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: the descriptor is this socket's, open for the whole call, and the option value
+    // points to a c_int that outlives the call, its size given beside it.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&raw const on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Elsewhere the port is taken at bind.
+#[cfg(not(target_os = "linux"))]
+fn bind_address_no_port(_socket: &TcpSocket) -> io::Result<()> {
+    Ok(())
 }
 
 #[cfg(test)]

@@ -157,6 +157,9 @@ fn spawn_redis(
     command
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
         .args(["--save", "", "--appendonly", appendonly])
+        // Bound to 127.0.0.1 alone. Protected mode (Redis 7.0) takes connections from
+        // 127.0.0.1 only, not from the storm's other loopback sources (127.0.0.2, ...).
+        .args(["--protected-mode", "no"])
         .args(["--appendfsync", &durability.appendfsync])
         .args(["--maxclients", &clients_max.to_string()])
         .args(["--daemonize", "no", "--logfile", ""])

@@ -11,12 +11,12 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 
 use anyhow::{anyhow, bail, Context};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::resp::{push_command, Conn};
 
 /// Which server a target is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// cartd, native cart commands.
@@ -253,8 +253,9 @@ return version
 "#;
 }
 
-/// How operations are written for one target; for Redis it holds the scripts' SHA1s.
-#[derive(Debug, Clone)]
+/// How operations are written for one target; for Redis it holds the scripts' SHA1s (the
+/// parent of client processes hands it to them as it is).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Model {
     kind: Kind,
     shas: [String; 5],
@@ -283,6 +284,15 @@ impl Model {
             kind: target.kind,
             shas,
         })
+    }
+
+    /// A model of `kind` with no scripts loaded (unit tests).
+    #[cfg(test)]
+    pub fn for_kind(kind: Kind) -> Model {
+        Model {
+            kind,
+            shas: Default::default(),
+        }
     }
 
     /// The key whose slot a cluster routes `cart`'s operations by (both of a Redis cart's keys

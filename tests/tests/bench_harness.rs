@@ -327,6 +327,77 @@ async fn the_cluster_target_spreads_adds_over_every_primary() {
     );
 }
 
+/// The connection storm against a cluster, from several client processes: 600 connections
+/// from 2 processes over 3 primaries all open and all answered, each primary given its share
+/// (200 connections, 200 adds, 200 carts in DBSIZE) and measured by its own pid, each process
+/// from a source address of its own. A storm a primary's maxclients cannot take is refused.
+#[tokio::test]
+async fn the_cluster_connection_storm_spreads_over_processes_and_primaries() {
+    let cluster = LocalCluster::up(3, 0);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let json = dir.path().join("storm.json");
+    let seed = format!("cartd://127.0.0.1:{}", cluster.port);
+    let args = [
+        "run",
+        "--cluster",
+        "--target",
+        &seed,
+        "--scenario",
+        "connections",
+    ];
+    let output = bench(
+        &[
+            &args[..],
+            &["--conn-count", "600", "--client-processes", "2"],
+            &["--json", json.to_str().expect("a UTF-8 path")],
+        ]
+        .concat(),
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let result = read_json(&json)["results"][0].clone();
+    assert_eq!(result["scenario"], "cluster/connections");
+    assert_eq!(result["ops"], 600, "{result}");
+    assert_eq!(result["errors"], 0, "{result}");
+    let extra = &result["extra"];
+    assert_eq!(extra["connected"], 600, "{result}");
+    assert_eq!(extra["client_processes"], 2, "{result}");
+    assert_eq!(extra["source_addresses"], 2, "one source each: {result}");
+    assert_eq!(extra["primaries"], 3, "{result}");
+    assert_eq!(extra["errors_by_kind"], serde_json::json!({}), "{result}");
+    assert_eq!(
+        extra["connect_s_per_process"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert!(result["latency_ms"]["max"]
+        .as_f64()
+        .is_some_and(|max| max > 0.0));
+    let nodes = extra["nodes"].as_array().expect("a figure per primary");
+    assert_eq!(nodes.len(), 3, "{result}");
+    for (node, found) in (0..3u16).zip(nodes) {
+        assert_eq!(found["addr"], format!("127.0.0.1:{}", cluster.port + node));
+        assert_eq!(found["pid"].as_u64(), cluster.pid(node).map(u64::from));
+        assert_eq!(found["connections"], 200, "{found}");
+        assert_eq!(found["adds"], 200, "{found}");
+        assert!(found["bytes_per_connection"].as_f64().is_some(), "{found}");
+        let mut conn = cluster.conn(node).await;
+        let carts = parse_reply(&conn.call(&["DBSIZE"]).await);
+        assert_eq!(
+            carts,
+            Value::Int(200),
+            "node {node} holds its share of carts"
+        );
+    }
+    let adds = extra["adds_per_primary"]
+        .as_object()
+        .expect("adds per primary");
+    assert_eq!(adds.values().filter_map(Json::as_u64).sum::<u64>(), 600);
+
+    // 40,000 over 3 primaries is 13,334 each, past cartd's default maxclients of 10,000.
+    let output = bench(&[&args[..], &["--conn-count", "40000"]].concat());
+    assert!(!output.status.success());
+    assert!(text(&output).contains("maxclients"), "{}", text(&output));
+}
+
 /// The flash-sale quantities in shoppers `0..shoppers`'s carts, each asked of every node of a
 /// 3-primary cluster: the one serving it has it, the others answer MOVED.
 async fn flash_quantities_in(cluster: &LocalCluster, shoppers: u64) -> u64 {

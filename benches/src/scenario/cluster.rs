@@ -3,7 +3,8 @@
 //! rate, each pipeline batch optionally followed by `WAIT N 1000` on every primary it wrote to;
 //! and the replica lag: while the adds run at `--rate`, a probe adds to a cart of its own
 //! every 10 ms and times the `WAIT 1 1000` after it. The same for a cartd cluster and a
-//! Redis Cluster (the seed model's scripts, loaded on every primary).
+//! Redis Cluster (the seed model's scripts, loaded on every primary). The connection storm
+//! against a cluster is in `cluster_connections.rs`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -46,8 +47,11 @@ pub async fn run(
     match scenario {
         Scenario::ClusterAdds => Ok(vec![adds(target, &model, &map, settings).await?]),
         Scenario::ReplicaLag => replica_lag(target, &model, &map, settings).await,
+        Scenario::Connections => Ok(vec![
+            super::cluster_connections::run(target, &model, &map, settings).await?,
+        ]),
         other => bail!(
-            "{} is not a cluster scenario (with --cluster: cluster-adds, replica-lag)",
+            "{} is not a cluster scenario (with --cluster: cluster-adds, replica-lag, connections)",
             other.name()
         ),
     }

@@ -2,7 +2,9 @@
 
 pub mod closed;
 pub mod cluster;
+pub mod cluster_connections;
 pub mod connections;
+pub mod connections_client;
 pub mod open;
 pub mod pubsub;
 pub mod workloads;
@@ -55,12 +57,18 @@ impl Scenario {
         Scenario::Pubsub,
     ];
 
-    /// The cluster scenarios, in the order `--cluster` runs them.
+    /// The cluster scenarios, in the order `--cluster` runs them when none are named.
+    /// `connections` runs against a cluster too, when named: its default of 100,000
+    /// connections needs six primaries or more on a machine of 20,000 open files a process.
     pub const CLUSTER: [Scenario; 2] = [Scenario::ClusterAdds, Scenario::ReplicaLag];
 
-    /// Whether the scenario runs against a cluster (and only with `--cluster`).
-    pub fn is_cluster(self) -> bool {
-        Scenario::CLUSTER.contains(&self)
+    /// Whether the scenario runs with `--cluster` (`cluster` true) or without it.
+    pub fn runs_with(self, cluster: bool) -> bool {
+        match self {
+            Scenario::Connections => true,
+            Scenario::ClusterAdds | Scenario::ReplicaLag => cluster,
+            _ => !cluster,
+        }
     }
 
     /// As on the command line.
@@ -129,9 +137,14 @@ pub struct Settings {
     /// Connections the connections scenario opens.
     #[arg(long, default_value_t = 100_000)]
     pub conn_count: usize,
-    /// Loopback source addresses the connections are spread over (0: enough of them).
+    /// Loopback source addresses the connections are spread over (0: enough of them); with
+    /// --cluster, over all client processes, each given addresses of its own.
     #[arg(long, default_value_t = 0)]
     pub conn_sources: usize,
+    /// With --cluster, the connections scenario: client processes the connections are opened
+    /// from, each under its own open-file limit (0: as few as hold them).
+    #[arg(long, default_value_t = 0)]
+    pub client_processes: usize,
     /// Logins in the merge storm.
     #[arg(long, default_value_t = 50_000)]
     pub logins: u64,
@@ -156,6 +169,15 @@ impl Settings {
     fn duration(&self) -> Duration {
         Duration::from_secs_f64(self.duration_s.max(0.1))
     }
+}
+
+/// A tally (error kind -> times) as a JSON object.
+pub fn tally_json(tally: &std::collections::BTreeMap<String, u64>) -> serde_json::Value {
+    tally
+        .iter()
+        .map(|(kind, times)| (kind.clone(), serde_json::Value::from(*times)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// Connections and pipeline depth of the bulk loads (memory, merge-storm set-up).
@@ -191,6 +213,9 @@ pub async fn run(
         }
         Scenario::FlashSale => flash_sale(target, &model, settings).await,
         Scenario::Connections => {
+            if settings.client_processes > 1 {
+                bail!("--client-processes spreads the connections scenario over a cluster: add --cluster");
+            }
             let progress = Progress::start(
                 &label("connections"),
                 Span::Count(settings.conn_count as u64),
@@ -210,7 +235,8 @@ pub async fn run(
                 .with(
                     "server_bytes_per_connection",
                     stats.rss_per_connection_bytes.round(),
-                );
+                )
+                .with("errors_by_kind", tally_json(&stats.errors_by_kind));
             Ok(vec![outcome])
         }
         Scenario::MergeStorm => merge_storm(target, &model, settings).await,
