@@ -11,6 +11,9 @@ use crate::layout::Layout;
 /// The current layout.
 pub struct Topology {
     current: ArcSwap<Layout>,
+    /// Held by [`Topology::update`]: changes made from different tasks (a failover, a slot
+    /// move) each start from the other's result.
+    writer: std::sync::Mutex<()>,
 }
 
 impl Topology {
@@ -18,6 +21,7 @@ impl Topology {
     pub fn new(layout: Layout) -> Topology {
         Topology {
             current: ArcSwap::from_pointee(layout),
+            writer: std::sync::Mutex::new(()),
         }
     }
 
@@ -31,8 +35,20 @@ impl Topology {
         self.current.load_full()
     }
 
-    /// Puts `layout` in force.
-    pub fn replace(&self, layout: Layout) {
-        self.current.store(Arc::new(layout));
+    /// Puts in force what `change` makes of the layout in force (nothing when it gives
+    /// `None`), with no other change in between; whether it changed.
+    pub fn update(&self, change: impl FnOnce(&Layout) -> Option<Layout>) -> bool {
+        let _writing = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = self.current.load_full();
+        match change(&current) {
+            Some(next) => {
+                self.current.store(Arc::new(next));
+                true
+            }
+            None => false,
+        }
     }
 }

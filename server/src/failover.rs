@@ -243,7 +243,7 @@ pub async fn settle_role(server: &Arc<Server>, pool: &PgPool) -> Result<(), Star
         match settled.await {
             Ok((leases, moves)) => {
                 apply_leases(server, &leases, false);
-                crate::migration::apply_moves(server, &moves);
+                crate::migration::apply_recorded_moves(server, &moves);
                 let layout = topology.get();
                 if layout.myself().replica_of.is_none() {
                     failover.granted(sent_at);
@@ -285,7 +285,16 @@ fn apply_leases(server: &Server, leases: &[Lease], running: bool) -> bool {
     let Some(topology) = &server.cluster else {
         return false;
     };
-    let mut layout = (*topology.get()).clone();
+    topology.update(|current| leased_layout(current, leases, running))
+}
+
+/// `current` with every lease's holder as its group's primary, if that changes anything.
+fn leased_layout(
+    current: &cluster::Layout,
+    leases: &[Lease],
+    running: bool,
+) -> Option<cluster::Layout> {
+    let mut layout = current.clone();
     let mut changed = false;
     for lease in leases {
         let (Some(group), Some(holder)) = (
@@ -317,10 +326,7 @@ fn apply_leases(server: &Server, leases: &[Lease], running: bool) -> bool {
         layout = next;
         changed = true;
     }
-    if changed {
-        topology.replace(layout);
-    }
-    changed
+    changed.then_some(layout)
 }
 
 /// The failover job of a cluster node with PostgreSQL: see the module notes.
@@ -605,7 +611,7 @@ async fn step(server: &Arc<Server>) -> Result<Duration, String> {
     }
     apply_leases(server, &leases, true);
     let moves = timed(failover, lease::slot_moves(&pool)).await?;
-    crate::migration::apply_moves(server, &moves);
+    crate::migration::apply_recorded_moves(server, &moves);
     let layout = topology.get();
     failover
         .term
@@ -717,11 +723,7 @@ async fn promote(server: &Arc<Server>, pool: &PgPool, takeover: TakeOver, fork: 
     }
     replication.set_previous(Some(previous));
     replication.set_id(id);
-    let layout = topology.get();
-    let promoted = layout
-        .with_primary(layout.myself().group, layout.me, takeover.term)
-        .expect("a node is a member of its own group");
-    topology.replace(promoted);
+    topology.update(|layout| layout.with_primary(layout.myself().group, layout.me, takeover.term));
     failover.term.store(takeover.term, Ordering::Release);
     let (checkpoint_term, checkpoint_lsn) = takeover.checkpoint;
     let mut report = PromotionReport {

@@ -37,6 +37,9 @@ pub struct Slots {
     any_open: AtomicBool,
     /// Without PostgreSQL: every move this node was told of (slot → shard group name).
     recorded: Mutex<BTreeMap<u16, String>>,
+    /// With PostgreSQL: the term of each slot's move this node has put in its layout. A
+    /// move read from PostgreSQL before a later one was made here must not undo it.
+    applied: Mutex<HashMap<u16, u64>>,
 }
 
 /// The file of moves a node without PostgreSQL keeps.
@@ -185,8 +188,13 @@ async fn set_slot(server: &Server, slot: u16, action: SetSlot) -> Result<Reply, 
                 )));
             }
             let group = layout.nodes[node].group;
-            record_move(server, slot, layout.group_name(group)).await?;
-            move_slots(server, &[(slot, group)]);
+            let term = record_move(server, slot, layout.group_name(group)).await?;
+            {
+                let mut applied = server.slots.applied.lock();
+                let known = applied.entry(slot).or_insert(0);
+                *known = (*known).max(term);
+                move_slots(server, &[(slot, group)]);
+            }
             server.slots.set(slot, None);
         }
     }
@@ -228,20 +236,16 @@ async fn raise_term_for_import(server: &Server) -> Result<(), CommandError> {
         }
     };
     server.failover.set_term(term);
-    if let Some(raised) = layout.with_primary(layout.myself().group, layout.me, term) {
-        server
-            .cluster
-            .as_ref()
-            .expect("cluster mode")
-            .replace(raised);
-    }
+    let topology = server.cluster.as_ref().expect("cluster mode");
+    topology.update(|layout| layout.with_primary(layout.myself().group, layout.me, term));
     postgres.start_sink(server, term, true);
     info!(term, "this group's term is raised for a slot it imports");
     Ok(())
 }
 
-/// Records that `group` serves `slot`: in PostgreSQL, or in this node's `slot-moves`.
-async fn record_move(server: &Server, slot: u16, group: &str) -> Result<(), CommandError> {
+/// Records that `group` serves `slot`: in PostgreSQL (the move's term), or in this node's
+/// `slot-moves` (term 0).
+async fn record_move(server: &Server, slot: u16, group: &str) -> Result<u64, CommandError> {
     if let Some(postgres) = server.durable().postgres.as_ref() {
         return persistence::sink::lease::record_slot_move(postgres.pool(), slot, group)
             .await
@@ -265,7 +269,8 @@ async fn record_move(server: &Server, slot: u16, group: &str) -> Result<(), Comm
             "cannot record the move in {}: {error}",
             path.display()
         ))
-    })
+    })?;
+    Ok(0)
 }
 
 fn write_whole(path: &std::path::Path, text: &str) -> std::io::Result<()> {
@@ -284,17 +289,14 @@ pub fn move_slots(server: &Server, moves: &[(u16, usize)]) -> bool {
     let Some(topology) = &server.cluster else {
         return false;
     };
-    let layout = topology.get();
-    let changed: Vec<(u16, usize)> = moves
-        .iter()
-        .copied()
-        .filter(|&(slot, group)| layout.group_of_slot(slot) != Some(group))
-        .collect();
-    if changed.is_empty() {
-        return false;
-    }
-    topology.replace(layout.with_slot_groups(&changed));
-    true
+    topology.update(|layout| {
+        let changed: Vec<(u16, usize)> = moves
+            .iter()
+            .copied()
+            .filter(|&(slot, group)| layout.group_of_slot(slot) != Some(group))
+            .collect();
+        (!changed.is_empty()).then(|| layout.with_slot_groups(&changed))
+    })
 }
 
 /// Puts recorded moves (slot, group name) in the layout; names no group knows are skipped.
@@ -307,6 +309,22 @@ pub fn apply_moves(server: &Server, moves: &[(u16, String)]) -> bool {
         .filter_map(|(slot, group)| Some((*slot, layout.group_named(group)?)))
         .collect();
     move_slots(server, &moves)
+}
+
+/// Puts PostgreSQL's moves in the layout, each only if it is later than the move of its slot
+/// this node has (a SETSLOT NODE made here while the rows were read stays).
+pub fn apply_recorded_moves(server: &Server, moves: &[persistence::sink::lease::SlotMove]) -> bool {
+    let mut applied = server.slots.applied.lock();
+    let newer: Vec<(u16, String)> = moves
+        .iter()
+        .filter(|(slot, _, term)| applied.get(slot).is_none_or(|known| term > known))
+        .map(|(slot, group, _)| (*slot, group.clone()))
+        .collect();
+    for (slot, _, term) in moves {
+        let known = applied.entry(*slot).or_insert(0);
+        *known = (*known).max(*term);
+    }
+    apply_moves(server, &newer)
 }
 
 /// At the start of a node without PostgreSQL: the moves it recorded.

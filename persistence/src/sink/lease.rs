@@ -278,34 +278,42 @@ pub async fn adopt_checkpoint(pool: &PgPool, group: &str, term: u64) -> Result<u
     Ok(super::checkpoint_at(pool, group).await?.0)
 }
 
-/// The slots recorded as moved (resharding): each slot and the shard group serving it.
-pub async fn slot_moves(pool: &PgPool) -> Result<Vec<(u16, String)>, SinkError> {
-    let rows: Vec<(i32, String)> =
-        sqlx::query_as("SELECT slot, shard_group FROM cluster_slots ORDER BY slot")
+/// One recorded slot move: the slot, the shard group serving it, the term it was recorded
+/// under (a later move of the slot has a higher one).
+pub type SlotMove = (u16, String, u64);
+
+/// The slots recorded as moved (resharding).
+pub async fn slot_moves(pool: &PgPool) -> Result<Vec<SlotMove>, SinkError> {
+    let rows: Vec<(i32, String, i64)> =
+        sqlx::query_as("SELECT slot, shard_group, term FROM cluster_slots ORDER BY slot")
             .fetch_all(pool)
             .await
             .map_err(SinkError::query("reading the moved slots"))?;
     Ok(rows
         .into_iter()
-        .filter_map(|(slot, group)| Some((u16::try_from(slot).ok()?, group)))
+        .filter_map(|(slot, group, term)| {
+            Some((u16::try_from(slot).ok()?, group, lsn_from_db(term)))
+        })
         .collect())
 }
 
-/// Records that shard group `group` serves `slot` from now on.
-pub async fn record_slot_move(pool: &PgPool, slot: u16, group: &str) -> Result<(), SinkError> {
-    sqlx::query(
+/// Records that shard group `group` serves `slot` from now on; the move's term.
+pub async fn record_slot_move(pool: &PgPool, slot: u16, group: &str) -> Result<u64, SinkError> {
+    let term: i64 = sqlx::query_scalar(
         "INSERT INTO cluster_slots (slot, shard_group, term, updated_at) \
          VALUES ($1, $2, nextval('cluster_terms'), now()) \
          ON CONFLICT (slot) DO UPDATE SET shard_group = excluded.shard_group, \
-             term = excluded.term, updated_at = now() \
-         WHERE cluster_slots.shard_group <> excluded.shard_group",
+             term = CASE WHEN cluster_slots.shard_group = excluded.shard_group \
+                 THEN cluster_slots.term ELSE excluded.term END, \
+             updated_at = now() \
+         RETURNING term",
     )
     .bind(i32::from(slot))
     .bind(group)
-    .execute(pool)
+    .fetch_one(pool)
     .await
     .map_err(SinkError::query("recording a moved slot"))?;
-    Ok(())
+    Ok(lsn_from_db(term))
 }
 
 /// Gives `holder`'s lease of `group` (at `term`) a new, higher term, its checkpoint moving to
