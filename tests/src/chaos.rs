@@ -157,6 +157,11 @@ impl ChaosCluster {
         }
     }
 
+    /// The proxy between `node` and PostgreSQL (to cut that node alone off).
+    pub fn proxy(&self, node: u16) -> &TcpProxy {
+        &self.proxies[usize::from(node)]
+    }
+
     /// Lets every node reach PostgreSQL again.
     pub fn mend_postgres(&self) {
         for proxy in &self.proxies {
