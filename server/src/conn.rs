@@ -343,7 +343,10 @@ impl Connection {
     /// WAIT), and the log's writer told.
     fn take_appended(&mut self) -> Lsn {
         let appended = crate::store::take_appended_lsn();
-        if appended > 0 {
+        // A TTL renewal makes no reply wait, but it is written with the batch all the same
+        // (left queued, it waited for the next write: replicas and PostgreSQL missed it).
+        let touched = crate::store::take_touched();
+        if appended > 0 || touched {
             self.session.last_write_lsn = self.session.last_write_lsn.max(appended);
             if let Some(durability) = self.server.durability.get() {
                 durability.wal.write_queued();

@@ -242,26 +242,7 @@ pub async fn settle_role(server: &Arc<Server>, pool: &PgPool) -> Result<(), Star
         };
         match settled.await {
             Ok((leases, moves)) => {
-                apply_leases(server, &leases, false);
-                crate::migration::apply_recorded_moves(server, &moves);
-                let layout = topology.get();
-                if layout.myself().replica_of.is_none() {
-                    failover.granted(sent_at);
-                }
-                failover
-                    .term
-                    .store(layout.myself().epoch, Ordering::Release);
-                failover.leased.store(true, Ordering::Release);
-                let role = match layout.myself().replica_of {
-                    None => "primary".to_owned(),
-                    Some(primary) => format!("replica of {}", layout.nodes[primary].id),
-                };
-                info!(
-                    group = %group_name,
-                    term = layout.myself().epoch,
-                    %role,
-                    "the shard groups' leases are read"
-                );
+                take_role(server, &leases, &moves, sent_at);
                 return Ok(());
             }
             Err(error) => {
@@ -276,6 +257,33 @@ pub async fn settle_role(server: &Arc<Server>, pool: &PgPool) -> Result<(), Star
             }
         }
     }
+}
+
+/// At the start, once PostgreSQL answered: the layout from the leases and moved slots, this
+/// node's role and term from it (a primary's lease granted from `sent_at`).
+fn take_role(server: &Server, leases: &[Lease], moves: &[lease::SlotMove], sent_at: u64) {
+    let failover = &server.failover;
+    apply_leases(server, leases, false);
+    crate::migration::apply_recorded_moves(server, moves);
+    let layout = server.layout().expect("cluster mode");
+    if layout.myself().replica_of.is_none() {
+        failover.granted(sent_at);
+        record_history_term(&server.config.server.data_dir, layout.myself().epoch);
+    }
+    failover
+        .term
+        .store(layout.myself().epoch, Ordering::Release);
+    failover.leased.store(true, Ordering::Release);
+    let role = match layout.myself().replica_of {
+        None => "primary".to_owned(),
+        Some(primary) => format!("replica of {}", layout.nodes[primary].id),
+    };
+    info!(
+        group = layout.group_name(layout.myself().group),
+        term = layout.myself().epoch,
+        %role,
+        "the shard groups' leases are read"
+    );
 }
 
 /// Puts every lease's holder in the layout as its group's primary; whether anything changed.
@@ -511,7 +519,8 @@ async fn take_over_now(
     let wal = server.durable().wal.clone();
     let fork = wal.last_lsn();
     let sent_at = failover.clock_ms();
-    let taken = lease::take_over(pool, group, me, lease.term, true, lease_ms, fork);
+    let shared = shared_lsn(server, &lease, fork);
+    let taken = lease::take_over(pool, group, me, lease.term, true, lease_ms, shared);
     match timed(failover, taken).await {
         Ok(Some(takeover)) => {
             // The old primary may take writes until the lease it last renewed (before this
@@ -519,7 +528,7 @@ async fn take_over_now(
             failover
                 .hold_until
                 .store(failover.clock_ms() + lease_ms, Ordering::Release);
-            promote(server, pool, takeover, fork, sent_at).await;
+            promote(server, pool, takeover, (fork, shared), sent_at).await;
             Ok(())
         }
         other => {
@@ -551,7 +560,7 @@ async fn promote_from_lease(
         term: lease.term,
         checkpoint: (0, 0),
     };
-    promote(server, pool, takeover, fork, sent_at).await;
+    promote(server, pool, takeover, (fork, fork), sent_at).await;
     Ok(())
 }
 
@@ -618,6 +627,9 @@ async fn step(server: &Arc<Server>) -> Result<Duration, String> {
         .store(layout.myself().epoch, Ordering::Release);
     match leases.iter().find(|lease| lease.group == group_name) {
         Some(lease) if layout.myself().replica_of.is_some() => {
+            if server.replication.link.up.load(Ordering::Acquire) {
+                follow_history(server, lease.term);
+            }
             replica_step(server, &pool, &layout, lease).await
         }
         _ => Ok(Duration::MAX),
@@ -685,12 +697,13 @@ async fn take_over(server: &Arc<Server>, pool: &PgPool, lease: &Lease) -> Result
     server.replication.stop_following().await;
     let wal = server.durable().wal.clone();
     let fork = wal.last_lsn();
+    let shared = shared_lsn(server, lease, fork);
     let sent_at = failover.clock_ms();
     let lease_ms = server.config.cluster.lease_ms;
-    let taken = lease::take_over(pool, &lease.group, &me, lease.term, false, lease_ms, fork);
+    let taken = lease::take_over(pool, &lease.group, &me, lease.term, false, lease_ms, shared);
     match timed(failover, taken).await {
         Ok(Some(takeover)) => {
-            promote(server, pool, takeover, fork, sent_at).await;
+            promote(server, pool, takeover, (fork, shared), sent_at).await;
             Ok(())
         }
         Ok(None) => {
@@ -706,10 +719,17 @@ async fn take_over(server: &Arc<Server>, pool: &PgPool, lease: &Lease) -> Result
 }
 
 /// Turns this replica into its group's primary at `takeover`'s term: a new history (forked
-/// from the old one after `fork`), the layout, the carts of the lag window from PostgreSQL,
+/// from the old one after `fork`), the layout, the carts of the lag window from PostgreSQL
+/// (those streamed past `shared`, where this log and PostgreSQL's history last agree),
 /// deadlines and gift card holds, then writes, the sink under the new term and the primary's
 /// jobs.
-async fn promote(server: &Arc<Server>, pool: &PgPool, takeover: TakeOver, fork: Lsn, sent_at: u64) {
+async fn promote(
+    server: &Arc<Server>,
+    pool: &PgPool,
+    takeover: TakeOver,
+    (fork, shared): (Lsn, Lsn),
+    sent_at: u64,
+) {
     let started = Instant::now();
     let failover = &server.failover;
     let topology = server.cluster.as_ref().expect("cluster mode");
@@ -723,6 +743,7 @@ async fn promote(server: &Arc<Server>, pool: &PgPool, takeover: TakeOver, fork: 
     }
     replication.set_previous(Some(previous));
     replication.set_id(id);
+    record_history_term(data_dir, takeover.term);
     topology.update(|layout| layout.with_primary(layout.myself().group, layout.me, takeover.term));
     failover.term.store(takeover.term, Ordering::Release);
     let (checkpoint_term, checkpoint_lsn) = takeover.checkpoint;
@@ -731,8 +752,8 @@ async fn promote(server: &Arc<Server>, pool: &PgPool, takeover: TakeOver, fork: 
         fork_lsn: fork,
         ..PromotionReport::default()
     };
-    if checkpoint_lsn > fork {
-        report.reloaded_carts = reload_lag_window(server, pool, checkpoint_term, fork).await;
+    if checkpoint_lsn > shared {
+        report.reloaded_carts = reload_lag_window(server, pool, checkpoint_term, shared).await;
     }
     let store_server = server.clone();
     let prepared =
@@ -834,4 +855,49 @@ fn failsafe(server: &Server) {
     {
         warn!("PostgreSQL cannot be reached: writes go on while every replica confirms (failsafe)");
     }
+}
+
+/// Where this node's log (ending at `fork`) and the history of `lease`'s term last agree: its
+/// end if it followed that lease's holder (or held it); for one back after that holder died,
+/// with the history of the term before, only up to where that term began (PostgreSQL's rows
+/// past it are the other's).
+fn shared_lsn(server: &Server, lease: &Lease, fork: Lsn) -> Lsn {
+    let followed =
+        history_term(&server.config.server.data_dir).is_none_or(|term| term == lease.term);
+    if followed {
+        fork
+    } else {
+        fork.min(lease.since_lsn)
+    }
+}
+
+/// The file in the data directory naming the term whose history this node's log follows.
+const HISTORY_TERM_FILE: &str = "history-term";
+
+/// Records that this node's log follows the history of `term`: its own lease's (a primary),
+/// or its primary's lease's once the replication link is made (and while it is up). A
+/// failure is logged: a node without the file takes over as before, trusting its log to be
+/// the lapsed lease's history.
+pub fn record_history_term(data_dir: &std::path::Path, term: u64) {
+    let path = data_dir.join(HISTORY_TERM_FILE);
+    let temporary = path.with_extension("new");
+    let written = std::fs::write(&temporary, format!("{term}\n"))
+        .and_then(|()| std::fs::rename(&temporary, &path));
+    if let Err(error) = written {
+        warn!(%error, term, "cannot record the term of this node's history");
+    }
+}
+
+/// A replica whose link is up follows its primary's history, `term`'s.
+fn follow_history(server: &Server, term: u64) {
+    let data_dir = &server.config.server.data_dir;
+    if history_term(data_dir) != Some(term) {
+        record_history_term(data_dir, term);
+    }
+}
+
+/// The term whose history this node's log follows, if recorded.
+fn history_term(data_dir: &std::path::Path) -> Option<u64> {
+    let text = std::fs::read_to_string(data_dir.join(HISTORY_TERM_FILE)).ok()?;
+    text.trim().parse().ok()
 }

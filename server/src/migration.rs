@@ -236,6 +236,7 @@ async fn raise_term_for_import(server: &Server) -> Result<(), CommandError> {
         }
     };
     server.failover.set_term(term);
+    crate::failover::record_history_term(&server.config.server.data_dir, term);
     let topology = server.cluster.as_ref().expect("cluster mode");
     topology.update(|layout| layout.with_primary(layout.myself().group, layout.me, term));
     postgres.start_sink(server, term, true);

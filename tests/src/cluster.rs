@@ -170,6 +170,13 @@ impl LocalCluster {
     /// Starts node `node` again on its configuration and data (after [`LocalCluster::kill9`])
     /// and waits until it answers PING.
     pub fn restart(&self, node: u16) {
+        self.spawn(node);
+        self.wait_ready(node);
+    }
+
+    /// Starts node `node` again on its configuration and data, not waiting for it: a node
+    /// whose primary is down too may answer only once that one is back.
+    pub fn spawn(&self, node: u16) {
         let dir = self.node_dir(node);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -188,7 +195,6 @@ impl LocalCluster {
         std::fs::write(dir.join("pid"), child.id().to_string()).expect("write the pid");
         // The child is reaped by `down` (by pid) or at the test's end; not waited for here.
         std::mem::forget(child);
-        self.wait_ready(node);
     }
 
     /// Waits until node `node` answers PING (30 s at most).

@@ -10,6 +10,7 @@
 //! - [`mod@view`]: cart views as JSON and as the typed [`CartView`], from RESP2 or RESP3.
 //! - [`cli`]: [`redis_cli`], running `redis-cli` against cartd.
 //! - [`cluster`]: [`cluster::LocalCluster`], a local cluster by `scripts/cluster`.
+//! - [`chaos`]: [`chaos::ChaosCluster`], faults under a write load, and the checks after them.
 //! - [`exporter`]: [`Exporter`], the Prometheus exporter scraping cartd.
 //! - [`cart`]: shorthand for the cart-command suites ([`w`], [`mutate`], [`cart_add`], [`lines`]).
 //! - [`mod@info`]: [`fn@info`] and the `name:value` fields of its text.
@@ -27,6 +28,7 @@
 use std::time::Duration;
 
 pub mod cart;
+pub mod chaos;
 pub mod cli;
 pub mod client;
 pub mod cluster;

@@ -267,3 +267,39 @@ async fn many_carts_in_one_shard_all_expire_actively() {
     let config = format!("[server]\nshards = 1\n{TTL_CONFIG}");
     many_guest_carts_expire(&config, 10_000).await;
 }
+
+/// A TTL renewal a read logs is written with that read's batch, not left queued until some
+/// later write (replicas and PostgreSQL would not see it, and a crash would lose it).
+/// Before (080cc7c, 871683c) `wal_written_lsn` stayed behind `wal_last_lsn` until the next
+/// write or the once-a-second sync.
+#[tokio::test]
+async fn a_logged_ttl_renewal_is_written_without_waiting_for_a_write() {
+    let cartd = Cartd::start_async(
+        "[carts]\nguest_ttl_s = 10\nuser_ttl_s = 10\n[persistence]\nappendfsync = \"everysec\"\n",
+    )
+    .await;
+    let mut conn = connect(&cartd).await;
+    create(&mut conn, "cart:touched").await;
+    // Each read past one touch step (1% of the TTL, 100 ms) after the last logs a renewal.
+    for _ in 0..2 {
+        sleep(Duration::from_millis(300)).await;
+        let _: Value = redis::cmd("CART.GET")
+            .arg("cart:touched")
+            .query_async(&mut conn)
+            .await
+            .expect("CART.GET");
+    }
+    // Written with the read's batch, before its reply: the next request sees it written.
+    let text: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO");
+    let field = |name: &str| cartd_tests::info::info_number(&text, name);
+    let (last, written) = (field("wal_last_lsn"), field("wal_written_lsn"));
+    assert_eq!(last, 3, "an add and two renewals");
+    assert_eq!(
+        written, last,
+        "the renewals are written with their reads' batches"
+    );
+}

@@ -163,6 +163,11 @@ async fn link(server: &Arc<Server>, full: bool) -> Result<Ended, LinkError> {
     let answer = handshake(server, &mut stream, &mut input, &id, lsn).await?;
     let link = &server.replication.link;
     link.connects.fetch_add(1, Ordering::Relaxed);
+    // This log follows the primary's history from here on (after a snapshot, once installed):
+    // its lease's term, which the layout has as its epoch once the leases are read (0 before).
+    if primary.epoch > 0 {
+        crate::failover::record_history_term(&server.config.server.data_dir, primary.epoch);
+    }
     match answer {
         Psync::FullResync { id, lsn, fork } => {
             link.syncing.store(true, Ordering::Release);

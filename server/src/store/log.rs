@@ -21,6 +21,14 @@ thread_local! {
     static APPENDED: Cell<Lsn> = const { Cell::new(0) };
     /// This thread's appends are written by the caller of [`deferring_writes`] afterwards.
     static DEFERRING: Cell<bool> = const { Cell::new(false) };
+    /// This thread appended a TTL renewal (not in [`APPENDED`]: no reply waits for it), which
+    /// the caller of [`deferring_writes`] must still have written.
+    static TOUCHED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread appended a TTL renewal since the last call; resets it.
+pub fn take_touched() -> bool {
+    TOUCHED.replace(false)
 }
 
 /// Runs `run` with the log records it appends left for this thread to write once it is done
@@ -188,6 +196,7 @@ impl Store {
         let appended = APPENDED.get();
         self.log_cart(key, Some(before), cart, None, None, now_ms);
         APPENDED.set(appended);
+        TOUCHED.set(true);
     }
 
     /// Logs that the cart under `key` (last at `version`) is gone.

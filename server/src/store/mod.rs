@@ -45,7 +45,7 @@ use crate::pricing::{GiftCards, Promotions};
 pub use checkout::new_token;
 pub use gift_cards::{CardOwners, HeldElsewhere, HoldAsks};
 pub use introspection::{CartFootprint, TtlSample};
-pub use log::{bare_event, deferring_writes, event, take_appended_lsn};
+pub use log::{bare_event, deferring_writes, event, take_appended_lsn, take_touched};
 pub use merge::{GuestFrom, Handed};
 use persistence::{Event, EventKind, GuardKind, GuardRef, TombstoneReason, Wal};
 use shard::Shard;
