@@ -193,7 +193,7 @@ async fn link_postgres(server: &Arc<Server>) -> Result<(Option<PostgresLink>, bo
     };
     let leased = server.cluster.is_some() && postgres.is_some();
     if let (true, Some(postgres)) = (leased, &postgres) {
-        crate::failover::settle_role(server, postgres.pool()).await?;
+        crate::failover::settle_role(server, postgres.lease_pool()).await?;
     }
     Ok((postgres, leased))
 }

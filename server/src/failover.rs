@@ -379,7 +379,7 @@ fn pool_of(server: &Server) -> Result<PgPool, String> {
         .durability
         .get()
         .and_then(|durability| durability.postgres.as_ref())
-        .map(|postgres| postgres.pool().clone())
+        .map(|postgres| postgres.lease_pool().clone())
         .ok_or_else(|| "no link to PostgreSQL".to_owned())
 }
 
@@ -574,7 +574,7 @@ async fn step(server: &Arc<Server>) -> Result<Duration, String> {
     let Some(pool) = durability
         .postgres
         .as_ref()
-        .map(|postgres| postgres.pool().clone())
+        .map(|postgres| postgres.lease_pool().clone())
     else {
         return Ok(Duration::MAX);
     };

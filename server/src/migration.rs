@@ -220,10 +220,14 @@ async fn raise_term_for_import(server: &Server) -> Result<(), CommandError> {
         )
     };
     postgres.stop_sink().await;
-    let raised =
-        persistence::sink::lease::raise_term(postgres.pool(), &group, &me, server.failover.term())
-            .await
-            .map_err(|error| error.to_string());
+    let raised = persistence::sink::lease::raise_term(
+        postgres.lease_pool(),
+        &group,
+        &me,
+        server.failover.term(),
+    )
+    .await
+    .map_err(|error| error.to_string());
     let term = match raised {
         Ok(Some(term)) => term,
         Ok(None) => {
@@ -248,7 +252,7 @@ async fn raise_term_for_import(server: &Server) -> Result<(), CommandError> {
 /// `slot-moves` (term 0).
 async fn record_move(server: &Server, slot: u16, group: &str) -> Result<u64, CommandError> {
     if let Some(postgres) = server.durable().postgres.as_ref() {
-        return persistence::sink::lease::record_slot_move(postgres.pool(), slot, group)
+        return persistence::sink::lease::record_slot_move(postgres.lease_pool(), slot, group)
             .await
             .map_err(|error| {
                 CommandError::new(

@@ -23,12 +23,18 @@ use crate::info::line;
 use crate::server::{now_ms, Server};
 use crate::store::Store;
 
+/// Connections of the failover job's own pool.
+const LEASE_CONNECTIONS: u32 = 2;
+
 /// Longest wait between two connection attempts at start.
 const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// A running link to PostgreSQL.
 pub struct PostgresLink {
     pool: PgPool,
+    /// The failover job's own connections (leases, moved slots): a renewal never waits behind
+    /// a big sink transaction for one of `pool`'s.
+    lease_pool: PgPool,
     config: PostgresConfig,
     codec: Arc<CartRows>,
     sink: Mutex<Option<SinkHandle>>,
@@ -54,8 +60,11 @@ impl PostgresLink {
             }
         };
         info!("connected to PostgreSQL; migrations applied");
+        let lease_pool = sink::connect_lazy_with(url, LEASE_CONNECTIONS)
+            .map_err(|error| StartError::Postgres(error.to_string()))?;
         Ok(PostgresLink {
             pool,
+            lease_pool,
             config: config.clone(),
             codec: Arc::new(CartRows {
                 user_key_prefix: "cart:".into(),
@@ -129,9 +138,10 @@ impl PostgresLink {
         Ok((loaded, reference.len() as u64))
     }
 
-    /// The pool, for the failover job's leases.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// The pool of the failover job's statements (leases, moved slots, the lag window), apart
+    /// from the sink's.
+    pub fn lease_pool(&self) -> &PgPool {
+        &self.lease_pool
     }
 
     /// Whether the sink runs (a primary's; a replica's primary streams its log).

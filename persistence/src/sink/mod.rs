@@ -226,6 +226,15 @@ pub fn connect_lazy(url: &str) -> Result<PgPool, SinkError> {
     pool_options().connect_lazy(url).map_err(SinkError::Connect)
 }
 
+/// A pool of at most `connections` for `url` that connects on first use, for statements that
+/// must not queue behind the sink's (the leases').
+pub fn connect_lazy_with(url: &str, connections: u32) -> Result<PgPool, SinkError> {
+    pool_options()
+        .max_connections(connections)
+        .connect_lazy(url)
+        .map_err(SinkError::Connect)
+}
+
 /// Connects to `url` with a small pool and applies the migrations.
 pub async fn connect(url: &str) -> Result<PgPool, SinkError> {
     let pool = pool_options()
