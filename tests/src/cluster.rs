@@ -25,16 +25,19 @@ pub fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster")
 }
 
-/// A first port with `count` free ports after it on 127.0.0.1.
+/// The lowest port [`free_ports`] gives, and one past the highest: below the kernel's
+/// ephemeral range (32768-60999 by default), so a client's outgoing connection (the suite
+/// runs tests in parallel) never takes one between the check and a node's bind.
+const CLUSTER_PORTS: std::ops::Range<u16> = 20_000..32_700;
+
+/// A first port with `count` free ports after it on 127.0.0.1, picked at random in
+/// [`CLUSTER_PORTS`].
 pub fn free_ports(count: u16) -> u16 {
-    for _ in 0..200 {
-        let base = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        if base > 60_000 {
-            continue;
-        }
+    use std::hash::{BuildHasher, RandomState};
+    let span = u64::from(CLUSTER_PORTS.end - CLUSTER_PORTS.start - count);
+    for attempt in 0..400u32 {
+        let random = RandomState::new().hash_one((std::time::SystemTime::now(), attempt));
+        let base = CLUSTER_PORTS.start + u16::try_from(random % span).expect("within the span");
         if (0..count).all(|offset| TcpListener::bind(("127.0.0.1", base + offset)).is_ok()) {
             return base;
         }
@@ -76,6 +79,26 @@ impl LocalCluster {
         each: &[(u16, String)],
         password: Option<&str>,
     ) -> LocalCluster {
+        // Another test may bind a port between the check and a node's bind: once more, on
+        // other ports (the script stops the nodes it started when one fails).
+        let mut last = String::new();
+        for _ in 0..3 {
+            match LocalCluster::try_start(primaries, replicas, extra, each, password) {
+                Ok(cluster) => return cluster,
+                Err(output) if output.contains("Address already in use") => last = output,
+                Err(output) => panic!("scripts/cluster up failed: {output}"),
+            }
+        }
+        panic!("scripts/cluster up failed three times on taken ports: {last}");
+    }
+
+    fn try_start(
+        primaries: u16,
+        replicas: u16,
+        extra: &str,
+        each: &[(u16, String)],
+        password: Option<&str>,
+    ) -> Result<LocalCluster, String> {
         let dir = tempfile::tempdir().expect("a temp dir");
         let nodes = primaries * (1 + replicas);
         let port = free_ports(nodes);
@@ -105,18 +128,19 @@ impl LocalCluster {
             .arg(&extra_file)
             .output()
             .expect("run scripts/cluster");
-        assert!(
-            output.status.success(),
-            "scripts/cluster up failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        LocalCluster {
+        if !output.status.success() {
+            return Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(LocalCluster {
             dir,
             port,
             nodes,
             password: password.map(str::to_owned),
-        }
+        })
     }
 
     /// The cluster's directory (`n1/`, `n2/`, ...: config.toml, pid, log, data).
