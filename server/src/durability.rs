@@ -97,6 +97,20 @@ pub enum StartError {
     Apply(String),
 }
 
+/// Replaces the small state file `path` (a history id, the slot moves, ...) whole: written to
+/// `path.new`, synced, renamed into place, the directory synced, so a crash leaves the old
+/// file or the new one.
+pub fn replace_file(path: &Path, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
+    let temporary = path.with_extension("new");
+    std::fs::write(&temporary, bytes)?;
+    std::fs::File::open(&temporary)?.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// Recovers the store, opens the log and starts the background jobs; then the server serves.
 pub async fn start(server: Arc<Server>, repair: bool) -> Result<(), StartError> {
     let started = Instant::now();

@@ -879,10 +879,8 @@ const HISTORY_TERM_FILE: &str = "history-term";
 /// failure is logged: a node without the file takes over as before, trusting its log to be
 /// the lapsed lease's history.
 pub fn record_history_term(data_dir: &std::path::Path, term: u64) {
-    let path = data_dir.join(HISTORY_TERM_FILE);
-    let temporary = path.with_extension("new");
-    let written = std::fs::write(&temporary, format!("{term}\n"))
-        .and_then(|()| std::fs::rename(&temporary, &path));
+    let written =
+        crate::durability::replace_file(&data_dir.join(HISTORY_TERM_FILE), format!("{term}\n"));
     if let Err(error) = written {
         warn!(%error, term, "cannot record the term of this node's history");
     }

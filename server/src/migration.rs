@@ -269,24 +269,13 @@ async fn record_move(server: &Server, slot: u16, group: &str) -> Result<u64, Com
         .collect();
     drop(recorded);
     let path = server.config.server.data_dir.join(MOVES_FILE);
-    write_whole(&path, &text).map_err(|error| {
+    crate::durability::replace_file(&path, &text).map_err(|error| {
         CommandError::err(format!(
             "cannot record the move in {}: {error}",
             path.display()
         ))
     })?;
     Ok(0)
-}
-
-fn write_whole(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    let temporary = path.with_extension("new");
-    std::fs::write(&temporary, text)?;
-    std::fs::File::open(&temporary)?.sync_all()?;
-    std::fs::rename(&temporary, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 /// Puts `moves` (slot, group index) in this node's layout; whether anything changed.

@@ -72,25 +72,9 @@ async fn version(conn: &mut MultiplexedConnection, key: &str) -> Option<i64> {
 fn keys_of_first_primary(count: usize, prefix: &str) -> Vec<String> {
     (0..)
         .map(|at| format!("cart:{prefix}{at}"))
-        .filter(|key| slot(key) <= 5460)
+        .filter(|key| cartd_tests::chaos::router::slot(key) <= 5460)
         .take(count)
         .collect()
-}
-
-/// The key's cluster slot (CRC16/XMODEM mod 16384; these keys have no hash tag).
-fn slot(key: &str) -> u16 {
-    let mut crc: u16 = 0;
-    for byte in key.bytes() {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc % 16384
 }
 
 /// Retries `add` on node `node` until it is taken (a new primary serves the slot); the time

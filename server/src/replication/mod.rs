@@ -261,16 +261,11 @@ pub fn record_history(
     previous: Option<&(String, Lsn)>,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(data_dir)?;
-    let path = data_dir.join(ID_FILE);
-    let temporary: PathBuf = path.with_extension("new");
     let mut text = format!("{id}\n");
     if let Some((previous, fork)) = previous {
         text.push_str(&format!("previous {previous} {fork}\n"));
     }
-    std::fs::write(&temporary, text)?;
-    std::fs::File::open(&temporary)?.sync_all()?;
-    std::fs::rename(&temporary, &path)?;
-    std::fs::File::open(data_dir)?.sync_all()
+    crate::durability::replace_file(&data_dir.join(ID_FILE), text)
 }
 
 /// A new history name: 40 random hex digits, as Redis's replication ids.
