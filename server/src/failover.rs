@@ -17,12 +17,14 @@
 //! - every node follows the leases of every group into its layout, so `-MOVED`, CLUSTER
 //!   SLOTS and NODES name the new primaries.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
-use persistence::sink::lease::{self, Lease, Renewal, TakeOver};
+use persistence::sink::lease::{self, Fork, Lease, Renewal, TakeOver};
 use persistence::sink::{PgPool, SinkError, Term};
 use persistence::Lsn;
 use protocol::cmd::FailoverMode;
@@ -81,6 +83,12 @@ pub struct PromotionReport {
     pub fork_lsn: Lsn,
     /// Carts PostgreSQL held at a newer position (the lag window), taken back.
     pub reloaded_carts: u64,
+    /// Where this log and the lapsed lease's history last agreed, when that is before
+    /// `fork_lsn` (a primary back after its successor died): its records past it were set
+    /// aside.
+    pub shared_lsn: Lsn,
+    /// Carts those records changed, made PostgreSQL's again (or dropped: no row).
+    pub forked_carts: u64,
     /// Carts whose deadline moved one touch step on.
     pub deadlines_moved: usize,
     /// Gift card holds rebuilt.
@@ -421,7 +429,7 @@ async fn hand_over(server: &Arc<Server>, node: &str) -> Result<(), String> {
         };
         let lease_ms = server.config.cluster.lease_ms;
         let term = failover.term();
-        let taken = lease::take_over(&pool, &group, node, term, true, lease_ms, last);
+        let taken = lease::take_over(&pool, &group, node, term, true, lease_ms, Fork::at(last));
         match timed(failover, taken).await? {
             Some(takeover) => Ok((takeover, last)),
             None => Err("the lease is no longer this node's".to_owned()),
@@ -520,7 +528,8 @@ async fn take_over_now(
     let fork = wal.last_lsn();
     let sent_at = failover.clock_ms();
     let shared = shared_lsn(server, &lease, fork);
-    let taken = lease::take_over(pool, group, me, lease.term, true, lease_ms, shared);
+    let fork_at = Fork { shared, last: fork };
+    let taken = lease::take_over(pool, group, me, lease.term, true, lease_ms, fork_at);
     match timed(failover, taken).await {
         Ok(Some(takeover)) => {
             // The old primary may take writes until the lease it last renewed (before this
@@ -700,7 +709,16 @@ async fn take_over(server: &Arc<Server>, pool: &PgPool, lease: &Lease) -> Result
     let shared = shared_lsn(server, lease, fork);
     let sent_at = failover.clock_ms();
     let lease_ms = server.config.cluster.lease_ms;
-    let taken = lease::take_over(pool, &lease.group, &me, lease.term, false, lease_ms, shared);
+    let fork_at = Fork { shared, last: fork };
+    let taken = lease::take_over(
+        pool,
+        &lease.group,
+        &me,
+        lease.term,
+        false,
+        lease_ms,
+        fork_at,
+    );
     match timed(failover, taken).await {
         Ok(Some(takeover)) => {
             promote(server, pool, takeover, (fork, shared), sent_at).await;
@@ -755,6 +773,11 @@ async fn promote(
     if checkpoint_lsn > shared {
         report.reloaded_carts = reload_lag_window(server, pool, checkpoint_term, shared).await;
     }
+    report.shared_lsn = shared;
+    if fork > shared {
+        report.forked_carts =
+            drop_forked_records(server, pool, checkpoint_lsn, (fork, shared)).await;
+    }
     let store_server = server.clone();
     let prepared =
         tokio::task::spawn_blocking(move || store_server.store.prepare_promotion(now_ms()))
@@ -808,6 +831,103 @@ async fn reload_lag_window(server: &Arc<Server>, pool: &PgPool, term: u64, fork:
         fork, "the carts of the lag window could not be read from PostgreSQL: they stay lost"
     );
     0
+}
+
+/// This log's records after `shared` (up to `fork`) are of a history the group left when
+/// another node took over (this node, its primary then, died first): they are set aside, the
+/// carts they changed become what PostgreSQL has (the history that went on), and what the
+/// sink is not to stream again of the records before them (from `streamed`, where
+/// PostgreSQL's checkpoint of that history stood) is logged again whole. The sink starts
+/// after `fork` ([`lease::Fork`]). Returns the carts made PostgreSQL's; retried a few times.
+async fn drop_forked_records(
+    server: &Arc<Server>,
+    pool: &PgPool,
+    streamed: Lsn,
+    (fork, shared): (Lsn, Lsn),
+) -> u64 {
+    let wal = server.durable().wal.clone();
+    if let Err(why) = crate::replication::set_aside_after(server, &wal, shared).await {
+        error!(%why, "cannot set aside the records past the fork; they stay in the log");
+    }
+    let reader = wal.reader();
+    let read = tokio::task::spawn_blocking(move || {
+        changed_carts(reader, streamed.min(shared), shared, fork)
+    })
+    .await
+    .expect("reading the log does not panic");
+    let (before, after) = match read {
+        Ok(keys) => keys,
+        Err(error) => {
+            error!(%error, "cannot read the records past the fork; their carts stay as they are");
+            return 0;
+        }
+    };
+    let Some(postgres) = server.durable().postgres.as_ref() else {
+        return 0;
+    };
+    for attempt in 1..=5u32 {
+        match postgres.take_carts_back(server, pool, &after).await {
+            Ok(count) => {
+                let now = now_ms();
+                let relogged = before
+                    .iter()
+                    .filter(|key| !after.contains(*key))
+                    .filter(|key| server.store.relog_cart(key, now))
+                    .count();
+                warn!(
+                    shared,
+                    fork,
+                    carts = count,
+                    relogged,
+                    "records of the history the group left set aside; their carts are \
+                     PostgreSQL's again"
+                );
+                return count;
+            }
+            Err(why) => {
+                warn!(%why, attempt, "cannot take the forked carts from PostgreSQL yet");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+        }
+    }
+    error!(
+        shared,
+        fork, "the forked carts could not be read from PostgreSQL"
+    );
+    0
+}
+
+/// The carts changed by the records after `from` up to `shared`, and by those after `shared`
+/// up to `fork`.
+fn changed_carts(
+    mut reader: persistence::WalReader,
+    from: Lsn,
+    shared: Lsn,
+    fork: Lsn,
+) -> std::io::Result<(HashSet<Bytes>, HashSet<Bytes>)> {
+    use persistence::record::{RecordSource, Space};
+    let (mut before, mut after) = (HashSet::new(), HashSet::new());
+    let mut at = from;
+    while at < fork {
+        let records = reader.read_after(at, 1024)?;
+        let Some(last) = records.last().map(|record| record.lsn) else {
+            break;
+        };
+        for record in records.iter().filter(|record| record.lsn <= fork) {
+            let keys = if record.lsn > shared {
+                &mut after
+            } else {
+                &mut before
+            };
+            let carts = record
+                .changes
+                .iter()
+                .filter(|change| change.space == Space::Cart);
+            keys.extend(carts.map(|change| change.key.clone()));
+        }
+        at = last;
+    }
+    Ok((before, after))
 }
 
 /// A primary whose lease is now another node's (`now`): no more writes, and this process

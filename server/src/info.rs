@@ -647,6 +647,12 @@ fn failover_lines(server: &Server, out: &mut String) {
             "cluster_last_promotion_reloaded_carts",
             report.reloaded_carts,
         );
+        line(out, "cluster_last_promotion_shared_lsn", report.shared_lsn);
+        line(
+            out,
+            "cluster_last_promotion_forked_carts",
+            report.forked_carts,
+        );
         line(out, "cluster_last_promotion_ms", report.millis);
     }
     let (set_aside, file) = server

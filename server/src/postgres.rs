@@ -5,6 +5,7 @@
 //! is kept past its checkpoint. The one time cartd waits for it is a start with an empty data
 //! directory, where serving before the restore would hand out empty carts and reuse LSNs.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -223,6 +224,42 @@ impl PostgresLink {
             reloaded += 1;
         }
         Ok(reloaded)
+    }
+
+    /// Makes the carts under `keys` (of this node's slots) what PostgreSQL has: each with a
+    /// row taken back, each without one dropped. Returns how many.
+    pub async fn take_carts_back(
+        &self,
+        server: &Server,
+        pool: &PgPool,
+        keys: &HashSet<Bytes>,
+    ) -> Result<u64, String> {
+        let layout = server.layout();
+        let mine: Vec<Bytes> = keys
+            .iter()
+            .filter(|key| {
+                layout.as_ref().is_none_or(|layout| {
+                    layout.owner_index(cluster::key_slot(key)) == Some(layout.me)
+                })
+            })
+            .cloned()
+            .collect();
+        let carts = sink::load_carts_by_key(pool, &mine)
+            .await
+            .map_err(|error| error.to_string())?;
+        let mut kept = HashSet::with_capacity(carts.len());
+        for (key, stored) in &carts {
+            let image = match &stored.image {
+                Some(image) => image.clone(),
+                None => self.codec.from_row(key, &stored.row)?,
+            };
+            server.store.reload_cart(key, &image, now_ms())?;
+            kept.insert(key.clone());
+        }
+        for key in mine.iter().filter(|key| !kept.contains(*key)) {
+            server.store.delete(key, now_ms());
+        }
+        Ok(mine.len() as u64)
     }
 
     /// LSN up to which PostgreSQL has everything.

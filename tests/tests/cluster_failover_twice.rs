@@ -122,3 +122,65 @@ async fn the_first_primary_back_after_its_successor_died_streams_and_reloads_fro
         );
     }
 }
+
+/// The same, but what n1 wrote after the fork reached PostgreSQL before it died (found by
+/// tests/tests/cluster_chaos.rs under load): n2 took those carts back, changed one and
+/// deleted another. Back, n1 must neither stream its own records past the fork again (they
+/// put n1's old version of a cart over n2's in PostgreSQL, for good) nor keep carts from
+/// them that n2's history changed or deleted: those carts are PostgreSQL's, and the
+/// records are set aside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_first_primary_back_drops_its_streamed_records_past_the_fork() {
+    let chaos = ChaosCluster::up(1, 1).await;
+    let mut n1 = connect(chaos.cluster.port).await.expect("connect");
+    assert_eq!(add(&mut n1, "cart:c", "s1").await, 1);
+    let _: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5_000)
+        .query_async(&mut n1)
+        .await
+        .expect("WAIT");
+    chaos.kill9(1);
+    // Past the fork, streamed: a delta of cart:c and a new cart.
+    assert_eq!(add(&mut n1, "cart:c", "s2").await, 2);
+    add(&mut n1, "cart:gone", "s").await;
+    chaos.until_sink_caught_up(0).await.expect("n1's sink");
+    assert_eq!(postgres_version(&chaos, "cart:c").await, Some(2));
+    chaos.kill9(0);
+    chaos.restart(1);
+    let mut n2 = until_primary(&chaos, 1).await;
+    assert_eq!(
+        version(&chaos, 1, "cart:c").await,
+        Some(2),
+        "n2 took cart:c back"
+    );
+    assert_eq!(add(&mut n2, "cart:c", "s3").await, 3);
+    let deleted: i64 = redis::cmd("DEL")
+        .arg("cart:gone")
+        .query_async(&mut n2)
+        .await
+        .expect("DEL");
+    assert_eq!(deleted, 1, "n2 took cart:gone back too");
+    chaos.until_sink_caught_up(1).await.expect("n2's sink");
+    chaos.kill9(1);
+    chaos.restart(0);
+    let _n1 = until_primary(&chaos, 0).await;
+    chaos.until_sink_caught_up(0).await.expect("n1's sink");
+    let log = chaos.cluster.log(0);
+    assert_eq!(
+        version(&chaos, 0, "cart:c").await,
+        Some(3),
+        "n1 has n2's cart:c:\n{log}"
+    );
+    assert_eq!(
+        postgres_version(&chaos, "cart:c").await,
+        Some(3),
+        "PostgreSQL keeps n2's cart:c:\n{log}"
+    );
+    assert_eq!(
+        version(&chaos, 0, "cart:gone").await,
+        None,
+        "n2 deleted it:\n{log}"
+    );
+    assert_eq!(postgres_version(&chaos, "cart:gone").await, None);
+}

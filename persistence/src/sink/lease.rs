@@ -129,11 +129,33 @@ pub async fn renew(
     Ok(Renewal::Lost(lease(pool, group).await?))
 }
 
+/// Where a new holder's log stands against the history of the lease it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fork {
+    /// Where its log and that history last agree: the new term's history forks there.
+    pub shared: Lsn,
+    /// Its log's last record: past `shared`, records of an older history it set aside itself
+    /// (a primary back after its successor died), which its sink must not stream again.
+    pub last: Lsn,
+}
+
+impl Fork {
+    /// A log that is all of the lease's history, up to `lsn`.
+    pub fn at(lsn: Lsn) -> Fork {
+        Fork {
+            shared: lsn,
+            last: lsn,
+        }
+    }
+}
+
 /// Takes `group`'s lease for `holder` under a new term, if it is still at `seen_term` and has
-/// lapsed (or `planned`: its holder hands it over, CLUSTER FAILOVER), recording `last_lsn` as
-/// where the new holder's history forks; in the same transaction the group's sink checkpoint
-/// starts over under the new term at `last_lsn` (or where it was, if that is less: the new
-/// primary streams what it has and PostgreSQL lacks). `None`: not lapsed, or taken already.
+/// lapsed (or `planned`: its holder hands it over, CLUSTER FAILOVER), recording `fork.shared`
+/// as where the new holder's history forks; in the same transaction the group's sink
+/// checkpoint starts over under the new term at `fork.shared` (or where it was, if that is
+/// less: the new primary streams what it has and PostgreSQL lacks), or at `fork.last` when
+/// the log goes on past the shared part (the new primary logs again what PostgreSQL lacks of
+/// it). `None`: not lapsed, or taken already.
 pub async fn take_over(
     pool: &PgPool,
     group: &str,
@@ -141,7 +163,7 @@ pub async fn take_over(
     seen_term: u64,
     planned: bool,
     lease_ms: u64,
-    last_lsn: Lsn,
+    fork: Fork,
 ) -> Result<Option<TakeOver>, SinkError> {
     let query = SinkError::query;
     let mut tx = pool
@@ -169,7 +191,7 @@ pub async fn take_over(
     .bind(group)
     .bind(holder)
     .bind(lsn_to_db(lease_ms))
-    .bind(lsn_to_db(last_lsn))
+    .bind(lsn_to_db(fork.shared))
     .fetch_one(&mut *tx)
     .await
     .map_err(query("taking the shard group's lease"))?;
@@ -180,13 +202,18 @@ pub async fn take_over(
             .await
             .map_err(query("reading the shard group's checkpoint"))?;
     let checkpoint = checkpoint.map_or((0, 0), |(term, lsn)| (lsn_from_db(term), lsn_from_db(lsn)));
+    let restart_at = if fork.last > fork.shared {
+        fork.last
+    } else {
+        checkpoint.1.min(fork.shared)
+    };
     sqlx::query(
         "INSERT INTO sink_checkpoint (node, lsn, updated_at, term) VALUES ($1, $2, now(), $3) \
          ON CONFLICT (node) DO UPDATE SET lsn = excluded.lsn, term = excluded.term, \
              updated_at = excluded.updated_at",
     )
     .bind(group)
-    .bind(lsn_to_db(checkpoint.1.min(last_lsn)))
+    .bind(lsn_to_db(restart_at))
     .bind(term)
     .execute(&mut *tx)
     .await

@@ -31,7 +31,9 @@ use sqlx::postgres::PgPoolOptions;
 use crate::record::{Lsn, Space};
 
 pub use cleanup::{cleanup, last_cleanup_ms, CleanupReport};
-pub use restore::{load_cart, load_carts_written_after, load_live_carts, load_reference};
+pub use restore::{
+    load_cart, load_carts_by_key, load_carts_written_after, load_live_carts, load_reference,
+};
 pub use sqlx::PgPool;
 pub use stats::{SinkHandle, SinkStats};
 pub use task::{spawn, SinkOptions};

@@ -79,6 +79,33 @@ pub async fn load_carts_written_after(
     Ok(carts)
 }
 
+/// The carts under `keys` that PostgreSQL has (expired or not; a deleted cart has no row):
+/// what a primary back after its successor died takes in place of the carts its own records
+/// past the fork changed.
+pub async fn load_carts_by_key(
+    pool: &PgPool,
+    keys: &[Bytes],
+) -> Result<Vec<(Bytes, StoredCart)>, SinkError> {
+    let texts: Vec<String> = keys
+        .iter()
+        .map(|key| super::columns::key_text(key))
+        .collect();
+    let sql = format!("SELECT {CART_COLUMNS} FROM carts WHERE key = ANY($1)");
+    let rows = sqlx::query(&sql)
+        .bind(&texts)
+        .fetch_all(pool)
+        .await
+        .map_err(SinkError::query("loading carts by key"))?;
+    let mut carts = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let (key, cart) = cart_row(row).map_err(SinkError::query("reading a loaded cart"))?;
+        if let Some(key) = key_bytes(&key) {
+            carts.push((Bytes::from(key), cart));
+        }
+    }
+    Ok(carts)
+}
+
 /// The cart under `key`, if PostgreSQL has it and it has not expired at `now_ms`.
 pub async fn load_cart(
     pool: &PgPool,

@@ -34,7 +34,9 @@ use parking_lot::{Mutex, RwLock};
 use persistence::Lsn;
 
 pub use primary::serve_replica;
-pub use replica::{first_sync, install_staged, scan_set_aside, staged, start_over};
+pub use replica::{
+    first_sync, install_staged, scan_set_aside, set_aside_after, staged, start_over,
+};
 
 /// Longest a link may stay silent before the other side counts it dead.
 pub const LINK_TIMEOUT_MS: u64 = 5_000;

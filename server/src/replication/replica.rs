@@ -430,6 +430,18 @@ async fn set_aside(
     Ok(())
 }
 
+/// [`set_aside`] for a primary back after its successor died: its records after `fork`
+/// belong to a history nobody follows any more.
+pub async fn set_aside_after(
+    server: &Arc<Server>,
+    wal: &Arc<persistence::Wal>,
+    fork: Lsn,
+) -> Result<(), String> {
+    set_aside(server, wal, fork)
+        .await
+        .map_err(|(LinkError::Io(why) | LinkError::Diverged(why))| why)
+}
+
 /// Starts this process over with its own arguments (same pid): it installs the staged
 /// snapshot before it loads anything ([`install_staged`]), or takes the role PostgreSQL's
 /// leases give it (a primary that lost its lease).

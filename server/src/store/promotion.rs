@@ -79,6 +79,22 @@ impl Store {
 }
 
 impl Store {
+    /// Logs the cart under `key` again, whole, as it is here (PostgreSQL may lack the record
+    /// that made it: one its sink is not to stream); false when there is none.
+    pub fn relog_cart(&self, key: &[u8], now_ms: u64) -> bool {
+        let _shared = self.shared();
+        let at = self.locate(key);
+        let mut shard = self.shards[at.shard].lock();
+        let Some(mut cart) = shard.find(at.hash, key) else {
+            return false;
+        };
+        self.log_cart(key, None, &mut cart, None, None, now_ms);
+        shard.update(at.hash, key, &cart);
+        true
+    }
+}
+
+impl Store {
     /// The live cart under `key` as MIGRATE sends it: its image and version.
     pub fn export_cart(&self, key: &[u8], now_ms: u64) -> Option<(Vec<u8>, u64)> {
         let at = self.locate(key);

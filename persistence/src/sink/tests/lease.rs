@@ -31,15 +31,32 @@ async fn after_a_take_over_the_old_term_writes_nothing_and_the_new_one_wins() {
     });
     wait_for_checkpoint(&old, 3).await;
     // n2 had LSN 2 when it took over (a planned hand-over: the lease has not lapsed).
-    let taken = lease::take_over(&pool, "n1", "n2", first.term, true, 60_000, 2)
-        .await
-        .expect("the statement")
-        .expect("taken");
+    let taken = lease::take_over(
+        &pool,
+        "n1",
+        "n2",
+        first.term,
+        true,
+        60_000,
+        lease::Fork::at(2),
+    )
+    .await
+    .expect("the statement")
+    .expect("taken");
     assert!(taken.term > first.term);
     assert_eq!(taken.checkpoint, (first.term, 3));
     assert_eq!(checkpoint_at(&pool, "n1").await.unwrap(), (taken.term, 2));
     // Taking it again at the old term is refused, and so is the old holder's renewal.
-    let again = lease::take_over(&pool, "n1", "n3", first.term, true, 60_000, 9).await;
+    let again = lease::take_over(
+        &pool,
+        "n1",
+        "n3",
+        first.term,
+        true,
+        60_000,
+        lease::Fork::at(9),
+    )
+    .await;
     assert_eq!(again.expect("the statement"), None);
     let renewal = lease::renew(&pool, "n1", "n1", first.term, 60_000)
         .await
