@@ -1,7 +1,7 @@
 //! The cluster's layout as `config.toml` gives it (`[cluster]`: this node's id and the same
 //! list of nodes on every node), checked, and the slot table built from it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
 
 use serde::Deserialize;
@@ -28,6 +28,10 @@ pub struct ClusterConfig {
     /// renews it every quarter of this and stops taking writes before it ends; a replica
     /// takes a lapsed one over.
     pub lease_ms: u64,
+    /// Where this node connects to the named nodes instead of their `addr` (a gateway or a
+    /// tunnel between regions): replication, CLUSTER FAILOVER and cross-node calls go there;
+    /// clients are still told `addr`. This node's own, not the shared list's.
+    pub reach: BTreeMap<String, String>,
 }
 
 impl Default for ClusterConfig {
@@ -37,6 +41,7 @@ impl Default for ClusterConfig {
             node_id: String::new(),
             nodes: Vec::new(),
             lease_ms: LEASE_MS_DEFAULT,
+            reach: BTreeMap::new(),
         }
     }
 }
@@ -55,6 +60,11 @@ pub struct NodeConfig {
     /// The primary it replicates, for a replica (which serves no slots of its own).
     #[serde(default)]
     pub replica_of: Option<String>,
+    /// The region (data centre) it runs in; empty: the one region. A replica in another
+    /// region than its group's primary takes over only when no member in the primary's
+    /// region is left (docs/CLUSTER.md "Two regions").
+    #[serde(default)]
+    pub region: String,
 }
 
 /// What is wrong with a `[cluster]` section: each names the node and the value.
@@ -83,6 +93,9 @@ pub enum LayoutError {
     /// Two nodes with one address.
     #[error("nodes {0:?} and {1:?} both have addr {2:?}")]
     DuplicateAddr(String, String, String),
+    /// `cluster.reach` naming no node of the list.
+    #[error("[cluster.reach] names {0:?}, which is not among [[cluster.nodes]]")]
+    UnknownReach(String),
     /// A lease too short to renew.
     #[error("[cluster] lease_ms = {0}: a lease lasts at least {LEASE_MS_MIN} ms")]
     LeaseTooShort(u64),
@@ -125,12 +138,21 @@ pub struct Node {
     pub group: usize,
     /// The term of its shard group's lease (Redis's configEpoch): 0 until PostgreSQL gives one.
     pub epoch: u64,
+    /// Its region (`region` in config.toml; empty: the one region).
+    pub region: String,
+    /// Where this node connects to it, when not `addr` (`cluster.reach`).
+    pub reach: Option<String>,
 }
 
 impl Node {
-    /// `host:port`.
+    /// `host:port` clients are told.
     pub fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
+    }
+
+    /// `host:port` this node connects to it at: `addr`, unless `cluster.reach` names another.
+    pub fn dial_addr(&self) -> String {
+        self.reach.clone().unwrap_or_else(|| self.addr())
     }
 }
 
@@ -193,6 +215,8 @@ impl Layout {
                 replica_of: None,
                 group: at,
                 epoch: 0,
+                region: entry.region.clone(),
+                reach: None,
             });
         }
         for (at, entry) in config.nodes.iter().enumerate() {
@@ -210,6 +234,13 @@ impl Layout {
             let ids: Vec<&str> = config.nodes.iter().map(|node| node.id.as_str()).collect();
             LayoutError::UnknownSelf(config.node_id.clone(), ids.join(", "))
         })?;
+        for (id, addr) in &config.reach {
+            let at = *index
+                .get(id.as_str())
+                .ok_or_else(|| LayoutError::UnknownReach(id.clone()))?;
+            let (host, port) = parse_addr(id, addr)?;
+            nodes[at].reach = Some(format!("{host}:{port}"));
+        }
         let owners = slot_table(&mut nodes)?;
         Ok(Layout { nodes, me, owners })
     }
@@ -441,6 +472,34 @@ mod tests {
         toml::from_str::<File>(toml_text)
             .expect("valid TOML for the test")
             .cluster
+    }
+
+    #[test]
+    fn reach_overrides_where_this_node_connects_and_regions_are_kept() {
+        let text = format!("{THREE_AND_ONE}\n[cluster.reach]\nn2 = \"10.0.0.9:17002\"\n").replace(
+            "replica_of = \"n1\"",
+            "replica_of = \"n1\"\n        region = \"west\"",
+        );
+        let layout = Layout::new(&config(&text)).unwrap();
+        assert_eq!(layout.nodes[1].dial_addr(), "10.0.0.9:17002");
+        assert_eq!(
+            layout.nodes[1].addr(),
+            "127.0.0.1:7002",
+            "clients are told addr"
+        );
+        assert_eq!(layout.nodes[2].dial_addr(), "127.0.0.1:7003");
+        assert_eq!(layout.nodes[3].region, "west");
+        assert_eq!(layout.nodes[0].region, "");
+        let unknown = format!("{THREE_AND_ONE}\n[cluster.reach]\nn9 = \"10.0.0.9:1\"\n");
+        assert_eq!(
+            Layout::new(&config(&unknown)).unwrap_err(),
+            LayoutError::UnknownReach("n9".into())
+        );
+        let bad = format!("{THREE_AND_ONE}\n[cluster.reach]\nn2 = \"nowhere\"\n");
+        assert!(matches!(
+            Layout::new(&config(&bad)),
+            Err(LayoutError::BadAddr(..))
+        ));
     }
 
     const THREE_AND_ONE: &str = r#"

@@ -100,6 +100,7 @@ mod tests {
             addr: format!("127.0.0.1:{port}"),
             slots: slots.iter().map(|slots| (*slots).to_owned()).collect(),
             replica_of: replica_of.map(str::to_owned),
+            region: String::new(),
         };
         Layout::new(&ClusterConfig {
             enabled: true,

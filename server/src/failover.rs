@@ -656,7 +656,6 @@ async fn replica_step(
     let failover = &server.failover;
     let lease_ms = server.config.cluster.lease_ms;
     let me = &layout.myself().id;
-    let group = layout.myself().group;
     let Some(primary) = layout.myself().replica_of else {
         return Ok(Duration::MAX);
     };
@@ -679,23 +678,59 @@ async fn replica_step(
         return Ok(Duration::from_millis(until_lapse.max(until_silent) + 20));
     }
     let members = timed(failover, lease::members(pool, &lease.group)).await?;
-    let fresh = |member: &&lease::Member| {
-        member.node != lease.holder
-            && member.age_ms < i64::try_from(2 * lease_ms).unwrap_or(i64::MAX)
-            && layout
-                .index_of(&member.node)
-                .is_some_and(|at| layout.nodes[at].group == group)
+    let (checkpoint_term, checkpoint_lsn) = timed(
+        failover,
+        persistence::sink::checkpoint_at(pool, &lease.group),
+    )
+    .await?;
+    let streamed = if checkpoint_term == lease.term {
+        checkpoint_lsn
+    } else {
+        0
     };
-    let best = members
-        .iter()
-        .filter(fresh)
-        .max_by(|a, b| a.acked_lsn.cmp(&b.acked_lsn).then(b.node.cmp(&a.node)));
+    let best = successor(layout, &members, lease, lease_ms, streamed);
     let long_lapsed = lease.remaining_ms < -i64::try_from(2 * lease_ms).unwrap_or(i64::MAX);
     if best.is_some_and(|best| &best.node != me) && !long_lapsed {
         return Ok(Duration::from_millis(lease_ms / 8));
     }
     take_over(server, pool, lease).await?;
     Ok(Duration::MAX)
+}
+
+/// The member of the lapsed `lease`'s group that should take it over: of those that
+/// reported within two leases, one that loses no acknowledged record (its log, or with what
+/// PostgreSQL holds of the history up to `streamed`, reaches the furthest any of them
+/// acknowledged), in the lapsed primary's region before any other (a passive region's
+/// replica waits while one is left there), the one with the most of the log first.
+fn successor<'m>(
+    layout: &cluster::Layout,
+    members: &'m [lease::Member],
+    lease: &Lease,
+    lease_ms: u64,
+    streamed: Lsn,
+) -> Option<&'m lease::Member> {
+    let group = layout.myself().group;
+    let node_of = |member: &lease::Member| layout.index_of(&member.node);
+    let fresh: Vec<&lease::Member> = members
+        .iter()
+        .filter(|member| {
+            member.node != lease.holder
+                && member.age_ms < i64::try_from(2 * lease_ms).unwrap_or(i64::MAX)
+                && node_of(member).is_some_and(|at| layout.nodes[at].group == group)
+        })
+        .collect();
+    let furthest = fresh.iter().map(|member| member.acked_lsn).max()?;
+    let home = layout
+        .index_of(&lease.holder)
+        .map(|at| layout.nodes[at].region.as_str());
+    let rank = |member: &lease::Member| {
+        let complete = member.acked_lsn.max(streamed) >= furthest;
+        let at_home = node_of(member).map(|at| layout.nodes[at].region.as_str()) == home;
+        (complete, at_home, member.acked_lsn)
+    };
+    fresh
+        .into_iter()
+        .max_by(|a, b| rank(a).cmp(&rank(b)).then(b.node.cmp(&a.node)))
 }
 
 /// Stops following, takes the lapsed `lease` with a new term and is promoted; follows again

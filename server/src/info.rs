@@ -618,6 +618,9 @@ fn upstream_section(server: &Server, out: &mut String) {
 /// The failover fields of INFO cluster: the lease, failsafe, promotions, what was set aside.
 fn failover_lines(server: &Server, out: &mut String) {
     let failover = &server.failover;
+    if let Some(layout) = server.layout() {
+        line(out, "cluster_region", &layout.myself().region);
+    }
     line(out, "cluster_leases", u8::from(failover.leased()));
     if failover.leased() {
         line(out, "cluster_lease_term", failover.term());

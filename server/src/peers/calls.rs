@@ -36,7 +36,7 @@ impl Calls {
             .enumerate()
             .map(|(index, node)| {
                 (index != layout.me).then(|| PeerCalls {
-                    addr: node.addr(),
+                    addr: node.dial_addr(),
                     idle: Mutex::new(Vec::new()),
                     in_flight: Semaphore::new(PEER_CALLS_IN_FLIGHT_MAX),
                 })

@@ -59,9 +59,9 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// The client address (`host:port`) of the group's primary in `layout`.
+    /// The address (`host:port`) this node reaches the group's primary at in `layout`.
     pub fn addr(&self, layout: &cluster::Layout) -> String {
-        layout.nodes[layout.primary_of_group(self.group)].addr()
+        layout.nodes[layout.primary_of_group(self.group)].dial_addr()
     }
 
     /// Changes waiting to be pushed.

@@ -85,7 +85,7 @@ pub async fn follow_primary(server: Arc<Server>, stop: tokio_util::sync::Cancell
 /// its primary and stages it, retrying until the primary answers; false when the server
 /// stops first. The caller installs it ([`install_staged`]) before it loads anything.
 pub async fn first_sync(server: &Arc<Server>) -> bool {
-    let primary = server.primary().expect("a replica").addr();
+    let primary = server.primary().expect("a replica").dial_addr();
     let data_dir = &server.config.server.data_dir;
     let mut failures = 0u64;
     loop {
@@ -158,7 +158,7 @@ async fn link(server: &Arc<Server>, full: bool) -> Result<Ended, LinkError> {
     } else {
         server.replication.id()
     };
-    let mut stream = connect(&primary.addr()).await?;
+    let mut stream = connect(&primary.dial_addr()).await?;
     let mut input = BytesMut::new();
     let answer = handshake(server, &mut stream, &mut input, &id, lsn).await?;
     let link = &server.replication.link;
