@@ -218,3 +218,123 @@ async fn assert_postgres_agrees(cluster: &LocalCluster, db: &cartd_tests::TestDb
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A key of a slot below `below`.
+fn key_in_low_slot(below: usize) -> (String, usize) {
+    (0..)
+        .map(|at| format!("cart:low{at}"))
+        .map(|key| {
+            let slot = cartd_tests::chaos::router::slot(&key);
+            (key, slot)
+        })
+        .find(|(_, slot)| *slot < below)
+        .expect("some key hashes low")
+}
+
+async fn node_conn(cluster: &LocalCluster, node: u16) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(format!("redis://127.0.0.1:{}/", cluster.port + node))
+        .expect("a client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect")
+}
+
+async fn digest(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> String {
+    let digests: Vec<String> = redis::cmd("DEBUG")
+        .arg("DIGEST-VALUE")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .expect("DEBUG DIGEST-VALUE");
+    digests.into_iter().next().expect("one digest")
+}
+
+/// Moves `key` (of `slot`, on n1) to n2 with MIGRATE COPY, then sets the slot stable on both:
+/// a move that stopped halfway, the cart on both nodes.
+async fn leave_a_copy(cluster: &LocalCluster, key: &str, slot: usize) {
+    let mut n1 = node_conn(cluster, 0).await;
+    let mut n2 = node_conn(cluster, 1).await;
+    let setslot = |conn: &mut redis::aio::MultiplexedConnection, args: Vec<String>| {
+        let mut command = redis::cmd("CLUSTER");
+        command.arg("SETSLOT").arg(slot).arg(args);
+        let conn = conn.clone();
+        async move {
+            let mut conn = conn;
+            let reply: String = command.query_async(&mut conn).await.expect("SETSLOT");
+            assert_eq!(reply, "OK");
+        }
+    };
+    setslot(&mut n2, vec!["IMPORTING".into(), "n1".into()]).await;
+    setslot(&mut n1, vec!["MIGRATING".into(), "n2".into()]).await;
+    let migrated: String = redis::cmd("MIGRATE")
+        .arg("127.0.0.1")
+        .arg(cluster.port + 1)
+        .arg(key)
+        .arg(0)
+        .arg(5_000)
+        .arg("COPY")
+        .query_async(&mut n1)
+        .await
+        .expect("MIGRATE COPY");
+    assert_eq!(migrated, "OK");
+    setslot(&mut n1, vec!["STABLE".into()]).await;
+    setslot(&mut n2, vec!["STABLE".into()]).await;
+}
+
+/// A MIGRATE that stopped halfway (COPY here) left a cart on the importing node too. DEBUG
+/// DIGEST-VALUE (what redis-cli compares two copies of a key with) gives both copies one
+/// digest, a changed cart another, no cart 40 zeros; a later `redis-cli --cluster reshard` of
+/// the slot replaces the copy (a cart of a migrating slot is the source's) and leaves the cart
+/// on one primary. Fails on c6b86d9: cartd had no DEBUG.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_left_on_the_target_is_compared_by_digest_and_replaced() {
+    let cluster = LocalCluster::up(2, 0);
+    let (key, slot) = key_in_low_slot(20);
+    let mut n1 = node_conn(&cluster, 0).await;
+    let mut n2 = node_conn(&cluster, 1).await;
+    let mut conn = cluster_client(&cluster).await;
+    add(&mut conn, &key, "first").await.expect("CART.ADD");
+    let none = digest(&mut n2, &key).await;
+    assert_eq!(none, "0".repeat(40), "no cart: 40 zeros");
+    leave_a_copy(&cluster, &key, slot).await;
+    let on_n1 = digest(&mut n1, &key).await;
+    assert_eq!(on_n1.len(), 40);
+    assert_eq!(
+        digest(&mut n2, &key).await,
+        on_n1,
+        "the copy digests as the cart"
+    );
+    let reshard = tokio::task::block_in_place(|| {
+        redis_cli(
+            &cluster,
+            &[
+                "reshard",
+                "--cluster-from",
+                "n1",
+                "--cluster-to",
+                "n2",
+                "--cluster-slots",
+                "20",
+                "--cluster-yes",
+            ],
+        )
+    });
+    assert!(
+        reshard.contains(&format!("Moving slot {slot} ")),
+        "{reshard}"
+    );
+    assert_eq!(
+        cart(&mut conn, &key).await,
+        Some((1, 1)),
+        "moved once:\n{reshard}"
+    );
+    assert_eq!(carts_on_primaries(&cluster, 2).await, 1, "on one primary");
+    add(&mut conn, &key, "more")
+        .await
+        .expect("CART.ADD after the move");
+    assert_ne!(
+        digest(&mut n2, &key).await,
+        on_n1,
+        "a changed cart digests otherwise"
+    );
+}

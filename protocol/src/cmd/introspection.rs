@@ -79,6 +79,28 @@ impl SlowlogCommand {
     }
 }
 
+/// `DEBUG DIGEST-VALUE key [key ...]|HELP`: of Redis's DEBUG, what tools use on a server they
+/// did not start (redis-cli compares the two copies of a key a reshard finds on both sides).
+#[derive(Debug, PartialEq)]
+pub enum DebugCommand {
+    /// `DEBUG DIGEST-VALUE key [key ...]`.
+    DigestValue(Vec<Bytes>),
+    /// `DEBUG HELP`.
+    Help,
+}
+
+impl DebugCommand {
+    /// Parses the arguments after `DEBUG`.
+    pub fn parse(args: &mut Args) -> Result<DebugCommand, CommandError> {
+        let (sub, lower) = subcommand(args)?;
+        match lower.as_str() {
+            "digest-value" => Ok(DebugCommand::DigestValue(args.rest())),
+            "help" => fixed_arity(args, "debug", "help", 0).map(|()| DebugCommand::Help),
+            _ => Err(unknown_subcommand(&sub, "DEBUG")),
+        }
+    }
+}
+
 /// `LATENCY LATEST|HISTORY event|RESET [event ...]|DOCTOR|HISTOGRAM [command ...]|HELP`.
 #[derive(Debug, PartialEq)]
 pub enum LatencyCommand {

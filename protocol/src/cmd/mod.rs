@@ -45,7 +45,7 @@ pub use catalog::{CatalogDel, CatalogGet, CatalogSet, StockSet};
 pub use connection::{ClientCommand, ClientKill, ClientReply, Hello, Tracking};
 pub use giftsync::GiftSync;
 pub use introspection::{
-    LatencyCommand, MemoryCommand, ObjectCommand, SlowlogCommand, SLOWLOG_GET_DEFAULT,
+    DebugCommand, LatencyCommand, MemoryCommand, ObjectCommand, SlowlogCommand, SLOWLOG_GET_DEFAULT,
 };
 pub use keyspace::Scan;
 pub use migrate::{CartImport, Migrate};
@@ -135,6 +135,8 @@ pub enum Command {
     Slowlog(SlowlogCommand),
     /// `LATENCY ...`.
     Latency(LatencyCommand),
+    /// `DEBUG ...` (DIGEST-VALUE and HELP only).
+    Debug(DebugCommand),
     /// `MEMORY ...`.
     Memory(MemoryCommand),
     /// `OBJECT ...`.
@@ -266,6 +268,7 @@ impl Command {
             Command::Role => CommandId::Role,
             Command::Slowlog(_) => CommandId::Slowlog,
             Command::Latency(_) => CommandId::Latency,
+            Command::Debug(_) => CommandId::Debug,
             Command::Memory(_) => CommandId::Memory,
             Command::Object(_) => CommandId::Object,
             Command::Subscribe(_) => CommandId::Subscribe,
@@ -404,6 +407,7 @@ fn parse_known(id: CommandId, args: &mut Args) -> Result<Command, CommandError> 
         CommandId::Role => Command::Role,
         CommandId::Slowlog => Command::Slowlog(SlowlogCommand::parse(args)?),
         CommandId::Latency => Command::Latency(LatencyCommand::parse(args)?),
+        CommandId::Debug => Command::Debug(DebugCommand::parse(args)?),
         CommandId::Memory => Command::Memory(MemoryCommand::parse(args)?),
         CommandId::Object => Command::Object(ObjectCommand::parse(args)?),
         CommandId::Subscribe

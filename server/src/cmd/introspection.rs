@@ -2,7 +2,7 @@
 //! SET/REWRITE/HELP `cmd/config_set.rs`.
 
 use bytes::Bytes;
-use protocol::cmd::{LatencyCommand, ObjectCommand, SlowlogCommand};
+use protocol::cmd::{DebugCommand, LatencyCommand, ObjectCommand, SlowlogCommand};
 use protocol::{Command, CommandError, CommandSpec, Reply, COMMANDS};
 
 use crate::latency::{EventHistory, LatencyEvent};
@@ -14,12 +14,40 @@ pub fn run(command: Command, server: &Server, now_ms: u64) -> Result<Reply, Comm
     match command {
         Command::Slowlog(sub) => Ok(slowlog(sub, server)),
         Command::Latency(sub) => latency(sub, server),
+        Command::Debug(sub) => Ok(debug(sub, server, now_ms)),
         Command::Memory(sub) => Ok(super::memory::memory(sub, server, now_ms)),
         Command::Object(sub) => object(sub, server, now_ms),
         Command::ConfigSet(pairs) => super::config_set::set(&pairs, server),
         Command::ConfigRewrite => super::config_set::rewrite(server),
         Command::ConfigHelp => Ok(super::config_set::help()),
         _ => unreachable!("only introspection commands are routed here"),
+    }
+}
+
+const DEBUG_HELP: &[&str] = &[
+    "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DIGEST-VALUE <key> [<key> ...]",
+    "    Return a digest of each cart (its contents, not its TTL), 40 zeros for none.",
+    "HELP",
+    "    Print this help.",
+];
+
+/// Runs `DEBUG`.
+fn debug(sub: DebugCommand, server: &Server, now_ms: u64) -> Reply {
+    match sub {
+        DebugCommand::DigestValue(keys) => Reply::Array(
+            keys.iter()
+                .map(|key| {
+                    let digest = server.store.digest_value(key, now_ms);
+                    let hex: String = digest.map_or_else(
+                        || "0".repeat(40),
+                        |digest| digest.iter().map(|byte| format!("{byte:02x}")).collect(),
+                    );
+                    Reply::Simple(hex.into())
+                })
+                .collect(),
+        ),
+        DebugCommand::Help => help_reply(DEBUG_HELP),
     }
 }
 

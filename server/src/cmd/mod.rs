@@ -119,6 +119,7 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         | Command::Monitor => pubsub::run(command, session, server),
         Command::Slowlog(_)
         | Command::Latency(_)
+        | Command::Debug(_)
         | Command::Memory(_)
         | Command::Object(_)
         | Command::ConfigSet(_)

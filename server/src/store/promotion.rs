@@ -106,6 +106,24 @@ impl Store {
         Some((image::encode(&cart, &self.names), cart.version))
     }
 
+    /// A digest of the live cart under `key` (DEBUG DIGEST-VALUE): 20 bytes of a SHA-256 of
+    /// its image with the deadline left out (two copies of one cart differ in nothing else).
+    pub fn digest_value(&self, key: &[u8], now_ms: u64) -> Option<[u8; 20]> {
+        use sha2::Digest;
+        let at = self.locate(key);
+        let shard = self.shards[at.shard].lock();
+        let mut cart = shard.find(at.hash, key)?;
+        drop(shard);
+        if cart.expires_at_ms <= now_ms {
+            return None;
+        }
+        cart.expires_at_ms = 0;
+        let hash = sha2::Sha256::digest(image::encode(&cart, &self.names));
+        let mut digest = [0u8; 20];
+        digest.copy_from_slice(&hash[..20]);
+        Some(digest)
+    }
+
     /// Takes the cart `image` under `key` from another node (CART.IMPORT), logged whole;
     /// `Ok(false)` when a live cart is here already and `replace` is not asked.
     pub fn import_cart(
