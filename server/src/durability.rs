@@ -118,6 +118,8 @@ pub async fn start(server: Arc<Server>, repair: bool) -> Result<(), StartError> 
     // Without PostgreSQL, the slot moves this node was told of (with it, PostgreSQL's).
     crate::migration::load_recorded(&server);
     let (postgres, leased) = link_postgres(&server).await?;
+    // Once the layout has PostgreSQL's leases and moves: the slots open here before a restart.
+    crate::migration::load_open(&server);
     let replica = server.primary().is_some();
     if replica {
         prepare_replica(&server, &data_dir).await?;

@@ -45,6 +45,10 @@ pub struct Slots {
 /// The file of moves a node without PostgreSQL keeps.
 const MOVES_FILE: &str = "slot-moves";
 
+/// The file of the slots this node is importing or migrating (SETSLOT IMPORTING/MIGRATING),
+/// so a restart mid-move keeps answering `-ASK` for the carts already moved.
+const OPEN_FILE: &str = "slot-states";
+
 impl Slots {
     /// Where `slot` is moving to from here, if it is.
     pub fn migrating_to(&self, slot: u16) -> Option<usize> {
@@ -77,6 +81,82 @@ impl Slots {
             None => slots.remove(&slot),
         };
         self.any_open.store(!slots.is_empty(), Ordering::Release);
+    }
+}
+
+/// Sets `slot`'s state and records every open slot in `data_dir/slot-states` (node ids, not
+/// layout indexes), synced before the reply.
+fn set_open(server: &Server, slot: u16, open: Option<Open>) -> Result<(), CommandError> {
+    let layout = server.layout().expect("cluster mode");
+    let text = {
+        let mut slots = server.slots.open.lock();
+        match open {
+            Some(open) => slots.insert(slot, open),
+            None => slots.remove(&slot),
+        };
+        server
+            .slots
+            .any_open
+            .store(!slots.is_empty(), Ordering::Release);
+        let mut lines: Vec<String> = slots
+            .iter()
+            .map(|(slot, open)| match open {
+                Open::Importing(from) => format!("{slot} importing {}", layout.nodes[*from].id),
+                Open::Migrating(to) => format!("{slot} migrating {}", layout.nodes[*to].id),
+            })
+            .collect();
+        lines.sort();
+        lines
+            .iter()
+            .map(|line| format!("{line}\n"))
+            .collect::<String>()
+    };
+    let path = server.config.server.data_dir.join(OPEN_FILE);
+    crate::durability::replace_file(&path, &text).map_err(|error| {
+        CommandError::err(format!(
+            "cannot record the slot's state in {}: {error}",
+            path.display()
+        ))
+    })
+}
+
+/// At a start: the slots that were open here, each kept only while the layout still agrees
+/// (a migrating slot this node serves, an importing one another primary serves).
+pub fn load_open(server: &Server) {
+    let path = server.config.server.data_dir.join(OPEN_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let Some(layout) = server.layout() else {
+        return;
+    };
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(slot), Some(state), Some(node)) = (words.next(), words.next(), words.next())
+        else {
+            continue;
+        };
+        let (Ok(slot), Some(node)) = (slot.parse::<u16>(), layout.index_of(node)) else {
+            warn!(
+                line,
+                "a slot state in slot-states names no slot or node here; dropped"
+            );
+            continue;
+        };
+        let owner = layout.owner_index(slot);
+        let open = match state {
+            "importing" if owner != Some(layout.me) => Open::Importing(node),
+            "migrating" if owner == Some(layout.me) => Open::Migrating(node),
+            _ => {
+                info!(
+                    slot,
+                    state, "a slot state from before the restart no longer applies"
+                );
+                continue;
+            }
+        };
+        info!(slot, state, node = %layout.nodes[node].id, "slot state kept from before the restart");
+        server.slots.set(slot, Some(open));
     }
 }
 
@@ -166,7 +246,7 @@ async fn set_slot(server: &Server, slot: u16, action: SetSlot) -> Result<Reply, 
             if layout.myself().epoch <= layout.nodes[from].epoch {
                 raise_term_for_import(server).await?;
             }
-            server.slots.set(slot, Some(Open::Importing(from)));
+            set_open(server, slot, Some(Open::Importing(from)))?;
         }
         SetSlot::Migrating(to) => {
             let to = primary_named(&layout, &to)?;
@@ -175,9 +255,9 @@ async fn set_slot(server: &Server, slot: u16, action: SetSlot) -> Result<Reply, 
                     "I'm not the owner of hash slot {slot}"
                 )));
             }
-            server.slots.set(slot, Some(Open::Migrating(to)));
+            set_open(server, slot, Some(Open::Migrating(to)))?;
         }
-        SetSlot::Stable => server.slots.set(slot, None),
+        SetSlot::Stable => set_open(server, slot, None)?,
         SetSlot::Node(node) => {
             let node = primary_named(&layout, &node)?;
             let holds = !server.store.keys_in_slot(slot, 1, now_ms()).is_empty();
@@ -195,7 +275,7 @@ async fn set_slot(server: &Server, slot: u16, action: SetSlot) -> Result<Reply, 
                 *known = (*known).max(term);
                 move_slots(server, &[(slot, group)]);
             }
-            server.slots.set(slot, None);
+            set_open(server, slot, None)?;
         }
     }
     Ok(Reply::ok())
