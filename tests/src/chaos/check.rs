@@ -447,7 +447,15 @@ pub struct Handover {
     pub new_first_sent: Option<Duration>,
     /// When the new primary's first acknowledgement came (load clock).
     pub new_first_ack: Option<Duration>,
-    /// The old primary's acknowledged writes sent after `new_first_ack`: each an overlap.
+    /// The earliest moment the new primary was known to take writes: `new_first_ack`, or
+    /// earlier when the harness saw it take one of its own (load clock).
+    pub new_known_primary: Option<Duration>,
+    /// The old primary's acknowledgements that came after `new_known_primary` for writes
+    /// sent before it: no overlap (the old one may have taken them in time, its reply held
+    /// up by the partition), but worth knowing.
+    pub late_replies: usize,
+    /// The old primary's acknowledged writes sent after `new_known_primary`: each an
+    /// overlap.
     pub overlapping: usize,
     /// Some of them, named.
     pub overlaps: Vec<String>,
@@ -470,14 +478,17 @@ impl fmt::Display for Handover {
         write!(
             f,
             "old primary: {} writes, its last acknowledged at {:?} ms; new primary: {} writes, \
-             its first sent at {:?} ms and acknowledged at {:?} ms; gap {:?} ms; {} old writes \
-             sent after the new primary's first acknowledgement",
+             its first sent at {:?} ms and acknowledged at {:?} ms (known primary at {:?} ms); \
+             gap {:?} ms; {} replies of the old one came after that (sent before); {} old writes \
+             sent after the new primary was known to take writes",
             self.old_acks,
             ms(self.old_last_ack),
             self.new_acks,
             ms(self.new_first_sent),
             ms(self.new_first_ack),
+            ms(self.new_known_primary),
             self.gap_ms(),
+            self.late_replies,
             self.overlapping
         )?;
         for overlap in &self.overlaps {
@@ -487,24 +498,38 @@ impl fmt::Display for Handover {
     }
 }
 
-/// How `group`'s writes passed from the primary at `old` to the one at `new` in `records`.
-pub fn handover(records: &Records, group: usize, old: SocketAddr, new: SocketAddr) -> Handover {
+/// How `group`'s writes passed from the primary at `old` to the one at `new` in `records`;
+/// `seen_taking_writes`: by when (load clock) the harness had seen `new` take a write of its
+/// own, if it had (the load's clients may be stuck in timeouts on the old primary then).
+pub fn handover(
+    records: &Records,
+    group: usize,
+    old: SocketAddr,
+    new: SocketAddr,
+    seen_taking_writes: Option<Duration>,
+) -> Handover {
     let of_group = || records.acks.iter().filter(|ack| ack.group == group);
     let old_acks: Vec<_> = of_group().filter(|ack| ack.acked_by == old).collect();
     let new_acks: Vec<_> = of_group().filter(|ack| ack.acked_by == new).collect();
     let new_first_ack = new_acks.iter().map(|ack| ack.at).min();
+    let new_known_primary = new_first_ack.into_iter().chain(seen_taking_writes).min();
     let mut handover = Handover {
         old_acks: old_acks.len(),
         new_acks: new_acks.len(),
         old_last_ack: old_acks.iter().map(|ack| ack.at).max(),
         new_first_sent: new_acks.iter().map(|ack| ack.sent).min(),
         new_first_ack,
+        new_known_primary,
         ..Handover::default()
     };
-    let Some(new_first_ack) = new_first_ack else {
+    let Some(new_known_primary) = new_known_primary else {
         return handover;
     };
-    for ack in old_acks.iter().filter(|ack| ack.sent > new_first_ack) {
+    handover.late_replies = old_acks
+        .iter()
+        .filter(|ack| ack.sent <= new_known_primary && ack.at > new_known_primary)
+        .count();
+    for ack in old_acks.iter().filter(|ack| ack.sent > new_known_primary) {
         handover.overlapping += 1;
         if handover.overlaps.len() < EXAMPLES_MAX {
             handover.overlaps.push(format!(
