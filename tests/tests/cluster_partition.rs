@@ -42,12 +42,14 @@ enum Partition {
 }
 
 /// What a scenario saw: the checks' report, the handover read from the records, the
-/// records, and the old primary's role at the end.
+/// records, and the old primary's role at the end; with the cluster, kept up until the test
+/// has asserted, so a failure prints the nodes' logs (and keeps their directories).
 struct Outcome {
     report: Report,
     handover: Handover,
     records: Records,
     old_role: Option<String>,
+    _chaos: ChaosCluster<NetnsCluster>,
 }
 
 /// Starts the cluster and the load, partitions group n1's primary after [`STEADY`] for
@@ -105,6 +107,7 @@ async fn scenario(name: &str, partition: Partition) -> Outcome {
         handover,
         records,
         old_role,
+        _chaos: chaos,
     }
 }
 
