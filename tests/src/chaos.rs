@@ -1,15 +1,20 @@
-//! The chaos harness (issue 14): a cluster of primaries and replicas with PostgreSQL, each node
-//! reaching PostgreSQL through a [`TcpProxy`] of its own; a steady write load from
-//! cluster-aware clients ([`load`]); faults ([`faults`]: kill -9 of a primary, of a primary and
-//! then of the replica that took over, PostgreSQL cut off from every node, every node killed
-//! and started again); and the checks after a fault ([`check`]): every waited write is there,
-//! every cart is on one primary, PostgreSQL holds what the cluster holds, and how long each
-//! shard group had no primary. tests/tests/cluster_chaos.rs runs each fault once;
-//! `scripts/chaos` (tests/src/bin/chaos.rs) runs them at random for minutes.
+//! The chaos harness (issue 14): a cluster of primaries and replicas with PostgreSQL; a steady
+//! write load from cluster-aware clients ([`load`]); faults ([`faults`]: kill -9 of a primary,
+//! of a primary and then of the replica that took over, PostgreSQL cut off from every node,
+//! every node killed and started again); and the checks after a fault ([`check`]): every
+//! waited write is there, every cart is on one primary, PostgreSQL holds what the cluster
+//! holds, how long each shard group had no primary, and whether two primaries of a group
+//! ever overlapped. The nodes are a [`Nodes`]: [`LocalNodes`] on 127.0.0.1, each reaching
+//! PostgreSQL through a [`TcpProxy`] of its own (tests/tests/cluster_chaos.rs; `scripts/chaos`,
+//! tests/src/bin/chaos.rs, runs the faults at random for minutes), or
+//! [`crate::netns::NetnsCluster`], each node in a network namespace of its own
+//! (tests/tests/cluster_partition.rs).
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use redis::Value;
+use sqlx::PgPool;
 
 use crate::cluster::LocalCluster;
 use crate::info::{info_field, info_number};
@@ -27,9 +32,9 @@ use router::{connect, Router, SLOTS};
 /// sink catching up): an upper bound on a hang, not a measure.
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The shard groups of a cluster made by `scripts/cluster up`: group `g` is named after its
-/// first primary `n{g+1}` and serves an even share of the slots; its replicas are the nodes
-/// `primaries + g`, `2 * primaries + g`, ...
+/// The shard groups of a cluster laid out as `scripts/cluster up` does: group `g` is named
+/// after its first primary `n{g+1}` and serves an even share of the slots; its replicas are
+/// the nodes `primaries + g`, `2 * primaries + g`, ...
 #[derive(Debug, Clone, Copy)]
 pub struct Groups {
     /// Primaries (shard groups).
@@ -74,22 +79,92 @@ impl Groups {
     }
 }
 
-/// A local cluster with PostgreSQL for chaos: every node reaches PostgreSQL through its own
-/// proxy, so PostgreSQL can be cut off from every node while the suite's server stays up.
-/// Fields drop in order: the nodes go down before their proxies and their database.
-pub struct ChaosCluster {
+/// The nodes of a chaos cluster and the PostgreSQL they share: where each node listens, how
+/// it is killed and started again, and how PostgreSQL is cut off from every node. The
+/// blocking calls ([`Nodes::kill9`], [`Nodes::spawn`], [`Nodes::wait_ready`]) may sleep:
+/// [`ChaosCluster`] makes them inside `block_in_place`, so the load's clients go on.
+pub trait Nodes: Send + Sync {
+    /// Where node `node` (0-based) takes clients.
+    fn addr(&self, node: u16) -> SocketAddr;
+    /// SIGKILLs node `node` and waits until it is gone.
+    fn kill9(&self, node: u16);
+    /// Starts node `node` again on its configuration and data, not waiting for it.
+    fn spawn(&self, node: u16);
+    /// Waits until node `node` answers PING (30 s at most, else panics with its log).
+    fn wait_ready(&self, node: u16);
+    /// Node `node`'s log so far.
+    fn log(&self, node: u16) -> String;
+    /// A pool on the database every node's `[postgres] url` names.
+    fn pool(&self) -> &PgPool;
+    /// Cuts every node off PostgreSQL (the test process still reaches it).
+    fn cut_postgres(&self);
+    /// Lets every node reach PostgreSQL again.
+    fn mend_postgres(&self);
+}
+
+/// A local cluster by `scripts/cluster` on 127.0.0.1 whose every node reaches PostgreSQL
+/// through its own proxy, so PostgreSQL can be cut off from every node while the suite's
+/// server stays up. Fields drop in order: the nodes go down before their proxies and their
+/// database.
+pub struct LocalNodes {
     /// The nodes.
     pub cluster: LocalCluster,
     proxies: Vec<TcpProxy>,
     /// The cluster's own database.
     pub db: TestDb,
+}
+
+impl Nodes for LocalNodes {
+    fn addr(&self, node: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.cluster.port + node))
+    }
+
+    fn kill9(&self, node: u16) {
+        self.cluster.kill9(node);
+    }
+
+    fn spawn(&self, node: u16) {
+        self.cluster.spawn(node);
+    }
+
+    fn wait_ready(&self, node: u16) {
+        self.cluster.wait_ready(node);
+    }
+
+    fn log(&self, node: u16) -> String {
+        self.cluster.log(node)
+    }
+
+    fn pool(&self) -> &PgPool {
+        &self.db.pool
+    }
+
+    fn cut_postgres(&self) {
+        for proxy in &self.proxies {
+            proxy.cut();
+        }
+    }
+
+    fn mend_postgres(&self) {
+        for proxy in &self.proxies {
+            proxy.mend();
+        }
+    }
+}
+
+/// A cluster with PostgreSQL for chaos: its nodes (by default [`LocalNodes`]) and its shard
+/// groups, with the waits and questions every fault and check needs.
+pub struct ChaosCluster<N: Nodes = LocalNodes> {
+    /// The nodes.
+    pub nodes: N,
     /// Its shard groups.
     pub groups: Groups,
 }
 
-impl ChaosCluster {
-    /// `primaries` primaries with `replicas` replicas each, `[postgres]` on a new database.
-    pub async fn up(primaries: u16, replicas: u16) -> ChaosCluster {
+impl ChaosCluster<LocalNodes> {
+    /// `primaries` primaries with `replicas` replicas each on 127.0.0.1, `[postgres]` on a new
+    /// database of the suite's server, each node through a proxy of its own.
+    pub async fn up(primaries: u16, replicas: u16) -> ChaosCluster<LocalNodes> {
         let db = TestDb::create().await;
         let nodes = primaries * (1 + replicas);
         let target = postgres_addr(&db.url);
@@ -106,72 +181,95 @@ impl ChaosCluster {
             LocalCluster::up_with_each(primaries, replicas, "", &each)
         });
         ChaosCluster {
-            cluster,
-            proxies,
-            db,
+            nodes: LocalNodes {
+                cluster,
+                proxies,
+                db,
+            },
             groups: Groups { primaries, nodes },
         }
     }
 
-    /// Every node's port.
-    pub fn ports(&self) -> Vec<u16> {
-        (0..self.groups.nodes)
-            .map(|node| self.cluster.port + node)
-            .collect()
+    /// The proxy between `node` and PostgreSQL (to cut that node alone off).
+    pub fn proxy(&self, node: u16) -> &TcpProxy {
+        &self.nodes.proxies[usize::from(node)]
+    }
+}
+
+impl<N: Nodes> ChaosCluster<N> {
+    /// A chaos cluster of `nodes`, laid out in `groups`.
+    pub fn new(nodes: N, groups: Groups) -> ChaosCluster<N> {
+        ChaosCluster { nodes, groups }
     }
 
-    /// The node on `port`.
-    pub fn node_of_port(&self, port: u16) -> u16 {
-        port - self.cluster.port
+    /// Every node's address.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        (0..self.groups.nodes).map(|node| self.addr(node)).collect()
+    }
+
+    /// Where `node` takes clients.
+    pub fn addr(&self, node: u16) -> SocketAddr {
+        self.nodes.addr(node)
+    }
+
+    /// The node at `addr`.
+    pub fn node_of_addr(&self, addr: SocketAddr) -> u16 {
+        (0..self.groups.nodes)
+            .find(|&node| self.addr(node) == addr)
+            .unwrap_or_else(|| panic!("{addr} is none of the cluster's nodes"))
+    }
+
+    /// `node`'s log so far.
+    pub fn log(&self, node: u16) -> String {
+        self.nodes.log(node)
+    }
+
+    /// The pool on the cluster's database.
+    pub fn pool(&self) -> &PgPool {
+        self.nodes.pool()
     }
 
     /// kill -9 of `node`.
     pub fn kill9(&self, node: u16) {
-        tokio::task::block_in_place(|| self.cluster.kill9(node));
+        tokio::task::block_in_place(|| self.nodes.kill9(node));
     }
 
     /// Starts `node` again and waits until it answers PING.
     pub fn restart(&self, node: u16) {
-        tokio::task::block_in_place(|| self.cluster.restart(node));
+        tokio::task::block_in_place(|| {
+            self.nodes.spawn(node);
+            self.nodes.wait_ready(node);
+        });
     }
 
     /// kill -9 of every node, then every node started again at once.
     pub fn restart_all(&self) {
         tokio::task::block_in_place(|| {
             for node in 0..self.groups.nodes {
-                self.cluster.kill9(node);
+                self.nodes.kill9(node);
             }
             for node in 0..self.groups.nodes {
-                self.cluster.spawn(node);
+                self.nodes.spawn(node);
             }
             for node in 0..self.groups.nodes {
-                self.cluster.wait_ready(node);
+                self.nodes.wait_ready(node);
             }
         });
     }
 
     /// Cuts every node off PostgreSQL.
     pub fn cut_postgres(&self) {
-        for proxy in &self.proxies {
-            proxy.cut();
-        }
-    }
-
-    /// The proxy between `node` and PostgreSQL (to cut that node alone off).
-    pub fn proxy(&self, node: u16) -> &TcpProxy {
-        &self.proxies[usize::from(node)]
+        tokio::task::block_in_place(|| self.nodes.cut_postgres());
     }
 
     /// Lets every node reach PostgreSQL again.
     pub fn mend_postgres(&self) {
-        for proxy in &self.proxies {
-            proxy.mend();
-        }
+        tokio::task::block_in_place(|| self.nodes.mend_postgres());
     }
 
     /// `node`'s `ROLE` (`master`, `slave`), if it answers.
     pub async fn role(&self, node: u16) -> Option<String> {
-        let mut conn = connect(self.cluster.port + node).await.ok()?;
+        let mut conn = connect(self.addr(node)).await.ok()?;
         let reply: Value = redis::cmd("ROLE").query_async(&mut conn).await.ok()?;
         match reply {
             Value::Array(fields) => match fields.first()? {
@@ -220,14 +318,14 @@ impl ChaosCluster {
     /// most); that node.
     pub async fn until_writable(&self, group: usize, not: Option<u16>) -> u16 {
         let key = self.groups.probe_key(group);
-        let mut router = Router::new(self.ports());
+        let mut router = Router::new(self.addrs());
         let started = Instant::now();
         loop {
             let last = match router.send(&key, &load::cart_add(&key, "probe")).await {
-                Ok((_, port)) if Some(self.node_of_port(port)) != not => {
-                    return self.node_of_port(port);
+                Ok(replied) if Some(self.node_of_addr(replied.from)) != not => {
+                    return self.node_of_addr(replied.from);
                 }
-                Ok((_, port)) => format!("still taken by node on port {port}"),
+                Ok(replied) => format!("still taken by the node at {}", replied.from),
                 Err(error) => error,
             };
             assert!(
@@ -260,7 +358,7 @@ impl ChaosCluster {
 
     /// `INFO section` of `node`, if it answers.
     pub async fn info(&self, node: u16, section: &str) -> Option<String> {
-        let mut conn = connect(self.cluster.port + node).await.ok()?;
+        let mut conn = connect(self.addr(node)).await.ok()?;
         redis::cmd("INFO")
             .arg(section)
             .query_async(&mut conn)
@@ -294,7 +392,7 @@ impl ChaosCluster {
 }
 
 /// The address of the PostgreSQL server in `url` (`postgres://user@host:port/db`).
-fn postgres_addr(url: &str) -> std::net::SocketAddr {
+fn postgres_addr(url: &str) -> SocketAddr {
     let authority = url.split_once("://").expect("a URL").1;
     let host_port = authority
         .rsplit_once('@')

@@ -11,6 +11,8 @@
 //! - [`cli`]: [`redis_cli`], running `redis-cli` against cartd.
 //! - [`cluster`]: [`cluster::LocalCluster`], a local cluster by `scripts/cluster`.
 //! - [`chaos`]: [`chaos::ChaosCluster`], faults under a write load, and the checks after them.
+//! - [`netns`]: [`netns::Network`], test hosts in network namespaces to partition, with
+//!   PostgreSQL ([`netns::NetnsPostgres`]) and a cartd cluster ([`netns::NetnsCluster`]) in them.
 //! - [`exporter`]: [`Exporter`], the Prometheus exporter scraping cartd.
 //! - [`cart`]: shorthand for the cart-command suites ([`w`], [`mutate`], [`cart_add`], [`lines`]).
 //! - [`mod@info`]: [`fn@info`] and the `name:value` fields of its text.
@@ -36,6 +38,7 @@ pub mod disk;
 pub mod exporter;
 pub mod info;
 pub mod matrix;
+pub mod netns;
 pub mod pg;
 pub mod process;
 pub mod proxy;

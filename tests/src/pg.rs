@@ -98,7 +98,7 @@ pub struct PgCluster {
 }
 
 /// The newest installed PostgreSQL's programs (`scripts/test` installs them when missing).
-fn pg_bin_dir() -> std::path::PathBuf {
+pub(crate) fn pg_bin_dir() -> std::path::PathBuf {
     let mut dirs: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
         .expect("PostgreSQL is installed under /usr/lib/postgresql (scripts/test installs it)")
         .map(|entry| entry.expect("entry").path().join("bin"))
@@ -116,7 +116,7 @@ fn pg_bin_dir() -> std::path::PathBuf {
 }
 
 /// Runs a PostgreSQL program as `postgres` (they refuse root), from `/`.
-fn as_postgres(program: &std::path::Path, args: &[&str]) -> bool {
+pub(crate) fn as_postgres(program: &std::path::Path, args: &[&str]) -> bool {
     let root = std::process::Command::new("id")
         .arg("-u")
         .output()

@@ -24,7 +24,7 @@ const STEADY: Duration = Duration::from_secs(2);
 async fn scenario(name: &str, fault: Fault) -> (Report, Injected, Records) {
     let chaos = ChaosCluster::up(3, 1).await;
     let load = Load::start(
-        &chaos.ports(),
+        &chaos.addrs(),
         chaos.groups,
         &format!("chaos:{name}"),
         LoadOptions::default(),

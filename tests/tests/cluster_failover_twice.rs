@@ -24,7 +24,7 @@ async fn add(conn: &mut MultiplexedConnection, key: &str, sku: &str) -> i64 {
 
 /// The cart's version on node `node` (a primary), if it has the cart.
 async fn version(chaos: &ChaosCluster, node: u16, key: &str) -> Option<i64> {
-    let mut conn = connect(chaos.cluster.port + node).await.expect("connect");
+    let mut conn = connect(chaos.addr(node)).await.expect("connect");
     let reply: Value = redis::cmd("CART.GET")
         .arg(key)
         .arg("NOVALIDATE")
@@ -43,7 +43,7 @@ async fn version(chaos: &ChaosCluster, node: u16, key: &str) -> Option<i64> {
 async fn postgres_version(chaos: &ChaosCluster, key: &str) -> Option<i64> {
     sqlx::query_scalar("SELECT version FROM carts WHERE key = $1")
         .bind(key)
-        .fetch_optional(&chaos.db.pool)
+        .fetch_optional(chaos.pool())
         .await
         .expect("read carts")
 }
@@ -52,7 +52,7 @@ async fn postgres_version(chaos: &ChaosCluster, key: &str) -> Option<i64> {
 async fn until_primary(chaos: &ChaosCluster, node: u16) -> MultiplexedConnection {
     let started = Instant::now();
     loop {
-        if let Ok(mut conn) = connect(chaos.cluster.port + node).await {
+        if let Ok(mut conn) = connect(chaos.addr(node)).await {
             if cart_add("cart:probe", "p")
                 .query_async::<i64>(&mut conn)
                 .await
@@ -65,7 +65,7 @@ async fn until_primary(chaos: &ChaosCluster, node: u16) -> MultiplexedConnection
             started.elapsed() < Duration::from_secs(30),
             "n{} takes no write 30 s on:\n{}",
             node + 1,
-            chaos.cluster.log(node)
+            chaos.log(node)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -77,7 +77,7 @@ async fn until_primary(chaos: &ChaosCluster, node: u16) -> MultiplexedConnection
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_first_primary_back_after_its_successor_died_streams_and_reloads_from_the_fork() {
     let chaos = ChaosCluster::up(1, 1).await;
-    let mut n1 = connect(chaos.cluster.port).await.expect("connect");
+    let mut n1 = connect(chaos.addr(0)).await.expect("connect");
     assert_eq!(add(&mut n1, "cart:a", "s1").await, 1);
     let _: i64 = redis::cmd("WAIT")
         .arg(1)
@@ -111,7 +111,7 @@ async fn the_first_primary_back_after_its_successor_died_streams_and_reloads_fro
         postgres_version(&chaos, "cart:a").await,
         Some(after),
         "PostgreSQL follows n1's cart:a (n1 has version {after}); n1's log:\n{}",
-        chaos.cluster.log(0)
+        chaos.log(0)
     );
     for at in 0..20 {
         let key = format!("cart:b{at}");
@@ -132,7 +132,7 @@ async fn the_first_primary_back_after_its_successor_died_streams_and_reloads_fro
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_first_primary_back_drops_its_streamed_records_past_the_fork() {
     let chaos = ChaosCluster::up(1, 1).await;
-    let mut n1 = connect(chaos.cluster.port).await.expect("connect");
+    let mut n1 = connect(chaos.addr(0)).await.expect("connect");
     assert_eq!(add(&mut n1, "cart:c", "s1").await, 1);
     let _: i64 = redis::cmd("WAIT")
         .arg(1)
@@ -166,7 +166,7 @@ async fn the_first_primary_back_drops_its_streamed_records_past_the_fork() {
     chaos.restart(0);
     let _n1 = until_primary(&chaos, 0).await;
     chaos.until_sink_caught_up(0).await.expect("n1's sink");
-    let log = chaos.cluster.log(0);
+    let log = chaos.log(0);
     assert_eq!(
         version(&chaos, 0, "cart:c").await,
         Some(3),

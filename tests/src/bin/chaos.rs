@@ -114,7 +114,7 @@ async fn run_round(
     group: usize,
 ) -> (Report, faults::Injected, Records) {
     let load = Load::start(
-        &chaos.ports(),
+        &chaos.addrs(),
         chaos.groups,
         &format!("chaos:r{round}"),
         LoadOptions::default(),

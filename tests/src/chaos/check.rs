@@ -2,17 +2,19 @@
 //! version at least the acknowledged one), every cart on exactly one primary (its slot's), and
 //! PostgreSQL equal to the cluster once each primary's sink has caught up; and the report:
 //! per shard group the writes acknowledged and lost, with and without WAIT, and the time
-//! without a primary (from a failed write to the next write taken).
+//! without a primary (from a failed write to the next write taken). [`handover`] reads from
+//! the records whether a group's old and new primary ever took writes at the same time.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use redis::Value;
 
 use super::load::Records;
 use super::router::{connect, slot, slot_map, Router};
-use super::{ChaosCluster, Groups, SETTLE_TIMEOUT};
+use super::{ChaosCluster, Groups, Nodes, SETTLE_TIMEOUT};
 
 /// Lost writes and misplaced carts named in a report, at most.
 const EXAMPLES_MAX: usize = 10;
@@ -140,7 +142,7 @@ impl fmt::Display for Report {
 }
 
 /// Waits until the cluster is settled, then checks `records` (keys under `prefix`).
-pub async fn verify(chaos: &ChaosCluster, records: &Records, prefix: &str) -> Report {
+pub async fn verify<N: Nodes>(chaos: &ChaosCluster<N>, records: &Records, prefix: &str) -> Report {
     settle(chaos).await;
     let carts = read_carts(chaos, records).await;
     let mut report = count(chaos.groups, records, &carts);
@@ -176,12 +178,12 @@ pub fn count(groups: Groups, records: &Records, carts: &HashMap<String, Option<C
         }
         if report.lost.len() < EXAMPLES_MAX {
             report.lost.push(format!(
-                "{} {} v{} (waited: {}) acknowledged by port {} at {} ms; the cluster has {:?}",
+                "{} {} v{} (waited: {}) acknowledged by {} at {} ms; the cluster has {:?}",
                 ack.key,
                 ack.sku,
                 ack.version,
                 ack.waited,
-                ack.port,
+                ack.acked_by,
                 ack.at.as_millis(),
                 held.map(|cart| cart.version)
             ));
@@ -251,7 +253,7 @@ pub fn acks_between(records: &Records, group: usize, from: Duration, to: Duratio
 
 /// Waits until every group takes writes and every node agrees on who serves what: each
 /// node's CLUSTER SLOTS the same map, and the nodes saying `master` exactly its owners.
-pub async fn settle(chaos: &ChaosCluster) {
+pub async fn settle<N: Nodes>(chaos: &ChaosCluster<N>) {
     for group in 0..usize::from(chaos.groups.primaries) {
         chaos.until_writable(group, None).await;
     }
@@ -270,11 +272,11 @@ pub async fn settle(chaos: &ChaosCluster) {
 }
 
 /// Whether every node has one slot map whose owners are exactly the masters; what was seen.
-async fn agreed_map(chaos: &ChaosCluster) -> (bool, String) {
+async fn agreed_map<N: Nodes>(chaos: &ChaosCluster<N>) -> (bool, String) {
     let mut maps = Vec::new();
-    for port in chaos.ports() {
-        let Ok(mut conn) = connect(port).await else {
-            return (false, format!("port {port} does not answer"));
+    for node in chaos.addrs() {
+        let Ok(mut conn) = connect(node).await else {
+            return (false, format!("{node} does not answer"));
         };
         let reply: redis::RedisResult<Value> = redis::cmd("CLUSTER")
             .arg("SLOTS")
@@ -282,29 +284,33 @@ async fn agreed_map(chaos: &ChaosCluster) -> (bool, String) {
             .await;
         match reply.ok().as_ref().and_then(slot_map) {
             Some(map) => maps.push(map),
-            None => return (false, format!("port {port} gives no slot map")),
+            None => return (false, format!("{node} gives no slot map")),
         }
     }
     if maps.windows(2).any(|pair| pair[0] != pair[1]) {
         return (false, "the nodes' slot maps differ".into());
     }
-    let mut owners: Vec<u16> = maps[0].iter().flatten().copied().collect();
+    let mut owners: Vec<SocketAddr> = maps[0].iter().flatten().copied().collect();
     owners.sort_unstable();
     owners.dedup();
-    let masters: Vec<u16> = chaos
+    let mut masters: Vec<SocketAddr> = chaos
         .masters()
         .await
         .into_iter()
-        .map(|node| chaos.cluster.port + node)
+        .map(|node| chaos.addr(node))
         .collect();
+    masters.sort_unstable();
     let agreed = owners == masters && maps[0].iter().all(Option::is_some);
     (agreed, format!("owners {owners:?}, masters {masters:?}"))
 }
 
 /// Every recorded cart as the cluster has it now (`None`: no such cart).
-pub async fn read_carts(chaos: &ChaosCluster, records: &Records) -> HashMap<String, Option<Cart>> {
+pub async fn read_carts<N: Nodes>(
+    chaos: &ChaosCluster<N>,
+    records: &Records,
+) -> HashMap<String, Option<Cart>> {
     let keys: HashSet<&str> = records.acks.iter().map(|ack| ack.key.as_str()).collect();
-    let mut router = Router::new(chaos.ports());
+    let mut router = Router::new(chaos.addrs());
     let mut carts = HashMap::new();
     for key in keys {
         let get = redis::cmd("CART.GET")
@@ -317,7 +323,7 @@ pub async fn read_carts(chaos: &ChaosCluster, records: &Records) -> HashMap<Stri
         let reply = loop {
             attempts += 1;
             match router.send(key, &get).await {
-                Ok((reply, _)) => break reply,
+                Ok(replied) => break replied.value,
                 Err(error) => assert!(attempts < 50, "CART.GET {key}: {error}"),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -347,13 +353,16 @@ fn cart_of(reply: &Value) -> Option<Cart> {
 
 /// Carts held by no primary, by two, or by one not serving their slot (each primary asked
 /// `CLUSTER GETKEYSINSLOT` for the carts' slots).
-async fn misplaced(chaos: &ChaosCluster, carts: &HashMap<String, Option<Cart>>) -> Vec<String> {
+async fn misplaced<N: Nodes>(
+    chaos: &ChaosCluster<N>,
+    carts: &HashMap<String, Option<Cart>>,
+) -> Vec<String> {
     let slots: HashSet<usize> = carts.keys().map(|key| slot(key)).collect();
-    let mut holders: HashMap<String, Vec<u16>> = HashMap::new();
+    let mut holders: HashMap<String, Vec<SocketAddr>> = HashMap::new();
     let mut owner_by_slot = Vec::new();
     for node in chaos.masters().await {
-        let port = chaos.cluster.port + node;
-        let mut conn = connect(port).await.expect("a master answers");
+        let addr = chaos.addr(node);
+        let mut conn = connect(addr).await.expect("a master answers");
         let map: Value = redis::cmd("CLUSTER")
             .arg("SLOTS")
             .query_async(&mut conn)
@@ -369,18 +378,16 @@ async fn misplaced(chaos: &ChaosCluster, carts: &HashMap<String, Option<Cart>>) 
         }
         let keys: Vec<Vec<String>> = pipe.query_async(&mut conn).await.expect("GETKEYSINSLOT");
         for key in keys.into_iter().flatten() {
-            holders.entry(key).or_default().push(port);
+            holders.entry(key).or_default().push(addr);
         }
     }
     let mut wrong = Vec::new();
     for (key, cart) in carts {
         let held = holders.get(key).cloned().unwrap_or_default();
         let owner = owner_by_slot[slot(key)];
-        let expected: Vec<u16> = cart.iter().flat_map(|_| owner).collect();
+        let expected: Vec<SocketAddr> = cart.iter().flat_map(|_| owner).collect();
         if held != expected {
-            wrong.push(format!(
-                "{key}: on ports {held:?}, its slot's owner {owner:?}"
-            ));
+            wrong.push(format!("{key}: on {held:?}, its slot's owner {owner:?}"));
         }
     }
     wrong.sort();
@@ -390,8 +397,8 @@ async fn misplaced(chaos: &ChaosCluster, carts: &HashMap<String, Option<Cart>>) 
 
 /// Waits for every primary's sink, then compares every recorded cart's version with the
 /// `carts` table's.
-async fn compare_postgres(
-    chaos: &ChaosCluster,
+async fn compare_postgres<N: Nodes>(
+    chaos: &ChaosCluster<N>,
     prefix: &str,
     carts: &HashMap<String, Option<Cart>>,
     report: &mut Report,
@@ -405,7 +412,7 @@ async fn compare_postgres(
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT key, version FROM carts WHERE key LIKE $1")
             .bind(format!("{prefix}%"))
-            .fetch_all(&chaos.db.pool)
+            .fetch_all(chaos.pool())
             .await
             .expect("read the carts table");
     let stored: HashMap<String, i64> = rows.into_iter().collect();
@@ -422,4 +429,118 @@ async fn compare_postgres(
     differ.sort();
     differ.truncate(EXAMPLES_MAX);
     report.postgres.extend(differ);
+}
+
+/// How one group's writes passed from an old primary to a new one, from the records alone.
+/// A reply from the new primary means it was taking writes by the time the reply came; a
+/// write the old primary acknowledged but that was sent after that reply was taken by the old
+/// one while the new one was primary too: two primaries for the group's slots at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Handover {
+    /// The group's writes the old primary acknowledged.
+    pub old_acks: usize,
+    /// The group's writes the new primary acknowledged.
+    pub new_acks: usize,
+    /// When the old primary's last acknowledgement came (load clock).
+    pub old_last_ack: Option<Duration>,
+    /// When the first write the new primary acknowledged was sent (load clock).
+    pub new_first_sent: Option<Duration>,
+    /// When the new primary's first acknowledgement came (load clock).
+    pub new_first_ack: Option<Duration>,
+    /// The earliest moment the new primary was known to take writes: `new_first_ack`, or
+    /// earlier when the harness saw it take one of its own (load clock).
+    pub new_known_primary: Option<Duration>,
+    /// The old primary's acknowledgements that came after `new_known_primary` for writes
+    /// sent before it: no overlap (the old one may have taken them in time, its reply held
+    /// up by the partition), but worth knowing.
+    pub late_replies: usize,
+    /// The old primary's acknowledged writes sent after `new_known_primary`: each an
+    /// overlap.
+    pub overlapping: usize,
+    /// Some of them, named.
+    pub overlaps: Vec<String>,
+}
+
+impl Handover {
+    /// The new primary's first write's send less the old primary's last acknowledgement, in
+    /// milliseconds: how long the group had no primary at least, as the clients saw it
+    /// (negative when the two stretches of writes interleave in time, which alone proves no
+    /// overlap: a write may wait in flight).
+    pub fn gap_ms(&self) -> Option<i128> {
+        let sent = self.new_first_sent?.as_millis() as i128;
+        Some(sent - self.old_last_ack?.as_millis() as i128)
+    }
+}
+
+impl fmt::Display for Handover {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |at: Option<Duration>| at.map(|at| at.as_millis());
+        write!(
+            f,
+            "old primary: {} writes, its last acknowledged at {:?} ms; new primary: {} writes, \
+             its first sent at {:?} ms and acknowledged at {:?} ms (known primary at {:?} ms); \
+             gap {:?} ms; {} replies of the old one came after that (sent before); {} old writes \
+             sent after the new primary was known to take writes",
+            self.old_acks,
+            ms(self.old_last_ack),
+            self.new_acks,
+            ms(self.new_first_sent),
+            ms(self.new_first_ack),
+            ms(self.new_known_primary),
+            self.gap_ms(),
+            self.late_replies,
+            self.overlapping
+        )?;
+        for overlap in &self.overlaps {
+            write!(f, "\n  overlap: {overlap}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How `group`'s writes passed from the primary at `old` to the one at `new` in `records`;
+/// `seen_taking_writes`: by when (load clock) the harness had seen `new` take a write of its
+/// own, if it had (the load's clients may be stuck in timeouts on the old primary then).
+pub fn handover(
+    records: &Records,
+    group: usize,
+    old: SocketAddr,
+    new: SocketAddr,
+    seen_taking_writes: Option<Duration>,
+) -> Handover {
+    let of_group = || records.acks.iter().filter(|ack| ack.group == group);
+    let old_acks: Vec<_> = of_group().filter(|ack| ack.acked_by == old).collect();
+    let new_acks: Vec<_> = of_group().filter(|ack| ack.acked_by == new).collect();
+    let new_first_ack = new_acks.iter().map(|ack| ack.at).min();
+    let new_known_primary = new_first_ack.into_iter().chain(seen_taking_writes).min();
+    let mut handover = Handover {
+        old_acks: old_acks.len(),
+        new_acks: new_acks.len(),
+        old_last_ack: old_acks.iter().map(|ack| ack.at).max(),
+        new_first_sent: new_acks.iter().map(|ack| ack.sent).min(),
+        new_first_ack,
+        new_known_primary,
+        ..Handover::default()
+    };
+    let Some(new_known_primary) = new_known_primary else {
+        return handover;
+    };
+    handover.late_replies = old_acks
+        .iter()
+        .filter(|ack| ack.sent <= new_known_primary && ack.at > new_known_primary)
+        .count();
+    for ack in old_acks.iter().filter(|ack| ack.sent > new_known_primary) {
+        handover.overlapping += 1;
+        if handover.overlaps.len() < EXAMPLES_MAX {
+            handover.overlaps.push(format!(
+                "{} {} v{} sent to {old} at {} ms, acknowledged at {} ms",
+                ack.key,
+                ack.sku,
+                ack.version,
+                ack.sent.as_millis(),
+                ack.at.as_millis()
+            ));
+        }
+    }
+    handover
 }

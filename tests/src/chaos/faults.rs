@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::load::Load;
-use super::ChaosCluster;
+use super::{ChaosCluster, Nodes};
 
 /// How long PostgreSQL stays cut off: past three leases (3 s each by default).
 pub const POSTGRES_CUT: Duration = Duration::from_secs(10);
@@ -61,7 +61,12 @@ pub struct Injected {
 
 /// Injects `fault` (on `group`, for the kills) and waits until the cluster serves every slot
 /// again with every node back.
-pub async fn inject(chaos: &ChaosCluster, load: &Load, fault: Fault, group: usize) -> Injected {
+pub async fn inject<N: Nodes>(
+    chaos: &ChaosCluster<N>,
+    load: &Load,
+    fault: Fault,
+    group: usize,
+) -> Injected {
     match fault {
         Fault::KillPrimary => kill_primary(chaos, load, group).await,
         Fault::KillPrimaryTwice => kill_primary_twice(chaos, load, group).await,
@@ -70,7 +75,7 @@ pub async fn inject(chaos: &ChaosCluster, load: &Load, fault: Fault, group: usiz
     }
 }
 
-async fn kill_primary(chaos: &ChaosCluster, load: &Load, group: usize) -> Injected {
+async fn kill_primary<N: Nodes>(chaos: &ChaosCluster<N>, load: &Load, group: usize) -> Injected {
     let primary = chaos.primary_of(group).await;
     let at = load.elapsed();
     chaos.kill9(primary);
@@ -88,7 +93,11 @@ async fn kill_primary(chaos: &ChaosCluster, load: &Load, group: usize) -> Inject
     }
 }
 
-async fn kill_primary_twice(chaos: &ChaosCluster, load: &Load, group: usize) -> Injected {
+async fn kill_primary_twice<N: Nodes>(
+    chaos: &ChaosCluster<N>,
+    load: &Load,
+    group: usize,
+) -> Injected {
     let first = chaos.primary_of(group).await;
     let first_at = load.elapsed();
     chaos.kill9(first);
@@ -113,7 +122,7 @@ async fn kill_primary_twice(chaos: &ChaosCluster, load: &Load, group: usize) -> 
     }
 }
 
-async fn cut_postgres(chaos: &ChaosCluster, load: &Load) -> Injected {
+async fn cut_postgres<N: Nodes>(chaos: &ChaosCluster<N>, load: &Load) -> Injected {
     let from = load.elapsed();
     chaos.cut_postgres();
     tokio::time::sleep(POSTGRES_CUT).await;
@@ -125,7 +134,7 @@ async fn cut_postgres(chaos: &ChaosCluster, load: &Load) -> Injected {
     }
 }
 
-async fn restart_all(chaos: &ChaosCluster, load: &Load) -> Injected {
+async fn restart_all<N: Nodes>(chaos: &ChaosCluster<N>, load: &Load) -> Injected {
     let mut kills = Vec::new();
     for node in 0..chaos.groups.nodes {
         kills.push(Kill {

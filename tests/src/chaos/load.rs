@@ -2,6 +2,7 @@
 //! write the cluster acknowledged and every error, with its time. Verifying is left to
 //! `check`.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,10 +55,12 @@ pub struct Ack {
     pub version: i64,
     /// `WAIT 1 2000` after it returned 1 or more.
     pub waited: bool,
+    /// When the CART.ADD was sent to the node that acknowledged it, from the load's start.
+    pub sent: Duration,
     /// When the reply came, from the load's start.
     pub at: Duration,
-    /// The port of the node that acknowledged it.
-    pub port: u16,
+    /// The address of the node that acknowledged it.
+    pub acked_by: SocketAddr,
     /// The shard group of its slot.
     pub group: usize,
 }
@@ -92,14 +95,15 @@ pub struct Load {
 }
 
 impl Load {
-    /// Starts `options.clients` clients writing carts under `prefix` to the cluster on `ports`.
-    pub fn start(ports: &[u16], groups: Groups, prefix: &str, options: LoadOptions) -> Load {
+    /// Starts `options.clients` clients writing carts under `prefix` to the cluster whose
+    /// nodes are at `seeds`.
+    pub fn start(seeds: &[SocketAddr], groups: Groups, prefix: &str, options: LoadOptions) -> Load {
         let origin = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let mut clients = JoinSet::new();
         for client in 0..options.clients {
             let writer = Writer {
-                router: Router::new(ports.to_vec()),
+                router: Router::new(seeds.to_vec()),
                 groups,
                 prefix: format!("{prefix}:{client}"),
                 waits: client < options.waiting_clients,
@@ -147,6 +151,7 @@ struct Writer {
 }
 
 impl Writer {
+    /// Writes a new line to one cart after another until the load stops; what it saw.
     async fn run(mut self) -> Records {
         let mut records = Records::default();
         let mut sequence: u64 = 0;
@@ -163,8 +168,9 @@ impl Writer {
                     sku,
                     version: written.version,
                     waited: written.waited,
+                    sent: written.sent,
                     at: written.at,
-                    port: written.port,
+                    acked_by: written.acked_by,
                     group,
                 }),
                 Err(error) => {
@@ -185,31 +191,34 @@ impl Writer {
     /// this client waits.
     async fn write(&mut self, key: &str, sku: &str) -> Result<Written, String> {
         let add = cart_add(key, sku);
-        let (reply, port) = self.router.send(key, &add).await?;
+        let replied = self.router.send(key, &add).await?;
         let at = self.origin.elapsed();
-        let Value::Int(version) = reply else {
-            return Err(format!("CART.ADD replied {reply:?}"));
+        let Value::Int(version) = replied.value else {
+            return Err(format!("CART.ADD replied {:?}", replied.value));
         };
         let mut waited = false;
         if self.waits {
             let wait = redis::cmd("WAIT").arg(1).arg(2_000).clone();
-            waited = matches!(self.router.send_to(port, &wait).await, Ok(Value::Int(n)) if n >= 1);
+            let replicas = self.router.send_to(replied.from, &wait).await;
+            waited = matches!(replicas, Ok(Value::Int(n)) if n >= 1);
         }
         Ok(Written {
             version,
-            port,
+            acked_by: replied.from,
             waited,
+            sent: replied.sent_at.duration_since(self.origin),
             at,
         })
     }
 }
 
-/// One write taken: the cart's version, the node's port, whether a replica had it, and when
-/// the CART.ADD reply came (before the WAIT).
+/// One write taken: the cart's version, the node that took it, whether a replica had it, and
+/// when the CART.ADD was sent and its reply came (before the WAIT).
 struct Written {
     version: i64,
-    port: u16,
+    acked_by: SocketAddr,
     waited: bool,
+    sent: Duration,
     at: Duration,
 }
 

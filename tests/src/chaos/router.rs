@@ -5,6 +5,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
@@ -42,13 +43,25 @@ pub fn slot(key: &str) -> usize {
     usize::from(crc) % SLOTS
 }
 
+/// A reply, and which node gave it when.
+#[derive(Debug, Clone)]
+pub struct Replied {
+    /// The reply.
+    pub value: Value,
+    /// The address of the node that gave it.
+    pub from: SocketAddr,
+    /// When the request that got it was sent to that node (the last attempt's, after any
+    /// `-MOVED`).
+    pub sent_at: Instant,
+}
+
 /// A client of one cluster: its own connections, its own slot map.
 pub struct Router {
-    /// Every node's port on 127.0.0.1: where the map is asked for.
-    ports: Vec<u16>,
-    /// The port serving each slot, as last learned (`None`: not known).
-    owner_by_slot: Vec<Option<u16>>,
-    conns: HashMap<u16, MultiplexedConnection>,
+    /// Every node's address: where the map is asked for.
+    seeds: Vec<SocketAddr>,
+    /// The node serving each slot, as last learned (`None`: not known).
+    owner_by_slot: Vec<Option<SocketAddr>>,
+    conns: HashMap<SocketAddr, MultiplexedConnection>,
     /// The map may be out of date: read it before the next request.
     stale: bool,
     refreshed_at: Option<Instant>,
@@ -57,10 +70,10 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router knowing the nodes on `ports`, its map not read yet.
-    pub fn new(ports: Vec<u16>) -> Router {
+    /// A router knowing the nodes at `seeds`, its map not read yet.
+    pub fn new(seeds: Vec<SocketAddr>) -> Router {
         Router {
-            ports,
+            seeds,
             owner_by_slot: vec![None; SLOTS],
             conns: HashMap::new(),
             stale: true,
@@ -70,39 +83,49 @@ impl Router {
     }
 
     /// Sends `command` (whose key is `key`) to the node serving the key's slot, following
-    /// `-MOVED`; the reply and the port of the node that gave it.
-    pub async fn send(&mut self, key: &str, command: &redis::Cmd) -> Result<(Value, u16), String> {
+    /// `-MOVED`; the reply, the node that gave it and when it was asked.
+    pub async fn send(&mut self, key: &str, command: &redis::Cmd) -> Result<Replied, String> {
         let slot = slot(key);
         let mut last = String::new();
         for _ in 0..REDIRECTS_MAX {
             if self.stale || self.owner_by_slot[slot].is_none() {
                 self.refresh().await;
             }
-            let Some(port) = self.owner_by_slot[slot] else {
+            let Some(node) = self.owner_by_slot[slot] else {
                 self.stale = true;
                 return Err(format!("no node serves slot {slot}"));
             };
-            match self.send_to(port, command).await {
-                Ok(value) => return Ok((value, port)),
+            let sent_at = Instant::now();
+            match self.send_to(node, command).await {
+                Ok(value) => {
+                    return Ok(Replied {
+                        value,
+                        from: node,
+                        sent_at,
+                    })
+                }
                 Err(error) => {
                     if let Some((addr, moved_slot)) = error.redirect_node() {
-                        let to = port_of(addr);
-                        self.owner_by_slot[usize::from(moved_slot)] = to;
+                        self.owner_by_slot[usize::from(moved_slot)] = addr.parse().ok();
                         self.stale = true;
                         last = error.to_string();
                         continue;
                     }
-                    self.failed(port, &error);
-                    return Err(format!("127.0.0.1:{port}: {error}"));
+                    self.failed(node, &error);
+                    return Err(format!("{node}: {error}"));
                 }
             }
         }
         Err(format!("too many redirections: {last}"))
     }
 
-    /// Sends `command` to the node on `port` (a keyless command, or WAIT after a write).
-    pub async fn send_to(&mut self, port: u16, command: &redis::Cmd) -> redis::RedisResult<Value> {
-        let conn = self.conn(port).await?;
+    /// Sends `command` to the node at `node` (a keyless command, or WAIT after a write).
+    pub async fn send_to(
+        &mut self,
+        node: SocketAddr,
+        command: &redis::Cmd,
+    ) -> redis::RedisResult<Value> {
+        let conn = self.conn(node).await?;
         let result = match tokio::time::timeout(REQUEST_TIMEOUT, command.query_async(conn)).await {
             Ok(result) => result,
             Err(_) => Err(redis::RedisError::from(std::io::Error::new(
@@ -112,32 +135,33 @@ impl Router {
         };
         if let Err(error) = &result {
             if error.redirect_node().is_none() {
-                self.failed(port, error);
+                self.failed(node, error);
             }
         }
         result
     }
 
-    /// The port now serving `slot`, reading the map if it is out of date.
-    pub async fn owner(&mut self, slot: usize) -> Option<u16> {
+    /// The node now serving `slot`, reading the map if it is out of date.
+    pub async fn owner(&mut self, slot: usize) -> Option<SocketAddr> {
         if self.stale {
             self.refresh().await;
         }
         self.owner_by_slot[slot]
     }
 
-    /// After a failure on `port`: a broken connection is dropped, and the map read again.
-    fn failed(&mut self, port: u16, error: &redis::RedisError) {
+    /// After a failure on `node`: a broken connection is dropped, and the map read again.
+    fn failed(&mut self, node: SocketAddr, error: &redis::RedisError) {
         if error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error() {
-            self.conns.remove(&port);
+            self.conns.remove(&node);
         }
         self.stale = true;
     }
 
-    async fn conn(&mut self, port: u16) -> redis::RedisResult<&mut MultiplexedConnection> {
-        match self.conns.entry(port) {
+    /// The connection to `node`, made if there is none.
+    async fn conn(&mut self, node: SocketAddr) -> redis::RedisResult<&mut MultiplexedConnection> {
+        match self.conns.entry(node) {
             Entry::Occupied(kept) => Ok(kept.into_mut()),
-            Entry::Vacant(none) => Ok(none.insert(connect(port).await?)),
+            Entry::Vacant(none) => Ok(none.insert(connect(node).await?)),
         }
     }
 
@@ -150,11 +174,11 @@ impl Router {
             return;
         }
         self.refreshed_at = Some(Instant::now());
-        for _ in 0..self.ports.len() {
-            let port = self.ports[self.ask_next % self.ports.len()];
+        for _ in 0..self.seeds.len() {
+            let seed = self.seeds[self.ask_next % self.seeds.len()];
             self.ask_next += 1;
             let Ok(reply) = self
-                .send_to(port, &redis::cmd("CLUSTER").arg("SLOTS").clone())
+                .send_to(seed, &redis::cmd("CLUSTER").arg("SLOTS").clone())
                 .await
             else {
                 continue;
@@ -168,10 +192,10 @@ impl Router {
     }
 }
 
-/// A connection to 127.0.0.1:`port` with the harness's timeouts (redis-rs's default response
-/// timeout, 500 ms, is shorter than a `WAIT 1 2000`).
-pub async fn connect(port: u16) -> redis::RedisResult<MultiplexedConnection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+/// A connection to `node` with the harness's timeouts (redis-rs's default response timeout,
+/// 500 ms, is shorter than a `WAIT 1 2000`).
+pub async fn connect(node: SocketAddr) -> redis::RedisResult<MultiplexedConnection> {
+    let client = redis::Client::open(format!("redis://{node}/"))?;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(REQUEST_TIMEOUT));
@@ -180,14 +204,9 @@ pub async fn connect(port: u16) -> redis::RedisResult<MultiplexedConnection> {
         .await
 }
 
-/// The port of `host:port`.
-fn port_of(addr: &str) -> Option<u16> {
-    addr.rsplit_once(':')?.1.parse().ok()
-}
-
 /// The owner of every slot from a `CLUSTER SLOTS` reply (`[start, end, [host, port, id],
-/// replicas...]` per range).
-pub fn slot_map(reply: &Value) -> Option<Vec<Option<u16>>> {
+/// replicas...]` per range; the host an IP address, as cartd's layouts give it).
+pub fn slot_map(reply: &Value) -> Option<Vec<Option<SocketAddr>>> {
     let Value::Array(ranges) = reply else {
         return None;
     };
@@ -201,12 +220,17 @@ pub fn slot_map(reply: &Value) -> Option<Vec<Option<u16>>> {
         else {
             return None;
         };
-        let Some(Value::Int(port)) = primary.get(1) else {
+        let (Some(host), Some(Value::Int(port))) = (primary.first(), primary.get(1)) else {
             return None;
         };
-        let port = u16::try_from(*port).ok()?;
+        let host: std::net::IpAddr = match host {
+            Value::BulkString(host) => std::str::from_utf8(host).ok()?.parse().ok()?,
+            Value::SimpleString(host) => host.parse().ok()?,
+            _ => return None,
+        };
+        let node = SocketAddr::new(host, u16::try_from(*port).ok()?);
         for slot in usize::try_from(*start).ok()?..=usize::try_from(*end).ok()? {
-            *map.get_mut(slot)? = Some(port);
+            *map.get_mut(slot)? = Some(node);
         }
     }
     Some(map)

@@ -1,0 +1,294 @@
+//! [`NetnsCluster`]: a cartd cluster with PostgreSQL where every node and the PostgreSQL
+//! server run in hosts of their own on a [`Network`]: host 0 is PostgreSQL, host `1 + i` node
+//! `n{i+1}`. The layout is `scripts/cluster`'s (the primaries first with an even share of the
+//! slots, then their replicas in turn), each node bound to its host's address (so
+//! `protected_mode = false`: cartd refuses a non-loopback bind without a password otherwise),
+//! all on one port. Nodes are killed and started again by pid; their logs and data stay in a
+//! temp dir, printed (and the dir kept) when the test panics. The chaos harness drives it as
+//! a [`Nodes`].
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+
+use super::{postgres::NetnsPostgres, Network};
+use crate::cartd_bin;
+use crate::chaos::router::SLOTS;
+use crate::chaos::{ChaosCluster, Groups, Nodes};
+
+/// The port every node listens on, each on its host's address.
+pub const NODE_PORT: u16 = 7000;
+
+/// The host PostgreSQL runs in.
+pub const POSTGRES_HOST: usize = 0;
+
+/// How long a node may take to answer PING after it is started.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Lines of each log printed when a test fails.
+const LOG_TAIL_LINES: usize = 200;
+
+/// The cluster; its nodes are killed when it drops, then PostgreSQL stops, then the network
+/// goes (the fields drop in that order).
+pub struct NetnsCluster {
+    /// Each node's process while it runs.
+    children: Vec<Mutex<Option<Child>>>,
+    /// `n1/`, `n2/`, ...: each node's config.toml, data and log.
+    dir: tempfile::TempDir,
+    /// PostgreSQL, in host [`POSTGRES_HOST`].
+    pub postgres: NetnsPostgres,
+    /// The network: PostgreSQL and one host per node.
+    pub net: Network,
+}
+
+impl NetnsCluster {
+    /// `primaries` primaries with `replicas` replicas each and PostgreSQL, in namespaces,
+    /// with leases of `lease_ms`; returns once every node answers PING (a replica answers
+    /// only once it holds its primary's snapshot).
+    pub async fn up(primaries: u16, replicas: u16, lease_ms: u64) -> ChaosCluster<NetnsCluster> {
+        let groups = Groups {
+            primaries,
+            nodes: primaries * (1 + replicas),
+        };
+        let names: Vec<String> = std::iter::once("pg".to_owned())
+            .chain((1..=groups.nodes).map(|node| format!("n{node}")))
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let net = tokio::task::block_in_place(|| Network::new(&names));
+        let postgres = NetnsPostgres::start(&net, POSTGRES_HOST).await;
+        let cluster = NetnsCluster {
+            children: (0..groups.nodes).map(|_| Mutex::new(None)).collect(),
+            dir: tempfile::tempdir().expect("a temp dir"),
+            postgres,
+            net,
+        };
+        for node in 0..groups.nodes {
+            cluster.write_config(groups, node, lease_ms);
+        }
+        tokio::task::block_in_place(|| {
+            for node in 0..groups.nodes {
+                cluster.spawn(node);
+            }
+            for node in 0..groups.nodes {
+                cluster.wait_ready(node);
+            }
+        });
+        ChaosCluster::new(cluster, groups)
+    }
+
+    /// The host node `node` runs in.
+    pub fn host_of(&self, node: u16) -> usize {
+        usize::from(node) + 1
+    }
+
+    /// Node `node`'s address on the network.
+    fn ip_of(&self, node: u16) -> Ipv4Addr {
+        self.net.host(self.host_of(node)).ip
+    }
+
+    /// Node `node`'s own directory.
+    pub fn node_dir(&self, node: u16) -> PathBuf {
+        self.dir.path().join(format!("n{}", node + 1))
+    }
+
+    /// Writes node `node`'s config.toml.
+    fn write_config(&self, groups: Groups, node: u16, lease_ms: u64) {
+        let dir = self.node_dir(node);
+        std::fs::create_dir_all(&dir).expect("make the node's directory");
+        let layout = layout_toml(groups, |peer| {
+            SocketAddr::from((self.ip_of(peer), NODE_PORT))
+        });
+        let config = format!(
+            "[server]\nbind = \"{ip}\"\nport = {NODE_PORT}\ndata_dir = \"{data}\"\n\
+             protected_mode = false\n\n\
+             [cluster]\nenabled = true\nnode_id = \"n{id}\"\nlease_ms = {lease_ms}\n{layout}\n\
+             [postgres]\nurl = \"{url}\"\n",
+            ip = self.ip_of(node),
+            data = dir.join("data").display(),
+            id = node + 1,
+            url = self.postgres.url,
+        );
+        std::fs::write(dir.join("config.toml"), config).expect("write config.toml");
+    }
+
+    /// Node `node`'s process slot.
+    fn child(&self, node: u16) -> MutexGuard<'_, Option<Child>> {
+        self.children[usize::from(node)]
+            .lock()
+            .expect("no panic while a child is held")
+    }
+
+    /// Prints the tail of every node's log and PostgreSQL's, and keeps the directories.
+    fn print_logs(&mut self) {
+        for node in 0..self.children.len() as u16 {
+            eprintln!(
+                "---- n{} ({}), last {LOG_TAIL_LINES} lines of {} ----\n{}",
+                node + 1,
+                self.ip_of(node),
+                self.node_dir(node).join("log").display(),
+                tail(&self.log(node), LOG_TAIL_LINES)
+            );
+        }
+        eprintln!(
+            "---- PostgreSQL ({}), last {LOG_TAIL_LINES} lines ----\n{}",
+            self.postgres.addr,
+            tail(&self.postgres.log(), LOG_TAIL_LINES)
+        );
+        self.dir.disable_cleanup(true);
+        self.postgres.keep_dir();
+        eprintln!(
+            "kept {} and {}",
+            self.dir.path().display(),
+            self.postgres.dir().display()
+        );
+    }
+}
+
+/// The `[[cluster.nodes]]` entries `scripts/cluster up` writes, for nodes at `addr(node)`:
+/// the primaries first, each with an even share of the slots, then the replicas of each in
+/// turn.
+pub fn layout_toml(groups: Groups, addr: impl Fn(u16) -> SocketAddr) -> String {
+    let primaries = usize::from(groups.primaries);
+    let mut layout = String::new();
+    for node in 0..groups.nodes {
+        let group = groups.of_node(node);
+        layout.push_str(&format!(
+            "\n[[cluster.nodes]]\nid = \"n{}\"\naddr = \"{}\"\n",
+            node + 1,
+            addr(node)
+        ));
+        if node < groups.primaries {
+            let start = group * SLOTS / primaries;
+            let end = (group + 1) * SLOTS / primaries - 1;
+            layout.push_str(&format!("slots = [\"{start}-{end}\"]\n"));
+        } else {
+            layout.push_str(&format!("replica_of = \"n{}\"\n", group + 1));
+        }
+    }
+    layout
+}
+
+impl Nodes for NetnsCluster {
+    fn addr(&self, node: u16) -> SocketAddr {
+        SocketAddr::from((self.ip_of(node), NODE_PORT))
+    }
+
+    fn kill9(&self, node: u16) {
+        if let Some(mut child) = self.child(node).take() {
+            let _ = child.kill();
+            // Reaped only once every thread is gone: the port is free after.
+            let _ = child.wait();
+        }
+    }
+
+    fn spawn(&self, node: u16) {
+        let mut slot = self.child(node);
+        assert!(slot.is_none(), "n{} is running already", node + 1);
+        let dir = self.node_dir(node);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("log"))
+            .expect("open the node's log");
+        let child = self
+            .net
+            .command(self.host_of(node), cartd_bin())
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .env_remove("DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log"))
+            .stderr(log)
+            .spawn()
+            .expect("start the node in its namespace");
+        *slot = Some(child);
+    }
+
+    fn wait_ready(&self, node: u16) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let addr = self.addr(node);
+        while !answers_ping(addr) {
+            let exited = self
+                .child(node)
+                .as_mut()
+                .map(|child| child.try_wait().ok().flatten());
+            if let Some(Some(status)) = exited {
+                panic!(
+                    "n{} exited ({status}) before answering; its log:\n{}",
+                    node + 1,
+                    self.log(node)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "n{} at {addr} does not answer after 30 s; its log:\n{}",
+                node + 1,
+                self.log(node)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self, node: u16) -> String {
+        std::fs::read_to_string(self.node_dir(node).join("log")).unwrap_or_default()
+    }
+
+    fn pool(&self) -> &PgPool {
+        &self.postgres.pool
+    }
+
+    fn cut_postgres(&self) {
+        for node in 0..self.children.len() as u16 {
+            self.net.partition(self.host_of(node), &[POSTGRES_HOST]);
+        }
+    }
+
+    fn mend_postgres(&self) {
+        for node in 0..self.children.len() as u16 {
+            self.net.mend(self.host_of(node), &[POSTGRES_HOST]);
+        }
+    }
+}
+
+impl Drop for NetnsCluster {
+    fn drop(&mut self) {
+        for node in 0..self.children.len() as u16 {
+            if let Ok(mut slot) = self.children[usize::from(node)].lock() {
+                if let Some(mut child) = slot.take() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+        }
+        if std::thread::panicking() {
+            self.print_logs();
+        }
+    }
+}
+
+/// Whether the node at `addr` answers `PING` with `+PONG` (2 s at most).
+fn answers_ping(addr: SocketAddr) -> bool {
+    let timeout = Duration::from_secs(2);
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let mut reply = [0u8; 7];
+    stream.set_read_timeout(Some(timeout)).is_ok()
+        && stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
+}
+
+/// The last `lines` lines of `text`.
+fn tail(text: &str, lines: usize) -> &str {
+    let starts: Vec<usize> = text.match_indices('\n').map(|(at, _)| at + 1).collect();
+    match starts.len().checked_sub(lines) {
+        Some(first) if first > 0 => &text[starts[first - 1]..],
+        _ => text,
+    }
+}
