@@ -207,8 +207,46 @@ impl PostgresLink {
         let carts = sink::load_carts_written_after(pool, term, fork)
             .await
             .map_err(|error| error.to_string())?;
+        let group = server
+            .layout()
+            .map(|layout| layout.group_name(layout.myself().group).to_owned())
+            .unwrap_or_default();
+        let changed = sink::carts_changed_after(pool, &group, term, fork)
+            .await
+            .map_err(|error| error.to_string())?;
+        let cards = sink::load_gift_cards_written_after(pool, term, fork)
+            .await
+            .map_err(|error| error.to_string())?;
+        for (code, balance, currency) in &cards {
+            let owned = server
+                .peers
+                .as_ref()
+                .is_none_or(|peers| peers.owners.owner_elsewhere(code.as_bytes()).is_none());
+            match protocol::Currency::parse(currency.as_bytes()) {
+                Ok(currency) if owned => {
+                    server
+                        .store
+                        .gift_card_reload(code, *balance, currency, now_ms());
+                }
+                Ok(_) => {}
+                Err(_) => warn!(%code, %currency, "the lag window's gift card has a bad currency"),
+            }
+        }
+        let loaded: HashSet<&Bytes> = carts.iter().map(|(key, _)| key).collect();
+        let gone: HashSet<Bytes> = changed
+            .into_iter()
+            .filter(|key| !loaded.contains(key))
+            .collect();
+        let dropped = self.take_carts_back(server, pool, &gone).await?;
+        if !cards.is_empty() || dropped > 0 {
+            info!(
+                gift_cards = cards.len(),
+                carts_gone = dropped,
+                "the lag window's gift card balances and gone carts taken from PostgreSQL"
+            );
+        }
         let layout = server.layout();
-        let mut reloaded = 0;
+        let mut reloaded = dropped;
         for (key, stored) in &carts {
             let mine = layout
                 .as_ref()

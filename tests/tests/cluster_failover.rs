@@ -527,3 +527,77 @@ async fn take_back_with_takeover(cluster: &LocalCluster) {
     until_written(cluster, 0, "cart:taken-back").await;
     assert_eq!(role_of(cluster, 0).await.as_deref(), Some("master"));
 }
+
+/// The available balance of gift card `code` on `conn`'s node (RESP2 map as pairs).
+async fn gift_card_balance(conn: &mut MultiplexedConnection, code: &str) -> Option<i64> {
+    let reply: Option<Vec<redis::Value>> = redis::cmd("GIFTCARD.GET")
+        .arg(code)
+        .query_async(conn)
+        .await
+        .expect("GIFTCARD.GET");
+    let fields = reply?;
+    fields.chunks(2).find_map(|pair| match pair {
+        [redis::Value::BulkString(name), redis::Value::Int(value)] if name == b"balance" => {
+            Some(*value)
+        }
+        _ => None,
+    })
+}
+
+/// In the lag window (the replica down) the primary spends a gift card on a checkout,
+/// completes it (the cart is gone) and deletes another cart; it streams all of that, dies,
+/// and the replica takes over. The card's balance and the two carts' absence come back from
+/// PostgreSQL: before (on 0f4f69c) the promoted node had the card's old balance (the spend
+/// was paid twice over once the card was used again) and both carts back, the completed one
+/// still in checkout.
+#[tokio::test]
+async fn gift_card_spends_and_deleted_carts_of_the_lag_window_come_back_from_postgres() {
+    let db = cartd_tests::TestDb::create().await;
+    let cluster = LocalCluster::up_with(1, 1, &format!("[postgres]\nurl = \"{}\"\n", db.url));
+    let mut primary = connect(&cluster, 0).await;
+    cartd_tests::ok(&mut primary, &cartd_tests::w("GIFTCARD.SET G9 1000 USD")).await;
+    let add = cartd_tests::w("CART.ADD cart:paid item - 1 PRICE 300 CURRENCY USD");
+    cartd_tests::mutate(&mut primary, &add).await;
+    let add = cartd_tests::w("CART.ADD cart:dropped item - 1 PRICE 100 CURRENCY USD");
+    cartd_tests::mutate(&mut primary, &add).await;
+    assert_eq!(wait(&mut primary, 1, 5_000).await, 1);
+    cluster.kill9(1);
+    let use_card = cartd_tests::w("CART.GIFTCARD cart:paid ADD G9");
+    cartd_tests::mutate(&mut primary, &use_card).await;
+    let frozen =
+        cartd_tests::mutate(&mut primary, &cartd_tests::w("CART.CHECKOUT cart:paid")).await;
+    let token = frozen["checkout_token"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
+    cartd_tests::ok(&mut primary, &["CART.COMPLETE", "cart:paid", &token]).await;
+    cartd_tests::ok(&mut primary, &cartd_tests::w("DEL cart:dropped")).await;
+    assert_eq!(gift_card_balance(&mut primary, "G9").await, Some(700));
+    cartd_tests::wait_for_sink(&mut primary).await;
+    cluster.kill9(0);
+    cluster.restart(1);
+    until_written(&cluster, 1, "cart:probe").await;
+    let mut promoted = connect(&cluster, 1).await;
+    let log = cluster.log(1);
+    assert_eq!(
+        gift_card_balance(&mut promoted, "G9").await,
+        Some(700),
+        "the spend stands:\n{log}"
+    );
+    assert_eq!(
+        version(&mut promoted, "cart:paid").await,
+        None,
+        "completed:\n{log}"
+    );
+    assert_eq!(
+        version(&mut promoted, "cart:dropped").await,
+        None,
+        "deleted:\n{log}"
+    );
+    // Logged: the promoted node's restart keeps them so.
+    cluster.kill9(1);
+    cluster.restart(1);
+    let mut again = connect(&cluster, 1).await;
+    assert_eq!(gift_card_balance(&mut again, "G9").await, Some(700));
+    assert_eq!(version(&mut again, "cart:dropped").await, None);
+}

@@ -32,7 +32,8 @@ use crate::record::{Lsn, Space};
 
 pub use cleanup::{cleanup, last_cleanup_ms, CleanupReport};
 pub use restore::{
-    load_cart, load_carts_by_key, load_carts_written_after, load_live_carts, load_reference,
+    carts_changed_after, load_cart, load_carts_by_key, load_carts_written_after,
+    load_gift_cards_written_after, load_live_carts, load_reference,
 };
 pub use sqlx::PgPool;
 pub use stats::{SinkHandle, SinkStats};

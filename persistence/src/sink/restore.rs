@@ -106,6 +106,55 @@ pub async fn load_carts_by_key(
     Ok(carts)
 }
 
+/// The carts shard group `group`'s sink streamed a change of under `term` by a record after
+/// `after` LSN (its events say which): with [`load_carts_written_after`], the carts of the
+/// lag window, the deleted ones (no row now) included.
+pub async fn carts_changed_after(
+    pool: &PgPool,
+    group: &str,
+    term: u64,
+    after: crate::record::Lsn,
+) -> Result<Vec<Bytes>, SinkError> {
+    let keys: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT cart_key FROM cart_events WHERE node = $1 AND term = $2 AND lsn > $3",
+    )
+    .bind(group)
+    .bind(super::columns::lsn_to_db(term))
+    .bind(super::columns::lsn_to_db(after))
+    .fetch_all(pool)
+    .await
+    .map_err(SinkError::query("reading the carts the lag window changed"))?;
+    Ok(keys
+        .iter()
+        .filter_map(|key| key_bytes(key).map(Bytes::from))
+        .collect())
+}
+
+/// The gift cards (code, balance, currency) last written under `term` by a record after
+/// `after` LSN: the balances the old primary of a shard group streamed past the fork (its
+/// spends and GIFTCARD.SETs of the lag window).
+pub async fn load_gift_cards_written_after(
+    pool: &PgPool,
+    term: u64,
+    after: crate::record::Lsn,
+) -> Result<Vec<(String, i64, String)>, SinkError> {
+    let rows: Vec<(String, i64, String)> = sqlx::query_as(
+        "SELECT code, balance, currency FROM gift_cards WHERE term = $1 AND lsn > $2",
+    )
+    .bind(super::columns::lsn_to_db(term))
+    .bind(super::columns::lsn_to_db(after))
+    .fetch_all(pool)
+    .await
+    .map_err(SinkError::query("loading the gift cards of the lag window"))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(code, balance, currency)| {
+            let code = String::from_utf8(key_bytes(&code)?).ok()?;
+            Some((code, balance, currency))
+        })
+        .collect())
+}
+
 /// The cart under `key`, if PostgreSQL has it and it has not expired at `now_ms`.
 pub async fn load_cart(
     pool: &PgPool,

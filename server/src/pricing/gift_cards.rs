@@ -228,6 +228,28 @@ impl GiftCards {
         Ok(())
     }
 
+    /// Puts the balance PostgreSQL has for a card in place (a promoted node's lag window: the
+    /// old primary spent or set it after this node's last record), whatever this node holds
+    /// of it: the spends behind it happened. What it keeps for other nodes stays.
+    pub fn reload(
+        &self,
+        code: &str,
+        balance: i64,
+        currency: Currency,
+        log: impl FnOnce(&PeerHolds),
+    ) {
+        let mut inner = self.inner.write();
+        let card = inner.cards.entry(code.into()).or_insert(Card {
+            balance,
+            currency,
+            holds: Vec::new(),
+            spent_for_peers: Vec::new(),
+        });
+        card.balance = balance;
+        card.currency = currency;
+        log(&card.peer_holds());
+    }
+
     /// `GIFTCARD.GET` at `now_ms`.
     pub fn get(&self, code: &str, now_ms: u64) -> Option<GiftCardBalance> {
         let inner = self.inner.read();

@@ -394,6 +394,19 @@ impl Store {
             })
     }
 
+    /// A card's balance from PostgreSQL (the lag window), logged.
+    pub fn gift_card_reload(&self, code: &str, balance: i64, currency: Currency, now_ms: u64) {
+        self.gift_cards
+            .reload(code, balance, currency, |peer_holds| {
+                let image = gift_card_image(balance, currency, peer_holds);
+                let stamp = Stamp {
+                    at_ms: now_ms,
+                    origin: 0,
+                };
+                self.log_reference(Space::GiftCard, code.as_bytes(), Some(&image), stamp);
+            });
+    }
+
     /// `GIFTCARD.DEL`, logged: whether there was one.
     pub fn gift_card_remove(&self, code: &str, now_ms: u64) -> Result<bool, String> {
         self.gift_cards.remove(code, now_ms, || {
