@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use persistence::record::Space;
 use persistence::sink::lease::{self, Fork, Lease, Renewal, TakeOver};
 use persistence::sink::{PgPool, SinkError, Term};
 use persistence::Lsn;
@@ -900,14 +901,29 @@ async fn drop_forked_records(
     let Some(postgres) = server.durable().postgres.as_ref() else {
         return 0;
     };
+    let of = |set: &HashSet<Changed>, space: Space| -> HashSet<Bytes> {
+        set.iter()
+            .filter(|(of, _)| *of == space)
+            .map(|(_, key)| key.clone())
+            .collect()
+    };
+    let (carts, cards) = (of(&after, Space::Cart), of(&after, Space::GiftCard));
     for attempt in 1..=5u32 {
-        match postgres.take_carts_back(server, pool, &after).await {
+        let taken = async {
+            let count = postgres.take_carts_back(server, pool, &carts).await?;
+            postgres.take_gift_cards_back(server, pool, &cards).await?;
+            Ok::<u64, String>(count)
+        };
+        match taken.await {
             Ok(count) => {
                 let now = now_ms();
                 let relogged = before
                     .iter()
-                    .filter(|key| !after.contains(*key))
-                    .filter(|key| server.store.relog_cart(key, now))
+                    .filter(|changed| !after.contains(*changed))
+                    .filter(|(space, key)| match space {
+                        Space::Cart => server.store.relog_cart(key, now),
+                        _ => server.store.relog_gift_card(key, now),
+                    })
                     .count();
                 warn!(
                     shared,
@@ -932,15 +948,18 @@ async fn drop_forked_records(
     0
 }
 
-/// The carts changed by the records after `from` up to `shared`, and by those after `shared`
-/// up to `fork`.
+/// A cart or a gift card a record changed.
+type Changed = (persistence::record::Space, Bytes);
+
+/// The carts and gift cards changed by the records after `from` up to `shared`, and by those
+/// after `shared` up to `fork`.
 fn changed_carts(
     mut reader: persistence::WalReader,
     from: Lsn,
     shared: Lsn,
     fork: Lsn,
-) -> std::io::Result<(HashSet<Bytes>, HashSet<Bytes>)> {
-    use persistence::record::{RecordSource, Space};
+) -> std::io::Result<(HashSet<Changed>, HashSet<Changed>)> {
+    use persistence::record::RecordSource;
     let (mut before, mut after) = (HashSet::new(), HashSet::new());
     let mut at = from;
     while at < fork {
@@ -954,11 +973,11 @@ fn changed_carts(
             } else {
                 &mut before
             };
-            let carts = record
+            let changed = record
                 .changes
                 .iter()
-                .filter(|change| change.space == Space::Cart);
-            keys.extend(carts.map(|change| change.key.clone()));
+                .filter(|change| matches!(change.space, Space::Cart | Space::GiftCard));
+            keys.extend(changed.map(|change| (change.space, change.key.clone())));
         }
         at = last;
     }

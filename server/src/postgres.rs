@@ -300,6 +300,41 @@ impl PostgresLink {
         Ok(mine.len() as u64)
     }
 
+    /// Puts PostgreSQL's balances of the gift cards under `codes` (of this node's slots) in
+    /// place, logged; a card without a row stays as it is here. Returns how many.
+    pub async fn take_gift_cards_back(
+        &self,
+        server: &Server,
+        pool: &PgPool,
+        codes: &HashSet<Bytes>,
+    ) -> Result<u64, String> {
+        if codes.is_empty() {
+            return Ok(0);
+        }
+        let codes: Vec<String> = codes
+            .iter()
+            .filter_map(|code| String::from_utf8(code.to_vec()).ok())
+            .filter(|code| {
+                server
+                    .peers
+                    .as_ref()
+                    .is_none_or(|peers| peers.owners.owner_elsewhere(code.as_bytes()).is_none())
+            })
+            .collect();
+        let rows = sink::load_gift_cards_by_code(pool, &codes)
+            .await
+            .map_err(|error| error.to_string())?;
+        for (code, balance, currency) in &rows {
+            match protocol::Currency::parse(currency.as_bytes()) {
+                Ok(currency) => server
+                    .store
+                    .gift_card_reload(code, *balance, currency, now_ms()),
+                Err(_) => warn!(%code, %currency, "a gift card row has a bad currency"),
+            }
+        }
+        Ok(rows.len() as u64)
+    }
+
     /// LSN up to which PostgreSQL has everything.
     pub fn checkpoint_lsn(&self) -> Lsn {
         self.sink

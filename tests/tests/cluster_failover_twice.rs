@@ -184,3 +184,150 @@ async fn the_first_primary_back_drops_its_streamed_records_past_the_fork() {
     );
     assert_eq!(postgres_version(&chaos, "cart:gone").await, None);
 }
+
+/// A cart of one line of `price` on `conn`'s node, paid with gift card `code`, checked out
+/// and completed.
+async fn charge(conn: &mut MultiplexedConnection, key: &str, code: &str, price: i64) {
+    let run = |args: Vec<String>| redis::cmd(&args[0]).arg(&args[1..]).clone();
+    let words = |text: String| {
+        text.split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let add = format!("CART.ADD {key} item - 1 PRICE {price} CURRENCY USD REPLY VERSION");
+    let _: i64 = run(words(add)).query_async(conn).await.expect("CART.ADD");
+    let _: Value = run(words(format!("CART.GIFTCARD {key} ADD {code}")))
+        .query_async(conn)
+        .await
+        .expect("CART.GIFTCARD ADD");
+    let frozen: String = run(words(format!("CART.CHECKOUT {key} FORMAT JSON")))
+        .query_async(conn)
+        .await
+        .expect("CART.CHECKOUT");
+    let frozen: serde_json::Value = serde_json::from_str(&frozen).expect("JSON");
+    let token = frozen["checkout_token"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
+    let done: String = redis::cmd("CART.COMPLETE")
+        .arg(key)
+        .arg(token)
+        .query_async(conn)
+        .await
+        .expect("CART.COMPLETE");
+    assert_eq!(done, "OK");
+}
+
+/// Gift card `code`'s balance on `node`.
+async fn balance(chaos: &ChaosCluster, node: u16, code: &str) -> Option<i64> {
+    let mut conn = connect(chaos.addr(node)).await.expect("connect");
+    let fields: Option<Vec<Value>> = redis::cmd("GIFTCARD.GET")
+        .arg(code)
+        .query_async(&mut conn)
+        .await
+        .expect("GIFTCARD.GET");
+    fields?.chunks(2).find_map(|pair| match pair {
+        [Value::BulkString(name), Value::Int(value)] if name == b"balance" => Some(*value),
+        _ => None,
+    })
+}
+
+/// n1 charges a card past the fork (streamed), dies; n2 takes the balance back, charges the
+/// card again, dies; n1 back must not keep its own balance from past the fork: it takes
+/// PostgreSQL's, which has both charges (the lag window's gift card rows; fails on 0f4f69c).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_first_primary_back_takes_the_gift_card_balances_past_the_fork_from_postgres() {
+    let chaos = ChaosCluster::up(1, 1).await;
+    let mut n1 = connect(chaos.addr(0)).await.expect("connect");
+    let set: String = redis::cmd("GIFTCARD.SET")
+        .arg("G7")
+        .arg(1_000)
+        .arg("USD")
+        .query_async(&mut n1)
+        .await
+        .expect("GIFTCARD.SET");
+    assert_eq!(set, "OK");
+    let _: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5_000)
+        .query_async(&mut n1)
+        .await
+        .expect("WAIT");
+    chaos.kill9(1);
+    charge(&mut n1, "cart:first", "G7", 300).await;
+    chaos.until_sink_caught_up(0).await.expect("n1's sink");
+    chaos.kill9(0);
+    chaos.restart(1);
+    let mut n2 = until_primary(&chaos, 1).await;
+    assert_eq!(
+        balance(&chaos, 1, "G7").await,
+        Some(700),
+        "n2 took the charge back"
+    );
+    charge(&mut n2, "cart:second", "G7", 200).await;
+    chaos.until_sink_caught_up(1).await.expect("n2's sink");
+    chaos.kill9(1);
+    chaos.restart(0);
+    let _n1 = until_primary(&chaos, 0).await;
+    chaos.until_sink_caught_up(0).await.expect("n1's sink");
+    assert_eq!(
+        balance(&chaos, 0, "G7").await,
+        Some(500),
+        "both charges stand:\n{}",
+        chaos.log(0)
+    );
+    let stored: Option<i64> =
+        sqlx::query_scalar("SELECT balance FROM gift_cards WHERE code = 'G7'")
+            .fetch_optional(chaos.pool())
+            .await
+            .expect("read gift_cards");
+    assert_eq!(stored, Some(500));
+}
+
+/// n1 charges a card past the fork that nobody else gets (its replica down, PostgreSQL cut
+/// off from it), dies; n2 takes over and never sees the charge nor the checkout; n2 dies; n1
+/// back takes the history n2 left: the completed cart is gone from it and so is the charge,
+/// which is set aside with the records (no money taken for an order the cluster lost). Fails
+/// on 9fae843: n1 kept the charge (700) while the order was gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_first_primary_back_drops_a_charge_only_it_had() {
+    let chaos = ChaosCluster::up(1, 1).await;
+    let mut n1 = connect(chaos.addr(0)).await.expect("connect");
+    let set: String = redis::cmd("GIFTCARD.SET")
+        .arg("G8")
+        .arg(1_000)
+        .arg("USD")
+        .query_async(&mut n1)
+        .await
+        .expect("GIFTCARD.SET");
+    assert_eq!(set, "OK");
+    let _: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5_000)
+        .query_async(&mut n1)
+        .await
+        .expect("WAIT");
+    chaos.until_sink_caught_up(0).await.expect("n1's sink");
+    chaos.kill9(1);
+    chaos.proxy(0).cut();
+    charge(&mut n1, "cart:lost", "G8", 300).await;
+    assert_eq!(balance(&chaos, 0, "G8").await, Some(700));
+    chaos.kill9(0);
+    chaos.restart(1);
+    let mut n2 = until_primary(&chaos, 1).await;
+    for at in 0..20 {
+        add(&mut n2, &format!("cart:n2-{at}"), "s").await;
+    }
+    chaos.until_sink_caught_up(1).await.expect("n2's sink");
+    chaos.kill9(1);
+    chaos.proxy(0).mend();
+    chaos.restart(0);
+    let _n1 = until_primary(&chaos, 0).await;
+    assert_eq!(
+        balance(&chaos, 0, "G8").await,
+        Some(1_000),
+        "the charge went with its order:\n{}",
+        chaos.log(0)
+    );
+    assert_eq!(version(&chaos, 0, "cart:lost").await, None);
+}

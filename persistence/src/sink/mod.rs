@@ -33,7 +33,7 @@ use crate::record::{Lsn, Space};
 pub use cleanup::{cleanup, last_cleanup_ms, CleanupReport};
 pub use restore::{
     carts_changed_after, load_cart, load_carts_by_key, load_carts_written_after,
-    load_gift_cards_written_after, load_live_carts, load_reference,
+    load_gift_cards_by_code, load_gift_cards_written_after, load_live_carts, load_reference,
 };
 pub use sqlx::PgPool;
 pub use stats::{SinkHandle, SinkStats};

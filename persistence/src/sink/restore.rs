@@ -155,6 +155,30 @@ pub async fn load_gift_cards_written_after(
         .collect())
 }
 
+/// The gift cards (code, balance, currency) under `codes` that PostgreSQL has.
+pub async fn load_gift_cards_by_code(
+    pool: &PgPool,
+    codes: &[String],
+) -> Result<Vec<(String, i64, String)>, SinkError> {
+    let texts: Vec<String> = codes
+        .iter()
+        .map(|code| super::columns::key_text(code.as_bytes()))
+        .collect();
+    let rows: Vec<(String, i64, String)> =
+        sqlx::query_as("SELECT code, balance, currency FROM gift_cards WHERE code = ANY($1)")
+            .bind(&texts)
+            .fetch_all(pool)
+            .await
+            .map_err(SinkError::query("loading gift cards by code"))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(code, balance, currency)| {
+            let code = String::from_utf8(key_bytes(&code)?).ok()?;
+            Some((code, balance, currency))
+        })
+        .collect())
+}
+
 /// The cart under `key`, if PostgreSQL has it and it has not expired at `now_ms`.
 pub async fn load_cart(
     pool: &PgPool,

@@ -407,6 +407,19 @@ impl Store {
             });
     }
 
+    /// Logs the card under `code` again, whole, as it is here (the sink is not to stream the
+    /// record that made it); false when there is none.
+    pub fn relog_gift_card(&self, code: &[u8], now_ms: u64) -> bool {
+        let Ok(code) = std::str::from_utf8(code) else {
+            return false;
+        };
+        let Some(card) = self.gift_cards.get(code, now_ms) else {
+            return false;
+        };
+        self.gift_card_reload(code, card.balance, card.currency, now_ms);
+        true
+    }
+
     /// `GIFTCARD.DEL`, logged: whether there was one.
     pub fn gift_card_remove(&self, code: &str, now_ms: u64) -> Result<bool, String> {
         self.gift_cards.remove(code, now_ms, || {
