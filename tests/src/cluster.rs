@@ -45,16 +45,6 @@ pub fn free_ports(count: u16) -> u16 {
     panic!("no {count} free consecutive ports");
 }
 
-/// How [`LocalCluster::up_set_up`] sets a cluster up.
-pub struct Setup<'a> {
-    /// Each node's own TOML (0-based node, text) given the first node's port.
-    pub each: &'a mut dyn FnMut(u16) -> Vec<(u16, String)>,
-    /// The nodes' regions (0-based node, region); the others have none.
-    pub regions: &'a [(u16, &'a str)],
-    /// `cluster.lease_ms`, when not the default.
-    pub lease_ms: Option<u64>,
-}
-
 impl LocalCluster {
     /// `primaries` primaries with `replicas` replicas each.
     pub fn up(primaries: u16, replicas: u16) -> LocalCluster {
@@ -82,21 +72,6 @@ impl LocalCluster {
         LocalCluster::start(primaries, replicas, "", &[], Some(password))
     }
 
-    /// A cluster set up by `setup`: its nodes' regions and lease, and each node's own TOML,
-    /// made once the first port is chosen (`setup.each(port)`: a node's TOML may name the
-    /// others' ports, say for a proxy in front of them).
-    pub fn up_set_up(primaries: u16, replicas: u16, setup: &mut Setup<'_>) -> LocalCluster {
-        let mut last = String::new();
-        for _ in 0..3 {
-            match LocalCluster::try_start(primaries, replicas, "", setup, None) {
-                Ok(cluster) => return cluster,
-                Err(output) if output.contains("Address already in use") => last = output,
-                Err(output) => panic!("scripts/cluster up failed: {output}"),
-            }
-        }
-        panic!("scripts/cluster up failed three times on taken ports: {last}");
-    }
-
     fn start(
         primaries: u16,
         replicas: u16,
@@ -107,14 +82,8 @@ impl LocalCluster {
         // Another test may bind a port between the check and a node's bind: once more, on
         // other ports (the script stops the nodes it started when one fails).
         let mut last = String::new();
-        let mut same = |_: u16| each.to_vec();
-        let mut setup = Setup {
-            each: &mut same,
-            regions: &[],
-            lease_ms: None,
-        };
         for _ in 0..3 {
-            match LocalCluster::try_start(primaries, replicas, extra, &mut setup, password) {
+            match LocalCluster::try_start(primaries, replicas, extra, each, password) {
                 Ok(cluster) => return cluster,
                 Err(output) if output.contains("Address already in use") => last = output,
                 Err(output) => panic!("scripts/cluster up failed: {output}"),
@@ -127,7 +96,7 @@ impl LocalCluster {
         primaries: u16,
         replicas: u16,
         extra: &str,
-        setup: &mut Setup<'_>,
+        each: &[(u16, String)],
         password: Option<&str>,
     ) -> Result<LocalCluster, String> {
         let dir = tempfile::tempdir().expect("a temp dir");
@@ -140,13 +109,7 @@ impl LocalCluster {
         if let Some(password) = password {
             command.args(["--requirepass", password]);
         }
-        if let Some(lease_ms) = setup.lease_ms {
-            command.args(["--lease-ms", &lease_ms.to_string()]);
-        }
-        for (node, region) in setup.regions {
-            command.args(["--region", &format!("n{}", node + 1), region]);
-        }
-        for (node, toml) in &(setup.each)(port) {
+        for (node, toml) in each {
             let file = dir.path().join(format!("extra-n{}.toml", node + 1));
             std::fs::write(&file, toml).expect("write a node's extra configuration");
             command

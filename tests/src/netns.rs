@@ -5,7 +5,9 @@
 //! joins the bridge too (address .254), so the test process connects to every host; it never
 //! listens there. A host is cut off entirely by taking its bridge port down
 //! ([`Network::cut_off`]), or partitioned from some peers only by blackhole routes inside its
-//! namespace ([`Network::partition`]): clients in the root namespace still reach it.
+//! namespace ([`Network::partition`]): clients in the root namespace still reach it. A thread
+//! of the test may enter a host ([`enter_namespace`]) to run a relay there
+//! ([`crate::proxy::TcpProxy::start_in`]).
 //! Everything is removed when the network drops, on a panic too: what still runs in a host is
 //! killed by pid, then the namespaces are deleted (the root's veth goes with its peer).
 //!
@@ -292,6 +294,25 @@ fn used_subnets() -> HashSet<u8> {
         .filter_map(|word| word.strip_prefix("10.77."))
         .filter_map(|rest| rest.split('.').next()?.parse().ok())
         .collect()
+}
+
+/// Moves the calling thread (alone) into the network namespace `namespace` (`ip netns`'s
+/// `/var/run/netns/NAME`): the sockets it makes from then on are that namespace's, and so
+/// are the threads it starts. For a thread of the test's own (a relay inside a host); the
+/// test process's other threads stay in the root namespace.
+pub fn enter_namespace(namespace: &str) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(format!("/var/run/netns/{namespace}"))?;
+    // SAFETY: setns reads only the open descriptor `file` holds until it drops after the call,
+    // and CLONE_NEWNET changes the calling thread's network namespace alone: no memory of
+    // this process is touched.
+    #[allow(unsafe_code)]
+    let entered = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    if entered == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Runs `ip args...`; panics with its error output if it fails.

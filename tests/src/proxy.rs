@@ -1,12 +1,17 @@
-//! [`TcpProxy`]: a small TCP relay on 127.0.0.1 between a node and a service it uses
-//! (PostgreSQL), which a test can cut and mend, and slow down: a partition between that node
-//! and that service alone, or a far-away link, without iptables or netem.
+//! [`TcpProxy`]: a small TCP relay between a node and a service it uses (PostgreSQL, another
+//! node), which a test can cut and mend, and slow down: a partition between that node and that
+//! service alone, or a far-away link, without iptables or netem. It listens on 127.0.0.1
+//! ([`TcpProxy::start`]), or inside a host of a [`crate::netns::Network`]
+//! ([`TcpProxy::start_in`]: its threads enter the host's namespace before they bind or
+//! connect, so the relay is that host's, between the regions of a network, say).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crate::netns::{enter_namespace, Host};
 
 /// A relay to `target`, running on threads of its own until dropped.
 pub struct TcpProxy {
@@ -15,9 +20,13 @@ pub struct TcpProxy {
     state: Arc<State>,
 }
 
+/// What a proxy's threads share.
 struct State {
+    /// Where each client is relayed to.
     target: SocketAddr,
+    /// Cut: relayed connections closed, new ones refused.
     cut: AtomicBool,
+    /// Dropped: the accepting thread returns.
     stopped: AtomicBool,
     /// Added to each chunk relayed, in milliseconds.
     delay_ms: AtomicU64,
@@ -30,27 +39,42 @@ impl TcpProxy {
     pub fn start(target: SocketAddr) -> TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let addr = listener.local_addr().expect("the proxy's address");
-        let state = Arc::new(State {
-            target,
-            cut: AtomicBool::new(false),
-            stopped: AtomicBool::new(false),
-            delay_ms: AtomicU64::new(0),
-            open: Mutex::new(Vec::new()),
-        });
+        let state = State::new(target);
         let accepting = state.clone();
+        std::thread::spawn(move || accept(&accepting, &listener));
+        TcpProxy { addr, state }
+    }
+
+    /// Relays connections to `target` from a new port on `host`'s address, inside its
+    /// namespace: the accepting thread enters it before it binds, and connects to `target`
+    /// from there (a socket stays in the namespace it was made in; threads a thread starts
+    /// are in its namespace).
+    pub fn start_in(host: &Host, target: SocketAddr) -> TcpProxy {
+        let state = State::new(target);
+        let accepting = state.clone();
+        let namespace = host.namespace.clone();
+        let ip = host.ip;
+        let (bound, bound_receiver) = std::sync::mpsc::sync_channel(1);
         std::thread::spawn(move || {
-            for client in listener.incoming() {
-                if accepting.stopped.load(Ordering::Acquire) {
-                    return;
+            let listener = enter_namespace(&namespace)
+                .and_then(|()| TcpListener::bind((ip, 0)))
+                .and_then(|listener| Ok((listener.local_addr()?, listener)));
+            match listener {
+                Ok((addr, listener)) => {
+                    let _ = bound.send(Ok(addr));
+                    accept(&accepting, &listener);
                 }
-                let Ok(client) = client else { continue };
-                if accepting.cut.load(Ordering::Acquire) {
-                    drop(client);
-                    continue;
+                Err(error) => {
+                    let _ = bound.send(Err(error));
                 }
-                relay(&accepting, client);
             }
         });
+        let addr = bound_receiver
+            .recv()
+            .expect("the accepting thread says where it listens")
+            .unwrap_or_else(|error| {
+                panic!("bind a proxy in namespace {}: {error}", host.namespace)
+            });
         TcpProxy { addr, state }
     }
 
@@ -88,11 +112,42 @@ impl Drop for TcpProxy {
     fn drop(&mut self) {
         self.state.stopped.store(true, Ordering::Release);
         self.cut();
-        // Wakes the accepting thread so it sees `stopped`.
-        let _ = TcpStream::connect(self.addr);
+        // Wakes the accepting thread so it sees `stopped` (bounded: a namespace's network
+        // may be gone already, and then that thread goes with the process).
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
     }
 }
 
+impl State {
+    /// A relay's state to `target`: not cut, not stopped, no delay.
+    fn new(target: SocketAddr) -> Arc<State> {
+        Arc::new(State {
+            target,
+            cut: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            delay_ms: AtomicU64::new(0),
+            open: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+/// Accepts on `listener` until the proxy stops, relaying each client unless cut.
+fn accept(state: &Arc<State>, listener: &TcpListener) {
+    for client in listener.incoming() {
+        if state.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(client) = client else { continue };
+        if state.cut.load(Ordering::Acquire) {
+            drop(client);
+            continue;
+        }
+        relay(state, client);
+    }
+}
+
+/// Connects to the target (from the calling thread's namespace) and relays `client` both ways,
+/// a thread each way, every chunk after the delay; either end closing closes both.
 fn relay(state: &Arc<State>, client: TcpStream) {
     let Ok(server) = TcpStream::connect_timeout(&state.target, Duration::from_secs(2)) else {
         return;

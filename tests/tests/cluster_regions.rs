@@ -1,19 +1,29 @@
-//! Two regions (issue 14): two shard groups, each with its primary and one replica in region
-//! "east" and a replica in region "west", which reaches the east nodes through delaying
-//! proxies (`cluster.reach`: the far link, slow, and cut at will) and replicates
-//! asynchronously. A replica in its primary's region takes a lapsed lease before the far one,
-//! when it loses nothing that way; the far region takes over when the near one is gone, by
-//! itself or by the documented CLUSTER FAILOVER TAKEOVER, and the carts it never received
-//! come back from PostgreSQL. Times are printed, not asserted.
+//! Two regions (issue 14) over network namespaces: two shard groups, each with its primary
+//! and one replica in region "east" and a replica in region "west", every node in a host of
+//! its own and PostgreSQL in another ([`NetnsCluster`]). A gateway host between the regions
+//! runs the relays ([`TcpProxy::start_in`], delaying: this kernel has no netem): blackhole
+//! routes between every east host and every west host leave it the only way across, and each
+//! node's `[cluster.reach]` names the gateway's relay for every node of the other region (the
+//! far link, slow, cut at will). The west replicas replicate asynchronously. A replica in its
+//! primary's region takes a lapsed lease before the far one, when it loses nothing that way;
+//! the far region takes over when the near one is gone, by itself or by the documented
+//! CLUSTER FAILOVER TAKEOVER, and the carts it never received come back from PostgreSQL.
+//! Times are printed, not asserted. The tests take turns (one cluster at a time).
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use cartd_tests::cluster::{LocalCluster, Setup};
+use cartd_tests::chaos::{router, ChaosCluster, Nodes};
 use cartd_tests::info::{info_field, info_number};
+use cartd_tests::netns::cluster::{NetnsSetup, NodeSetup};
+use cartd_tests::netns::NetnsCluster;
 use cartd_tests::proxy::TcpProxy;
-use cartd_tests::TestDb;
 use redis::aio::MultiplexedConnection;
 use redis::Value;
+
+/// One cluster at a time: nine namespaces, six debug nodes and a PostgreSQL on two cores,
+/// with leases of a second.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Lease length: short, so the test is quick.
 const LEASE_MS: u64 = 1_000;
@@ -21,104 +31,89 @@ const LEASE_MS: u64 = 1_000;
 /// Delay the far link adds to each chunk either way.
 const FAR_DELAY_MS: u64 = 25;
 
-/// Nodes (0-based): n1, n2 primaries; n3, n4 their east replicas; n5, n6 their west ones.
+/// Nodes in all.
+const NODES: u16 = 6;
+
+/// The east nodes (0-based): n1, n2, the primaries, and n3, n4, their replicas.
 const EAST: [u16; 4] = [0, 1, 2, 3];
+/// The west nodes (the passive region): n5, n6, replicas of n1 and n2.
 const WEST: [u16; 2] = [4, 5];
 
-/// The cluster and what stands between its regions.
+/// n3, the east replica of n1, whose own link to the other east nodes is slow, or cut.
+const N3: u16 = 2;
+
+/// The gateway between the regions: the cluster's extra host 0.
+const GATEWAY: usize = 0;
+
+/// The cluster and what stands between its regions; the relays drop (stop) first.
 struct TwoRegions {
-    cluster: LocalCluster,
-    /// The proxies the west nodes reach the east ones through (by east node).
+    /// The gateway's relays to each node (by node), which the other region's nodes reach it
+    /// through.
     far: Vec<TcpProxy>,
-    /// The proxy n3 reaches the east nodes through (a slow replica at home).
+    /// The gateway's relays n3 reaches the other east nodes through (a slow replica at home).
     near: Vec<TcpProxy>,
-    /// The proxy n1 reaches PostgreSQL through (a slow sink).
+    /// The gateway's relay n1 reaches PostgreSQL through (a slow sink).
     n1_postgres: TcpProxy,
-    db: TestDb,
+    /// The nodes, PostgreSQL and the network.
+    chaos: ChaosCluster<NetnsCluster>,
 }
 
 impl TwoRegions {
+    /// The hosts, PostgreSQL, the gateway's relays, the routes between the regions, then the
+    /// nodes; the far link's delay once every replica holds its snapshot.
     async fn up() -> TwoRegions {
-        let db = TestDb::create().await;
-        let mut far = Vec::new();
-        let mut near = Vec::new();
-        let url = db.url.clone();
-        let n1_postgres = TcpProxy::start(postgres_addr(&db.url));
-        let n1_url = n1_postgres.url_for(&db.url);
-        let mut each = |port: u16| {
-            far = EAST.iter().map(|node| proxy_to(port + node)).collect();
-            near = EAST.iter().map(|node| proxy_to(port + node)).collect();
-            let postgres = format!("[postgres]\nurl = \"{url}\"\n");
-            let reach = |proxies: &[TcpProxy]| {
-                let mut text = String::from("[cluster.reach]\n");
-                for (node, proxy) in EAST.iter().zip(proxies) {
-                    text += &format!("n{} = \"{}\"\n", node + 1, proxy.addr);
-                }
-                text
-            };
-            let mut toml: Vec<(u16, String)> =
-                (0..6).map(|node| (node, postgres.clone())).collect();
-            toml[0].1 = format!("[postgres]\nurl = \"{n1_url}\"\n");
-            toml[2].1 += &reach(&near);
-            for node in WEST {
-                toml[usize::from(node)].1 += &reach(&far);
-            }
-            toml
+        let setup = NetnsSetup {
+            primaries: 2,
+            replicas: 2,
+            lease_ms: LEASE_MS,
+            extra_hosts: vec!["gw".to_owned()],
         };
-        let regions = [
-            (0, "east"),
-            (1, "east"),
-            (2, "east"),
-            (3, "east"),
-            (4, "west"),
-            (5, "west"),
-        ];
-        let mut setup = Setup {
-            each: &mut each,
-            regions: &regions,
-            lease_ms: Some(LEASE_MS),
-        };
-        let cluster = tokio::task::block_in_place(|| LocalCluster::up_set_up(2, 2, &mut setup));
+        let cluster = NetnsCluster::prepare(&setup).await;
+        let gateway = cluster.extra_host(GATEWAY).clone();
+        let relay_to = |target: SocketAddr| TcpProxy::start_in(&gateway, target);
+        let far: Vec<TcpProxy> = (0..NODES)
+            .map(|node| relay_to(cluster.addr(node)))
+            .collect();
+        let near: Vec<TcpProxy> = near_peers()
+            .map(|node| relay_to(cluster.addr(node)))
+            .collect();
+        let n1_postgres = relay_to(cluster.postgres.addr);
+        let nodes: Vec<NodeSetup> = (0..NODES)
+            .map(|node| node_setup(node, &far, &near, &n1_postgres))
+            .collect();
+        separate_regions(&cluster);
+        let chaos = cluster.start(&nodes);
         for proxy in &far {
             proxy.set_delay_ms(FAR_DELAY_MS);
         }
         TwoRegions {
-            cluster,
             far,
             near,
             n1_postgres,
-            db,
+            chaos,
         }
     }
 
-    fn port(&self, node: u16) -> u16 {
-        self.cluster.port + node
-    }
-
+    /// A connection to `node`, if it answers (a reply may take 10 s: a `WAIT` of 5 s).
     async fn conn(&self, node: u16) -> Option<MultiplexedConnection> {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port(node))).ok()?;
+        let client = redis::Client::open(format!("redis://{}/", self.chaos.addr(node))).ok()?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(5)));
+            .set_response_timeout(Some(Duration::from_secs(10)));
         client
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .ok()
     }
 
+    /// `INFO section` of `node`; empty when it does not answer.
     async fn info(&self, node: u16, section: &str) -> String {
-        let Some(mut conn) = self.conn(node).await else {
-            return String::new();
-        };
-        redis::cmd("INFO")
-            .arg(section)
-            .query_async(&mut conn)
-            .await
-            .unwrap_or_default()
+        self.chaos.info(node, section).await.unwrap_or_default()
     }
 
-    async fn role(&self, node: u16) -> Option<String> {
-        info_field(&self.info(node, "replication").await, "role")
+    /// `node`'s log so far.
+    fn log(&self, node: u16) -> String {
+        self.chaos.log(node)
     }
 
     /// Waits until one of `candidates` says it is a primary (30 s at most); that one.
@@ -126,7 +121,7 @@ impl TwoRegions {
         let started = Instant::now();
         loop {
             for &node in candidates {
-                if self.role(node).await.as_deref() == Some("master") {
+                if self.chaos.role(node).await.as_deref() == Some("master") {
                     return node;
                 }
             }
@@ -135,7 +130,7 @@ impl TwoRegions {
                 "none of {candidates:?} is a primary 30 s on; logs:\n{}",
                 candidates
                     .iter()
-                    .map(|&node| self.cluster.log(node))
+                    .map(|&node| self.log(node))
                     .collect::<Vec<_>>()
                     .join("\n")
             );
@@ -156,7 +151,7 @@ impl TwoRegions {
                 started.elapsed() < Duration::from_secs(30),
                 "n{} takes no write 30 s on:\n{}",
                 node + 1,
-                self.cluster.log(node)
+                self.log(node)
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -164,21 +159,8 @@ impl TwoRegions {
 
     /// Waits until `node`'s sink has streamed all its log holds (30 s at most).
     async fn until_streamed(&self, node: u16) {
-        let started = Instant::now();
-        loop {
-            let text = self.info(node, "persistence").await;
-            if info_field(&text, "wal_written_lsn").is_some()
-                && info_number(&text, "postgres_checkpoint_lsn")
-                    >= info_number(&text, "wal_written_lsn")
-            {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "n{}'s sink is behind 30 s on:\n{text}",
-                node + 1
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Err(error) = self.chaos.until_sink_caught_up(node).await {
+            panic!("{error}");
         }
     }
 
@@ -200,32 +182,68 @@ impl TwoRegions {
         view["version"].as_i64()
     }
 
+    /// The cart's version in PostgreSQL's `carts` table, if it has a row.
     async fn postgres_version(&self, key: &str) -> Option<i64> {
         sqlx::query_scalar("SELECT version FROM carts WHERE key = $1")
             .bind(key)
-            .fetch_optional(&self.db.pool)
+            .fetch_optional(self.chaos.pool())
             .await
             .expect("read the carts table")
     }
 }
 
-/// The `host:port` of a `postgres://user@host:port/db` URL.
-fn postgres_addr(url: &str) -> std::net::SocketAddr {
-    let authority = url.split_once("://").expect("a URL").1;
-    let host_port = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, rest)| rest);
-    let host_port = host_port.split('/').next().expect("host:port");
-    std::net::ToSocketAddrs::to_socket_addrs(host_port)
-        .expect("the database's address")
-        .next()
-        .expect("an address")
+/// `node`'s region.
+fn region_of(node: u16) -> &'static str {
+    if WEST.contains(&node) {
+        "west"
+    } else {
+        "east"
+    }
 }
 
-fn proxy_to(port: u16) -> TcpProxy {
-    TcpProxy::start(([127, 0, 0, 1], port).into())
+/// The east nodes n3 reaches through the gateway's `near` relays: all but itself.
+fn near_peers() -> impl Iterator<Item = u16> {
+    EAST.into_iter().filter(|&node| node != N3)
 }
 
+/// `node`'s region and `[cluster.reach]`: every node of the other region through its `far`
+/// relay, and for n3 the other east nodes through the `near` ones; n1 reaches PostgreSQL
+/// through `n1_postgres`.
+fn node_setup(node: u16, far: &[TcpProxy], near: &[TcpProxy], n1_postgres: &TcpProxy) -> NodeSetup {
+    let mut reach: Vec<(u16, SocketAddr)> = (0..NODES)
+        .filter(|&peer| region_of(peer) != region_of(node))
+        .map(|peer| (peer, far[usize::from(peer)].addr))
+        .collect();
+    if node == N3 {
+        reach.extend(
+            near_peers()
+                .zip(near)
+                .map(|(peer, relay)| (peer, relay.addr)),
+        );
+    }
+    NodeSetup {
+        region: Some(region_of(node).to_owned()),
+        reach,
+        postgres: (node == 0).then_some(n1_postgres.addr),
+        extra_toml: String::new(),
+    }
+}
+
+/// Blackhole routes both ways between every east host and every west host: the gateway is
+/// the only way across (a `[cluster.reach]` left out would show as a link that never comes
+/// up). PostgreSQL, the gateway and the test process reach every host.
+fn separate_regions(cluster: &NetnsCluster) {
+    let hosts =
+        |nodes: &[u16]| -> Vec<usize> { nodes.iter().map(|&node| cluster.host_of(node)).collect() };
+    for east in hosts(&EAST) {
+        cluster.net.partition(east, &hosts(&WEST));
+    }
+    for west in hosts(&WEST) {
+        cluster.net.partition(west, &hosts(&EAST));
+    }
+}
+
+/// `CART.ADD key sku - 1 PRICE 250 CURRENCY USD REPLY VERSION`: the cart's new version.
 async fn add(conn: &mut MultiplexedConnection, key: &str, sku: &str) -> redis::RedisResult<i64> {
     redis::cmd("CART.ADD")
         .arg(key)
@@ -261,8 +279,9 @@ fn keys_of_group(prefix: &str, group: u16, count: usize) -> Vec<String> {
         .collect()
 }
 
+/// The key's cluster slot.
 fn key_slot(key: &str) -> u16 {
-    u16::try_from(cartd_tests::chaos::router::slot(key)).expect("a slot")
+    u16::try_from(router::slot(key)).expect("a slot")
 }
 
 /// n1 dies while its east replica n3 is behind (its link cut) and the west one, n5, has
@@ -270,6 +289,7 @@ fn key_slot(key: &str) -> u16 {
 /// writes n3 never received, each waited for (n5 acknowledged them), come back from there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_near_replica_takes_over_before_the_far_one() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let regions = TwoRegions::up().await;
     let mut n1 = regions.conn(0).await.expect("n1");
     for proxy in &regions.near {
@@ -281,7 +301,7 @@ async fn the_near_replica_takes_over_before_the_far_one() {
         assert_eq!(wait_one(&mut n1).await, 1, "n5 acknowledged {key}");
     }
     regions.until_streamed(0).await;
-    regions.cluster.kill9(0);
+    regions.chaos.kill9(0);
     let killed = Instant::now();
     let primary = regions.until_primary(&[2, 4]).await;
     println!(
@@ -293,7 +313,7 @@ async fn the_near_replica_takes_over_before_the_far_one() {
         primary,
         2,
         "n3 (east, like n1) takes over, not n5 (west); n5's log:\n{}",
-        regions.cluster.log(4)
+        regions.log(4)
     );
     regions.until_writable(2, &keys[0]).await;
     for key in &keys[1..] {
@@ -310,6 +330,7 @@ async fn the_near_replica_takes_over_before_the_far_one() {
 /// does; whoever takes over, every waited write is on the new primary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_far_replica_with_writes_nobody_else_has_takes_over() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let regions = TwoRegions::up().await;
     let mut n1 = regions.conn(0).await.expect("n1");
     for proxy in &regions.near {
@@ -326,7 +347,7 @@ async fn a_far_replica_with_writes_nobody_else_has_takes_over() {
         "postgres_checkpoint_lsn",
     );
     let written = info_number(&regions.info(0, "persistence").await, "wal_written_lsn");
-    regions.cluster.kill9(0);
+    regions.chaos.kill9(0);
     let primary = regions.until_primary(&[2, 4]).await;
     println!(
         "PostgreSQL had n1's log to LSN {streamed} of {written} when n1 died; n{} took over",
@@ -351,6 +372,7 @@ async fn a_far_replica_with_writes_nobody_else_has_takes_over() {
 /// no east member is left; both take the carts they lack back from PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_far_region_takes_over_when_the_near_one_is_gone() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let regions = TwoRegions::up().await;
     for proxy in &regions.far {
         proxy.cut();
@@ -365,7 +387,7 @@ async fn the_far_region_takes_over_when_the_near_one_is_gone() {
         regions.until_streamed(primary).await;
     }
     for node in EAST {
-        regions.cluster.kill9(node);
+        regions.chaos.kill9(node);
     }
     let killed = Instant::now();
     for proxy in &regions.far {

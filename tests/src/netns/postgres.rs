@@ -39,7 +39,7 @@ impl NetnsPostgres {
         let bin = pg_bin_dir();
         let dir = tokio::task::block_in_place(|| init(&bin, &network.cidr()));
         let addr = SocketAddr::from((ip, POSTGRES_PORT));
-        let url = format!("postgres://postgres@{addr}/postgres");
+        let url = url_at(addr);
         tokio::task::block_in_place(|| start_in(network, host, &bin, &dir, ip));
         let pool = PgPoolOptions::new()
             .max_connections(2)
@@ -76,6 +76,12 @@ impl NetnsPostgres {
     pub fn keep_dir(&mut self) {
         self.dir.disable_cleanup(true);
     }
+}
+
+/// The URL of the server's database `postgres` (user `postgres`, trusted) at `addr`: its
+/// own address, or a relay's to it.
+pub fn url_at(addr: SocketAddr) -> String {
+    format!("postgres://postgres@{addr}/postgres")
 }
 
 /// A temp dir owned by `postgres` with a new cluster in `data/` trusting `cidr`.
