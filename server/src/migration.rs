@@ -255,6 +255,7 @@ async fn set_slot(server: &Server, slot: u16, action: SetSlot) -> Result<Reply, 
                     "I'm not the owner of hash slot {slot}"
                 )));
             }
+            refuse_gift_card_slot(server, slot)?;
             set_open(server, slot, Some(Open::Migrating(to)))?;
         }
         SetSlot::Stable => set_open(server, slot, None)?,
@@ -279,6 +280,27 @@ async fn set_slot(server: &Server, slot: u16, action: SetSlot) -> Result<Reply, 
         }
     }
     Ok(Reply::ok())
+}
+
+/// A slot holding gift cards does not move (yet): a card is decided by its slot's owner, and
+/// its holds and spent tokens would have to move with it (docs/CLUSTER.md "Resharding").
+/// Refused before any cart moves, so nothing is half done.
+fn refuse_gift_card_slot(server: &Server, slot: u16) -> Result<(), CommandError> {
+    let cards = server
+        .store
+        .gift_cards
+        .balances()
+        .into_iter()
+        .filter(|(code, ..)| cluster::key_slot(code.as_bytes()) == slot)
+        .count();
+    if cards == 0 {
+        return Ok(());
+    }
+    Err(CommandError::err(format!(
+        "hash slot {slot} holds {cards} gift card(s), which cannot move with it yet: reshard \
+         other slots, or move the cards' codes (GIFTCARD.DEL and GIFTCARD.SET under a code of \
+         another slot) first"
+    )))
 }
 
 /// With PostgreSQL, before a slot's carts come here: this group's term goes above every
