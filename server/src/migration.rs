@@ -88,29 +88,16 @@ impl Slots {
 /// layout indexes), synced before the reply.
 fn set_open(server: &Server, slot: u16, open: Option<Open>) -> Result<(), CommandError> {
     let layout = server.layout().expect("cluster mode");
-    let text = {
-        let mut slots = server.slots.open.lock();
-        match open {
-            Some(open) => slots.insert(slot, open),
-            None => slots.remove(&slot),
-        };
-        server
-            .slots
-            .any_open
-            .store(!slots.is_empty(), Ordering::Release);
-        let mut lines: Vec<String> = slots
-            .iter()
-            .map(|(slot, open)| match open {
-                Open::Importing(from) => format!("{slot} importing {}", layout.nodes[*from].id),
-                Open::Migrating(to) => format!("{slot} migrating {}", layout.nodes[*to].id),
-            })
-            .collect();
-        lines.sort();
-        lines
-            .iter()
-            .map(|line| format!("{line}\n"))
-            .collect::<String>()
-    };
+    server.slots.set(slot, open);
+    let text: String = server
+        .slots
+        .open_slots()
+        .iter()
+        .map(|(slot, open)| match open {
+            Open::Importing(from) => format!("{slot} importing {}\n", layout.nodes[*from].id),
+            Open::Migrating(to) => format!("{slot} migrating {}\n", layout.nodes[*to].id),
+        })
+        .collect();
     let path = server.config.server.data_dir.join(OPEN_FILE);
     crate::durability::replace_file(&path, &text).map_err(|error| {
         CommandError::err(format!(

@@ -217,21 +217,7 @@ impl PostgresLink {
         let cards = sink::load_gift_cards_written_after(pool, term, fork)
             .await
             .map_err(|error| error.to_string())?;
-        for (code, balance, currency) in &cards {
-            let owned = server
-                .peers
-                .as_ref()
-                .is_none_or(|peers| peers.owners.owner_elsewhere(code.as_bytes()).is_none());
-            match protocol::Currency::parse(currency.as_bytes()) {
-                Ok(currency) if owned => {
-                    server
-                        .store
-                        .gift_card_reload(code, *balance, currency, now_ms());
-                }
-                Ok(_) => {}
-                Err(_) => warn!(%code, %currency, "the lag window's gift card has a bad currency"),
-            }
-        }
+        put_gift_cards(server, &cards);
         let loaded: HashSet<&Bytes> = carts.iter().map(|(key, _)| key).collect();
         let gone: HashSet<Bytes> = changed
             .into_iter()
@@ -245,13 +231,9 @@ impl PostgresLink {
                 "the lag window's gift card balances and gone carts taken from PostgreSQL"
             );
         }
-        let layout = server.layout();
         let mut reloaded = dropped;
         for (key, stored) in &carts {
-            let mine = layout
-                .as_ref()
-                .is_none_or(|layout| layout.owner_index(cluster::key_slot(key)) == Some(layout.me));
-            if !mine {
+            if !owns_cart(server, key) {
                 continue;
             }
             let image = match &stored.image {
@@ -272,14 +254,9 @@ impl PostgresLink {
         pool: &PgPool,
         keys: &HashSet<Bytes>,
     ) -> Result<u64, String> {
-        let layout = server.layout();
         let mine: Vec<Bytes> = keys
             .iter()
-            .filter(|key| {
-                layout.as_ref().is_none_or(|layout| {
-                    layout.owner_index(cluster::key_slot(key)) == Some(layout.me)
-                })
-            })
+            .filter(|key| owns_cart(server, key))
             .cloned()
             .collect();
         let carts = sink::load_carts_by_key(pool, &mine)
@@ -314,25 +291,11 @@ impl PostgresLink {
         let codes: Vec<String> = codes
             .iter()
             .filter_map(|code| String::from_utf8(code.to_vec()).ok())
-            .filter(|code| {
-                server
-                    .peers
-                    .as_ref()
-                    .is_none_or(|peers| peers.owners.owner_elsewhere(code.as_bytes()).is_none())
-            })
             .collect();
         let rows = sink::load_gift_cards_by_code(pool, &codes)
             .await
             .map_err(|error| error.to_string())?;
-        for (code, balance, currency) in &rows {
-            match protocol::Currency::parse(currency.as_bytes()) {
-                Ok(currency) => server
-                    .store
-                    .gift_card_reload(code, *balance, currency, now_ms()),
-                Err(_) => warn!(%code, %currency, "a gift card row has a bad currency"),
-            }
-        }
-        Ok(rows.len() as u64)
+        Ok(put_gift_cards(server, &rows))
     }
 
     /// LSN up to which PostgreSQL has everything.
@@ -543,4 +506,36 @@ pub mod restore {
             )),
         }
     }
+}
+
+/// Whether this node serves the slot of the cart under `key` (always, outside a cluster).
+fn owns_cart(server: &Server, key: &[u8]) -> bool {
+    server
+        .layout()
+        .is_none_or(|layout| layout.owner_index(cluster::key_slot(key)) == Some(layout.me))
+}
+
+/// Puts PostgreSQL's (code, balance, currency) of each gift card this node decides in place,
+/// logged; returns how many.
+fn put_gift_cards(server: &Server, rows: &[(String, i64, String)]) -> u64 {
+    let mut put = 0;
+    for (code, balance, currency) in rows {
+        let decided_here = server
+            .peers
+            .as_ref()
+            .is_none_or(|peers| peers.owners.owner_elsewhere(code.as_bytes()).is_none());
+        if !decided_here {
+            continue;
+        }
+        match protocol::Currency::parse(currency.as_bytes()) {
+            Ok(currency) => {
+                server
+                    .store
+                    .gift_card_reload(code, *balance, currency, now_ms());
+                put += 1;
+            }
+            Err(_) => warn!(%code, %currency, "a gift card row has a bad currency"),
+        }
+    }
+    put
 }

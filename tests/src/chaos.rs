@@ -229,6 +229,15 @@ impl<N: Nodes> ChaosCluster<N> {
         self.nodes.pool()
     }
 
+    /// The cart's version in PostgreSQL's `carts` table, if it has a row.
+    pub async fn postgres_version(&self, key: &str) -> Option<i64> {
+        sqlx::query_scalar("SELECT version FROM carts WHERE key = $1")
+            .bind(key)
+            .fetch_optional(self.pool())
+            .await
+            .expect("read the carts table")
+    }
+
     /// kill -9 of `node`.
     pub fn kill9(&self, node: u16) {
         tokio::task::block_in_place(|| self.nodes.kill9(node));

@@ -30,17 +30,7 @@ async fn info(conn: &mut MultiplexedConnection, section: &str) -> String {
 
 /// Adds one line to `key`; the cart's version, or the error.
 async fn add(conn: &mut MultiplexedConnection, key: &str, sku: &str) -> redis::RedisResult<i64> {
-    redis::cmd("CART.ADD")
-        .arg(key)
-        .arg(sku)
-        .arg("-")
-        .arg(1)
-        .arg("PRICE")
-        .arg(250)
-        .arg("CURRENCY")
-        .arg("USD")
-        .arg("REPLY")
-        .arg("VERSION")
+    cartd_tests::chaos::load::cart_add(key, sku)
         .query_async(conn)
         .await
 }

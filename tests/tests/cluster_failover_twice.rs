@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use cartd_tests::chaos::load::cart_add;
+use cartd_tests::chaos::load::{cart_add, cart_version};
 use cartd_tests::chaos::router::connect;
 use cartd_tests::chaos::ChaosCluster;
 use redis::aio::MultiplexedConnection;
@@ -25,27 +25,11 @@ async fn add(conn: &mut MultiplexedConnection, key: &str, sku: &str) -> i64 {
 /// The cart's version on node `node` (a primary), if it has the cart.
 async fn version(chaos: &ChaosCluster, node: u16, key: &str) -> Option<i64> {
     let mut conn = connect(chaos.addr(node)).await.expect("connect");
-    let reply: Value = redis::cmd("CART.GET")
-        .arg(key)
-        .arg("NOVALIDATE")
-        .arg("FORMAT")
-        .arg("JSON")
-        .query_async(&mut conn)
-        .await
-        .expect("CART.GET");
-    let Value::BulkString(json) = reply else {
-        return None;
-    };
-    let view: serde_json::Value = serde_json::from_slice(&json).expect("JSON");
-    view["version"].as_i64()
+    cart_version(&mut conn, key).await
 }
 
 async fn postgres_version(chaos: &ChaosCluster, key: &str) -> Option<i64> {
-    sqlx::query_scalar("SELECT version FROM carts WHERE key = $1")
-        .bind(key)
-        .fetch_optional(chaos.pool())
-        .await
-        .expect("read carts")
+    chaos.postgres_version(key).await
 }
 
 /// Waits until node `node` takes a write (it took the lease over).
@@ -218,6 +202,25 @@ async fn charge(conn: &mut MultiplexedConnection, key: &str, code: &str, price: 
     assert_eq!(done, "OK");
 }
 
+/// GIFTCARD.SET `code` 1,000 USD on `conn`'s node, acknowledged by its replica (WAIT 1).
+async fn set_card_waited(conn: &mut MultiplexedConnection, code: &str) {
+    let set: String = redis::cmd("GIFTCARD.SET")
+        .arg(code)
+        .arg(1_000)
+        .arg("USD")
+        .query_async(conn)
+        .await
+        .expect("GIFTCARD.SET");
+    assert_eq!(set, "OK");
+    let replicas: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5_000)
+        .query_async(conn)
+        .await
+        .expect("WAIT");
+    assert_eq!(replicas, 1, "the replica has {code}");
+}
+
 /// Gift card `code`'s balance on `node`.
 async fn balance(chaos: &ChaosCluster, node: u16, code: &str) -> Option<i64> {
     let mut conn = connect(chaos.addr(node)).await.expect("connect");
@@ -239,20 +242,7 @@ async fn balance(chaos: &ChaosCluster, node: u16, code: &str) -> Option<i64> {
 async fn the_first_primary_back_takes_the_gift_card_balances_past_the_fork_from_postgres() {
     let chaos = ChaosCluster::up(1, 1).await;
     let mut n1 = connect(chaos.addr(0)).await.expect("connect");
-    let set: String = redis::cmd("GIFTCARD.SET")
-        .arg("G7")
-        .arg(1_000)
-        .arg("USD")
-        .query_async(&mut n1)
-        .await
-        .expect("GIFTCARD.SET");
-    assert_eq!(set, "OK");
-    let _: i64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(5_000)
-        .query_async(&mut n1)
-        .await
-        .expect("WAIT");
+    set_card_waited(&mut n1, "G7").await;
     chaos.kill9(1);
     charge(&mut n1, "cart:first", "G7", 300).await;
     chaos.until_sink_caught_up(0).await.expect("n1's sink");
@@ -293,20 +283,7 @@ async fn the_first_primary_back_takes_the_gift_card_balances_past_the_fork_from_
 async fn the_first_primary_back_drops_a_charge_only_it_had() {
     let chaos = ChaosCluster::up(1, 1).await;
     let mut n1 = connect(chaos.addr(0)).await.expect("connect");
-    let set: String = redis::cmd("GIFTCARD.SET")
-        .arg("G8")
-        .arg(1_000)
-        .arg("USD")
-        .query_async(&mut n1)
-        .await
-        .expect("GIFTCARD.SET");
-    assert_eq!(set, "OK");
-    let _: i64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(5_000)
-        .query_async(&mut n1)
-        .await
-        .expect("WAIT");
+    set_card_waited(&mut n1, "G8").await;
     chaos.until_sink_caught_up(0).await.expect("n1's sink");
     chaos.kill9(1);
     chaos.proxy(0).cut();

@@ -13,13 +13,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use cartd_tests::chaos::load::{cart_add, cart_version};
 use cartd_tests::chaos::{router, ChaosCluster, Nodes};
 use cartd_tests::info::{info_field, info_number};
 use cartd_tests::netns::cluster::{NetnsSetup, NodeSetup};
 use cartd_tests::netns::NetnsCluster;
 use cartd_tests::proxy::TcpProxy;
 use redis::aio::MultiplexedConnection;
-use redis::Value;
 
 /// One cluster at a time: nine namespaces, six debug nodes and a PostgreSQL on two cores,
 /// with leases of a second.
@@ -167,28 +167,12 @@ impl TwoRegions {
     /// The cart's version on `node`, if it has it.
     async fn version(&self, node: u16, key: &str) -> Option<i64> {
         let mut conn = self.conn(node).await.expect("the node answers");
-        let reply: Value = redis::cmd("CART.GET")
-            .arg(key)
-            .arg("NOVALIDATE")
-            .arg("FORMAT")
-            .arg("JSON")
-            .query_async(&mut conn)
-            .await
-            .expect("CART.GET");
-        let Value::BulkString(json) = reply else {
-            return None;
-        };
-        let view: serde_json::Value = serde_json::from_slice(&json).expect("JSON");
-        view["version"].as_i64()
+        cart_version(&mut conn, key).await
     }
 
     /// The cart's version in PostgreSQL's `carts` table, if it has a row.
     async fn postgres_version(&self, key: &str) -> Option<i64> {
-        sqlx::query_scalar("SELECT version FROM carts WHERE key = $1")
-            .bind(key)
-            .fetch_optional(self.chaos.pool())
-            .await
-            .expect("read the carts table")
+        self.chaos.postgres_version(key).await
     }
 }
 
@@ -245,19 +229,7 @@ fn separate_regions(cluster: &NetnsCluster) {
 
 /// `CART.ADD key sku - 1 PRICE 250 CURRENCY USD REPLY VERSION`: the cart's new version.
 async fn add(conn: &mut MultiplexedConnection, key: &str, sku: &str) -> redis::RedisResult<i64> {
-    redis::cmd("CART.ADD")
-        .arg(key)
-        .arg(sku)
-        .arg("-")
-        .arg(1)
-        .arg("PRICE")
-        .arg(250)
-        .arg("CURRENCY")
-        .arg("USD")
-        .arg("REPLY")
-        .arg("VERSION")
-        .query_async(conn)
-        .await
+    cart_add(key, sku).query_async(conn).await
 }
 
 /// A `WAIT 1` after a write on `conn`: how many replicas had it within 5 s.

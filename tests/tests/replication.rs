@@ -29,17 +29,7 @@ async fn info(conn: &mut MultiplexedConnection) -> String {
 
 /// Adds one line to `key` on `conn`; the cart's version.
 async fn add(conn: &mut MultiplexedConnection, key: &str, sku: &str) -> i64 {
-    redis::cmd("CART.ADD")
-        .arg(key)
-        .arg(sku)
-        .arg("-")
-        .arg(1)
-        .arg("PRICE")
-        .arg(250)
-        .arg("CURRENCY")
-        .arg("USD")
-        .arg("REPLY")
-        .arg("VERSION")
+    cartd_tests::chaos::load::cart_add(key, sku)
         .query_async(conn)
         .await
         .expect("CART.ADD")

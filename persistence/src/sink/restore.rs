@@ -68,15 +68,7 @@ pub async fn load_carts_written_after(
         .fetch_all(pool)
         .await
         .map_err(SinkError::query("loading the carts of the lag window"))?;
-    let mut carts = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let (key, cart) = cart_row(row).map_err(SinkError::query("reading a loaded cart"))?;
-        match key_bytes(&key) {
-            Some(key) => carts.push((Bytes::from(key), cart)),
-            None => tracing::warn!("the lag window skips the cart under {key:?}: bad hex key"),
-        }
-    }
-    Ok(carts)
+    keyed_carts(&rows)
 }
 
 /// The carts under `keys` that PostgreSQL has (expired or not; a deleted cart has no row):
@@ -96,14 +88,7 @@ pub async fn load_carts_by_key(
         .fetch_all(pool)
         .await
         .map_err(SinkError::query("loading carts by key"))?;
-    let mut carts = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let (key, cart) = cart_row(row).map_err(SinkError::query("reading a loaded cart"))?;
-        if let Some(key) = key_bytes(&key) {
-            carts.push((Bytes::from(key), cart));
-        }
-    }
-    Ok(carts)
+    keyed_carts(&rows)
 }
 
 /// The carts shard group `group`'s sink streamed a change of under `term` by a record after
@@ -146,13 +131,7 @@ pub async fn load_gift_cards_written_after(
     .fetch_all(pool)
     .await
     .map_err(SinkError::query("loading the gift cards of the lag window"))?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(code, balance, currency)| {
-            let code = String::from_utf8(key_bytes(&code)?).ok()?;
-            Some((code, balance, currency))
-        })
-        .collect())
+    Ok(gift_card_rows(rows))
 }
 
 /// The gift cards (code, balance, currency) under `codes` that PostgreSQL has.
@@ -170,13 +149,7 @@ pub async fn load_gift_cards_by_code(
             .fetch_all(pool)
             .await
             .map_err(SinkError::query("loading gift cards by code"))?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(code, balance, currency)| {
-            let code = String::from_utf8(key_bytes(&code)?).ok()?;
-            Some((code, balance, currency))
-        })
-        .collect())
+    Ok(gift_card_rows(rows))
 }
 
 /// The cart under `key`, if PostgreSQL has it and it has not expired at `now_ms`.
@@ -197,6 +170,31 @@ pub async fn load_cart(
     row.map(|row| cart_row(&row).map(|(_, cart)| cart))
         .transpose()
         .map_err(SinkError::query("reading a loaded cart"))
+}
+
+/// The carts of rows selected with [`CART_COLUMNS`], by key; a row whose hex key is
+/// malformed is logged and skipped.
+fn keyed_carts(rows: &[PgRow]) -> Result<Vec<(Bytes, StoredCart)>, SinkError> {
+    let mut carts = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (key, cart) = cart_row(row).map_err(SinkError::query("reading a loaded cart"))?;
+        match key_bytes(&key) {
+            Some(key) => carts.push((Bytes::from(key), cart)),
+            None => tracing::warn!("skipping the cart under {key:?}: its hex key is malformed"),
+        }
+    }
+    Ok(carts)
+}
+
+/// (code, balance, currency) rows of `gift_cards` with their codes read back; a code that is
+/// not UTF-8 once decoded is skipped.
+fn gift_card_rows(rows: Vec<(String, i64, String)>) -> Vec<(String, i64, String)> {
+    rows.into_iter()
+        .filter_map(|(code, balance, currency)| {
+            let code = String::from_utf8(key_bytes(&code)?).ok()?;
+            Some((code, balance, currency))
+        })
+        .collect()
 }
 
 /// The stored key and the cart of a row selected with [`CART_COLUMNS`].

@@ -237,3 +237,21 @@ pub fn cart_add(key: &str, sku: &str) -> redis::Cmd {
         .arg("VERSION")
         .clone()
 }
+
+/// The version of the cart under `key` on the node `conn` talks to (`CART.GET NOVALIDATE
+/// FORMAT JSON`), if it has the cart.
+pub async fn cart_version(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<i64> {
+    let reply: Value = redis::cmd("CART.GET")
+        .arg(key)
+        .arg("NOVALIDATE")
+        .arg("FORMAT")
+        .arg("JSON")
+        .query_async(conn)
+        .await
+        .expect("CART.GET");
+    let Value::BulkString(json) = reply else {
+        return None;
+    };
+    let view: serde_json::Value = serde_json::from_slice(&json).expect("JSON");
+    view["version"].as_i64()
+}
