@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::slot::SLOTS;
 
@@ -47,7 +47,7 @@ impl Default for ClusterConfig {
 }
 
 /// One `[[cluster.nodes]]` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// The node's id.
@@ -55,15 +55,15 @@ pub struct NodeConfig {
     /// `host:port` clients are told (MOVED, CLUSTER SLOTS).
     pub addr: String,
     /// Slots it serves as a primary: ranges (`"0-5460"`) or single slots (`"5461"`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slots: Vec<String>,
     /// The primary it replicates, for a replica (which serves no slots of its own).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica_of: Option<String>,
     /// The region (data centre) it runs in; empty: the one region. A replica in another
     /// region than its group's primary takes over only when no member in the primary's
     /// region is left (docs/CLUSTER.md "Two regions").
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub region: String,
 }
 
@@ -115,6 +115,9 @@ pub enum LayoutError {
     /// A replica with slots of its own.
     #[error("node {0:?} is a replica (replica_of) and lists slots: only primaries serve slots")]
     ReplicaWithSlots(String),
+    /// A member that cannot change as asked (join another group, be forgotten).
+    #[error("node {0:?} {1}")]
+    MemberBusy(String, String),
     /// `replica_of` naming no node, itself, or another replica.
     #[error("node {0:?}: replica_of {1:?} is not a primary of the list")]
     BadPrimary(String, String),
@@ -142,9 +145,28 @@ pub struct Node {
     pub region: String,
     /// Where this node connects to it, when not `addr` (`cluster.reach`).
     pub reach: Option<String>,
+    /// Forgotten (`CLUSTER FORGET`, `CLUSTER RESET`): kept so that indexes stay put, but no
+    /// member of any group, listed nowhere, and no node of that id is known.
+    pub forgotten: bool,
 }
 
 impl Node {
+    /// A primary of `group` serving no slots, at term 0.
+    fn fresh(id: &str, host: String, port: u16, group: usize, region: &str) -> Node {
+        Node {
+            id: id.to_owned(),
+            host,
+            port,
+            ranges: Vec::new(),
+            replica_of: None,
+            group,
+            epoch: 0,
+            region: region.to_owned(),
+            reach: None,
+            forgotten: false,
+        }
+    }
+
     /// `host:port` clients are told.
     pub fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
@@ -207,17 +229,9 @@ impl Layout {
             if entry.replica_of.is_some() && !ranges.is_empty() {
                 return Err(LayoutError::ReplicaWithSlots(entry.id.clone()));
             }
-            nodes.push(Node {
-                id: entry.id.clone(),
-                host,
-                port,
-                ranges,
-                replica_of: None,
-                group: at,
-                epoch: 0,
-                region: entry.region.clone(),
-                reach: None,
-            });
+            let mut node = Node::fresh(&entry.id, host, port, at, &entry.region);
+            node.ranges = ranges;
+            nodes.push(node);
         }
         for (at, entry) in config.nodes.iter().enumerate() {
             if let Some(primary) = &entry.replica_of {
@@ -275,19 +289,22 @@ impl Layout {
         self.nodes
             .iter()
             .enumerate()
-            .filter(move |(_, node)| node.replica_of == Some(primary))
+            .filter(move |(_, node)| node.replica_of == Some(primary) && !node.forgotten)
             .map(|(at, _)| at)
     }
 }
 
 impl Layout {
-    /// The shard groups: the index of each group's configured primary, which names it.
+    /// The shard groups: the index of each group's configured primary, which names it (a
+    /// group lives on while it has a member, even once the node it is named after is
+    /// forgotten).
     pub fn groups(&self) -> impl Iterator<Item = usize> + '_ {
         self.nodes
             .iter()
             .enumerate()
             .filter(|(at, node)| node.group == *at)
             .map(|(at, _)| at)
+            .filter(|&group| self.members(group).next().is_some())
     }
 
     /// The group's name: its configured primary's id.
@@ -300,9 +317,16 @@ impl Layout {
         self.groups().find(|&group| self.nodes[group].id == id)
     }
 
-    /// The index of the node named `id`.
+    /// The index of the node named `id` (none once forgotten).
     pub fn index_of(&self, id: &str) -> Option<usize> {
-        self.nodes.iter().position(|node| node.id == id)
+        self.nodes
+            .iter()
+            .position(|node| node.id == id && !node.forgotten)
+    }
+
+    /// The nodes known (not forgotten), as indexes into `nodes`.
+    pub fn known(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.nodes.len()).filter(|&at| !self.nodes[at].forgotten)
     }
 
     /// The members of `group` (its primary and replicas, in the config's order).
@@ -310,7 +334,7 @@ impl Layout {
         self.nodes
             .iter()
             .enumerate()
-            .filter(move |(_, node)| node.group == group)
+            .filter(move |(_, node)| node.group == group && !node.forgotten)
             .map(|(at, _)| at)
     }
 
@@ -356,7 +380,10 @@ impl Layout {
     pub fn with_slot_groups(&self, moves: &[(u16, usize)]) -> Layout {
         let mut layout = self.clone();
         for &(slot, group) in moves {
-            if usize::from(slot) >= layout.owners.len() || group >= layout.nodes.len() {
+            if usize::from(slot) >= layout.owners.len()
+                || group >= layout.nodes.len()
+                || layout.members(layout.nodes[group].group).next().is_none()
+            {
                 continue;
             }
             let primary = layout.primary_of_group(layout.nodes[group].group);
@@ -365,6 +392,21 @@ impl Layout {
         }
         layout.ranges_from_owners();
         layout
+    }
+
+    /// The slot ranges node `at` serves, as config.toml writes them (`"0-5460"`, `"5461"`).
+    pub fn range_specs(&self, at: usize) -> Vec<String> {
+        self.nodes[at]
+            .ranges
+            .iter()
+            .map(|range| {
+                if range.start() == range.end() {
+                    range.start().to_string()
+                } else {
+                    format!("{}-{}", range.start(), range.end())
+                }
+            })
+            .collect()
     }
 
     /// Rebuilds every node's ranges from the slot table.
@@ -385,6 +427,156 @@ impl Layout {
             }
             slot += 1;
         }
+    }
+
+    /// This layout with `entry` in it: a node met at run time joins (as a primary of a group
+    /// of its own, with no slots, or a replica of the group `replica_of` names), or a known
+    /// one changes its address, region or group (only one that serves no slots and is no
+    /// primary of a group with other members). `None` when it is there as it is already.
+    pub fn with_member(&self, entry: &NodeConfig) -> Result<Option<Layout>, LayoutError> {
+        check_id(&entry.id)?;
+        let (host, port) = parse_addr(&entry.id, &entry.addr)?;
+        let group = match &entry.replica_of {
+            None => None,
+            Some(primary) => Some(
+                self.group_named(primary)
+                    .filter(|&group| self.nodes[group].id != entry.id)
+                    .ok_or_else(|| LayoutError::BadPrimary(entry.id.clone(), primary.clone()))?,
+            ),
+        };
+        if let Some(other) = self.known().find(|&at| {
+            self.nodes[at].id != entry.id
+                && self.nodes[at].host == host
+                && self.nodes[at].port == port
+        }) {
+            return Err(LayoutError::DuplicateAddr(
+                self.nodes[other].id.clone(),
+                entry.id.clone(),
+                entry.addr.clone(),
+            ));
+        }
+        let mut layout = self.clone();
+        let at = match self.nodes.iter().position(|node| node.id == entry.id) {
+            Some(at) => at,
+            None => {
+                let at = self.nodes.len();
+                let mut node = Node::fresh(&entry.id, host.clone(), port, at, &entry.region);
+                node.forgotten = true; // Not a member yet: nothing of it to check below.
+                layout.nodes.push(node);
+                at
+            }
+        };
+        let wanted = group.unwrap_or(at);
+        let node = &layout.nodes[at];
+        if !node.forgotten
+            && node.host == host
+            && node.port == port
+            && node.region == entry.region
+            && node.group == wanted
+        {
+            return Ok(None);
+        }
+        if node.group != wanted && !node.forgotten {
+            self.may_change_group(at)?;
+        }
+        let node = &mut layout.nodes[at];
+        node.host = host;
+        node.port = port;
+        node.region = entry.region.clone();
+        node.forgotten = false;
+        node.group = wanted;
+        node.replica_of = None;
+        let primary = layout
+            .members(wanted)
+            .find(|&other| other != at && layout.nodes[other].replica_of.is_none());
+        layout.nodes[at].replica_of = primary;
+        layout.nodes[at].epoch = primary.map_or(0, |primary| layout.nodes[primary].epoch);
+        Ok(Some(layout))
+    }
+
+    /// Whether known node `at` may leave its shard group: it serves no slots and is no
+    /// primary of a group with replicas.
+    fn may_change_group(&self, at: usize) -> Result<(), LayoutError> {
+        let node = &self.nodes[at];
+        if !node.ranges.is_empty() {
+            return Err(LayoutError::MemberBusy(
+                node.id.clone(),
+                "serves slots: move them away before it changes shard group".into(),
+            ));
+        }
+        if node.replica_of.is_none() && self.members(node.group).any(|other| other != at) {
+            return Err(LayoutError::MemberBusy(
+                node.id.clone(),
+                "is the primary of a shard group with replicas: re-point them first".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// This layout with the node named `id` forgotten (`CLUSTER FORGET`); `None` when no such
+    /// node is known. Refused, with Redis's words where it has them, for this node, its
+    /// primary, a node serving slots, and a node whose group (primary, or the one named
+    /// after it) has other members.
+    pub fn without_member(&self, id: &str) -> Result<Option<Layout>, String> {
+        let Some(at) = self.index_of(id) else {
+            return Ok(None);
+        };
+        if at == self.me {
+            return Err("I tried hard but I can't forget myself...".into());
+        }
+        if self.myself().replica_of == Some(at) {
+            return Err("Can't forget my master!".into());
+        }
+        let node = &self.nodes[at];
+        if !node.ranges.is_empty() {
+            let slots: usize = node.ranges.iter().map(|range| range.len()).sum();
+            return Err(format!(
+                "node {id} serves {slots} slot(s): move them to another primary first \
+                 (redis-cli --cluster reshard or rebalance)"
+            ));
+        }
+        if node.replica_of.is_none() && self.members(node.group).any(|other| other != at) {
+            return Err(format!(
+                "node {id} is the primary of shard group {}, which has other members: re-point \
+                 them with CLUSTER REPLICATE first",
+                self.group_name(node.group)
+            ));
+        }
+        if node.group == at && self.members(at).any(|other| other != at) {
+            return Err(format!(
+                "node {id} names shard group {id}, which has other members: it cannot be \
+                 forgotten while they are in it"
+            ));
+        }
+        let mut layout = self.clone();
+        layout.nodes[at].forgotten = true;
+        layout.nodes[at].replica_of = None;
+        Ok(Some(layout))
+    }
+
+    /// This layout as `CLUSTER RESET` leaves it: every other node forgotten, no slot served,
+    /// this node the primary of a group of its own.
+    pub fn reset(&self) -> Layout {
+        let mut layout = self.clone();
+        let me = self.me;
+        for (at, node) in layout.nodes.iter_mut().enumerate() {
+            node.ranges.clear();
+            if at == me {
+                node.group = me;
+                node.replica_of = None;
+                node.forgotten = false;
+            } else {
+                node.forgotten = true;
+                node.replica_of = None;
+            }
+        }
+        layout.owners.fill(UNASSIGNED);
+        layout
+    }
+
+    /// Whether this node knows no other.
+    pub fn alone(&self) -> bool {
+        self.known().all(|at| at == self.me)
     }
 
     /// The highest term of any group (Redis's currentEpoch).

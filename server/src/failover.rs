@@ -61,6 +61,9 @@ pub struct Failover {
     /// No writes before this (on the clock): a hand-over in progress (`u64::MAX`), or a
     /// TAKEOVER waiting out the old primary's lease.
     hold_until: AtomicU64,
+    /// This node changes shard group and starts over soon (`crate::membership`): its lease
+    /// is not renewed and its log not reported any more.
+    pub start_over_pending: AtomicBool,
 }
 
 /// A manual failover step.
@@ -114,6 +117,7 @@ impl Failover {
             manual: Mutex::new(None),
             wake: tokio::sync::Notify::new(),
             hold_until: AtomicU64::new(0),
+            start_over_pending: AtomicBool::new(false),
         }
     }
 
@@ -247,10 +251,12 @@ pub async fn settle_role(server: &Arc<Server>, pool: &PgPool) -> Result<(), Star
                 }
             }
             let moves = lease::slot_moves(pool).await?;
-            Ok::<_, SinkError>((leases, moves))
+            let rows = lease::member_rows(pool).await?;
+            Ok::<_, SinkError>((leases, moves, rows))
         };
         match settled.await {
-            Ok((leases, moves)) => {
+            Ok((leases, moves, rows)) => {
+                crate::membership::apply_rows(server, &rows);
                 take_role(server, &leases, &moves, sent_at);
                 return Ok(());
             }
@@ -298,7 +304,7 @@ fn take_role(server: &Server, leases: &[Lease], moves: &[lease::SlotMove], sent_
 /// Puts every lease's holder in the layout as its group's primary; whether anything changed.
 /// `running`: this node's own role is left alone (it changes only by [`promote`] and
 /// [`demote`], which do what a role change needs).
-fn apply_leases(server: &Server, leases: &[Lease], running: bool) -> bool {
+pub(crate) fn apply_leases(server: &Server, leases: &[Lease], running: bool) -> bool {
     let Some(topology) = &server.cluster else {
         return false;
     };
@@ -351,7 +357,14 @@ pub async fn run(server: Arc<Server>) {
     let failover = &server.failover;
     let tick = Duration::from_millis(server.config.cluster.lease_ms / 4);
     loop {
-        let wait = match step(&server).await {
+        // A node about to start over in another shard group renews and reports nothing.
+        let pending = failover.start_over_pending.load(Ordering::Acquire);
+        let stepped = if pending {
+            Ok(tick)
+        } else {
+            step(&server).await
+        };
+        let wait = match stepped {
             Ok(wait) => wait,
             Err(why) => {
                 let failures = failover.lease_failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -383,7 +396,7 @@ pub async fn run(server: Arc<Server>) {
 }
 
 /// The pool of this node's link to PostgreSQL.
-fn pool_of(server: &Server) -> Result<PgPool, String> {
+pub(crate) fn pool_of(server: &Server) -> Result<PgPool, String> {
     server
         .durability
         .get()
@@ -620,7 +633,7 @@ async fn step(server: &Arc<Server>) -> Result<Duration, String> {
         )
         .await?;
     }
-    let leases = timed(failover, lease::leases(&pool)).await?;
+    let leases = members_and_leases(server, &pool).await?;
     let mine = leases.iter().find(|lease| lease.group == group_name);
     if let Some(lease) =
         mine.filter(|lease| lease.holder == me && layout.myself().replica_of.is_some())
@@ -644,6 +657,15 @@ async fn step(server: &Arc<Server>) -> Result<Duration, String> {
         }
         _ => Ok(Duration::MAX),
     }
+}
+
+/// Puts PostgreSQL's `cluster_nodes` in this node's layout, then reads the leases (of the
+/// groups that came too).
+async fn members_and_leases(server: &Arc<Server>, pool: &PgPool) -> Result<Vec<Lease>, String> {
+    let failover = &server.failover;
+    let rows = timed(failover, lease::member_rows(pool)).await?;
+    crate::membership::apply_rows(server, &rows);
+    timed(failover, lease::leases(pool)).await
 }
 
 /// A replica's part of a tick: takes `lease` (its group's) over once it has lapsed, the

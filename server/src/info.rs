@@ -522,7 +522,7 @@ fn cluster_section(server: &Server, out: &mut String) {
     let Some(peers) = server.peers.as_ref().filter(|_| server.primary().is_none()) else {
         return;
     };
-    let links = &peers.peers;
+    let links = peers.list();
     let up = links
         .iter()
         .filter(|peer| peer.connected.load(Relaxed))

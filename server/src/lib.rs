@@ -17,6 +17,7 @@ pub mod handoff;
 pub mod info;
 pub mod latency;
 pub mod limits;
+pub mod membership;
 pub mod memory;
 pub mod migration;
 pub mod pause;

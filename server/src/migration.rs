@@ -180,23 +180,26 @@ pub fn route_migrating(
     ))
 }
 
-/// The requests whose work here waits on other nodes or PostgreSQL (a pre-step): MIGRATE and
-/// CLUSTER SETSLOT.
+/// The requests whose work here waits on other nodes or PostgreSQL (a pre-step): MIGRATE,
+/// CLUSTER SETSLOT and the membership subcommands (`crate::membership`).
 pub fn needs_pre_step(raw: &[Bytes], spec: &CommandSpec) -> bool {
     spec.id == protocol::CommandId::Migrate
         || (spec.id == protocol::CommandId::Cluster
-            && raw
+            && (raw
                 .get(1)
-                .is_some_and(|sub| sub.eq_ignore_ascii_case(b"SETSLOT")))
+                .is_some_and(|sub| sub.eq_ignore_ascii_case(b"SETSLOT"))
+                || crate::membership::needs_pre_step(raw)))
 }
 
-/// Runs MIGRATE or CLUSTER SETSLOT (`raw`), whose reply the command then gives.
-pub async fn run(server: &Server, raw: Vec<Bytes>) -> Result<Reply, CommandError> {
+/// Runs MIGRATE, CLUSTER SETSLOT or a membership subcommand (`raw`), whose reply the command
+/// then gives.
+pub async fn run(server: &std::sync::Arc<Server>, raw: Vec<Bytes>) -> Result<Reply, CommandError> {
     match protocol::Command::parse(raw)? {
         protocol::Command::Migrate(migrate) => run_migrate(server, &migrate).await,
         protocol::Command::Cluster(protocol::cmd::ClusterCommand::SetSlot(slot, action)) => {
             set_slot(server, slot, action).await
         }
+        protocol::Command::Cluster(other) => crate::membership::run(server, other).await,
         _ => Err(CommandError::err("not a slot command")),
     }
 }

@@ -117,7 +117,7 @@ impl Server {
         let cluster = config
             .cluster
             .enabled
-            .then(|| cluster::Layout::new(&config.cluster).ok())
+            .then(|| starting_layout(&config).ok())
             .flatten()
             .map(|layout| Arc::new(cluster::Topology::new(layout)));
         let peers =
@@ -335,14 +335,28 @@ fn name_the_sink_after_the_cluster_node(config: &mut Config) {
     {
         // The shard group's name: its primary's id. A replica streams nothing while it is
         // one; promoted, it goes on from its primary's checkpoint (the same LSN history).
-        let group = config
-            .cluster
-            .nodes
-            .iter()
-            .find(|node| node.id == config.cluster.node_id)
-            .and_then(|node| node.replica_of.clone())
-            .unwrap_or_else(|| config.cluster.node_id.clone());
-        config.postgres.node = group;
+        if let Ok(layout) = starting_layout(config) {
+            config.postgres.node = layout.group_name(layout.myself().group).to_owned();
+        }
+    }
+}
+
+/// The layout a cluster node starts with: config.toml's, or, once the cluster's nodes changed
+/// at run time (`crate::membership`), what it knew last (`data_dir/cluster-members`).
+pub fn starting_layout(config: &Config) -> Result<cluster::Layout, String> {
+    let path = config.server.data_dir.join(cluster::members::MEMBERS_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => cluster::Members::parse(&text)
+            .and_then(|members| {
+                members
+                    .layout(&config.cluster)
+                    .map_err(|error| error.to_string())
+            })
+            .map_err(|why| format!("{}: {why}", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            cluster::Layout::new(&config.cluster).map_err(|error| error.to_string())
+        }
+        Err(error) => Err(format!("cannot read {}: {error}", path.display())),
     }
 }
 
@@ -389,6 +403,21 @@ fn check_cluster_record(config: &Config) -> Result<(), String> {
     }
 }
 
+/// In cluster mode, before anything else: config.toml's layout is the one recorded, data a
+/// CLUSTER RESET or REPLICATE asked to set aside is, and the layout to start with reads.
+fn check_cluster_dir(config: &Config) -> Result<(), String> {
+    check_cluster_record(config)?;
+    if config.cluster.enabled {
+        crate::membership::set_aside_if_asked(&config.server.data_dir).map_err(|error| {
+            format!(
+                "cannot set this node's data aside as CLUSTER RESET or REPLICATE asked: {error}"
+            )
+        })?;
+        starting_layout(config)?;
+    }
+    Ok(())
+}
+
 /// Binds the listener, recovers the data, and serves until shutdown.
 pub async fn run(
     mut config: Config,
@@ -396,7 +425,7 @@ pub async fn run(
     repair: bool,
 ) -> Result<(), String> {
     fit_maxclients(&mut config);
-    check_cluster_record(&config)?;
+    check_cluster_dir(&config)?;
     name_the_sink_after_the_cluster_node(&mut config);
     let Listeners {
         listener,

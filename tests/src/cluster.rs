@@ -262,3 +262,131 @@ impl Drop for LocalCluster {
             .output();
     }
 }
+
+/// A cluster node that knows only itself (`[[cluster.nodes]]` of one entry, no slots), as a
+/// node is before `redis-cli --cluster add-node` brings it in; stopped (by pid) when dropped.
+pub struct LoneNode {
+    dir: tempfile::TempDir,
+    /// Its id.
+    pub id: String,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl LoneNode {
+    /// Starts node `id` with `extra` TOML appended to its configuration, and waits until it
+    /// answers PING.
+    pub fn start(id: &str, extra: &str) -> LoneNode {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let port = free_ports(1);
+        let config = format!(
+            "[server]\nbind = \"127.0.0.1\"\nport = {port}\ndata_dir = \"{data}\"\n\n\
+             [cluster]\nenabled = true\nnode_id = \"{id}\"\n\n\
+             [[cluster.nodes]]\nid = \"{id}\"\naddr = \"127.0.0.1:{port}\"\n\n{extra}\n",
+            data = dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("config.toml"), config).expect("write the configuration");
+        let node = LoneNode {
+            dir,
+            id: id.to_owned(),
+            port,
+        };
+        node.restart();
+        node
+    }
+
+    /// Its directory (config.toml, pid, log, data/).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A raw connection to it.
+    pub async fn conn(&self) -> RawConn {
+        RawConn::connect(([127, 0, 0, 1], self.port).into()).await
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("log")).unwrap_or_default()
+    }
+
+    fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir().join("pid"))
+            .ok()
+            .and_then(|pid| pid.trim().parse().ok())
+    }
+
+    /// SIGKILLs it and waits until it is gone.
+    pub fn kill9(&self) {
+        let Some(pid) = self.pid() else { return };
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            // As LocalCluster::kill9: a zombie whose other threads still exit holds the
+            // listening socket a restart needs.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let fields: Vec<&str> = stat.split_whitespace().collect();
+            if fields.get(2) == Some(&"Z") && fields.get(19).is_none_or(|threads| *threads == "1") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_file(self.dir().join("pid"));
+    }
+
+    /// Starts it (again) on its configuration and data and waits until it answers PING.
+    pub fn restart(&self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir().join("log"))
+            .expect("open the node's log");
+        let child = Command::new(cartd_bin())
+            .arg("--config")
+            .arg(self.dir().join("config.toml"))
+            .env_remove("DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log"))
+            .stderr(log)
+            .spawn()
+            .expect("start the node");
+        std::fs::write(self.dir().join("pid"), child.id().to_string()).expect("write the pid");
+        std::mem::forget(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answered = std::net::TcpStream::connect(("127.0.0.1", self.port))
+                .and_then(|mut stream| {
+                    use std::io::{Read, Write};
+                    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+                    stream.write_all(b"PING\r\n")?;
+                    let mut reply = [0u8; 7];
+                    stream.read_exact(&mut reply)?;
+                    Ok(&reply == b"+PONG\r\n")
+                })
+                .unwrap_or(false);
+            if answered {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} does not answer after 30 s; its log:\n{}",
+                self.id,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for LoneNode {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

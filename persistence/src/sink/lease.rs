@@ -378,3 +378,37 @@ pub async fn raise_term(
         .map_err(query("committing a term raise"))?;
     Ok(Some(lsn_from_db(raised)))
 }
+
+/// One node of `cluster_nodes`: its id, its config.toml entry (TOML), and whether it is
+/// forgotten.
+pub type MemberRow = (String, String, bool);
+
+/// Every node recorded as met, changed or forgotten at run time.
+pub async fn member_rows(pool: &PgPool) -> Result<Vec<MemberRow>, SinkError> {
+    sqlx::query_as("SELECT node, entry, forgotten FROM cluster_nodes ORDER BY updated_at, node")
+        .fetch_all(pool)
+        .await
+        .map_err(SinkError::query("reading the cluster's members"))
+}
+
+/// Records `node`'s entry (met or changed), or that it is forgotten.
+pub async fn record_member(
+    pool: &PgPool,
+    node: &str,
+    entry: &str,
+    forgotten: bool,
+) -> Result<(), SinkError> {
+    sqlx::query(
+        "INSERT INTO cluster_nodes (node, entry, forgotten, updated_at) \
+         VALUES ($1, $2, $3, now()) \
+         ON CONFLICT (node) DO UPDATE SET entry = excluded.entry, \
+             forgotten = excluded.forgotten, updated_at = now()",
+    )
+    .bind(node)
+    .bind(entry)
+    .bind(forgotten)
+    .execute(pool)
+    .await
+    .map_err(SinkError::query("recording a cluster member"))?;
+    Ok(())
+}

@@ -167,6 +167,19 @@ pub enum ClusterCommand {
     Handover(Bytes),
     /// `CLUSTER SETSLOT slot IMPORTING|MIGRATING|NODE node-id` or `STABLE`.
     SetSlot(u16, SetSlot),
+    /// `CLUSTER MEET ip port [bus-port]`: the node at that address and this one become one
+    /// cluster (the one that knows no other joins the other's).
+    Meet(Bytes, u16),
+    /// `CLUSTER FORGET node-id`.
+    Forget(Bytes),
+    /// `CLUSTER RESET [SOFT|HARD]` (the same in cartd: a node's id is its config's).
+    Reset,
+    /// `CLUSTER MEMBER entry`: cartd's own, from a node that met this cluster or changed its
+    /// shard group: its config.toml entry, as TOML.
+    Member(Bytes),
+    /// `CLUSTER MEMBERS`: cartd's own, what this node knows of the cluster, as TOML
+    /// (`data_dir/cluster-members`).
+    Members,
     /// `CLUSTER HELP`.
     Help,
     /// A subcommand of Redis's that cartd does not have yet, lower case.
@@ -209,6 +222,9 @@ impl ClusterCommand {
                 Err(CommandError::arity(&format!("cluster|{lower}")))
             }
         };
+        if let Some(membership) = membership(&lower, args) {
+            return membership;
+        }
         Ok(match lower.as_str() {
             "keyslot" => {
                 exactly(args, 1)?;
@@ -256,10 +272,6 @@ impl ClusterCommand {
                 let slot = parse_slot(&args.next_bytes()?, "Invalid or out of range slot")?;
                 ClusterCommand::SetSlot(slot, set_slot(args)?)
             }
-            "replicate" => {
-                exactly(args, 1)?;
-                ClusterCommand::Replicate(args.next_bytes()?)
-            }
             "handover" => {
                 exactly(args, 1)?;
                 ClusterCommand::Handover(args.next_bytes()?)
@@ -271,6 +283,88 @@ impl ClusterCommand {
             }
         })
     }
+}
+
+/// The membership subcommands (MEET, FORGET, RESET, MEMBER, MEMBERS, REPLICATE), if `lower`
+/// is one.
+fn membership(lower: &str, args: &mut Args) -> Option<Result<ClusterCommand, CommandError>> {
+    let exactly = |args: &mut Args, count: usize| {
+        if args.remaining() == count {
+            Ok(())
+        } else {
+            Err(CommandError::arity(&format!("cluster|{lower}")))
+        }
+    };
+    let parsed = || -> Result<ClusterCommand, CommandError> {
+        Ok(match lower {
+            "meet" => meet(args)?,
+            "forget" => {
+                exactly(args, 1)?;
+                ClusterCommand::Forget(args.next_bytes()?)
+            }
+            "reset" => match args.remaining() {
+                0 => ClusterCommand::Reset,
+                1 => {
+                    let mode = args.next_bytes()?;
+                    if mode.eq_ignore_ascii_case(b"soft") || mode.eq_ignore_ascii_case(b"hard") {
+                        ClusterCommand::Reset
+                    } else {
+                        return Err(CommandError::err("syntax error"));
+                    }
+                }
+                _ => return Err(CommandError::err("syntax error")),
+            },
+            "member" => {
+                exactly(args, 1)?;
+                ClusterCommand::Member(args.next_bytes()?)
+            }
+            "members" => {
+                exactly(args, 0)?;
+                ClusterCommand::Members
+            }
+            "replicate" => {
+                exactly(args, 1)?;
+                ClusterCommand::Replicate(args.next_bytes()?)
+            }
+            _ => unreachable!("only the membership subcommands come here"),
+        })
+    };
+    ["meet", "forget", "reset", "member", "members", "replicate"]
+        .contains(&lower)
+        .then(parsed)
+}
+
+/// `CLUSTER MEET ip port [bus-port]`, with Redis's errors (the bus port is not used: cartd's
+/// nodes talk over their client port).
+fn meet(args: &mut Args) -> Result<ClusterCommand, CommandError> {
+    if !(2..=3).contains(&args.remaining()) {
+        return Err(CommandError::arity("cluster|meet"));
+    }
+    let host = args.next_bytes()?;
+    let port_text = args.next_bytes()?;
+    let port = crate::args::parse_i64(&port_text)
+        .ok()
+        .and_then(|port| u16::try_from(port).ok())
+        .filter(|port| *port > 0)
+        .ok_or_else(|| {
+            CommandError::err(format!(
+                "Invalid base port specified: {}",
+                String::from_utf8_lossy(&port_text)
+            ))
+        })?;
+    if args.remaining() == 1 {
+        let bus = args.next_bytes()?;
+        crate::args::parse_i64(&bus)
+            .ok()
+            .and_then(|bus| u16::try_from(bus).ok())
+            .ok_or_else(|| {
+                CommandError::err(format!(
+                    "Invalid bus port specified: {}",
+                    String::from_utf8_lossy(&bus)
+                ))
+            })?;
+    }
+    Ok(ClusterCommand::Meet(host, port))
 }
 
 /// `CLUSTER SETSLOT`'s action after the slot.

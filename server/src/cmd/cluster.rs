@@ -33,11 +33,19 @@ pub fn run(command: ClusterCommand, server: &Server) -> Result<Reply, CommandErr
                 .collect(),
         ),
         ClusterCommand::Failover(mode) => manual_failover(server, &layout, mode)?,
-        ClusterCommand::Replicate(id) => replicate(&layout, &id)?,
+        ClusterCommand::Members => Reply::text(cluster::Members::of(&layout).to_text()),
         ClusterCommand::Handover(id) => handover(server, &layout, &id)?,
-        // Run by its pre-step (crate::migration), which cmd::run replies for.
-        ClusterCommand::SetSlot(..) => {
-            return Err(CommandError::err("CLUSTER SETSLOT ran without its step"))
+        // Run by their pre-step (crate::migration, crate::membership), which cmd::run
+        // replies for.
+        ClusterCommand::SetSlot(..)
+        | ClusterCommand::Meet(..)
+        | ClusterCommand::Forget(_)
+        | ClusterCommand::Reset
+        | ClusterCommand::Member(_)
+        | ClusterCommand::Replicate(_) => {
+            return Err(CommandError::err(
+                "this CLUSTER subcommand ran without its step",
+            ))
         }
         ClusterCommand::Help => super::introspection::help_reply(HELP),
         ClusterCommand::NotYet(sub) => {
@@ -67,39 +75,6 @@ fn manual_failover(
         ));
     }
     server.failover.ask(crate::failover::Manual::Failover(mode));
-    Ok(Reply::ok())
-}
-
-/// `CLUSTER REPLICATE node-id`: a replica follows whichever member of its shard group holds
-/// the lease, so the one answer it can take is that node (`+OK`, nothing changes); shard
-/// groups are config.toml's.
-fn replicate(layout: &cluster::Layout, id: &[u8]) -> Result<Reply, CommandError> {
-    let id = String::from_utf8_lossy(id);
-    let Some(target) = layout.index_of(&id) else {
-        return Err(CommandError::err(format!("Unknown node {id}")));
-    };
-    let me = layout.myself();
-    if target == layout.me {
-        return Err(CommandError::err("Can't replicate myself"));
-    }
-    if layout.nodes[target].replica_of.is_some() {
-        return Err(CommandError::err(
-            "I can only replicate a master, not a replica.",
-        ));
-    }
-    if layout.nodes[target].group != me.group {
-        return Err(CommandError::err(format!(
-            "{id} serves another shard group ({}): cartd's shard groups are set in config.toml, \
-             and a replica follows its own group's primary",
-            layout.group_name(layout.nodes[target].group)
-        )));
-    }
-    if me.replica_of.is_none() {
-        return Err(CommandError::err(
-            "To set a master the node must be empty and without assigned slots: this node is \
-             its group's primary (CLUSTER FAILOVER on a replica hands the slots over)",
-        ));
-    }
     Ok(Reply::ok())
 }
 
@@ -146,7 +121,7 @@ fn info(layout: &cluster::Layout) -> String {
         format!("cluster_slots_ok:{assigned}"),
         "cluster_slots_pfail:0".to_owned(),
         "cluster_slots_fail:0".to_owned(),
-        format!("cluster_known_nodes:{}", layout.nodes.len()),
+        format!("cluster_known_nodes:{}", layout.known().count()),
         format!("cluster_size:{size}"),
         format!("cluster_current_epoch:{}", layout.current_epoch()),
         format!("cluster_my_epoch:{}", layout.myself().epoch),
@@ -252,7 +227,7 @@ fn shards(layout: &cluster::Layout, server: &Server) -> Reply {
         .nodes
         .iter()
         .enumerate()
-        .filter(|(_, node)| node.replica_of.is_none())
+        .filter(|(_, node)| node.replica_of.is_none() && !node.forgotten)
         .map(|(at, node)| {
             let slots = node
                 .ranges
@@ -285,6 +260,9 @@ fn shards(layout: &cluster::Layout, server: &Server) -> Reply {
 fn nodes(layout: &cluster::Layout, slots: &crate::migration::Slots) -> String {
     let mut out = String::new();
     for (at, node) in layout.nodes.iter().enumerate() {
+        if node.forgotten {
+            continue;
+        }
         let role = if node.replica_of.is_some() {
             "slave"
         } else {
@@ -352,8 +330,16 @@ const HELP: &[&str] = &[
     "NODES",
     "    Return cluster configuration seen by node. Output format:",
     "    <id> <ip:port@bus-port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
+    "MEET <ip> <port> [<bus-port>]",
+    "    Join the node at <ip>:<port> and this one into one cluster (the one knowing no other",
+    "    node joins the other's).",
+    "FORGET <node-id>",
+    "    Remove <node-id> (serving no slots) from the nodes this node knows.",
+    "RESET [HARD|SOFT]",
+    "    Forget every other node and serve no slot (a node holding carts of its own refuses).",
     "REPLICATE <node-id>",
-    "    On a replica: check <node-id> is its shard group's primary (replicas follow the lease).",
+    "    Follow <node-id>'s shard group: its own group's primary (nothing changes), or another",
+    "    group's, for a node serving no slots (it starts over as that group's replica).",
     "SHARDS",
     "    Return information about slot range mappings and the nodes associated with them.",
     "SLOTS",

@@ -54,13 +54,19 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::CartHandoff(cmd) => cart_handoff::hand_off(cmd, server, now),
         Command::CartHandoffDone(cmd) => Ok(cart_handoff::done(cmd, server, now)),
         Command::Asking => asking(session, server),
-        Command::Migrate(_) | Command::Cluster(protocol::cmd::ClusterCommand::SetSlot(..)) => {
-            session.slot_reply.take().unwrap_or_else(|| {
-                Err(CommandError::err(
-                    "MIGRATE and CLUSTER SETSLOT cannot run inside MULTI",
-                ))
-            })
-        }
+        Command::Migrate(_)
+        | Command::Cluster(
+            protocol::cmd::ClusterCommand::SetSlot(..)
+            | protocol::cmd::ClusterCommand::Meet(..)
+            | protocol::cmd::ClusterCommand::Forget(_)
+            | protocol::cmd::ClusterCommand::Reset
+            | protocol::cmd::ClusterCommand::Member(_)
+            | protocol::cmd::ClusterCommand::Replicate(_),
+        ) => session.slot_reply.take().unwrap_or_else(|| {
+            Err(CommandError::err(
+                "MIGRATE, CLUSTER SETSLOT and the CLUSTER membership subcommands cannot run inside MULTI",
+            ))
+        }),
         Command::CartImport(cmd) => cart_import(&cmd, server, now),
         Command::CartSave(cmd) => cart_save::apply(cmd, server, now),
         Command::CartRestore(cmd) => cart_restore::apply(cmd, server, now),

@@ -8,6 +8,9 @@
 //! forwarded GIFTCARD.SET or DEL sets the same state again), so a call on a kept connection
 //! that turns out dead (the peer restarted) is sent once more on a fresh one.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 
@@ -15,10 +18,12 @@ use super::link::{Link, LinkResult};
 use super::wire::Value;
 use crate::limits::PEER_CALLS_IN_FLIGHT_MAX;
 
-/// The call pools of this node, one per other primary.
+/// The call pools of this node, one per other node called, made at its first call (a node
+/// met at run time too).
 pub struct Calls {
-    /// By the peer's index in the layout; `None` for this node.
-    by_node: Vec<Option<PeerCalls>>,
+    topology: Arc<cluster::Topology>,
+    /// By the peer's index in the layout.
+    by_node: Mutex<HashMap<usize, Arc<PeerCalls>>>,
 }
 
 struct PeerCalls {
@@ -28,31 +33,41 @@ struct PeerCalls {
 }
 
 impl Calls {
-    /// A pool for every other node of `layout` (any of them may be a primary later).
-    pub fn new(layout: &cluster::Layout) -> Calls {
-        let by_node = layout
+    /// No pools yet: one is made for each node of the layout in force when it is first called.
+    pub fn new(topology: Arc<cluster::Topology>) -> Calls {
+        Calls {
+            topology,
+            by_node: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The pool of the node at layout index `node` (another, known node), made anew when the
+    /// node's address changed.
+    fn pool(&self, node: usize) -> Result<Arc<PeerCalls>, String> {
+        let layout = self.topology.load();
+        let addr = layout
             .nodes
-            .iter()
-            .enumerate()
-            .map(|(index, node)| {
-                (index != layout.me).then(|| PeerCalls {
-                    addr: node.dial_addr(),
-                    idle: Mutex::new(Vec::new()),
-                    in_flight: Semaphore::new(PEER_CALLS_IN_FLIGHT_MAX),
-                })
-            })
-            .collect();
-        Calls { by_node }
+            .get(node)
+            .filter(|peer| node != layout.me && !peer.forgotten)
+            .map(cluster::Node::dial_addr)
+            .ok_or_else(|| format!("node {node} is not another node of the cluster"))?;
+        let mut pools = self.by_node.lock();
+        if let Some(pool) = pools.get(&node).filter(|pool| pool.addr == addr) {
+            return Ok(pool.clone());
+        }
+        let pool = Arc::new(PeerCalls {
+            addr,
+            idle: Mutex::new(Vec::new()),
+            in_flight: Semaphore::new(PEER_CALLS_IN_FLIGHT_MAX),
+        });
+        pools.insert(node, pool.clone());
+        Ok(pool)
     }
 
     /// Sends `words` to the peer at layout index `node` and returns its reply (an error reply
     /// too); `Err` when it could not be asked or did not answer in time.
     pub async fn call(&self, node: usize, words: &[&[u8]]) -> LinkResult<Value> {
-        let peer = self
-            .by_node
-            .get(node)
-            .and_then(Option::as_ref)
-            .ok_or_else(|| format!("node {node} is not another primary"))?;
+        let peer = self.pool(node)?;
         let _permit = peer
             .in_flight
             .acquire()

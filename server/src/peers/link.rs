@@ -61,6 +61,13 @@ pub async fn run(server: Arc<Server>, peer: Arc<Peer>, mut queue: mpsc::Receiver
     }
 }
 
+/// One request to the node at `addr` (`host:port`) on a connection of its own, and its reply
+/// (an error reply too): a node met or told of a change (`crate::membership`).
+pub(crate) async fn call_once(addr: &str, words: &[&[u8]]) -> LinkResult<Value> {
+    let mut link = Link::connect(addr).await?;
+    link.call(words).await
+}
+
 /// Where the peer's group has its primary now.
 fn current_addr(server: &Server, peer: &Peer) -> String {
     let layout = server.layout().expect("peers run in cluster mode");
@@ -74,7 +81,6 @@ pub(super) struct Link {
 }
 
 impl Link {
-    /// Connects to `addr` within [`PEER_TIMEOUT_MS`].
     /// Connects to `addr` within [`PEER_TIMEOUT_MS`], and authenticates with the password
     /// the nodes share (`requirepass`), if there is one.
     pub(super) async fn connect(addr: &str) -> LinkResult<Link> {

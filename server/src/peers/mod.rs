@@ -56,12 +56,39 @@ pub struct Peer {
     pub pulled: AtomicU64,
     /// Digest comparisons with it.
     pub syncs: AtomicU64,
+    /// Its group is gone (its nodes forgotten): the link stops.
+    gone: tokio_util::sync::CancellationToken,
 }
 
 impl Peer {
+    /// A link to `group` (named `id`), not running yet.
+    fn new(id: String, group: usize) -> Arc<Peer> {
+        let (queue, receiver) = mpsc::channel(PEER_PUSH_QUEUE_MAX);
+        Arc::new(Peer {
+            id,
+            group,
+            queue,
+            receiver: Mutex::new(Some(receiver)),
+            connected: AtomicBool::new(false),
+            pushed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            pulled: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            gone: tokio_util::sync::CancellationToken::new(),
+        })
+    }
+
     /// The address (`host:port`) this node reaches the group's primary at in `layout`.
     pub fn addr(&self, layout: &cluster::Layout) -> String {
-        layout.nodes[layout.primary_of_group(self.group)].dial_addr()
+        let primary = layout
+            .members(self.group)
+            .find(|&at| layout.nodes[at].replica_of.is_none())
+            .unwrap_or(self.group);
+        layout
+            .nodes
+            .get(primary)
+            .map(cluster::Node::dial_addr)
+            .unwrap_or_default()
     }
 
     /// Changes waiting to be pushed.
@@ -84,8 +111,10 @@ pub fn shared_password() -> Option<&'static str> {
 
 /// Every link of this node.
 pub struct Peers {
-    /// The other primaries.
-    pub peers: Vec<Arc<Peer>>,
+    /// The other primaries (more as nodes join, fewer as they are forgotten).
+    peers: Arc<Mutex<Vec<Arc<Peer>>>>,
+    /// The links run (this node is a primary): a peer added later starts at once.
+    started: AtomicBool,
     /// Gift card calls to the other primaries.
     pub calls: calls::Calls,
     /// Who decides which gift card; the queue of holds to release at their owners.
@@ -111,24 +140,12 @@ impl Peers {
         let peers: Vec<Arc<Peer>> = layout
             .groups()
             .filter(|&group| group != mine)
-            .map(|group| {
-                let (queue, receiver) = mpsc::channel(PEER_PUSH_QUEUE_MAX);
-                Arc::new(Peer {
-                    id: layout.group_name(group).to_owned(),
-                    group,
-                    queue,
-                    receiver: Mutex::new(Some(receiver)),
-                    connected: AtomicBool::new(false),
-                    pushed: AtomicU64::new(0),
-                    dropped: AtomicU64::new(0),
-                    pulled: AtomicU64::new(0),
-                    syncs: AtomicU64::new(0),
-                })
-            })
+            .map(|group| Peer::new(layout.group_name(group).to_owned(), group))
             .collect();
+        let peers = Arc::new(Mutex::new(peers));
         let outbox_peers = peers.clone();
         store.set_outbox(Box::new(move |change| {
-            for peer in &outbox_peers {
+            for peer in outbox_peers.lock().iter() {
                 if peer.queue.try_send(change.clone()).is_err() {
                     peer.dropped.fetch_add(1, Ordering::Relaxed);
                 }
@@ -138,7 +155,8 @@ impl Peers {
         store.set_card_owners(Box::new(owners.clone()));
         Some(Arc::new(Peers {
             peers,
-            calls: calls::Calls::new(&layout),
+            started: AtomicBool::new(false),
+            calls: calls::Calls::new(topology.clone()),
             owners,
             releases: Mutex::new(Some(releases)),
         }))
@@ -147,15 +165,67 @@ impl Peers {
     /// Starts one task per link and the tombstone purge, once recovery is done; they stop
     /// with the server.
     pub fn start(&self, server: &Arc<Server>, tracker: &TaskTracker) {
-        for peer in &self.peers {
-            let Some(receiver) = peer.receiver.lock().take() else {
-                continue; // Started already.
-            };
-            tracker.spawn(link::run(server.clone(), peer.clone(), receiver));
+        self.started.store(true, Ordering::Release);
+        for peer in self.list() {
+            Self::run_link(server, &peer);
         }
         tracker.spawn(purge_tombstones(server.clone()));
         if let Some(releases) = self.releases.lock().take() {
             tracker.spawn(gift_cards::send_releases(server.clone(), releases));
+        }
+    }
+
+    /// The links now.
+    pub fn list(&self) -> Vec<Arc<Peer>> {
+        self.peers.lock().clone()
+    }
+
+    /// Runs `peer`'s link, unless it runs already.
+    fn run_link(server: &Arc<Server>, peer: &Arc<Peer>) {
+        let Some(receiver) = peer.receiver.lock().take() else {
+            return;
+        };
+        let (server, peer) = (server.clone(), peer.clone());
+        server.tasks.clone().spawn(async move {
+            let gone = peer.gone.clone();
+            tokio::select! {
+                () = link::run(server, peer, receiver) => {}
+                () = gone.cancelled() => {}
+            }
+        });
+    }
+
+    /// One link per other shard group of the layout in force now: a link to a group that
+    /// came (a node met the cluster) starts, one to a group that went stops.
+    pub fn follow_layout(&self, server: &Arc<Server>) {
+        let Some(layout) = server.layout() else {
+            return;
+        };
+        let mine = layout.myself().group;
+        let live: Vec<(usize, String)> = layout
+            .groups()
+            .filter(|&group| group != mine)
+            .map(|group| (group, layout.group_name(group).to_owned()))
+            .collect();
+        let mut peers = self.peers.lock();
+        peers.retain(|peer| {
+            let keep = live
+                .iter()
+                .any(|(group, id)| *group == peer.group && *id == peer.id);
+            if !keep {
+                peer.gone.cancel();
+            }
+            keep
+        });
+        for (group, id) in live {
+            if peers.iter().any(|peer| peer.group == group) {
+                continue;
+            }
+            let peer = Peer::new(id, group);
+            if self.started.load(Ordering::Acquire) {
+                Self::run_link(server, &peer);
+            }
+            peers.push(peer);
         }
     }
 
@@ -167,7 +237,8 @@ impl Peers {
                 Reply::Integer(i64::try_from(value).unwrap_or(i64::MAX)),
             )
         };
-        let peers = self.peers.iter().map(|peer| {
+        let peers = self.list();
+        let peers = peers.iter().map(|peer| {
             let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
             Reply::Map(vec![
                 (Reply::from_static("peer"), Reply::text(peer.id.clone())),
