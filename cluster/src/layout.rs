@@ -396,17 +396,7 @@ impl Layout {
 
     /// The slot ranges node `at` serves, as config.toml writes them (`"0-5460"`, `"5461"`).
     pub fn range_specs(&self, at: usize) -> Vec<String> {
-        self.nodes[at]
-            .ranges
-            .iter()
-            .map(|range| {
-                if range.start() == range.end() {
-                    range.start().to_string()
-                } else {
-                    format!("{}-{}", range.start(), range.end())
-                }
-            })
-            .collect()
+        range_specs(&self.nodes[at].ranges)
     }
 
     /// Rebuilds every node's ranges from the slot table.
@@ -605,6 +595,20 @@ fn slot_table(nodes: &mut [Node]) -> Result<Box<[u16]>, LayoutError> {
         }
     }
     Ok(owners)
+}
+
+/// Slot ranges as config.toml writes them (`"0-5460"`, `"5461"`).
+pub fn range_specs(ranges: &[RangeInclusive<u16>]) -> Vec<String> {
+    ranges
+        .iter()
+        .map(|range| {
+            if range.start() == range.end() {
+                range.start().to_string()
+            } else {
+                format!("{}-{}", range.start(), range.end())
+            }
+        })
+        .collect()
 }
 
 fn check_id(id: &str) -> Result<(), LayoutError> {

@@ -26,17 +26,7 @@ fn node_line(layout: &Layout, node: &crate::layout::Node) -> String {
     let slots = if node.ranges.is_empty() {
         "-".to_owned()
     } else {
-        node.ranges
-            .iter()
-            .map(|range| {
-                if range.start() == range.end() {
-                    range.start().to_string()
-                } else {
-                    format!("{}-{}", range.start(), range.end())
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(",")
+        crate::layout::range_specs(&node.ranges).join(",")
     };
     format!("node {} {} {role} {slots}", node.id, node.addr())
 }

@@ -239,12 +239,27 @@ async fn member(server: &Arc<Server>, entry: &[u8]) -> Result<Reply, CommandErro
 
 /// Puts `entry` in this node's layout, its file and its links; whether it changed anything.
 fn put_member(server: &Arc<Server>, entry: &NodeConfig) -> Result<bool, String> {
+    let changed = change_layout(server, |layout| {
+        layout.with_member(entry).map_err(|why| why.to_string())
+    })?;
+    if changed {
+        info!(node = %entry.id, addr = %entry.addr, replica_of = ?entry.replica_of, "a cluster member joined or changed");
+    }
+    Ok(changed)
+}
+
+/// Puts in force what `change` makes of the layout (nothing for `Ok(None)`), then this
+/// node's file and links follow; whether it changed.
+fn change_layout(
+    server: &Arc<Server>,
+    change: impl FnOnce(&Layout) -> Result<Option<Layout>, String>,
+) -> Result<bool, String> {
     let topology = server.cluster.as_ref().expect("cluster mode");
     let mut refused = None;
-    let changed = topology.update(|layout| match layout.with_member(entry) {
+    let changed = topology.update(|layout| match change(layout) {
         Ok(next) => next,
         Err(why) => {
-            refused = Some(why.to_string());
+            refused = Some(why);
             None
         }
     });
@@ -254,7 +269,6 @@ fn put_member(server: &Arc<Server>, entry: &NodeConfig) -> Result<bool, String> 
     if changed {
         save(server).map_err(|error| error.message)?;
         follow(server);
-        info!(node = %entry.id, addr = %entry.addr, replica_of = ?entry.replica_of, "a cluster member joined or changed");
     }
     Ok(changed)
 }
@@ -285,21 +299,8 @@ async fn forget(server: &Arc<Server>, id: &str) -> Result<Reply, CommandError> {
 
 /// Forgets node `id` in this node's layout, file and links.
 fn forget_here(server: &Arc<Server>, id: &str) -> Result<bool, String> {
-    let topology = server.cluster.as_ref().expect("cluster mode");
-    let mut refused = None;
-    let changed = topology.update(|layout| match layout.without_member(id) {
-        Ok(next) => next,
-        Err(why) => {
-            refused = Some(why);
-            None
-        }
-    });
-    if let Some(why) = refused {
-        return Err(why);
-    }
+    let changed = change_layout(server, |layout| layout.without_member(id))?;
     if changed {
-        save(server).map_err(|error| error.message)?;
-        follow(server);
         info!(node = %id, "a cluster member is forgotten");
     }
     Ok(changed)
