@@ -620,8 +620,9 @@ async fn step(server: &Arc<Server>) -> Result<Duration, String> {
         .await?
         {
             Renewal::Renewed => failover.granted(sent_at),
-            // This node raised its own term meanwhile (a slot it imports): renewed next tick.
-            Renewal::Lost(Some(now)) if now.holder == me && now.term == failover.term() => {}
+            // This node raised its own term meanwhile (a slot it imports; the raise may not
+            // have reached `failover.term` yet): still its lease, renewed next tick.
+            Renewal::Lost(Some(now)) if now.holder == me && now.term > term => {}
             Renewal::Lost(now) => demote(server, now),
         }
     } else {

@@ -84,6 +84,49 @@ impl Slots {
     }
 }
 
+/// Which carts a cluster node may make ([`crate::store::Placement`]): those of the slots it
+/// serves and is not moving away, and of those moving here (a replica's, of its primary's).
+pub struct SlotPlacement {
+    topology: std::sync::Arc<cluster::Topology>,
+    slots: std::sync::Arc<Slots>,
+}
+
+impl SlotPlacement {
+    /// The placement `topology` and `slots` give.
+    pub fn new(
+        topology: std::sync::Arc<cluster::Topology>,
+        slots: std::sync::Arc<Slots>,
+    ) -> SlotPlacement {
+        SlotPlacement { topology, slots }
+    }
+}
+
+impl crate::store::Placement for SlotPlacement {
+    fn refuse_new(&self, key: &[u8]) -> Option<CommandError> {
+        let slot = cluster::key_slot(key);
+        let layout = self.topology.load();
+        match layout.owner_index(slot) {
+            Some(owner) if owner == layout.me => {
+                let target = self.slots.migrating_to(slot)?;
+                Some(CommandError::new(
+                    ErrorCode::Ask,
+                    format!("{slot} {}", layout.nodes[target].addr()),
+                ))
+            }
+            Some(_) if self.slots.importing(slot) => None,
+            Some(owner) if layout.myself().replica_of == Some(owner) => None,
+            Some(owner) => Some(CommandError::new(
+                ErrorCode::Moved,
+                format!("{slot} {}", layout.nodes[owner].addr()),
+            )),
+            None => Some(CommandError::new(
+                ErrorCode::ClusterDown,
+                "Hash slot not served",
+            )),
+        }
+    }
+}
+
 /// Sets `slot`'s state and records every open slot in `data_dir/slot-states` (node ids, not
 /// layout indexes), synced before the reply.
 fn set_open(server: &Server, slot: u16, open: Option<Open>) -> Result<(), CommandError> {
@@ -178,6 +221,60 @@ pub fn route_migrating(
         ErrorCode::TryAgain,
         "Multiple keys request during rehashing of slot",
     ))
+}
+
+/// At EXEC, alone ([`crate::store::Store::transaction`]): where the transaction's slot went
+/// since its commands were queued, as Redis redirects the EXEC itself (and discards the
+/// transaction): `-MOVED` if another node serves the slot now, `-ASK` if it is moving away
+/// and none of the queued keys is here any more, `-TRYAGAIN` if only some are. `None`: it
+/// runs here.
+pub fn exec_redirect(
+    server: &Server,
+    transaction: &crate::transaction::Transaction,
+) -> Option<CommandError> {
+    let slot = transaction.slot?;
+    let layout = server.layout()?;
+    match layout.owner_index(slot) {
+        Some(owner) if owner == layout.me => {}
+        _ if server.slots.importing(slot) => return None,
+        Some(owner) => {
+            return Some(CommandError::new(
+                ErrorCode::Moved,
+                format!("{slot} {}", layout.nodes[owner].addr()),
+            ))
+        }
+        None => {
+            return Some(CommandError::new(
+                ErrorCode::ClusterDown,
+                "Hash slot not served",
+            ))
+        }
+    }
+    let target = server.slots.migrating_to(slot)?;
+    let now = now_ms();
+    let (mut here, mut gone) = (0usize, 0usize);
+    for (raw, spec) in &transaction.queued {
+        for at in spec
+            .iter()
+            .flat_map(|spec| spec.all_key_positions(raw.len()))
+        {
+            match server.store.ttl_left_ms(&raw[at], now) {
+                Some(_) => here += 1,
+                None => gone += 1,
+            }
+        }
+    }
+    match (here, gone) {
+        (_, 0) => None,
+        (0, _) => Some(CommandError::new(
+            ErrorCode::Ask,
+            format!("{slot} {}", layout.nodes[target].addr()),
+        )),
+        _ => Some(CommandError::new(
+            ErrorCode::TryAgain,
+            "Multiple keys request during rehashing of slot",
+        )),
+    }
 }
 
 /// The requests whose work here waits on other nodes or PostgreSQL (a pre-step): MIGRATE,

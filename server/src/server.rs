@@ -87,7 +87,7 @@ pub struct Server {
     /// Leases, fencing and promotion (a cluster with PostgreSQL).
     pub failover: crate::failover::Failover,
     /// Slots being moved here or away (resharding).
-    pub slots: crate::migration::Slots,
+    pub slots: Arc<crate::migration::Slots>,
 }
 
 impl Server {
@@ -122,6 +122,11 @@ impl Server {
             .map(|layout| Arc::new(cluster::Topology::new(layout)));
         let peers =
             crate::peers::Peers::for_cluster(cluster.as_ref(), &store, &config.server.requirepass);
+        let slots = Arc::new(crate::migration::Slots::default());
+        if let Some(topology) = &cluster {
+            let placement = crate::migration::SlotPlacement::new(topology.clone(), slots.clone());
+            store.set_placement(Box::new(placement));
+        }
         let mut server = Server {
             cluster,
             peers,
@@ -138,7 +143,7 @@ impl Server {
             handoff_links: crate::handoff::PeerLinks::default(),
             tasks: TaskTracker::new(),
             failover: crate::failover::Failover::new(config.cluster.lease_ms),
-            slots: crate::migration::Slots::default(),
+            slots,
             store,
             upstream: Upstream::new(&config.upstream),
             config,

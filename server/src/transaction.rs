@@ -167,6 +167,9 @@ pub fn exec(session: &mut Session, server: &Server) -> Result<Reply, CommandErro
         if changed {
             return Reply::NullArray;
         }
+        if let Some(redirect) = crate::migration::exec_redirect(server, &transaction) {
+            return Reply::Error(redirect);
+        }
         // Each command counts in commandstats as it runs here, with its own time, as in
         // Redis (queueing it did not count).
         let mut samples = Vec::with_capacity(transaction.queued.len());

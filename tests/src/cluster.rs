@@ -254,8 +254,18 @@ impl LocalCluster {
     }
 }
 
+/// Keeps `dir` when the test is failing and `CARTD_KEEP_FAILED` is set, saying where, so a
+/// failed run's logs and data can be read afterwards.
+fn keep_if_failing(dir: &mut tempfile::TempDir) {
+    if std::thread::panicking() && std::env::var_os("CARTD_KEEP_FAILED").is_some() {
+        dir.disable_cleanup(true);
+        eprintln!("kept {}", dir.path().display());
+    }
+}
+
 impl Drop for LocalCluster {
     fn drop(&mut self) {
+        keep_if_failing(&mut self.dir);
         let _ = Command::new(script())
             .args(["down", "--dir"])
             .arg(self.dir.path())
@@ -387,6 +397,7 @@ impl LoneNode {
 
 impl Drop for LoneNode {
     fn drop(&mut self) {
+        keep_if_failing(&mut self.dir);
         self.kill9();
     }
 }

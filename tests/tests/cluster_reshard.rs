@@ -492,3 +492,79 @@ async fn a_slot_holding_a_gift_card_is_not_moved() {
     setslot_on(&cluster, 0, other, &["MIGRATING", "n2"]).await;
     setslot_on(&cluster, 0, other, &["STABLE"]).await;
 }
+
+/// A write routed to the source while its cart was still there, run after MIGRATE took the
+/// cart away (here: queued in MULTI before the move, EXEC after it), is not applied to a new
+/// cart on the source: that cart would be a second, stale copy, which the next MIGRATE of the
+/// slot sends over the one the target has, losing every line the target had. The source
+/// redirects the EXEC (`-ASK`, as Redis) and holds nothing of the slot; the move finishes
+/// with the cart whole. Fails on 596e677: EXEC made a one-line cart on the source, GETKEYSINSLOT listed it
+/// and SETSLOT NODE refused to give the slot away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_run_after_its_cart_moved_is_sent_on_not_made_again_on_the_source() {
+    let cluster = LocalCluster::up(2, 0);
+    let key = "cart:{late}a";
+    let slot = cartd_tests::chaos::router::slot("late");
+    let (source, target) = if slot < 8_192 { (0, 1) } else { (1, 0) };
+    let mut conn = cluster_client(&cluster).await;
+    for sku in ["one", "two", "three"] {
+        add(&mut conn, key, sku).await.expect("CART.ADD");
+    }
+    let mut late = node_conn(&cluster, source).await;
+    let _: () = redis::cmd("MULTI")
+        .query_async(&mut late)
+        .await
+        .expect("MULTI");
+    let queued: String = redis::cmd("CART.ADD")
+        .arg(key)
+        .arg("late")
+        .arg("-")
+        .arg(1)
+        .arg("PRICE")
+        .arg(100)
+        .arg("CURRENCY")
+        .arg("USD")
+        .query_async(&mut late)
+        .await
+        .expect("CART.ADD queued");
+    assert_eq!(queued, "QUEUED");
+
+    let name = |node: u16| format!("n{}", node + 1);
+    setslot_on(&cluster, target, slot, &["IMPORTING", &name(source)]).await;
+    setslot_on(&cluster, source, slot, &["MIGRATING", &name(target)]).await;
+    migrate_one(&cluster, (source, target), key).await;
+    let ran = redis::cmd("EXEC")
+        .query_async::<redis::Value>(&mut late)
+        .await;
+    let target_addr = format!("127.0.0.1:{}", cluster.port + target);
+    // As Redis does: the EXEC itself is redirected and its transaction discarded.
+    assert!(
+        ran.as_ref().is_err_and(|error| {
+            let text = error.to_string();
+            text.to_uppercase().contains("ASK") && text.contains(&target_addr)
+        }),
+        "the late write is sent on to the target: {ran:?}"
+    );
+    let mut on_source = node_conn(&cluster, source).await;
+    let left: Vec<String> = redis::cmd("CLUSTER")
+        .arg("GETKEYSINSLOT")
+        .arg(slot)
+        .arg(10)
+        .query_async(&mut on_source)
+        .await
+        .expect("GETKEYSINSLOT");
+    assert!(
+        left.is_empty(),
+        "the source holds no cart of the slot: {left:?}"
+    );
+    for node in [target, source] {
+        setslot_on(&cluster, node, slot, &["NODE", &name(target)]).await;
+    }
+    let mut conn = cluster_client(&cluster).await;
+    assert_eq!(
+        cart(&mut conn, key).await,
+        Some((3, 3)),
+        "the cart is whole"
+    );
+    assert_eq!(carts_on_primaries(&cluster, 2).await, 1);
+}

@@ -386,14 +386,15 @@ impl Store {
     }
 
     /// Puts a cart loaded from PostgreSQL in place unless one exists by now (restore-on-miss
-    /// raced with a command that created it), logging it so the local log has it from now on
+    /// raced with a command that created it) or may not be made here now (its slot moving
+    /// away: PostgreSQL's copy is older than the one MIGRATE sent), logging it so the local log has it from now on
     /// (without an event: nothing happened to the cart). Returns whether it was put.
     pub fn load_if_absent(&self, key: &[u8], image: &[u8], now_ms: u64) -> Result<bool, String> {
         let _shared = self.shared();
         let mut cart = image::decode(image, &self.names).map_err(|error| error.to_string())?;
         let at = self.locate(key);
         let mut shard = self.shards[at.shard].lock();
-        if shard.contains(at.hash, key) {
+        if shard.contains(at.hash, key) || self.may_make(key).is_err() {
             return Ok(false);
         }
         self.log_cart(key, None, &mut cart, None, None, now_ms);

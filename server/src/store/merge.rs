@@ -81,6 +81,9 @@ impl Store {
             return Ok(reply);
         }
         let mut user_cart = self.live(&mut user_guard, user_at, &cmd.user_key, now_ms);
+        if user_cart.is_none() {
+            self.may_make(&cmd.user_key)?;
+        }
         check_version(options, user_cart.as_ref())?;
         if let Some(user) = user_cart.as_mut() {
             if let Some(checkout) = user.frozen(now_ms) {
@@ -95,10 +98,15 @@ impl Store {
                     Some(shard) => shard,
                     None => &mut user_guard,
                 };
-                (
-                    self.take_local_guest(guest_shard, guest_at, cmd, now_ms)?,
-                    None,
-                )
+                let guest = self.take_local_guest(guest_shard, guest_at, cmd, now_ms)?;
+                if guest.is_none() && self.may_make(&cmd.guest_key).is_err() {
+                    // Moved away with its slot after the request was routed.
+                    return Err(CommandError::new(
+                        ErrorCode::TryAgain,
+                        "the guest cart's slot is moving to another node; retry",
+                    ));
+                }
+                (guest, None)
             }
             GuestFrom::Handed(handed) => self.handed_guest(handed)?,
         };

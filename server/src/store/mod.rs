@@ -178,6 +178,8 @@ pub struct Store {
     outbox: OnceLock<shared::Outbox>,
     /// Who decides which gift card (the peer links, in a cluster); unset standalone.
     card_owners: OnceLock<Box<dyn CardOwners>>,
+    /// Which carts may be made here (the slots, in a cluster); unset standalone.
+    placement: OnceLock<Box<dyn Placement>>,
     /// Settings.
     pub config: StoreConfig,
     /// Counters.
@@ -228,6 +230,16 @@ fn slot_start(slot: u16) -> u64 {
     u64::from(slot) << (63 - cluster::SLOT_BITS)
 }
 
+/// Whether a cart missing here may be made (or brought back from PostgreSQL) here now: in a
+/// cluster, in a slot this node serves and is not moving away, or one moving here. Asked
+/// under the cart's shard lock, so a MIGRATE that took the cart away after the request was
+/// routed is seen: a cart made here then would be a second, stale copy that the next MIGRATE
+/// sends over the one the target has.
+pub trait Placement: Send + Sync {
+    /// Why no cart under `key` may be made here now (`-ASK`, `-MOVED`), if none may.
+    fn refuse_new(&self, key: &[u8]) -> Option<CommandError>;
+}
+
 /// Where a key lives: its shard and its 63-bit hash (63 bits so a SCAN cursor fits a signed
 /// 64-bit integer in every client).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,6 +278,7 @@ impl Store {
             origin: AtomicU64::new(0),
             outbox: OnceLock::new(),
             card_owners: OnceLock::new(),
+            placement: OnceLock::new(),
             config,
             stats: StoreStats::default(),
             wal: OnceLock::new(),
@@ -277,6 +290,25 @@ impl Store {
             transactions: crossbeam_utils::sync::ShardedLock::new(()),
             read_only: std::sync::atomic::AtomicBool::new(false),
             handoffs: Mutex::default(),
+        }
+    }
+
+    /// Registers which carts may be made here (once, at a cluster node's start).
+    pub fn set_placement(&self, placement: Box<dyn Placement>) {
+        if self.placement.set(placement).is_err() {
+            tracing::warn!("the store's placement was set twice; the first stays");
+        }
+    }
+
+    /// Refuses a cart under `key` that may not be made here now ([`Placement`]).
+    fn may_make(&self, key: &[u8]) -> Result<(), CommandError> {
+        match self
+            .placement
+            .get()
+            .and_then(|placement| placement.refuse_new(key))
+        {
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
         }
     }
 
@@ -455,6 +487,7 @@ impl Store {
                 (cart, validation)
             }
             None => {
+                self.may_make(key)?;
                 let carts_max = self.config.carts_max;
                 if self.len() >= carts_max {
                     return Err(CommandError::new(
@@ -726,7 +759,8 @@ impl Store {
                 let cart = self.live(&mut shard, at, key, now_ms);
                 self.count_read(cart.is_some());
                 let Some(mut cart) = cart else {
-                    return Reply::Null;
+                    // None here, but its slot moving away: the cart is on the target now.
+                    return self.may_make(key).err().map_or(Reply::Null, Reply::Error);
                 };
                 self.renew_if(touch, &mut shard, at, key, &mut cart, now_ms);
                 let cached = cart.validated_at_ms > 0

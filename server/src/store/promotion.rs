@@ -152,9 +152,12 @@ impl Store {
     }
 
     /// Removes the cart under `key` once it is on another node (MIGRATE), if it is still at
-    /// `version` (a write since it was sent means it must be sent again); logged as moved,
+    /// `version` (a write since it was sent means it must be sent again), never while an EXEC
+    /// runs (which checked its carts were here); logged as moved,
     /// so the sink leaves its row to the node that has it now.
     pub fn remove_moved(&self, key: &[u8], version: u64, to: &str, now_ms: u64) -> bool {
+        // Not while an EXEC runs: it checked its carts were here before it ran.
+        let _shared = self.shared();
         let at = self.locate(key);
         let mut shard = self.shards[at.shard].lock();
         match shard.find(at.hash, key) {
