@@ -505,8 +505,9 @@ impl Layout {
 
     /// This layout with the node named `id` forgotten (`CLUSTER FORGET`); `None` when no such
     /// node is known. Refused, with Redis's words where it has them, for this node, its
-    /// primary, a node serving slots, and a node whose group (primary, or the one named
-    /// after it) has other members.
+    /// primary, a node serving slots, and the primary of a group with other members. The node
+    /// a group is named after may go once it is a replica (a dead old primary, after a
+    /// failover): the group keeps its name.
     pub fn without_member(&self, id: &str) -> Result<Option<Layout>, String> {
         let Some(at) = self.index_of(id) else {
             return Ok(None);
@@ -532,16 +533,17 @@ impl Layout {
                 self.group_name(node.group)
             ));
         }
-        if node.group == at && self.members(at).any(|other| other != at) {
-            return Err(format!(
-                "node {id} names shard group {id}, which has other members: it cannot be \
-                 forgotten while they are in it"
-            ));
-        }
+        Ok(Some(self.forgetting(at)))
+    }
+
+    /// This layout with node `at` forgotten, unchecked. A node a shard group is named after
+    /// (its configured primary, a replica since a failover) keeps its entry, listed nowhere:
+    /// the group keeps its name, its lease and its slots while it has members.
+    pub(crate) fn forgetting(&self, at: usize) -> Layout {
         let mut layout = self.clone();
         layout.nodes[at].forgotten = true;
         layout.nodes[at].replica_of = None;
-        Ok(Some(layout))
+        layout
     }
 
     /// This layout as `CLUSTER RESET` leaves it: every other node forgotten, no slot served,

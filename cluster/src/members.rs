@@ -20,9 +20,13 @@ pub const MEMBERS_FILE: &str = "cluster-members";
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Members {
-    /// Every node known, in the layout's order.
+    /// Every node known, in the layout's order, and the forgotten nodes whose names shard
+    /// groups still carry (entries that hold their groups' slots).
     #[serde(default)]
     pub nodes: Vec<NodeConfig>,
+    /// The ids of those forgotten nodes among `nodes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forgotten: Vec<String>,
 }
 
 impl Members {
@@ -30,8 +34,12 @@ impl Members {
     pub fn of(layout: &Layout) -> Members {
         let mut members = Members::default();
         for (at, node) in layout.nodes.iter().enumerate() {
-            if node.forgotten {
+            let names_a_group = node.group == at && layout.members(at).next().is_some();
+            if node.forgotten && !names_a_group {
                 continue;
+            }
+            if node.forgotten {
+                members.forgotten.push(node.id.clone());
             }
             let slots = if node.group == at {
                 layout.range_specs(layout.primary_of_group(at))
@@ -67,7 +75,23 @@ impl Members {
         config
             .reach
             .retain(|id, _| self.nodes.iter().any(|node| &node.id == id));
-        Layout::new(&config)
+        let mut layout = Layout::new(&config)?;
+        for id in &self.forgotten {
+            let Some(at) = layout.index_of(id) else {
+                continue;
+            };
+            // The group goes on under its name: a member left serves its slots until the
+            // leases say which one holds it.
+            if layout.nodes[at].group == at && layout.nodes[at].replica_of.is_none() {
+                let Some(heir) = layout.members(at).find(|&other| other != at) else {
+                    continue;
+                };
+                let epoch = layout.nodes[at].epoch;
+                layout = layout.with_primary(at, heir, epoch).unwrap_or(layout);
+            }
+            layout = layout.forgetting(at);
+        }
+        Ok(layout)
     }
 }
 
@@ -145,15 +169,49 @@ mod tests {
         assert_eq!(forgotten.members(0).collect::<Vec<_>>(), vec![0]);
         let file = Members::of(&forgotten);
         assert!(file.nodes.iter().all(|entry| entry.id != "n3"));
-        // The group's primary now serves slots; the node the group is named after stays while
-        // the group has other members.
+        // n3 is the primary of n1's group now (a failover): not forgotten while n1 follows it.
         assert!(promoted.without_member("n3").is_err());
-        let seen_by_n3 = Members::of(&promoted)
-            .layout(&config("n3", Vec::new()))
+    }
+
+    /// n1, the dead old primary its group is named after, goes once n3 took over: the group
+    /// keeps its name, its slots and n3, in the file too.
+    #[test]
+    fn the_node_a_group_is_named_after_is_forgotten_and_the_group_goes_on() {
+        let seed = config(
+            "n4",
+            vec![
+                node("n1", 7001, &["0-8191"], None),
+                node("n2", 7002, &["8192-16383"], None),
+                node("n3", 7003, &[], Some("n1")),
+                node("n4", 7004, &[], Some("n2")),
+            ],
+        );
+        let promoted = Layout::new(&seed).unwrap().with_primary(0, 2, 4).unwrap();
+        let without_n1 = promoted.without_member("n1").unwrap().unwrap();
+        assert_eq!(without_n1.index_of("n1"), None);
+        assert_eq!(without_n1.group_named("n1"), Some(0));
+        assert_eq!(without_n1.owner(0).unwrap().id, "n3");
+        let file = Members::of(&without_n1);
+        assert_eq!(file.forgotten, vec!["n1".to_owned()]);
+        let back = Members::parse(&file.to_text())
             .unwrap()
-            .with_primary(0, 2, 4)
+            .layout(&config("n4", Vec::new()))
             .unwrap();
-        assert!(seen_by_n3.without_member("n1").is_err());
+        assert_eq!(back.index_of("n1"), None, "still forgotten after a restart");
+        assert_eq!(back.group_named("n1"), Some(0));
+        assert_eq!(
+            back.owner(0).unwrap().id,
+            "n3",
+            "its member serves the slots"
+        );
+        assert_eq!(back.assigned_slots(), 16_384);
+        assert_eq!(back.known().count(), 3);
+        // Once its group has no member left, the forgotten node is gone from the file.
+        let emptied = without_n1.forgetting(2);
+        assert!(Members::of(&emptied)
+            .nodes
+            .iter()
+            .all(|entry| entry.id != "n1"));
     }
 
     #[test]

@@ -258,6 +258,9 @@ pub async fn settle_role(server: &Arc<Server>, pool: &PgPool) -> Result<(), Star
             Ok((leases, moves, rows)) => {
                 crate::membership::apply_rows(server, &rows);
                 take_role(server, &leases, &moves, sent_at);
+                // Again, now that the leases put each group's primary in place: a forgotten
+                // node config.toml makes a primary is forgotten once it is a replica.
+                crate::membership::apply_rows(server, &rows);
                 return Ok(());
             }
             Err(error) => {

@@ -160,9 +160,7 @@ impl LocalCluster {
 
     /// Node `node`'s pid, while it runs.
     pub fn pid(&self, node: u16) -> Option<u32> {
-        std::fs::read_to_string(self.node_dir(node).join("pid"))
-            .ok()
-            .and_then(|pid| pid.trim().parse().ok())
+        pid_in(&self.node_dir(node))
     }
 
     /// Node `node`'s log so far.
@@ -172,23 +170,7 @@ impl LocalCluster {
 
     /// SIGKILLs node `node` and waits until it is gone.
     pub fn kill9(&self, node: u16) {
-        let Some(pid) = self.pid(node) else { return };
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-            // A zombie of the script's background job counts as gone once it is a zombie with
-            // no thread left: a zombie leader's other threads may still be exiting (one in an
-            // fsync), holding the listening socket a restart needs.
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let fields: Vec<&str> = stat.split_whitespace().collect();
-            if fields.get(2) == Some(&"Z") && fields.get(19).is_none_or(|threads| *threads == "1") {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = std::fs::remove_file(self.node_dir(node).join("pid"));
+        kill9_in(&self.node_dir(node));
     }
 
     /// Starts node `node` again on its configuration and data (after [`LocalCluster::kill9`])
@@ -201,56 +183,97 @@ impl LocalCluster {
     /// Starts node `node` again on its configuration and data, not waiting for it: a node
     /// whose primary is down too may answer only once that one is back.
     pub fn spawn(&self, node: u16) {
-        let dir = self.node_dir(node);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("log"))
-            .expect("open the node's log");
-        let child = Command::new(cartd_bin())
-            .arg("--config")
-            .arg(dir.join("config.toml"))
-            .env_remove("DATABASE_URL")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log"))
-            .stderr(log)
-            .spawn()
-            .expect("start the node");
-        std::fs::write(dir.join("pid"), child.id().to_string()).expect("write the pid");
-        // The child is reaped by `down` (by pid) or at the test's end; not waited for here.
-        std::mem::forget(child);
+        spawn_in(&self.node_dir(node));
     }
 
     /// Waits until node `node` answers PING (30 s at most).
     pub fn wait_ready(&self, node: u16) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let answered = std::net::TcpStream::connect(("127.0.0.1", self.port + node))
-                .and_then(|mut stream| {
-                    use std::io::{Read, Write};
-                    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-                    if let Some(password) = &self.password {
-                        stream.write_all(format!("AUTH {password}\r\n").as_bytes())?;
-                        let mut ok = [0u8; 5];
-                        stream.read_exact(&mut ok)?;
-                    }
-                    stream.write_all(b"PING\r\n")?;
-                    let mut reply = [0u8; 7];
-                    stream.read_exact(&mut reply)?;
-                    Ok(&reply == b"+PONG\r\n")
-                })
-                .unwrap_or(false);
-            if answered {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node n{} does not answer after 30 s; its log:\n{}",
-                node + 1,
-                self.log(node)
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let name = format!("n{}", node + 1);
+        wait_answering(self.port + node, self.password.as_deref(), &name, || {
+            self.log(node)
+        });
+    }
+}
+
+/// The pid in `dir/pid`, if the node there runs.
+fn pid_in(dir: &Path) -> Option<u32> {
+    std::fs::read_to_string(dir.join("pid"))
+        .ok()
+        .and_then(|pid| pid.trim().parse().ok())
+}
+
+/// SIGKILLs the node whose directory is `dir` and waits until it is gone.
+fn kill9_in(dir: &Path) {
+    let Some(pid) = pid_in(dir) else { return };
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        // A zombie of the script's background job counts as gone once it is a zombie with
+        // no thread left: a zombie leader's other threads may still be exiting (one in an
+        // fsync), holding the listening socket a restart needs.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat.split_whitespace().collect();
+        if fields.get(2) == Some(&"Z") && fields.get(19).is_none_or(|threads| *threads == "1") {
+            break;
         }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_file(dir.join("pid"));
+}
+
+/// Starts cartd on `dir/config.toml`, its output appended to `dir/log` and its pid in
+/// `dir/pid`; not waited for.
+fn spawn_in(dir: &Path) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("log"))
+        .expect("open the node's log");
+    let child = Command::new(cartd_bin())
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone the log"))
+        .stderr(log)
+        .spawn()
+        .expect("start the node");
+    std::fs::write(dir.join("pid"), child.id().to_string()).expect("write the pid");
+    // The child is reaped by `down` (by pid) or at the test's end; not waited for here.
+    std::mem::forget(child);
+}
+
+/// Waits until the node on `port` (node `name`, after AUTH `password` if any) answers PING,
+/// 30 s at most; else fails with its `log`.
+fn wait_answering(port: u16, password: Option<&str>, name: &str, log: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answered = std::net::TcpStream::connect(("127.0.0.1", port))
+            .and_then(|mut stream| {
+                use std::io::{Read, Write};
+                stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+                if let Some(password) = password {
+                    stream.write_all(format!("AUTH {password}\r\n").as_bytes())?;
+                    let mut ok = [0u8; 5];
+                    stream.read_exact(&mut ok)?;
+                }
+                stream.write_all(b"PING\r\n")?;
+                let mut reply = [0u8; 7];
+                stream.read_exact(&mut reply)?;
+                Ok(&reply == b"+PONG\r\n")
+            })
+            .unwrap_or(false);
+        if answered {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {name} does not answer after 30 s; its log:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -325,73 +348,15 @@ impl LoneNode {
         std::fs::read_to_string(self.dir().join("log")).unwrap_or_default()
     }
 
-    fn pid(&self) -> Option<u32> {
-        std::fs::read_to_string(self.dir().join("pid"))
-            .ok()
-            .and_then(|pid| pid.trim().parse().ok())
-    }
-
     /// SIGKILLs it and waits until it is gone.
     pub fn kill9(&self) {
-        let Some(pid) = self.pid() else { return };
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-            // As LocalCluster::kill9: a zombie whose other threads still exit holds the
-            // listening socket a restart needs.
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let fields: Vec<&str> = stat.split_whitespace().collect();
-            if fields.get(2) == Some(&"Z") && fields.get(19).is_none_or(|threads| *threads == "1") {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = std::fs::remove_file(self.dir().join("pid"));
+        kill9_in(self.dir());
     }
 
     /// Starts it (again) on its configuration and data and waits until it answers PING.
     pub fn restart(&self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir().join("log"))
-            .expect("open the node's log");
-        let child = Command::new(cartd_bin())
-            .arg("--config")
-            .arg(self.dir().join("config.toml"))
-            .env_remove("DATABASE_URL")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log"))
-            .stderr(log)
-            .spawn()
-            .expect("start the node");
-        std::fs::write(self.dir().join("pid"), child.id().to_string()).expect("write the pid");
-        std::mem::forget(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let answered = std::net::TcpStream::connect(("127.0.0.1", self.port))
-                .and_then(|mut stream| {
-                    use std::io::{Read, Write};
-                    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-                    stream.write_all(b"PING\r\n")?;
-                    let mut reply = [0u8; 7];
-                    stream.read_exact(&mut reply)?;
-                    Ok(&reply == b"+PONG\r\n")
-                })
-                .unwrap_or(false);
-            if answered {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {} does not answer after 30 s; its log:\n{}",
-                self.id,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        spawn_in(self.dir());
+        wait_answering(self.port, None, &self.id, || self.log());
     }
 }
 
@@ -400,4 +365,20 @@ impl Drop for LoneNode {
         keep_if_failing(&mut self.dir);
         self.kill9();
     }
+}
+
+/// A cluster client (redis-rs, 20 retries on redirections and errors) seeded with the nodes
+/// on `ports` of 127.0.0.1.
+pub async fn cluster_client(ports: &[u16]) -> redis::cluster_async::ClusterConnection {
+    let nodes: Vec<String> = ports
+        .iter()
+        .map(|port| format!("redis://127.0.0.1:{port}/"))
+        .collect();
+    redis::cluster::ClusterClientBuilder::new(nodes)
+        .retries(20)
+        .build()
+        .expect("a cluster client")
+        .get_async_connection()
+        .await
+        .expect("connect to the cluster")
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cartd_tests::cluster::{LocalCluster, LoneNode};
+use cartd_tests::cluster::{cluster_client, LocalCluster, LoneNode};
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 
@@ -84,32 +84,8 @@ fn redis_cli(args: &[&str]) -> String {
     text
 }
 
-async fn cluster_client(ports: &[u16]) -> ClusterConnection {
-    let nodes: Vec<String> = ports
-        .iter()
-        .map(|port| format!("redis://127.0.0.1:{port}/"))
-        .collect();
-    redis::cluster::ClusterClientBuilder::new(nodes)
-        .retries(20)
-        .build()
-        .expect("a cluster client")
-        .get_async_connection()
-        .await
-        .expect("connect to the cluster")
-}
-
 async fn add(conn: &mut ClusterConnection, key: &str, sku: &str) -> redis::RedisResult<i64> {
-    redis::cmd("CART.ADD")
-        .arg(key)
-        .arg(sku)
-        .arg("-")
-        .arg(1)
-        .arg("PRICE")
-        .arg(100)
-        .arg("CURRENCY")
-        .arg("USD")
-        .arg("REPLY")
-        .arg("VERSION")
+    cartd_tests::chaos::load::cart_add(key, sku)
         .query_async(conn)
         .await
 }
@@ -491,4 +467,89 @@ async fn without_postgres_a_met_node_is_pushed_to_every_node_and_kept_across_res
     let again = ask(cluster.port, &["CLUSTER", "MEET", "127.0.0.1", &other_port]).await;
     assert_eq!(again.as_deref(), Ok("OK"));
     assert_eq!(nodes_seen(cluster.port).await.len(), 5);
+}
+
+/// Waits until the node on `port` is a primary (`ROLE` says master), 30 s at most.
+async fn wait_until_primary(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ask(port, &["ROLE"])
+        .await
+        .is_ok_and(|role| role.contains("master"))
+    {
+        assert!(Instant::now() < deadline, "{port} is not promoted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A dead primary whose replica took over is removed as del-node does it (`CLUSTER FORGET`
+/// on every other node), though its shard group is named after it: the group goes on under
+/// that name with its lease and slots, on n4 restarted with its members file and again
+/// without (config.toml and PostgreSQL), and every cart is there. Fails on 3b8446f:
+/// FORGET refused a node whose name its group carries while the group had members, so a dead
+/// old primary could never be removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_old_primary_is_forgotten_and_its_shard_group_goes_on() {
+    let db = cartd_tests::TestDb::create().await;
+    let postgres = format!("[postgres]\nurl = \"{}\"\n", db.url);
+    // n1 and n2 serve the slots; n3 replicates n1, n4 replicates n2.
+    let cluster = LocalCluster::up_with(2, 1, &postgres);
+    let ports: Vec<u16> = (0..4).map(|node| cluster.port + node).collect();
+    let live = &ports[1..];
+    let mut conn = cluster_client(&ports[..2]).await;
+    for at in 0..60 {
+        add(&mut conn, &format!("cart:d{at}"), "first")
+            .await
+            .expect("CART.ADD");
+    }
+    wait_until_following(ports[2], ports[0]).await;
+    cluster.kill9(0);
+    wait_until_primary(ports[2]).await;
+    // Every live node follows the lease to n3.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for &port in live {
+        while nodes_seen(port).await["n3"].0 != "master" {
+            assert!(Instant::now() < deadline, "{port} does not see n3 promoted");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    for &port in live {
+        assert_eq!(
+            ask(port, &["CLUSTER", "FORGET", "n1"]).await,
+            Ok("OK".to_owned()),
+            "FORGET n1 on {port}"
+        );
+    }
+    wait_until_all_see(live, 3).await;
+    wait_until_agreed(live).await;
+    let (flags, _, slots) = nodes_seen(ports[1]).await["n3"].clone();
+    assert_eq!((flags.as_str(), slots.as_str()), ("master", "0-8191"));
+    // n4 restarts on its members file, then without one (config.toml and PostgreSQL).
+    cluster.kill9(3);
+    cluster.restart(3);
+    wait_until_all_see(live, 3).await;
+    wait_until_agreed(live).await;
+    cluster.kill9(3);
+    std::fs::remove_file(cluster.node_dir(3).join("data/cluster-members"))
+        .expect("n4 kept its members");
+    cluster.restart(3);
+    wait_until_all_see(live, 3).await;
+    wait_until_agreed(live).await;
+    let entry = format!("127.0.0.1:{}", ports[1]);
+    let check = tokio::task::block_in_place(|| redis_cli(&["check", &entry]));
+    assert!(check.contains("All 16384 slots covered"), "{check}");
+    assert!(!check.contains("n1"), "n1 is listed nowhere: {check}");
+    let mut conn = cluster_client(live).await;
+    for at in 0..60 {
+        let key = format!("cart:d{at}");
+        assert_eq!(lines(&mut conn, &key).await, Some(1), "{key}");
+    }
+    let lease = db
+        .count("SELECT count(*) FROM cluster_leases WHERE shard_group = 'n1' AND holder = 'n3'")
+        .await;
+    assert_eq!(lease, 1, "the group keeps its name and its lease");
+    let forgotten = db
+        .count("SELECT count(*) FROM cluster_nodes WHERE forgotten AND node = 'n1'")
+        .await;
+    assert_eq!(forgotten, 1);
 }

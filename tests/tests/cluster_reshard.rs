@@ -13,30 +13,12 @@ use cartd_tests::cluster::LocalCluster;
 use redis::cluster_async::ClusterConnection;
 
 async fn cluster_client(cluster: &LocalCluster) -> ClusterConnection {
-    let nodes: Vec<String> = (0..cluster.nodes)
-        .map(|node| format!("redis://127.0.0.1:{}/", cluster.port + node))
-        .collect();
-    redis::cluster::ClusterClientBuilder::new(nodes)
-        .retries(20)
-        .build()
-        .expect("a cluster client")
-        .get_async_connection()
-        .await
-        .expect("connect to the cluster")
+    let ports: Vec<u16> = (0..cluster.nodes).map(|node| cluster.port + node).collect();
+    cartd_tests::cluster::cluster_client(&ports).await
 }
 
 async fn add(conn: &mut ClusterConnection, key: &str, sku: &str) -> redis::RedisResult<i64> {
-    redis::cmd("CART.ADD")
-        .arg(key)
-        .arg(sku)
-        .arg("-")
-        .arg(1)
-        .arg("PRICE")
-        .arg(100)
-        .arg("CURRENCY")
-        .arg("USD")
-        .arg("REPLY")
-        .arg("VERSION")
+    cartd_tests::chaos::load::cart_add(key, sku)
         .query_async(conn)
         .await
 }
@@ -515,15 +497,7 @@ async fn a_write_run_after_its_cart_moved_is_sent_on_not_made_again_on_the_sourc
         .query_async(&mut late)
         .await
         .expect("MULTI");
-    let queued: String = redis::cmd("CART.ADD")
-        .arg(key)
-        .arg("late")
-        .arg("-")
-        .arg(1)
-        .arg("PRICE")
-        .arg(100)
-        .arg("CURRENCY")
-        .arg("USD")
+    let queued: String = cartd_tests::chaos::load::cart_add(key, "late")
         .query_async(&mut late)
         .await
         .expect("CART.ADD queued");
