@@ -131,18 +131,17 @@ pub async fn start(server: Arc<Server>, repair: bool) -> Result<(), StartError> 
             .expect("recovery does not panic")?
     };
     let mut summary = local.summary;
-    let mut last_lsn = local.last_lsn;
-    if let Some(postgres) = postgres.as_ref().filter(|_| !replica) {
-        let checkpoint = postgres.checkpoint().await?;
-        if local.empty {
-            let (carts, reference) = postgres
-                .restore_all(&server.store, server.layout().as_deref())
-                .await?;
-            summary.restored_carts = carts;
-            summary.restored_reference = reference;
-        }
-        last_lsn = last_lsn.max(checkpoint);
-    }
+    let last_lsn = if replica {
+        local.last_lsn
+    } else {
+        restore_and_continue(
+            &server,
+            postgres.as_ref(),
+            (local.last_lsn, local.empty),
+            &mut summary,
+        )
+        .await?
+    };
     let wal = open_log(&server, last_lsn + 1, local.log_end_lsn)?;
     server.store.attach_wal(wal.clone());
     name_history(&server, &data_dir, &summary, local.empty)?;
@@ -180,6 +179,33 @@ pub async fn start(server: Arc<Server>, repair: bool) -> Result<(), StartError> 
     Ok(())
 }
 
+/// A primary's step after its own data: an empty one is restored from PostgreSQL; the LSN
+/// its log goes on after: past its own end and PostgreSQL's checkpoint, or, started without
+/// PostgreSQL (in its recorded role, with data of its own), past the LSNs the tip file says
+/// were used though the log lost them (PostgreSQL may hold them).
+async fn restore_and_continue(
+    server: &Server,
+    postgres: Option<&PostgresLink>,
+    (last_lsn, empty): (Lsn, bool),
+    summary: &mut RecoverySummary,
+) -> Result<Lsn, StartError> {
+    let Some(postgres) = postgres else {
+        return Ok(last_lsn);
+    };
+    if !postgres.reached() {
+        return Ok(last_lsn + summary.lost_records);
+    }
+    let checkpoint = postgres.checkpoint().await?;
+    if empty {
+        let (carts, reference) = postgres
+            .restore_all(&server.store, server.layout().as_deref())
+            .await?;
+        summary.restored_carts = carts;
+        summary.restored_reference = reference;
+    }
+    Ok(last_lsn.max(checkpoint))
+}
+
 /// Once loaded: the sink (a primary's, under its lease's term), the snapshot schedule, the
 /// link to the primary (a replica's) and the failover job (with leases).
 fn start_jobs(server: &Arc<Server>, replica: bool, leased: bool) {
@@ -203,13 +229,21 @@ fn start_jobs(server: &Arc<Server>, replica: bool, leased: bool) {
 /// every node links to it, where the leases say which node is primary (settled here); only
 /// a primary streams (a replica's log is its primary's).
 async fn link_postgres(server: &Arc<Server>) -> Result<(Option<PostgresLink>, bool), StartError> {
+    let fallback = crate::role_record::fallback(server);
+    let give_up = fallback
+        .as_ref()
+        .map(|_| Duration::from_millis(2 * server.config.cluster.lease_ms));
     let postgres = match server.config.postgres.effective_url() {
-        Some(url) => Some(PostgresLink::connect(&url, &server.config.postgres).await?),
+        Some(url) => Some(PostgresLink::connect(&url, &server.config.postgres, give_up).await?),
         None => None,
     };
     let leased = server.cluster.is_some() && postgres.is_some();
     if let (true, Some(postgres)) = (leased, &postgres) {
-        crate::failover::settle_role(server, postgres.lease_pool()).await?;
+        let pool = postgres.lease_pool();
+        match (&fallback, postgres.reached()) {
+            (Some(role), false) => crate::failover::take_recorded_role(server, role),
+            _ => crate::failover::settle_role(server, pool, fallback.as_ref(), give_up).await?,
+        }
     }
     Ok((postgres, leased))
 }

@@ -64,6 +64,8 @@ pub struct Failover {
     /// This node changes shard group and starts over soon (`crate::membership`): its lease
     /// is not renewed and its log not reported any more.
     pub start_over_pending: AtomicBool,
+    /// This node started in its recorded role, PostgreSQL unreachable (INFO).
+    pub started_without_postgres: AtomicBool,
 }
 
 /// A manual failover step.
@@ -112,6 +114,7 @@ impl Failover {
             failsafe: AtomicBool::new(false),
             lease_ms,
             promotions: AtomicU64::new(0),
+            started_without_postgres: AtomicBool::new(false),
             last_promotion: Mutex::new(None),
             lease_failures: AtomicU64::new(0),
             manual: Mutex::new(None),
@@ -220,7 +223,15 @@ async fn timed<T>(
 /// At a cluster node's start, before it loads anything: reads the leases (the configured
 /// primary of a group without one claims its first), puts them in the layout, and renews
 /// this node's own if it holds one. Retries while PostgreSQL cannot be reached.
-pub async fn settle_role(server: &Arc<Server>, pool: &PgPool) -> Result<(), StartError> {
+///
+/// With `fallback` (the role this node last had, [`crate::role_record`]), it stops retrying
+/// after `give_up` and starts in that role instead ([`take_recorded_role`]).
+pub async fn settle_role(
+    server: &Arc<Server>,
+    pool: &PgPool,
+    fallback: Option<&crate::role_record::Role>,
+    give_up: Option<Duration>,
+) -> Result<(), StartError> {
     let Some(topology) = &server.cluster else {
         return Ok(());
     };
@@ -231,6 +242,7 @@ pub async fn settle_role(server: &Arc<Server>, pool: &PgPool) -> Result<(), Star
     let group_name = configured.group_name(group).to_owned();
     let lease_ms = server.config.cluster.lease_ms;
     let mut backoff = Duration::from_millis(200);
+    let started = Instant::now();
     loop {
         let sent_at = failover.clock_ms();
         let settled = async {
@@ -264,6 +276,13 @@ pub async fn settle_role(server: &Arc<Server>, pool: &PgPool) -> Result<(), Star
                 return Ok(());
             }
             Err(error) => {
+                if let (Some(role), Some(limit)) = (fallback, give_up) {
+                    if started.elapsed() >= limit {
+                        warn!(%error, "the shard groups' leases cannot be read: starting in the recorded role");
+                        take_recorded_role(server, role);
+                        return Ok(());
+                    }
+                }
                 warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot read the shard groups' leases yet");
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
@@ -301,6 +320,39 @@ fn take_role(server: &Server, leases: &[Lease], moves: &[lease::SlotMove], sent_
         term = layout.myself().epoch,
         %role,
         "the shard groups' leases are read"
+    );
+    crate::role_record::record_current(server);
+}
+
+/// At the start, when PostgreSQL cannot be reached: the role this node last had (its group's
+/// primary then, and that lease's term), put in the layout. No write is granted: a primary
+/// takes them only under failsafe (every replica of its group echoing it), and the leases
+/// say again who holds what once PostgreSQL answers.
+pub fn take_recorded_role(server: &Server, role: &crate::role_record::Role) {
+    let Some(topology) = &server.cluster else {
+        return;
+    };
+    let failover = &server.failover;
+    topology.update(|layout| {
+        let holder = layout.index_of(&role.holder)?;
+        layout.with_primary(layout.myself().group, holder, role.term)
+    });
+    let layout = topology.get();
+    let group = layout.myself().group;
+    let holder = layout.primary_of_group(group);
+    failover
+        .term
+        .store(layout.nodes[holder].epoch, Ordering::Release);
+    failover.leased.store(true, Ordering::Release);
+    failover
+        .started_without_postgres
+        .store(true, Ordering::Release);
+    warn!(
+        group = layout.group_name(group),
+        primary = %layout.nodes[holder].id,
+        term = layout.nodes[holder].epoch,
+        "started without PostgreSQL, in the role recorded last: a primary takes writes only \
+         while every replica of its group confirms it (failsafe)"
     );
 }
 
@@ -638,6 +690,7 @@ async fn step(server: &Arc<Server>) -> Result<Duration, String> {
         .await?;
     }
     let leases = members_and_leases(server, &pool).await?;
+    crate::role_record::record_current(server);
     let mine = leases.iter().find(|lease| lease.group == group_name);
     if let Some(lease) =
         mine.filter(|lease| lease.holder == me && layout.myself().replica_of.is_some())
@@ -826,6 +879,7 @@ async fn promote(
     record_history_term(data_dir, takeover.term);
     topology.update(|layout| layout.with_primary(layout.myself().group, layout.me, takeover.term));
     failover.term.store(takeover.term, Ordering::Release);
+    crate::role_record::record_current(server);
     let (checkpoint_term, checkpoint_lsn) = takeover.checkpoint;
     let mut report = PromotionReport {
         term: takeover.term,
@@ -1017,6 +1071,13 @@ fn demote(server: &Server, now: Option<Lease>) -> ! {
     let holder = now.as_ref().map_or("nobody", |lease| lease.holder.as_str());
     let term = now.as_ref().map_or(0, |lease| lease.term);
     warn!(%holder, term, "this node's lease is lost: no more writes; starting over as a replica");
+    if let Some(now) = &now {
+        let role = crate::role_record::Role {
+            holder: now.holder.clone(),
+            term: now.term,
+        };
+        crate::role_record::record(&server.config.server.data_dir, &role);
+    }
     if let Some(durability) = server.durability.get() {
         durability.wal.write_queued();
         let _ = durability.wal.sync();

@@ -637,6 +637,11 @@ fn failover_lines(server: &Server, out: &mut String) {
         );
         line(
             out,
+            "cluster_started_without_postgres",
+            u8::from(failover.started_without_postgres.load(Relaxed)),
+        );
+        line(
+            out,
             "cluster_lease_failures",
             failover.lease_failures.load(Relaxed),
         );

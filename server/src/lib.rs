@@ -26,6 +26,7 @@ pub mod postgres;
 pub mod pricing;
 pub mod pubsub;
 pub mod replication;
+pub mod role_record;
 pub mod runtime;
 pub mod server;
 pub mod slowlog;

@@ -432,6 +432,7 @@ async fn raise_term_for_import(server: &Server) -> Result<(), CommandError> {
     crate::failover::record_history_term(&server.config.server.data_dir, term);
     let topology = server.cluster.as_ref().expect("cluster mode");
     topology.update(|layout| layout.with_primary(layout.myself().group, layout.me, term));
+    crate::role_record::record_current(server);
     postgres.start_sink(server, term, true);
     info!(term, "this group's term is raised for a slot it imports");
     Ok(())

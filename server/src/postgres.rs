@@ -44,15 +44,50 @@ pub struct PostgresLink {
     cancel: CancellationToken,
     /// Carts looked up by restore-on-miss.
     restore_lookups: std::sync::atomic::AtomicU64,
+    /// PostgreSQL answered at the start.
+    reached: bool,
+}
+
+/// Applies the migrations once PostgreSQL answers (a node that started without it).
+async fn migrate_when_reachable(pool: PgPool) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match sink::migrate(&pool).await {
+            Ok(()) => {
+                info!("PostgreSQL answers again; migrations applied");
+                return;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "PostgreSQL still cannot be reached");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(CONNECT_BACKOFF_MAX);
+            }
+        }
+    }
 }
 
 impl PostgresLink {
     /// Connects (retrying until it works: see the module notes) and applies the migrations.
-    pub async fn connect(url: &str, config: &PostgresConfig) -> Result<PostgresLink, StartError> {
+    /// With `give_up_after` (a cluster node that can start in its recorded role), it stops
+    /// trying after that long: the link's pools then connect when PostgreSQL answers, and the
+    /// migrations are applied then, in the background ([`PostgresLink::reached`] is false).
+    pub async fn connect(
+        url: &str,
+        config: &PostgresConfig,
+        give_up_after: Option<Duration>,
+    ) -> Result<PostgresLink, StartError> {
+        let started = std::time::Instant::now();
         let mut backoff = Duration::from_millis(200);
-        let pool = loop {
+        let (pool, reached) = loop {
             match sink::connect(url).await {
-                Ok(pool) => break pool,
+                Ok(pool) => break (pool, true),
+                Err(error) if give_up_after.is_some_and(|limit| started.elapsed() >= limit) => {
+                    warn!(%error, "PostgreSQL cannot be reached: starting without it");
+                    let pool = sink::connect_lazy_with(url, sink::POOL_CONNECTIONS_MAX)
+                        .map_err(|error| StartError::Postgres(error.to_string()))?;
+                    tokio::spawn(migrate_when_reachable(pool.clone()));
+                    break (pool, false);
+                }
                 Err(error) => {
                     warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot reach PostgreSQL yet");
                     tokio::time::sleep(backoff).await;
@@ -60,7 +95,9 @@ impl PostgresLink {
                 }
             }
         };
-        info!("connected to PostgreSQL; migrations applied");
+        if reached {
+            info!("connected to PostgreSQL; migrations applied");
+        }
         let lease_pool = sink::connect_lazy_with(url, LEASE_CONNECTIONS)
             .map_err(|error| StartError::Postgres(error.to_string()))?;
         Ok(PostgresLink {
@@ -74,7 +111,13 @@ impl PostgresLink {
             sink_cancel: Mutex::new(None),
             cancel: CancellationToken::new(),
             restore_lookups: std::sync::atomic::AtomicU64::new(0),
+            reached,
         })
+    }
+
+    /// Whether PostgreSQL answered at the start (else the node started without it).
+    pub fn reached(&self) -> bool {
+        self.reached
     }
 
     /// The sink's checkpoint as PostgreSQL has it.

@@ -591,3 +591,92 @@ async fn gift_card_spends_and_deleted_carts_of_the_lag_window_come_back_from_pos
     assert_eq!(gift_card_balance(&mut again, "G9").await, Some(700));
     assert_eq!(version(&mut again, "cart:dropped").await, None);
 }
+
+/// Adds `key` on node `node` until it is taken (30 s at most): the time it took.
+async fn until_taken(cluster: &LocalCluster, node: u16, key: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let mut conn = connect(cluster, node).await;
+        match add(&mut conn, key, "sku").await {
+            Ok(_) => return started.elapsed(),
+            Err(error) => assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "n{} takes no write 30 s after its start: {error}; its log:\n{}",
+                node + 1,
+                cluster.log(node)
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// PostgreSQL cut off from a shard group, then its primary killed -9 and started again: it
+/// does not wait for PostgreSQL but starts in the role it recorded, and takes writes again
+/// under failsafe once its replica follows it (nobody could have been promoted: the replica
+/// still follows it); the replica, restarted too, follows it again. With PostgreSQL back the
+/// lease is renewed and every cart reaches PostgreSQL. Fails on afe3795: a node that could
+/// not reach PostgreSQL at its start waited for it, answering nothing (PING -LOADING).
+#[tokio::test]
+async fn a_primary_restarted_while_postgres_is_down_serves_again_under_failsafe() {
+    let db = cartd_tests::TestDb::create().await;
+    let (proxy, through_proxy) = postgres_proxy(&db);
+    let cluster = LocalCluster::up_with(1, 1, &through_proxy);
+    let mut primary = connect(&cluster, 0).await;
+    let before = add(&mut primary, "cart:before", "sku")
+        .await
+        .expect("CART.ADD");
+    assert_eq!(wait(&mut primary, 1, 5_000).await, 1);
+    proxy.cut();
+    cluster.kill9(0);
+    cluster.restart(0);
+    let took = until_taken(&cluster, 0, "cart:restarted").await;
+    println!(
+        "the primary restarted without PostgreSQL took writes {} ms after it answered PING",
+        took.as_millis()
+    );
+    let mut primary = connect(&cluster, 0).await;
+    assert!(version(&mut primary, "cart:before")
+        .await
+        .is_some_and(|version| version >= before));
+    let text = info(&mut primary, "cluster").await;
+    assert_eq!(
+        info_field(&text, "cluster_failsafe").as_deref(),
+        Some("1"),
+        "{text}"
+    );
+    assert_eq!(
+        info_field(&text, "cluster_started_without_postgres").as_deref(),
+        Some("1"),
+        "{text}"
+    );
+    cluster.kill9(1);
+    cluster.restart(1);
+    until_taken(&cluster, 0, "cart:replica-back").await;
+    let mut primary = connect(&cluster, 0).await;
+    assert_eq!(wait(&mut primary, 1, 5_000).await, 1, "the replica follows");
+    let mut replica = connect(&cluster, 1).await;
+    let _: () = redis::cmd("READONLY")
+        .query_async(&mut replica)
+        .await
+        .expect("READONLY");
+    assert!(version(&mut replica, "cart:replica-back").await.is_some());
+
+    proxy.mend();
+    let started = Instant::now();
+    loop {
+        let text = info(&mut primary, "cluster").await;
+        let rows = db.count("SELECT count(*) FROM carts").await;
+        if info_field(&text, "cluster_failsafe").as_deref() == Some("0") && rows == 3 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "20 s after PostgreSQL came back: {rows} carts in it, INFO cluster:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let holder = db
+        .count("SELECT count(*) FROM cluster_leases WHERE holder = 'n1' AND expires_at > now()")
+        .await;
+    assert_eq!(holder, 1, "n1 renewed its lease");
+}
