@@ -277,6 +277,11 @@ fn change_layout(
 async fn forget(server: &Arc<Server>, id: &str) -> Result<Reply, CommandError> {
     let known = layout(server);
     let Some(at) = known.index_of(id) else {
+        // Forgotten already: another node's FORGET reached this one first through PostgreSQL
+        // (del-node sends FORGET to every node in turn). Done, as asked.
+        if forgotten_already(server, &known, id).await {
+            return Ok(Reply::ok());
+        }
         return Err(err(format!("Unknown node {id}")));
     };
     known.without_member(id).map_err(err)?;
@@ -295,6 +300,27 @@ async fn forget(server: &Arc<Server>, id: &str) -> Result<Reply, CommandError> {
     }
     forget_here(server, id).map_err(err)?;
     Ok(Reply::ok())
+}
+
+/// Whether node `id` was a member and is forgotten: in this process's layout, or in
+/// PostgreSQL's `cluster_nodes`.
+async fn forgotten_already(server: &Arc<Server>, known: &Layout, id: &str) -> bool {
+    if known
+        .nodes
+        .iter()
+        .any(|node| node.id == id && node.forgotten)
+    {
+        return true;
+    }
+    let Ok(pool) = crate::failover::pool_of(server) else {
+        return false;
+    };
+    persistence::sink::lease::member_rows(&pool)
+        .await
+        .is_ok_and(|rows| {
+            rows.iter()
+                .any(|(node, _, forgotten)| node == id && *forgotten)
+        })
 }
 
 /// Forgets node `id` in this node's layout, file and links.
