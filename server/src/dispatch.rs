@@ -318,16 +318,9 @@ fn route(
         }
         Some(_) if asking && server.slots.importing(slot) => Ok(()),
         Some(owner) if replica_reads(session, spec, replica_of == Some(owner)) => Ok(()),
-        Some(owner) => Err(refused(
+        owner => Err(refused(
             Some(spec.id),
-            CommandError::new(
-                ErrorCode::Moved,
-                format!("{slot} {}", layout.nodes[owner].addr()),
-            ),
-        )),
-        None => Err(refused(
-            Some(spec.id),
-            CommandError::new(ErrorCode::ClusterDown, "Hash slot not served"),
+            crate::migration::not_served_here(layout, slot, owner),
         )),
     }
 }

@@ -106,23 +106,13 @@ impl crate::store::Placement for SlotPlacement {
         let slot = cluster::key_slot(key);
         let layout = self.topology.load();
         match layout.owner_index(slot) {
-            Some(owner) if owner == layout.me => {
-                let target = self.slots.migrating_to(slot)?;
-                Some(CommandError::new(
-                    ErrorCode::Ask,
-                    format!("{slot} {}", layout.nodes[target].addr()),
-                ))
-            }
+            Some(owner) if owner == layout.me => self
+                .slots
+                .migrating_to(slot)
+                .map(|target| ask_to(&layout, slot, target)),
             Some(_) if self.slots.importing(slot) => None,
             Some(owner) if layout.myself().replica_of == Some(owner) => None,
-            Some(owner) => Some(CommandError::new(
-                ErrorCode::Moved,
-                format!("{slot} {}", layout.nodes[owner].addr()),
-            )),
-            None => Some(CommandError::new(
-                ErrorCode::ClusterDown,
-                "Hash slot not served",
-            )),
+            owner => Some(not_served_here(&layout, slot, owner)),
         }
     }
 }
@@ -199,28 +189,55 @@ pub fn route_migrating(
     spec: &CommandSpec,
     slot: u16,
 ) -> Result<(), CommandError> {
+    let keys = spec.all_key_positions(raw.len()).map(|at| &raw[at]);
+    migrating_redirect(server, layout, slot, keys)
+}
+
+/// [`route_migrating`] for `keys`: all here (or the slot not moving), none, or some.
+fn migrating_redirect<'a>(
+    server: &Server,
+    layout: &cluster::Layout,
+    slot: u16,
+    keys: impl Iterator<Item = &'a Bytes>,
+) -> Result<(), CommandError> {
     let Some(target) = server.slots.migrating_to(slot) else {
         return Ok(());
     };
     let now = now_ms();
-    let positions: Vec<usize> = spec.all_key_positions(raw.len()).collect();
-    let here = positions
-        .iter()
-        .filter(|&&at| server.store.ttl_left_ms(&raw[at], now).is_some())
-        .count();
-    if here == positions.len() {
-        return Ok(());
+    let (mut here, mut gone) = (0usize, 0usize);
+    for key in keys {
+        match server.store.ttl_left_ms(key, now) {
+            Some(_) => here += 1,
+            None => gone += 1,
+        }
     }
-    if here == 0 {
-        return Err(CommandError::new(
-            ErrorCode::Ask,
-            format!("{slot} {}", layout.nodes[target].addr()),
-        ));
+    match (here, gone) {
+        (_, 0) => Ok(()),
+        (0, _) => Err(ask_to(layout, slot, target)),
+        _ => Err(CommandError::new(
+            ErrorCode::TryAgain,
+            "Multiple keys request during rehashing of slot",
+        )),
     }
-    Err(CommandError::new(
-        ErrorCode::TryAgain,
-        "Multiple keys request during rehashing of slot",
-    ))
+}
+
+/// `-ASK slot host:port` of the node at layout index `target`.
+fn ask_to(layout: &cluster::Layout, slot: u16, target: usize) -> CommandError {
+    CommandError::new(
+        ErrorCode::Ask,
+        format!("{slot} {}", layout.nodes[target].addr()),
+    )
+}
+
+/// A slot another node serves (`-MOVED` to it) or none does (`-CLUSTERDOWN`).
+pub fn not_served_here(layout: &cluster::Layout, slot: u16, owner: Option<usize>) -> CommandError {
+    match owner {
+        Some(owner) => CommandError::new(
+            ErrorCode::Moved,
+            format!("{slot} {}", layout.nodes[owner].addr()),
+        ),
+        None => CommandError::new(ErrorCode::ClusterDown, "Hash slot not served"),
+    }
 }
 
 /// At EXEC, alone ([`crate::store::Store::transaction`]): where the transaction's slot went
@@ -237,44 +254,13 @@ pub fn exec_redirect(
     match layout.owner_index(slot) {
         Some(owner) if owner == layout.me => {}
         _ if server.slots.importing(slot) => return None,
-        Some(owner) => {
-            return Some(CommandError::new(
-                ErrorCode::Moved,
-                format!("{slot} {}", layout.nodes[owner].addr()),
-            ))
-        }
-        None => {
-            return Some(CommandError::new(
-                ErrorCode::ClusterDown,
-                "Hash slot not served",
-            ))
-        }
+        owner => return Some(not_served_here(&layout, slot, owner)),
     }
-    let target = server.slots.migrating_to(slot)?;
-    let now = now_ms();
-    let (mut here, mut gone) = (0usize, 0usize);
-    for (raw, spec) in &transaction.queued {
-        for at in spec
-            .iter()
-            .flat_map(|spec| spec.all_key_positions(raw.len()))
-        {
-            match server.store.ttl_left_ms(&raw[at], now) {
-                Some(_) => here += 1,
-                None => gone += 1,
-            }
-        }
-    }
-    match (here, gone) {
-        (_, 0) => None,
-        (0, _) => Some(CommandError::new(
-            ErrorCode::Ask,
-            format!("{slot} {}", layout.nodes[target].addr()),
-        )),
-        _ => Some(CommandError::new(
-            ErrorCode::TryAgain,
-            "Multiple keys request during rehashing of slot",
-        )),
-    }
+    let keys = transaction.queued.iter().flat_map(|(raw, spec)| {
+        spec.iter()
+            .flat_map(move |spec| spec.all_key_positions(raw.len()).map(move |at| &raw[at]))
+    });
+    migrating_redirect(server, &layout, slot, keys).err()
 }
 
 /// The requests whose work here waits on other nodes or PostgreSQL (a pre-step): MIGRATE,

@@ -226,23 +226,30 @@ fn kill9_in(dir: &Path) {
 /// Starts cartd on `dir/config.toml`, its output appended to `dir/log` and its pid in
 /// `dir/pid`; not waited for.
 fn spawn_in(dir: &Path) {
+    let child = start_cartd(Command::new(cartd_bin()), dir).expect("start the node");
+    std::fs::write(dir.join("pid"), child.id().to_string()).expect("write the pid");
+    // The child is reaped by `down` (by pid) or at the test's end; not waited for here.
+    std::mem::forget(child);
+}
+
+/// Runs `command` (cartd, or a wrapper that runs it, as `ip netns exec`) on
+/// `dir/config.toml`, without DATABASE_URL, its output appended to `dir/log`.
+pub(crate) fn start_cartd(
+    mut command: Command,
+    dir: &Path,
+) -> std::io::Result<std::process::Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(dir.join("log"))
-        .expect("open the node's log");
-    let child = Command::new(cartd_bin())
+        .open(dir.join("log"))?;
+    command
         .arg("--config")
         .arg(dir.join("config.toml"))
         .env_remove("DATABASE_URL")
         .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("clone the log"))
+        .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .expect("start the node");
-    std::fs::write(dir.join("pid"), child.id().to_string()).expect("write the pid");
-    // The child is reaped by `down` (by pid) or at the test's end; not waited for here.
-    std::mem::forget(child);
 }
 
 /// Waits until the node on `port` (node `name`, after AUTH `password` if any) answers PING,

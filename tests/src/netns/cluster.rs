@@ -12,7 +12,7 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -291,22 +291,8 @@ impl Nodes for NetnsCluster {
     fn spawn(&self, node: u16) {
         let mut slot = self.child(node);
         assert!(slot.is_none(), "n{} is running already", node + 1);
-        let dir = self.node_dir(node);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("log"))
-            .expect("open the node's log");
-        let child = self
-            .net
-            .command(self.host_of(node), cartd_bin())
-            .arg("--config")
-            .arg(dir.join("config.toml"))
-            .env_remove("DATABASE_URL")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log"))
-            .stderr(log)
-            .spawn()
+        let command = self.net.command(self.host_of(node), cartd_bin());
+        let child = crate::cluster::start_cartd(command, &self.node_dir(node))
             .expect("start the node in its namespace");
         *slot = Some(child);
     }
