@@ -29,6 +29,7 @@ pub mod replication;
 pub mod role_record;
 pub mod runtime;
 pub mod server;
+pub mod slot_cards;
 pub mod slowlog;
 pub mod stats;
 pub mod store;

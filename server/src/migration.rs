@@ -328,10 +328,13 @@ async fn set_slot(server: &Server, slot: u16, action: SetSlot) -> Result<Reply, 
                     "I'm not the owner of hash slot {slot}"
                 )));
             }
-            refuse_gift_card_slot(server, slot)?;
+            crate::slot_cards::unseal(server, slot);
             set_open(server, slot, Some(Open::Migrating(to)))?;
         }
-        SetSlot::Stable => set_open(server, slot, None)?,
+        SetSlot::Stable => {
+            crate::slot_cards::unseal(server, slot);
+            set_open(server, slot, None)?;
+        }
         SetSlot::Node(node) => {
             let node = primary_named(&layout, &node)?;
             let holds = !server.store.keys_in_slot(slot, 1, now_ms()).is_empty();
@@ -340,6 +343,15 @@ async fn set_slot(server: &Server, slot: u16, action: SetSlot) -> Result<Reply, 
                     "Can't assign hashslot {slot} to a different node while I still hold keys \
                      for this hash slot."
                 )));
+            }
+            match owner {
+                Some(owner) if node == layout.me && owner != layout.me => {
+                    crate::slot_cards::take_over(server, slot, owner).await?;
+                }
+                Some(owner) if owner == layout.me && node != layout.me => {
+                    crate::slot_cards::refuse_unsealed(server, slot, &layout.nodes[node].id)?;
+                }
+                _ => {}
             }
             let group = layout.nodes[node].group;
             let term = record_move(server, slot, layout.group_name(group)).await?;
@@ -353,27 +365,6 @@ async fn set_slot(server: &Server, slot: u16, action: SetSlot) -> Result<Reply, 
         }
     }
     Ok(Reply::ok())
-}
-
-/// A slot holding gift cards does not move (yet): a card is decided by its slot's owner, and
-/// its holds and spent tokens would have to move with it (docs/CLUSTER.md "Resharding").
-/// Refused before any cart moves, so nothing is half done.
-fn refuse_gift_card_slot(server: &Server, slot: u16) -> Result<(), CommandError> {
-    let cards = server
-        .store
-        .gift_cards
-        .balances()
-        .into_iter()
-        .filter(|(code, ..)| cluster::key_slot(code.as_bytes()) == slot)
-        .count();
-    if cards == 0 {
-        return Ok(());
-    }
-    Err(CommandError::err(format!(
-        "hash slot {slot} holds {cards} gift card(s), which cannot move with it yet: reshard \
-         other slots, or move the cards' codes (GIFTCARD.DEL and GIFTCARD.SET under a code of \
-         another slot) first"
-    )))
 }
 
 /// With PostgreSQL, before a slot's carts come here: this group's term goes above every
@@ -459,14 +450,18 @@ pub fn move_slots(server: &Server, moves: &[(u16, usize)]) -> bool {
     let Some(topology) = &server.cluster else {
         return false;
     };
-    topology.update(|layout| {
+    let changed = topology.update(|layout| {
         let changed: Vec<(u16, usize)> = moves
             .iter()
             .copied()
             .filter(|&(slot, group)| layout.group_of_slot(slot) != Some(group))
             .collect();
         (!changed.is_empty()).then(|| layout.with_slot_groups(&changed))
-    })
+    });
+    if changed {
+        crate::slot_cards::drop_moved(server);
+    }
+    changed
 }
 
 /// Puts recorded moves (slot, group name) in the layout; names no group knows are skipped.

@@ -7,7 +7,7 @@ use sqlx::{Postgres, Transaction};
 
 use super::columns::{json_has_nul, key_text, lsn_to_db, ms_to_db};
 use super::{ReferenceKey, ReferenceValue, RowCodec, SinkError};
-use crate::record::{Change, Lsn, State};
+use crate::record::{Change, Lsn, State, TombstoneReason};
 
 /// Reference rows one transaction writes.
 #[derive(Debug, Default)]
@@ -72,6 +72,8 @@ impl ReferenceRows {
         let key = codec.reference_key(change.space, &change.key)?;
         let db_lsn = lsn_to_db(lsn);
         let image = match &change.state {
+            // Moved to the node that took its hash slot, which writes the row from now on.
+            State::Tombstone(TombstoneReason::Moved) => return Ok(()),
             State::Tombstone(_) => {
                 self.push_gone(key, db_lsn);
                 return Ok(());

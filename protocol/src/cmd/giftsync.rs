@@ -1,6 +1,7 @@
 //! `GIFTSYNC`: what a cluster node asks of the primary that decides a gift card (the one
 //! serving its code's slot) for a checkout of its own: hold part of the card, spend it,
-//! release it. Not for clients: each node sends it to its peers.
+//! release it; and what the node importing a hash slot asks of its owner as the slot changes
+//! hands: the slot's cards. Not for clients: each node sends it to its peers.
 
 use bytes::Bytes;
 
@@ -10,7 +11,7 @@ use crate::args::Args;
 use crate::error::CommandError;
 use crate::CODE_BYTES_MAX;
 
-/// `GIFTSYNC HOLD|SPEND|RELEASE code token ...`.
+/// `GIFTSYNC HOLD|SPEND|RELEASE code token ...`, `GIFTSYNC HANDOVER slot node-id`.
 #[derive(Debug, PartialEq)]
 pub enum GiftSync {
     /// `GIFTSYNC HOLD code token until_ms amount_max currency`: hold up to `amount_max` of
@@ -43,6 +44,14 @@ pub enum GiftSync {
         /// The checkout's token.
         token: Bytes,
     },
+    /// `GIFTSYNC HANDOVER slot node-id`: the cards of hash slot `slot`, which node `node-id`
+    /// is about to serve, stop changing here and are sent to it whole.
+    Handover {
+        /// The hash slot.
+        slot: u16,
+        /// The node taking the slot.
+        to: Bytes,
+    },
 }
 
 impl GiftSync {
@@ -54,14 +63,22 @@ impl GiftSync {
             "hold" => 5,
             "spend" => 3,
             "release" => 2,
+            "handover" => 2,
             _ => {
                 return Err(CommandError::err(format!(
-                    "unknown subcommand '{lower}'. Try HOLD, SPEND, RELEASE."
+                    "unknown subcommand '{lower}'. Try HOLD, SPEND, RELEASE, HANDOVER."
                 )))
             }
         };
         if args.remaining() != counts {
             return Err(CommandError::arity(&format!("giftsync|{lower}")));
+        }
+        if lower == "handover" {
+            let slot =
+                super::server::parse_slot(&args.next_bytes()?, "Invalid or out of range slot")?;
+            let to = args.next_bounded("node id", CODE_BYTES_MAX)?;
+            args.finish()?;
+            return Ok(GiftSync::Handover { slot, to });
         }
         let code = args.next_bounded(GIFT_CARD_CODE, CODE_BYTES_MAX)?;
         let token = args.next_bounded("checkout token", CODE_BYTES_MAX)?;
@@ -116,6 +133,12 @@ mod tests {
             parse(&["release", "G", "t"]),
             Ok(GiftSync::Release { .. })
         ));
+        assert!(matches!(
+            parse(&["HANDOVER", "16383", "n2"]),
+            Ok(GiftSync::Handover { slot: 16383, .. })
+        ));
+        assert!(parse(&["handover", "16384", "n2"]).is_err());
+        assert!(parse(&["handover", "1"]).is_err());
     }
 
     #[test]

@@ -407,7 +407,7 @@ fn failover_mode(args: &mut Args) -> Result<FailoverMode, CommandError> {
 }
 
 /// A slot number, 0..16383, or Redis's error for it.
-fn parse_slot(text: &[u8], invalid: &str) -> Result<u16, CommandError> {
+pub(crate) fn parse_slot(text: &[u8], invalid: &str) -> Result<u16, CommandError> {
     crate::args::parse_i64(text)
         .ok()
         .and_then(|slot| u16::try_from(slot).ok())

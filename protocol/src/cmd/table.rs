@@ -1120,8 +1120,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         keys: Keys::NONE,
         also_keys: Keys::NONE,
         group: "cluster",
-        summary: "Internal, between cluster primaries: hold, spend or release part of a gift card this node decides, for a checkout on another node.",
-        syntax: "HOLD|SPEND|RELEASE code token [argument ...]",
+        summary: "Internal, between cluster primaries: hold, spend or release part of a gift card this node decides, for a checkout on another node; hand a moving slot's cards to the node taking it.",
+        syntax: "HOLD|SPEND|RELEASE code token [argument ...] | HANDOVER slot node-id",
     },
     CommandSpec {
         id: CommandId::Asking,

@@ -16,14 +16,22 @@ pub fn run(command: GiftSync, server: &Server, now: u64) -> Result<Reply, Comman
     };
     let (GiftSync::Hold { code, token, .. }
     | GiftSync::Spend { code, token, .. }
-    | GiftSync::Release { code, token }) = &command;
+    | GiftSync::Release { code, token }) = &command
+    else {
+        let GiftSync::Handover { slot, to } = &command else {
+            unreachable!("every other request names a card");
+        };
+        return crate::slot_cards::hand_over(server, *slot, to);
+    };
     let code_bytes = code.clone();
     let code = code_text(code, ErrorCode::GiftCard)?;
     let token = code_text(token, ErrorCode::Token)?;
     if peers.owners.owner_elsewhere(&code_bytes).is_some() {
-        return Err(CommandError::err(format!(
-            "gift card {code} is decided by another node than this one"
-        )));
+        // The asking node's layout is behind (the card's slot moved): it may ask again.
+        return Err(CommandError::new(
+            ErrorCode::TryAgain,
+            format!("gift card {code} is decided by another node than this one"),
+        ));
     }
     let store = &server.store;
     Ok(match command {
@@ -34,7 +42,7 @@ pub fn run(command: GiftSync, server: &Server, now: u64) -> Result<Reply, Comman
             ..
         } => {
             let ask = (amount_max, currency);
-            match store.gift_card_hold_for_peer(code, token, ask, (until_ms, now)) {
+            match store.gift_card_hold_for_peer(code, token, ask, (until_ms, now))? {
                 None => Reply::Null,
                 Some(held) => Reply::Array(vec![
                     Reply::Integer(held.held),
@@ -44,9 +52,7 @@ pub fn run(command: GiftSync, server: &Server, now: u64) -> Result<Reply, Comman
             }
         }
         GiftSync::Spend { amount, .. } => {
-            let spent = store
-                .gift_card_spend_for_peer(code, token, amount, now)
-                .map_err(|reason| CommandError::new(ErrorCode::GiftCard, reason))?;
+            let spent = store.gift_card_spend_for_peer(code, token, amount, now)?;
             Reply::Array(vec![
                 Reply::Integer(spent.amount),
                 Reply::Integer(spent.balance),
@@ -56,5 +62,6 @@ pub fn run(command: GiftSync, server: &Server, now: u64) -> Result<Reply, Comman
         GiftSync::Release { .. } => Reply::Integer(i64::from(
             store.gift_card_release_for_peer(code, token, now),
         )),
+        GiftSync::Handover { .. } => unreachable!("answered above"),
     })
 }

@@ -107,9 +107,6 @@ pub fn gift_card_del(
     if let Some(answer) = answered_elsewhere(code, server, prepared)? {
         return Ok(answer);
     }
-    let removed = server
-        .store
-        .gift_card_remove(code, now)
-        .map_err(|reason| CommandError::new(ErrorCode::GiftCard, reason))?;
+    let removed = server.store.gift_card_remove(code, now)?;
     Ok(Reply::Integer(i64::from(removed)))
 }

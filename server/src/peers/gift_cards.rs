@@ -16,10 +16,12 @@
 //!
 //! A card this node owns takes none of this: the command runs as it does standalone.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use protocol::{Command, CommandError, CommandId, CommandSpec, Currency, ErrorCode, Reply};
 use tokio::sync::mpsc;
 
@@ -39,6 +41,10 @@ pub struct Owners {
     releases: mpsc::Sender<Release>,
     /// Releases not queued because the queue was full (their holds run out by themselves).
     pub releases_dropped: AtomicU64,
+    /// Slots whose cards this node handed to the node taking the slot (its layout index),
+    /// which decides them from then on ([`crate::slot_cards`]).
+    sealed: Mutex<HashMap<u16, usize>>,
+    any_sealed: AtomicBool,
 }
 
 impl Owners {
@@ -49,6 +55,8 @@ impl Owners {
             topology,
             releases,
             releases_dropped: AtomicU64::new(0),
+            sealed: Mutex::new(HashMap::new()),
+            any_sealed: AtomicBool::new(false),
         };
         (Arc::new(owners), receiver)
     }
@@ -57,8 +65,37 @@ impl Owners {
     /// slot nobody serves leaves its cards here).
     pub fn owner_elsewhere(&self, code: &[u8]) -> Option<usize> {
         let layout = self.topology.load();
-        let owner = layout.owner_index(cluster::key_slot(code))?;
+        let slot = cluster::key_slot(code);
+        if self.any_sealed.load(Ordering::Acquire) {
+            if let Some(&taker) = self.sealed.lock().get(&slot) {
+                return Some(taker);
+            }
+        }
+        let owner = layout.owner_index(slot)?;
         (owner != layout.me).then_some(owner)
+    }
+
+    /// The cards of `slot` are the node at layout index `taker`'s to decide from now on.
+    pub fn seal(&self, slot: u16, taker: usize) {
+        let mut sealed = self.sealed.lock();
+        sealed.insert(slot, taker);
+        self.any_sealed.store(true, Ordering::Release);
+    }
+
+    /// The cards of `slot` are this node's to decide again; whether they were sealed.
+    pub fn unseal(&self, slot: u16) -> bool {
+        let mut sealed = self.sealed.lock();
+        let was = sealed.remove(&slot).is_some();
+        self.any_sealed.store(!sealed.is_empty(), Ordering::Release);
+        was
+    }
+
+    /// The slots whose cards are sealed here.
+    pub fn sealed_slots(&self) -> Vec<u16> {
+        if !self.any_sealed.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        self.sealed.lock().keys().copied().collect()
     }
 }
 

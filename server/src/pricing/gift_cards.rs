@@ -28,7 +28,7 @@ use smallvec::SmallVec;
 
 use super::engine::{GiftCardInput, Pricing};
 use crate::limits::{CODE_BYTES_MAX, GIFT_CARDS_MAX, GIFT_CARD_HOLDS_MAX, PROMO_MONEY_MINOR_MAX};
-pub use peers::{PeerHeld, PeerHolds};
+pub use peers::{HandedOver, PeerHeld, PeerHolds};
 
 mod peers;
 
@@ -106,6 +106,8 @@ struct Card {
     holds: Vec<Hold>,
     /// What other nodes' checkouts spent, by token, so a retried spend is not taken twice.
     spent_for_peers: Vec<Hold>,
+    /// Handed to the node taking its hash slot ([`GiftCards::seal`]): it changes no more here.
+    sealed: bool,
 }
 
 impl Card {
@@ -122,6 +124,14 @@ impl Card {
             available: (self.balance - self.held(now_ms)).max(0),
             currency: self.currency,
             holds_full: self.live_holds(now_ms).count() >= GIFT_CARD_HOLDS_MAX,
+        }
+    }
+
+    /// Refuses a change of a card handed to the node taking its slot.
+    fn unsealed(&self, code: &str) -> Result<(), CommandError> {
+        match self.sealed {
+            false => Ok(()),
+            true => Err(moving(code)),
         }
     }
 
@@ -195,6 +205,7 @@ impl GiftCards {
         let mut inner = self.inner.write();
         inner.prune(code, now_ms);
         if let Some(card) = inner.cards.get_mut(code) {
+            card.unsealed(code)?;
             let held = card.held(now_ms);
             if held > 0 && (balance < held || currency != card.currency) {
                 let busy = card.busy(code, now_ms).expect("it holds something");
@@ -222,6 +233,7 @@ impl GiftCards {
             currency,
             holds: Vec::new(),
             spent_for_peers: Vec::new(),
+            sealed: false,
         };
         inner.cards.insert(code.into(), card);
         log(&PeerHolds::default());
@@ -244,6 +256,7 @@ impl GiftCards {
             currency,
             holds: Vec::new(),
             spent_for_peers: Vec::new(),
+            sealed: false,
         });
         card.balance = balance;
         card.currency = currency;
@@ -264,14 +277,21 @@ impl GiftCards {
 
     /// `GIFTCARD.DEL`: whether there was one. Refused while checkouts hold part of it. `log`
     /// runs once it is gone, under the registry's lock.
-    pub fn remove(&self, code: &str, now_ms: u64, log: impl FnOnce()) -> Result<bool, String> {
+    pub fn remove(
+        &self,
+        code: &str,
+        now_ms: u64,
+        log: impl FnOnce(),
+    ) -> Result<bool, CommandError> {
         let mut inner = self.inner.write();
         inner.prune(code, now_ms);
         let Some(card) = inner.cards.get(code) else {
             return Ok(false);
         };
+        card.unsealed(code)?;
         if let Some(busy) = card.busy(code, now_ms) {
-            return Err(format!("{busy}; delete it after that"));
+            let message = format!("{busy}; delete it after that");
+            return Err(CommandError::new(ErrorCode::GiftCard, message));
         }
         inner.cards.remove(code);
         log();
@@ -288,6 +308,7 @@ impl GiftCards {
             currency,
             holds: Vec::new(),
             spent_for_peers: Vec::new(),
+            sealed: false,
         });
         card.balance = balance;
         card.currency = currency;
@@ -328,6 +349,11 @@ impl GiftCards {
         let card = cards
             .get_mut(code)
             .ok_or_else(|| format!("gift card {code} is gone"))?;
+        if card.live_holds(now_ms).any(|hold| &*hold.token == token) {
+            // Held for this token already: the cart came here in checkout, its hold kept in
+            // the card's image as it was at the node the cart came from.
+            return Ok(());
+        }
         let available = card.availability(now_ms).available;
         if amount > available {
             return Err(format!(
@@ -378,12 +404,15 @@ impl GiftCards {
         (until_ms, now_ms): (u64, u64),
         held_elsewhere: &[(Box<str>, Option<Availability>)],
         price: impl FnOnce(&[GiftCardInput]) -> Pricing,
-    ) -> Pricing {
+    ) -> Result<Pricing, CommandError> {
         assert!(until_ms > now_ms, "a hold ends in the future");
         let elsewhere = |code: &str| held_elsewhere.iter().find(|(held, _)| &**held == code);
         let mut inner = self.inner.write();
         for code in codes {
             inner.prune(code, now_ms);
+            if let Some(card) = inner.cards.get(&**code) {
+                card.unsealed(code)?;
+            }
         }
         let availability: SmallVec<[Option<Availability>; 4]> = codes
             .iter()
@@ -430,7 +459,7 @@ impl GiftCards {
                 .or_default()
                 .push(used.code.as_str().into());
         }
-        pricing
+        Ok(pricing)
     }
 
     /// Drops every hold of `token` (the checkout was abandoned, or its cart is gone).
@@ -448,22 +477,26 @@ impl GiftCards {
         paid: &[(&str, i64)],
         now_ms: u64,
         log: impl FnOnce(&[Spent]),
-    ) -> Result<Vec<Spent>, String> {
+    ) -> Result<Vec<Spent>, CommandError> {
+        let refused = |reason: String| CommandError::new(ErrorCode::GiftCard, reason);
         let mut inner = self.inner.write();
         for &(code, amount) in paid {
             assert!(amount > 0, "only cards that pay are completed");
             let card = inner.cards.get(code).ok_or_else(|| {
-                format!("gift card {code} no longer exists; CART.RELEASE and check out again")
+                refused(format!(
+                    "gift card {code} no longer exists; CART.RELEASE and check out again"
+                ))
             })?;
+            card.unsealed(code)?;
             let hold = card
                 .live_holds(now_ms)
                 .find(|hold| &*hold.token == token)
                 .map(|hold| hold.amount);
             if hold != Some(amount) || card.balance < amount {
-                return Err(format!(
+                return Err(refused(format!(
                     "gift card {code} no longer holds the {amount} this checkout pays with it; \
                      CART.RELEASE and check out again"
-                ));
+                )));
             }
         }
         let mut spent = Vec::with_capacity(paid.len());
@@ -507,6 +540,14 @@ impl<'a> GiftCardInput<'a> {
             holds_full: card.is_some_and(|card| card.holds_full),
         }
     }
+}
+
+/// The refusal of a change of a card that is moving with its hash slot to another node.
+fn moving(code: &str) -> CommandError {
+    CommandError::new(
+        ErrorCode::TryAgain,
+        format!("gift card {code} is moving with its hash slot to another cluster node; try again"),
+    )
 }
 
 /// Takes `code` off the cards listed under `token`, and the token when it lists none.

@@ -18,7 +18,9 @@ pub use engine::{
     check_code, price, CodeStatus, Discount, GiftCardInput, GiftCardUse, PriceInput, PricedLine,
     Pricing, Reason,
 };
-pub use gift_cards::{Availability, GiftCardBalance, GiftCards, Hold, PeerHeld, PeerHolds, Spent};
+pub use gift_cards::{
+    Availability, GiftCardBalance, GiftCards, HandedOver, Hold, PeerHeld, PeerHolds, Spent,
+};
 pub use promo::Promotion;
 pub use registry::{AutomaticPromotions, Promotions};
 

@@ -82,7 +82,7 @@ impl Store {
                 Some(held) => (held.token.clone(), held.hold_until_ms),
                 None => (new_token(), now_ms + hold_ms),
             };
-            let pricing = self.price_and_hold(cart, &token, (hold_until_ms, now_ms), elsewhere);
+            let pricing = self.price_and_hold(cart, &token, (hold_until_ms, now_ms), elsewhere)?;
             let pricing: Box<[u8]> = pricing.encode().into();
             if held_elsewhere.is_some() {
                 frozen = Some(pricing.clone());
@@ -177,9 +177,7 @@ impl Store {
         if paid.is_empty() {
             log(&[]);
         } else {
-            self.gift_cards
-                .complete(token, &paid, now_ms, log)
-                .map_err(|reason| CommandError::new(ErrorCode::GiftCard, reason))?;
+            self.gift_cards.complete(token, &paid, now_ms, log)?;
         }
         shard.remove(at.hash, key);
         let remembered = Remembered {

@@ -16,14 +16,15 @@ use persistence::Space;
 use protocol::Currency;
 use smallvec::SmallVec;
 
-use super::reference::gift_card_image;
+use super::reference::{decode_gift_card, gift_card_image, reference_change};
 use super::stamps::Stamp;
 use super::Store;
 use crate::cart::priced::CartPricing;
 use crate::catalog::apply_plan;
 use crate::limits::PROMO_MONEY_MINOR_MAX;
 use crate::pricing::engine::{self, GiftCardInput};
-use crate::pricing::{Availability, PeerHeld, PeerHolds, Spent};
+use crate::pricing::{Availability, HandedOver, PeerHeld, PeerHolds, Spent};
+use protocol::CommandError;
 
 /// Who decides which card, and how to tell an owner that a hold is no longer needed: the
 /// peer links, in a cluster.
@@ -173,7 +174,7 @@ impl Store {
         token: &str,
         ask: (i64, Currency),
         (until_ms, now_ms): (u64, u64),
-    ) -> Option<PeerHeld> {
+    ) -> Result<Option<PeerHeld>, CommandError> {
         self.gift_cards.hold_for_peer(
             code,
             token,
@@ -192,7 +193,7 @@ impl Store {
         token: &str,
         amount: i64,
         now_ms: u64,
-    ) -> Result<Spent, String> {
+    ) -> Result<Spent, CommandError> {
         self.gift_cards
             .spend_for_peer(code, token, amount, now_ms, |spent| {
                 let holds = &spent.peer_holds;
@@ -206,6 +207,64 @@ impl Store {
             .release_for_peer(code, token, |balance, currency, holds| {
                 self.log_peer_holds(code, balance, currency, holds, now_ms);
             })
+    }
+
+    /// `GIFTSYNC HANDOVER` at the node serving a slot: the cards `moving` picks are sealed
+    /// (they change no more here) and returned whole, each with its log image.
+    pub fn gift_cards_seal(
+        &self,
+        moving: impl Fn(&str) -> bool,
+        now_ms: u64,
+    ) -> Vec<(HandedOver, Vec<u8>)> {
+        let sealed = self.gift_cards.seal(moving, now_ms);
+        let image = |card: &HandedOver| gift_card_image(card.balance, card.currency, &card.holds);
+        sealed
+            .into_iter()
+            .map(|card| {
+                let image = image(&card);
+                (card, image)
+            })
+            .collect()
+    }
+
+    /// At the node taking a slot: a card its old owner handed over (`image`, the card's log
+    /// image), put in place of anything this node had of it and logged, before this node
+    /// decides it.
+    pub fn gift_card_adopt(&self, code: &str, image: &[u8], now_ms: u64) -> Result<(), String> {
+        let (card, holds) = decode_gift_card(image)
+            .map_err(|error| format!("gift card {code}: an undecodable image: {error}"))?;
+        let card = HandedOver {
+            code: code.into(),
+            balance: card.balance,
+            currency: Currency(card.currency),
+            holds,
+        };
+        self.gift_cards.adopt(&card);
+        self.log_peer_holds(code, card.balance, card.currency, &card.holds, now_ms);
+        Ok(())
+    }
+
+    /// Drops the sealed cards `moved` picks, whose slot another node serves now with them:
+    /// each logged gone as moved (PostgreSQL's row is the new owner's to write). How many.
+    pub fn gift_cards_drop_moved(&self, moved: impl Fn(&str) -> bool, now_ms: u64) -> usize {
+        let stamp = Stamp {
+            at_ms: now_ms,
+            origin: 0,
+        };
+        self.gift_cards.drop_sealed(moved, |code| {
+            let mut change = reference_change(Space::GiftCard, code.as_bytes(), None, stamp);
+            change.state = persistence::StateRef::Tombstone(persistence::TombstoneReason::Moved);
+            self.append(&[change]);
+        })
+    }
+
+    /// A cart frozen for checkout under `token` left this node (MIGRATE): the holds it keeps
+    /// on this node's cards are kept for another node from now on, logged.
+    pub(super) fn hand_holds_to_peer(&self, token: &str, now_ms: u64) {
+        self.gift_cards
+            .hand_to_peer(token, |code, balance, currency, holds| {
+                self.log_peer_holds(code, balance, currency, holds, now_ms);
+            });
     }
 
     fn log_peer_holds(

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use protocol::CommandError;
 use smallvec::SmallVec;
 
 use super::Store;
@@ -52,9 +53,9 @@ impl Store {
         token: &str,
         (hold_until_ms, now_ms): (u64, u64),
         held_elsewhere: &[(Box<str>, Option<Availability>)],
-    ) -> CartPricing {
+    ) -> Result<CartPricing, CommandError> {
         if cart.gift_cards().is_empty() {
-            return self.price(cart, now_ms);
+            return Ok(self.price(cart, now_ms));
         }
         let automatic = self.promotions.automatic();
         let codes = cart.promo_codes();
@@ -66,8 +67,8 @@ impl Store {
             |gift_cards| {
                 self.with_input(cart, codes, &automatic, gift_cards, now_ms, engine::price)
             },
-        );
-        pricing.into()
+        )?;
+        Ok(pricing.into())
     }
 
     /// Whether promo code `code` may be added to `cart` now; the reason when not.

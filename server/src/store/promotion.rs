@@ -160,11 +160,16 @@ impl Store {
         let _shared = self.shared();
         let at = self.locate(key);
         let mut shard = self.shards[at.shard].lock();
-        match shard.find(at.hash, key) {
-            Some(cart) if cart.version == version => {}
+        let frozen_token = match shard.find(at.hash, key) {
+            Some(cart) if cart.version == version => {
+                cart.frozen(now_ms).map(|checkout| checkout.token.clone())
+            }
             _ => return false,
-        }
+        };
         shard.remove(at.hash, key);
+        if let Some(token) = frozen_token {
+            self.hand_holds_to_peer(&token, now_ms);
+        }
         let event = super::log::event(
             persistence::EventKind::Delete,
             serde_json::json!({ "moved_to": to }),

@@ -421,7 +421,7 @@ impl Store {
     }
 
     /// `GIFTCARD.DEL`, logged: whether there was one.
-    pub fn gift_card_remove(&self, code: &str, now_ms: u64) -> Result<bool, String> {
+    pub fn gift_card_remove(&self, code: &str, now_ms: u64) -> Result<bool, CommandError> {
         self.gift_cards.remove(code, now_ms, || {
             let stamp = Stamp {
                 at_ms: now_ms,

@@ -7,7 +7,7 @@
 //! A hold taken here counts like any other against the balance; a spend takes at most what
 //! its hold holds and drops the hold, so no token spends more than it held, and never twice.
 
-use protocol::Currency;
+use protocol::{CommandError, Currency, ErrorCode};
 use serde::{Deserialize, Serialize};
 
 use super::{unlist, Availability, Card, GiftCards, Hold, Inner, Spent};
@@ -102,10 +102,13 @@ impl GiftCards {
         (amount_max, currency): (i64, Currency),
         (until_ms, now_ms): (u64, u64),
         log: impl FnOnce(i64, Currency, &PeerHolds),
-    ) -> Option<PeerHeld> {
+    ) -> Result<Option<PeerHeld>, CommandError> {
         let mut inner = self.inner.write();
         inner.prune(code, now_ms);
-        let card = inner.cards.get_mut(code)?;
+        let Some(card) = inner.cards.get_mut(code) else {
+            return Ok(None);
+        };
+        card.unsealed(code)?;
         let held = |held: i64, card: &Card| PeerHeld {
             held,
             card: Availability {
@@ -115,19 +118,19 @@ impl GiftCards {
             },
         };
         if let Some(hold) = card.live_holds(now_ms).find(|hold| &*hold.token == token) {
-            return Some(held(hold.amount, card));
+            return Ok(Some(held(hold.amount, card)));
         }
         let availability = card.availability(now_ms);
         let amount = availability.available.min(amount_max);
         if card.currency != currency || availability.holds_full || amount <= 0 || until_ms <= now_ms
         {
-            return Some(PeerHeld {
+            return Ok(Some(PeerHeld {
                 held: 0,
                 card: Availability {
                     available: 0,
                     ..availability
                 },
-            });
+            }));
         }
         card.holds.push(Hold {
             token: token.into(),
@@ -142,7 +145,7 @@ impl GiftCards {
             .entry(token.into())
             .or_default()
             .push(code.into());
-        Some(answer)
+        Ok(Some(answer))
     }
 
     /// `GIFTSYNC SPEND`: takes `amount` off `code` from the hold `token` has on it for another
@@ -150,7 +153,8 @@ impl GiftCards {
     /// [`GIFT_CARD_PEER_SPENT_KEPT_MS`] after the hold would have run out), so the same
     /// token's spend again answers what it took without taking it twice. Fails, changing
     /// nothing, when the card is gone or the token holds less than `amount` (or nothing).
-    /// `log` sees the card after, under the lock.
+    /// The hold may be one this node took for a checkout of its own whose cart has moved to
+    /// another node since. `log` sees the card after, under the lock.
     pub fn spend_for_peer(
         &self,
         code: &str,
@@ -158,13 +162,15 @@ impl GiftCards {
         amount: i64,
         now_ms: u64,
         log: impl FnOnce(&Spent),
-    ) -> Result<Spent, String> {
+    ) -> Result<Spent, CommandError> {
+        let refused = |reason: String| CommandError::new(ErrorCode::GiftCard, reason);
         let mut inner = self.inner.write();
         inner.prune(code, now_ms);
         let card = inner
             .cards
             .get_mut(code)
-            .ok_or_else(|| format!("gift card {code} no longer exists"))?;
+            .ok_or_else(|| refused(format!("gift card {code} no longer exists")))?;
+        card.unsealed(code)?;
         let spent = |amount: i64, card: &Card| Spent {
             code: code.into(),
             amount,
@@ -182,15 +188,18 @@ impl GiftCards {
         let position = card
             .holds
             .iter()
-            .position(|hold| hold.for_peer && &*hold.token == token && hold.until_ms > now_ms)
+            .position(|hold| &*hold.token == token && hold.until_ms > now_ms)
             .filter(|&at| card.holds[at].amount >= amount && card.balance >= amount)
             .ok_or_else(|| {
-                format!("gift card {code} no longer holds the {amount} this checkout pays with it")
+                refused(format!(
+                    "gift card {code} no longer holds the {amount} this checkout pays with it"
+                ))
             })?;
         assert!(amount > 0, "only cards that pay are spent");
         let mut hold = card.holds.swap_remove(position);
         card.balance -= amount;
         hold.amount = amount;
+        hold.for_peer = true;
         card.spent_for_peers
             .retain(|done| done.until_ms.saturating_add(GIFT_CARD_PEER_SPENT_KEPT_MS) > now_ms);
         if card.spent_for_peers.len() >= GIFT_CARD_HOLDS_MAX {
@@ -225,5 +234,122 @@ impl GiftCards {
         log(card.balance, card.currency, &card.peer_holds());
         unlist(&mut inner.cards_by_token, token, code);
         true
+    }
+}
+
+/// A card as it goes to the node taking its hash slot: every live hold (this node's own
+/// checkouts' too, which that node then keeps for this one) and the spends it remembers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandedOver {
+    /// The card.
+    pub code: Box<str>,
+    /// Its balance, minor units.
+    pub balance: i64,
+    /// Its currency.
+    pub currency: Currency,
+    /// Its holds and spends, all kept for other nodes at the node taking it.
+    pub holds: PeerHolds,
+}
+
+impl GiftCards {
+    /// Seals the cards `moving` picks (those of a hash slot another node is about to serve):
+    /// none of them changes here any more (a change is refused with `-TRYAGAIN`, under the
+    /// same lock every change takes), and each is returned whole. Sealing twice returns the
+    /// same cards again.
+    pub fn seal(&self, moving: impl Fn(&str) -> bool, now_ms: u64) -> Vec<HandedOver> {
+        let mut inner = self.inner.write();
+        let codes: Vec<Box<str>> = inner
+            .cards
+            .keys()
+            .filter(|code| moving(code))
+            .cloned()
+            .collect();
+        let mut handed = Vec::with_capacity(codes.len());
+        for code in codes {
+            inner.prune(&code, now_ms);
+            let card = inner.cards.get_mut(&code).expect("listed above");
+            card.sealed = true;
+            let entry = |hold: &Hold| (hold.token.clone(), hold.amount, hold.until_ms);
+            let holds = PeerHolds {
+                holds: card.holds.iter().map(entry).collect(),
+                spent: card.spent_for_peers.iter().map(entry).collect(),
+            };
+            handed.push(HandedOver {
+                code,
+                balance: card.balance,
+                currency: card.currency,
+                holds,
+            });
+        }
+        handed
+    }
+
+    /// How many of the cards `picked` picks are not sealed.
+    pub fn count_unsealed(&self, picked: impl Fn(&str) -> bool) -> usize {
+        let inner = self.inner.read();
+        let cards = inner.cards.iter();
+        cards
+            .filter(|(code, card)| !card.sealed && picked(code))
+            .count()
+    }
+
+    /// Lets the sealed cards `moving` picks change here again (their slot stays here).
+    pub fn unseal(&self, moving: impl Fn(&str) -> bool) -> usize {
+        let mut inner = self.inner.write();
+        let cards = inner.cards.iter_mut();
+        let sealed = cards.filter(|(code, card)| card.sealed && moving(code));
+        sealed.map(|(_, card)| card.sealed = false).count()
+    }
+
+    /// Drops the sealed cards `moved` picks (the node that took their slot has them); `log`
+    /// sees each code, under the lock.
+    pub fn drop_sealed(&self, moved: impl Fn(&str) -> bool, mut log: impl FnMut(&str)) -> usize {
+        let mut inner = self.inner.write();
+        let codes: Vec<Box<str>> = inner
+            .cards
+            .iter()
+            .filter(|(code, card)| card.sealed && moved(code))
+            .map(|(code, _)| code.clone())
+            .collect();
+        for code in &codes {
+            if let Some(card) = inner.cards.remove(code) {
+                for hold in &card.holds {
+                    unlist(&mut inner.cards_by_token, &hold.token, code);
+                }
+            }
+            log(code);
+        }
+        codes.len()
+    }
+
+    /// Puts a card handed over by the node that served its slot in place of whatever this
+    /// node had of it: its balance, and every hold and spend as kept for other nodes (the
+    /// checkouts of this node among them, whose completion this node's own pricing then
+    /// takes like any other hold of its token).
+    pub fn adopt(&self, card: &HandedOver) {
+        self.unload(&card.code);
+        self.load(&card.code, card.balance, card.currency, &card.holds);
+    }
+
+    /// A cart frozen for checkout under `token` has left this node: the holds its checkout
+    /// keeps on this node's cards become holds kept for another node (logged with the card,
+    /// since no frozen cart here rebuilds them after a restart), which that node's completion
+    /// spends and its release drops. `log` sees each card changed, under the lock.
+    pub fn hand_to_peer(&self, token: &str, mut log: impl FnMut(&str, i64, Currency, &PeerHolds)) {
+        let mut inner = self.inner.write();
+        let codes = inner.cards_by_token.get(token).cloned().unwrap_or_default();
+        for code in codes {
+            let Some(card) = inner.cards.get_mut(&code) else {
+                continue;
+            };
+            let mut changed = false;
+            for hold in card.holds.iter_mut().filter(|hold| &*hold.token == token) {
+                changed |= !hold.for_peer;
+                hold.for_peer = true;
+            }
+            if changed {
+                log(&code, card.balance, card.currency, &card.peer_holds());
+            }
+        }
     }
 }

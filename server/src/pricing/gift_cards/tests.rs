@@ -36,7 +36,7 @@ fn reserve(
             gift_cards,
         })
     });
-    let uses = pricing.gift_cards.into_iter();
+    let uses = pricing.expect("no card is sealed").gift_cards.into_iter();
     uses.map(|card| (card.applied, card.reason)).collect()
 }
 
@@ -135,7 +135,11 @@ fn held_cards_refuse_to_shrink_change_currency_or_go() {
         "{lowered:?}"
     );
     assert!(cards.set("G", 5000, EUR, 0, |_| {}).is_err());
-    assert!(cards.remove("G", 0, || {}).unwrap_err().contains("held"));
+    assert!(cards
+        .remove("G", 0, || {})
+        .unwrap_err()
+        .message
+        .contains("held"));
     cards.set("G", 3000, USD, 0, |_| {}).unwrap();
     cards.set("G", 9000, USD, 0, |_| {}).unwrap();
     assert_eq!(balance(&cards, "G", 0), (9000, 3000));
@@ -290,15 +294,21 @@ fn peer_holds_spend_once_and_come_back_from_the_image() {
     reserve(&cards, "local", &["G"], 1000, 500, 0);
     let logged = std::cell::RefCell::new(PeerHolds::default());
     let log = |_: i64, _: Currency, holds: &PeerHolds| *logged.borrow_mut() = holds.clone();
-    let held = cards.hold_for_peer("G", "far", (9000, USD), (500, 0), log);
+    let held = cards
+        .hold_for_peer("G", "far", (9000, USD), (500, 0), log)
+        .unwrap();
     assert_eq!(held.map(|held| held.held), Some(4000), "what is left");
-    let again = cards.hold_for_peer("G", "far", (9000, USD), (500, 0), |_, _, _| {});
+    let again = cards
+        .hold_for_peer("G", "far", (9000, USD), (500, 0), |_, _, _| {})
+        .unwrap();
     assert_eq!(
         again.map(|held| held.held),
         Some(4000),
         "a retry holds no more"
     );
-    let other = cards.hold_for_peer("G", "eur", (10, EUR), (500, 0), |_, _, _| {});
+    let other = cards
+        .hold_for_peer("G", "eur", (10, EUR), (500, 0), |_, _, _| {})
+        .unwrap();
     assert_eq!(other.map(|held| held.held), Some(0), "another currency");
     assert_eq!(logged.borrow().holds.len(), 1);
 
@@ -330,4 +340,99 @@ fn peer_holds_spend_once_and_come_back_from_the_image() {
     );
     assert_eq!(spent.peer_holds.spent.len(), 1, "the spend is in the image");
     assert!(!restarted.release_for_peer("G", "far", |_, _, _| {}));
+}
+
+/// A card handed to the node taking its slot: sealed here (every change refused, to be tried
+/// again), and at the taker whole: this node's own checkout's hold too, which the taker then
+/// spends once for this node, and its peer's spend remembered.
+#[test]
+fn a_sealed_card_changes_no_more_and_arrives_whole() {
+    let cards = GiftCards::new();
+    cards.set("G", 5000, USD, 0, |_| {}).unwrap();
+    cards.set("H", 100, USD, 0, |_| {}).unwrap();
+    reserve(&cards, "mine", &["G"], 1000, 500, 0);
+    cards
+        .hold_for_peer("G", "far", (2000, USD), (500, 0), |_, _, _| {})
+        .unwrap();
+    cards.spend_for_peer("G", "far", 2000, 1, |_| {}).unwrap();
+    let handed = cards.seal(|code| code == "G", 2);
+    assert_eq!(handed.len(), 1, "only the card picked");
+    let card = &handed[0];
+    assert_eq!((card.balance, card.holds.holds.len()), (3000, 1));
+    assert_eq!(card.holds.spent.len(), 1, "the remembered spend goes too");
+    let try_again = |error: CommandError| assert_eq!(error.code, ErrorCode::TryAgain);
+    try_again(cards.set("G", 9000, USD, 3, |_| {}).unwrap_err());
+    try_again(cards.remove("G", 3, || {}).unwrap_err());
+    try_again(
+        cards
+            .complete("mine", &[("G", 1000)], 3, |_| {})
+            .unwrap_err(),
+    );
+    try_again(
+        cards
+            .spend_for_peer("G", "far", 2000, 3, |_| {})
+            .unwrap_err(),
+    );
+    try_again(
+        cards
+            .hold_for_peer("G", "new", (10, USD), (500, 3), |_, _, _| {})
+            .unwrap_err(),
+    );
+    assert_eq!(
+        cards.seal(|code| code == "G", 3),
+        handed,
+        "sealing again: the same"
+    );
+    assert_eq!(cards.count_unsealed(|_| true), 1, "H is not sealed");
+
+    let taker = GiftCards::new();
+    taker.adopt(card);
+    assert_eq!(
+        balance(&taker, "G", 3),
+        (3000, 1000),
+        "the hold came with it"
+    );
+    let spent = taker.spend_for_peer("G", "mine", 1000, 4, |_| {}).unwrap();
+    assert_eq!((spent.amount, spent.balance), (1000, 2000));
+    let retried = taker.spend_for_peer("G", "far", 2000, 4, |_| {}).unwrap();
+    assert_eq!(
+        retried.balance, 2000,
+        "the old owner's spend is not taken again"
+    );
+
+    assert_eq!(cards.drop_sealed(|code| code == "G", |_| {}), 1);
+    assert!(cards.get("G", 5).is_none());
+    assert_eq!(cards.unseal(|_| true), 0);
+}
+
+/// A cart leaving in checkout: its holds here become holds kept for another node (in the
+/// card's image), which that node's completion spends; back on a node holding it already, a
+/// rebuilt hold of the same token is not taken twice.
+#[test]
+fn a_frozen_carts_holds_follow_it_to_another_node() {
+    let cards = GiftCards::new();
+    cards.set("G", 5000, USD, 0, |_| {}).unwrap();
+    reserve(&cards, "left", &["G"], 1000, 500, 0);
+    let logged = std::cell::RefCell::new(Vec::new());
+    cards.hand_to_peer("left", |code, _, _, holds| {
+        logged
+            .borrow_mut()
+            .push((code.to_owned(), holds.holds.len()));
+    });
+    assert_eq!(*logged.borrow(), [("G".to_owned(), 1)]);
+    let restarted = GiftCards::new();
+    let (_, _, _, image) = cards.balances().pop().unwrap();
+    restarted.load("G", 5000, USD, &image);
+    assert_eq!(
+        balance(&restarted, "G", 1),
+        (5000, 1000),
+        "the hold survives"
+    );
+    restarted.restore_hold("G", "left", 1000, 500, 1).unwrap();
+    assert_eq!(balance(&restarted, "G", 1), (5000, 1000), "held once");
+    let spent = restarted
+        .spend_for_peer("G", "left", 1000, 2, |_| {})
+        .unwrap();
+    assert_eq!(spent.balance, 4000);
+    assert!(!restarted.release_for_peer("G", "other", |_, _, _| {}));
 }

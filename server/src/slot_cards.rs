@@ -1,0 +1,165 @@
+//! Gift cards moving with their hash slot (docs/CLUSTER.md "Resharding"). A card is decided
+//! by the primary serving its code's slot, so when the slot changes hands its cards must
+//! change hands at the same moment, whole: balance, every hold (the old owner's own
+//! checkouts' and other nodes'), and the spends it remembers.
+//!
+//! The node taking the slot does it, at its `CLUSTER SETSLOT slot NODE <itself>` (redis-cli
+//! tells the target first), before it records the move:
+//!
+//! 1. It asks the old owner `GIFTSYNC HANDOVER slot <its id>`. The old owner seals the slot's
+//!    cards (under the registry's lock: from then on a change of one is refused with
+//!    `-TRYAGAIN`, and requests for them are sent to the new owner) and answers them whole.
+//! 2. It puts each card in place and logs it, and waits until the log has it.
+//! 3. It records the move (PostgreSQL, or its `slot-moves`) and decides the cards from then on.
+//! 4. The old owner, once its layout gives the slot away, drops its sealed copies, logged as
+//!    moved (PostgreSQL's row is the new owner's to write: its term is the higher one).
+//!
+//! A step that fails leaves the move unrecorded and can be run again: a second HANDOVER
+//! answers the same sealed cards, and taking a card again replaces it. `SETSLOT slot STABLE`
+//! or `MIGRATING` on the old owner lifts the seal (the slot stays there). The old owner
+//! refuses `SETSLOT slot NODE <other>` while it holds cards of the slot not handed over.
+
+use bytes::Bytes;
+use protocol::{CommandError, ErrorCode, Reply};
+use tracing::info;
+
+use crate::peers::wire::Value;
+use crate::server::{now_ms, Server};
+
+/// Whether `code` is a card of hash slot `slot`.
+fn in_slot(slot: u16) -> impl Fn(&str) -> bool {
+    move |code: &str| cluster::key_slot(code.as_bytes()) == slot
+}
+
+/// `GIFTSYNC HANDOVER slot node-id` at the node serving `slot`: its cards are sealed and sent.
+pub fn hand_over(server: &Server, slot: u16, to: &[u8]) -> Result<Reply, CommandError> {
+    let (Some(layout), Some(peers)) = (server.layout(), server.peers.as_ref()) else {
+        return Err(CommandError::err(
+            "This instance has cluster support disabled",
+        ));
+    };
+    let to_name = String::from_utf8_lossy(to);
+    let taker = layout
+        .index_of(&to_name)
+        .filter(|&at| at != layout.me && layout.nodes[at].replica_of.is_none())
+        .ok_or_else(|| CommandError::err(format!("{to_name} is not another primary")))?;
+    if layout.owner_index(slot) != Some(layout.me) {
+        return Err(CommandError::err(format!(
+            "I'm not the owner of hash slot {slot}"
+        )));
+    }
+    peers.owners.seal(slot, taker);
+    let sealed = server.store.gift_cards_seal(in_slot(slot), now_ms());
+    info!(
+        slot,
+        cards = sealed.len(),
+        to = %to_name,
+        "the gift cards of a hash slot are sealed for the node taking it"
+    );
+    let mut reply = Vec::with_capacity(2 * sealed.len());
+    for (card, image) in sealed {
+        reply.push(Reply::Bulk(Bytes::from(card.code.into_string())));
+        reply.push(Reply::Bulk(Bytes::from(image)));
+    }
+    Ok(Reply::Array(reply))
+}
+
+/// At `CLUSTER SETSLOT slot NODE <this node>`, before the move is recorded: the slot's cards
+/// from the primary at layout index `owner`, which serves it now, put in place and logged.
+pub async fn take_over(server: &Server, slot: u16, owner: usize) -> Result<usize, CommandError> {
+    let (Some(layout), Some(peers)) = (server.layout(), server.peers.as_ref()) else {
+        return Ok(0);
+    };
+    let unavailable = |why: String| {
+        CommandError::new(
+            ErrorCode::TryAgain,
+            format!(
+                "cannot take hash slot {slot}'s gift cards from {}, which serves it: {why}",
+                layout.nodes[owner].id
+            ),
+        )
+    };
+    let slot_text = slot.to_string();
+    let words: [&[u8]; 4] = [
+        b"GIFTSYNC",
+        b"HANDOVER",
+        slot_text.as_bytes(),
+        layout.myself().id.as_bytes(),
+    ];
+    let value = peers.calls.call(owner, &words).await.map_err(unavailable)?;
+    let items = match value {
+        Value::Array(Some(items)) if items.len() % 2 == 0 => items,
+        Value::Error(error) => return Err(unavailable(error)),
+        other => return Err(unavailable(format!("it answered {other:?}"))),
+    };
+    let now = now_ms();
+    crate::store::take_appended_lsn();
+    for pair in items.chunks(2) {
+        let [Value::Bulk(Some(code)), Value::Bulk(Some(image))] = pair else {
+            return Err(unavailable(format!("it answered {pair:?}")));
+        };
+        let code = std::str::from_utf8(code).map_err(|_| unavailable("a code not UTF-8".into()))?;
+        if !in_slot(slot)(code) {
+            return Err(unavailable(format!("it sent card {code} of another slot")));
+        }
+        server
+            .store
+            .gift_card_adopt(code, image, now)
+            .map_err(unavailable)?;
+    }
+    let lsn = crate::store::take_appended_lsn();
+    if let (Some(durability), true) = (server.durability.get(), lsn > 0) {
+        durability.wal.wait_ack(lsn).await;
+    }
+    let cards = items.len() / 2;
+    info!(slot, cards, "the gift cards of a hash slot taken over");
+    Ok(cards)
+}
+
+/// Refuses to give `slot` away from here while cards of it are not handed over (their new
+/// owner would not have them).
+pub fn refuse_unsealed(server: &Server, slot: u16, to: &str) -> Result<(), CommandError> {
+    let cards = server.store.gift_cards.count_unsealed(in_slot(slot));
+    if cards == 0 {
+        return Ok(());
+    }
+    Err(CommandError::err(format!(
+        "Can't assign hashslot {slot} to a different node while I still hold {cards} gift \
+         card(s) for this hash slot: send CLUSTER SETSLOT {slot} NODE {to} to {to} first, which \
+         takes them"
+    )))
+}
+
+/// Lifts the seal of `slot`'s cards here (a move stopped before it was recorded: the slot
+/// stays here, and so do they).
+pub fn unseal(server: &Server, slot: u16) {
+    let Some(peers) = server.peers.as_ref() else {
+        return;
+    };
+    if peers.owners.unseal(slot) {
+        let cards = server.store.gift_cards.unseal(in_slot(slot));
+        info!(
+            slot,
+            cards, "the gift cards of a hash slot that stays here are unsealed"
+        );
+    }
+}
+
+/// After the layout changed: the sealed cards of each slot another node serves now are
+/// dropped here (that node has them).
+pub fn drop_moved(server: &Server) {
+    let (Some(layout), Some(peers)) = (server.layout(), server.peers.as_ref()) else {
+        return;
+    };
+    for slot in peers.owners.sealed_slots() {
+        if layout.owner_index(slot) == Some(layout.me) {
+            continue;
+        }
+        peers.owners.unseal(slot);
+        let cards = server.store.gift_cards_drop_moved(in_slot(slot), now_ms());
+        info!(
+            slot,
+            cards, "the gift cards of a hash slot now served elsewhere are dropped here"
+        );
+    }
+}
