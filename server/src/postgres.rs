@@ -560,9 +560,10 @@ fn owns_cart(server: &Server, key: &[u8]) -> bool {
 
 /// Puts PostgreSQL's (code, balance, currency) of each gift card this node decides in place,
 /// logged; returns how many.
-fn put_gift_cards(server: &Server, rows: &[(String, i64, String)]) -> u64 {
+fn put_gift_cards(server: &Server, rows: &[sink::GiftCardRow]) -> u64 {
     let mut put = 0;
-    for (code, balance, currency) in rows {
+    for row in rows {
+        let (code, currency) = (&row.code, &row.currency);
         let decided_here = server
             .peers
             .as_ref()
@@ -572,9 +573,12 @@ fn put_gift_cards(server: &Server, rows: &[(String, i64, String)]) -> u64 {
         }
         match protocol::Currency::parse(currency.as_bytes()) {
             Ok(currency) => {
-                server
-                    .store
-                    .gift_card_reload(code, *balance, currency, now_ms());
+                server.store.gift_card_reload(
+                    code,
+                    (row.balance, currency),
+                    &row.peer_spent,
+                    now_ms(),
+                );
                 put += 1;
             }
             Err(_) => warn!(%code, %currency, "a gift card row has a bad currency"),

@@ -592,6 +592,80 @@ async fn gift_card_spends_and_deleted_carts_of_the_lag_window_come_back_from_pos
     assert_eq!(version(&mut again, "cart:dropped").await, None);
 }
 
+/// `GIFTSYNC SPEND code token amount` on `conn`, as another node's completion sends it: what
+/// it answered, [amount taken, balance after] or the error.
+async fn peer_spend(
+    conn: &mut MultiplexedConnection,
+    code: &str,
+    token: &str,
+    amount: i64,
+) -> Result<(i64, i64), String> {
+    let reply: redis::RedisResult<(i64, i64, String)> = redis::cmd("GIFTSYNC")
+        .arg("SPEND")
+        .arg(code)
+        .arg(token)
+        .arg(amount)
+        .query_async(conn)
+        .await;
+    reply
+        .map(|(taken, balance, _)| (taken, balance))
+        .map_err(|error| error.to_string())
+}
+
+/// A card's owner answers another node's spend in the lag window (its replica down), streams
+/// it to PostgreSQL and dies; the answer was lost, so the spend is sent again to the promoted
+/// replica, which still has the hold. It answers what was spent and takes nothing more: the
+/// spend PostgreSQL remembers came back with the balance. Fails on 7cd00e8: the hold was
+/// taken a second time (balance 400 of a card worth 1,000 after one spend of 300).
+#[tokio::test]
+async fn a_peer_spend_of_the_lag_window_sent_again_is_not_taken_twice() {
+    let db = cartd_tests::TestDb::create().await;
+    let cluster = LocalCluster::up_with(1, 1, &format!("[postgres]\nurl = \"{}\"\n", db.url));
+    let mut primary = connect(&cluster, 0).await;
+    cartd_tests::ok(&mut primary, &cartd_tests::w("GIFTCARD.SET G7 1000 USD")).await;
+    let until = (std::time::SystemTime::now() + Duration::from_secs(600))
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis()
+        .to_string();
+    let hold = ["GIFTSYNC", "HOLD", "G7", "far-token", &until, "300", "USD"];
+    cartd_tests::ok(&mut primary, &hold).await;
+    assert_eq!(
+        wait(&mut primary, 1, 5_000).await,
+        1,
+        "the replica has the hold"
+    );
+    cluster.kill9(1);
+    let spent = peer_spend(&mut primary, "G7", "far-token", 300).await;
+    assert_eq!(spent, Ok((300, 700)));
+    cartd_tests::wait_for_sink(&mut primary).await;
+    cluster.kill9(0);
+    cluster.restart(1);
+    until_written(&cluster, 1, "cart:probe").await;
+    let mut promoted = connect(&cluster, 1).await;
+    let again = peer_spend(&mut promoted, "G7", "far-token", 300).await;
+    let log = cluster.log(1);
+    assert_eq!(
+        again,
+        Ok((300, 700)),
+        "answered once more, not taken:\n{log}"
+    );
+    assert_eq!(
+        gift_card_balance(&mut promoted, "G7").await,
+        Some(700),
+        "{log}"
+    );
+    // Logged: the promoted node's restart keeps it so.
+    cluster.kill9(1);
+    cluster.restart(1);
+    let mut again = connect(&cluster, 1).await;
+    assert_eq!(
+        peer_spend(&mut again, "G7", "far-token", 300).await,
+        Ok((300, 700))
+    );
+    assert_eq!(gift_card_balance(&mut again, "G7").await, Some(700));
+}
+
 /// PostgreSQL cut off from a shard group, then its primary killed -9 and started again: it
 /// does not wait for PostgreSQL but starts in the role it recorded, and takes writes again
 /// under failsafe once its replica follows it (nobody could have been promoted: the replica

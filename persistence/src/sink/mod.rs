@@ -102,6 +102,23 @@ pub enum ReferenceKey {
     GiftCard(Vec<u8>),
 }
 
+/// A spend a gift card's owner remembers for another node's checkout: (token, minor units,
+/// until when its hold ran, Unix ms).
+pub type PeerSpent = (String, i64, u64);
+
+/// A `gift_cards` row read back: code, balance, currency, the spends it remembers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GiftCardRow {
+    /// The card's code.
+    pub code: String,
+    /// Minor units.
+    pub balance: i64,
+    /// Its currency.
+    pub currency: String,
+    /// The spends its owner remembers for other nodes' checkouts.
+    pub peer_spent: Vec<PeerSpent>,
+}
+
 /// What a reference row holds besides its key.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReferenceValue {
@@ -131,6 +148,8 @@ pub enum ReferenceValue {
         balance: i64,
         /// Its currency.
         currency: String,
+        /// The spends its owner remembers for other nodes' checkouts.
+        peer_spent: Vec<PeerSpent>,
     },
 }
 

@@ -48,6 +48,8 @@ struct GiftCardRows {
     currencies: Vec<String>,
     updated_at_ms: Vec<i64>,
     lsns: Vec<i64>,
+    /// Each card's remembered spends, JSON text.
+    peer_spent: Vec<String>,
 }
 
 /// Rows to delete by one key column.
@@ -120,11 +122,20 @@ impl ReferenceRows {
                 rows.updated_at_ms.push(at_ms);
                 rows.lsns.push(db_lsn);
             }
-            (ReferenceKey::GiftCard(code), ReferenceValue::GiftCard { balance, currency }) => {
+            (
+                ReferenceKey::GiftCard(code),
+                ReferenceValue::GiftCard {
+                    balance,
+                    currency,
+                    peer_spent,
+                },
+            ) => {
                 let rows = &mut self.gift_cards;
                 rows.codes.push(key_text(&code));
                 rows.balances.push(balance);
                 rows.currencies.push(currency);
+                let spent = serde_json::to_string(&peer_spent).expect("plain JSON");
+                rows.peer_spent.push(spent);
                 rows.updated_at_ms.push(at_ms);
                 rows.lsns.push(db_lsn);
             }
@@ -239,13 +250,14 @@ impl ReferenceRows {
             return Ok(0);
         }
         let result = sqlx::query(
-            "INSERT INTO gift_cards (code, balance, currency, updated_at, lsn, term) \
-             SELECT code, balance, currency, cartd_ms_to_ts(updated_ms), lsn, $6 \
-             FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[]) \
-               AS card(code, balance, currency, updated_ms, lsn) \
+            "INSERT INTO gift_cards (code, balance, currency, updated_at, lsn, term, peer_spent) \
+             SELECT code, balance, currency, cartd_ms_to_ts(updated_ms), lsn, $6, spent::jsonb \
+             FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[], \
+                         $7::text[]) \
+               AS card(code, balance, currency, updated_ms, lsn, spent) \
              ON CONFLICT (code) DO UPDATE SET balance = excluded.balance, \
                  currency = excluded.currency, updated_at = excluded.updated_at, \
-                 lsn = excluded.lsn, term = excluded.term \
+                 lsn = excluded.lsn, term = excluded.term, peer_spent = excluded.peer_spent \
              WHERE (gift_cards.term, gift_cards.lsn) < (excluded.term, excluded.lsn)",
         )
         .bind(&rows.codes)
@@ -254,6 +266,7 @@ impl ReferenceRows {
         .bind(&rows.updated_at_ms)
         .bind(&rows.lsns)
         .bind(term)
+        .bind(&rows.peer_spent)
         .execute(&mut **tx)
         .await
         .map_err(SinkError::query("upserting the batch's gift cards"))?;

@@ -9,7 +9,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
 use super::columns::{key_bytes, lsn_from_db, ms_to_db};
-use super::{CartRow, ReferenceKey, ReferenceValue, SinkError, StoredCart};
+use super::{CartRow, GiftCardRow, ReferenceKey, ReferenceValue, SinkError, StoredCart};
 
 /// Carts between two progress lines in the log while loading.
 const LOAD_PROGRESS_CARTS: u64 = 100_000;
@@ -115,16 +115,17 @@ pub async fn carts_changed_after(
         .collect())
 }
 
-/// The gift cards (code, balance, currency) last written under `term` by a record after
-/// `after` LSN: the balances the old primary of a shard group streamed past the fork (its
+/// The gift cards last written under `term` by a record after `after` LSN: the balances
+/// (and remembered spends) the old primary of a shard group streamed past the fork (its
 /// spends and GIFTCARD.SETs of the lag window).
 pub async fn load_gift_cards_written_after(
     pool: &PgPool,
     term: u64,
     after: crate::record::Lsn,
-) -> Result<Vec<(String, i64, String)>, SinkError> {
-    let rows: Vec<(String, i64, String)> = sqlx::query_as(
-        "SELECT code, balance, currency FROM gift_cards WHERE term = $1 AND lsn > $2",
+) -> Result<Vec<GiftCardRow>, SinkError> {
+    let rows: Vec<RawCard> = sqlx::query_as(
+        "SELECT code, balance, currency, peer_spent::text FROM gift_cards \
+         WHERE term = $1 AND lsn > $2",
     )
     .bind(super::columns::lsn_to_db(term))
     .bind(super::columns::lsn_to_db(after))
@@ -134,21 +135,22 @@ pub async fn load_gift_cards_written_after(
     Ok(gift_card_rows(rows))
 }
 
-/// The gift cards (code, balance, currency) under `codes` that PostgreSQL has.
+/// The gift cards under `codes` that PostgreSQL has.
 pub async fn load_gift_cards_by_code(
     pool: &PgPool,
     codes: &[String],
-) -> Result<Vec<(String, i64, String)>, SinkError> {
+) -> Result<Vec<GiftCardRow>, SinkError> {
     let texts: Vec<String> = codes
         .iter()
         .map(|code| super::columns::key_text(code.as_bytes()))
         .collect();
-    let rows: Vec<(String, i64, String)> =
-        sqlx::query_as("SELECT code, balance, currency FROM gift_cards WHERE code = ANY($1)")
-            .bind(&texts)
-            .fetch_all(pool)
-            .await
-            .map_err(SinkError::query("loading gift cards by code"))?;
+    let rows: Vec<RawCard> = sqlx::query_as(
+        "SELECT code, balance, currency, peer_spent::text FROM gift_cards WHERE code = ANY($1)",
+    )
+    .bind(&texts)
+    .fetch_all(pool)
+    .await
+    .map_err(SinkError::query("loading gift cards by code"))?;
     Ok(gift_card_rows(rows))
 }
 
@@ -186,13 +188,30 @@ fn keyed_carts(rows: &[PgRow]) -> Result<Vec<(Bytes, StoredCart)>, SinkError> {
     Ok(carts)
 }
 
-/// (code, balance, currency) rows of `gift_cards` with their codes read back; a code that is
-/// not UTF-8 once decoded is skipped.
-fn gift_card_rows(rows: Vec<(String, i64, String)>) -> Vec<(String, i64, String)> {
+/// A `gift_cards` row as selected: hex code, balance, currency, remembered spends as JSON.
+type RawCard = (String, i64, String, String);
+
+/// The remembered spends of a row's `peer_spent`; none when they cannot be read (logged).
+fn peer_spent(code: &str, text: &str) -> Vec<super::PeerSpent> {
+    serde_json::from_str(text).unwrap_or_else(|error| {
+        tracing::warn!(%code, %error, "a gift card row's peer_spent is unreadable; taken as none");
+        Vec::new()
+    })
+}
+
+/// `gift_cards` rows with their codes read back; a code that is not UTF-8 once decoded is
+/// skipped.
+fn gift_card_rows(rows: Vec<RawCard>) -> Vec<GiftCardRow> {
     rows.into_iter()
-        .filter_map(|(code, balance, currency)| {
+        .filter_map(|(code, balance, currency, spent)| {
+            let peer_spent = peer_spent(&code, &spent);
             let code = String::from_utf8(key_bytes(&code)?).ok()?;
-            Some((code, balance, currency))
+            Some(GiftCardRow {
+                code,
+                balance,
+                currency,
+                peer_spent,
+            })
         })
         .collect()
 }
@@ -272,7 +291,7 @@ async fn load_coded(
 ) -> Result<Vec<(ReferenceKey, ReferenceValue)>, SinkError> {
     let sql = match table {
         "promotions" => "SELECT code, document, automatic FROM promotions",
-        _ => "SELECT code, balance, currency FROM gift_cards",
+        _ => "SELECT code, balance, currency, peer_spent::text AS peer_spent FROM gift_cards",
     };
     let rows = sqlx::query(sql)
         .fetch_all(pool)
@@ -288,9 +307,11 @@ async fn load_coded(
                     automatic: row.try_get("automatic")?,
                 }
             } else {
+                let spent: String = row.try_get("peer_spent")?;
                 ReferenceValue::GiftCard {
                     balance: row.try_get("balance")?,
                     currency: row.try_get("currency")?,
+                    peer_spent: peer_spent(&code, &spent),
                 }
             };
             Ok((code, value))

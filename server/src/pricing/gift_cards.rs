@@ -242,12 +242,15 @@ impl GiftCards {
 
     /// Puts the balance PostgreSQL has for a card in place (a promoted node's lag window: the
     /// old primary spent or set it after this node's last record), whatever this node holds
-    /// of it: the spends behind it happened. What it keeps for other nodes stays.
+    /// of it: the spends behind it happened. What it keeps for other nodes stays, but for the
+    /// spends PostgreSQL remembers (`spent`, token, amount, until): each is remembered here
+    /// too and its token's hold dropped, so a spend the old primary answered and that is sent
+    /// again is answered once more, not taken a second time.
     pub fn reload(
         &self,
         code: &str,
-        balance: i64,
-        currency: Currency,
+        (balance, currency): (i64, Currency),
+        spent: &[(Box<str>, i64, u64)],
         log: impl FnOnce(&PeerHolds),
     ) {
         let mut inner = self.inner.write();
@@ -260,7 +263,23 @@ impl GiftCards {
         });
         card.balance = balance;
         card.currency = currency;
-        log(&card.peer_holds());
+        for (token, amount, until_ms) in spent {
+            if card.spent_for_peers.iter().any(|done| done.token == *token) {
+                continue;
+            }
+            card.holds.retain(|hold| hold.token != *token);
+            card.spent_for_peers.push(Hold {
+                token: token.clone(),
+                amount: *amount,
+                until_ms: *until_ms,
+                for_peer: true,
+            });
+        }
+        let peer_holds = card.peer_holds();
+        for (token, ..) in spent {
+            unlist(&mut inner.cards_by_token, token, code);
+        }
+        log(&peer_holds);
     }
 
     /// `GIFTCARD.GET` at `now_ms`.

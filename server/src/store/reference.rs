@@ -172,10 +172,14 @@ pub fn row_value(space: Space, image: &[u8]) -> Result<ReferenceValue, String> {
             }
         }
         Space::GiftCard => {
-            let (image, _) = decode_gift_card(image).map_err(undecodable)?;
+            let (image, holds) = decode_gift_card(image).map_err(undecodable)?;
+            let spent = holds.spent.into_iter();
             ReferenceValue::GiftCard {
                 balance: image.balance,
                 currency: String::from_utf8_lossy(&image.currency).into_owned(),
+                peer_spent: spent
+                    .map(|(token, amount, until)| (token.into(), amount, until))
+                    .collect(),
             }
         }
         Space::Cart => return Err("a cart is not reference data".into()),
@@ -228,13 +232,19 @@ pub fn row_image(
             ReferenceValue::GiftCard {
                 balance,
                 currency: text,
+                peer_spent,
             },
         ) => {
-            let image = GiftCardImage {
-                balance: *balance,
-                currency: currency(text)?,
+            let holds = PeerHolds {
+                holds: Vec::new(),
+                spent: peer_spent_of(peer_spent),
             };
-            Ok((Space::GiftCard, code.clone(), encode(&image)))
+            let currency = Currency(currency(text)?);
+            Ok((
+                Space::GiftCard,
+                code.clone(),
+                gift_card_image(*balance, currency, &holds),
+            ))
         }
         (key, value) => Err(format!("a row {value:?} does not fit {key:?}")),
     }
@@ -394,10 +404,18 @@ impl Store {
             })
     }
 
-    /// A card's balance from PostgreSQL (the lag window), logged.
-    pub fn gift_card_reload(&self, code: &str, balance: i64, currency: Currency, now_ms: u64) {
+    /// A card's balance from PostgreSQL (the lag window), with the spends for other nodes it
+    /// remembers there (`spent`), logged.
+    pub fn gift_card_reload(
+        &self,
+        code: &str,
+        (balance, currency): (i64, Currency),
+        spent: &[persistence::sink::PeerSpent],
+        now_ms: u64,
+    ) {
+        let spent = peer_spent_of(spent);
         self.gift_cards
-            .reload(code, balance, currency, |peer_holds| {
+            .reload(code, (balance, currency), &spent, |peer_holds| {
                 let image = gift_card_image(balance, currency, peer_holds);
                 let stamp = Stamp {
                     at_ms: now_ms,
@@ -416,7 +434,7 @@ impl Store {
         let Some(card) = self.gift_cards.get(code, now_ms) else {
             return false;
         };
-        self.gift_card_reload(code, card.balance, card.currency, now_ms);
+        self.gift_card_reload(code, (card.balance, card.currency), &[], now_ms);
         true
     }
 
@@ -489,4 +507,12 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// PostgreSQL's remembered spends of a card as its image keeps them.
+fn peer_spent_of(spent: &[persistence::sink::PeerSpent]) -> Vec<(Box<str>, i64, u64)> {
+    let spent = spent.iter();
+    spent
+        .map(|(token, amount, until)| (token.as_str().into(), *amount, *until))
+        .collect()
 }

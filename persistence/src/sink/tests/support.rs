@@ -218,6 +218,7 @@ impl RowCodec for JsonCodec {
             Space::GiftCard => ReferenceValue::GiftCard {
                 balance: json["balance"].as_i64().ok_or("no balance")?,
                 currency: json["currency"].as_str().unwrap_or("USD").into(),
+                peer_spent: serde_json::from_value(json["peer_spent"].clone()).unwrap_or_default(),
             },
             Space::Cart | Space::Handoff => return Err("not reference data".into()),
         })
@@ -238,8 +239,12 @@ impl RowCodec for JsonCodec {
         let image = match value {
             ReferenceValue::Catalog { price, stock, .. } => json!({"price": price, "stock": stock}),
             ReferenceValue::Promotion { document, .. } => document.clone(),
-            ReferenceValue::GiftCard { balance, currency } => {
-                json!({"balance": balance, "currency": currency})
+            ReferenceValue::GiftCard {
+                balance,
+                currency,
+                peer_spent,
+            } => {
+                json!({"balance": balance, "currency": currency, "peer_spent": peer_spent})
             }
         };
         Ok((space, key, serde_json::to_vec(&image).unwrap()))

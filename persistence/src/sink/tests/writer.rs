@@ -284,7 +284,9 @@ fn reference_records() -> Vec<crate::record::Record> {
             8,
             Space::GiftCard,
             "G1",
-            Some(json!({"balance": 4000, "currency": "USD"})),
+            Some(
+                json!({"balance": 4000, "currency": "USD", "peer_spent": [["far-token", 300, 99]]}),
+            ),
         ),
     ]
 }
@@ -311,6 +313,7 @@ fn reference_rows() -> Vec<(crate::sink::ReferenceKey, crate::sink::ReferenceVal
             ReferenceValue::GiftCard {
                 balance: 4000,
                 currency: "USD".into(),
+                peer_spent: vec![("far-token".into(), 300, 99)],
             },
         ),
         (
@@ -318,6 +321,7 @@ fn reference_rows() -> Vec<(crate::sink::ReferenceKey, crate::sink::ReferenceVal
             ReferenceValue::GiftCard {
                 balance: 5,
                 currency: "USD".into(),
+                peer_spent: Vec::new(),
             },
         ),
         (
