@@ -301,18 +301,8 @@ fn used_subnets() -> HashSet<u8> {
 /// are the threads it starts. For a thread of the test's own (a relay inside a host); the
 /// test process's other threads stay in the root namespace.
 pub fn enter_namespace(namespace: &str) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
     let file = std::fs::File::open(format!("/var/run/netns/{namespace}"))?;
-    // SAFETY: setns reads only the open descriptor `file` holds until it drops after the call,
-    // and CLONE_NEWNET changes the calling thread's network namespace alone: no memory of
-    // this process is touched.
-    #[allow(unsafe_code)]
-    let entered = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if entered == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
 }
 
 /// Runs `ip args...`; panics with its error output if it fails.
