@@ -1,6 +1,8 @@
-//! `scripts/chaos --minutes N`: random faults under load for N minutes (`CHAOS_MINUTES`,
-//! default 5) on one cluster of three primaries with a replica each and PostgreSQL
-//! (`DATABASE_URL`, as the tests). Each round starts a load, injects one fault picked at
+//! `scripts/chaos --minutes N [--netns]`: random faults under load for N minutes
+//! (`CHAOS_MINUTES`, default 5) on one cluster of three primaries with a replica each and
+//! PostgreSQL (`DATABASE_URL`, as the tests): on 127.0.0.1, or with `CHAOS_NETNS=1` each node
+//! on a host of its own (a network namespace, `cartd_tests::netns`), PostgreSQL cut off by
+//! taking the hosts' links to it down. Each round starts a load, injects one fault picked at
 //! random (`CHAOS_SEED` repeats a run), lets the load run on, stops it and checks (see
 //! `cartd_tests::chaos`); at the end every round's writes are checked once more, and the
 //! numbers are printed: kills, failover time (median, worst), writes lost with and without
@@ -13,7 +15,8 @@ use std::time::{Duration, Instant};
 use cartd_tests::chaos::check::{self, Report};
 use cartd_tests::chaos::faults::{self, Fault};
 use cartd_tests::chaos::load::{Load, LoadOptions, Records};
-use cartd_tests::chaos::ChaosCluster;
+use cartd_tests::chaos::{ChaosCluster, Nodes};
+use cartd_tests::netns::cluster::NetnsCluster;
 
 /// Load before each fault and after the cluster is back.
 const STEADY: Duration = Duration::from_millis(1_500);
@@ -72,8 +75,21 @@ async fn main() {
     let minutes: u64 = env_number("CHAOS_MINUTES", 5);
     let seed = env_number("CHAOS_SEED", seed_from_clock());
     println!("chaos: {minutes} min, CHAOS_SEED={seed}");
-    let mut rng = Rng(seed.max(1));
-    let chaos = Arc::new(ChaosCluster::up(3, 1).await);
+    let rng = Rng(seed.max(1));
+    let ok = if env_number("CHAOS_NETNS", 0) == 1 {
+        println!("chaos: every node on a network namespace of its own");
+        run(Arc::new(NetnsCluster::up(3, 1, 3_000).await), minutes, rng).await
+    } else {
+        run(Arc::new(ChaosCluster::up(3, 1).await), minutes, rng).await
+    };
+    if !ok {
+        std::process::exit(1);
+    }
+}
+
+/// Rounds on `chaos` until `minutes` are over, then the final check and the numbers; whether
+/// nothing was lost, misplaced or different.
+async fn run<N: Nodes + 'static>(chaos: Arc<ChaosCluster<N>>, minutes: u64, mut rng: Rng) -> bool {
     let deadline = Instant::now() + Duration::from_secs(60 * minutes);
     let mut totals = Totals::default();
     let mut round = 0;
@@ -101,14 +117,12 @@ async fn main() {
     }
     totals.print();
     drop(chaos);
-    if totals.lost_waited > 0 || !totals.broken.is_empty() || totals.failsafe_stalls > 0 {
-        std::process::exit(1);
-    }
+    totals.lost_waited == 0 && totals.broken.is_empty() && totals.failsafe_stalls == 0
 }
 
 /// One round: a load, one fault, the load on for a while, the checks.
-async fn run_round(
-    chaos: Arc<ChaosCluster>,
+async fn run_round<N: Nodes>(
+    chaos: Arc<ChaosCluster<N>>,
     round: u32,
     fault: Fault,
     group: usize,
@@ -130,9 +144,9 @@ async fn run_round(
 
 impl Totals {
     /// Adds one round's numbers and prints its line.
-    fn add(
+    fn add<N: Nodes>(
         &mut self,
-        chaos: &ChaosCluster,
+        chaos: &ChaosCluster<N>,
         round: u32,
         fault: Fault,
         report: &Report,
@@ -221,7 +235,7 @@ impl Totals {
 }
 
 /// Every round's writes checked again on the cluster as it is at the end.
-async fn recheck_all(chaos: &ChaosCluster, totals: &mut Totals) {
+async fn recheck_all<N: Nodes>(chaos: &ChaosCluster<N>, totals: &mut Totals) {
     let report = check::verify(chaos, &totals.all, "chaos:r").await;
     println!(
         "at the end, every round's writes again: lost {} waited / {} unwaited; {} misplaced; {} differ in PostgreSQL",
