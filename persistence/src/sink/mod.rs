@@ -26,7 +26,7 @@ mod tests;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::record::{Lsn, Space};
 
@@ -42,6 +42,15 @@ pub use writer::Term;
 
 /// Connections the sink's pool keeps at most: the sink itself, a restore or cleanup, a spare.
 pub const POOL_CONNECTIONS_MAX: u32 = 4;
+
+/// How long a session of ours may sit in an open transaction waiting for its next statement
+/// before PostgreSQL ends it, rolling the transaction back. A node cut off from PostgreSQL in
+/// the middle of a transaction (a sink batch holds a share lock on its group's lease row; a
+/// take-over holds the row for update) would otherwise keep its locks until PostgreSQL
+/// noticed the dead connection, hours later with the kernel's keepalive, and no replica could
+/// take the lease meanwhile. Below the shortest lease (1 s); our transactions send their
+/// statements back to back.
+pub const IDLE_IN_TRANSACTION_MS: u64 = 1_000;
 
 /// How long taking a connection from the pool (connecting, if need be) may take before it
 /// counts as a failure.
@@ -245,26 +254,32 @@ impl SinkError {
 /// A small pool for `url` that connects on first use; nothing is checked yet. The sink started
 /// on it keeps retrying while PostgreSQL is down, so the server starts either way.
 pub fn connect_lazy(url: &str) -> Result<PgPool, SinkError> {
-    pool_options().connect_lazy(url).map_err(SinkError::Connect)
+    Ok(pool_options().connect_lazy_with(connect_options(url)?))
 }
 
 /// A pool of at most `connections` for `url` that connects on first use, for statements that
 /// must not queue behind the sink's (the leases').
 pub fn connect_lazy_with(url: &str, connections: u32) -> Result<PgPool, SinkError> {
-    pool_options()
+    Ok(pool_options()
         .max_connections(connections)
-        .connect_lazy(url)
-        .map_err(SinkError::Connect)
+        .connect_lazy_with(connect_options(url)?))
 }
 
 /// Connects to `url` with a small pool and applies the migrations.
 pub async fn connect(url: &str) -> Result<PgPool, SinkError> {
     let pool = pool_options()
-        .connect(url)
+        .connect_with(connect_options(url)?)
         .await
         .map_err(SinkError::Connect)?;
     migrate(&pool).await?;
     Ok(pool)
+}
+
+/// The connection options of `url`, every session with [`IDLE_IN_TRANSACTION_MS`].
+fn connect_options(url: &str) -> Result<PgConnectOptions, SinkError> {
+    let options: PgConnectOptions = url.parse().map_err(SinkError::Connect)?;
+    let idle = IDLE_IN_TRANSACTION_MS.to_string();
+    Ok(options.options([("idle_in_transaction_session_timeout", idle.as_str())]))
 }
 
 fn pool_options() -> PgPoolOptions {

@@ -132,3 +132,41 @@ async fn a_moved_cart_keeps_its_row() {
     assert_eq!(keys, vec!["cart:moved".to_owned()]);
     db.drop(pool).await;
 }
+
+/// A session that went silent inside a transaction holding the group's lease row (a primary
+/// cut off from PostgreSQL mid-batch: its sink's share lock) is ended by PostgreSQL after
+/// `IDLE_IN_TRANSACTION_MS`, so a replica's take-over gets the row. Before (83876f4) the
+/// take-over waited on the lock for as long as PostgreSQL kept the dead session, and the
+/// failover never happened (cluster_partition.rs failed now and then under load).
+#[tokio::test]
+async fn a_silent_session_holding_the_lease_row_does_not_block_a_take_over() {
+    let (_db, pool) = TestDb::create().await;
+    let first = lease::claim_first(&pool, "n1", "n1", 100)
+        .await
+        .expect("the first lease");
+    let mut silent = pool.begin().await.expect("a transaction");
+    sqlx::query("SELECT term FROM cluster_leases WHERE shard_group = 'n1' FOR SHARE")
+        .execute(&mut *silent)
+        .await
+        .expect("the share lock");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await; // The lease lapses.
+    let taking = lease::take_over(
+        &pool,
+        "n1",
+        "n2",
+        first.term,
+        false,
+        3_000,
+        lease::Fork::at(0),
+    );
+    let taken = tokio::time::timeout(std::time::Duration::from_secs(20), taking)
+        .await
+        .expect("the take-over is not blocked for good")
+        .expect("the statement")
+        .expect("taken");
+    assert!(taken.term > first.term);
+    assert!(
+        silent.commit().await.is_err(),
+        "PostgreSQL ended the silent session"
+    );
+}
