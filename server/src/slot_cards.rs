@@ -8,7 +8,7 @@
 //!
 //! 1. It asks the old owner `GIFTSYNC HANDOVER slot <its id>`. The old owner seals the slot's
 //!    cards (under the registry's lock: from then on a change of one is refused with
-//!    `-TRYAGAIN`, and requests for them are sent to the new owner) and answers them whole.
+//!    `-TRYAGAIN`, and so is a request for one from its own clients) and answers them whole.
 //! 2. It puts each card in place and logs it, and waits until the log has it.
 //! 3. It records the move (PostgreSQL, or its `slot-moves`) and decides the cards from then on.
 //! 4. The old owner, once its layout gives the slot away, drops its sealed copies, logged as

@@ -1121,7 +1121,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         also_keys: Keys::NONE,
         group: "cluster",
         summary: "Internal, between cluster primaries: hold, spend or release part of a gift card this node decides, for a checkout on another node; hand a moving slot's cards to the node taking it.",
-        syntax: "HOLD|SPEND|RELEASE code token [argument ...] | HANDOVER slot node-id",
+        syntax: "HOLD|SPEND|RELEASE|HANDOVER code|slot token|node-id [argument ...]",
     },
     CommandSpec {
         id: CommandId::Asking,

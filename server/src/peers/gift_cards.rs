@@ -75,6 +75,13 @@ impl Owners {
         (owner != layout.me).then_some(owner)
     }
 
+    /// Whether card `code`'s slot is sealed here: handed to the node taking it, which does not
+    /// decide it before it has recorded the move.
+    pub fn sealed(&self, code: &[u8]) -> bool {
+        self.any_sealed.load(Ordering::Acquire)
+            && self.sealed.lock().contains_key(&cluster::key_slot(code))
+    }
+
     /// The cards of `slot` are the node at layout index `taker`'s to decide from now on.
     pub fn seal(&self, slot: u16, taker: usize) {
         let mut sealed = self.sealed.lock();
@@ -142,6 +149,10 @@ pub async fn send_releases(server: Arc<Server>, mut queue: mpsc::Receiver<Releas
 /// What a request needs of other nodes before it runs.
 #[derive(Debug)]
 pub enum Call {
+    /// A request about a card whose slot is changing hands this moment: `-TRYAGAIN`, asking
+    /// no one (sent on, the node taking the slot would send it back here until it has
+    /// recorded the move).
+    Moving(Bytes),
     /// `GIFTCARD.SET|GET|DEL` of a card another node owns: sent there as it is.
     Forward {
         /// The owner's layout index.
@@ -226,6 +237,9 @@ pub fn before_command(
     let owners = &server.peers.as_ref()?.owners;
     match spec.id {
         CommandId::GiftCardSet | CommandId::GiftCardGet | CommandId::GiftCardDel => {
+            if owners.sealed(args.get(1)?) {
+                return Some(Call::Moving(args[1].clone()));
+            }
             let owner = owners.owner_elsewhere(args.get(1)?)?;
             Some(Call::Forward {
                 owner,
@@ -234,6 +248,9 @@ pub fn before_command(
         }
         CommandId::CartGiftCard if args.get(2)?.eq_ignore_ascii_case(b"ADD") => {
             let code = args.get(3)?;
+            if owners.sealed(code) {
+                return Some(Call::Moving(code.clone()));
+            }
             let owner = owners.owner_elsewhere(code)?;
             Some(Call::Look {
                 owner,
@@ -306,6 +323,13 @@ pub async fn run(call: Call, server: &Server) -> Prepared {
     };
     let calls = &peers.calls;
     let result = match call {
+        Call::Moving(code) => Err(CommandError::new(
+            ErrorCode::TryAgain,
+            format!(
+                "gift card {} is moving with its hash slot to another cluster node; try again",
+                String::from_utf8_lossy(&code)
+            ),
+        )),
         Call::Forward { owner, args } => forward(calls, owner, &args).await,
         Call::Look { owner, code } => look(calls, owner, &code).await,
         Call::Hold {
