@@ -1,7 +1,7 @@
 //! The chaos harness (issue 14): a cluster of primaries and replicas with PostgreSQL; a steady
 //! write load from cluster-aware clients ([`load`]); faults ([`faults`]: kill -9 of a primary,
 //! of a primary and then of the replica that took over, PostgreSQL cut off from every node,
-//! every node killed and started again); and the checks after a fault ([`check`]): every
+//! every node killed and started again, on separate hosts a primary partitioned); and the checks after a fault ([`check`]): every
 //! waited write is there, every cart is on one primary, PostgreSQL holds what the cluster
 //! holds, how long each shard group had no primary, and whether two primaries of a group
 //! ever overlapped. The nodes are a [`Nodes`]: [`LocalNodes`] on 127.0.0.1, each reaching
@@ -100,6 +100,16 @@ pub trait Nodes: Send + Sync {
     fn cut_postgres(&self);
     /// Lets every node reach PostgreSQL again.
     fn mend_postgres(&self);
+    /// Whether [`Nodes::partition`] can cut one node off: the nodes are hosts of their own.
+    const PARTITIONS: bool = false;
+    /// Cuts `node` off PostgreSQL and off `peers` (clients still reach it), or mends that.
+    fn partition(&self, node: u16, peers: &[u16], cut: bool) {
+        let _ = (peers, cut);
+        panic!(
+            "the nodes share one host: n{} cannot be partitioned",
+            node + 1
+        );
+    }
 }
 
 /// A local cluster by `scripts/cluster` on 127.0.0.1 whose every node reaches PostgreSQL
@@ -274,6 +284,11 @@ impl<N: Nodes> ChaosCluster<N> {
     /// Lets every node reach PostgreSQL again.
     pub fn mend_postgres(&self) {
         tokio::task::block_in_place(|| self.nodes.mend_postgres());
+    }
+
+    /// Cuts `node` off PostgreSQL and off `peers`, or mends that ([`Nodes::partition`]).
+    pub fn partition(&self, node: u16, peers: &[u16], cut: bool) {
+        tokio::task::block_in_place(|| self.nodes.partition(node, peers, cut));
     }
 
     /// `node`'s `ROLE` (`master`, `slave`), if it answers.

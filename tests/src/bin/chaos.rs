@@ -2,7 +2,9 @@
 //! (`CHAOS_MINUTES`, default 5) on one cluster of three primaries with a replica each and
 //! PostgreSQL (`DATABASE_URL`, as the tests): on 127.0.0.1, or with `CHAOS_NETNS=1` each node
 //! on a host of its own (a network namespace, `cartd_tests::netns`), PostgreSQL cut off by
-//! taking the hosts' links to it down. Each round starts a load, injects one fault picked at
+//! taking the hosts' links to it down, and a primary may be partitioned from PostgreSQL and
+//! its replica (no write of it acknowledged after the new primary's, from the records). Each
+//! round starts a load, injects one fault picked at
 //! random (`CHAOS_SEED` repeats a run), lets the load run on, stops it and checks (see
 //! `cartd_tests::chaos`); at the end every round's writes are checked once more, and the
 //! numbers are printed: kills, failover time (median, worst), writes lost with and without
@@ -22,11 +24,13 @@ use cartd_tests::netns::cluster::NetnsCluster;
 const STEADY: Duration = Duration::from_millis(1_500);
 
 /// Odds of each fault, out of their sum: kills of one primary most often.
-const WEIGHTS: [(Fault, u64); 4] = [
+/// A partition only where the nodes are hosts of their own (`--netns`).
+const WEIGHTS: [(Fault, u64); 5] = [
     (Fault::KillPrimary, 3),
     (Fault::KillPrimaryTwice, 1),
     (Fault::CutPostgres, 1),
     (Fault::RestartAll, 1),
+    (Fault::PartitionPrimary, 1),
 ];
 
 /// A small xorshift generator: the run is repeated by its seed.
@@ -40,10 +44,15 @@ impl Rng {
         self.0
     }
 
-    fn fault(&mut self) -> Fault {
-        let total: u64 = WEIGHTS.iter().map(|(_, weight)| weight).sum();
+    /// A fault at random; a partition only if `partitions`.
+    fn fault(&mut self, partitions: bool) -> Fault {
+        let weights: Vec<(Fault, u64)> = WEIGHTS
+            .into_iter()
+            .filter(|&(fault, _)| partitions || fault != Fault::PartitionPrimary)
+            .collect();
+        let total: u64 = weights.iter().map(|(_, weight)| weight).sum();
         let mut pick = self.next() % total;
-        for (fault, weight) in WEIGHTS {
+        for (fault, weight) in weights {
             if pick < weight {
                 return fault;
             }
@@ -66,6 +75,8 @@ struct Totals {
     lost_waited: usize,
     lost_unwaited: usize,
     failsafe_stalls: usize,
+    partition_ms: Vec<u128>,
+    overlapping: usize,
     broken: Vec<String>,
     all: Records,
 }
@@ -95,7 +106,7 @@ async fn run<N: Nodes + 'static>(chaos: Arc<ChaosCluster<N>>, minutes: u64, mut 
     let mut round = 0;
     while Instant::now() < deadline {
         round += 1;
-        let fault = rng.fault();
+        let fault = rng.fault(N::PARTITIONS);
         let group = (rng.next() % 3) as usize;
         let started = Instant::now();
         let ran = tokio::spawn(run_round(chaos.clone(), round, fault, group)).await;
@@ -170,6 +181,9 @@ impl Totals {
                 outages.push(format!("n{}: {:?} ms", kill.node + 1, outage));
             }
         }
+        if let Some(partitioned) = &injected.partition {
+            outages.push(self.add_partition(chaos, round, report, partitioned, &records));
+        }
         if let Some((from, to)) = injected.postgres_cut {
             let late = from + Duration::from_secs(7);
             for group in 0..usize::from(chaos.groups.primaries) {
@@ -199,6 +213,42 @@ impl Totals {
         self.all.acks.extend(records.acks);
     }
 
+    /// A partition's numbers: how long its group had no primary, and whether the two
+    /// primaries overlapped (from the records); its part of the round's line.
+    fn add_partition<N: Nodes>(
+        &mut self,
+        chaos: &ChaosCluster<N>,
+        round: u32,
+        report: &Report,
+        partitioned: &faults::Partitioned,
+        records: &Records,
+    ) -> String {
+        let outage = report
+            .outage_after(partitioned.group, partitioned.at)
+            .map(|d| d.as_millis());
+        self.partition_ms.extend(outage);
+        let handover = check::handover(
+            records,
+            partitioned.group,
+            chaos.addr(partitioned.old),
+            chaos.addr(partitioned.new),
+            Some(partitioned.new_seen_at),
+        );
+        self.overlapping += handover.overlapping;
+        if handover.overlapping > 0 {
+            self.broken.push(format!(
+                "round {round}: two primaries of group {} at once: {handover}",
+                partitioned.group
+            ));
+        }
+        format!(
+            "n{} partitioned, n{} took over: {outage:?} ms, {} overlapping",
+            partitioned.old + 1,
+            partitioned.new + 1,
+            handover.overlapping
+        )
+    }
+
     fn print(&self) {
         println!("==== chaos summary ====");
         println!("rounds: {}", self.rounds.len());
@@ -220,6 +270,12 @@ impl Totals {
         println!("failover time (first failed to first taken write): median {median} ms, worst {worst} ms");
         let (median, worst) = median_worst(&self.unreplaced_ms);
         println!("no live member (second kill) until the first is back: median {median} ms, worst {worst} ms");
+        let (median, worst) = median_worst(&self.partition_ms);
+        println!(
+            "partitions: {} (no primary: median {median} ms, worst {worst} ms); writes of an old primary after its replica had taken one: {}",
+            self.partition_ms.len(),
+            self.overlapping
+        );
         println!(
             "writes acknowledged: {} ({} waited, {} not)",
             self.acks,

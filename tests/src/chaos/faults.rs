@@ -25,16 +25,35 @@ pub enum Fault {
     CutPostgres,
     /// kill -9 of every node, every node started again at once.
     RestartAll,
+    /// A group's primary cut off PostgreSQL and its replicas (its clients still reach it)
+    /// until a replica takes writes, then mended; only where [`Nodes::PARTITIONS`].
+    PartitionPrimary,
 }
 
 impl Fault {
     /// Every fault.
-    pub const ALL: [Fault; 4] = [
+    pub const ALL: [Fault; 5] = [
         Fault::KillPrimary,
         Fault::KillPrimaryTwice,
         Fault::CutPostgres,
         Fault::RestartAll,
+        Fault::PartitionPrimary,
     ];
+}
+
+/// A primary partitioned and replaced.
+#[derive(Debug, Clone)]
+pub struct Partitioned {
+    /// Its shard group.
+    pub group: usize,
+    /// The partitioned primary.
+    pub old: u16,
+    /// The replica that took over.
+    pub new: u16,
+    /// When it was cut off (load clock).
+    pub at: Duration,
+    /// When the harness had seen the new primary take a write (load clock).
+    pub new_seen_at: Duration,
 }
 
 /// A node killed.
@@ -57,6 +76,8 @@ pub struct Injected {
     pub kills: Vec<Kill>,
     /// PostgreSQL cut off from every node, from and to (load clock).
     pub postgres_cut: Option<(Duration, Duration)>,
+    /// The primary partitioned.
+    pub partition: Option<Partitioned>,
 }
 
 /// Injects `fault` (on `group`, for the kills) and waits until the cluster serves every slot
@@ -72,6 +93,7 @@ pub async fn inject<N: Nodes>(
         Fault::KillPrimaryTwice => kill_primary_twice(chaos, load, group).await,
         Fault::CutPostgres => cut_postgres(chaos, load).await,
         Fault::RestartAll => restart_all(chaos, load).await,
+        Fault::PartitionPrimary => partition_primary(chaos, load, group).await,
     }
 }
 
@@ -89,7 +111,7 @@ async fn kill_primary<N: Nodes>(chaos: &ChaosCluster<N>, load: &Load, group: usi
             at,
             failover: true,
         }],
-        postgres_cut: None,
+        ..Injected::default()
     }
 }
 
@@ -118,7 +140,7 @@ async fn kill_primary_twice<N: Nodes>(
     };
     Injected {
         kills: vec![kill(first, first_at, true), kill(second, second_at, false)],
-        postgres_cut: None,
+        ..Injected::default()
     }
 }
 
@@ -131,6 +153,7 @@ async fn cut_postgres<N: Nodes>(chaos: &ChaosCluster<N>, load: &Load) -> Injecte
     Injected {
         kills: Vec::new(),
         postgres_cut: Some((from, to)),
+        ..Injected::default()
     }
 }
 
@@ -150,6 +173,36 @@ async fn restart_all<N: Nodes>(chaos: &ChaosCluster<N>, load: &Load) -> Injected
     }
     Injected {
         kills,
-        postgres_cut: None,
+        ..Injected::default()
+    }
+}
+
+async fn partition_primary<N: Nodes>(
+    chaos: &ChaosCluster<N>,
+    load: &Load,
+    group: usize,
+) -> Injected {
+    let old = chaos.primary_of(group).await;
+    let replicas: Vec<u16> = chaos
+        .groups
+        .members(group)
+        .into_iter()
+        .filter(|&node| node != old)
+        .collect();
+    let at = load.elapsed();
+    chaos.partition(old, &replicas, true);
+    let new = chaos.until_writable(group, Some(old)).await;
+    let new_seen_at = load.elapsed();
+    chaos.partition(old, &replicas, false);
+    chaos.until_following(old).await;
+    Injected {
+        partition: Some(Partitioned {
+            group,
+            old,
+            new,
+            at,
+            new_seen_at,
+        }),
+        ..Injected::default()
     }
 }

@@ -341,6 +341,19 @@ impl Nodes for NetnsCluster {
             self.net.mend(self.host_of(node), &[POSTGRES_HOST]);
         }
     }
+
+    const PARTITIONS: bool = true;
+
+    fn partition(&self, node: u16, peers: &[u16], cut: bool) {
+        let hosts: Vec<usize> = std::iter::once(POSTGRES_HOST)
+            .chain(peers.iter().map(|&peer| self.host_of(peer)))
+            .collect();
+        if cut {
+            self.net.partition(self.host_of(node), &hosts);
+        } else {
+            self.net.mend(self.host_of(node), &hosts);
+        }
+    }
 }
 
 impl Drop for NetnsCluster {
