@@ -344,9 +344,12 @@ async fn set_slot(server: &Server, slot: u16, action: SetSlot) -> Result<Reply, 
                      for this hash slot."
                 )));
             }
+            let mut handed = None;
             match owner {
                 Some(owner) if node == layout.me && owner != layout.me => {
-                    crate::slot_cards::take_over(server, slot, owner).await?;
+                    let term = crate::slot_cards::take_over(server, slot, owner).await?;
+                    let from = layout.group_name(layout.nodes[owner].group);
+                    handed = term.map(|term| (from, term));
                 }
                 Some(owner) if owner == layout.me && node != layout.me => {
                     crate::slot_cards::refuse_unsealed(server, slot, &layout.nodes[node].id)?;
@@ -354,7 +357,7 @@ async fn set_slot(server: &Server, slot: u16, action: SetSlot) -> Result<Reply, 
                 _ => {}
             }
             let group = layout.nodes[node].group;
-            let term = record_move(server, slot, layout.group_name(group)).await?;
+            let term = record_move(server, slot, layout.group_name(group), handed).await?;
             {
                 let mut applied = server.slots.applied.lock();
                 let known = applied.entry(slot).or_insert(0);
@@ -416,17 +419,33 @@ async fn raise_term_for_import(server: &Server) -> Result<(), CommandError> {
 }
 
 /// Records that `group` serves `slot`: in PostgreSQL (the move's term), or in this node's
-/// `slot-moves` (term 0).
-async fn record_move(server: &Server, slot: u16, group: &str) -> Result<u64, CommandError> {
+/// `slot-moves` (term 0). `handed`: the group that served it and the term its gift cards were
+/// handed over at, which must still be that group's (else a replica took over since, with the
+/// cards as they were before the seal: `-TRYAGAIN`, and the move is run again).
+async fn record_move(
+    server: &Server,
+    slot: u16,
+    group: &str,
+    handed: Option<(&str, u64)>,
+) -> Result<u64, CommandError> {
     if let Some(postgres) = server.durable().postgres.as_ref() {
-        return persistence::sink::lease::record_slot_move(postgres.lease_pool(), slot, group)
+        let pool = postgres.lease_pool();
+        let recorded = persistence::sink::lease::record_slot_move(pool, slot, group, handed)
             .await
             .map_err(|error| {
                 CommandError::new(
                     ErrorCode::TryAgain,
                     format!("cannot record the slot's owner in PostgreSQL: {error}"),
                 )
-            });
+            })?;
+        return recorded.ok_or_else(|| {
+            CommandError::new(
+                ErrorCode::TryAgain,
+                format!(
+                    "the primary that handed over hash slot {slot}'s gift cards is not its                      group's any more (a failover): set the slot's node again"
+                ),
+            )
+        });
     }
     let mut recorded = server.slots.recorded.lock();
     recorded.insert(slot, group.to_owned());

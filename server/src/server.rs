@@ -224,8 +224,10 @@ fn start_background_jobs(server: &Arc<Server>) {
 
 /// The jobs only a primary runs, at its start or when a replica is promoted: expiry (a
 /// replica expires nothing itself: its primary's tombstones do), and in a cluster the handoff
-/// courier and the links to the other shard groups.
+/// courier and the links to the other shard groups; first, gift cards left here by a slot
+/// move are dropped ([`crate::slot_cards::drop_foreign`]).
 pub fn start_primary_jobs(server: &Arc<Server>) {
+    crate::slot_cards::drop_foreign(server);
     let tracker = &server.tasks;
     tracker.spawn(expire_carts(server.clone()));
     if server.cluster.is_some() {

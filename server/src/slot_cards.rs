@@ -9,15 +9,24 @@
 //! 1. It asks the old owner `GIFTSYNC HANDOVER slot <its id>`. The old owner seals the slot's
 //!    cards (under the registry's lock: from then on a change of one is refused with
 //!    `-TRYAGAIN`, and so is a request for one from its own clients) and answers them whole.
-//! 2. It puts each card in place and logs it, and waits until the log has it.
+//!    The answer starts with the old owner's term.
+//! 2. It puts each card in place and logs it (dropping any other card of the slot it had: a
+//!    copy an earlier move left), and waits until the log has it.
 //! 3. It records the move (PostgreSQL, or its `slot-moves`) and decides the cards from then on.
+//!    In PostgreSQL only while the old owner's group is still at the term it sealed under: a
+//!    replica that took over since decides the cards as it had them, and the move is refused
+//!    (`-TRYAGAIN`) to be run again.
 //! 4. The old owner, once its layout gives the slot away, drops its sealed copies, logged as
-//!    moved (PostgreSQL's row is the new owner's to write: its term is the higher one).
+//!    moved (PostgreSQL's row is the new owner's to write: its term is the higher one). A seal
+//!    lives in memory: a node that starts serving as a primary (restarted, or its replica
+//!    promoted) drops the cards of every slot another group serves, except those importing.
 //!
 //! A step that fails leaves the move unrecorded and can be run again: a second HANDOVER
 //! answers the same sealed cards, and taking a card again replaces it. `SETSLOT slot STABLE`
 //! or `MIGRATING` on the old owner lifts the seal (the slot stays there). The old owner
 //! refuses `SETSLOT slot NODE <other>` while it holds cards of the slot not handed over.
+
+use std::collections::HashSet;
 
 use bytes::Bytes;
 use protocol::{CommandError, ErrorCode, Reply};
@@ -56,7 +65,9 @@ pub fn hand_over(server: &Server, slot: u16, to: &[u8]) -> Result<Reply, Command
         to = %to_name,
         "the gift cards of a hash slot are sealed for the node taking it"
     );
-    let mut reply = Vec::with_capacity(2 * sealed.len());
+    let term = i64::try_from(server.failover.term()).unwrap_or(i64::MAX);
+    let mut reply = Vec::with_capacity(1 + 2 * sealed.len());
+    reply.push(Reply::Integer(term));
     for (card, image) in sealed {
         reply.push(Reply::Bulk(Bytes::from(card.code.into_string())));
         reply.push(Reply::Bulk(Bytes::from(image)));
@@ -65,10 +76,17 @@ pub fn hand_over(server: &Server, slot: u16, to: &[u8]) -> Result<Reply, Command
 }
 
 /// At `CLUSTER SETSLOT slot NODE <this node>`, before the move is recorded: the slot's cards
-/// from the primary at layout index `owner`, which serves it now, put in place and logged.
-pub async fn take_over(server: &Server, slot: u16, owner: usize) -> Result<usize, CommandError> {
+/// from the primary at layout index `owner`, which serves it now, put in place and logged
+/// (and any other card of the slot this node had, a copy left by an earlier move, dropped:
+/// the owner's are all there are). The owner's term when it sealed them, `None` outside a
+/// cluster.
+pub async fn take_over(
+    server: &Server,
+    slot: u16,
+    owner: usize,
+) -> Result<Option<u64>, CommandError> {
     let (Some(layout), Some(peers)) = (server.layout(), server.peers.as_ref()) else {
-        return Ok(0);
+        return Ok(None);
     };
     let unavailable = |why: String| {
         CommandError::new(
@@ -87,14 +105,18 @@ pub async fn take_over(server: &Server, slot: u16, owner: usize) -> Result<usize
         layout.myself().id.as_bytes(),
     ];
     let value = peers.calls.call(owner, &words).await.map_err(unavailable)?;
-    let items = match value {
-        Value::Array(Some(items)) if items.len() % 2 == 0 => items,
+    let (term, items) = match value {
+        Value::Array(Some(items)) if items.len() % 2 == 1 => match &items[0] {
+            &Value::Integer(term) => (term, items),
+            other => return Err(unavailable(format!("it answered a term of {other:?}"))),
+        },
         Value::Error(error) => return Err(unavailable(error)),
         other => return Err(unavailable(format!("it answered {other:?}"))),
     };
     let now = now_ms();
     crate::store::take_appended_lsn();
-    for pair in items.chunks(2) {
+    let mut handed = HashSet::with_capacity(items.len() / 2);
+    for pair in items[1..].chunks(2) {
         let [Value::Bulk(Some(code)), Value::Bulk(Some(image))] = pair else {
             return Err(unavailable(format!("it answered {pair:?}")));
         };
@@ -106,14 +128,21 @@ pub async fn take_over(server: &Server, slot: u16, owner: usize) -> Result<usize
             .store
             .gift_card_adopt(code, image, now)
             .map_err(unavailable)?;
+        handed.insert(code.to_owned());
     }
+    let stale = |code: &str| in_slot(slot)(code) && !handed.contains(code);
+    let dropped = server.store.gift_cards_drop_moved(stale, false, now);
     let lsn = crate::store::take_appended_lsn();
     if let (Some(durability), true) = (server.durability.get(), lsn > 0) {
         durability.wal.wait_ack(lsn).await;
     }
-    let cards = items.len() / 2;
-    info!(slot, cards, "the gift cards of a hash slot taken over");
-    Ok(cards)
+    info!(
+        slot,
+        cards = handed.len(),
+        dropped,
+        "the gift cards of a hash slot taken over"
+    );
+    Ok(Some(u64::try_from(term).unwrap_or_default()))
 }
 
 /// Refuses to give `slot` away from here while cards of it are not handed over (their new
@@ -156,10 +185,39 @@ pub fn drop_moved(server: &Server) {
             continue;
         }
         peers.owners.unseal(slot);
-        let cards = server.store.gift_cards_drop_moved(in_slot(slot), now_ms());
+        let cards = server
+            .store
+            .gift_cards_drop_moved(in_slot(slot), true, now_ms());
         info!(
             slot,
             cards, "the gift cards of a hash slot now served elsewhere are dropped here"
+        );
+    }
+}
+
+/// When this node starts serving as a primary (at its start, or promoted): the cards of
+/// slots another group serves are dropped here. They are copies left behind by a move whose
+/// last step this node never made: it was stopped between the new owner's record of the move
+/// and its own drop (a seal lives in memory only), or it was the old owner's replica. Slots
+/// being imported here keep theirs (they may be on their way in).
+pub fn drop_foreign(server: &Server) {
+    let Some(layout) = server.layout() else {
+        return;
+    };
+    if layout.myself().replica_of.is_some() {
+        return;
+    }
+    let group = layout.myself().group;
+    let foreign = |code: &str| {
+        let slot = cluster::key_slot(code.as_bytes());
+        let served_by = layout.group_of_slot(slot);
+        served_by.is_some_and(|served_by| served_by != group) && !server.slots.importing(slot)
+    };
+    let cards = server.store.gift_cards_drop_moved(foreign, false, now_ms());
+    if cards > 0 {
+        info!(
+            cards,
+            "gift cards of hash slots other groups serve are dropped here (left by a move)"
         );
     }
 }

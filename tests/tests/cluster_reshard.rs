@@ -559,6 +559,42 @@ async fn a_slot_moves_with_its_gift_cards_and_every_hold_on_them() {
     wait_postgres_balance(&cluster, &db, &code, 3_500).await;
 }
 
+/// The old owner of a gift card's slot killed right after the new owner took the card and
+/// recorded the move (before it dropped its sealed copy): started again, it holds no card of
+/// a slot another group serves; the new owner deletes the card, the slot moves back, and the
+/// card does not come back from the old owner's copy. Fails on e876e54: the seal lived in
+/// memory only, the restarted n1 kept its copy (and the move back kept it too, the new
+/// owner's answer holding no card).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_copy_left_by_a_killed_old_owner_does_not_come_back() {
+    let db = cartd_tests::TestDb::create().await;
+    let cluster = LocalCluster::up_with(2, 0, &format!("[postgres]\nurl = \"{}\"\n", db.url));
+    let (code, slot) = named_where("G", |slot| slot < 5_000);
+    let mut n1 = resp3_conn(&cluster, 0).await;
+    cartd_tests::ok(&mut n1, &["GIFTCARD.SET", &code, "10000", "USD"]).await;
+    setslot_on(&cluster, 1, slot, &["IMPORTING", "n1"]).await;
+    setslot_on(&cluster, 0, slot, &["MIGRATING", "n2"]).await;
+    setslot_on(&cluster, 1, slot, &["NODE", "n2"]).await;
+    kill_and_restart(&cluster, 0);
+
+    let mut n1 = resp3_conn(&cluster, 0).await;
+    let memory = cartd_tests::info(&mut n1, &["memory"]).await;
+    let kept = cartd_tests::info_number(&memory, "gift_cards");
+    assert_eq!(kept, 0, "n1 keeps no card of n2's slot:\n{memory}");
+    assert_card_everywhere(&cluster, &code, (10_000, 0), "at n2").await;
+    let mut n2 = resp3_conn(&cluster, 1).await;
+    let deleted = cartd_tests::ok(&mut n2, &["GIFTCARD.DEL", &code]).await;
+    assert_eq!(deleted, redis::Value::Int(1));
+
+    move_empty_slot(&cluster, slot, (1, 0)).await;
+    for node in 0..cluster.nodes {
+        let mut conn = resp3_conn(&cluster, node).await;
+        let card = cartd_tests::ok(&mut conn, &["GIFTCARD.GET", &code]).await;
+        assert_eq!(card, redis::Value::Nil, "deleted, on n{}", node + 1);
+    }
+    wait_postgres_balance(&cluster, &db, &code, -1).await;
+}
+
 fn kill_and_restart(cluster: &LocalCluster, node: u16) {
     tokio::task::block_in_place(|| {
         cluster.kill9(node);

@@ -324,8 +324,29 @@ pub async fn slot_moves(pool: &PgPool) -> Result<Vec<SlotMove>, SinkError> {
         .collect())
 }
 
-/// Records that shard group `group` serves `slot` from now on; the move's term.
-pub async fn record_slot_move(pool: &PgPool, slot: u16, group: &str) -> Result<u64, SinkError> {
+/// Records that shard group `group` serves `slot` from now on; the move's term. With `from`
+/// (the group serving it until now and the term its primary handed the slot's gift cards
+/// over at), only while that group's lease is still at that term: `None` if it is not (a
+/// replica took over since, which decides the cards it had; the move is to be run again).
+pub async fn record_slot_move(
+    pool: &PgPool,
+    slot: u16,
+    group: &str,
+    from: Option<(&str, u64)>,
+) -> Result<Option<u64>, SinkError> {
+    let query = SinkError::query;
+    let mut tx = pool.begin().await.map_err(query("starting a slot move"))?;
+    if let Some((from_group, handed_at)) = from {
+        let term: Option<i64> =
+            sqlx::query_scalar("SELECT term FROM cluster_leases WHERE shard_group = $1 FOR SHARE")
+                .bind(from_group)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(query("reading the exporting group's lease"))?;
+        if term.is_some_and(|term| lsn_from_db(term) != handed_at) {
+            return Ok(None);
+        }
+    }
     let term: i64 = sqlx::query_scalar(
         "INSERT INTO cluster_slots (slot, shard_group, term, updated_at) \
          VALUES ($1, $2, nextval('cluster_terms'), now()) \
@@ -337,10 +358,11 @@ pub async fn record_slot_move(pool: &PgPool, slot: u16, group: &str) -> Result<u
     )
     .bind(i32::from(slot))
     .bind(group)
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await
-    .map_err(SinkError::query("recording a moved slot"))?;
-    Ok(lsn_from_db(term))
+    .map_err(query("recording a moved slot"))?;
+    tx.commit().await.map_err(query("committing a slot move"))?;
+    Ok(Some(lsn_from_db(term)))
 }
 
 /// Gives `holder`'s lease of `group` (at `term`) a new, higher term, its checkpoint moving to

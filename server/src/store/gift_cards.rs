@@ -244,14 +244,20 @@ impl Store {
         Ok(())
     }
 
-    /// Drops the sealed cards `moved` picks, whose slot another node serves now with them:
-    /// each logged gone as moved (PostgreSQL's row is the new owner's to write). How many.
-    pub fn gift_cards_drop_moved(&self, moved: impl Fn(&str) -> bool, now_ms: u64) -> usize {
+    /// Drops the cards `moved` picks (only sealed ones if `sealed_only`), whose slot another
+    /// node serves now with them: each logged gone as moved (PostgreSQL's row is the new
+    /// owner's to write). How many.
+    pub fn gift_cards_drop_moved(
+        &self,
+        moved: impl Fn(&str) -> bool,
+        sealed_only: bool,
+        now_ms: u64,
+    ) -> usize {
         let stamp = Stamp {
             at_ms: now_ms,
             origin: 0,
         };
-        self.gift_cards.drop_sealed(moved, |code| {
+        self.gift_cards.drop_moved(moved, sealed_only, |code| {
             let mut change = reference_change(Space::GiftCard, code.as_bytes(), None, stamp);
             change.state = persistence::StateRef::Tombstone(persistence::TombstoneReason::Moved);
             self.append(&[change]);

@@ -170,3 +170,47 @@ async fn a_silent_session_holding_the_lease_row_does_not_block_a_take_over() {
         "PostgreSQL ended the silent session"
     );
 }
+
+/// A slot's move is recorded against the term its old owner handed the slot's gift cards
+/// over at, and refused once a replica took that group's lease since (the replica never saw
+/// the seal: it decides the cards as it had them); a move without that condition is recorded.
+#[tokio::test]
+async fn a_slot_move_handed_over_under_a_term_taken_over_since_is_refused() {
+    let (_db, pool) = TestDb::create().await;
+    let first = lease::claim_first(&pool, "n1", "n1", 60_000)
+        .await
+        .expect("the first lease");
+    let recorded = lease::record_slot_move(&pool, 7, "n2", Some(("n1", first.term)))
+        .await
+        .expect("the statement");
+    assert!(recorded.is_some_and(|term| term > first.term));
+    let taken = lease::take_over(
+        &pool,
+        "n1",
+        "n3",
+        first.term,
+        true,
+        60_000,
+        lease::Fork::at(0),
+    )
+    .await
+    .expect("the statement")
+    .expect("taken");
+    let refused = lease::record_slot_move(&pool, 8, "n2", Some(("n1", first.term)))
+        .await
+        .expect("the statement");
+    assert_eq!(refused, None, "n1 is at term {} now", taken.term);
+    let moves = lease::slot_moves(&pool).await.expect("the moves");
+    assert!(
+        moves.iter().all(|(slot, _, _)| *slot != 8),
+        "slot 8 not recorded: {moves:?}"
+    );
+    let recorded = lease::record_slot_move(&pool, 8, "n2", Some(("n1", taken.term)))
+        .await
+        .expect("the statement");
+    assert!(recorded.is_some());
+    assert!(lease::record_slot_move(&pool, 9, "n2", None)
+        .await
+        .expect("the statement")
+        .is_some());
+}

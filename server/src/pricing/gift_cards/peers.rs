@@ -301,14 +301,20 @@ impl GiftCards {
         sealed.map(|(_, card)| card.sealed = false).count()
     }
 
-    /// Drops the sealed cards `moved` picks (the node that took their slot has them); `log`
-    /// sees each code, under the lock.
-    pub fn drop_sealed(&self, moved: impl Fn(&str) -> bool, mut log: impl FnMut(&str)) -> usize {
+    /// Drops the cards `moved` picks (another node decides them: the node that took their
+    /// slot, which has them), only sealed ones if `sealed_only`; `log` sees each code, under
+    /// the lock.
+    pub fn drop_moved(
+        &self,
+        moved: impl Fn(&str) -> bool,
+        sealed_only: bool,
+        mut log: impl FnMut(&str),
+    ) -> usize {
         let mut inner = self.inner.write();
         let codes: Vec<Box<str>> = inner
             .cards
             .iter()
-            .filter(|(code, card)| card.sealed && moved(code))
+            .filter(|(code, card)| (card.sealed || !sealed_only) && moved(code))
             .map(|(code, _)| code.clone())
             .collect();
         for code in &codes {

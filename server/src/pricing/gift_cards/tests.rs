@@ -400,9 +400,16 @@ fn a_sealed_card_changes_no_more_and_arrives_whole() {
         "the old owner's spend is not taken again"
     );
 
-    assert_eq!(cards.drop_sealed(|code| code == "G", |_| {}), 1);
+    assert_eq!(
+        cards.drop_moved(|_| true, true, |_| {}),
+        1,
+        "only G, the sealed one"
+    );
     assert!(cards.get("G", 5).is_none());
+    assert!(cards.get("H", 5).is_some(), "H was not sealed");
     assert_eq!(cards.unseal(|_| true), 0);
+    assert_eq!(cards.drop_moved(|_| true, false, |_| {}), 1, "H, unsealed");
+    assert!(cards.get("H", 5).is_none());
 }
 
 /// A cart leaving in checkout: its holds here become holds kept for another node (in the
