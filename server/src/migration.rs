@@ -317,7 +317,7 @@ async fn set_slot(server: &Server, slot: u16, action: SetSlot) -> Result<Reply, 
                 )));
             }
             if layout.myself().epoch <= layout.nodes[from].epoch {
-                raise_term_for_import(server).await?;
+                raise_term(server, "for a slot it imports").await?;
             }
             set_open(server, slot, Some(Open::Importing(from)))?;
         }
@@ -328,12 +328,13 @@ async fn set_slot(server: &Server, slot: u16, action: SetSlot) -> Result<Reply, 
                     "I'm not the owner of hash slot {slot}"
                 )));
             }
-            crate::slot_cards::unseal(server, slot);
+            crate::slot_cards::unseal(server, slot).await?;
             set_open(server, slot, Some(Open::Migrating(to)))?;
         }
         SetSlot::Stable => {
-            crate::slot_cards::unseal(server, slot);
+            crate::slot_cards::unseal(server, slot).await?;
             set_open(server, slot, None)?;
+            crate::slot_cards::drop_stopped_import(server, slot);
         }
         SetSlot::Node(node) => {
             let node = primary_named(&layout, &node)?;
@@ -370,9 +371,10 @@ async fn set_slot(server: &Server, slot: u16, action: SetSlot) -> Result<Reply, 
     Ok(Reply::ok())
 }
 
-/// With PostgreSQL, before a slot's carts come here: this group's term goes above every
-/// term given so far (the exporting group's included), the sink following under it.
-async fn raise_term_for_import(server: &Server) -> Result<(), CommandError> {
+/// With PostgreSQL, before a slot's carts come here (or its gift cards come back): this
+/// group's term goes above every term given so far (the other group's included), the sink
+/// following under it. `why` is logged.
+pub async fn raise_term(server: &Server, why: &str) -> Result<(), CommandError> {
     let Some(postgres) = server.durable().postgres.as_ref() else {
         return Ok(());
     };
@@ -414,7 +416,7 @@ async fn raise_term_for_import(server: &Server) -> Result<(), CommandError> {
     topology.update(|layout| layout.with_primary(layout.myself().group, layout.me, term));
     crate::role_record::record_current(server);
     postgres.start_sink(server, term, true);
-    info!(term, "this group's term is raised for a slot it imports");
+    info!(term, "this group's term is raised {why}");
     Ok(())
 }
 

@@ -160,18 +160,31 @@ pub fn refuse_unsealed(server: &Server, slot: u16, to: &str) -> Result<(), Comma
 }
 
 /// Lifts the seal of `slot`'s cards here (a move stopped before it was recorded: the slot
-/// stays here, and so do they).
-pub fn unseal(server: &Server, slot: u16) {
+/// stays here, and so do they). The node that took them may have written their PostgreSQL
+/// rows under its term, which is higher (raised for the import): this group's term is raised
+/// above it first and each card logged again, so the rows are this node's again and its
+/// later changes reach PostgreSQL. Refused (`-TRYAGAIN`, the seal kept) while that cannot be.
+pub async fn unseal(server: &Server, slot: u16) -> Result<(), CommandError> {
     let Some(peers) = server.peers.as_ref() else {
-        return;
+        return Ok(());
     };
-    if peers.owners.unseal(slot) {
-        let cards = server.store.gift_cards.unseal(in_slot(slot));
-        info!(
-            slot,
-            cards, "the gift cards of a hash slot that stays here are unsealed"
-        );
+    if !peers.owners.sealed_slots().contains(&slot) {
+        return Ok(());
     }
+    crate::migration::raise_term(server, "to take back the gift cards of a slot that stays")
+        .await?;
+    peers.owners.unseal(slot);
+    crate::store::take_appended_lsn();
+    let cards = server.store.gift_cards_unseal(in_slot(slot), now_ms());
+    let lsn = crate::store::take_appended_lsn();
+    if let (Some(durability), true) = (server.durability.get(), lsn > 0) {
+        durability.wal.wait_ack(lsn).await;
+    }
+    info!(
+        slot,
+        cards, "the gift cards of a hash slot that stays here are unsealed"
+    );
+    Ok(())
 }
 
 /// After the layout changed: the sealed cards of each slot another node serves now are
@@ -201,6 +214,18 @@ pub fn drop_moved(server: &Server) {
 /// and its own drop (a seal lives in memory only), or it was the old owner's replica. Slots
 /// being imported here keep theirs (they may be on their way in).
 pub fn drop_foreign(server: &Server) {
+    drop_foreign_of(server, |_| true);
+}
+
+/// At `SETSLOT slot STABLE` on a primary that does not serve `slot`: the cards it took for a
+/// move that stopped before it was recorded are dropped (the slot's owner kept them).
+pub fn drop_stopped_import(server: &Server, slot: u16) {
+    drop_foreign_of(server, |of| of == slot);
+}
+
+/// Drops, on a primary, the cards of the slots `picked` picks that another group serves and
+/// that are not being imported here.
+fn drop_foreign_of(server: &Server, picked: impl Fn(u16) -> bool) {
     let Some(layout) = server.layout() else {
         return;
     };
@@ -210,6 +235,9 @@ pub fn drop_foreign(server: &Server) {
     let group = layout.myself().group;
     let foreign = |code: &str| {
         let slot = cluster::key_slot(code.as_bytes());
+        if !picked(slot) {
+            return false;
+        }
         let served_by = layout.group_of_slot(slot);
         served_by.is_some_and(|served_by| served_by != group) && !server.slots.importing(slot)
     };

@@ -595,6 +595,71 @@ async fn a_card_copy_left_by_a_killed_old_owner_does_not_come_back() {
     wait_postgres_balance(&cluster, &db, &code, -1).await;
 }
 
+/// A move stopped after the target took the gift cards (its sink wrote their rows under its
+/// raised term) but before it recorded the move: here PostgreSQL refuses the record (the test
+/// holds `cluster_slots` locked and ends the target's waiting session), and the operator sets
+/// the slot STABLE on both. The old owner keeps deciding the card, and its later change
+/// reaches PostgreSQL (a restore from there must not find the target's stale balance).
+/// Fails on d064b8e: the old owner's row writes were under a lower term than the target's,
+/// so PostgreSQL kept 10,000 after the card was set to 4,000.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_stopped_after_the_cards_were_taken_leaves_postgres_the_old_owners() {
+    let db = cartd_tests::TestDb::create().await;
+    let cluster = LocalCluster::up_with(2, 0, &format!("[postgres]\nurl = \"{}\"\n", db.url));
+    let (code, slot) = named_where("G", |slot| slot < 5_000);
+    let mut n1 = resp3_conn(&cluster, 0).await;
+    cartd_tests::ok(&mut n1, &["GIFTCARD.SET", &code, "10000", "USD"]).await;
+    setslot_on(&cluster, 1, slot, &["IMPORTING", "n1"]).await;
+    setslot_on(&cluster, 0, slot, &["MIGRATING", "n2"]).await;
+
+    let mut lock = db.pool.begin().await.expect("a transaction");
+    sqlx::query("LOCK TABLE cluster_slots IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("the lock");
+    let mut n2 = resp3_conn(&cluster, 1).await;
+    let slot_text = slot.to_string();
+    let setting = tokio::spawn(async move {
+        redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(&slot_text)
+            .arg("NODE")
+            .arg("n2")
+            .query_async::<redis::Value>(&mut n2)
+            .await
+    });
+    let taken = format!(
+        "SELECT count(*) FROM gift_cards g JOIN cluster_leases l ON l.shard_group = 'n2' \
+         AND g.term = l.term WHERE g.code = '{code}'"
+    );
+    let waiting = "SELECT coalesce(max(pid), 0)::int8 FROM pg_stat_activity \
+                   WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO cluster_slots%'";
+    let started = std::time::Instant::now();
+    let pid = loop {
+        let pid = db.count(waiting).await;
+        if pid > 0 && db.count(&taken).await == 1 {
+            break pid;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "n2 took the card and waits to record the move"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    db.count(&format!("SELECT pg_terminate_backend({pid})::int::int8"))
+        .await;
+    lock.rollback().await.expect("the lock released");
+    let refused = setting.await.expect("the SETSLOT task");
+    assert!(refused.is_err(), "the move is not recorded: {refused:?}");
+
+    setslot_on(&cluster, 0, slot, &["STABLE"]).await;
+    setslot_on(&cluster, 1, slot, &["STABLE"]).await;
+    let mut n1 = resp3_conn(&cluster, 0).await;
+    cartd_tests::ok(&mut n1, &["GIFTCARD.SET", &code, "4000", "USD"]).await;
+    assert_card_everywhere(&cluster, &code, (4_000, 0), "still n1's").await;
+    wait_postgres_balance(&cluster, &db, &code, 4_000).await;
+}
+
 fn kill_and_restart(cluster: &LocalCluster, node: u16) {
     tokio::task::block_in_place(|| {
         cluster.kill9(node);

@@ -227,6 +227,15 @@ impl Store {
             .collect()
     }
 
+    /// Lets the sealed cards `picked` picks change here again (a move stopped before it was
+    /// recorded), each logged again as it is. How many.
+    pub fn gift_cards_unseal(&self, picked: impl Fn(&str) -> bool, now_ms: u64) -> usize {
+        self.gift_cards
+            .unseal(picked, |code, balance, currency, holds| {
+                self.log_peer_holds(code, balance, currency, holds, now_ms);
+            })
+    }
+
     /// At the node taking a slot: a card its old owner handed over (`image`, the card's log
     /// image), put in place of anything this node had of it and logged, before this node
     /// decides it.

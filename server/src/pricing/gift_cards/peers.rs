@@ -293,12 +293,22 @@ impl GiftCards {
             .count()
     }
 
-    /// Lets the sealed cards `moving` picks change here again (their slot stays here).
-    pub fn unseal(&self, moving: impl Fn(&str) -> bool) -> usize {
+    /// Lets the sealed cards `moving` picks change here again (their slot stays here); `log`
+    /// sees each, under the lock (logged again: see `slot_cards::unseal`).
+    pub fn unseal(
+        &self,
+        moving: impl Fn(&str) -> bool,
+        mut log: impl FnMut(&str, i64, Currency, &PeerHolds),
+    ) -> usize {
         let mut inner = self.inner.write();
         let cards = inner.cards.iter_mut();
         let sealed = cards.filter(|(code, card)| card.sealed && moving(code));
-        sealed.map(|(_, card)| card.sealed = false).count()
+        sealed
+            .map(|(code, card)| {
+                card.sealed = false;
+                log(code, card.balance, card.currency, &card.peer_holds());
+            })
+            .count()
     }
 
     /// Drops the cards `moved` picks (another node decides them: the node that took their

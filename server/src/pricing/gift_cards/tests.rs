@@ -407,7 +407,7 @@ fn a_sealed_card_changes_no_more_and_arrives_whole() {
     );
     assert!(cards.get("G", 5).is_none());
     assert!(cards.get("H", 5).is_some(), "H was not sealed");
-    assert_eq!(cards.unseal(|_| true), 0);
+    assert_eq!(cards.unseal(|_| true, |_, _, _, _| {}), 0);
     assert_eq!(cards.drop_moved(|_| true, false, |_| {}), 1, "H, unsealed");
     assert!(cards.get("H", 5).is_none());
 }
