@@ -232,10 +232,14 @@ pub fn replay(
     }
     report.last_lsn = scan.last_lsn().unwrap_or(0);
     report.covered = std::mem::take(&mut scan.covered);
+    // Records the snapshot holds are not lost, whatever the log kept of them: a replica's
+    // full synchronization leaves the snapshot and an empty segment after it, with a tip
+    // written up to the snapshot's LSN.
     if let Some(tip) = tip {
-        if tip.written_lsn > report.last_lsn {
+        let kept = report.last_lsn.max(after);
+        if tip.written_lsn > kept {
             report.lost_at_end = Some(LsnRange {
-                from: report.last_lsn + 1,
+                from: kept + 1,
                 to: tip.written_lsn,
             });
         }

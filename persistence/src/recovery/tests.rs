@@ -399,3 +399,18 @@ fn a_format_1_segment_still_replays_before_new_ones() {
     );
     assert_nth(&records[3], 4, 4);
 }
+
+/// A replica's full synchronization leaves the primary's snapshot (here at LSN 500) and an
+/// empty log after it whose tip says it was written up to 500: nothing is lost at the end,
+/// and the replay (which logged "the log ends before records that had been written" on every
+/// first start after a synchronization before) reports nothing.
+#[test]
+fn a_log_started_after_a_snapshot_has_lost_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    Wal::open_after(small_segments(dir.path(), FsyncPolicy::Always), 501, 500)
+        .unwrap()
+        .close()
+        .unwrap();
+    let report = replay(dir.path(), 500, false, |_| {}).unwrap();
+    assert_eq!(report.lost_at_end, None, "the snapshot holds up to 500");
+}
