@@ -34,7 +34,8 @@ pub struct Session {
     pub upstream_stale: bool,
     /// What other cluster nodes answered the current request's gift card pre-step (set by
     /// the connection for one request, taken by its handler, cleared after it).
-    pub gift_cards: Option<crate::peers::gift_cards::Prepared>,
+    /// Boxed, as `handed`: an idle connection keeps no room for it.
+    pub gift_cards: Option<Box<crate::peers::gift_cards::Prepared>>,
     /// Between MULTI and EXEC: what is queued.
     pub transaction: Option<crate::transaction::Transaction>,
     /// WATCHed carts, each with what it was when watched.
@@ -65,7 +66,8 @@ pub struct Session {
     pub replica_handover: Option<(Bytes, persistence::Lsn)>,
     /// What the handoff pre-step of the current CART.MERGE got from the guest cart's node;
     /// set by the connection for one request, taken by the merge.
-    pub handed: Option<crate::handoff::HandoffResult>,
+    /// Boxed: every connection carries a session, few of them ever merge across nodes.
+    pub handed: Option<Box<crate::handoff::HandoffResult>>,
 }
 
 impl Drop for Session {
