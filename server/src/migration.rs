@@ -18,7 +18,8 @@ use protocol::cmd::{Migrate, SetSlot};
 use protocol::{CommandError, CommandSpec, ErrorCode, Reply};
 use tracing::{info, warn};
 
-use crate::peers::wire::{self, Value};
+use crate::peers::link::Link;
+use crate::peers::wire::Value;
 use crate::server::{now_ms, Server};
 
 /// A slot this node is moving, and the other node (its layout index).
@@ -537,10 +538,13 @@ async fn run_migrate(server: &Server, migrate: &Migrate) -> Result<Reply, Comman
     let now = now_ms();
     let addr = format!("{}:{}", migrate.host, migrate.port);
     let timeout = Duration::from_millis(migrate.timeout_ms);
-    let mut link = tokio::time::timeout(timeout, Target::connect(&addr, migrate.auth.as_ref()))
-        .await
-        .map_err(|_| io_error("connect timed out".into()))?
-        .map_err(io_error)?;
+    let mut link = tokio::time::timeout(
+        timeout,
+        Target::connect(&addr, migrate.auth.as_ref(), timeout),
+    )
+    .await
+    .map_err(|_| io_error("connect timed out".into()))?
+    .map_err(io_error)?;
     let mut pending: Vec<&Bytes> = migrate.keys.iter().collect();
     // While a slot moves, a cart this node still holds is the one that counts: a copy the
     // target has is left from a MIGRATE that did not finish, and is replaced. So is one sent
@@ -636,38 +640,23 @@ fn check_imports(replies: &[Value]) -> Result<(), CommandError> {
 
 /// A connection to a MIGRATE's target.
 struct Target {
-    stream: tokio::net::TcpStream,
-    buffer: bytes::BytesMut,
+    link: Link,
 }
 
 impl Target {
+    /// Connects within `timeout` (every later write and reply has as long), and
+    /// authenticates with MIGRATE's `AUTH`/`AUTH2`, or else with the nodes' shared password.
     async fn connect(
         addr: &str,
         auth: Option<&(Option<String>, String)>,
+        timeout: Duration,
     ) -> Result<Target, String> {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|error| error.to_string())?;
-        let _ = stream.set_nodelay(true);
-        let mut target = Target {
-            stream,
-            buffer: bytes::BytesMut::new(),
+        let credentials = match auth {
+            Some((user, password)) => Some((user.as_deref(), password.as_str())),
+            None => crate::peers::shared_password().map(|password| (None, password)),
         };
-        let shared = crate::peers::shared_password();
-        let words: Option<Vec<&[u8]>> = match auth {
-            Some((Some(user), password)) => {
-                Some(vec![b"AUTH", user.as_bytes(), password.as_bytes()])
-            }
-            Some((None, password)) => Some(vec![b"AUTH", password.as_bytes()]),
-            None => shared.map(|password| vec![&b"AUTH"[..], password.as_bytes()]),
-        };
-        if let Some(words) = words {
-            match target.calls(&[words]).await?.pop() {
-                Some(Value::Simple(ok)) if ok == "OK" => {}
-                other => return Err(format!("{addr} refused AUTH: {other:?}")),
-            }
-        }
-        Ok(target)
+        let link = Link::connect_as(addr, credentials, timeout).await?;
+        Ok(Target { link })
     }
 
     /// `ASKING` and `CART.IMPORT key image [REPLACE]` for each cart, pipelined; the imports'
@@ -686,7 +675,7 @@ impl Target {
             }
             requests.push(words);
         }
-        let replies = self.calls(&requests).await?;
+        let replies = self.link.calls(&requests).await?;
         Ok(replies.into_iter().skip(1).step_by(2).collect())
     }
 
@@ -697,40 +686,6 @@ impl Target {
             requests.push(vec![b"ASKING"]);
             requests.push(vec![b"DEL", key]);
         }
-        self.calls(&requests).await.map(|_| ())
-    }
-
-    /// Sends `requests` at once and reads their replies.
-    async fn calls(&mut self, requests: &[Vec<&[u8]>]) -> Result<Vec<Value>, String> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut out = Vec::new();
-        for words in requests {
-            wire::encode(words, &mut out);
-        }
-        self.stream
-            .write_all(&out)
-            .await
-            .map_err(|error| error.to_string())?;
-        let mut replies = Vec::with_capacity(requests.len());
-        while replies.len() < requests.len() {
-            match wire::parse(&self.buffer)? {
-                Some((value, used)) => {
-                    let _ = self.buffer.split_to(used);
-                    replies.push(value);
-                }
-                None => {
-                    self.buffer.reserve(64 * 1024);
-                    let read = self
-                        .stream
-                        .read_buf(&mut self.buffer)
-                        .await
-                        .map_err(|error| error.to_string())?;
-                    if read == 0 {
-                        return Err("the target closed the connection".into());
-                    }
-                }
-            }
-        }
-        Ok(replies)
+        self.link.calls(&requests).await.map(|_| ())
     }
 }

@@ -660,6 +660,85 @@ async fn a_move_stopped_after_the_cards_were_taken_leaves_postgres_the_old_owner
     wait_postgres_balance(&cluster, &db, &code, 4_000).await;
 }
 
+/// With `requirepass` on every node, MIGRATE authenticates at its target with its `AUTH` or
+/// `AUTH2` (as `redis-cli --cluster reshard -a` sends them), and without either with the
+/// password the nodes share; a wrong one is refused with the target's answer and the cart
+/// stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_authenticates_at_a_password_protected_target() {
+    let cluster = LocalCluster::up_with_password(2, 0, "s3cret");
+    let conn = |node: u16| async move {
+        let url = format!("redis://:s3cret@127.0.0.1:{}/", cluster.port + node);
+        let client = redis::Client::open(url).expect("a client");
+        client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect")
+    };
+    let (slot, keys) = {
+        let (first, slot) = named_where("cart:p", |slot| slot < 5_000);
+        let rest = (0..).map(|at| format!("{{{first}}}:{at}")).take(3);
+        (
+            slot,
+            std::iter::once(first.clone())
+                .chain(rest)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut n1 = conn(0).await;
+    for key in &keys {
+        let add = [
+            "CART.ADD", key, "item", "-", "1", "PRICE", "500", "CURRENCY", "USD",
+        ];
+        cartd_tests::ok(&mut n1, &add).await;
+    }
+    let mut n2 = conn(1).await;
+    let slot_text = slot.to_string();
+    for (node, args) in [
+        (&mut n2, ["IMPORTING", "n1"]),
+        (&mut n1, ["MIGRATING", "n2"]),
+    ] {
+        let mut words = vec!["CLUSTER", "SETSLOT", &slot_text];
+        words.extend(args);
+        cartd_tests::ok(node, &words).await;
+    }
+    let port = (cluster.port + 1).to_string();
+    let migrate = |key: &str, auth: &[&str]| {
+        let mut words = vec!["MIGRATE", "127.0.0.1", &port, key, "0", "5000"];
+        words.extend(auth);
+        words
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<String>>()
+    };
+    let words = migrate(&keys[0], &["AUTH", "nope"]);
+    let refused = cartd_tests::fails(&mut n1, &strs(&words)).await;
+    assert!(refused.contains("WRONGPASS"), "{refused}");
+    for (key, auth) in [
+        (&keys[0], &["AUTH", "s3cret"][..]),
+        (&keys[1], &["AUTH2", "default", "s3cret"][..]),
+        (&keys[2], &[][..]),
+    ] {
+        let words = migrate(key, auth);
+        let moved = cartd_tests::ok(&mut n1, &strs(&words)).await;
+        assert_eq!(moved, redis::Value::Okay, "{words:?}");
+    }
+    let asking = |key: &String| {
+        let mut pipe = redis::pipe();
+        pipe.cmd("ASKING").ignore().cmd("EXISTS").arg(key);
+        pipe
+    };
+    for (at, key) in keys.iter().enumerate() {
+        let (on_n2,): (i64,) = asking(key).query_async(&mut n2).await.expect("EXISTS");
+        assert_eq!(on_n2, i64::from(at < 3), "{key} on n2");
+    }
+}
+
+/// The words of a request as `&str`s.
+fn strs(words: &[String]) -> Vec<&str> {
+    words.iter().map(String::as_str).collect()
+}
+
 fn kill_and_restart(cluster: &LocalCluster, node: u16) {
     tokio::task::block_in_place(|| {
         cluster.kill9(node);

@@ -25,7 +25,7 @@ use crate::server::{now_ms, Server};
 use crate::store::shared::SharedChange;
 use crate::store::stamps::{Stamp, STAMP_BUCKETS};
 
-pub(super) type LinkResult<T> = Result<T, String>;
+pub(crate) type LinkResult<T> = Result<T, String>;
 
 /// Runs the link to `peer` until the server stops.
 pub async fn run(server: Arc<Server>, peer: Arc<Peer>, mut queue: mpsc::Receiver<SharedChange>) {
@@ -74,33 +74,52 @@ fn current_addr(server: &Server, peer: &Peer) -> String {
     peer.addr(&layout)
 }
 
-/// One RESP connection to a peer: the push link's, or one of the gift card calls' (`calls.rs`).
-pub(super) struct Link {
+/// One RESP connection to another node: the push link's, one of the gift card calls'
+/// (`calls.rs`), or a MIGRATE's to its target (`crate::migration`).
+pub(crate) struct Link {
     stream: TcpStream,
     buffer: BytesMut,
+    /// How long a connect, a write or one reply may take.
+    timeout: Duration,
 }
+
+/// Credentials to `AUTH` with: a user (or the default one) and a password.
+pub(crate) type Credentials<'a> = (Option<&'a str>, &'a str);
 
 impl Link {
     /// Connects to `addr` within [`PEER_TIMEOUT_MS`], and authenticates with the password
     /// the nodes share (`requirepass`), if there is one.
     pub(super) async fn connect(addr: &str) -> LinkResult<Link> {
+        let shared = super::shared_password().map(|password| (None, password));
         let timeout = Duration::from_millis(PEER_TIMEOUT_MS);
+        Link::connect_as(addr, shared, timeout).await
+    }
+
+    /// Connects to `addr` within `timeout` (which bounds every later write and reply too),
+    /// and authenticates with `credentials`, if any.
+    pub(crate) async fn connect_as(
+        addr: &str,
+        credentials: Option<Credentials<'_>>,
+        timeout: Duration,
+    ) -> LinkResult<Link> {
+        let millis = timeout.as_millis();
         let mut link = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 Link {
                     stream,
                     buffer: BytesMut::new(),
+                    timeout,
                 }
             }
             Ok(Err(error)) => return Err(error.to_string()),
-            Err(_) => return Err(format!("no connection within {PEER_TIMEOUT_MS} ms")),
+            Err(_) => return Err(format!("no connection within {millis} ms")),
         };
-        if let Some(password) = super::PASSWORD
-            .get()
-            .filter(|password| !password.is_empty())
-        {
-            match link.call(&[b"AUTH", password.as_bytes()]).await? {
+        if let Some((user, password)) = credentials {
+            let mut words: Vec<&[u8]> = vec![b"AUTH"];
+            words.extend(user.map(str::as_bytes));
+            words.push(password.as_bytes());
+            match link.call(&words).await? {
                 Value::Simple(ok) if ok == "OK" => {}
                 other => return Err(format!("{addr} refused AUTH: {other:?}")),
             }
@@ -109,11 +128,25 @@ impl Link {
     }
 
     /// Sends one request and reads its reply, an error reply included.
-    pub(super) async fn call(&mut self, words: &[&[u8]]) -> LinkResult<Value> {
+    pub(crate) async fn call(&mut self, words: &[&[u8]]) -> LinkResult<Value> {
         let mut out = Vec::new();
         wire::encode(words, &mut out);
         self.write(&out).await?;
         self.read().await
+    }
+
+    /// Sends `requests` in one write and reads a reply to each (error replies included).
+    pub(crate) async fn calls(&mut self, requests: &[Vec<&[u8]>]) -> LinkResult<Vec<Value>> {
+        let mut out = Vec::new();
+        for words in requests {
+            wire::encode(words, &mut out);
+        }
+        self.write(&out).await?;
+        let mut replies = Vec::with_capacity(requests.len());
+        for _ in requests {
+            replies.push(self.read().await?);
+        }
+        Ok(replies)
     }
 
     /// Compares digests at once, then pushes and compares as they come.
@@ -207,17 +240,16 @@ impl Link {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> LinkResult<()> {
-        let timeout = Duration::from_millis(PEER_TIMEOUT_MS);
-        match tokio::time::timeout(timeout, self.stream.write_all(bytes)).await {
+        match tokio::time::timeout(self.timeout, self.stream.write_all(bytes)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err(format!("a write took over {PEER_TIMEOUT_MS} ms")),
+            Err(_) => Err(format!("a write took over {} ms", self.timeout.as_millis())),
         }
     }
 
-    /// The next reply, within [`PEER_TIMEOUT_MS`].
+    /// The next reply, within the link's timeout.
     async fn read(&mut self) -> LinkResult<Value> {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(PEER_TIMEOUT_MS);
+        let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             if let Some((value, used)) = wire::parse(&self.buffer)? {
                 let _ = self.buffer.split_to(used);
@@ -232,7 +264,10 @@ impl Link {
                 Ok(Ok(0)) => return Err("the peer closed the link".into()),
                 Ok(Ok(_)) => {}
                 Ok(Err(error)) => return Err(error.to_string()),
-                Err(_) => return Err(format!("no reply within {PEER_TIMEOUT_MS} ms")),
+                Err(_) => {
+                    let millis = self.timeout.as_millis();
+                    return Err(format!("no reply within {millis} ms"));
+                }
             }
         }
     }
