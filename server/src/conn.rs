@@ -649,7 +649,7 @@ impl Connection {
         // MISCONF refusal does not).
         self.session.handed = None;
         if let Some(peers) = &self.server.peers {
-            gift_cards::abandon(self.session.gift_cards.take().map(|p| *p), &peers.owners);
+            gift_cards::abandon(self.session.take_gift_cards(), &peers.owners);
         }
         if let Some(spec) = spec {
             crate::cmd::pubsub::after_command(spec, &mut self.session);

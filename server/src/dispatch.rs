@@ -77,6 +77,16 @@ impl Drop for Session {
 }
 
 impl Session {
+    /// The current request's gift card pre-step result, taken.
+    pub fn take_gift_cards(&mut self) -> Option<crate::peers::gift_cards::Prepared> {
+        self.gift_cards.take().map(|prepared| *prepared)
+    }
+
+    /// The current CART.MERGE's handoff result, taken.
+    pub fn take_handed(&mut self) -> Option<crate::handoff::HandoffResult> {
+        self.handed.take().map(|handed| *handed)
+    }
+
     /// A new connection's session: as the `default` user, authenticated if that user needs
     /// no password.
     pub fn new(handle: Arc<ClientHandle>, server: &Server) -> Session {

@@ -445,7 +445,8 @@ async fn record_move(
             CommandError::new(
                 ErrorCode::TryAgain,
                 format!(
-                    "the primary that handed over hash slot {slot}'s gift cards is not its                      group's any more (a failover): set the slot's node again"
+                    "the primary that handed over hash slot {slot}'s gift cards is not its \
+                     group's any more (a failover): set the slot's node again"
                 ),
             )
         });

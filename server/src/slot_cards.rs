@@ -40,6 +40,18 @@ fn in_slot(slot: u16) -> impl Fn(&str) -> bool {
     move |code: &str| cluster::key_slot(code.as_bytes()) == slot
 }
 
+/// Runs `change` (no await inside: what it logs is noted per thread) and waits until the log
+/// has what it appended, so a crash after the reply finds it there.
+async fn logged<T>(server: &Server, change: impl FnOnce() -> T) -> T {
+    crate::store::take_appended_lsn();
+    let done = change();
+    let lsn = crate::store::take_appended_lsn();
+    if let (Some(durability), true) = (server.durability.get(), lsn > 0) {
+        durability.wal.wait_ack(lsn).await;
+    }
+    done
+}
+
 /// `GIFTSYNC HANDOVER slot node-id` at the node serving `slot`: its cards are sealed and sent.
 pub fn hand_over(server: &Server, slot: u16, to: &[u8]) -> Result<Reply, CommandError> {
     let (Some(layout), Some(peers)) = (server.layout(), server.peers.as_ref()) else {
@@ -114,33 +126,31 @@ pub async fn take_over(
         other => return Err(unavailable(format!("it answered {other:?}"))),
     };
     let now = now_ms();
-    crate::store::take_appended_lsn();
-    let mut handed = HashSet::with_capacity(items.len() / 2);
-    for pair in items[1..].chunks(2) {
-        let [Value::Bulk(Some(code)), Value::Bulk(Some(image))] = pair else {
-            return Err(unavailable(format!("it answered {pair:?}")));
-        };
-        let code = std::str::from_utf8(code).map_err(|_| unavailable("a code not UTF-8".into()))?;
-        if !in_slot(slot)(code) {
-            return Err(unavailable(format!("it sent card {code} of another slot")));
+    let (cards, dropped) = logged(server, || {
+        let mut handed = HashSet::with_capacity(items.len() / 2);
+        for pair in items[1..].chunks(2) {
+            let [Value::Bulk(Some(code)), Value::Bulk(Some(image))] = pair else {
+                return Err(unavailable(format!("it answered {pair:?}")));
+            };
+            let code =
+                std::str::from_utf8(code).map_err(|_| unavailable("a code not UTF-8".into()))?;
+            if !in_slot(slot)(code) {
+                return Err(unavailable(format!("it sent card {code} of another slot")));
+            }
+            server
+                .store
+                .gift_card_adopt(code, image, now)
+                .map_err(unavailable)?;
+            handed.insert(code.to_owned());
         }
-        server
-            .store
-            .gift_card_adopt(code, image, now)
-            .map_err(unavailable)?;
-        handed.insert(code.to_owned());
-    }
-    let stale = |code: &str| in_slot(slot)(code) && !handed.contains(code);
-    let dropped = server.store.gift_cards_drop_moved(stale, false, now);
-    let lsn = crate::store::take_appended_lsn();
-    if let (Some(durability), true) = (server.durability.get(), lsn > 0) {
-        durability.wal.wait_ack(lsn).await;
-    }
+        let stale = |code: &str| in_slot(slot)(code) && !handed.contains(code);
+        let dropped = server.store.gift_cards_drop_moved(stale, false, now);
+        Ok((handed.len(), dropped))
+    })
+    .await?;
     info!(
         slot,
-        cards = handed.len(),
-        dropped,
-        "the gift cards of a hash slot taken over"
+        cards, dropped, "the gift cards of a hash slot taken over"
     );
     Ok(Some(u64::try_from(term).unwrap_or_default()))
 }
@@ -168,18 +178,16 @@ pub async fn unseal(server: &Server, slot: u16) -> Result<(), CommandError> {
     let Some(peers) = server.peers.as_ref() else {
         return Ok(());
     };
-    if !peers.owners.sealed_slots().contains(&slot) {
+    if !peers.owners.is_sealed(slot) {
         return Ok(());
     }
     crate::migration::raise_term(server, "to take back the gift cards of a slot that stays")
         .await?;
     peers.owners.unseal(slot);
-    crate::store::take_appended_lsn();
-    let cards = server.store.gift_cards_unseal(in_slot(slot), now_ms());
-    let lsn = crate::store::take_appended_lsn();
-    if let (Some(durability), true) = (server.durability.get(), lsn > 0) {
-        durability.wal.wait_ack(lsn).await;
-    }
+    let cards = logged(server, || {
+        server.store.gift_cards_unseal(in_slot(slot), now_ms())
+    })
+    .await;
     info!(
         slot,
         cards, "the gift cards of a hash slot that stays here are unsealed"

@@ -559,6 +559,19 @@ async fn a_slot_moves_with_its_gift_cards_and_every_hold_on_them() {
     wait_postgres_balance(&cluster, &db, &code, 3_500).await;
 }
 
+/// Two primaries with PostgreSQL, a gift card of 10,000 on n1, and its slot opened to move
+/// to n2 (IMPORTING on n2, MIGRATING on n1): the database, the cluster, the card, its slot.
+async fn a_card_moving_from_n1_to_n2() -> (cartd_tests::TestDb, LocalCluster, String, usize) {
+    let db = cartd_tests::TestDb::create().await;
+    let cluster = LocalCluster::up_with(2, 0, &format!("[postgres]\nurl = \"{}\"\n", db.url));
+    let (code, slot) = named_where("G", |slot| slot < 5_000);
+    let mut n1 = resp3_conn(&cluster, 0).await;
+    cartd_tests::ok(&mut n1, &["GIFTCARD.SET", &code, "10000", "USD"]).await;
+    setslot_on(&cluster, 1, slot, &["IMPORTING", "n1"]).await;
+    setslot_on(&cluster, 0, slot, &["MIGRATING", "n2"]).await;
+    (db, cluster, code, slot)
+}
+
 /// The old owner of a gift card's slot killed right after the new owner took the card and
 /// recorded the move (before it dropped its sealed copy): started again, it holds no card of
 /// a slot another group serves; the new owner deletes the card, the slot moves back, and the
@@ -567,13 +580,7 @@ async fn a_slot_moves_with_its_gift_cards_and_every_hold_on_them() {
 /// owner's answer holding no card).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_card_copy_left_by_a_killed_old_owner_does_not_come_back() {
-    let db = cartd_tests::TestDb::create().await;
-    let cluster = LocalCluster::up_with(2, 0, &format!("[postgres]\nurl = \"{}\"\n", db.url));
-    let (code, slot) = named_where("G", |slot| slot < 5_000);
-    let mut n1 = resp3_conn(&cluster, 0).await;
-    cartd_tests::ok(&mut n1, &["GIFTCARD.SET", &code, "10000", "USD"]).await;
-    setslot_on(&cluster, 1, slot, &["IMPORTING", "n1"]).await;
-    setslot_on(&cluster, 0, slot, &["MIGRATING", "n2"]).await;
+    let (db, cluster, code, slot) = a_card_moving_from_n1_to_n2().await;
     setslot_on(&cluster, 1, slot, &["NODE", "n2"]).await;
     kill_and_restart(&cluster, 0);
 
@@ -604,13 +611,7 @@ async fn a_card_copy_left_by_a_killed_old_owner_does_not_come_back() {
 /// so PostgreSQL kept 10,000 after the card was set to 4,000.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_stopped_after_the_cards_were_taken_leaves_postgres_the_old_owners() {
-    let db = cartd_tests::TestDb::create().await;
-    let cluster = LocalCluster::up_with(2, 0, &format!("[postgres]\nurl = \"{}\"\n", db.url));
-    let (code, slot) = named_where("G", |slot| slot < 5_000);
-    let mut n1 = resp3_conn(&cluster, 0).await;
-    cartd_tests::ok(&mut n1, &["GIFTCARD.SET", &code, "10000", "USD"]).await;
-    setslot_on(&cluster, 1, slot, &["IMPORTING", "n1"]).await;
-    setslot_on(&cluster, 0, slot, &["MIGRATING", "n2"]).await;
+    let (db, cluster, code, slot) = a_card_moving_from_n1_to_n2().await;
 
     let mut lock = db.pool.begin().await.expect("a transaction");
     sqlx::query("LOCK TABLE cluster_slots IN EXCLUSIVE MODE")

@@ -50,7 +50,7 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::CartRemove(cmd) => cart_remove::apply(cmd, server, now),
         Command::CartGet(cmd) => Ok(cart_get::apply(cmd, server, now, session)),
         Command::CartClear(cmd) => cart_clear::apply(cmd, server, now),
-        Command::CartMerge(cmd) => cart_merge::apply(cmd, server, now, session.handed.take().map(|handed| *handed)),
+        Command::CartMerge(cmd) => cart_merge::apply(cmd, server, now, session.take_handed()),
         Command::CartHandoff(cmd) => cart_handoff::hand_off(cmd, server, now),
         Command::CartHandoffDone(cmd) => Ok(cart_handoff::done(cmd, server, now)),
         Command::Asking => asking(session, server),
@@ -78,24 +78,24 @@ pub fn run(command: Command, session: &mut Session, server: &Server) -> Option<R
         Command::PromoGet(cmd) => pricing::promo_get(cmd, server),
         Command::PromoDel(cmd) => pricing::promo_del(cmd, server, now),
         Command::GiftCardSet(cmd) => {
-            pricing::gift_card_set(cmd, server, now, session.gift_cards.take().map(|prepared| *prepared))
+            pricing::gift_card_set(cmd, server, now, session.take_gift_cards())
         }
         Command::GiftCardGet(cmd) => {
-            pricing::gift_card_get(cmd, server, now, session.gift_cards.take().map(|prepared| *prepared))
+            pricing::gift_card_get(cmd, server, now, session.take_gift_cards())
         }
         Command::GiftCardDel(cmd) => {
-            pricing::gift_card_del(cmd, server, now, session.gift_cards.take().map(|prepared| *prepared))
+            pricing::gift_card_del(cmd, server, now, session.take_gift_cards())
         }
         Command::CartPromo(cmd) => cart_promo::promo(cmd, server, now),
         Command::CartGiftCard(cmd) => {
-            cart_promo::gift_card(cmd, server, now, session.gift_cards.take().map(|prepared| *prepared))
+            cart_promo::gift_card(cmd, server, now, session.take_gift_cards())
         }
         Command::CartCheckout(cmd) => {
-            let prepared = session.gift_cards.take().map(|prepared| *prepared);
+            let prepared = session.take_gift_cards();
             cart_checkout::checkout(cmd, server, now, (session.upstream_stale, prepared))
         }
         Command::CartComplete(cmd) => {
-            cart_checkout::complete(cmd, server, now, session.gift_cards.take().map(|prepared| *prepared))
+            cart_checkout::complete(cmd, server, now, session.take_gift_cards())
         }
         Command::CartRelease(cmd) => cart_checkout::release(cmd, server, now),
         Command::Acl(args) => acl::run(args, session, server),

@@ -97,6 +97,11 @@ impl Owners {
         was
     }
 
+    /// Whether `slot`'s cards are sealed here.
+    pub fn is_sealed(&self, slot: u16) -> bool {
+        self.any_sealed.load(Ordering::Acquire) && self.sealed.lock().contains_key(&slot)
+    }
+
     /// The slots whose cards are sealed here.
     pub fn sealed_slots(&self) -> Vec<u16> {
         if !self.any_sealed.load(Ordering::Acquire) {
